@@ -1,0 +1,23 @@
+//! The storage layer of bbru: object and transaction ids, the [`Storage`]
+//! trait with ZODB's semantics, and the engines behind it.
+//!
+//! - [`FileStorage`]: a ZODB FileStorage (`Data.fs`) that Python ZODB opens,
+//!   and that opens what Python wrote.
+//! - [`MemoryStorage`]: the same semantics in memory, for tests.
+//! - [`DemoStorage`]: a writable in-memory overlay over a read-only base.
+//!
+//! This crate knows nothing of networking, HTTP or Rust object types; it
+//! moves records (opaque byte strings) and reads them only to find
+//! references when packing.
+
+pub mod error;
+pub mod ids;
+pub mod limits;
+pub mod storage;
+
+pub use error::{ConflictError, Result, StorageError};
+pub use ids::{Oid, Tid, TidClock};
+pub use storage::{
+    DataRecord, HistoryEntry, Revision, Storage, TransactionIter, TransactionMeta,
+    TransactionRecord, TxnHandle, TxnStatus, UndoLogEntry, parse_undo_id, undo_id,
+};

@@ -1,0 +1,20 @@
+//! Every limit of the storage layer, in one place. Names end in their
+//! qualifier (`_max`, `_count`).
+
+/// Bytes of a transaction's user, description, or extension: each is
+/// written with a 2-byte length in a FileStorage transaction header.
+pub const TXN_META_FIELD_SIZE_MAX: usize = u16::MAX as usize;
+
+/// Bytes of one object record. FileStorage has room for 2^64, but one
+/// record is read into memory whole; a bigger object belongs in a blob.
+pub const RECORD_SIZE_MAX: u64 = 256 * 1024 * 1024;
+
+/// Oids handed out by one `new_oids` call.
+pub const NEW_OIDS_COUNT_MAX: usize = 10_000;
+
+/// Revisions `history` returns at most, whatever the caller asks for.
+pub const HISTORY_SIZE_MAX: usize = 100_000;
+
+/// Hops a backpointer chain may take before the
+/// reader calls it corrupt (every hop must also point strictly backwards).
+pub const BACKPOINTER_CHAIN_LENGTH_MAX: usize = 10_000;

@@ -1,0 +1,266 @@
+//! The `Storage` trait: what every backend (FileStorage, MemoryStorage,
+//! DemoStorage, the ZEO client, a future PostgreSQL backend) offers to the
+//! persistence layer and to the ZEO server.
+//!
+//! The semantics are ZODB's (`ZODB.interfaces.IStorage`, `IMVCCStorage`'s
+//! `loadBefore`, `IStorageUndoable`, `IStorageIteration`), with one change of
+//! shape: two-phase commit is driven through an opaque [`TxnHandle`], and
+//! stores are buffered by the storage until `vote`. Several transactions may
+//! therefore be open at once (one per ZEO client); the storage's commit lock
+//! is taken at `vote` and released at `finish` or `abort`, so only the
+//! write itself is serialised.
+
+use std::fmt;
+
+use crate::error::Result;
+use crate::ids::{Oid, Tid};
+
+/// Who did what: the metadata every transaction carries. This is the audit
+/// trail, so the storage keeps it byte for byte.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransactionMeta {
+    /// UTF-8 by convention (Zope writes `"<acl path> <user id>"`).
+    pub user: Vec<u8>,
+    pub description: Vec<u8>,
+    /// A protocol-3 pickle of a `dict` with `str` keys, or empty.
+    pub extension: Vec<u8>,
+    /// A tid chosen by the caller (copying or restoring transactions). It
+    /// must be later than the storage's last transaction. `None`: the
+    /// storage takes one from its clock at vote.
+    pub tid: Option<Tid>,
+}
+
+impl TransactionMeta {
+    pub fn new(user: impl Into<Vec<u8>>, description: impl Into<Vec<u8>>) -> TransactionMeta {
+        TransactionMeta {
+            user: user.into(),
+            description: description.into(),
+            ..TransactionMeta::default()
+        }
+    }
+
+    pub fn with_extension(mut self, extension: Vec<u8>) -> TransactionMeta {
+        self.extension = extension;
+        self
+    }
+}
+
+/// An open transaction of one storage. Not `Clone`: a handle names one
+/// transaction, which ends with exactly one `finish` or `abort`.
+#[derive(PartialEq, Eq, Hash)]
+pub struct TxnHandle(u64);
+
+impl TxnHandle {
+    /// For backends: wrap their own transaction number.
+    pub fn new(id: u64) -> TxnHandle {
+        TxnHandle(id)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Debug for TxnHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TxnHandle({})", self.0)
+    }
+}
+
+/// One revision of an object as `load_before` finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    /// The object record (class pickle then state pickle).
+    pub data: Vec<u8>,
+    /// The tid of the transaction that wrote this revision.
+    pub start: Tid,
+    /// The tid of the next revision, `None` when this one is current.
+    pub end: Option<Tid>,
+}
+
+/// One entry of `history`, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    pub tid: Tid,
+    /// Seconds since the Unix epoch (from the tid).
+    pub time: f64,
+    pub user: Vec<u8>,
+    pub description: Vec<u8>,
+    pub extension: Vec<u8>,
+    /// Record length; 0 for a revision written as a backpointer.
+    pub size: u64,
+}
+
+/// One entry of `undo_log`, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UndoLogEntry {
+    /// The transaction to pass to `undo`. ZEO and Python show it as the
+    /// base64 of the tid ([`undo_id`]).
+    pub tid: Tid,
+    pub time: f64,
+    pub user: Vec<u8>,
+    pub description: Vec<u8>,
+    pub extension: Vec<u8>,
+    /// Size in bytes of the transaction record.
+    pub size: u64,
+}
+
+/// The Python form of an undo id: standard base64 of the tid with padding.
+pub fn undo_id(tid: Tid) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(tid.to_bytes())
+}
+
+/// Parses an undo id made by [`undo_id`].
+pub fn parse_undo_id(id: &str) -> Option<Tid> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(id).ok()?;
+    Tid::from_slice(&bytes)
+}
+
+/// Status of a stored transaction (the FileStorage status byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnStatus {
+    /// `' '`: committed.
+    Committed,
+    /// `'p'`: committed, copied by a pack; not undoable.
+    Packed,
+    /// `'u'`: legacy; its records are ignored.
+    Undone,
+}
+
+impl TxnStatus {
+    pub fn as_byte(self) -> u8 {
+        match self {
+            TxnStatus::Committed => b' ',
+            TxnStatus::Packed => b'p',
+            TxnStatus::Undone => b'u',
+        }
+    }
+
+    pub fn as_char(self) -> char {
+        char::from(self.as_byte())
+    }
+}
+
+/// One transaction as the iterator yields it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionRecord {
+    pub tid: Tid,
+    pub status: TxnStatus,
+    pub user: Vec<u8>,
+    pub description: Vec<u8>,
+    pub extension: Vec<u8>,
+    pub records: Vec<DataRecord>,
+}
+
+/// One object revision inside an iterated transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataRecord {
+    pub oid: Oid,
+    /// The transaction's tid.
+    pub tid: Tid,
+    /// The record, or `None` when this revision deletes the object (an undone
+    /// creation or an external-GC deletion).
+    pub data: Option<Vec<u8>>,
+    /// For a revision that reuses an earlier one's data (a backpointer), the
+    /// tid of the transaction that wrote those data.
+    pub data_txn: Option<Tid>,
+}
+
+/// Iterates transactions in tid order. Owns what it needs, so it can outlive
+/// the call that made it (a ZEO server keeps one per client iterator).
+pub type TransactionIter = Box<dyn Iterator<Item = Result<TransactionRecord>> + Send>;
+
+/// What every backend offers. Methods take `&self`: backends synchronise
+/// inside, so readers proceed while another transaction commits.
+pub trait Storage: Send + Sync {
+    /// A name for logs and ZEO's `get_info`.
+    fn name(&self) -> String;
+
+    fn is_read_only(&self) -> bool;
+
+    /// The tid of the last committed transaction (`Tid::ZERO` when empty).
+    fn last_transaction(&self) -> Tid;
+
+    /// Number of objects (oids with a record).
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Approximate size in bytes.
+    fn size(&self) -> u64;
+
+    /// The current revision: its data and serial. Fails with `PosKey` if
+    /// the object does not exist or its current revision deletes it.
+    fn load(&self, oid: Oid) -> Result<(Vec<u8>, Tid)> {
+        match self.load_before(oid, Tid::MAX)? {
+            Some(rev) => Ok((rev.data, rev.start)),
+            None => Err(crate::StorageError::pos_key(oid)),
+        }
+    }
+
+    /// The revision current just before `before`: `Ok(None)` when the object
+    /// had no revision that early, `PosKey` when the object never existed or
+    /// the revision found is a deletion.
+    fn load_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>>;
+
+    /// The revision written by transaction `serial`.
+    fn load_serial(&self, oid: Oid, serial: Tid) -> Result<Vec<u8>>;
+
+    /// Allocates `count` fresh oids.
+    fn new_oids(&self, count: usize) -> Result<Vec<Oid>>;
+
+    /// Opens a transaction. Nothing is locked yet.
+    fn tpc_begin(&self, meta: TransactionMeta) -> Result<TxnHandle>;
+
+    /// Stores a new revision of `oid`. `expected` is the serial the change
+    /// was based on (`Tid::ZERO` for a new object). A stale serial fails
+    /// with `Conflict` here if already visible, otherwise at `vote`.
+    fn store(&self, txn: &TxnHandle, oid: Oid, expected: Tid, data: Vec<u8>) -> Result<()>;
+
+    /// Writes a revision that deletes `oid` (ZODB's `deleteObject`, for
+    /// external garbage collection), after checking `expected`.
+    fn delete_object(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<()>;
+
+    /// Makes the commit fail unless `oid`'s committed serial is still
+    /// `expected` when it is voted (`checkCurrentSerialInTransaction`).
+    fn check_current_serial(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<()>;
+
+    /// Undoes transaction `tid` inside this transaction; returns the oids it
+    /// will change. Failures that depend on later data show up at `vote`.
+    fn undo(&self, txn: &TxnHandle, tid: Tid) -> Result<Vec<Oid>>;
+
+    /// Takes the commit lock, checks every serial, and writes the
+    /// transaction (not yet visible). After `Ok`, `finish` will succeed
+    /// barring a failing disk.
+    fn vote(&self, txn: &TxnHandle) -> Result<()>;
+
+    /// Makes the voted transaction durable and visible; returns its tid.
+    /// Returns only after the bytes are on stable storage. Calling it
+    /// without `vote` votes first.
+    fn finish(&self, txn: &TxnHandle) -> Result<Tid>;
+
+    /// Forgets the transaction, voted or not, and releases the commit lock.
+    fn abort(&self, txn: &TxnHandle);
+
+    /// Revisions of `oid`, newest first, at most `size`.
+    fn history(&self, oid: Oid, size: usize) -> Result<Vec<HistoryEntry>>;
+
+    /// Undoable transactions, newest first, skipping `first` and ending
+    /// before `last` (Python's `undoLog(first, last)` with `last >= 0`).
+    fn undo_log(&self, first: usize, last: usize) -> Result<Vec<UndoLogEntry>>;
+
+    /// Transactions with `start <= tid <= stop`, in tid order.
+    fn iterator(&self, start: Option<Tid>, stop: Option<Tid>) -> Result<TransactionIter>;
+
+    /// Removes revisions not current at `pack_time` (and, with `gc`, objects
+    /// unreachable from the root at that time). History after `pack_time`
+    /// is kept. Readers and commits go on while it runs.
+    fn pack(&self, pack_time: Tid, gc: bool) -> Result<()>;
+
+    /// Flushes and releases files and locks. Later calls fail with `Closed`.
+    fn close(&self) -> Result<()>;
+}
