@@ -1,1 +1,10 @@
-//! Placeholder; being written.
+//! Shared test helpers for every crate's tests.
+//!
+//! - [`fixtures`]: paths to the files Python ZODB wrote (`shared/fixtures/zodb`)
+//!   and Python's reading of them (`expected.json`).
+//! - [`python`]: the Python ZODB/ZEO environment the interop tests run.
+//! - [`conformance`]: the storage conformance suite every backend runs.
+
+pub mod conformance;
+pub mod fixtures;
+pub mod python;

@@ -10,9 +10,11 @@
 //! moves records (opaque byte strings) and reads them only to find
 //! references when packing.
 
+pub mod demo;
 pub mod error;
 pub mod ids;
 pub mod limits;
+pub mod memory;
 pub mod storage;
 
 pub use error::{ConflictError, Result, StorageError};
