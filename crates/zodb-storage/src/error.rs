@@ -27,7 +27,11 @@ pub struct ConflictError {
 
 impl std::fmt::Display for ConflictError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = if self.read_conflict { "read conflict" } else { "conflict" };
+        let kind = if self.read_conflict {
+            "read conflict"
+        } else {
+            "conflict"
+        };
         write!(
             f,
             "database {kind} error (oid 0x{:016x}, serial this txn started with {}, serial currently committed {})",
@@ -60,7 +64,11 @@ pub enum StorageError {
 
     /// The file is damaged at the named offset.
     #[error("{}: corrupted at offset {offset}: {reason}", .path.display())]
-    Corrupted { path: PathBuf, offset: u64, reason: String },
+    Corrupted {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
 
     /// Not a FileStorage, or a format version we do not handle.
     #[error("{}: {reason}", .path.display())]
@@ -101,7 +109,10 @@ impl StorageError {
     }
 
     pub fn io(context: impl Into<String>, source: io::Error) -> StorageError {
-        StorageError::Io { context: context.into(), source }
+        StorageError::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     pub fn is_pos_key(&self) -> bool {

@@ -75,13 +75,12 @@ impl Tid {
 
     /// The tid of a calendar time (UTC). `second` may carry a fraction.
     pub fn from_parts(year: i32, month: u8, day: u8, hour: u8, minute: u8, second: f64) -> Tid {
-        let minutes = ((((i64::from(year) - 1900) * 12 + i64::from(month) - 1) * 31
-            + i64::from(day)
-            - 1)
-            * 24
-            + i64::from(hour))
-            * 60
-            + i64::from(minute);
+        let minutes =
+            ((((i64::from(year) - 1900) * 12 + i64::from(month) - 1) * 31 + i64::from(day) - 1)
+                * 24
+                + i64::from(hour))
+                * 60
+                + i64::from(minute);
         let high = minutes.clamp(0, i64::from(u32::MAX)) as u64;
         // `as` saturates, which is what we want for an out-of-range second.
         let low = (second / SECONDS_PER_UNIT) as u32;
@@ -93,7 +92,11 @@ impl Tid {
     pub fn from_unix_seconds(seconds: f64) -> Tid {
         let whole = seconds.floor();
         let Ok(dt) = time::OffsetDateTime::from_unix_timestamp(whole as i64) else {
-            return if seconds < 0.0 { Tid::ZERO } else { Tid(u64::MAX) };
+            return if seconds < 0.0 {
+                Tid::ZERO
+            } else {
+                Tid(u64::MAX)
+            };
         };
         let second = f64::from(dt.second()) + (seconds - whole);
         Tid::from_parts(

@@ -1,0 +1,1313 @@
+//! `FileStorage`: a ZODB FileStorage engine over one `Data.fs`.
+//!
+//! The file is an append-only log of transactions
+//! (`shared/spec/filestorage-format.md`); an in-memory index maps each oid to
+//! the position of its newest record, and every older revision is reached
+//! through the records' `prev` pointers. Python ZODB opens the files this
+//! engine writes, and this engine opens Python's.
+//!
+//! Concurrency: readers take the snapshot lock only to look a position up,
+//! then read with `pread` on a shared file handle; committed bytes never
+//! change (except a status byte and a pack's switch to a new file, which
+//! readers of the old handle never see). One transaction at a time holds the
+//! commit lock, from `vote` (which writes it with status `'c'` past the
+//! published end) to `finish` (which flips the status, fsyncs, and publishes)
+//! or `abort` (which cuts it off again).
+
+mod check;
+pub mod format;
+mod index_file;
+mod io;
+mod oid_index;
+mod pack;
+mod scan;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+pub use oid_index::OidIndex;
+
+pub use check::{CheckReport, check_file};
+use format::{
+    MAGIC, MAGIC_PY2, Payload, STATUS_CHECKPOINT, STATUS_COMMITTED, STATUS_PACKED, STATUS_UNDONE,
+    TXN_HEADER_SIZE, TXN_STATUS, TxnBuilder, TxnHeader,
+};
+use io::{Reader, Record, RecordPayload};
+
+use crate::error::{ConflictError, Result, StorageError};
+use crate::ids::{Oid, Tid, TidClock};
+use crate::limits;
+use crate::storage::{
+    DataRecord, HistoryEntry, Revision, Storage, TransactionIter, TransactionMeta,
+    TransactionRecord, TxnHandle, TxnStatus, UndoLogEntry,
+};
+
+/// How to open a file.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Open without the lock, refuse writes, and never change the file.
+    pub read_only: bool,
+    /// Refuse to create a missing file.
+    pub must_exist: bool,
+    /// Keep `Data.fs.old` after a pack (Python's default).
+    pub pack_discard_old: bool,
+}
+
+/// What open found and did, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The saved index was used (only the tail after it was scanned).
+    pub used_saved_index: bool,
+    pub scanned_transactions: u64,
+    /// Position where a damaged tail was cut off, and why.
+    pub cut: Option<(u64, String)>,
+    /// Where the cut bytes were saved (`Data.fs.trN`).
+    pub saved_tail: Option<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+/// What readers see: the file, the index of committed records, and where
+/// committed data end. Replaced as a whole by a pack.
+#[derive(Debug)]
+struct Snapshot {
+    file: Arc<File>,
+    index: OidIndex,
+    end: u64,
+    last_tid: Tid,
+}
+
+/// One write of a pending transaction.
+#[derive(Debug)]
+enum PendingWrite {
+    Store {
+        oid: Oid,
+        expected: Tid,
+        data: Vec<u8>,
+    },
+    Delete {
+        oid: Oid,
+        expected: Tid,
+    },
+}
+
+impl PendingWrite {
+    fn oid(&self) -> Oid {
+        match self {
+            PendingWrite::Store { oid, .. } | PendingWrite::Delete { oid, .. } => *oid,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Voted {
+    tid: Tid,
+    tpos: u64,
+    /// Bytes written, trailing length included.
+    len: u64,
+    /// Record positions to publish: oid → pos.
+    positions: Vec<(u64, u64)>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    meta: TransactionMeta,
+    writes: Vec<PendingWrite>,
+    by_oid: HashMap<Oid, usize>,
+    checks: Vec<(Oid, Tid)>,
+    undos: Vec<Tid>,
+    voted: Option<Voted>,
+    done: bool,
+}
+
+/// A ZODB FileStorage.
+#[derive(Debug)]
+pub struct FileStorage {
+    path: PathBuf,
+    read_only: bool,
+    options: Options,
+    snap: RwLock<Snapshot>,
+    /// Holder of the commit lock: a transaction handle id, or `PACK_HOLDER`.
+    commit: Mutex<Option<u64>>,
+    commit_released: Condvar,
+    pending: Mutex<HashMap<u64, Arc<Mutex<Pending>>>>,
+    next_handle: AtomicU64,
+    /// The largest oid handed out or seen.
+    max_oid: Mutex<u64>,
+    clock: Mutex<TidClock>,
+    /// Set after a failed write or fsync: commits are refused until reopen.
+    poisoned: Mutex<Option<String>>,
+    lock_file: Mutex<Option<File>>,
+    closed: AtomicBool,
+    packing: AtomicBool,
+    open_report: OpenReport,
+}
+
+const PACK_HOLDER: u64 = u64::MAX;
+
+impl FileStorage {
+    /// Opens (creating if missing) `path` for reading and writing.
+    pub fn open(path: impl AsRef<Path>) -> Result<FileStorage> {
+        FileStorage::open_with(path, Options::default())
+    }
+
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<FileStorage> {
+        FileStorage::open_with(
+            path,
+            Options {
+                read_only: true,
+                ..Options::default()
+            },
+        )
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<FileStorage> {
+        let path = path.as_ref().to_path_buf();
+        let io_err = |what: &str, e| StorageError::io(format!("{}: {what}", path.display()), e);
+        if options.must_exist && !options.read_only && !path.exists() {
+            return Err(io_err("open", std::io::ErrorKind::NotFound.into()));
+        }
+        let lock_file = if options.read_only {
+            None
+        } else {
+            Some(take_lock(&path)?)
+        };
+        let file = if options.read_only {
+            File::open(&path).map_err(|e| io_err("open", e))?
+        } else {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| io_err("open", e))?
+        };
+        let mut size = file.metadata().map_err(|e| io_err("stat", e))?.len();
+        if size == 0 && !options.read_only {
+            file.write_all_at(MAGIC, 0)
+                .map_err(|e| io_err("write the magic", e))?;
+            file.sync_all().map_err(|e| io_err("fsync", e))?;
+            size = MAGIC.len() as u64;
+        }
+        let mut magic = [0u8; 4];
+        if size < 4 {
+            return Err(StorageError::Format {
+                path,
+                reason: "too short to be a FileStorage".into(),
+            });
+        }
+        file.read_exact_at(&mut magic, 0)
+            .map_err(|e| io_err("read the magic", e))?;
+        if &magic == MAGIC_PY2 {
+            if !options.read_only {
+                return Err(StorageError::Format {
+                    path,
+                    reason: "a Python 2 FileStorage (FS21): open it read-only, or convert it with zodbupdate --convert-py3".into(),
+                });
+            }
+        } else if &magic != MAGIC {
+            return Err(StorageError::Format {
+                path,
+                reason: format!("not a FileStorage (magic {magic:?})"),
+            });
+        }
+
+        let mut report = OpenReport::default();
+        let (mut index, start, start_tid) = match load_saved_index(&file, &path, size) {
+            Ok(Some((end, index, tid))) => {
+                report.used_saved_index = true;
+                (index, end, tid)
+            }
+            Ok(None) => (OidIndex::new(), 4, Tid::ZERO),
+            Err(reason) => {
+                report
+                    .warnings
+                    .push(format!("ignoring the saved index: {reason}"));
+                (OidIndex::new(), 4, Tid::ZERO)
+            }
+        };
+        let scanned = scan::scan(&file, &path, size, start, start_tid, &mut index)?;
+        report.scanned_transactions = scanned.transactions;
+        report.warnings.extend(scanned.warnings);
+        for w in &report.warnings {
+            tracing::warn!(path = %path.display(), "{w}");
+        }
+        let end = scanned.end;
+        if let Some(cut) = &scanned.cut {
+            report.cut = Some((cut.pos, cut.reason.clone()));
+            if options.read_only {
+                tracing::warn!(path = %path.display(), "{}; read-only, so reading up to {}", cut.reason, cut.pos);
+            } else {
+                tracing::warn!(path = %path.display(), "{}; cutting the file at {}", cut.reason, cut.pos);
+                if cut.save_tail {
+                    report.saved_tail = Some(save_tail(&file, &path, cut.pos, size)?);
+                }
+                file.set_len(cut.pos).map_err(|e| io_err("truncate", e))?;
+                file.sync_all().map_err(|e| io_err("fsync", e))?;
+                index_file::remove(&path)?;
+            }
+        }
+        if !options.read_only && (!report.used_saved_index || report.cut.is_some()) && end > 4 {
+            index_file::save(&path, end, &index)?;
+        }
+        index.shrink_to_fit();
+        let max_oid = index.max_oid().unwrap_or(0);
+        let last_tid = scanned.last_tid;
+        Ok(FileStorage {
+            read_only: options.read_only,
+            options,
+            snap: RwLock::new(Snapshot {
+                file: Arc::new(file),
+                index,
+                end,
+                last_tid,
+            }),
+            commit: Mutex::new(None),
+            commit_released: Condvar::new(),
+            pending: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            max_oid: Mutex::new(max_oid),
+            clock: Mutex::new(TidClock::new(last_tid)),
+            poisoned: Mutex::new(None),
+            lock_file: Mutex::new(lock_file),
+            closed: AtomicBool::new(false),
+            packing: AtomicBool::new(false),
+            open_report: report,
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What open found: saved index used, damaged tail cut, warnings.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.open_report
+    }
+
+    /// Where committed data end (the size of the committed file).
+    pub fn end(&self) -> u64 {
+        self.snap.read().end
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StorageError::Closed);
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        if self.read_only {
+            return Err(StorageError::ReadOnly);
+        }
+        if let Some(why) = self.poisoned.lock().clone() {
+            return Err(StorageError::Poisoned(why));
+        }
+        Ok(())
+    }
+
+    fn poison(&self, why: String) {
+        tracing::error!(path = %self.path.display(), "refusing further writes: {why}");
+        self.poisoned.lock().get_or_insert(why);
+    }
+
+    /// The file, the position of `oid`'s newest record, and the end.
+    fn locate(&self, oid: Oid) -> Result<(Arc<File>, u64, u64)> {
+        self.check_open()?;
+        let snap = self.snap.read();
+        let pos = snap
+            .index
+            .get(oid.0)
+            .ok_or_else(|| StorageError::pos_key(oid))?;
+        Ok((Arc::clone(&snap.file), pos, snap.end))
+    }
+
+    fn reader<'a>(&'a self, file: &'a File, end: u64) -> Reader<'a> {
+        Reader {
+            file,
+            path: &self.path,
+            end,
+        }
+    }
+
+    /// The serial of `oid`'s committed current record, `None` if it has none.
+    fn committed_serial(&self, oid: Oid) -> Result<Option<Tid>> {
+        match self.locate(oid) {
+            Ok((file, pos, end)) => Ok(Some(self.reader(&file, end).data_header(pos)?.serial)),
+            Err(e) if e.is_pos_key() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn pending(&self, txn: &TxnHandle) -> Result<Arc<Mutex<Pending>>> {
+        self.pending.lock().get(&txn.id()).cloned().ok_or_else(|| {
+            StorageError::Transaction(format!("{txn:?} is not a transaction of this storage"))
+        })
+    }
+
+    fn acquire_commit_lock(&self, holder: u64) {
+        let mut h = self.commit.lock();
+        while h.is_some() {
+            self.commit_released.wait(&mut h);
+        }
+        *h = Some(holder);
+    }
+
+    fn release_commit_lock(&self, holder: u64) {
+        let mut h = self.commit.lock();
+        if *h == Some(holder) {
+            *h = None;
+            self.commit_released.notify_all();
+        }
+    }
+
+    /// Finds the transaction `tid` by walking back from the end.
+    fn find_transaction(reader: &Reader<'_>, tid: Tid) -> Result<Option<(u64, TxnHeader)>> {
+        let mut end = reader.end;
+        while end > 4 {
+            let tlen = reader.u64_at(end - 8, "redundant transaction length")?;
+            let tpos = end
+                .checked_sub(8 + tlen)
+                .filter(|p| *p >= 4)
+                .ok_or_else(|| {
+                    reader.corrupted(end - 8, "transaction length points before the file start")
+                })?;
+            let h = reader.txn_header(tpos)?;
+            if h.tlen != tlen {
+                return Err(reader.corrupted(tpos, "redundant transaction length check failed"));
+            }
+            if h.tid == tid {
+                return Ok(Some((tpos, h)));
+            }
+            if h.tid < tid {
+                return Ok(None);
+            }
+            end = tpos;
+        }
+        Ok(None)
+    }
+
+    /// The data records of the transaction at `tpos`.
+    fn transaction_records(reader: &Reader<'_>, tpos: u64, h: &TxnHeader) -> Result<Vec<Record>> {
+        let mut records = Vec::new();
+        if h.status == STATUS_UNDONE {
+            return Ok(records);
+        }
+        let mut pos = tpos + h.header_len();
+        let body_end = tpos + h.tlen;
+        while pos < body_end {
+            let r = reader.record(pos, None)?;
+            if r.header.tloc != tpos {
+                return Err(reader.corrupted(pos, "data record belongs to another transaction"));
+            }
+            pos += r.header.record_len();
+            records.push(r);
+        }
+        Ok(records)
+    }
+
+    fn read_meta(
+        reader: &Reader<'_>,
+        tpos: u64,
+        h: &TxnHeader,
+    ) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+        let at = tpos + TXN_HEADER_SIZE as u64;
+        let meta = reader.read_exact(
+            at,
+            (h.header_len() - TXN_HEADER_SIZE as u64) as usize,
+            "transaction metadata",
+        )?;
+        let (user, rest) = meta.split_at(usize::from(h.ulen));
+        let (description, extension) = rest.split_at(usize::from(h.dlen));
+        Ok((user.to_vec(), description.to_vec(), extension.to_vec()))
+    }
+
+    /// Checks that an undo of `tid` is possible now; returns its oids.
+    fn undo_oids(&self, tid: Tid) -> Result<Vec<Oid>> {
+        let (file, end) = {
+            let s = self.snap.read();
+            (Arc::clone(&s.file), s.end)
+        };
+        let reader = self.reader(&file, end);
+        let Some((tpos, h)) = Self::find_transaction(&reader, tid)? else {
+            return Err(StorageError::Undo(vec![
+                "Invalid undo transaction id".into(),
+            ]));
+        };
+        if h.status != STATUS_COMMITTED {
+            return Err(StorageError::Undo(vec!["non-undoable transaction".into()]));
+        }
+        let mut oids: Vec<Oid> = Self::transaction_records(&reader, tpos, &h)?
+            .iter()
+            .map(|r| r.header.oid)
+            .collect();
+        oids.dedup();
+        Ok(oids)
+    }
+
+    /// Votes `p` with the commit lock already held by `holder`: checks
+    /// serials, computes undo records, writes the transaction with status
+    /// `'c'` past the published end.
+    fn vote_locked(&self, p: &mut Pending) -> Result<Voted> {
+        let (file, end, last_tid) = {
+            let s = self.snap.read();
+            (Arc::clone(&s.file), s.end, s.last_tid)
+        };
+        let reader = self.reader(&file, end);
+        let index_pos = |oid: Oid| self.snap.read().index.get(oid.0);
+
+        // Serials: stores and deletions, then read checks.
+        for w in &p.writes {
+            let (oid, expected) = match w {
+                PendingWrite::Store { oid, expected, .. }
+                | PendingWrite::Delete { oid, expected } => (*oid, *expected),
+            };
+            let committed = match index_pos(oid) {
+                Some(pos) => reader.data_header(pos)?.serial,
+                None => Tid::ZERO,
+            };
+            if committed != expected {
+                return Err(ConflictError {
+                    oid,
+                    committed,
+                    expected,
+                    read_conflict: false,
+                }
+                .into());
+            }
+        }
+        for &(oid, expected) in &p.checks {
+            let committed = match index_pos(oid) {
+                Some(pos) => reader.data_header(pos)?.serial,
+                None => Tid::ZERO,
+            };
+            if committed != expected {
+                return Err(ConflictError {
+                    oid,
+                    committed,
+                    expected,
+                    read_conflict: true,
+                }
+                .into());
+            }
+        }
+
+        let tid = {
+            let mut clock = self.clock.lock();
+            clock.observe(last_tid);
+            match p.meta.tid {
+                Some(t) if t <= last_tid => {
+                    return Err(StorageError::Transaction(format!(
+                        "tid {t} is not later than the last transaction {last_tid}"
+                    )));
+                }
+                Some(t) => {
+                    clock.observe(t);
+                    t
+                }
+                None => clock.next(),
+            }
+        };
+
+        let mut b = TxnBuilder::new(
+            end,
+            tid,
+            STATUS_CHECKPOINT,
+            &p.meta.user,
+            &p.meta.description,
+            &p.meta.extension,
+        );
+        // Positions written by this transaction, which undo records must
+        // treat as current.
+        let mut written: HashMap<Oid, u64> = HashMap::new();
+        let mut positions = Vec::with_capacity(p.writes.len());
+        for w in &p.writes {
+            let oid = w.oid();
+            let prev = index_pos(oid).unwrap_or(0);
+            let pos = match w {
+                PendingWrite::Store { data, .. } => b.push(oid, tid, prev, &Payload::Data(data)),
+                PendingWrite::Delete { .. } => b.push(oid, tid, prev, &Payload::Back(0)),
+            };
+            written.insert(oid, pos);
+            positions.push((oid.0, pos));
+        }
+        let mut problems = Vec::new();
+        // Undo records need the data of records written above, which are
+        // not in the file yet; the buffer is consulted for those.
+        let mut undo_written: HashMap<Oid, (u64, Option<u64>, Option<Vec<u8>>)> = HashMap::new();
+        for undo_tid in &p.undos {
+            let Some((utpos, uh)) = Self::find_transaction(&reader, *undo_tid)? else {
+                problems.push("Invalid undo transaction id".to_string());
+                continue;
+            };
+            if uh.status != STATUS_COMMITTED {
+                problems.push("non-undoable transaction".to_string());
+                continue;
+            }
+            for r in Self::transaction_records(&reader, utpos, &uh)? {
+                let oid = r.header.oid;
+                if written.contains_key(&oid) && !undo_written.contains_key(&oid) {
+                    problems.push(format!(
+                        "object {oid} is both stored and undone in one transaction"
+                    ));
+                    continue;
+                }
+                // The current record: (its pos, its data pointer, its data).
+                let (cur_pos, cur_ptr, cur_data) = match undo_written.get(&oid) {
+                    Some(c) => c.clone(),
+                    None => match index_pos(oid) {
+                        Some(cpos) => {
+                            let c = reader.record(cpos, Some(oid))?;
+                            let ptr = match &c.payload {
+                                RecordPayload::Data(_) => Some(cpos),
+                                RecordPayload::Back(0) => None,
+                                RecordPayload::Back(b) => Some(*b),
+                            };
+                            let data = reader.resolve(c)?.map(|(d, _)| d);
+                            (cpos, ptr, data)
+                        }
+                        None => (0, None, None),
+                    },
+                };
+                let undone_data = reader.resolve(r.clone())?.map(|(d, _)| d);
+                let copyable = cur_pos == r.pos
+                    || cur_ptr == Some(r.pos)
+                    || (undone_data.is_some() && undone_data == cur_data);
+                if !copyable {
+                    problems.push(if r.header.prev == 0 {
+                        format!("Can't undo an add transaction followed by conflicting transactions (object {oid})")
+                    } else {
+                        format!("Some data were modified by a later transaction (object {oid})")
+                    });
+                    continue;
+                }
+                let back = r.header.prev;
+                let prev = index_pos(oid).unwrap_or(0);
+                let pos = b.push(oid, tid, prev, &Payload::Back(back));
+                let (ptr, data) = if back == 0 {
+                    (None, None)
+                } else {
+                    let target = reader.record(back, Some(oid))?;
+                    let ptr = match &target.payload {
+                        RecordPayload::Data(_) => Some(back),
+                        RecordPayload::Back(0) => None,
+                        RecordPayload::Back(b) => Some(*b),
+                    };
+                    (ptr, reader.resolve(target)?.map(|(d, _)| d))
+                };
+                undo_written.insert(oid, (pos, ptr, data));
+                written.insert(oid, pos);
+                positions.retain(|(o, _)| *o != oid.0);
+                positions.push((oid.0, pos));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(StorageError::Undo(problems));
+        }
+
+        let bytes = b.finish();
+        if let Err(e) = file.write_all_at(&bytes, end) {
+            // Cut the partial write back off; if even that fails, nobody
+            // knows what the tail holds, so refuse writes from now on.
+            if let Err(e2) = file.set_len(end) {
+                self.poison(format!(
+                    "write failed ({e}) and truncating it back failed ({e2})"
+                ));
+            }
+            return Err(StorageError::io(
+                format!("{}: writing a transaction at {end}", self.path.display()),
+                e,
+            ));
+        }
+        Ok(Voted {
+            tid,
+            tpos: end,
+            len: bytes.len() as u64,
+            positions,
+        })
+    }
+
+    /// Saves the index (as Python does on close) so the next open is fast.
+    fn save_index(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        let snap = self.snap.read();
+        index_file::save(&self.path, snap.end, &snap.index)
+    }
+
+    /// Verifies the whole file like Python's `fstest`, and more.
+    pub fn check(&self) -> Result<CheckReport> {
+        check_file(&self.path)
+    }
+}
+
+/// Takes `Data.fs.lock` with `flock`, as zc.lockfile does, so Python and
+/// Rust processes exclude each other.
+fn take_lock(path: &Path) -> Result<File> {
+    let lock_path = index_file::sibling(path, ".lock");
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| StorageError::io(format!("{}: open", lock_path.display()), e))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            return Err(StorageError::Locked {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(StorageError::io(
+                format!("{}: lock", lock_path.display()),
+                e,
+            ));
+        }
+    }
+    // zc.lockfile writes " <pid>\n"; a diagnostic only.
+    let _ = f.set_len(0);
+    let _ = f.write_all(format!(" {}\n", std::process::id()).as_bytes());
+    let _ = f.flush();
+    Ok(f)
+}
+
+/// Copies `[pos, size)` to the first free `Data.fs.trN`.
+fn save_tail(file: &File, path: &Path, pos: u64, size: u64) -> Result<PathBuf> {
+    let mut n = 0;
+    let target = loop {
+        let candidate = index_file::sibling(path, &format!(".tr{n}"));
+        if !candidate.exists() {
+            break candidate;
+        }
+        n += 1;
+    };
+    let mut buf = vec![0u8; (size - pos) as usize];
+    file.read_exact_at(&mut buf, pos)
+        .map_err(|e| StorageError::io(format!("{}: read the damaged tail", path.display()), e))?;
+    let mut out = File::create(&target)
+        .map_err(|e| StorageError::io(format!("{}: create", target.display()), e))?;
+    out.write_all(&buf)
+        .and_then(|()| out.sync_all())
+        .map_err(|e| StorageError::io(format!("{}: write", target.display()), e))?;
+    Ok(target)
+}
+
+/// Loads `Data.fs.index` and checks it against the file as Python's
+/// `_check_sanity` does. `Ok(None)`: no saved index. `Err`: unusable.
+fn load_saved_index(
+    file: &File,
+    path: &Path,
+    size: u64,
+) -> std::result::Result<Option<(u64, OidIndex, Tid)>, String> {
+    let bytes = match fs::read(index_file::index_path(path)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let (end, index) = index_file::decode(&bytes).map_err(|u| u.0)?;
+    if end < 4 || end > size {
+        return Err(format!("it covers up to {end}, the file has {size} bytes"));
+    }
+    if end == 4 {
+        return Ok(Some((end, index, Tid::ZERO)));
+    }
+    let reader = Reader { file, path, end };
+    let err = |e: StorageError| e.to_string();
+    // The transaction just before `end` must be whole, and the last few
+    // records of the last non-empty transaction must be where the index
+    // says.
+    let mut tend = end;
+    let mut last_tid = None;
+    while tend > 4 {
+        let tlen = reader.u64_at(tend - 8, "length").map_err(err)?;
+        let tpos = tend
+            .checked_sub(8 + tlen)
+            .filter(|p| *p >= 4)
+            .ok_or("bad trailing length")?;
+        let h = reader.txn_header(tpos).map_err(err)?;
+        if h.tlen != tlen || ![STATUS_COMMITTED, STATUS_PACKED, STATUS_UNDONE].contains(&h.status) {
+            return Err(format!("no whole transaction ends at {tend}"));
+        }
+        last_tid.get_or_insert(h.tid);
+        if h.status == STATUS_UNDONE || h.tlen == h.header_len() {
+            tend = tpos;
+            continue;
+        }
+        let records = FileStorage::transaction_records(&reader, tpos, &h).map_err(err)?;
+        for r in records.iter().rev().take(5) {
+            // A later record of the same oid in this transaction wins.
+            let newest = records
+                .iter()
+                .rfind(|x| x.header.oid == r.header.oid)
+                .map(|x| x.pos);
+            if index.get(r.header.oid.0) != newest {
+                return Err(format!(
+                    "the entry of oid {} does not match the file",
+                    r.header.oid
+                ));
+            }
+        }
+        break;
+    }
+    Ok(Some((end, index, last_tid.unwrap_or(Tid::ZERO))))
+}
+
+impl Storage for FileStorage {
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn last_transaction(&self) -> Tid {
+        self.snap.read().last_tid
+    }
+
+    fn len(&self) -> usize {
+        self.snap.read().index.len()
+    }
+
+    fn size(&self) -> u64 {
+        self.snap.read().end
+    }
+
+    fn load(&self, oid: Oid) -> Result<(Vec<u8>, Tid)> {
+        let (file, pos, end) = self.locate(oid)?;
+        let reader = self.reader(&file, end);
+        let r = reader.record(pos, Some(oid))?;
+        let serial = r.header.serial;
+        match reader.resolve(r)? {
+            Some((data, _)) => Ok((data, serial)),
+            None => Err(StorageError::pos_key(oid)),
+        }
+    }
+
+    fn load_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>> {
+        let (file, mut pos, end) = self.locate(oid)?;
+        let reader = self.reader(&file, end);
+        let mut next_serial = None;
+        loop {
+            let h = reader.data_header(pos)?;
+            if h.oid != oid {
+                return Err(reader.corrupted(pos, format!("expected a record of oid {oid}")));
+            }
+            if h.serial < before {
+                let r = reader.record(pos, Some(oid))?;
+                return match reader.resolve(r)? {
+                    Some((data, _)) => Ok(Some(Revision {
+                        data,
+                        start: h.serial,
+                        end: next_serial,
+                    })),
+                    None => Err(StorageError::PosKey {
+                        oid,
+                        detail: Some(format!("deleted as of {}", h.serial)),
+                    }),
+                };
+            }
+            next_serial = Some(h.serial);
+            if h.prev == 0 {
+                return Ok(None);
+            }
+            if h.prev >= pos {
+                return Err(
+                    reader.corrupted(pos, "previous record pointer does not point backwards")
+                );
+            }
+            pos = h.prev;
+        }
+    }
+
+    fn load_serial(&self, oid: Oid, serial: Tid) -> Result<Vec<u8>> {
+        let (file, mut pos, end) = self.locate(oid)?;
+        let reader = self.reader(&file, end);
+        loop {
+            let h = reader.data_header(pos)?;
+            if h.serial == serial {
+                let r = reader.record(pos, Some(oid))?;
+                return reader
+                    .resolve(r)?
+                    .map(|(d, _)| d)
+                    .ok_or_else(|| StorageError::PosKey {
+                        oid,
+                        detail: Some(format!("revision {serial} is a deletion")),
+                    });
+            }
+            if h.serial < serial || h.prev == 0 || h.prev >= pos {
+                return Err(StorageError::PosKey {
+                    oid,
+                    detail: Some(format!("no revision {serial}")),
+                });
+            }
+            pos = h.prev;
+        }
+    }
+
+    fn new_oids(&self, count: usize) -> Result<Vec<Oid>> {
+        self.check_writable()?;
+        if count > limits::NEW_OIDS_COUNT_MAX {
+            return Err(StorageError::Limit(format!(
+                "at most {} oids per call",
+                limits::NEW_OIDS_COUNT_MAX
+            )));
+        }
+        let mut max = self.max_oid.lock();
+        let start = *max + 1;
+        *max += count as u64;
+        Ok((start..start + count as u64).map(Oid).collect())
+    }
+
+    fn tpc_begin(&self, meta: TransactionMeta) -> Result<TxnHandle> {
+        self.check_writable()?;
+        for (what, field) in [
+            ("user name", &meta.user),
+            ("description", &meta.description),
+            ("extension", &meta.extension),
+        ] {
+            if field.len() > limits::TXN_META_FIELD_SIZE_MAX {
+                return Err(StorageError::Limit(format!(
+                    "{what} too long ({} bytes)",
+                    field.len()
+                )));
+            }
+        }
+        let id = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        let p = Pending {
+            meta,
+            writes: Vec::new(),
+            by_oid: HashMap::new(),
+            checks: Vec::new(),
+            undos: Vec::new(),
+            voted: None,
+            done: false,
+        };
+        self.pending.lock().insert(id, Arc::new(Mutex::new(p)));
+        Ok(TxnHandle::new(id))
+    }
+
+    fn store(&self, txn: &TxnHandle, oid: Oid, expected: Tid, data: Vec<u8>) -> Result<()> {
+        self.check_writable()?;
+        if data.len() as u64 > limits::RECORD_SIZE_MAX {
+            return Err(StorageError::Limit(format!(
+                "record of {} bytes over the limit",
+                data.len()
+            )));
+        }
+        if data.is_empty() {
+            return Err(StorageError::Limit(
+                "an object record cannot be empty".into(),
+            ));
+        }
+        let p = self.pending(txn)?;
+        let committed = self.committed_serial(oid)?.unwrap_or(Tid::ZERO);
+        if committed != expected {
+            return Err(ConflictError {
+                oid,
+                committed,
+                expected,
+                read_conflict: false,
+            }
+            .into());
+        }
+        let mut p = p.lock();
+        if p.voted.is_some() {
+            return Err(StorageError::Transaction("store after vote".into()));
+        }
+        push_write(
+            &mut p,
+            PendingWrite::Store {
+                oid,
+                expected,
+                data,
+            },
+        );
+        drop(p);
+        let mut max = self.max_oid.lock();
+        *max = (*max).max(oid.0);
+        Ok(())
+    }
+
+    fn delete_object(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<()> {
+        self.check_writable()?;
+        let p = self.pending(txn)?;
+        let committed = self
+            .committed_serial(oid)?
+            .ok_or_else(|| StorageError::pos_key(oid))?;
+        if committed != expected {
+            return Err(ConflictError {
+                oid,
+                committed,
+                expected,
+                read_conflict: false,
+            }
+            .into());
+        }
+        let mut p = p.lock();
+        if p.voted.is_some() {
+            return Err(StorageError::Transaction("delete after vote".into()));
+        }
+        push_write(&mut p, PendingWrite::Delete { oid, expected });
+        Ok(())
+    }
+
+    fn check_current_serial(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<()> {
+        self.check_writable()?;
+        let p = self.pending(txn)?;
+        let committed = self.committed_serial(oid)?.unwrap_or(Tid::ZERO);
+        if committed != expected {
+            return Err(ConflictError {
+                oid,
+                committed,
+                expected,
+                read_conflict: true,
+            }
+            .into());
+        }
+        p.lock().checks.push((oid, expected));
+        Ok(())
+    }
+
+    fn undo(&self, txn: &TxnHandle, tid: Tid) -> Result<Vec<Oid>> {
+        self.check_writable()?;
+        if self.packing.load(Ordering::Acquire) {
+            return Err(StorageError::Undo(vec![
+                "undo is not allowed while packing".into(),
+            ]));
+        }
+        let p = self.pending(txn)?;
+        let oids = self.undo_oids(tid)?;
+        let mut p = p.lock();
+        if p.voted.is_some() {
+            return Err(StorageError::Transaction("undo after vote".into()));
+        }
+        p.undos.push(tid);
+        Ok(oids)
+    }
+
+    fn vote(&self, txn: &TxnHandle) -> Result<()> {
+        self.check_writable()?;
+        let p = self.pending(txn)?;
+        let mut p = p.lock();
+        if p.done {
+            return Err(StorageError::Transaction("the transaction is over".into()));
+        }
+        if p.voted.is_some() {
+            return Ok(());
+        }
+        self.acquire_commit_lock(txn.id());
+        match self
+            .check_writable()
+            .and_then(|()| self.vote_locked(&mut p))
+        {
+            Ok(v) => {
+                p.voted = Some(v);
+                Ok(())
+            }
+            Err(e) => {
+                self.release_commit_lock(txn.id());
+                Err(e)
+            }
+        }
+    }
+
+    fn finish(&self, txn: &TxnHandle) -> Result<Tid> {
+        self.vote(txn)?;
+        let p = self.pending(txn)?;
+        let mut p = p.lock();
+        let Some(v) = p.voted.take() else {
+            return Err(StorageError::Transaction("finish without a vote".into()));
+        };
+        let file = Arc::clone(&self.snap.read().file);
+        let flip = file
+            .write_all_at(&[STATUS_COMMITTED], v.tpos + TXN_STATUS as u64)
+            .and_then(|()| file.sync_data());
+        if let Err(e) = flip {
+            // Whether the transaction reached the disk is unknown: stop
+            // writing until an operator reopens, which recovers the tail.
+            self.poison(format!("finishing transaction {} failed: {e}", v.tid));
+            p.done = true;
+            self.pending.lock().remove(&txn.id());
+            self.release_commit_lock(txn.id());
+            return Err(StorageError::io(
+                format!("{}: finishing a transaction", self.path.display()),
+                e,
+            ));
+        }
+        {
+            let mut snap = self.snap.write();
+            for (oid, pos) in &v.positions {
+                snap.index.insert(*oid, *pos);
+            }
+            snap.end = v.tpos + v.len;
+            snap.last_tid = v.tid;
+        }
+        p.done = true;
+        drop(p);
+        self.pending.lock().remove(&txn.id());
+        self.release_commit_lock(txn.id());
+        Ok(v.tid)
+    }
+
+    fn abort(&self, txn: &TxnHandle) {
+        let Some(p) = self.pending.lock().remove(&txn.id()) else {
+            return;
+        };
+        let mut p = p.lock();
+        p.done = true;
+        if let Some(v) = p.voted.take() {
+            let file = Arc::clone(&self.snap.read().file);
+            if let Err(e) = file.set_len(v.tpos) {
+                self.poison(format!(
+                    "aborting transaction {} could not cut it off: {e}",
+                    v.tid
+                ));
+            }
+            self.release_commit_lock(txn.id());
+        }
+    }
+
+    fn history(&self, oid: Oid, size: usize) -> Result<Vec<HistoryEntry>> {
+        let (file, mut pos, end) = self.locate(oid)?;
+        let reader = self.reader(&file, end);
+        let size = size.min(limits::HISTORY_SIZE_MAX);
+        let mut out = Vec::new();
+        while out.len() < size {
+            let h = reader.data_header(pos)?;
+            let th = reader.txn_header(h.tloc)?;
+            let (user, description, extension) = Self::read_meta(&reader, h.tloc, &th)?;
+            out.push(HistoryEntry {
+                tid: h.serial,
+                time: h.serial.unix_seconds(),
+                user,
+                description,
+                extension,
+                size: h.plen,
+            });
+            if h.prev == 0 {
+                break;
+            }
+            if h.prev >= pos {
+                return Err(
+                    reader.corrupted(pos, "previous record pointer does not point backwards")
+                );
+            }
+            pos = h.prev;
+        }
+        Ok(out)
+    }
+
+    fn undo_log(&self, first: usize, last: usize) -> Result<Vec<UndoLogEntry>> {
+        self.check_open()?;
+        let (file, end) = {
+            let s = self.snap.read();
+            (Arc::clone(&s.file), s.end)
+        };
+        let reader = self.reader(&file, end);
+        let mut out = Vec::new();
+        let mut i = 0usize;
+        let mut tend = end;
+        while tend > 4 && i < last {
+            let tlen = reader.u64_at(tend - 8, "redundant transaction length")?;
+            let tpos = tend
+                .checked_sub(8 + tlen)
+                .filter(|p| *p >= 4)
+                .ok_or_else(|| {
+                    reader.corrupted(tend - 8, "transaction length points before the file start")
+                })?;
+            let h = reader.txn_header(tpos)?;
+            tend = tpos;
+            if h.status == STATUS_PACKED {
+                break;
+            }
+            if h.status != STATUS_COMMITTED {
+                continue;
+            }
+            if i >= first {
+                let (user, description, extension) = Self::read_meta(&reader, tpos, &h)?;
+                out.push(UndoLogEntry {
+                    tid: h.tid,
+                    time: h.tid.unix_seconds(),
+                    user,
+                    description,
+                    extension,
+                    size: h.tlen,
+                });
+            }
+            i += 1;
+        }
+        Ok(out)
+    }
+
+    fn iterator(&self, start: Option<Tid>, stop: Option<Tid>) -> Result<TransactionIter> {
+        self.check_open()?;
+        let (file, end) = {
+            let s = self.snap.read();
+            (Arc::clone(&s.file), s.end)
+        };
+        Ok(Box::new(FileIterator {
+            file,
+            path: self.path.clone(),
+            end,
+            pos: 4,
+            start,
+            stop,
+            done: false,
+        }))
+    }
+
+    fn pack(&self, pack_time: Tid, gc: bool) -> Result<()> {
+        self.check_writable()?;
+        if pack_time == Tid::ZERO {
+            return Err(StorageError::Pack(
+                "the pack time must be after the epoch of tids".into(),
+            ));
+        }
+        if self.packing.swap(true, Ordering::AcqRel) {
+            return Err(StorageError::Pack("Already packing".into()));
+        }
+        let result = pack::pack(self, pack_time, gc);
+        self.packing.store(false, Ordering::Release);
+        result
+    }
+
+    fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let open: Vec<u64> = self.pending.lock().keys().copied().collect();
+        for id in open {
+            self.abort(&TxnHandle::new(id));
+        }
+        let saved = if self.poisoned.lock().is_none() {
+            self.save_index()
+        } else {
+            Ok(())
+        };
+        // Dropping the lock file releases the flock.
+        self.lock_file.lock().take();
+        saved
+    }
+}
+
+fn push_write(p: &mut Pending, w: PendingWrite) {
+    let oid = w.oid();
+    match p.by_oid.get(&oid) {
+        // The last store of an oid in a transaction wins.
+        Some(&i) => p.writes[i] = w,
+        None => {
+            p.by_oid.insert(oid, p.writes.len());
+            p.writes.push(w);
+        }
+    }
+}
+
+impl Drop for FileStorage {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!(path = %self.path.display(), "closing: {e}");
+        }
+    }
+}
+
+/// Walks transactions forward over a snapshot of the file.
+#[derive(Debug)]
+struct FileIterator {
+    file: Arc<File>,
+    path: PathBuf,
+    end: u64,
+    pos: u64,
+    start: Option<Tid>,
+    stop: Option<Tid>,
+    done: bool,
+}
+
+impl FileIterator {
+    fn next_transaction(&mut self) -> Result<Option<TransactionRecord>> {
+        let reader = Reader {
+            file: &self.file,
+            path: &self.path,
+            end: self.end,
+        };
+        loop {
+            if self.pos >= self.end {
+                return Ok(None);
+            }
+            let tpos = self.pos;
+            let h = reader.txn_header(tpos)?;
+            if h.status == STATUS_CHECKPOINT {
+                return Ok(None);
+            }
+            self.pos = h.next_pos(tpos);
+            if self.stop.is_some_and(|s| h.tid > s) {
+                return Ok(None);
+            }
+            if self.start.is_some_and(|s| h.tid < s) {
+                continue;
+            }
+            let (user, description, extension) = FileStorage::read_meta(&reader, tpos, &h)?;
+            let status = match h.status {
+                STATUS_PACKED => TxnStatus::Packed,
+                STATUS_UNDONE => TxnStatus::Undone,
+                _ => TxnStatus::Committed,
+            };
+            let mut records = Vec::new();
+            for r in FileStorage::transaction_records(&reader, tpos, &h)? {
+                let oid = r.header.oid;
+                let data_txn = match r.payload {
+                    RecordPayload::Back(b) if b > 0 => Some(reader.data_header(b)?.serial),
+                    _ => None,
+                };
+                let data = reader.resolve(r)?.map(|(d, _)| d);
+                records.push(DataRecord {
+                    oid,
+                    tid: h.tid,
+                    data,
+                    data_txn,
+                });
+            }
+            return Ok(Some(TransactionRecord {
+                tid: h.tid,
+                status,
+                user,
+                description,
+                extension,
+                records,
+            }));
+        }
+    }
+}
+
+impl Iterator for FileIterator {
+    type Item = Result<TransactionRecord>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.next_transaction() {
+            Ok(Some(t)) => Some(Ok(t)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

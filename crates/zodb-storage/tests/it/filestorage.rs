@@ -1,0 +1,150 @@
+//! FileStorage specifics: the bytes of a commit, pack against Python's own
+//! pack of the same file, and readers at old snapshots while commits and a
+//! pack run.
+
+use std::fs;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use test_support::conformance::record;
+use test_support::fixtures;
+use zodb_storage::filestorage::check_file;
+use zodb_storage::{FileStorage, Oid, Storage, Tid, TransactionMeta};
+
+#[test]
+fn vote_writes_a_checkpoint_and_finish_commits_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Data.fs");
+    let fs = FileStorage::open(&path).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"FS30");
+    let t = fs.tpc_begin(TransactionMeta::new("alice", "first")).unwrap();
+    fs.store(&t, Oid(0), Tid::ZERO, record(1, &[])).unwrap();
+    fs.vote(&t).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    assert_eq!(bytes[4 + 16], b'c', "voted, not finished");
+    assert_eq!(fs.end(), 4, "not visible before finish");
+    let tid = fs.finish(&t).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    assert_eq!(bytes[4 + 16], b' ');
+    assert_eq!(&bytes[4..12], &tid.to_bytes());
+    assert_eq!(fs.end(), bytes.len() as u64);
+    assert_eq!(fs.load(Oid(0)).unwrap(), (record(1, &[]), tid));
+
+    // An aborted vote leaves nothing behind.
+    let t = fs.tpc_begin(TransactionMeta::new("alice", "second")).unwrap();
+    fs.store(&t, Oid(0), tid, record(2, &[])).unwrap();
+    fs.vote(&t).unwrap();
+    assert!(fs::metadata(&path).unwrap().len() > bytes.len() as u64);
+    fs.abort(&t);
+    assert_eq!(fs::read(&path).unwrap(), bytes);
+    fs.close().unwrap();
+    check_file(&path).unwrap();
+}
+
+#[test]
+fn metadata_too_long_for_the_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FileStorage::open(dir.path().join("Data.fs")).unwrap();
+    let err = fs.tpc_begin(TransactionMeta::new(vec![b'u'; 70_000], "x")).unwrap_err();
+    assert!(err.to_string().contains("user name too long"), "{err}");
+}
+
+#[test]
+fn pack_of_the_python_fixture_matches_python_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fixtures::copy_to("unpacked.fs", dir.path());
+    let fs = FileStorage::open(&path).unwrap();
+    // 2026-01-02 03:10:08 UTC, between T7 and T8, as the fixture was packed.
+    fs.pack(Tid::from_unix_seconds(1_767_323_408.0), true).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), fs::read(fixtures::path("Data.fs")).unwrap());
+    assert_eq!(
+        fs::read(dir.path().join("unpacked.fs.old")).unwrap(),
+        fs::read(fixtures::path("unpacked.fs")).unwrap()
+    );
+    // The index saved after the pack is the one Python saved.
+    assert_eq!(
+        fs::read(dir.path().join("unpacked.fs.index")).unwrap(),
+        fs::read(fixtures::path("Data.fs.index")).unwrap()
+    );
+    // Packing again to the same time finds nothing to do.
+    fs.pack(Tid::from_unix_seconds(1_767_323_408.0), true).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), fs::read(fixtures::path("Data.fs")).unwrap());
+    // Loads after the pack see the packed file.
+    assert!(fs.load(Oid(9)).unwrap_err().is_pos_key(), "garbage collected");
+    fs.load(Oid(1)).unwrap();
+}
+
+#[test]
+fn pack_refuses_a_dangling_reference_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Data.fs");
+    let fs = FileStorage::open(&path).unwrap();
+    let t = fs.tpc_begin(TransactionMeta::new("u", "dangling")).unwrap();
+    fs.store(&t, Oid(0), Tid::ZERO, record(0, &[Oid(5)])).unwrap();
+    fs.finish(&t).unwrap();
+    let before = fs::read(&path).unwrap();
+    let err = fs.pack(Tid::now().later_than(fs.last_transaction()), true).unwrap_err();
+    assert!(err.to_string().contains("0000000000000005"), "{err}");
+    assert_eq!(fs::read(&path).unwrap(), before);
+    assert!(!dir.path().join("Data.fs.pack").exists());
+}
+
+#[test]
+fn readers_keep_their_snapshot_while_commits_and_a_pack_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FileStorage::open(dir.path().join("Data.fs")).unwrap());
+    // Root -> 1..=20; each object gets a few revisions.
+    let mut serials = vec![Tid::ZERO; 21];
+    let refs: Vec<Oid> = (1..=20).map(Oid).collect();
+    let mut snapshots = Vec::new();
+    for round in 0..5i64 {
+        let t = fs.tpc_begin(TransactionMeta::new("w", format!("round {round}"))).unwrap();
+        fs.store(&t, Oid(0), serials[0], record(round, &refs)).unwrap();
+        for oid in 1..=20u64 {
+            fs.store(&t, Oid(oid), serials[oid as usize], record(round * 100 + oid as i64, &[])).unwrap();
+        }
+        let tid = fs.finish(&t).unwrap();
+        serials.iter_mut().for_each(|s| *s = tid);
+        snapshots.push((tid, round));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let fs = Arc::clone(&fs);
+        let stop = Arc::clone(&stop);
+        let snapshots = snapshots.clone();
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) || reads < 1000 {
+                for &(tid, round) in &snapshots[3..] {
+                    let before = Tid(tid.0 + 1);
+                    for oid in [1u64, 7, 20] {
+                        let rev = fs.load_before(Oid(oid), before).unwrap().unwrap();
+                        assert_eq!(rev.data, record(round * 100 + oid as i64, &[]));
+                        reads += 1;
+                    }
+                }
+            }
+            reads
+        })
+    };
+    let writer = {
+        let fs = Arc::clone(&fs);
+        let mut serials = serials.clone();
+        std::thread::spawn(move || {
+            for round in 5..40i64 {
+                let t = fs.tpc_begin(TransactionMeta::new("w", format!("round {round}"))).unwrap();
+                let oid = 1 + (round as u64 % 20);
+                fs.store(&t, Oid(oid), serials[oid as usize], record(round * 100 + oid as i64, &[])).unwrap();
+                serials[oid as usize] = fs.finish(&t).unwrap();
+            }
+        })
+    };
+    // Pack to just after round 3: rounds 3 and 4 stay readable.
+    fs.pack(snapshots[3].0, true).unwrap();
+    writer.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    assert!(reader.join().unwrap() >= 1000);
+    assert!(fs.load_before(Oid(1), snapshots[1].0).unwrap().is_none(), "packed away");
+    fs.close().unwrap();
+    check_file(&dir.path().join("Data.fs")).unwrap();
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The project's test command: everything CI runs, on a fresh machine.
+#
+# 1. The Python ZODB 6.4 / ZEO 6.2 environment for the interop tests
+#    (tools/python-env.sh: a venv under .venv, pinned by
+#    tools/python-requirements.txt). Interop tests fail, never skip, without it.
+# 2. Formatting check.
+# 3. Every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BBRU_PYTHON=$(bash tools/python-env.sh | tail -n 1)
+export BBRU_PYTHON
+echo "python for interop tests: $BBRU_PYTHON"
+
+cargo fmt --all -- --check
+cargo test --workspace --locked "$@"
