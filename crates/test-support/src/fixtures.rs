@@ -16,7 +16,11 @@ pub fn dir() -> PathBuf {
     }
     let root = crate::python::repo_root();
     let d = root.join("../shared/fixtures/zodb");
-    assert!(d.is_dir(), "fixtures not found at {} (set BBRU_FIXTURES)", d.display());
+    assert!(
+        d.is_dir(),
+        "fixtures not found at {} (set BBRU_FIXTURES)",
+        d.display()
+    );
     d
 }
 
@@ -35,7 +39,14 @@ pub fn expected() -> &'static Value {
 
 /// The fixture files that Python opens as storages (not the crash ones).
 pub fn storage_fixtures() -> Vec<&'static str> {
-    vec!["Data.fs", "unpacked.fs", "handmade.fs", "multi-main.fs", "multi-catalog.fs", "blob.fs"]
+    vec![
+        "Data.fs",
+        "unpacked.fs",
+        "handmade.fs",
+        "multi-main.fs",
+        "multi-catalog.fs",
+        "blob.fs",
+    ]
 }
 
 /// Copies fixture `name` (with its `.index`, if any) into `dir`; returns

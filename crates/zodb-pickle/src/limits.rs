@@ -25,7 +25,8 @@ pub const DECODED_BYTES_PER_INPUT_BYTE_MAX: usize = 64;
 
 /// Budget in bytes for the tree decoded from `input_len` bytes of pickle.
 pub const fn decoded_bytes_max(input_len: usize) -> usize {
-    DECODED_BYTES_BASE_MAX.saturating_add(input_len.saturating_mul(DECODED_BYTES_PER_INPUT_BYTE_MAX))
+    DECODED_BYTES_BASE_MAX
+        .saturating_add(input_len.saturating_mul(DECODED_BYTES_PER_INPUT_BYTE_MAX))
 }
 
 /// Longest digit string accepted by the text `INT`/`LONG` opcodes in a non-power-of-two

@@ -244,7 +244,9 @@ impl Storage for DemoStorage {
             Err(e) if e.is_pos_key() => Vec::new(),
             Err(e) => return Err(e),
         };
-        let rest = size.min(limits::HISTORY_SIZE_MAX).saturating_sub(entries.len());
+        let rest = size
+            .min(limits::HISTORY_SIZE_MAX)
+            .saturating_sub(entries.len());
         if rest > 0 {
             match self.base.history(oid, rest) {
                 Ok(more) => entries.extend(more),

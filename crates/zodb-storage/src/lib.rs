@@ -19,12 +19,12 @@ pub mod limits;
 pub mod memory;
 pub mod storage;
 
+pub use demo::DemoStorage;
 pub use error::{ConflictError, Result, StorageError};
 pub use filestorage::FileStorage;
 pub use ids::{Oid, Tid, TidClock};
+pub use memory::MemoryStorage;
 pub use storage::{
     DataRecord, HistoryEntry, Revision, Storage, TransactionIter, TransactionMeta,
     TransactionRecord, TxnHandle, TxnStatus, UndoLogEntry, parse_undo_id, undo_id,
 };
-pub use demo::DemoStorage;
-pub use memory::MemoryStorage;

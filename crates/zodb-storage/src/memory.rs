@@ -19,6 +19,24 @@
 //! revision it points at (one hop, as `FileIterator` reports it), its
 //! history size is 0, and in memory it simply shares the data (`Arc`).
 //!
+//! Choices where the spec leaves room, made to match FileStorage:
+//!
+//! - a store of an oid that has never had a record is not checked (Python
+//!   passes `z64`, but any serial is accepted); one whose current revision
+//!   is a deletion must be based on the deletion's tid;
+//! - `check_current_serial` of an oid without a record compares with
+//!   `Tid::ZERO`;
+//! - undo may copy when the current data are byte-equal to the undone
+//!   data (§12); each failing record gives a message
+//!   `"object <oid>: <Python's UndoError text>"`;
+//! - a pack that would free nothing changes nothing, statuses included, as
+//!   FileStorage leaves the file alone then; the effective pack time is at
+//!   most the last tid when the pack starts;
+//! - after a pack, revisions before the pack time other than the newest
+//!   kept one are kept only as data for later undo revisions ("detached"):
+//!   the iterator shows them, `load_before`, `load_serial` and `history`
+//!   do not, exactly as FileStorage's records with `prev = 0` behave.
+//!
 //! Locking: the committed state sits behind one `RwLock` that writers hold
 //! only to publish a finished transaction or to apply a computed pack, so a
 //! reader never waits longer than those map updates. Votes are serialised by
@@ -64,9 +82,25 @@ struct Rev {
     /// reuses (FileStorage's backpointer target). Its `data` is a shared
     /// copy of that revision's data, so reads never follow a chain.
     data_txn: Option<Tid>,
+    /// Kept by pack only as the data source of a later undo revision. Like
+    /// a FileStorage record before the pack time that no `prev` chain
+    /// reaches, it is seen by the iterator (in its transaction) but not by
+    /// `load_before`, `load_serial`, `history` or undo. Detached revisions
+    /// are always the oldest of their oid (a prefix of its vector).
+    detached: bool,
 }
 
 impl Rev {
+    /// A revision of a transaction being voted; the tid is set at the end.
+    fn pending(data: Option<Arc<Vec<u8>>>, data_txn: Option<Tid>) -> Rev {
+        Rev {
+            tid: Tid::ZERO,
+            data,
+            data_txn,
+            detached: false,
+        }
+    }
+
     /// What FileStorage would report as this record's `plen`: 0 for a
     /// backpointer or a deletion.
     fn stored_len(&self) -> u64 {
@@ -109,7 +143,21 @@ struct State {
     size: u64,
 }
 
+/// The revisions of an oid that its history chain reaches: all but the
+/// detached prefix.
+fn visible(revs: &[Rev]) -> &[Rev] {
+    revs.get(revs.partition_point(|r| r.detached)..)
+        .unwrap_or_default()
+}
+
 impl State {
+    /// The oid's revisions on its history chain, oldest first.
+    fn chain(&self, oid: Oid) -> Option<&[Rev]> {
+        self.objects.get(&oid).map(|revs| visible(revs))
+    }
+
+    /// The revision `tid` wrote of `oid`, detached or not (for the
+    /// iterator and sizes).
     fn revision(&self, oid: Oid, tid: Tid) -> Option<&Rev> {
         let revs = self.objects.get(&oid)?;
         revs.binary_search_by(|r| r.tid.cmp(&tid))
@@ -270,9 +318,7 @@ impl MemoryStorage {
     }
 
     fn build(name: String, lower: Option<Arc<dyn Storage>>) -> MemoryStorage {
-        let floor = lower
-            .as_ref()
-            .map_or(Tid::ZERO, |l| l.last_transaction());
+        let floor = lower.as_ref().map_or(Tid::ZERO, |l| l.last_transaction());
         MemoryStorage {
             name,
             state: RwLock::new(State {
@@ -330,8 +376,7 @@ impl MemoryStorage {
     pub(crate) fn first_revision_tid(&self, oid: Oid) -> Option<Tid> {
         self.state
             .read()
-            .objects
-            .get(&oid)
+            .chain(oid)
             .and_then(|revs| revs.first())
             .map(|r| r.tid)
     }
@@ -357,13 +402,7 @@ impl MemoryStorage {
     /// revision (a deletion included), `None` when the object has never
     /// had a record (then, as in FileStorage, no check is made).
     fn committed_serial(&self, oid: Oid) -> Result<Option<Tid>> {
-        if let Some(rev) = self
-            .state
-            .read()
-            .objects
-            .get(&oid)
-            .and_then(|revs| revs.last())
-        {
+        if let Some(rev) = self.state.read().chain(oid).and_then(|revs| revs.last()) {
             return Ok(Some(rev.tid));
         }
         self.lower_serial(oid)
@@ -400,7 +439,9 @@ impl MemoryStorage {
 
     fn check_serial(&self, oid: Oid, expected: Tid) -> Result<()> {
         match self.committed_serial(oid)? {
-            Some(committed) if committed != expected => Err(conflict(oid, committed, expected, false)),
+            Some(committed) if committed != expected => {
+                Err(conflict(oid, committed, expected, false))
+            }
             _ => Ok(()),
         }
     }
@@ -420,7 +461,9 @@ impl MemoryStorage {
                 oid,
                 detail: Some("cannot delete an object that has no record".into()),
             }),
-            Some(committed) if committed != expected => Err(conflict(oid, committed, expected, false)),
+            Some(committed) if committed != expected => {
+                Err(conflict(oid, committed, expected, false))
+            }
             Some(_) => Ok(()),
         }
     }
@@ -446,7 +489,7 @@ impl MemoryStorage {
                 return Err(StorageError::Undo(vec![UNDO_NOT_UNDOABLE.to_string()]));
             }
             for &oid in &txn.oids {
-                let revs = st.objects.get(&oid).map(Vec::as_slice).unwrap_or_default();
+                let revs = st.chain(oid).unwrap_or_default();
                 let Some(undone) = revs
                     .binary_search_by(|r| r.tid.cmp(&tid))
                     .ok()
@@ -474,11 +517,7 @@ impl MemoryStorage {
                 match (copyable, previous) {
                     (true, Some(prev)) => steps.push(UndoStep::Ready(
                         oid,
-                        Rev {
-                            tid: Tid::ZERO,
-                            data: prev.data.clone(),
-                            data_txn: Some(prev.tid),
-                        },
+                        Rev::pending(prev.data.clone(), Some(prev.tid)),
                     )),
                     (true, None) => steps.push(UndoStep::FromLower(oid, tid)),
                     (false, Some(_)) => failures.push(UndoFailure::Modified(oid)),
@@ -510,16 +549,8 @@ impl MemoryStorage {
                 UndoStep::Ready(oid, rev) => Ok((oid, rev)),
                 UndoStep::FromLower(oid, before) => {
                     let rev = match self.lower_revision_before(oid, before)? {
-                        Some(r) => Rev {
-                            tid: Tid::ZERO,
-                            data: Some(Arc::new(r.data)),
-                            data_txn: Some(r.start),
-                        },
-                        None => Rev {
-                            tid: Tid::ZERO,
-                            data: None,
-                            data_txn: None,
-                        },
+                        Some(r) => Rev::pending(Some(Arc::new(r.data)), Some(r.start)),
+                        None => Rev::pending(None, None),
                     };
                     Ok((oid, rev))
                 }
@@ -567,25 +598,11 @@ impl MemoryStorage {
                     data,
                 } => {
                     self.check_serial(*oid, *expected)?;
-                    writes.put(
-                        *oid,
-                        Rev {
-                            tid: Tid::ZERO,
-                            data: Some(Arc::clone(data)),
-                            data_txn: None,
-                        },
-                    );
+                    writes.put(*oid, Rev::pending(Some(Arc::clone(data)), None));
                 }
                 Op::Delete { oid, expected } => {
                     self.check_delete(*oid, *expected)?;
-                    writes.put(
-                        *oid,
-                        Rev {
-                            tid: Tid::ZERO,
-                            data: None,
-                            data_txn: None,
-                        },
-                    );
+                    writes.put(*oid, Rev::pending(None, None));
                 }
                 Op::Check { oid, expected } => self.check_read_serial(*oid, *expected)?,
                 Op::Undo(tid) => {
@@ -627,7 +644,7 @@ impl MemoryStorage {
     /// `None` when the object does not exist then. `snapshot` is the state
     /// the pack works on.
     fn refs_at(&self, snapshot: &State, oid: Oid, pack_tid: Tid) -> Result<Option<Vec<Oid>>> {
-        let revs = snapshot.objects.get(&oid).map(Vec::as_slice).unwrap_or_default();
+        let revs = snapshot.chain(oid).unwrap_or_default();
         let n = revs.partition_point(|r| r.tid <= pack_tid);
         if let Some(rev) = n.checked_sub(1).and_then(|i| revs.get(i)) {
             return match &rev.data {
@@ -657,15 +674,16 @@ impl MemoryStorage {
         let mut current: HashMap<Oid, Tid> = HashMap::new();
         let mut extras: Vec<(Oid, Tid)> = Vec::new();
         for (&oid, revs) in &snapshot.objects {
-            let n = revs.partition_point(|r| r.tid <= pack_tid);
-            if let Some(rev) = n.checked_sub(1).and_then(|i| revs.get(i)) {
+            let chain = visible(revs);
+            let n = chain.partition_point(|r| r.tid <= pack_tid);
+            if let Some(rev) = n.checked_sub(1).and_then(|i| chain.get(i)) {
                 if rev.data.is_some() {
                     current.insert(oid, rev.tid);
                 } else if self.lower_has(oid)? {
                     keep.entry(oid).or_default().insert(rev.tid);
                 }
             }
-            for later in revs.iter().skip(n) {
+            for later in chain.iter().skip(n) {
                 if let Some(target) = later.data_txn
                     && target <= pack_tid
                     && revs.binary_search_by(|r| r.tid.cmp(&target)).is_ok()
@@ -733,7 +751,9 @@ impl MemoryStorage {
 }
 
 fn unknown_handle(txn: &TxnHandle) -> StorageError {
-    StorageError::Transaction(format!("{txn:?} is not an open transaction of this storage"))
+    StorageError::Transaction(format!(
+        "{txn:?} is not an open transaction of this storage"
+    ))
 }
 
 fn conflict(oid: Oid, committed: Tid, expected: Tid, read_conflict: bool) -> StorageError {
@@ -748,11 +768,7 @@ fn conflict(oid: Oid, committed: Tid, expected: Tid, read_conflict: bool) -> Sto
 fn record_refs(oid: Oid, data: &[u8]) -> Result<Vec<Oid>> {
     zodb_pickle::strong_references(data)
         .map(|refs| refs.into_iter().map(Oid).collect())
-        .map_err(|e| {
-            StorageError::Pack(format!(
-                "cannot read the references of object {oid}: {e}"
-            ))
-        })
+        .map_err(|e| StorageError::Pack(format!("cannot read the references of object {oid}: {e}")))
 }
 
 fn check_meta_field(what: &str, value: &[u8]) -> Result<()> {
@@ -792,7 +808,7 @@ impl Storage for MemoryStorage {
     fn load_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>> {
         self.check_open()?;
         let st = self.state.read();
-        let Some(revs) = st.objects.get(&oid) else {
+        let Some(revs) = st.chain(oid) else {
             return Err(StorageError::pos_key(oid));
         };
         let n = revs.partition_point(|r| r.tid < before);
@@ -815,7 +831,12 @@ impl Storage for MemoryStorage {
     fn load_serial(&self, oid: Oid, serial: Tid) -> Result<Vec<u8>> {
         self.check_open()?;
         let st = self.state.read();
-        match st.revision(oid, serial) {
+        let revision = st.chain(oid).and_then(|revs| {
+            revs.binary_search_by(|r| r.tid.cmp(&serial))
+                .ok()
+                .and_then(|i| revs.get(i))
+        });
+        match revision {
             Some(Rev {
                 data: Some(data), ..
             }) => Ok(data.as_ref().clone()),
@@ -916,22 +937,10 @@ impl Storage for MemoryStorage {
         let mut writes = TxnWrites::default();
         for op in &p.ops {
             match op {
-                Op::Store { oid, data, .. } => writes.put(
-                    *oid,
-                    Rev {
-                        tid: Tid::ZERO,
-                        data: Some(Arc::clone(data)),
-                        data_txn: None,
-                    },
-                ),
-                Op::Delete { oid, .. } => writes.put(
-                    *oid,
-                    Rev {
-                        tid: Tid::ZERO,
-                        data: None,
-                        data_txn: None,
-                    },
-                ),
+                Op::Store { oid, data, .. } => {
+                    writes.put(*oid, Rev::pending(Some(Arc::clone(data)), None))
+                }
+                Op::Delete { oid, .. } => writes.put(*oid, Rev::pending(None, None)),
                 Op::Check { .. } => {}
                 Op::Undo(t) => {
                     for (oid, rev) in self.undo_records(*t, &writes)? {
@@ -1038,7 +1047,7 @@ impl Storage for MemoryStorage {
     fn history(&self, oid: Oid, size: usize) -> Result<Vec<HistoryEntry>> {
         self.check_open()?;
         let st = self.state.read();
-        let Some(revs) = st.objects.get(&oid) else {
+        let Some(revs) = st.chain(oid) else {
             return Err(StorageError::pos_key(oid));
         };
         let size = size.min(limits::HISTORY_SIZE_MAX);
@@ -1154,11 +1163,29 @@ impl Storage for MemoryStorage {
         }
 
         let mut st = self.state.write();
+        // An undo that finished after the snapshot may reuse the data of a
+        // revision the plan drops; such revisions stay, as in the plan.
+        let reused_late: HashSet<(Oid, Tid)> = st
+            .objects
+            .iter()
+            .flat_map(|(&oid, revs)| {
+                revs.iter()
+                    .filter(|r| r.tid > snapshot.last_tid)
+                    .filter_map(move |r| r.data_txn.map(|t| (oid, t)))
+            })
+            .filter(|&(_, t)| t <= pack_tid)
+            .collect();
+        let kept = |oid: Oid, tid: Tid| kept(oid, tid) || reused_late.contains(&(oid, tid));
         st.objects.retain(|&oid, revs| {
             revs.retain(|r| r.tid > pack_tid || kept(oid, r.tid));
-            for rev in revs.iter_mut().take_while(|r| r.tid <= pack_tid) {
-                // Before the pack time every kept record holds its data.
+            // Before the pack time every kept record holds its data, and
+            // only the newest is on the history chain (FileStorage writes
+            // those records with `prev = 0`; only the index or the first
+            // later record points at the newest).
+            let n = revs.partition_point(|r| r.tid <= pack_tid);
+            for (i, rev) in revs.iter_mut().take(n).enumerate() {
                 rev.data_txn = None;
+                rev.detached = i + 1 < n;
             }
             !revs.is_empty()
         });

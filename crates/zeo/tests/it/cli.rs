@@ -8,13 +8,20 @@ use crate::{bbru_zeo, json_lines, path_str};
 fn check_passes_python_files_and_fails_damaged_ones_with_the_offset() {
     for name in fixtures::storage_fixtures() {
         let out = bbru_zeo(&["check", path_str(&fixtures::path(name))]);
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
     }
     let out = bbru_zeo(&["check", path_str(&fixtures::path("crash-checkpoint.fs"))]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("checkpoint flag was not cleared at 4043"), "{err}");
+    assert!(
+        err.contains("checkpoint flag was not cleared at 4043"),
+        "{err}"
+    );
     let out = bbru_zeo(&["check", "/nonexistent/Data.fs"]);
     assert_eq!(out.status.code(), Some(1));
 }
@@ -30,7 +37,10 @@ fn dump_prints_one_json_object_per_transaction() {
     assert_eq!(t2["status"], " ");
     assert_eq!(t2["user"], "alice");
     assert_eq!(t2["description"], "add folder, counter, tree");
-    assert_eq!(t2["extension"], fixtures::expected()["unpacked.fs"]["file"]["txns"][1]["extension_hex"]);
+    assert_eq!(
+        t2["extension"],
+        fixtures::expected()["unpacked.fs"]["file"]["txns"][1]["extension_hex"]
+    );
     assert_eq!(t2["records"][0]["oid"], "0000000000000000");
     // T5 undid T4's creation of oids 8 and 7: no data.
     let t5 = &lines[4];
@@ -44,14 +54,21 @@ fn pack_command_packs_and_keeps_the_old_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = fixtures::copy_to("unpacked.fs", dir.path());
     let out = bbru_zeo(&["pack", path_str(&path)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.path().join("unpacked.fs.old").exists());
     let after = std::fs::metadata(&path).unwrap().len();
     assert!(after < 4043, "packed to {after} bytes");
     assert!(bbru_zeo(&["check", path_str(&path)]).status.success());
-    let out = bbru_zeo(&["pack", path_str(&path), "--days", "-1"]);
+    let out = bbru_zeo(&["pack", path_str(&path), "--days=-1"]);
     assert_eq!(out.status.code(), Some(1));
     let out = bbru_zeo(&["pack", path_str(&dir.path().join("missing.fs"))]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(!dir.path().join("missing.fs").exists(), "pack does not create files");
+    assert!(
+        !dir.path().join("missing.fs").exists(),
+        "pack does not create files"
+    );
 }

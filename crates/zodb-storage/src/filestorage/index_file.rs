@@ -76,7 +76,10 @@ pub fn encode(end: u64, index: &OidIndex) -> Vec<u8> {
         suffixes.clear();
         positions.clear();
         for (suffix, pos) in entries {
-            assert!(pos < POS_LIMIT, "position {pos} does not fit the index format");
+            assert!(
+                pos < POS_LIMIT,
+                "position {pos} does not fit the index format"
+            );
             suffixes.extend_from_slice(&suffix.to_be_bytes());
             positions.extend_from_slice(&pos.to_be_bytes()[2..]);
         }

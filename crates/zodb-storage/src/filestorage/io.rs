@@ -168,10 +168,6 @@ impl<'a> ScanBuffer<'a> {
         }
     }
 
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
     /// `len` bytes at `pos`; the caller has checked `pos + len <= size`.
     pub fn get(&mut self, pos: u64, len: usize) -> Result<&[u8]> {
         let in_buf =

@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use parking_lot::{Condvar, Mutex, RwLock};
 pub use oid_index::OidIndex;
+use parking_lot::{Condvar, Mutex, RwLock};
 
 pub use check::{CheckReport, check_file};
 use format::{

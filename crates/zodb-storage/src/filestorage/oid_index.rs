@@ -22,7 +22,10 @@ struct Entry {
 impl Entry {
     fn new(suffix: u16, pos: u64) -> Entry {
         assert!(pos < POS_LIMIT, "position {pos} does not fit in 48 bits");
-        Entry { suffix, pos: [(pos >> 32) as u16, (pos >> 16) as u16, pos as u16] }
+        Entry {
+            suffix,
+            pos: [(pos >> 32) as u16, (pos >> 16) as u16, pos as u16],
+        }
     }
 
     fn pos(&self) -> u64 {
@@ -54,7 +57,10 @@ impl OidIndex {
     pub fn get(&self, oid: u64) -> Option<u64> {
         let group = self.groups.get(&(oid >> 16))?;
         let suffix = oid as u16;
-        group.binary_search_by_key(&suffix, |e| e.suffix).ok().map(|i| group[i].pos())
+        group
+            .binary_search_by_key(&suffix, |e| e.suffix)
+            .ok()
+            .map(|i| group[i].pos())
     }
 
     pub fn insert(&mut self, oid: u64, pos: u64) {
@@ -91,15 +97,20 @@ impl OidIndex {
 
     /// Entries in ascending oid order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.groups
-            .iter()
-            .flat_map(|(high, g)| g.iter().map(move |e| ((high << 16) | u64::from(e.suffix), e.pos())))
+        self.groups.iter().flat_map(|(high, g)| {
+            g.iter()
+                .map(move |e| ((high << 16) | u64::from(e.suffix), e.pos()))
+        })
     }
 
     /// Groups in ascending order: the high 48 bits, then (suffix, pos)
     /// pairs ascending. The shape of `Data.fs.index`.
-    pub fn groups(&self) -> impl Iterator<Item = (u64, impl Iterator<Item = (u16, u64)> + '_)> + '_ {
-        self.groups.iter().map(|(high, g)| (*high, g.iter().map(|e| (e.suffix, e.pos()))))
+    pub fn groups(
+        &self,
+    ) -> impl Iterator<Item = (u64, impl Iterator<Item = (u16, u64)> + '_)> + '_ {
+        self.groups
+            .iter()
+            .map(|(high, g)| (*high, g.iter().map(|e| (e.suffix, e.pos()))))
     }
 
     /// Releases the spare capacity left by growth (after loading or

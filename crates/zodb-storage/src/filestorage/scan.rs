@@ -12,7 +12,6 @@
 use std::fs::File;
 use std::path::Path;
 
-
 use super::format::{
     DATA_HEADER_SIZE, DataHeader, POS_SIZE, STATUS_CHECKPOINT, STATUS_COMMITTED, STATUS_PACKED,
     STATUS_UNDONE, TXN_HEADER_SIZE, TxnHeader,

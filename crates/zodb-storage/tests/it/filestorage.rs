@@ -17,7 +17,9 @@ fn vote_writes_a_checkpoint_and_finish_commits_it() {
     let path = dir.path().join("Data.fs");
     let fs = FileStorage::open(&path).unwrap();
     assert_eq!(fs::read(&path).unwrap(), b"FS30");
-    let t = fs.tpc_begin(TransactionMeta::new("alice", "first")).unwrap();
+    let t = fs
+        .tpc_begin(TransactionMeta::new("alice", "first"))
+        .unwrap();
     fs.store(&t, Oid(0), Tid::ZERO, record(1, &[])).unwrap();
     fs.vote(&t).unwrap();
     let bytes = fs::read(&path).unwrap();
@@ -31,7 +33,9 @@ fn vote_writes_a_checkpoint_and_finish_commits_it() {
     assert_eq!(fs.load(Oid(0)).unwrap(), (record(1, &[]), tid));
 
     // An aborted vote leaves nothing behind.
-    let t = fs.tpc_begin(TransactionMeta::new("alice", "second")).unwrap();
+    let t = fs
+        .tpc_begin(TransactionMeta::new("alice", "second"))
+        .unwrap();
     fs.store(&t, Oid(0), tid, record(2, &[])).unwrap();
     fs.vote(&t).unwrap();
     assert!(fs::metadata(&path).unwrap().len() > bytes.len() as u64);
@@ -45,7 +49,9 @@ fn vote_writes_a_checkpoint_and_finish_commits_it() {
 fn metadata_too_long_for_the_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let fs = FileStorage::open(dir.path().join("Data.fs")).unwrap();
-    let err = fs.tpc_begin(TransactionMeta::new(vec![b'u'; 70_000], "x")).unwrap_err();
+    let err = fs
+        .tpc_begin(TransactionMeta::new(vec![b'u'; 70_000], "x"))
+        .unwrap_err();
     assert!(err.to_string().contains("user name too long"), "{err}");
 }
 
@@ -55,8 +61,12 @@ fn pack_of_the_python_fixture_matches_python_byte_for_byte() {
     let path = fixtures::copy_to("unpacked.fs", dir.path());
     let fs = FileStorage::open(&path).unwrap();
     // 2026-01-02 03:10:08 UTC, between T7 and T8, as the fixture was packed.
-    fs.pack(Tid::from_unix_seconds(1_767_323_408.0), true).unwrap();
-    assert_eq!(fs::read(&path).unwrap(), fs::read(fixtures::path("Data.fs")).unwrap());
+    fs.pack(Tid::from_unix_seconds(1_767_323_408.0), true)
+        .unwrap();
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        fs::read(fixtures::path("Data.fs")).unwrap()
+    );
     assert_eq!(
         fs::read(dir.path().join("unpacked.fs.old")).unwrap(),
         fs::read(fixtures::path("unpacked.fs")).unwrap()
@@ -67,10 +77,17 @@ fn pack_of_the_python_fixture_matches_python_byte_for_byte() {
         fs::read(fixtures::path("Data.fs.index")).unwrap()
     );
     // Packing again to the same time finds nothing to do.
-    fs.pack(Tid::from_unix_seconds(1_767_323_408.0), true).unwrap();
-    assert_eq!(fs::read(&path).unwrap(), fs::read(fixtures::path("Data.fs")).unwrap());
+    fs.pack(Tid::from_unix_seconds(1_767_323_408.0), true)
+        .unwrap();
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        fs::read(fixtures::path("Data.fs")).unwrap()
+    );
     // Loads after the pack see the packed file.
-    assert!(fs.load(Oid(9)).unwrap_err().is_pos_key(), "garbage collected");
+    assert!(
+        fs.load(Oid(9)).unwrap_err().is_pos_key(),
+        "garbage collected"
+    );
     fs.load(Oid(1)).unwrap();
 }
 
@@ -80,10 +97,13 @@ fn pack_refuses_a_dangling_reference_and_loses_nothing() {
     let path = dir.path().join("Data.fs");
     let fs = FileStorage::open(&path).unwrap();
     let t = fs.tpc_begin(TransactionMeta::new("u", "dangling")).unwrap();
-    fs.store(&t, Oid(0), Tid::ZERO, record(0, &[Oid(5)])).unwrap();
+    fs.store(&t, Oid(0), Tid::ZERO, record(0, &[Oid(5)]))
+        .unwrap();
     fs.finish(&t).unwrap();
     let before = fs::read(&path).unwrap();
-    let err = fs.pack(Tid::now().later_than(fs.last_transaction()), true).unwrap_err();
+    let err = fs
+        .pack(Tid::now().later_than(fs.last_transaction()), true)
+        .unwrap_err();
     assert!(err.to_string().contains("0000000000000005"), "{err}");
     assert_eq!(fs::read(&path).unwrap(), before);
     assert!(!dir.path().join("Data.fs.pack").exists());
@@ -98,10 +118,19 @@ fn readers_keep_their_snapshot_while_commits_and_a_pack_run() {
     let refs: Vec<Oid> = (1..=20).map(Oid).collect();
     let mut snapshots = Vec::new();
     for round in 0..5i64 {
-        let t = fs.tpc_begin(TransactionMeta::new("w", format!("round {round}"))).unwrap();
-        fs.store(&t, Oid(0), serials[0], record(round, &refs)).unwrap();
+        let t = fs
+            .tpc_begin(TransactionMeta::new("w", format!("round {round}")))
+            .unwrap();
+        fs.store(&t, Oid(0), serials[0], record(round, &refs))
+            .unwrap();
         for oid in 1..=20u64 {
-            fs.store(&t, Oid(oid), serials[oid as usize], record(round * 100 + oid as i64, &[])).unwrap();
+            fs.store(
+                &t,
+                Oid(oid),
+                serials[oid as usize],
+                record(round * 100 + oid as i64, &[]),
+            )
+            .unwrap();
         }
         let tid = fs.finish(&t).unwrap();
         serials.iter_mut().for_each(|s| *s = tid);
@@ -132,9 +161,17 @@ fn readers_keep_their_snapshot_while_commits_and_a_pack_run() {
         let mut serials = serials.clone();
         std::thread::spawn(move || {
             for round in 5..40i64 {
-                let t = fs.tpc_begin(TransactionMeta::new("w", format!("round {round}"))).unwrap();
+                let t = fs
+                    .tpc_begin(TransactionMeta::new("w", format!("round {round}")))
+                    .unwrap();
                 let oid = 1 + (round as u64 % 20);
-                fs.store(&t, Oid(oid), serials[oid as usize], record(round * 100 + oid as i64, &[])).unwrap();
+                fs.store(
+                    &t,
+                    Oid(oid),
+                    serials[oid as usize],
+                    record(round * 100 + oid as i64, &[]),
+                )
+                .unwrap();
                 serials[oid as usize] = fs.finish(&t).unwrap();
             }
         })
@@ -144,7 +181,10 @@ fn readers_keep_their_snapshot_while_commits_and_a_pack_run() {
     writer.join().unwrap();
     stop.store(true, Ordering::Relaxed);
     assert!(reader.join().unwrap() >= 1000);
-    assert!(fs.load_before(Oid(1), snapshots[1].0).unwrap().is_none(), "packed away");
+    assert!(
+        fs.load_before(Oid(1), snapshots[1].0).unwrap().is_none(),
+        "packed away"
+    );
     fs.close().unwrap();
     check_file(&dir.path().join("Data.fs")).unwrap();
 }

@@ -20,11 +20,25 @@ fn reads_every_python_fixture_like_python() {
         let expected = &fixtures::expected()[name]["storage"];
         for read_only in [false, true] {
             let path = fixtures::copy_to(name, dir.path());
-            let fs = FileStorage::open_with(&path, Options { read_only, ..Options::default() })
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(fs.last_transaction(), Tid(hex_u64(expected["last_tid"].as_str().unwrap())), "{name}");
+            let fs = FileStorage::open_with(
+                &path,
+                Options {
+                    read_only,
+                    ..Options::default()
+                },
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                fs.last_transaction(),
+                Tid(hex_u64(expected["last_tid"].as_str().unwrap())),
+                "{name}"
+            );
             assert_eq!(fs.end(), expected["end_pos"].as_u64().unwrap(), "{name}");
-            assert_eq!(fs.len(), expected["index"].as_object().unwrap().len(), "{name}");
+            assert_eq!(
+                fs.len(),
+                expected["index"].as_object().unwrap().len(),
+                "{name}"
+            );
             for (oid, by_tid) in expected["loadBefore"].as_object().unwrap() {
                 let oid = Oid(oid.parse().unwrap());
                 for (tid, want) in by_tid.as_object().unwrap() {
@@ -50,8 +64,16 @@ fn check_load_before(
         (Value::String(s), Err(e)) if s == "POSKeyError" => assert!(e.is_pos_key(), "{ctx}: {e}"),
         (Value::Array(a), Ok(Some(rev))) => {
             assert_eq!(rev.data.len() as u64, a[0].as_u64().unwrap(), "{ctx}: size");
-            assert_eq!(rev.start, Tid(hex_u64(a[1].as_str().unwrap())), "{ctx}: start");
-            assert_eq!(rev.end.map(|t| t.0), a[2].as_str().map(hex_u64), "{ctx}: end");
+            assert_eq!(
+                rev.start,
+                Tid(hex_u64(a[1].as_str().unwrap())),
+                "{ctx}: start"
+            );
+            assert_eq!(
+                rev.end.map(|t| t.0),
+                a[2].as_str().map(hex_u64),
+                "{ctx}: end"
+            );
         }
         _ => panic!("{ctx}: expected {want}, got {got:?}"),
     }
@@ -78,7 +100,10 @@ fn rebuilds_the_same_index_without_the_saved_one() {
             );
         }
         let again = FileStorage::open(&path).unwrap();
-        assert!(again.open_report().used_saved_index, "{name}: second open uses the index");
+        assert!(
+            again.open_report().used_saved_index,
+            "{name}: second open uses the index"
+        );
     }
 }
 
@@ -87,18 +112,40 @@ fn iterates_transactions_and_records_like_python() {
     for name in fixtures::storage_fixtures() {
         let dir = tempfile::tempdir().unwrap();
         let fs = open_copy(name, dir.path());
-        let txns = fixtures::expected()[name]["file"]["txns"].as_array().unwrap();
-        let ours: Vec<_> = fs.iterator(None, None).unwrap().map(Result::unwrap).collect();
+        let txns = fixtures::expected()[name]["file"]["txns"]
+            .as_array()
+            .unwrap();
+        let ours: Vec<_> = fs
+            .iterator(None, None)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(ours.len(), txns.len(), "{name}");
         for (t, want) in ours.iter().zip(txns) {
             assert_eq!(t.tid, Tid(hex_u64(want["tid"].as_str().unwrap())));
-            assert_eq!(t.status.as_char().to_string(), want["status"].as_str().unwrap());
-            assert_eq!(String::from_utf8_lossy(&t.user), want["user"].as_str().unwrap());
-            assert_eq!(String::from_utf8_lossy(&t.description), want["description"].as_str().unwrap());
-            assert_eq!(hex::encode(&t.extension), want["extension_hex"].as_str().unwrap());
+            assert_eq!(
+                t.status.as_char().to_string(),
+                want["status"].as_str().unwrap()
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&t.user),
+                want["user"].as_str().unwrap()
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&t.description),
+                want["description"].as_str().unwrap()
+            );
+            assert_eq!(
+                hex::encode(&t.extension),
+                want["extension_hex"].as_str().unwrap()
+            );
             let oids: Vec<u64> = t.records.iter().map(|r| r.oid.0).collect();
-            let want_oids: Vec<u64> =
-                want["records"].as_array().unwrap().iter().map(|r| r["oid"].as_u64().unwrap()).collect();
+            let want_oids: Vec<u64> = want["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["oid"].as_u64().unwrap())
+                .collect();
             assert_eq!(oids, want_oids, "{name} {}", t.tid);
         }
     }
@@ -111,7 +158,15 @@ fn history_and_undo_log_of_the_unpacked_fixture() {
     // Oid 1: T2 created it, T3 and T4 changed it, T5 undid T4.
     let h = fs.history(Oid(1), 10).unwrap();
     let tids: Vec<String> = h.iter().map(|e| e.tid.to_string()).collect();
-    assert_eq!(tids, ["0405ed5c1bbbbbbb", "0405ed5b1aaaaaaa", "0405ed5a19999999", "0405ed5918888888"]);
+    assert_eq!(
+        tids,
+        [
+            "0405ed5c1bbbbbbb",
+            "0405ed5b1aaaaaaa",
+            "0405ed5a19999999",
+            "0405ed5918888888"
+        ]
+    );
     assert_eq!(h[0].size, 0, "an undo revision is a backpointer");
     assert_eq!(h[0].user, b"dave");
     assert_eq!(fs.history(Oid(1), 2).unwrap().len(), 2);
@@ -120,7 +175,10 @@ fn history_and_undo_log_of_the_unpacked_fixture() {
     assert_eq!(log[0].tid, Tid(0x0405_ed5f_4999_9999));
     assert_eq!(zodb_storage::undo_id(log[0].tid), "BAXtX0mZmZk=");
     let sliced = fs.undo_log(2, 4).unwrap();
-    assert_eq!(sliced.iter().map(|e| e.tid).collect::<Vec<_>>(), vec![log[2].tid, log[3].tid]);
+    assert_eq!(
+        sliced.iter().map(|e| e.tid).collect::<Vec<_>>(),
+        vec![log[2].tid, log[3].tid]
+    );
     // A packed file's undo log stops at the first packed transaction.
     let packed = open_copy("Data.fs", dir.path());
     assert_eq!(packed.undo_log(0, 100).unwrap().len(), 1);
@@ -133,8 +191,15 @@ fn load_serial_follows_the_chain() {
     let t3 = Tid(0x0405_ed5a_1999_9999);
     let t5 = Tid(0x0405_ed5c_1bbb_bbbb);
     // T5's revision of oid 1 reuses T3's data through a backpointer.
-    assert_eq!(fs.load_serial(Oid(1), t5).unwrap(), fs.load_serial(Oid(1), t3).unwrap());
-    assert!(fs.load_serial(Oid(1), Tid(0x0405_ed5a_0000_0000)).unwrap_err().is_pos_key());
+    assert_eq!(
+        fs.load_serial(Oid(1), t5).unwrap(),
+        fs.load_serial(Oid(1), t3).unwrap()
+    );
+    assert!(
+        fs.load_serial(Oid(1), Tid(0x0405_ed5a_0000_0000))
+            .unwrap_err()
+            .is_pos_key()
+    );
     assert!(fs.load(Oid(7)).unwrap_err().is_pos_key(), "creation undone");
     assert!(fs.load(Oid(42)).unwrap_err().is_pos_key());
 }

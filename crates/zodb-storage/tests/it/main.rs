@@ -1,5 +1,8 @@
 //! Integration tests of the storage engines, one module per area.
 
+mod conformance_demo;
+mod conformance_file;
+mod conformance_memory;
+mod filestorage;
 mod fixtures;
 mod recovery;
-mod filestorage;

@@ -19,19 +19,33 @@ fn checkpoint_transaction_is_cut_and_saved() {
         let dir = tempfile::tempdir().unwrap();
         let path = fixtures::copy_to(name, dir.path());
         let size = fs::metadata(&path).unwrap().len();
-        assert!(check_file(&path).is_err(), "{name}: check must fail before recovery");
+        assert!(
+            check_file(&path).is_err(),
+            "{name}: check must fail before recovery"
+        );
 
         let ro = FileStorage::open_read_only(&path).unwrap();
         assert_eq!(ro.end(), UNPACKED_END);
-        assert_eq!(fs::metadata(&path).unwrap().len(), size, "read-only open changes nothing");
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            size,
+            "read-only open changes nothing"
+        );
         drop(ro);
 
         let fs = FileStorage::open(&path).unwrap();
         let report = fs.open_report().clone();
-        assert_eq!(report.cut.as_ref().map(|c| c.0), Some(UNPACKED_END), "{name}");
+        assert_eq!(
+            report.cut.as_ref().map(|c| c.0),
+            Some(UNPACKED_END),
+            "{name}"
+        );
         let tail = report.saved_tail.expect("tail saved");
         assert_eq!(fs::metadata(&tail).unwrap().len(), size - UNPACKED_END);
-        assert_eq!(tail.file_name().unwrap().to_str().unwrap(), format!("{name}.tr0"));
+        assert_eq!(
+            tail.file_name().unwrap().to_str().unwrap(),
+            format!("{name}.tr0")
+        );
         // The cut transaction's tid is never issued again.
         assert_eq!(fs.last_transaction(), Tid(0x0405_ed64_4ddd_dddd));
         assert_eq!(fs::metadata(&path).unwrap().len(), UNPACKED_END);
@@ -47,10 +61,18 @@ fn write_db(path: &Path, n: u64) -> Vec<u64> {
     let mut ends = vec![fs.end()];
     let mut serials = std::collections::HashMap::new();
     for i in 0..n {
-        let t = fs.tpc_begin(TransactionMeta::new(format!("user{i}"), format!("txn {i}"))).unwrap();
+        let t = fs
+            .tpc_begin(TransactionMeta::new(format!("user{i}"), format!("txn {i}")))
+            .unwrap();
         for oid in [0, i % 3 + 1] {
             let serial = serials.get(&oid).copied().unwrap_or(Tid::ZERO);
-            fs.store(&t, Oid(oid), serial, test_support::conformance::record(i as i64, &[])).unwrap();
+            fs.store(
+                &t,
+                Oid(oid),
+                serial,
+                test_support::conformance::record(i as i64, &[]),
+            )
+            .unwrap();
         }
         let tid = fs.finish(&t).unwrap();
         for oid in [0, i % 3 + 1] {
@@ -78,8 +100,16 @@ fn every_cut_inside_the_last_transaction_recovers_the_one_before() {
         fs.load(Oid(0)).unwrap();
         // And it takes new commits on top.
         let (_, serial) = fs.load(Oid(0)).unwrap();
-        let t = fs.tpc_begin(TransactionMeta::new("after", "recovery")).unwrap();
-        fs.store(&t, Oid(0), serial, test_support::conformance::record(99, &[])).unwrap();
+        let t = fs
+            .tpc_begin(TransactionMeta::new("after", "recovery"))
+            .unwrap();
+        fs.store(
+            &t,
+            Oid(0),
+            serial,
+            test_support::conformance::record(99, &[]),
+        )
+        .unwrap();
         fs.finish(&t).unwrap();
         fs.close().unwrap();
         check_file(&path).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
@@ -130,7 +160,10 @@ fn a_few_header_bytes_at_the_end_are_dropped_without_saving() {
     let path = dir.path().join("junk.fs");
     fs::write(&path, &bytes).unwrap();
     let fs = FileStorage::open(&path).unwrap();
-    assert_eq!(fs.open_report().cut.as_ref().map(|c| c.0), Some(UNPACKED_END));
+    assert_eq!(
+        fs.open_report().cut.as_ref().map(|c| c.0),
+        Some(UNPACKED_END)
+    );
     assert!(fs.open_report().saved_tail.is_none());
 }
 
@@ -139,7 +172,10 @@ fn other_files_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notfs.fs");
     fs::write(&path, b"PK\x03\x04 this is a zip").unwrap();
-    assert!(matches!(FileStorage::open(&path), Err(StorageError::Format { .. })));
+    assert!(matches!(
+        FileStorage::open(&path),
+        Err(StorageError::Format { .. })
+    ));
     let mut py2 = fs::read(fixtures::path("unpacked.fs")).unwrap();
     py2[..4].copy_from_slice(b"FS21");
     let path = dir.path().join("py2.fs");
@@ -154,7 +190,10 @@ fn a_second_writer_is_locked_out_but_readers_are_not() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("Data.fs");
     let first = FileStorage::open(&path).unwrap();
-    assert!(matches!(FileStorage::open(&path), Err(StorageError::Locked { .. })));
+    assert!(matches!(
+        FileStorage::open(&path),
+        Err(StorageError::Locked { .. })
+    ));
     FileStorage::open_read_only(&path).unwrap();
     first.close().unwrap();
     FileStorage::open(&path).unwrap();
@@ -184,7 +223,13 @@ fn random_damage_never_panics() {
         fs::write(&path, &bytes).unwrap();
         let _ = fs::remove_file(dir.path().join("damaged.fs.index"));
         let _ = check_file(&path);
-        let opened = FileStorage::open_with(&path, Options { read_only: true, ..Options::default() });
+        let opened = FileStorage::open_with(
+            &path,
+            Options {
+                read_only: true,
+                ..Options::default()
+            },
+        );
         if let Ok(s) = opened {
             for oid in 0..12 {
                 let _ = s.load(Oid(oid));
