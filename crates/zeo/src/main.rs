@@ -7,7 +7,7 @@
 //! error as the cause; every failure exits non-zero.
 
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -78,7 +78,7 @@ fn run(command: Command) -> Result<()> {
     }
 }
 
-fn check(file: &PathBuf) -> Result<()> {
+fn check(file: &Path) -> Result<()> {
     let report = zodb_storage::filestorage::check_file(file)?;
     println!(
         "{}: ok: {} transactions, {} records, {} objects, {} bytes, last transaction {}",
@@ -92,7 +92,7 @@ fn check(file: &PathBuf) -> Result<()> {
     Ok(())
 }
 
-fn dump(file: &PathBuf) -> Result<()> {
+fn dump(file: &Path) -> Result<()> {
     let storage = FileStorage::open_read_only(file)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -122,7 +122,7 @@ fn dump(file: &PathBuf) -> Result<()> {
     Ok(())
 }
 
-fn pack(file: &PathBuf, days: f64, gc: bool) -> Result<()> {
+fn pack(file: &Path, days: f64, gc: bool) -> Result<()> {
     anyhow::ensure!(
         days.is_finite() && days >= 0.0,
         "--days must be a non-negative number"

@@ -244,7 +244,7 @@ impl TidClock {
     }
 
     /// The next tid from the current time.
-    pub fn next(&mut self) -> Tid {
+    pub fn next_tid(&mut self) -> Tid {
         self.next_at(Tid::now())
     }
 

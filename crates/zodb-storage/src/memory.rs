@@ -629,7 +629,7 @@ impl MemoryStorage {
             None => {
                 let mut clock = self.clock.lock();
                 clock.observe(floor);
-                clock.next()
+                clock.next_tid()
             }
         };
         Ok(Voted {

@@ -135,18 +135,18 @@ pub fn check_file(path: &Path) -> Result<CheckReport> {
                     }
                 }
                 let r = reader.record(rpos, Some(d.oid))?;
-                if let RecordPayload::Back(back) = r.payload {
-                    if back >= rpos {
-                        return Err(reader.corrupted(rpos, "backpointer does not point backwards"));
-                    }
+                if let RecordPayload::Back(back) = r.payload
+                    && back >= rpos
+                {
+                    return Err(reader.corrupted(rpos, "backpointer does not point backwards"));
                 }
-                if let Some((data, dpos)) = reader.resolve(r)? {
-                    if let Err(e) = zodb_pickle::strong_references(&data) {
-                        return Err(reader.corrupted(
-                            dpos,
-                            format!("record of object {} cannot be read: {e}", d.oid),
-                        ));
-                    }
+                if let Some((data, dpos)) = reader.resolve(r)?
+                    && let Err(e) = zodb_pickle::strong_references(&data)
+                {
+                    return Err(reader.corrupted(
+                        dpos,
+                        format!("record of object {} cannot be read: {e}", d.oid),
+                    ));
                 }
                 in_txn.insert(d.oid.0, rpos);
                 report.records += 1;

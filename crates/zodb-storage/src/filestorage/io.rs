@@ -93,13 +93,13 @@ impl<'a> Reader<'a> {
     /// The data record at `pos`, which must belong to `oid` if given.
     pub fn record(&self, pos: u64, oid: Option<Oid>) -> Result<Record> {
         let header = self.data_header(pos)?;
-        if let Some(oid) = oid {
-            if header.oid != oid {
-                return Err(self.corrupted(
-                    pos,
-                    format!("expected a record of oid {oid}, found oid {}", header.oid),
-                ));
-            }
+        if let Some(oid) = oid
+            && header.oid != oid
+        {
+            return Err(self.corrupted(
+                pos,
+                format!("expected a record of oid {oid}, found oid {}", header.oid),
+            ));
         }
         let body = pos + DATA_HEADER_SIZE as u64;
         let payload = if header.plen > 0 {

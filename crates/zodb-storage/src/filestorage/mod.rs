@@ -114,6 +114,33 @@ struct Voted {
     positions: Vec<(u64, u64)>,
 }
 
+/// An object's current record as undo compares it with the undone one.
+#[derive(Debug, Clone)]
+struct CurrentRecord {
+    pos: u64,
+    /// Where its data are: its own position, or its backpointer (one hop,
+    /// as Python compares them); `None` for a deletion.
+    data_ptr: Option<u64>,
+    data: Option<Vec<u8>>,
+}
+
+impl CurrentRecord {
+    fn read(reader: &Reader<'_>, pos: u64, oid: Oid) -> Result<CurrentRecord> {
+        let record = reader.record(pos, Some(oid))?;
+        let data_ptr = match &record.payload {
+            RecordPayload::Data(_) => Some(pos),
+            RecordPayload::Back(0) => None,
+            RecordPayload::Back(b) => Some(*b),
+        };
+        let data = reader.resolve(record)?.map(|(d, _)| d);
+        Ok(CurrentRecord {
+            pos,
+            data_ptr,
+            data,
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Pending {
     meta: TransactionMeta,
@@ -514,7 +541,7 @@ impl FileStorage {
                     clock.observe(t);
                     t
                 }
-                None => clock.next(),
+                None => clock.next_tid(),
             }
         };
 
@@ -541,9 +568,10 @@ impl FileStorage {
             positions.push((oid.0, pos));
         }
         let mut problems = Vec::new();
-        // Undo records need the data of records written above, which are
-        // not in the file yet; the buffer is consulted for those.
-        let mut undo_written: HashMap<Oid, (u64, Option<u64>, Option<Vec<u8>>)> = HashMap::new();
+        // When one transaction undoes several, a later undo must see the
+        // record an earlier one wrote as the current one; those records are
+        // not in the file yet, so they are remembered here.
+        let mut undo_written: HashMap<Oid, CurrentRecord> = HashMap::new();
         for undo_tid in &p.undos {
             let Some((utpos, uh)) = Self::find_transaction(&reader, *undo_tid)? else {
                 problems.push("Invalid undo transaction id".to_string());
@@ -561,27 +589,21 @@ impl FileStorage {
                     ));
                     continue;
                 }
-                // The current record: (its pos, its data pointer, its data).
-                let (cur_pos, cur_ptr, cur_data) = match undo_written.get(&oid) {
+                let cur = match undo_written.get(&oid) {
                     Some(c) => c.clone(),
                     None => match index_pos(oid) {
-                        Some(cpos) => {
-                            let c = reader.record(cpos, Some(oid))?;
-                            let ptr = match &c.payload {
-                                RecordPayload::Data(_) => Some(cpos),
-                                RecordPayload::Back(0) => None,
-                                RecordPayload::Back(b) => Some(*b),
-                            };
-                            let data = reader.resolve(c)?.map(|(d, _)| d);
-                            (cpos, ptr, data)
-                        }
-                        None => (0, None, None),
+                        Some(cpos) => CurrentRecord::read(&reader, cpos, oid)?,
+                        None => CurrentRecord {
+                            pos: 0,
+                            data_ptr: None,
+                            data: None,
+                        },
                     },
                 };
                 let undone_data = reader.resolve(r.clone())?.map(|(d, _)| d);
-                let copyable = cur_pos == r.pos
-                    || cur_ptr == Some(r.pos)
-                    || (undone_data.is_some() && undone_data == cur_data);
+                let copyable = cur.pos == r.pos
+                    || cur.data_ptr == Some(r.pos)
+                    || (undone_data.is_some() && undone_data == cur.data);
                 if !copyable {
                     problems.push(if r.header.prev == 0 {
                         format!("Can't undo an add transaction followed by conflicting transactions (object {oid})")
@@ -593,18 +615,21 @@ impl FileStorage {
                 let back = r.header.prev;
                 let prev = index_pos(oid).unwrap_or(0);
                 let pos = b.push(oid, tid, prev, &Payload::Back(back));
-                let (ptr, data) = if back == 0 {
-                    (None, None)
-                } else {
-                    let target = reader.record(back, Some(oid))?;
-                    let ptr = match &target.payload {
-                        RecordPayload::Data(_) => Some(back),
-                        RecordPayload::Back(0) => None,
-                        RecordPayload::Back(b) => Some(*b),
-                    };
-                    (ptr, reader.resolve(target)?.map(|(d, _)| d))
+                let data = match back {
+                    0 => None,
+                    back => reader
+                        .resolve(reader.record(back, Some(oid))?)?
+                        .map(|(d, _)| d),
                 };
-                undo_written.insert(oid, (pos, ptr, data));
+                let data_ptr = (back > 0).then_some(back);
+                undo_written.insert(
+                    oid,
+                    CurrentRecord {
+                        pos,
+                        data_ptr,
+                        data,
+                    },
+                );
                 written.insert(oid, pos);
                 positions.retain(|(o, _)| *o != oid.0);
                 positions.push((oid.0, pos));

@@ -127,25 +127,27 @@ pub(super) fn pack(fs: &FileStorage, pack_time: Tid, gc: bool) -> Result<()> {
     while pos < end {
         let h = reader.txn_header(pos)?;
         for r in FileStorage::transaction_records(&reader, pos, &h)? {
-            if let RecordPayload::Back(back) = r.payload {
-                if back > 0 && back < packpos && keep.insert(back) {
-                    let oid = r.header.oid;
-                    if reachable.contains(&oid) {
-                        // Python follows the references of such a revision
-                        // only when its object is reachable anyway.
-                        let refs = refs_at(back)?;
-                        let mut newly = HashSet::new();
-                        gc::mark_reachable(oid, refs, &mut reachable, |o| match cur.get(&o.0) {
-                            Some(&rpos) => {
-                                newly.insert(rpos);
-                                refs_at(rpos).map(Some)
-                            }
-                            None => Ok(None),
-                        })?;
-                        keep.extend(newly);
-                    } else {
-                        reachable.insert(oid);
-                    }
+            if let RecordPayload::Back(back) = r.payload
+                && back > 0
+                && back < packpos
+                && keep.insert(back)
+            {
+                let oid = r.header.oid;
+                if reachable.contains(&oid) {
+                    // Python follows the references of such a revision
+                    // only when its object is reachable anyway.
+                    let refs = refs_at(back)?;
+                    let mut newly = HashSet::new();
+                    gc::mark_reachable(oid, refs, &mut reachable, |o| match cur.get(&o.0) {
+                        Some(&rpos) => {
+                            newly.insert(rpos);
+                            refs_at(rpos).map(Some)
+                        }
+                        None => Ok(None),
+                    })?;
+                    keep.extend(newly);
+                } else {
+                    reachable.insert(oid);
                 }
             }
         }
@@ -263,14 +265,14 @@ pub(super) fn pack(fs: &FileStorage, pack_time: Tid, gc: bool) -> Result<()> {
                 e,
             ));
         }
-        if let Some(dir) = path.parent() {
-            if let Ok(d) = File::open(if dir.as_os_str().is_empty() {
+        if let Some(dir) = path.parent()
+            && let Ok(d) = File::open(if dir.as_os_str().is_empty() {
                 Path::new(".")
             } else {
                 dir
-            }) {
-                let _ = d.sync_all();
-            }
+            })
+        {
+            let _ = d.sync_all();
         }
         let new_file = OpenOptions::new()
             .read(true)

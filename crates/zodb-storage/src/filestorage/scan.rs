@@ -192,7 +192,7 @@ fn check_transaction(
                     d.prev
                 ));
             }
-            let rend = rpos.checked_add(d.record_len()).unwrap_or(u64::MAX);
+            let rend = rpos.saturating_add(d.record_len());
             if rend > body_end {
                 return Err(format!("data record at {rpos} runs past the transaction"));
             }

@@ -188,3 +188,40 @@ fn readers_keep_their_snapshot_while_commits_and_a_pack_run() {
     fs.close().unwrap();
     check_file(&dir.path().join("Data.fs")).unwrap();
 }
+
+#[test]
+fn one_transaction_can_undo_several_that_touched_the_same_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Data.fs");
+    let fs = FileStorage::open(&path).unwrap();
+    let commit = |serial: Tid, value: i64| {
+        let t = fs
+            .tpc_begin(TransactionMeta::new("u", format!("set {value}")))
+            .unwrap();
+        fs.store(&t, Oid(1), serial, record(value, &[])).unwrap();
+        fs.finish(&t).unwrap()
+    };
+    let t1 = commit(Tid::ZERO, 1);
+    let t2 = commit(t1, 2);
+    let t3 = commit(t2, 3);
+    let t = fs
+        .tpc_begin(TransactionMeta::new("admin", "undo t3 and t2"))
+        .unwrap();
+    fs.undo(&t, t3).unwrap();
+    fs.undo(&t, t2).unwrap();
+    let u = fs.finish(&t).unwrap();
+    assert_eq!(fs.load(Oid(1)).unwrap(), (record(1, &[]), u));
+    // Undoing t2 alone now conflicts: the undo above changed the object
+    // after t2.
+    let t = fs
+        .tpc_begin(TransactionMeta::new("admin", "bad order"))
+        .unwrap();
+    fs.undo(&t, t2).unwrap();
+    assert!(matches!(
+        fs.vote(&t),
+        Err(zodb_storage::StorageError::Undo(_))
+    ));
+    fs.abort(&t);
+    fs.close().unwrap();
+    check_file(&path).unwrap();
+}
