@@ -262,6 +262,7 @@ fn assert_pos_key<T: std::fmt::Debug>(r: Result<T, StorageError>, what: &str) {
 fn expect_conflict<T: std::fmt::Debug>(r: Result<T, StorageError>, what: &str) -> ConflictError {
     match r {
         Err(StorageError::Conflict(c)) => c,
+        Err(StorageError::Conflicts(mut cs)) if !cs.is_empty() => cs.remove(0),
         other => panic!("{what}: expected a conflict, got {other:?}"),
     }
 }
@@ -389,7 +390,12 @@ pub fn conflict_detected_at_vote(s: &dyn Storage) {
         "fast",
         &[(a, t1, record(3, &[])), (b, Tid::ZERO, record(30, &[]))],
     );
-    let c = expect_conflict(s.vote(&txn), "vote after a concurrent commit");
+    let err = s.vote(&txn).unwrap_err();
+    // Both stores conflict, and a client resolving conflicts needs both.
+    let mut oids: Vec<Oid> = err.conflicts().iter().map(|c| c.oid).collect();
+    oids.sort();
+    assert_eq!(oids, vec![a, b], "{err}");
+    let c = expect_conflict(Err::<(), _>(err), "vote after a concurrent commit");
     s.abort(&txn);
     assert_eq!(c.expected, if c.oid == a { t1 } else { Tid::ZERO });
     assert_eq!(c.committed, t2);

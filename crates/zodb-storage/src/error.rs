@@ -51,6 +51,11 @@ pub enum StorageError {
     #[error("{0}")]
     Conflict(ConflictError),
 
+    /// Several stores of one transaction conflict (reported by `vote`, so
+    /// that a client resolving conflicts sees all of them at once).
+    #[error("{} conflicts, the first: {}", .0.len(), .0.first().map(ToString::to_string).unwrap_or_default())]
+    Conflicts(Vec<ConflictError>),
+
     #[error("the storage is read-only")]
     ReadOnly,
 
@@ -119,10 +124,26 @@ impl StorageError {
         matches!(self, StorageError::PosKey { .. })
     }
 
+    /// The first (or only) conflict this error reports.
     pub fn as_conflict(&self) -> Option<&ConflictError> {
+        self.conflicts().first().copied()
+    }
+
+    /// Every conflict this error reports (none for other errors).
+    pub fn conflicts(&self) -> Vec<&ConflictError> {
         match self {
-            StorageError::Conflict(c) => Some(c),
-            _ => None,
+            StorageError::Conflict(c) => vec![c],
+            StorageError::Conflicts(cs) => cs.iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// One error for a list of write conflicts found at vote.
+    pub fn from_conflicts(mut conflicts: Vec<ConflictError>) -> StorageError {
+        if conflicts.len() == 1 {
+            StorageError::Conflict(conflicts.remove(0))
+        } else {
+            StorageError::Conflicts(conflicts)
         }
     }
 }

@@ -10,6 +10,7 @@
 //! moves records (opaque byte strings) and reads them only to find
 //! references when packing.
 
+pub mod commit_lock;
 pub mod demo;
 pub mod error;
 pub mod filestorage;

@@ -40,16 +40,17 @@
 //! Locking: the committed state sits behind one `RwLock` that writers hold
 //! only to publish a finished transaction or to apply a computed pack, so a
 //! reader never waits longer than those map updates. Votes are serialised by
-//! the commit lock (a `Mutex<Option<u64>>` naming the holder, plus a
-//! `Condvar`), which is a flag rather than a held guard: no state lock is
-//! held while a vote waits for it. Lock order, where several are taken:
+//! the FIFO commit lock (`crate::commit_lock`), which is a flag rather than
+//! a held guard: no state lock is held while a vote waits for it. Lock order, where several are taken:
 //! commit lock, then one transaction's mutex, then the state lock.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
+
+use crate::commit_lock::CommitLock;
 
 use crate::error::{ConflictError, Result, StorageError};
 use crate::gc::reachable_from_root;
@@ -278,8 +279,7 @@ pub struct MemoryStorage {
     pending: Mutex<HashMap<u64, Arc<Mutex<Pending>>>>,
     next_handle: AtomicU64,
     /// The handle id holding the commit lock (voted, not yet finished).
-    commit_holder: Mutex<Option<u64>>,
-    commit_released: Condvar,
+    commit_lock: CommitLock,
     clock: Mutex<TidClock>,
     /// The next oid `new_oids` hands out; never 0 (the root is not
     /// allocated, it is stored by whoever creates the database).
@@ -328,8 +328,7 @@ impl MemoryStorage {
             }),
             pending: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
-            commit_holder: Mutex::new(None),
-            commit_released: Condvar::new(),
+            commit_lock: CommitLock::new(),
             clock: Mutex::new(TidClock::new(floor)),
             next_oid: Mutex::new(1),
             pack_lock: Mutex::new(()),
@@ -562,27 +561,13 @@ impl MemoryStorage {
 
     /// Waits for the commit lock and takes it for `id`.
     fn acquire_commit_lock(&self, id: u64) -> Result<()> {
-        let mut holder = self.commit_holder.lock();
-        loop {
-            self.check_open()?;
-            match *holder {
-                None => {
-                    *holder = Some(id);
-                    return Ok(());
-                }
-                Some(h) if h == id => return Ok(()),
-                Some(_) => self.commit_released.wait(&mut holder),
-            }
-        }
+        self.check_open()?;
+        self.commit_lock.acquire(id, None)
     }
 
     /// Releases the commit lock if `id` holds it.
     fn release_commit_lock(&self, id: u64) {
-        let mut holder = self.commit_holder.lock();
-        if *holder == Some(id) {
-            *holder = None;
-            self.commit_released.notify_all();
-        }
+        self.commit_lock.release(id);
     }
 
     /// Replays the transaction's operations against the committed state
@@ -590,6 +575,7 @@ impl MemoryStorage {
     /// chooses the tid.
     fn prepare(&self, p: &Pending) -> Result<Voted> {
         let mut writes = TxnWrites::default();
+        let mut conflicts = Vec::new();
         for op in &p.ops {
             match op {
                 Op::Store {
@@ -597,7 +583,10 @@ impl MemoryStorage {
                     expected,
                     data,
                 } => {
-                    self.check_serial(*oid, *expected)?;
+                    match self.check_serial(*oid, *expected) {
+                        Err(StorageError::Conflict(c)) => conflicts.push(c),
+                        other => other?,
+                    }
                     writes.put(*oid, Rev::pending(Some(Arc::clone(data)), None));
                 }
                 Op::Delete { oid, expected } => {
@@ -611,6 +600,9 @@ impl MemoryStorage {
                     }
                 }
             }
+        }
+        if !conflicts.is_empty() {
+            return Err(StorageError::from_conflicts(conflicts));
         }
         let mut floor = self.state.read().last_tid;
         if let Some(lower) = &self.lower {
@@ -1205,8 +1197,7 @@ impl Storage for MemoryStorage {
     fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         // Wake votes waiting for the commit lock so they can fail.
-        let _holder = self.commit_holder.lock();
-        self.commit_released.notify_all();
+        self.commit_lock.close();
         Ok(())
     }
 }

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use oid_index::OidIndex;
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 
 pub use check::{CheckReport, check_file};
 use format::{
@@ -40,6 +40,7 @@ use format::{
 };
 use io::{Reader, Record, RecordPayload};
 
+use crate::commit_lock::CommitLock;
 use crate::error::{ConflictError, Result, StorageError};
 use crate::ids::{Oid, Tid, TidClock};
 use crate::limits;
@@ -159,9 +160,9 @@ pub struct FileStorage {
     read_only: bool,
     options: Options,
     snap: RwLock<Snapshot>,
-    /// Holder of the commit lock: a transaction handle id, or `PACK_HOLDER`.
-    commit: Mutex<Option<u64>>,
-    commit_released: Condvar,
+    /// Held from vote to finish/abort by a transaction handle id, or by
+    /// `PACK_HOLDER` while a pack switches files.
+    commit_lock: CommitLock,
     pending: Mutex<HashMap<u64, Arc<Mutex<Pending>>>>,
     next_handle: AtomicU64,
     /// The largest oid handed out or seen.
@@ -295,8 +296,7 @@ impl FileStorage {
                 end,
                 last_tid,
             }),
-            commit: Mutex::new(None),
-            commit_released: Condvar::new(),
+            commit_lock: CommitLock::new(),
             pending: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             max_oid: Mutex::new(max_oid),
@@ -381,20 +381,12 @@ impl FileStorage {
         })
     }
 
-    fn acquire_commit_lock(&self, holder: u64) {
-        let mut h = self.commit.lock();
-        while h.is_some() {
-            self.commit_released.wait(&mut h);
-        }
-        *h = Some(holder);
+    fn acquire_commit_lock(&self, holder: u64) -> Result<()> {
+        self.commit_lock.acquire(holder, None)
     }
 
     fn release_commit_lock(&self, holder: u64) {
-        let mut h = self.commit.lock();
-        if *h == Some(holder) {
-            *h = None;
-            self.commit_released.notify_all();
-        }
+        self.commit_lock.release(holder);
     }
 
     /// Finds the transaction `tid` by walking back from the end.
@@ -492,25 +484,29 @@ impl FileStorage {
         let reader = self.reader(&file, end);
         let index_pos = |oid: Oid| self.snap.read().index.get(oid.0);
 
-        // Serials: stores and deletions, then read checks.
+        // Serials: stores and deletions (all conflicts are reported
+        // together), then read checks. A store of an oid that has no record
+        // yet is not checked, as in Python.
+        let mut conflicts = Vec::new();
         for w in &p.writes {
             let (oid, expected) = match w {
                 PendingWrite::Store { oid, expected, .. }
                 | PendingWrite::Delete { oid, expected } => (*oid, *expected),
             };
-            let committed = match index_pos(oid) {
-                Some(pos) => reader.data_header(pos)?.serial,
-                None => Tid::ZERO,
-            };
-            if committed != expected {
-                return Err(ConflictError {
-                    oid,
-                    committed,
-                    expected,
-                    read_conflict: false,
+            if let Some(pos) = index_pos(oid) {
+                let committed = reader.data_header(pos)?.serial;
+                if committed != expected {
+                    conflicts.push(ConflictError {
+                        oid,
+                        committed,
+                        expected,
+                        read_conflict: false,
+                    });
                 }
-                .into());
             }
+        }
+        if !conflicts.is_empty() {
+            return Err(StorageError::from_conflicts(conflicts));
         }
         for &(oid, expected) in &p.checks {
             let committed = match index_pos(oid) {
@@ -938,15 +934,17 @@ impl Storage for FileStorage {
             ));
         }
         let p = self.pending(txn)?;
-        let committed = self.committed_serial(oid)?.unwrap_or(Tid::ZERO);
-        if committed != expected {
-            return Err(ConflictError {
-                oid,
-                committed,
-                expected,
-                read_conflict: false,
+        // An oid without a record is not checked, as in Python.
+        if let Some(committed) = self.committed_serial(oid)? {
+            if committed != expected {
+                return Err(ConflictError {
+                    oid,
+                    committed,
+                    expected,
+                    read_conflict: false,
+                }
+                .into());
             }
-            .into());
         }
         let mut p = p.lock();
         if p.voted.is_some() {
@@ -1213,6 +1211,9 @@ impl Storage for FileStorage {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // Fail votes waiting for the commit lock first: they hold their
+        // transaction's mutex, which abort needs.
+        self.commit_lock.close();
         let open: Vec<u64> = self.pending.lock().keys().copied().collect();
         for id in open {
             self.abort(&TxnHandle::new(id));

@@ -242,7 +242,7 @@ pub(super) fn pack(fs: &FileStorage, pack_time: Tid, gc: bool) -> Result<()> {
         return Ok(());
     }
 
-    fs.acquire_commit_lock(PACK_HOLDER);
+    fs.acquire_commit_lock(PACK_HOLDER)?;
     let switched = (|| -> Result<()> {
         // Everything committed since the copy loop above ended.
         let final_end = fs.snap.read().end;
