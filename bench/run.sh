@@ -27,7 +27,7 @@ commits=${BENCH_COMMITS:-5000}
 samples=${BENCH_SAMPLES:-100000}
 dir=${BENCH_DIR:-$repo/target/bench-data}
 write=0
-command_line="bench/run.sh $*"
+command_line="bench/run.sh${*:+ $*}"
 
 usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2

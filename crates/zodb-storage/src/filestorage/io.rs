@@ -13,6 +13,9 @@ use crate::error::{Result, StorageError};
 use crate::ids::Oid;
 use crate::limits;
 
+/// Bytes read at once for a data record: its header and, usually, its data.
+const RECORD_READ_AHEAD: usize = 4096;
+
 /// Reads the committed part of a file: `[0, end)`.
 #[derive(Debug, Clone, Copy)]
 pub struct Reader<'a> {
@@ -92,7 +95,22 @@ impl<'a> Reader<'a> {
 
     /// The data record at `pos`, which must belong to `oid` if given.
     pub fn record(&self, pos: u64, oid: Option<Oid>) -> Result<Record> {
-        let header = self.data_header(pos)?;
+        // One read for the header and, for the usual small record, its data
+        // too; a larger record costs a second read of the rest.
+        let window = (self.end.saturating_sub(pos)).min(RECORD_READ_AHEAD as u64) as usize;
+        if window < DATA_HEADER_SIZE {
+            return Err(self.corrupted(pos, "data record header runs past the end"));
+        }
+        let mut buf = vec![0u8; window];
+        self.file
+            .read_exact_at(&mut buf, pos)
+            .map_err(|e| StorageError::io(format!("{}: read at {pos}", self.path.display()), e))?;
+        let (head, rest) = buf.split_at(DATA_HEADER_SIZE);
+        let head: &[u8; DATA_HEADER_SIZE] = head.try_into().expect("split at the header size");
+        let header = DataHeader::decode(head);
+        if header.vlen != 0 {
+            return Err(self.corrupted(pos, "data record with a non-zero version length"));
+        }
         if let Some(oid) = oid
             && header.oid != oid
         {
@@ -108,7 +126,16 @@ impl<'a> Reader<'a> {
                     self.corrupted(pos, format!("record length {} over the limit", header.plen))
                 );
             }
-            RecordPayload::Data(self.read_exact(body, header.plen as usize, "record data")?)
+            let plen = header.plen as usize;
+            if plen <= rest.len() {
+                RecordPayload::Data(rest[..plen].to_vec())
+            } else {
+                RecordPayload::Data(self.read_exact(body, plen, "record data")?)
+            }
+        } else if rest.len() >= POS_SIZE {
+            let mut b = [0u8; POS_SIZE];
+            b.copy_from_slice(&rest[..POS_SIZE]);
+            RecordPayload::Back(u64::from_be_bytes(b))
         } else {
             RecordPayload::Back(self.u64_at(body, "backpointer")?)
         };

@@ -821,13 +821,22 @@ impl Storage for FileStorage {
         let (file, mut pos, end) = self.locate(oid)?;
         let reader = self.reader(&file, end);
         let mut next_serial = None;
+        // The current record is read whole at once, since it is usually
+        // the answer; older ones header first.
+        let mut current = Some(reader.record(pos, Some(oid))?);
         loop {
-            let h = reader.data_header(pos)?;
+            let h = match &current {
+                Some(r) => r.header,
+                None => reader.data_header(pos)?,
+            };
             if h.oid != oid {
                 return Err(reader.corrupted(pos, format!("expected a record of oid {oid}")));
             }
             if h.serial < before {
-                let r = reader.record(pos, Some(oid))?;
+                let r = match current.take() {
+                    Some(r) => r,
+                    None => reader.record(pos, Some(oid))?,
+                };
                 return match reader.resolve(r)? {
                     Some((data, _)) => Ok(Some(Revision {
                         data,
@@ -841,6 +850,7 @@ impl Storage for FileStorage {
                 };
             }
             next_serial = Some(h.serial);
+            current = None;
             if h.prev == 0 {
                 return Ok(None);
             }
@@ -1031,7 +1041,7 @@ impl Storage for FileStorage {
         if p.voted.is_some() {
             return Ok(());
         }
-        self.acquire_commit_lock(txn.id());
+        self.acquire_commit_lock(txn.id())?;
         match self
             .check_writable()
             .and_then(|()| self.vote_locked(&mut p))

@@ -3,7 +3,8 @@
 //! Laid out like Python's `fsIndex`, for the same reason: a database of
 //! millions of objects must open without spending tens of bytes per object.
 //! Oids are grouped by their high 48 bits; each group keeps its 16-bit
-//! suffixes and 48-bit positions in one sorted array of 8-byte entries.
+//! suffixes in one sorted array and their 48-bit positions in another, so a
+//! lookup's binary search runs over 2-byte keys that stay in cache.
 //! Oids are handed out in ascending order, so new entries land at the end
 //! of the last group and inserting is a push.
 
@@ -12,32 +13,35 @@ use std::collections::BTreeMap;
 /// Positions are stored in 48 bits (as in `Data.fs.index`).
 pub const POS_LIMIT: u64 = 1 << 48;
 
-/// One entry: the oid's low 16 bits and the position's 48 bits, packed.
+/// A position's 48 bits, as three 16-bit words (2-byte alignment keeps the
+/// array at 6 bytes an entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
-    suffix: u16,
-    pos: [u16; 3],
-}
+struct Pos48([u16; 3]);
 
-impl Entry {
-    fn new(suffix: u16, pos: u64) -> Entry {
+const _: () = assert!(std::mem::size_of::<Pos48>() == 6);
+
+impl Pos48 {
+    fn new(pos: u64) -> Pos48 {
         assert!(pos < POS_LIMIT, "position {pos} does not fit in 48 bits");
-        Entry {
-            suffix,
-            pos: [(pos >> 32) as u16, (pos >> 16) as u16, pos as u16],
-        }
+        Pos48([(pos >> 32) as u16, (pos >> 16) as u16, pos as u16])
     }
 
-    fn pos(&self) -> u64 {
-        (u64::from(self.pos[0]) << 32) | (u64::from(self.pos[1]) << 16) | u64::from(self.pos[2])
+    fn get(self) -> u64 {
+        (u64::from(self.0[0]) << 32) | (u64::from(self.0[1]) << 16) | u64::from(self.0[2])
     }
 }
 
-const _: () = assert!(std::mem::size_of::<Entry>() == 8);
+/// The oids sharing their high 48 bits: suffixes ascending, positions in
+/// the same order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Group {
+    suffixes: Vec<u16>,
+    positions: Vec<Pos48>,
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OidIndex {
-    groups: BTreeMap<u64, Vec<Entry>>,
+    groups: BTreeMap<u64, Group>,
     len: usize,
 }
 
@@ -56,50 +60,49 @@ impl OidIndex {
 
     pub fn get(&self, oid: u64) -> Option<u64> {
         let group = self.groups.get(&(oid >> 16))?;
-        let suffix = oid as u16;
-        group
-            .binary_search_by_key(&suffix, |e| e.suffix)
-            .ok()
-            .map(|i| group[i].pos())
+        let i = group.suffixes.binary_search(&(oid as u16)).ok()?;
+        group.positions.get(i).map(|p| p.get())
     }
 
     pub fn insert(&mut self, oid: u64, pos: u64) {
         let group = self.groups.entry(oid >> 16).or_default();
         let suffix = oid as u16;
-        let entry = Entry::new(suffix, pos);
-        let added = match group.last() {
-            None => {
-                group.push(entry);
-                true
-            }
-            Some(last) if last.suffix < suffix => {
-                group.push(entry);
-                true
-            }
-            Some(_) => match group.binary_search_by_key(&suffix, |e| e.suffix) {
+        let pos = Pos48::new(pos);
+        let added = match group.suffixes.last() {
+            None => true,
+            Some(last) if *last < suffix => true,
+            Some(_) => match group.suffixes.binary_search(&suffix) {
                 Ok(i) => {
-                    group[i] = entry;
+                    group.positions[i] = pos;
                     false
                 }
                 Err(i) => {
-                    group.insert(i, entry);
-                    true
+                    group.suffixes.insert(i, suffix);
+                    group.positions.insert(i, pos);
+                    self.len += 1;
+                    return;
                 }
             },
         };
-        self.len += usize::from(added);
+        if added {
+            group.suffixes.push(suffix);
+            group.positions.push(pos);
+            self.len += 1;
+        }
     }
 
     pub fn max_oid(&self) -> Option<u64> {
         let (high, group) = self.groups.iter().next_back()?;
-        group.last().map(|e| (high << 16) | u64::from(e.suffix))
+        group.suffixes.last().map(|s| (high << 16) | u64::from(*s))
     }
 
     /// Entries in ascending oid order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.groups.iter().flat_map(|(high, g)| {
-            g.iter()
-                .map(move |e| ((high << 16) | u64::from(e.suffix), e.pos()))
+            g.suffixes
+                .iter()
+                .zip(&g.positions)
+                .map(move |(s, p)| ((high << 16) | u64::from(*s), p.get()))
         })
     }
 
@@ -108,16 +111,23 @@ impl OidIndex {
     pub fn groups(
         &self,
     ) -> impl Iterator<Item = (u64, impl Iterator<Item = (u16, u64)> + '_)> + '_ {
-        self.groups
-            .iter()
-            .map(|(high, g)| (*high, g.iter().map(|e| (e.suffix, e.pos()))))
+        self.groups.iter().map(|(high, g)| {
+            (
+                *high,
+                g.suffixes
+                    .iter()
+                    .zip(&g.positions)
+                    .map(|(s, p)| (*s, p.get())),
+            )
+        })
     }
 
     /// Releases the spare capacity left by growth (after loading or
     /// rebuilding a large index).
     pub fn shrink_to_fit(&mut self) {
         for g in self.groups.values_mut() {
-            g.shrink_to_fit();
+            g.suffixes.shrink_to_fit();
+            g.positions.shrink_to_fit();
         }
     }
 }
