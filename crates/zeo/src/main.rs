@@ -1,10 +1,11 @@
 //! `bbru-zeo`: the database server's command.
 //!
-//! Today it holds the tools that work on a `Data.fs` directly:
-//! `check` (like Python's `fstest`, and stricter), `dump` (one JSON object
-//! per transaction), and `pack`. The ZEO server itself joins them here.
-//! This is the CLI edge: errors are `anyhow`, with the library's typed
-//! error as the cause; every failure exits non-zero.
+//! `bbru-zeo -a ADDRESS -f Data.fs` (or `bbru-zeo serve ...`, or
+//! `-C zeo.conf`) runs the ZEO server, with runzeo's flags. The other
+//! subcommands work on a `Data.fs` directly: `check` (like Python's
+//! `fstest`, and stricter), `dump` (one JSON object per transaction), and
+//! `pack`. This is the CLI edge: errors are `anyhow`, with the library's
+//! typed error as the cause; every failure exits non-zero.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -23,13 +24,47 @@ use zodb_storage::{FileStorage, Storage, Tid};
     version,
     about = "The bbru object database server and its file tools"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// runzeo's flags.
+#[derive(Debug, Clone, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on: HOST:PORT, PORT (loopback), or a unix socket path.
+    #[arg(short = 'a', long = "address")]
+    address: Option<String>,
+    /// The Data.fs to serve as storage "1" (created if missing).
+    #[arg(short = 'f', long = "filename")]
+    file: Option<PathBuf>,
+    /// Serve read-only.
+    #[arg(short = 'r', long = "read-only")]
+    read_only: bool,
+    /// A zeo.conf with <zeo> and <filestorage> sections (as Python's runzeo -C).
+    #[arg(short = 'C', long = "configure")]
+    config: Option<PathBuf>,
+    /// Close a connection that holds the commit lock longer than this many seconds.
+    #[arg(short = 't', long = "timeout")]
+    transaction_timeout: Option<f64>,
+    /// Speak msgpack (M5) instead of pickle (Z5).
+    #[arg(long)]
+    msgpack: bool,
+    /// Largest frame accepted from a client, in bytes.
+    #[arg(long)]
+    frame_size_max: Option<usize>,
+    /// Log to this file instead of standard error.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the ZEO server (the default when no subcommand is given).
+    Serve(ServeArgs),
     /// Verify every transaction and record of a Data.fs; exit 1 on damage.
     Check {
         /// The file to check (never modified).
@@ -52,16 +87,42 @@ enum Command {
     },
 }
 
+fn init_logging(log_file: Option<&Path>) -> Result<()> {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("BBRU_LOG").unwrap_or_else(|_| "info".into());
+    match log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening the log file {}", path.display()))?;
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BBRU_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
-    match run(cli.command) {
+    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    let log_file = match &command {
+        Command::Serve(a) => a.log_file.clone(),
+        _ => None,
+    };
+    if let Err(e) = init_logging(log_file.as_deref()) {
+        eprintln!("bbru-zeo: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bbru-zeo: {e:#}");
@@ -72,9 +133,109 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
+        Command::Serve(args) => serve(args),
         Command::Check { file } => check(&file),
         Command::Dump { file } => dump(&file),
         Command::Pack { file, days, no_gc } => pack(&file, days, !no_gc),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let (mut config, storages) = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let conf = zeo::config::parse(&text).with_context(|| format!("{}", path.display()))?;
+            (conf.server, conf.storages)
+        }
+        None => {
+            let file = args
+                .file
+                .clone()
+                .context("give -f Data.fs (or -C zeo.conf)")?;
+            let config = zeo::server::Config::default();
+            (
+                config,
+                vec![zeo::config::StorageSection {
+                    name: "1".into(),
+                    path: file,
+                    read_only: false,
+                }],
+            )
+        }
+    };
+    if let Some(a) = &args.address {
+        config.address = zeo::server::Address::parse(a);
+    } else if args.config.is_none() {
+        anyhow::bail!("give -a ADDRESS (HOST:PORT, PORT or a socket path)");
+    }
+    config.read_only |= args.read_only;
+    if args.msgpack {
+        config.encoding = zeo::wire::Encoding::Msgpack;
+    }
+    if let Some(t) = args.transaction_timeout {
+        anyhow::ensure!(
+            t.is_finite() && t > 0.0,
+            "the transaction timeout must be a positive number of seconds"
+        );
+        config.transaction_timeout = Some(std::time::Duration::from_secs_f64(t));
+    }
+    if let Some(m) = args.frame_size_max {
+        config.frame_size_max = m;
+    }
+    let mut opened: Vec<(String, std::sync::Arc<dyn Storage>)> = Vec::new();
+    for s in &storages {
+        let read_only = s.read_only || config.read_only;
+        let fs = FileStorage::open_with(
+            &s.path,
+            zodb_storage::filestorage::Options {
+                read_only,
+                ..Default::default()
+            },
+        )
+        .with_context(|| format!("opening storage {} ({})", s.name, s.path.display()))?;
+        let report = fs.open_report();
+        tracing::info!(
+            storage = %s.name,
+            path = %s.path.display(),
+            objects = fs.len(),
+            last = %fs.last_transaction(),
+            saved_index = report.used_saved_index,
+            "opened"
+        );
+        opened.push((s.name.clone(), std::sync::Arc::new(fs)));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let server = zeo::server::Server::bind(config.clone(), opened)
+            .await
+            .with_context(|| format!("listening on {}", config.address))?;
+        let handle = server.handle();
+        tokio::spawn(async move {
+            wait_for_stop_signal().await;
+            tracing::info!("stop signal received");
+            handle.shutdown();
+        });
+        server.run().await;
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+/// SIGTERM or SIGINT.
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
 }
 

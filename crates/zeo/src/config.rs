@@ -1,0 +1,245 @@
+//! `zeo.conf`: the ZConfig file Python's `runzeo -C` reads, as far as this
+//! server needs it (spec §9, ZEO's `server.xml` and ZODB's `component.xml`).
+//!
+//! ```text
+//! <zeo>
+//!   address 127.0.0.1:8100
+//!   read-only false
+//!   transaction-timeout 30
+//!   msgpack false
+//! </zeo>
+//! <filestorage 1>
+//!   path /var/lib/bbru/Data.fs
+//! </filestorage>
+//! ```
+//!
+//! Comments are `#` lines (ZConfig takes a `#` later in a line as part of
+//! the value, and so do we). Unknown keys and sections are errors, so a
+//! typo does not silently change nothing; keys that only matter to Python
+//! (`client-conflict-resolution`, `invalidation-age`, `pid-filename`, ...)
+//! are accepted and ignored.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::server::{Address, Config};
+use crate::wire::Encoding;
+
+/// A storage section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageSection {
+    pub name: String,
+    pub path: PathBuf,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ZeoConf {
+    pub server: Config,
+    pub storages: Vec<StorageSection>,
+}
+
+/// A config error with its line number.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct ConfigError {
+    pub line: usize,
+    pub message: String,
+}
+
+fn boolean(v: &str, line: usize) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(ConfigError {
+            line,
+            message: format!("not a boolean: {v:?}"),
+        }),
+    }
+}
+
+pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
+    let mut server = Config::default();
+    let mut storages = Vec::new();
+    let mut section: Option<(String, Option<String>, usize)> = None;
+    let mut current: Option<StorageSection> = None;
+    let mut saw_address = false;
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let l = raw.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let err = |message: String| ConfigError { line, message };
+        if let Some(close) = l.strip_prefix("</") {
+            let name = close.trim_end_matches('>').trim().to_ascii_lowercase();
+            match section.take() {
+                Some((open, _, _)) if open == name => {}
+                _ => return Err(err(format!("unexpected </{name}>"))),
+            }
+            if let Some(s) = current.take() {
+                if s.path.as_os_str().is_empty() {
+                    return Err(err(format!("storage {} has no path", s.name)));
+                }
+                storages.push(s);
+            }
+            continue;
+        }
+        if let Some(open) = l.strip_prefix('<') {
+            if section.is_some() {
+                return Err(err("nested sections are not supported".into()));
+            }
+            let inner = open.trim_end_matches('>').trim();
+            let mut parts = inner.split_whitespace();
+            let kind = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let name = parts.next().map(str::to_string);
+            match kind.as_str() {
+                "zeo" => {}
+                "filestorage" => {
+                    current = Some(StorageSection {
+                        name: name.clone().unwrap_or_else(|| "1".into()),
+                        path: PathBuf::new(),
+                        read_only: false,
+                    });
+                }
+                other => {
+                    return Err(err(format!(
+                        "unsupported section <{other}> (this server serves FileStorages)"
+                    )));
+                }
+            }
+            section = Some((kind, name, line));
+            continue;
+        }
+        let (key, value) = match l.split_once(char::is_whitespace) {
+            Some((k, v)) => (k.to_ascii_lowercase(), v.trim().to_string()),
+            None => (l.to_ascii_lowercase(), String::new()),
+        };
+        match section.as_ref().map(|s| s.0.as_str()) {
+            Some("zeo") => match key.as_str() {
+                "address" => {
+                    server.address = Address::parse(&value);
+                    saw_address = true;
+                }
+                "read-only" => server.read_only = boolean(&value, line)?,
+                "msgpack" => {
+                    server.encoding = if boolean(&value, line)? {
+                        Encoding::Msgpack
+                    } else {
+                        Encoding::Pickle
+                    }
+                }
+                "transaction-timeout" => {
+                    let secs: f64 = value
+                        .parse()
+                        .map_err(|_| err(format!("not a number of seconds: {value:?}")))?;
+                    server.transaction_timeout = Some(Duration::from_secs_f64(secs.max(0.0)));
+                }
+                "invalidation-queue-size" => {
+                    server.invalidation_queue_size = value
+                        .parse()
+                        .map_err(|_| err(format!("not a count: {value:?}")))?;
+                }
+                "client-conflict-resolution"
+                | "invalidation-age"
+                | "pid-filename"
+                | "authentication-protocol"
+                | "authentication-database"
+                | "authentication-realm" => {}
+                other => return Err(err(format!("unknown <zeo> key {other:?}"))),
+            },
+            Some("filestorage") => {
+                let s = current
+                    .as_mut()
+                    .ok_or_else(|| err("key outside a section".into()))?;
+                match key.as_str() {
+                    "path" => s.path = PathBuf::from(value),
+                    "read-only" => s.read_only = boolean(&value, line)?,
+                    "blob-dir" => return Err(err("blobs are not supported yet".into())),
+                    "create" | "quota" | "pack-gc" | "pack-keep-old" => {}
+                    other => return Err(err(format!("unknown <filestorage> key {other:?}"))),
+                }
+            }
+            _ => return Err(err(format!("{key:?} outside a section"))),
+        }
+    }
+    if let Some((kind, _, line)) = section {
+        return Err(ConfigError {
+            line,
+            message: format!("<{kind}> is not closed"),
+        });
+    }
+    if !saw_address {
+        return Err(ConfigError {
+            line: 0,
+            message: "<zeo> needs an address".into(),
+        });
+    }
+    if storages.is_empty() {
+        return Err(ConfigError {
+            line: 0,
+            message: "no <filestorage> section".into(),
+        });
+    }
+    Ok(ZeoConf { server, storages })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_python_users_have() {
+        let conf = parse(
+            "# a comment\n<zeo>\n  address 127.0.0.1:8102\n  transaction-timeout 5\n  client-conflict-resolution true\n</zeo>\n<filestorage 1>\n  path ./blob.fs\n</filestorage>\n",
+        )
+        .unwrap();
+        assert_eq!(conf.server.address, Address::Tcp("127.0.0.1:8102".into()));
+        assert_eq!(
+            conf.server.transaction_timeout,
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            conf.storages,
+            vec![StorageSection {
+                name: "1".into(),
+                path: "./blob.fs".into(),
+                read_only: false
+            }]
+        );
+    }
+
+    #[test]
+    fn mistakes_name_their_line() {
+        let check = |text: &str, line: usize, what: &str| {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.line, line, "{e}");
+            assert!(e.message.contains(what), "{e}");
+        };
+        check("<zeo>\n adress 1\n</zeo>", 2, "unknown <zeo> key");
+        check("<zeo>\n address 1\n read-only maybe\n</zeo>", 3, "boolean");
+        check("<zeo>\n address 1\n", 1, "not closed");
+        check(
+            "<zeo>\naddress 1\n</zeo>\n<mappingstorage>\n</mappingstorage>",
+            4,
+            "unsupported section",
+        );
+        check("<zeo>\naddress 8100\n</zeo>", 0, "no <filestorage>");
+    }
+
+    #[test]
+    fn addresses_follow_runzeo() {
+        assert_eq!(
+            Address::parse("8100"),
+            Address::Tcp("127.0.0.1:8100".into())
+        );
+        assert_eq!(
+            Address::parse("0.0.0.0:8100"),
+            Address::Tcp("0.0.0.0:8100".into())
+        );
+        assert_eq!(
+            Address::parse("/run/zeo.sock"),
+            Address::Unix("/run/zeo.sock".into())
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! Every limit the ZEO crate enforces on what peers send, in one place, qualifier last.
+//!
+//! Peers are untrusted: nothing a frame announces may decide how much memory or stack we
+//! use before the bytes backing it have arrived.  The wire codec (`crate::wire`) reads
+//! these; the server and client pass [`FRAME_SIZE_MAX_DEFAULT`] (or a configured value) to
+//! `wire::parse_frame`.
+
+/// Largest frame payload accepted by default, in bytes (64 MiB).
+///
+/// Python ZEO has no limit (spec §1.1).  Blob chunks travel as ~59 KB frames, so only
+/// object records (`storea`, `loadBefore` replies) and large result lists can be big; a
+/// record of tens of MiB is already unusual.  The length is checked from the 4 length
+/// bytes alone, before any payload is buffered.
+pub const FRAME_SIZE_MAX_DEFAULT: usize = 64 << 20;
+
+/// Deepest nesting of containers accepted in one message, counting the message's own
+/// 4-tuple as the first level.
+///
+/// The same as the pickle codec's `zodb_pickle::limits::NESTING_MAX`, so any message one
+/// encoding decodes can be re-encoded in the other, and the recursive walks over a decoded
+/// value stay far from the end of a thread stack.  Python gives up much earlier (its
+/// pickler near 300 levels, msgpack-python's unpacker at 1024), so real traffic never
+/// comes close.
+pub const MESSAGE_DEPTH_MAX: usize = zodb_pickle::limits::NESTING_MAX;
+
+/// Longest text kept when rendering a peer's value as an error message (`wire::parse_error`).
+pub const ERROR_TEXT_BYTES_MAX: usize = 4096;
+
+/// Deepest level `wire::simplify` evaluates builtin calls at, and `wire::parse_error`
+/// looks into; deeper parts are kept (or rendered) as they are.
+///
+/// These walks recurse; a debug build spends kilobytes of stack per level, so a walk to
+/// [`MESSAGE_DEPTH_MAX`] could exhaust a 2 MiB thread.  Transaction extensions and error
+/// payloads nest a handful of levels.
+pub const VALUE_WALK_DEPTH_MAX: usize = 64;
+
+/// Bytes queued for one client and not yet written. Past this the client is
+/// taken to have stopped reading and is disconnected (invalidations for
+/// every commit would otherwise pile up in memory).
+pub const OUTBOX_BYTES_MAX: usize = 256 << 20;
+
+/// Connections served at once by default; more are accepted and closed at
+/// once with a log line.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 1000;
+
+/// Oids handed out by one `new_oids` call (Python clamps to 1..=100).
+pub const NEW_OIDS_PER_CALL_MAX: usize = 100;
+
+/// Recent transactions remembered for `getInvalidations`; older ones are
+/// found by reading the storage, up to `INVALIDATION_SCAN_TRANSACTIONS_MAX`.
+pub const INVALIDATION_QUEUE_SIZE_DEFAULT: usize = 1000;
+
+/// Transactions `getInvalidations` reads from the storage at most before it
+/// answers `None` (the client then drops its cache).
+pub const INVALIDATION_SCAN_TRANSACTIONS_MAX: usize = 100_000;
+
+/// How long a shutdown waits for a voted transaction to finish.
+pub const SHUTDOWN_GRACE_SECONDS: u64 = 10;

@@ -1,0 +1,365 @@
+//! The ZEO server: serves storages to ZEO 5 clients (Python's
+//! `ClientStorage` and ours) over TCP or a unix socket.
+//!
+//! Shape after mini-redis: a listener accepts connections (up to a limit)
+//! and runs each in a task of its own (`connection.rs`); per-storage state
+//! shared by all connections lives in `entry.rs`; what a connection sends
+//! goes through its `outbox.rs`. A shutdown signal stops the accept loop,
+//! lets voted transactions finish, and closes the storages.
+
+mod connection;
+mod entry;
+mod errors;
+mod outbox;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use zodb_pickle::Value;
+use zodb_storage::Storage;
+
+use crate::limits;
+use crate::wire::Encoding;
+pub use entry::StorageEntry;
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+impl Address {
+    /// runzeo's rule: a value containing `/` is a unix socket path; a bare
+    /// port means loopback.
+    pub fn parse(s: &str) -> Address {
+        if s.contains('/') {
+            Address::Unix(PathBuf::from(s))
+        } else if s.chars().all(|c| c.is_ascii_digit()) {
+            Address::Tcp(format!("127.0.0.1:{s}"))
+        } else if let Some(port) = s.strip_prefix(':') {
+            Address::Tcp(format!("127.0.0.1:{port}"))
+        } else {
+            Address::Tcp(s.to_string())
+        }
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Tcp(a) => f.write_str(a),
+            Address::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Server settings (runzeo flags or a `zeo.conf`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub address: Address,
+    pub read_only: bool,
+    pub encoding: Encoding,
+    pub frame_size_max: usize,
+    pub connections_max: usize,
+    /// Close a connection that holds the commit lock longer than this.
+    pub transaction_timeout: Option<Duration>,
+    pub invalidation_queue_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            address: Address::Tcp("127.0.0.1:8100".into()),
+            read_only: false,
+            encoding: Encoding::Pickle,
+            frame_size_max: limits::FRAME_SIZE_MAX_DEFAULT,
+            connections_max: limits::CONNECTIONS_MAX_DEFAULT,
+            transaction_timeout: None,
+            invalidation_queue_size: limits::INVALIDATION_QUEUE_SIZE_DEFAULT,
+        }
+    }
+}
+
+/// What every connection shares.
+pub struct Shared {
+    pub config: Config,
+    pub storages: HashMap<String, Arc<StorageEntry>>,
+    connections: AtomicUsize,
+    next_connection: AtomicU64,
+    started: SystemTime,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn info_dict(&self, e: &StorageEntry) -> Value {
+        let interfaces = [
+            ("ZODB.interfaces", "IStorageIteration"),
+            ("ZODB.interfaces", "IStorageUndoable"),
+            ("ZODB.interfaces", "IExternalGC"),
+            ("ZODB.interfaces", "IStorage"),
+            ("zope.interface", "Interface"),
+        ];
+        Value::Dict(vec![
+            (Value::str("length"), Value::Int(e.storage.len() as i64)),
+            (
+                Value::str("size"),
+                Value::Int(e.storage.size().min(i64::MAX as u64) as i64),
+            ),
+            (Value::str("name"), Value::str(e.storage.name())),
+            (Value::str("supportsUndo"), Value::Bool(true)),
+            (Value::str("supports_record_iternext"), Value::Bool(false)),
+            (
+                Value::str("interfaces"),
+                Value::Tuple(
+                    interfaces
+                        .iter()
+                        .map(|(m, n)| Value::Tuple(vec![Value::str(*m), Value::str(*n)]))
+                        .collect(),
+                ),
+            ),
+        ])
+    }
+
+    fn status_pairs(&self, e: &StorageEntry) -> Vec<(&'static str, Value)> {
+        let start = self
+            .started
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        vec![
+            ("connections", Value::Int(e.connections() as i64)),
+            (
+                "loads",
+                Value::Int(e.stats.loads.load(Ordering::Relaxed) as i64),
+            ),
+            (
+                "stores",
+                Value::Int(e.stats.stores.load(Ordering::Relaxed) as i64),
+            ),
+            (
+                "commits",
+                Value::Int(e.stats.commits.load(Ordering::Relaxed) as i64),
+            ),
+            (
+                "aborts",
+                Value::Int(e.stats.aborts.load(Ordering::Relaxed) as i64),
+            ),
+            (
+                "conflicts",
+                Value::Int(e.stats.conflicts.load(Ordering::Relaxed) as i64),
+            ),
+            ("conflicts_resolved", Value::Int(0)),
+            ("start", Value::str(format!("{start}"))),
+            (
+                "last-transaction",
+                Value::str(e.storage.last_transaction().to_string()),
+            ),
+        ]
+    }
+
+    fn status_dict(&self, e: &StorageEntry) -> Value {
+        Value::Dict(
+            self.status_pairs(e)
+                .into_iter()
+                .map(|(k, v)| (Value::str(k), v))
+                .collect(),
+        )
+    }
+
+    /// The `ruok` answer: `{storage_name: status}` as JSON.
+    fn status_json(&self) -> String {
+        let mut out = serde_json::Map::new();
+        for (name, e) in &self.storages {
+            let mut m = serde_json::Map::new();
+            for (k, v) in self.status_pairs(e) {
+                let j = match v {
+                    Value::Int(i) => serde_json::Value::from(i),
+                    Value::Str(s) => serde_json::Value::from(s),
+                    _ => serde_json::Value::Null,
+                };
+                m.insert(k.to_string(), j);
+            }
+            out.insert(name.clone(), serde_json::Value::Object(m));
+        }
+        serde_json::Value::Object(out).to_string()
+    }
+}
+
+/// A running server's handle: ask it to stop.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    shutdown: watch::Sender<bool>,
+}
+
+impl Handle {
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Binds the address and serves until shut down; then closes the storages.
+pub struct Server {
+    shared: Arc<Shared>,
+    listener: Listener,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Server {
+    /// Binds `config.address` and prepares to serve `storages` (by name;
+    /// Python clients ask for `"1"` by default).
+    pub async fn bind(
+        config: Config,
+        storages: Vec<(String, Arc<dyn Storage>)>,
+    ) -> std::io::Result<Server> {
+        let listener = match &config.address {
+            Address::Tcp(a) => Listener::Tcp(TcpListener::bind(a).await?),
+            Address::Unix(p) => {
+                // A socket file left by a server that died is in the way.
+                if p.exists() && std::os::unix::net::UnixStream::connect(p).is_err() {
+                    let _ = std::fs::remove_file(p);
+                }
+                Listener::Unix(UnixListener::bind(p)?, p.clone())
+            }
+        };
+        let storages = storages
+            .into_iter()
+            .map(|(name, s)| {
+                let entry = StorageEntry::new(
+                    name.clone(),
+                    s,
+                    config.read_only,
+                    config.invalidation_queue_size,
+                );
+                (name, Arc::new(entry))
+            })
+            .collect();
+        let (shutdown, _) = watch::channel(false);
+        Ok(Server {
+            shared: Arc::new(Shared {
+                config,
+                storages,
+                connections: AtomicUsize::new(0),
+                next_connection: AtomicU64::new(1),
+                started: SystemTime::now(),
+                shutdown,
+            }),
+            listener,
+        })
+    }
+
+    /// The bound address (with the real port when 0 was asked for).
+    pub fn local_address(&self) -> Address {
+        match &self.listener {
+            Listener::Tcp(l) => {
+                Address::Tcp(l.local_addr().map(|a| a.to_string()).unwrap_or_default())
+            }
+            Listener::Unix(_, p) => Address::Unix(p.clone()),
+        }
+    }
+
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shutdown: self.shared.shutdown.clone(),
+        }
+    }
+
+    /// Serves until [`Handle::shutdown`]; then waits for the connections
+    /// (voted transactions get a grace period) and closes the storages.
+    pub async fn run(self) {
+        let address = self.local_address();
+        let shared = self.shared;
+        let mut shutdown = shared.shutdown.subscribe();
+        tracing::info!(%address, "serving");
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                a = accept(&self.listener) => a,
+                _ = shutdown.changed() => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    // Out of file descriptors and the like: back off a little.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let n = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
+            if n > shared.config.connections_max {
+                shared.connections.fetch_sub(1, Ordering::AcqRel);
+                tracing::warn!(peer = %peer, "too many connections ({}); refusing", shared.config.connections_max);
+                drop(stream);
+                continue;
+            }
+            let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+            let shared2 = Arc::clone(&shared);
+            tasks.spawn(async move {
+                match stream {
+                    Stream::Tcp(s) => {
+                        let _ = s.set_nodelay(true);
+                        connection::serve(Arc::clone(&shared2), s, peer, id).await
+                    }
+                    Stream::Unix(s) => connection::serve(Arc::clone(&shared2), s, peer, id).await,
+                }
+                shared2.connections.fetch_sub(1, Ordering::AcqRel);
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+        tracing::info!("shutting down: waiting for connections");
+        while tasks.join_next().await.is_some() {}
+        for (name, e) in &shared.storages {
+            if let Err(err) = e.storage.close() {
+                tracing::error!(storage = %name, "closing: {err}");
+            }
+        }
+        if let Listener::Unix(_, p) = &self.listener {
+            let _ = std::fs::remove_file(p);
+        }
+        tracing::info!("stopped");
+    }
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(l: &Listener) -> std::io::Result<(Stream, String)> {
+    match l {
+        Listener::Tcp(l) => {
+            let (s, a) = l.accept().await?;
+            Ok((Stream::Tcp(s), a.to_string()))
+        }
+        Listener::Unix(l, p) => {
+            let (s, _) = l.accept().await?;
+            Ok((Stream::Unix(s), format!("unix:{}", p.display())))
+        }
+    }
+}
