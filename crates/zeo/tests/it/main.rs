@@ -3,6 +3,7 @@
 
 mod cli;
 mod interop;
+mod server;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,0 +1,405 @@
+//! The ZEO server under conditions a client cannot arrange politely: bad
+//! bytes, oversized frames, `ruok`, hundreds of connections, SIGTERM and
+//! `kill -9` in the middle of commits.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use zeo::wire::{self, Encoding, Message, Value};
+
+/// A `bbru-zeo` child process on a free loopback port; killed on drop.
+pub struct ServerProcess {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ServerProcess {
+    pub fn start(data_fs: &Path, extra: &[&str]) -> ServerProcess {
+        Self::start_on(free_port(), data_fs, extra)
+    }
+
+    pub fn start_on(port: u16, data_fs: &Path, extra: &[&str]) -> ServerProcess {
+        let log = data_fs.with_extension(format!("{port}.log"));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_bbru-zeo"))
+            .args([
+                "-a",
+                &format!("127.0.0.1:{port}"),
+                "-f",
+                data_fs.to_str().unwrap(),
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        let mut server = ServerProcess { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("bbru-zeo exited ({status}): {}", server.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bbru-zeo did not listen: {}",
+                server.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit after SIGTERM: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client speaking raw frames.
+pub struct Raw {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    pub fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Reads one frame; `None` when the server closed the connection.
+    pub fn frame(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some((range, used)) = wire::parse_frame(&self.buf, usize::MAX).unwrap() {
+                let payload = self.buf[range].to_vec();
+                self.buf.drain(..used);
+                return Some(payload);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub fn send_frame(&mut self, payload: &[u8]) {
+        let mut out = Vec::new();
+        wire::write_frame(&mut out, payload).unwrap();
+        let _ = self.stream.write_all(&out);
+    }
+
+    pub fn send(&mut self, msg: &Message) {
+        self.send_frame(&wire::encode(Encoding::Pickle, msg).unwrap());
+    }
+
+    /// Handshake and register on storage "1"; returns the last tid bytes.
+    pub fn register(port: u16) -> Raw {
+        let mut c = Raw::connect(port);
+        assert_eq!(c.frame().unwrap(), b"Z5");
+        c.send_frame(b"Z5");
+        c.send(&Message::call(
+            1,
+            "register",
+            vec![Value::str("1"), Value::Bool(false)],
+        ));
+        let reply = c.message().unwrap();
+        assert!(!reply.is_error(), "{reply:?}");
+        c
+    }
+
+    pub fn message(&mut self) -> Option<Message> {
+        let f = self.frame()?;
+        Some(wire::decode(Encoding::Pickle, &f).unwrap())
+    }
+
+    /// Reads until the reply to `msgid`, skipping callbacks.
+    pub fn reply_to(&mut self, msgid: i64) -> Option<Message> {
+        loop {
+            let m = self.message()?;
+            if m.is_reply() && m.msgid == Value::Int(msgid) {
+                return Some(m);
+            }
+        }
+    }
+
+    pub fn closed_by_server(&mut self) -> bool {
+        self.frame().is_none()
+    }
+}
+
+#[test]
+fn bad_bytes_close_only_that_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        &dir.path().join("Data.fs"),
+        &["--frame-size-max", "1000000"],
+    );
+    let mut good = Raw::register(server.port);
+
+    // Garbage after a correct handshake.
+    let mut bad = Raw::connect(server.port);
+    bad.frame();
+    bad.send_frame(b"Z5");
+    bad.send_frame(b"\x80\x03this is not a pickle");
+    assert!(bad.closed_by_server());
+
+    // A bad handshake.
+    let mut bad = Raw::connect(server.port);
+    bad.frame();
+    bad.send_frame(b"Z4");
+    assert!(bad.closed_by_server());
+
+    // A frame announcing more than the limit is refused before its bytes come.
+    let mut bad = Raw::connect(server.port);
+    bad.frame();
+    bad.send_frame(b"Z5");
+    let _ = bad.stream.write_all(&u32::MAX.to_be_bytes());
+    assert!(bad.closed_by_server());
+
+    // A call before register, a forbidden global, an unknown method.
+    for payload in [
+        wire::encode(Encoding::Pickle, &Message::call(1, "loadBefore", vec![])).unwrap(),
+        b"\x80\x03(K\x01\x89X\x08\x00\x00\x00registercos\nsystem\n\x85t.".to_vec(),
+    ] {
+        let mut bad = Raw::connect(server.port);
+        bad.frame();
+        bad.send_frame(b"Z5");
+        bad.send_frame(&payload);
+        assert!(bad.closed_by_server());
+    }
+    let mut bad = Raw::register(server.port);
+    bad.send(&Message::call(2, "os.system", vec![Value::str("true")]));
+    assert!(bad.closed_by_server());
+
+    // Random bytes from several clients at once.
+    let mut rng = 0x1234_5678u64;
+    for _ in 0..50 {
+        let mut bad = Raw::connect(server.port);
+        bad.frame();
+        let mut junk = vec![0u8; 64];
+        for b in junk.iter_mut() {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            *b = (rng >> 33) as u8;
+        }
+        let _ = bad.stream.write_all(&junk);
+    }
+
+    // The well-behaved client is still served.
+    good.send(&Message::call(2, "lastTransaction", vec![]));
+    let reply = good.reply_to(2).unwrap();
+    assert_eq!(reply.args, Value::Bytes(vec![0; 8]));
+    let log = server.log_text();
+    assert!(log.contains("bad handshake"), "{log}");
+    assert!(
+        log.contains("unreadable message") || log.contains("bad frame"),
+        "{log}"
+    );
+}
+
+#[test]
+fn ruok_reports_status_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("Data.fs"), &[]);
+    let mut c = Raw::connect(server.port);
+    assert_eq!(c.frame().unwrap(), b"Z5");
+    c.send_frame(b"ruok");
+    let status: serde_json::Value = serde_json::from_slice(&c.frame().unwrap()).unwrap();
+    assert!(status["1"]["connections"].is_number(), "{status}");
+    assert_eq!(status["1"]["last-transaction"], "0000000000000000");
+}
+
+#[test]
+fn serves_hundreds_of_connections_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("Data.fs"), &[]);
+    let mut clients: Vec<Raw> = (0..250).map(|_| Raw::register(server.port)).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(&Message::call(2, "new_oids", vec![Value::Int(1)]));
+        let reply = c.reply_to(2).unwrap_or_else(|| panic!("client {i} lost"));
+        assert!(!reply.is_error());
+    }
+    let mut c = Raw::connect(server.port);
+    c.frame();
+    c.send_frame(b"ruok");
+    let status: serde_json::Value = serde_json::from_slice(&c.frame().unwrap()).unwrap();
+    assert_eq!(status["1"]["connections"], 250);
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_the_file_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Data.fs");
+    let mut server = ServerProcess::start(&path, &[]);
+    let mut c = Raw::register(server.port);
+    // One commit through the raw protocol.
+    let txnid = Value::Int(77);
+    let record = test_support::conformance::record(1, &[]);
+    c.send(&Message::async_call(
+        "tpc_begin",
+        vec![
+            txnid.clone(),
+            Value::Bytes(b"u".to_vec()),
+            Value::Bytes(b"d".to_vec()),
+            Value::Dict(vec![]),
+            Value::None,
+            Value::str(" "),
+        ],
+    ));
+    c.send(&Message::async_call(
+        "storea",
+        vec![
+            Value::Bytes(vec![0; 8]),
+            Value::Bytes(vec![0; 8]),
+            Value::Bytes(record),
+            txnid.clone(),
+        ],
+    ));
+    c.send(&Message::call(2, "vote", vec![txnid.clone()]));
+    assert!(!c.reply_to(2).unwrap().is_error());
+    c.send(&Message::call(3, "tpc_finish", vec![txnid]));
+    assert!(!c.reply_to(3).unwrap().is_error());
+    let status = server.terminate();
+    assert!(status.success(), "{status}: {}", server.log_text());
+    assert!(server.log_text().contains("stopped"));
+    assert!(
+        crate::bbru_zeo(&["check", path.to_str().unwrap()])
+            .status
+            .success()
+    );
+    // The index was saved on close: the next open does not scan.
+    assert!(dir.path().join("Data.fs.index").exists());
+}
+
+#[test]
+fn kill_9_during_commits_loses_no_acknowledged_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Data.fs");
+    let port = free_port();
+    let mut server = ServerProcess::start_on(port, &path, &[]);
+    let python = test_support::python::python();
+    let script = test_support::python::script("zeo_commit_loop.py");
+    let addr = server.address();
+    let logs: Vec<PathBuf> = (0..4)
+        .map(|i| dir.path().join(format!("client{i}.log")))
+        .collect();
+    let mut clients: Vec<Child> = logs
+        .iter()
+        .enumerate()
+        .map(|(i, log)| {
+            Command::new(&python)
+                .arg(&script)
+                .args([
+                    "commit",
+                    &addr,
+                    &format!("client{i}"),
+                    log.to_str().unwrap(),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Let every client get some commits acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while logs
+        .iter()
+        .any(|l| std::fs::read_to_string(l).map_or(0, |t| t.lines().count()) < 20)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "clients did not commit: {}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.child.kill().unwrap(); // SIGKILL, in the middle of commits
+    server.child.wait().unwrap();
+    for c in &mut clients {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let acked: usize = logs
+        .iter()
+        .map(|l| std::fs::read_to_string(l).unwrap().lines().count())
+        .sum();
+    assert!(acked >= 80);
+
+    let mut server = ServerProcess::start_on(port, &path, &[]);
+    let mut args = vec!["verify".to_string(), addr.clone()];
+    args.extend(logs.iter().map(|l| l.to_str().unwrap().to_string()));
+    let out = Command::new(&python)
+        .arg(&script)
+        .args(&args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim() == "ok",
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server.terminate().success());
+    let check = crate::bbru_zeo(&["check", path.to_str().unwrap()]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let fstest = test_support::python::run_module("ZODB.scripts.fstest", &[path.as_os_str()]);
+    assert!(
+        fstest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fstest.stdout)
+    );
+}
