@@ -56,3 +56,35 @@ pub const INVALIDATION_SCAN_TRANSACTIONS_MAX: usize = 100_000;
 
 /// How long a shutdown waits for a voted transaction to finish.
 pub const SHUTDOWN_GRACE_SECONDS: u64 = 10;
+
+/// Bytes of object data the ZEO client's cache keeps by default (Python's
+/// `ClientStorage` default `cache_size`, 20 MB).
+pub const CLIENT_CACHE_BYTES_DEFAULT: usize = 20 << 20;
+
+/// Bytes the client's cache counts for one cached revision besides its
+/// data (keys, index and LRU bookkeeping), so that many tiny records cannot
+/// exceed the configured size by much.
+pub const CLIENT_CACHE_ENTRY_OVERHEAD_BYTES: usize = 96;
+
+/// How long a client call waits for a (re)connection before failing, by
+/// default (Python's `wait_timeout`).
+pub const CLIENT_WAIT_TIMEOUT_SECONDS_DEFAULT: u64 = 30;
+
+/// The client waits between 1 and 2 s (uniformly) before each reconnection
+/// attempt, as Python's client retries every `1 + random()` seconds.
+pub const CLIENT_RECONNECT_DELAY_MIN_MILLIS: u64 = 1000;
+
+/// Upper end of the client's reconnection delay (see
+/// [`CLIENT_RECONNECT_DELAY_MIN_MILLIS`]).
+pub const CLIENT_RECONNECT_DELAY_MAX_MILLIS: u64 = 2000;
+
+/// How long the client waits for a TCP connection to be accepted.
+pub const CLIENT_CONNECT_TIMEOUT_SECONDS: u64 = 5;
+
+/// How long the client waits for the server's handshake frame; a server
+/// that accepts but never speaks (e.g. TLS expected) is given up on.
+pub const CLIENT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 10;
+
+/// Bytes of queued one-way messages (a transaction's stores) the client
+/// writes in one system call at most.
+pub const CLIENT_WRITE_BATCH_BYTES_MAX: usize = 1 << 20;

@@ -45,7 +45,177 @@ pub fn encode_record(class: (&str, &str), state: &Value) -> Result<Vec<u8>, Pick
 #[derive(Debug, Default)]
 struct Encoder {
     out: Vec<u8>,
+}
+
+/// One step of writing: a value still to write (with its nesting depth), an opcode, or
+/// the two lines of a `GLOBAL`/`INST`.
+#[derive(Debug)]
+enum Step<'v> {
+    Value(&'v Value, usize),
+    Op(u8),
+    Lines(&'v str, &'v str),
+}
+
+/// The steps of one container, in writing order; its children sit at `depth`.
+#[derive(Debug)]
+struct Sequence<'v> {
+    steps: Vec<Step<'v>>,
     depth: usize,
+}
+
+impl<'v> Sequence<'v> {
+    fn op(&mut self, opcode: u8) {
+        self.steps.push(Step::Op(opcode));
+    }
+
+    fn child(&mut self, value: &'v Value) {
+        self.steps.push(Step::Value(value, self.depth));
+    }
+
+    fn children(&mut self, values: &'v [Value]) {
+        for value in values {
+            self.child(value);
+        }
+    }
+
+    fn container(&mut self, value: &'v Value) -> Result<(), PickleError> {
+        match value {
+            Value::Tuple(items) => match items.as_slice() {
+                [] => self.op(op::EMPTY_TUPLE),
+                [_] => {
+                    self.children(items);
+                    self.op(op::TUPLE1);
+                }
+                [_, _] => {
+                    self.children(items);
+                    self.op(op::TUPLE2);
+                }
+                [_, _, _] => {
+                    self.children(items);
+                    self.op(op::TUPLE3);
+                }
+                _ => {
+                    self.op(op::MARK);
+                    self.children(items);
+                    self.op(op::TUPLE);
+                }
+            },
+            Value::List(items) => {
+                self.op(op::EMPTY_LIST);
+                self.appends(items);
+            }
+            Value::Dict(pairs) => {
+                if pairs.iter().any(|(k, _)| !hashable(k)) {
+                    return Err(refuse("unhashable dict key"));
+                }
+                self.op(op::EMPTY_DICT);
+                self.set_items(pairs);
+            }
+            Value::Set(items) => self.set("set", items)?,
+            Value::FrozenSet(items) => self.set("frozenset", items)?,
+            Value::PersistentRef(pid) => {
+                self.child(pid);
+                self.op(op::BINPERSID);
+            }
+            Value::Reduce { callable, args } => {
+                require_tuple(args, "REDUCE")?;
+                self.child(callable);
+                self.child(args);
+                self.op(op::REDUCE);
+            }
+            Value::NewObj { cls, args } => {
+                require_tuple(args, "NEWOBJ")?;
+                self.child(cls);
+                self.child(args);
+                self.op(op::NEWOBJ);
+            }
+            Value::Inst { module, name, args } => {
+                if !module.is_ascii() || !name.is_ascii() {
+                    return Err(refuse("INST names must be ASCII"));
+                }
+                self.op(op::MARK);
+                self.children(args);
+                self.op(op::INST);
+                self.steps.push(Step::Lines(module, name));
+            }
+            Value::Obj { cls, args } => {
+                self.op(op::MARK);
+                self.child(cls);
+                self.children(args);
+                self.op(op::OBJ);
+            }
+            Value::Build { object, state } => {
+                self.child(object);
+                self.child(state);
+                self.op(op::BUILD);
+            }
+            Value::ListItems { object, items } => {
+                self.child(object);
+                self.appends(items);
+            }
+            Value::DictItems { object, items } => {
+                self.child(object);
+                self.set_items(items);
+            }
+            // Leaves are written by `Encoder::leaf`.
+            Value::None
+            | Value::Bool(_)
+            | Value::Int(_)
+            | Value::BigInt(_)
+            | Value::Float(_)
+            | Value::Bytes(_)
+            | Value::Str(_)
+            | Value::Global { .. } => self.child(value),
+        }
+        Ok(())
+    }
+
+    /// Python's `_batch_appends` for binary protocols.
+    fn appends(&mut self, items: &'v [Value]) {
+        for batch in items.chunks(BATCH_SIZE) {
+            if let [item] = batch {
+                self.child(item);
+                self.op(op::APPEND);
+            } else {
+                self.op(op::MARK);
+                self.children(batch);
+                self.op(op::APPENDS);
+            }
+        }
+    }
+
+    /// Python's `_batch_setitems`.
+    fn set_items(&mut self, pairs: &'v [(Value, Value)]) {
+        for batch in pairs.chunks(BATCH_SIZE) {
+            if let [(k, v)] = batch {
+                self.child(k);
+                self.child(v);
+                self.op(op::SETITEM);
+            } else {
+                self.op(op::MARK);
+                for (k, v) in batch {
+                    self.child(k);
+                    self.child(v);
+                }
+                self.op(op::SETITEMS);
+            }
+        }
+    }
+
+    /// `builtins.set([items])` as protocol 3 writes it: `GLOBAL`, the list, `TUPLE1`,
+    /// `REDUCE`.
+    fn set(&mut self, name: &'static str, items: &'v [Value]) -> Result<(), PickleError> {
+        if items.iter().any(|item| !hashable(item)) {
+            return Err(refuse("unhashable set item"));
+        }
+        self.op(op::GLOBAL);
+        self.steps.push(Step::Lines("builtins", name));
+        self.op(op::EMPTY_LIST);
+        self.appends(items);
+        self.op(op::TUPLE1);
+        self.op(op::REDUCE);
+        Ok(())
+    }
 }
 
 fn refuse(what: impl Into<String>) -> PickleError {
@@ -64,23 +234,43 @@ impl Encoder {
         Ok(())
     }
 
-    /// Runs `f` one nesting level deeper, refusing values deeper than the decoder accepts.
-    fn nested(
-        &mut self,
-        f: impl FnOnce(&mut Self) -> Result<(), PickleError>,
-    ) -> Result<(), PickleError> {
-        if self.depth >= limits::NESTING_MAX {
-            return Err(PickleError::TooDeep {
-                limit: limits::NESTING_MAX,
-            });
+    /// Writes `root` without recursion: unoptimized builds spend kilobytes of machine
+    /// stack per recursive level, so an explicit stack of steps keeps the nesting limit
+    /// independent of the build and of the caller's thread.
+    fn value(&mut self, root: &Value) -> Result<(), PickleError> {
+        let mut steps: Vec<Step<'_>> = vec![Step::Value(root, 0)];
+        while let Some(step) = steps.pop() {
+            let (value, depth) = match step {
+                Step::Op(opcode) => {
+                    self.out.push(opcode);
+                    continue;
+                }
+                Step::Lines(module, name) => {
+                    self.lines(module, name)?;
+                    continue;
+                }
+                Step::Value(value, depth) => (value, depth),
+            };
+            if self.leaf(value)? {
+                continue;
+            }
+            if depth >= limits::NESTING_MAX {
+                return Err(PickleError::TooDeep {
+                    limit: limits::NESTING_MAX,
+                });
+            }
+            let mut seq = Sequence {
+                steps: Vec::new(),
+                depth: depth + 1,
+            };
+            seq.container(value)?;
+            steps.extend(seq.steps.into_iter().rev());
         }
-        self.depth += 1;
-        let result = f(self);
-        self.depth -= 1;
-        result
+        Ok(())
     }
 
-    fn value(&mut self, value: &Value) -> Result<(), PickleError> {
+    /// Writes a value that contains no other value; `false` for containers.
+    fn leaf(&mut self, value: &Value) -> Result<bool, PickleError> {
         match value {
             Value::None => self.out.push(op::NONE),
             Value::Bool(true) => self.out.push(op::NEWTRUE),
@@ -106,73 +296,10 @@ impl Encoder {
                 }
             },
             Value::Str(s) => self.str(s)?,
-            Value::Tuple(items) => self.nested(|e| e.tuple(items))?,
-            Value::List(items) => self.nested(|e| {
-                e.out.push(op::EMPTY_LIST);
-                e.appends(items)
-            })?,
-            Value::Dict(pairs) => self.nested(|e| {
-                e.out.push(op::EMPTY_DICT);
-                e.set_items(pairs, true)
-            })?,
-            Value::Set(items) => self.nested(|e| e.set("set", items))?,
-            Value::FrozenSet(items) => self.nested(|e| e.set("frozenset", items))?,
             Value::Global { module, name } => self.global(module, name)?,
-            Value::PersistentRef(pid) => self.nested(|e| {
-                e.value(pid)?;
-                e.out.push(op::BINPERSID);
-                Ok(())
-            })?,
-            Value::Reduce { callable, args } => self.nested(|e| {
-                require_tuple(args, "REDUCE")?;
-                e.value(callable)?;
-                e.value(args)?;
-                e.out.push(op::REDUCE);
-                Ok(())
-            })?,
-            Value::NewObj { cls, args } => self.nested(|e| {
-                require_tuple(args, "NEWOBJ")?;
-                e.value(cls)?;
-                e.value(args)?;
-                e.out.push(op::NEWOBJ);
-                Ok(())
-            })?,
-            Value::Inst { module, name, args } => self.nested(|e| {
-                if !module.is_ascii() || !name.is_ascii() {
-                    return Err(refuse("INST names must be ASCII"));
-                }
-                e.out.push(op::MARK);
-                for arg in args {
-                    e.value(arg)?;
-                }
-                e.out.push(op::INST);
-                e.lines(module, name)
-            })?,
-            Value::Obj { cls, args } => self.nested(|e| {
-                e.out.push(op::MARK);
-                e.value(cls)?;
-                for arg in args {
-                    e.value(arg)?;
-                }
-                e.out.push(op::OBJ);
-                Ok(())
-            })?,
-            Value::Build { object, state } => self.nested(|e| {
-                e.value(object)?;
-                e.value(state)?;
-                e.out.push(op::BUILD);
-                Ok(())
-            })?,
-            Value::ListItems { object, items } => self.nested(|e| {
-                e.value(object)?;
-                e.appends(items)
-            })?,
-            Value::DictItems { object, items } => self.nested(|e| {
-                e.value(object)?;
-                e.set_items(items, false)
-            })?,
+            _ => return Ok(false),
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Python's choice: `K` for 0..=255, `M` for 256..=65535, `J` for the rest of the i32
@@ -224,88 +351,6 @@ impl Encoder {
         Ok(())
     }
 
-    fn tuple(&mut self, items: &[Value]) -> Result<(), PickleError> {
-        match items {
-            [] => self.out.push(op::EMPTY_TUPLE),
-            [a] => {
-                self.value(a)?;
-                self.out.push(op::TUPLE1);
-            }
-            [a, b] => {
-                self.value(a)?;
-                self.value(b)?;
-                self.out.push(op::TUPLE2);
-            }
-            [a, b, c] => {
-                self.value(a)?;
-                self.value(b)?;
-                self.value(c)?;
-                self.out.push(op::TUPLE3);
-            }
-            _ => {
-                self.out.push(op::MARK);
-                for item in items {
-                    self.value(item)?;
-                }
-                self.out.push(op::TUPLE);
-            }
-        }
-        Ok(())
-    }
-
-    /// Python's `_batch_appends` for binary protocols.
-    fn appends(&mut self, items: &[Value]) -> Result<(), PickleError> {
-        for batch in items.chunks(BATCH_SIZE) {
-            if let [item] = batch {
-                self.value(item)?;
-                self.out.push(op::APPEND);
-            } else {
-                self.out.push(op::MARK);
-                for item in batch {
-                    self.value(item)?;
-                }
-                self.out.push(op::APPENDS);
-            }
-        }
-        Ok(())
-    }
-
-    /// Python's `_batch_setitems`; keys of a real dict must be hashable.
-    fn set_items(&mut self, pairs: &[(Value, Value)], dict: bool) -> Result<(), PickleError> {
-        if dict && pairs.iter().any(|(k, _)| !hashable(k)) {
-            return Err(refuse("unhashable dict key"));
-        }
-        for batch in pairs.chunks(BATCH_SIZE) {
-            if let [(k, v)] = batch {
-                self.value(k)?;
-                self.value(v)?;
-                self.out.push(op::SETITEM);
-            } else {
-                self.out.push(op::MARK);
-                for (k, v) in batch {
-                    self.value(k)?;
-                    self.value(v)?;
-                }
-                self.out.push(op::SETITEMS);
-            }
-        }
-        Ok(())
-    }
-
-    /// `builtins.set([items])` as protocol 3 writes it: `GLOBAL`, the list, `TUPLE1`,
-    /// `REDUCE`.
-    fn set(&mut self, name: &str, items: &[Value]) -> Result<(), PickleError> {
-        if items.iter().any(|item| !hashable(item)) {
-            return Err(refuse("unhashable set item"));
-        }
-        self.global("builtins", name)?;
-        self.out.push(op::EMPTY_LIST);
-        self.appends(items)?;
-        self.out.push(op::TUPLE1);
-        self.out.push(op::REDUCE);
-        Ok(())
-    }
-
     fn global(&mut self, module: &str, name: &str) -> Result<(), PickleError> {
         self.out.push(op::GLOBAL);
         self.lines(module, name)
@@ -335,9 +380,8 @@ fn require_tuple(args: &Value, opcode: &str) -> Result<(), PickleError> {
     }
 }
 
-/// Whether Python could hash the value (lists, dicts and sets cannot be keys).  Recursion
-/// is bounded by the nesting check of the caller's traversal only for values it already
-/// walked, so tuples are walked iteratively here.
+/// Whether Python could hash the value (lists, dicts and sets cannot be keys); tuples are
+/// walked without recursion.
 fn hashable(value: &Value) -> bool {
     let mut pending = vec![value];
     while let Some(v) = pending.pop() {

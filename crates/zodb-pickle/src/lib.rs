@@ -64,3 +64,6 @@ pub fn decode_record(record: &[u8]) -> Result<(Value, Value), PickleError> {
     let state = converter.convert(state)?;
     Ok((class, state))
 }
+
+#[cfg(test)]
+mod tests;

@@ -33,3 +33,8 @@ pub const fn decoded_bytes_max(input_len: usize) -> usize {
 /// base, as CPython 3.11's `int_max_str_digits` default (so we fail where Python fails, and
 /// decimal conversion stays cheap).
 pub const INT_TEXT_DIGITS_MAX: usize = 4300;
+
+/// Deepest tuple nesting inside a dict key or set item that is compared by value when
+/// deduplicating keys; deeper keys compare by identity.  Key comparison recurses, and no
+/// real record has tuple keys more than a few levels deep.
+pub const KEY_NESTING_MAX: usize = 32;

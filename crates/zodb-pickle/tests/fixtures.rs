@@ -143,8 +143,7 @@ fn every_record_decodes_and_its_p1_names_its_class() {
 fn multi_database_references_are_classified() {
     let record = records()
         .into_iter()
-        .filter(|r| r.fixture == "multi-main.fs")
-        .last()
+        .rfind(|r| r.fixture == "multi-main.fs")
         .expect("multi-main.fs has records");
     let folder = Some(("bbru.content".to_owned(), "Folder".to_owned()));
     assert_eq!(

@@ -225,6 +225,37 @@ pub trait Storage: Send + Sync {
     /// external garbage collection), after checking `expected`.
     fn delete_object(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<()>;
 
+    /// Copies a revision as is, for copying transactions between storages
+    /// (ZODB's `restore`): no serial check; `data` `None` with `prev_txn`
+    /// reuses the data this object had in transaction `prev_txn` (a
+    /// backpointer), `None` without it deletes. The transaction's tid is
+    /// given in its metadata. Engines that cannot do it say so.
+    fn restore(
+        &self,
+        txn: &TxnHandle,
+        oid: Oid,
+        data: Option<Vec<u8>>,
+        prev_txn: Option<Tid>,
+    ) -> Result<()> {
+        let _ = (txn, oid, data, prev_txn);
+        Err(crate::StorageError::Transaction(format!(
+            "{} cannot restore",
+            self.name()
+        )))
+    }
+
+    /// The current record of the first object at or after `from` (all
+    /// objects in oid order, for `IStorageCurrentRecordIteration`): its
+    /// oid, serial, data, and the next oid to ask for. `Ok(None)` past the
+    /// last object.
+    fn record_iternext(&self, from: Oid) -> Result<Option<(Oid, Tid, Vec<u8>, Option<Oid>)>> {
+        let _ = from;
+        Err(crate::StorageError::Transaction(format!(
+            "{} cannot iterate its records",
+            self.name()
+        )))
+    }
+
     /// Makes the commit fail unless `oid`'s committed serial is still
     /// `expected` when it is voted (`checkCurrentSerialInTransaction`).
     fn check_current_serial(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<()>;

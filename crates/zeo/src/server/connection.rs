@@ -56,6 +56,11 @@ enum Op {
         serial: Tid,
     },
     Undo(Tid),
+    Restore {
+        oid: Oid,
+        data: Option<Vec<u8>>,
+        prev_txn: Option<Tid>,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -312,6 +317,12 @@ impl Connection {
         }
     }
 
+    fn reply_unknown_iterator(&self, msgid: Value, id: i64) {
+        let payload = Value::Tuple(vec![Value::Int(id)]);
+        self.outbox
+            .send(&Message::error(msgid, "builtins.KeyError", payload));
+    }
+
     fn entry(&self) -> Result<Arc<StorageEntry>, Close> {
         self.state
             .lock()
@@ -350,6 +361,26 @@ impl Connection {
         let registered = self.state.lock().entry.is_some();
         if !registered && name != "register" {
             return Err(close(format!("{name} before register")));
+        }
+        // The one-way calls may also come as ordinary calls (ZEO's own tests
+        // do so); those get `None` once done.
+        const ONE_WAY: &[&str] = &[
+            "tpc_begin",
+            "storea",
+            "deleteObject",
+            "checkCurrentSerialInTransaction",
+            "restorea",
+            "undoa",
+            "iterator_gc",
+            "set_client_label",
+        ];
+        if !is_async && ONE_WAY.contains(&name.as_str()) {
+            let reply_to = msgid.clone();
+            let done = self.dispatch(Message::async_call(name, a.to_vec()));
+            if done.is_ok() {
+                self.reply(reply_to, Value::None);
+            }
+            return done;
         }
         match name.as_str() {
             "register" => self.register(msgid, a),
@@ -472,8 +503,22 @@ impl Connection {
             }
             "undoLog" | "undoInfo" => self.undo_log(msgid, &name, a),
             "tpc_begin" => self.tpc_begin(a),
-            "storea" | "deleteObject" | "checkCurrentSerialInTransaction" => {
+            "storea" | "deleteObject" | "checkCurrentSerialInTransaction" | "restorea" => {
                 self.buffer_op(&name, a)
+            }
+            "record_iternext" => {
+                let e = self.entry()?;
+                let from = a.first().and_then(oid_of).unwrap_or(Oid(0));
+                self.spawn_reply(msgid, move || match e.storage.record_iternext(from)? {
+                    Some((oid, tid, data, next)) => Ok(Value::Tuple(vec![
+                        bytes8(oid.to_bytes()),
+                        bytes8(tid.to_bytes()),
+                        Value::Bytes(data),
+                        next.map_or(Value::None, |n| bytes8(n.to_bytes())),
+                    ])),
+                    None => Err(StorageError::pos_key(from)),
+                });
+                Ok(())
             }
             "undoa" => {
                 let id = match a.first() {
@@ -713,6 +758,22 @@ impl Connection {
                 _ => return Err(close("storea needs data")),
             },
             "deleteObject" => (Op::Delete { oid, serial }, a.get(2)),
+            // restorea(oid, serial, data|None, prev_txn|None, txnid)
+            "restorea" => {
+                let data = match a.get(2) {
+                    Some(Value::Bytes(d)) => Some(d.clone()),
+                    _ => None,
+                };
+                let prev_txn = a.get(3).and_then(tid_of);
+                (
+                    Op::Restore {
+                        oid,
+                        data,
+                        prev_txn,
+                    },
+                    a.get(4),
+                )
+            }
             _ => (Op::Check { oid, serial }, a.get(2)),
         };
         if let Ok(e) = self.entry() {
@@ -771,10 +832,25 @@ impl Connection {
                         entry.storage.abort(&handle);
                         return;
                     }
-                    if let Some(t) = &mut s.txn {
-                        t.phase = Phase::Voted;
-                        t.handle = Some(handle);
-                        t.oids = oids;
+                    // The transaction may have been aborted (or replaced)
+                    // while the vote waited for the commit lock: then the
+                    // lock goes back at once.
+                    match &mut s.txn {
+                        Some(t) if t.txnid == txnid && t.phase == Phase::Voting => {
+                            t.phase = Phase::Voted;
+                            t.handle = Some(handle);
+                            t.oids = oids;
+                        }
+                        _ => {
+                            entry.storage.abort(&handle);
+                            drop(s);
+                            let e = StorageError::Transaction(
+                                "the transaction was aborted while voting".into(),
+                            );
+                            let (class, payload) = errors::to_remote(&e);
+                            outbox.send(&Message::error(msgid, class, payload));
+                            return;
+                        }
                     }
                     if let Some(limit) = timeout {
                         spawn_transaction_timeout(Arc::clone(&state), kick, txnid, limit);
@@ -883,7 +959,12 @@ impl Connection {
             // Never past what has been committed: a pack time in the future
             // means "now".
             let pack_tid = Tid::from_unix_seconds(t).min(entry.storage.last_transaction());
-            let result = entry.storage.pack(pack_tid, true);
+            // Nothing to pack in an empty storage.
+            let result = if pack_tid == Tid::ZERO {
+                Ok(())
+            } else {
+                entry.storage.pack(pack_tid, true)
+            };
             match &result {
                 Ok(()) => tracing::info!(storage = %entry.name, pack_time = %pack_tid, "packed"),
                 Err(e) => tracing::error!(storage = %entry.name, "pack failed: {e}"),
@@ -928,8 +1009,10 @@ impl Connection {
                     .and_then(Value::as_i64)
                     .ok_or_else(|| close("iterator_next needs an id"))?;
                 let taken = self.state.lock().iterators.transactions.remove(&id);
+                // An exhausted or collected iterator is forgotten, as in
+                // Python: asking for it is a KeyError.
                 let Some((mut it, _)) = taken else {
-                    self.reply(msgid, Value::None);
+                    self.reply_unknown_iterator(msgid, id);
                     return Ok(());
                 };
                 let state = Arc::clone(&self.state);
@@ -990,8 +1073,12 @@ impl Connection {
                     .and_then(Value::as_i64)
                     .ok_or_else(|| close("iterator_record_next needs an id"))?;
                 let mut s = self.state.lock();
-                let next = s.iterators.records.get_mut(&id).and_then(Iterator::next);
-                let value = match next {
+                let Some(records) = s.iterators.records.get_mut(&id) else {
+                    drop(s);
+                    self.reply_unknown_iterator(msgid, id);
+                    return Ok(());
+                };
+                let value = match records.next() {
                     None => {
                         s.iterators.records.remove(&id);
                         Value::None
@@ -1093,6 +1180,14 @@ fn apply_and_vote(
                 storage.delete_object(&handle, *oid, *serial)
             }
             Op::Check { oid, serial } => storage.check_current_serial(&handle, *oid, *serial),
+            Op::Restore {
+                oid,
+                data,
+                prev_txn,
+            } => {
+                oids.push(*oid);
+                storage.restore(&handle, *oid, data.clone(), *prev_txn)
+            }
             Op::Undo(tid) => storage.undo(&handle, *tid).map(|changed| {
                 oids.extend_from_slice(&changed);
                 undone.extend(changed);

@@ -138,6 +138,14 @@ impl StorageEntry {
             objects = oids.len(),
             "commit"
         );
+        // Others hear of the commit before the committer's reply leaves, so
+        // nothing the committer does next can reach another client ahead
+        // of its invalidation.
+        for (id, sub) in self.subscribers.lock().iter() {
+            if *id != committer.id {
+                sub.invalidate(tid, &oids);
+            }
+        }
         committer.send(&Message::callback("info", vec![self.info()]));
         committer.advance(
             tid,
@@ -146,11 +154,6 @@ impl StorageEntry {
                 Value::Bytes(tid.to_bytes().to_vec()),
             )),
         );
-        for (id, sub) in self.subscribers.lock().iter() {
-            if *id != committer.id {
-                sub.invalidate(tid, &oids);
-            }
-        }
         recent.queue.push_back((tid, oids));
         while recent.queue.len() > recent.size_max {
             if let Some((old, _)) = recent.queue.pop_front() {

@@ -106,9 +106,13 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     fn info_dict(&self, e: &StorageEntry) -> Value {
+        // The order Python's server lists them in (without blobs); ZEO's
+        // tests compare the tuple as is.
         let interfaces = [
+            ("ZODB.interfaces", "IStorageRestoreable"),
             ("ZODB.interfaces", "IStorageIteration"),
             ("ZODB.interfaces", "IStorageUndoable"),
+            ("ZODB.interfaces", "IStorageCurrentRecordIteration"),
             ("ZODB.interfaces", "IExternalGC"),
             ("ZODB.interfaces", "IStorage"),
             ("zope.interface", "Interface"),
@@ -121,7 +125,7 @@ impl Shared {
             ),
             (Value::str("name"), Value::str(e.storage.name())),
             (Value::str("supportsUndo"), Value::Bool(true)),
-            (Value::str("supports_record_iternext"), Value::Bool(false)),
+            (Value::str("supports_record_iternext"), Value::Bool(true)),
             (
                 Value::str("interfaces"),
                 Value::Tuple(

@@ -48,7 +48,7 @@ pub const MULTIPLE_UNDO_ERRORS: &str = "ZODB.POSException.MultipleUndoErrors";
 /// it, keys in its order: `message`, `oid`, `class_name` (`None` when unknown),
 /// `serials` = `(currently committed tid, serial the client sent)`.
 ///
-/// **[obs]** `{'message': 'database conflict error', 'oid': oid, 'class_name':
+/// Observed (spec \[obs\]): `{'message': 'database conflict error', 'oid': oid, 'class_name':
 /// 'persistent.mapping.PersistentMapping', 'serials': (cur, old)}`; a read conflict has
 /// message `'database read conflict error'`.  Send it with `Message::error(msgid,
 /// CONFLICT_ERROR or READ_CONFLICT_ERROR, payload)`.

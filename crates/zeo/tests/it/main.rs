@@ -2,7 +2,9 @@
 //! Python ZODB 6.4 on files each side wrote.
 
 mod cli;
+mod client;
 mod interop;
+mod python_suites;
 mod server;
 
 use std::path::Path;

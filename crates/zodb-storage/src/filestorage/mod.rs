@@ -95,12 +95,21 @@ enum PendingWrite {
         oid: Oid,
         expected: Tid,
     },
+    /// A copied revision: data, or the data of transaction `prev_txn`, or a
+    /// deletion; never serial-checked.
+    Restore {
+        oid: Oid,
+        data: Option<Vec<u8>>,
+        prev_txn: Option<Tid>,
+    },
 }
 
 impl PendingWrite {
     fn oid(&self) -> Oid {
         match self {
-            PendingWrite::Store { oid, .. } | PendingWrite::Delete { oid, .. } => *oid,
+            PendingWrite::Store { oid, .. }
+            | PendingWrite::Delete { oid, .. }
+            | PendingWrite::Restore { oid, .. } => *oid,
         }
     }
 }
@@ -450,6 +459,30 @@ impl FileStorage {
         Ok((user.to_vec(), description.to_vec(), extension.to_vec()))
     }
 
+    /// The position of `oid`'s record written by transaction `tid`, walking
+    /// the object's chain back from `pos`.
+    fn record_of_transaction(
+        reader: &Reader<'_>,
+        mut pos: u64,
+        oid: Oid,
+        tid: Tid,
+    ) -> Result<Option<u64>> {
+        while pos != 0 {
+            let h = reader.data_header(pos)?;
+            if h.oid != oid {
+                return Err(reader.corrupted(pos, format!("expected a record of oid {oid}")));
+            }
+            if h.serial == tid {
+                return Ok(Some(pos));
+            }
+            if h.serial < tid || h.prev >= pos {
+                return Ok(None);
+            }
+            pos = h.prev;
+        }
+        Ok(None)
+    }
+
     /// Checks that an undo of `tid` is possible now; returns its oids.
     fn undo_oids(&self, tid: Tid) -> Result<Vec<Oid>> {
         let (file, end) = {
@@ -492,6 +525,7 @@ impl FileStorage {
             let (oid, expected) = match w {
                 PendingWrite::Store { oid, expected, .. }
                 | PendingWrite::Delete { oid, expected } => (*oid, *expected),
+                PendingWrite::Restore { .. } => continue,
             };
             if let Some(pos) = index_pos(oid) {
                 let committed = reader.data_header(pos)?.serial;
@@ -559,6 +593,24 @@ impl FileStorage {
             let pos = match w {
                 PendingWrite::Store { data, .. } => b.push(oid, tid, prev, &Payload::Data(data)),
                 PendingWrite::Delete { .. } => b.push(oid, tid, prev, &Payload::Back(0)),
+                PendingWrite::Restore {
+                    data: Some(data), ..
+                } => b.push(oid, tid, prev, &Payload::Data(data)),
+                PendingWrite::Restore {
+                    data: None,
+                    prev_txn,
+                    ..
+                } => {
+                    // Point at this object's record of `prev_txn`, if the
+                    // copy has it; otherwise the revision is a deletion.
+                    let back = match prev_txn {
+                        Some(t) => {
+                            Self::record_of_transaction(&reader, prev, oid, *t)?.unwrap_or(0)
+                        }
+                        None => 0,
+                    };
+                    b.push(oid, tid, prev, &Payload::Back(back))
+                }
             };
             written.insert(oid, pos);
             positions.push((oid.0, pos));
@@ -577,8 +629,13 @@ impl FileStorage {
                 problems.push("non-undoable transaction".to_string());
                 continue;
             }
+            // A failure is forgiven when a later record of the same object
+            // in the undone transaction can be undone (Python's "second
+            // chance": the later record is the one that counts).
+            let mut failures: Vec<(Oid, String)> = Vec::new();
             for r in Self::transaction_records(&reader, utpos, &uh)? {
                 let oid = r.header.oid;
+                failures.retain(|(o, _)| *o != oid);
                 if written.contains_key(&oid) && !undo_written.contains_key(&oid) {
                     problems.push(format!(
                         "object {oid} is both stored and undone in one transaction"
@@ -601,11 +658,11 @@ impl FileStorage {
                     || cur.data_ptr == Some(r.pos)
                     || (undone_data.is_some() && undone_data == cur.data);
                 if !copyable {
-                    problems.push(if r.header.prev == 0 {
+                    failures.push((oid, if r.header.prev == 0 {
                         format!("Can't undo an add transaction followed by conflicting transactions (object {oid})")
                     } else {
                         format!("Some data were modified by a later transaction (object {oid})")
-                    });
+                    }));
                     continue;
                 }
                 let back = r.header.prev;
@@ -630,6 +687,7 @@ impl FileStorage {
                 positions.retain(|(o, _)| *o != oid.0);
                 positions.push((oid.0, pos));
             }
+            problems.extend(failures.into_iter().map(|(_, why)| why));
         }
         if !problems.is_empty() {
             return Err(StorageError::Undo(problems));
@@ -997,6 +1055,57 @@ impl Storage for FileStorage {
         Ok(())
     }
 
+    fn restore(
+        &self,
+        txn: &TxnHandle,
+        oid: Oid,
+        data: Option<Vec<u8>>,
+        prev_txn: Option<Tid>,
+    ) -> Result<()> {
+        self.check_writable()?;
+        if let Some(d) = &data
+            && (d.is_empty() || d.len() as u64 > limits::RECORD_SIZE_MAX)
+        {
+            return Err(StorageError::Limit(format!(
+                "cannot restore a record of {} bytes",
+                d.len()
+            )));
+        }
+        let p = self.pending(txn)?;
+        let mut p = p.lock();
+        if p.voted.is_some() {
+            return Err(StorageError::Transaction("restore after vote".into()));
+        }
+        push_write(
+            &mut p,
+            PendingWrite::Restore {
+                oid,
+                data,
+                prev_txn,
+            },
+        );
+        drop(p);
+        let mut max = self.max_oid.lock();
+        *max = (*max).max(oid.0);
+        Ok(())
+    }
+
+    fn record_iternext(&self, from: Oid) -> Result<Option<(Oid, Tid, Vec<u8>, Option<Oid>)>> {
+        self.check_open()?;
+        let (oid, next) = {
+            let snap = self.snap.read();
+            let Some(oid) = snap.index.first_at_or_after(from.0) else {
+                return Ok(None);
+            };
+            let next = oid
+                .checked_add(1)
+                .and_then(|n| snap.index.first_at_or_after(n));
+            (oid, next)
+        };
+        let (data, tid) = self.load(Oid(oid))?;
+        Ok(Some((Oid(oid), tid, data, next.map(Oid))))
+    }
+
     fn check_current_serial(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<()> {
         self.check_writable()?;
         let p = self.pending(txn)?;
@@ -1241,6 +1350,12 @@ impl Storage for FileStorage {
 
 fn push_write(p: &mut Pending, w: PendingWrite) {
     let oid = w.oid();
+    if matches!(w, PendingWrite::Restore { .. }) {
+        // Copied transactions keep every record they had, even several of
+        // one object (an undo of several transactions writes such).
+        p.writes.push(w);
+        return;
+    }
     match p.by_oid.get(&oid) {
         // The last store of an oid in a transaction wins.
         Some(&i) => p.writes[i] = w,

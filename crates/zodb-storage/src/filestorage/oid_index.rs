@@ -91,6 +91,21 @@ impl OidIndex {
         }
     }
 
+    /// The smallest oid at or after `from`.
+    pub fn first_at_or_after(&self, from: u64) -> Option<u64> {
+        for (high, g) in self.groups.range(from >> 16..) {
+            let start = if *high == from >> 16 {
+                g.suffixes.partition_point(|s| *s < from as u16)
+            } else {
+                0
+            };
+            if let Some(s) = g.suffixes.get(start) {
+                return Some((high << 16) | u64::from(*s));
+            }
+        }
+        None
+    }
+
     pub fn max_oid(&self) -> Option<u64> {
         let (high, group) = self.groups.iter().next_back()?;
         group.suffixes.last().map(|s| (high << 16) | u64::from(*s))
@@ -160,6 +175,9 @@ mod tests {
             prop_assert_eq!(index.iter().collect::<Vec<_>>(), model.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>());
             prop_assert_eq!(index.max_oid(), model.keys().next_back().copied());
             prop_assert_eq!(index.get(1 << 40), None);
+            for probe in [0u64, 1, 65_535, 65_536, 131_071, 299_999, 300_000] {
+                prop_assert_eq!(index.first_at_or_after(probe), model.range(probe..).next().map(|(k, _)| *k));
+            }
         }
     }
 }

@@ -122,7 +122,11 @@ pub(super) fn pack(fs: &FileStorage, pack_time: Tid, gc: bool) -> Result<()> {
         }
     }
     // Revisions before the pack time that later backpointers still use.
+    // As in Python, the references of such a revision are followed only
+    // when its object is reachable anyway, and only after the whole scan,
+    // so that objects the later backpointers revive count as reachable.
     let mut reachable = reachable;
+    let mut extra_roots: Vec<(Oid, u64)> = Vec::new();
     let mut pos = packpos;
     while pos < end {
         let h = reader.txn_header(pos)?;
@@ -134,24 +138,25 @@ pub(super) fn pack(fs: &FileStorage, pack_time: Tid, gc: bool) -> Result<()> {
             {
                 let oid = r.header.oid;
                 if reachable.contains(&oid) {
-                    // Python follows the references of such a revision
-                    // only when its object is reachable anyway.
-                    let refs = refs_at(back)?;
-                    let mut newly = HashSet::new();
-                    gc::mark_reachable(oid, refs, &mut reachable, |o| match cur.get(&o.0) {
-                        Some(&rpos) => {
-                            newly.insert(rpos);
-                            refs_at(rpos).map(Some)
-                        }
-                        None => Ok(None),
-                    })?;
-                    keep.extend(newly);
+                    extra_roots.push((oid, back));
                 } else {
                     reachable.insert(oid);
                 }
             }
         }
         pos = h.next_pos(pos);
+    }
+    for (oid, back) in extra_roots {
+        let refs = refs_at(back)?;
+        let mut newly = HashSet::new();
+        gc::mark_reachable(oid, refs, &mut reachable, |o| match cur.get(&o.0) {
+            Some(&rpos) => {
+                newly.insert(rpos);
+                refs_at(rpos).map(Some)
+            }
+            None => Ok(None),
+        })?;
+        keep.extend(newly);
     }
 
     // 3. Copy the prefix.

@@ -1,0 +1,567 @@
+//! One connection of the client to a server: the socket, the handshake, the calls in
+//! flight, and the reader thread that matches replies to callers and hands callbacks to
+//! the client (spec §1, §2, §4).
+//!
+//! Blocking design, since the `Storage` trait is synchronous: a caller encodes its
+//! message, registers a one-shot channel under the message id, writes the frame (writes
+//! are serialised by a mutex) and blocks on the channel.  The reader thread reads frames
+//! in order; for a reply it runs the call's [`Post`] step first (cache updates that must
+//! happen in stream order, before any later invalidation is applied) and then wakes the
+//! caller(s).  When the socket ends, every call still waiting fails with
+//! [`CallError::Disconnected`] and the client is told (it reconnects).
+//!
+//! Message ids are ints from 1 per connection; `loadBefore` uses the tuple `(oid, tid)`,
+//! as Python does, and identical loads in flight share one request.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use zodb_pickle::Value;
+use zodb_storage::{Oid, Tid};
+
+use crate::limits;
+use crate::wire::{self, Encoding, Message, RemoteError};
+
+/// Where a server listens, parsed as runzeo does: a value with a `/` is a unix socket
+/// path; `PORT` and `:PORT` mean `127.0.0.1:PORT`; anything else is `HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Address {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+impl Address {
+    pub(crate) fn parse(s: &str) -> Address {
+        if s.contains('/') {
+            Address::Unix(PathBuf::from(s))
+        } else if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
+            Address::Tcp(format!("127.0.0.1:{s}"))
+        } else if let Some(port) = s.strip_prefix(':') {
+            Address::Tcp(format!("127.0.0.1:{port}"))
+        } else {
+            Address::Tcp(s.to_string())
+        }
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Tcp(a) => f.write_str(a),
+            Address::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A TCP or unix socket.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    pub(crate) fn connect(address: &Address) -> io::Result<Stream> {
+        match address {
+            Address::Unix(path) => UnixStream::connect(path).map(Stream::Unix),
+            Address::Tcp(a) => {
+                let timeout = Duration::from_secs(limits::CLIENT_CONNECT_TIMEOUT_SECONDS);
+                let mut last = io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    format!("{a} resolves to no address"),
+                );
+                for addr in a.to_socket_addrs()? {
+                    match TcpStream::connect_timeout(&addr, timeout) {
+                        Ok(s) => {
+                            // Small request/reply frames: never wait for Nagle.
+                            s.set_nodelay(true)?;
+                            return Ok(Stream::Tcp(s));
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            }
+        }
+    }
+
+    fn try_clone(&self) -> io::Result<Stream> {
+        match self {
+            Stream::Tcp(s) => s.try_clone().map(Stream::Tcp),
+            Stream::Unix(s) => s.try_clone().map(Stream::Unix),
+        }
+    }
+
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(t),
+            Stream::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+
+    fn shutdown(&self) {
+        // Already shut down or reset: nothing more to do.
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// Why a call did not get a normal reply.
+#[derive(Debug, Clone)]
+pub(crate) enum CallError {
+    /// The server answered with an error reply.
+    Remote(RemoteError),
+    /// The connection ended before the reply (or was already gone).
+    Disconnected(String),
+    /// The message could not be encoded (a value this encoding cannot carry, a frame
+    /// over the limit); the connection is unharmed.
+    Encode(String),
+}
+
+pub(crate) type CallResult = Result<Value, CallError>;
+
+/// How a reply's message id is matched to its call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum MsgKey {
+    Int(i64),
+    Load(Oid, Tid),
+}
+
+impl MsgKey {
+    fn of(msgid: &Value) -> Option<MsgKey> {
+        match msgid {
+            Value::Int(i) => Some(MsgKey::Int(*i)),
+            Value::Tuple(items) | Value::List(items) => match items.as_slice() {
+                [o, t] => Some(MsgKey::Load(
+                    o.as_bytes().and_then(Oid::from_slice)?,
+                    t.as_bytes().and_then(Tid::from_slice)?,
+                )),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// What the reader thread does with a reply before waking the caller, in stream order.
+#[derive(Debug, Default)]
+pub(crate) enum Post {
+    #[default]
+    Nothing,
+    /// A `loadBefore` reply: cache the revision.
+    Load(Oid),
+    /// A `tpc_finish` reply (the tid): our own commit becomes current in the cache.
+    Finish(FinishUpdate),
+}
+
+/// The cache update of one of our commits.
+#[derive(Debug, Default)]
+pub(crate) struct FinishUpdate {
+    /// Objects whose new data we know (the last store of each).
+    pub stores: Vec<(Oid, Vec<u8>)>,
+    /// Objects changed in ways whose data we do not hold (deletions, undo, data the
+    /// server resolved).
+    pub changed: Vec<Oid>,
+}
+
+/// What the reader thread reports to the client.
+pub(crate) trait Events: Send + Sync {
+    /// A reply's [`Post`] step, run by the reader before the caller wakes.
+    fn post(&self, conn: &Connection, post: Post, result: &CallResult);
+    /// `invalidateTransaction(tid, oids)`.
+    fn invalidate(&self, conn: &Connection, tid: Tid, oids: Vec<Oid>);
+    /// `info({'length': ..., 'size': ...})`.
+    fn info(&self, info: &Value);
+    /// The connection ended.
+    fn lost(&self, conn: &Connection, why: &str);
+}
+
+struct Waiting {
+    senders: Vec<SyncSender<CallResult>>,
+    post: Post,
+}
+
+#[derive(Default)]
+struct Calls {
+    next_id: i64,
+    waiting: HashMap<MsgKey, Waiting>,
+    /// Set once the connection is gone: why.
+    dead: Option<String>,
+}
+
+/// One connection (see the module doc).
+pub(crate) struct Connection {
+    /// Unique per client, increasing: a transaction or iterator remembers the
+    /// connection it belongs to by this.
+    pub id: u64,
+    pub address: Address,
+    pub encoding: Encoding,
+    frame_size_max: usize,
+    writer: Mutex<Stream>,
+    /// For shutting the socket down while a writer may hold `writer`.
+    control: Stream,
+    calls: Mutex<Calls>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("address", &self.address)
+            .field("encoding", &self.encoding)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_text(e: &io::Error) -> String {
+    e.to_string()
+}
+
+/// Reads one frame's payload with blocking reads.
+fn read_frame(stream: &mut Stream, buf: &mut Vec<u8>, max: usize) -> Result<Vec<u8>, String> {
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match wire::parse_frame(buf, max) {
+            Ok(Some((range, consumed))) => {
+                let payload = buf.get(range).map(<[u8]>::to_vec).unwrap_or_default();
+                buf.drain(..consumed);
+                return Ok(payload);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("bad frame from the server: {e}")),
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => {
+                return Err(if buf.is_empty() {
+                    "the server closed the connection".to_string()
+                } else {
+                    "the server closed the connection mid-frame".to_string()
+                });
+            }
+            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading from the server: {}", io_text(&e))),
+        }
+    }
+}
+
+impl Connection {
+    /// Connects, does the handshake (the server announces `Z5` or `M5`, we answer the
+    /// same) and starts the reader thread.  Nothing is registered yet.
+    pub(crate) fn open(
+        id: u64,
+        address: &Address,
+        frame_size_max: usize,
+        events: Arc<dyn Events>,
+    ) -> Result<Arc<Connection>, String> {
+        let mut stream =
+            Stream::connect(address).map_err(|e| format!("connecting to {address}: {e}"))?;
+        let handshake = Duration::from_secs(limits::CLIENT_HANDSHAKE_TIMEOUT_SECONDS);
+        stream
+            .set_read_timeout(Some(handshake))
+            .map_err(|e| io_text(&e))?;
+        let mut buf = Vec::new();
+        let announcement = read_frame(&mut stream, &mut buf, frame_size_max)
+            .map_err(|e| format!("{address}: no handshake: {e}"))?;
+        let encoding = wire::parse_server_announcement(&announcement)
+            .map_err(|e| format!("{address}: {e}"))?;
+        let mut reply = Vec::new();
+        wire::write_frame(&mut reply, wire::handshake_announcement(encoding))
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(&reply)
+            .map_err(|e| format!("{address}: {e}"))?;
+        stream.set_read_timeout(None).map_err(|e| io_text(&e))?;
+
+        let reader = stream.try_clone().map_err(|e| io_text(&e))?;
+        let control = stream.try_clone().map_err(|e| io_text(&e))?;
+        let conn = Arc::new(Connection {
+            id,
+            address: address.clone(),
+            encoding,
+            frame_size_max,
+            writer: Mutex::new(stream),
+            control,
+            calls: Mutex::new(Calls {
+                next_id: 0,
+                ..Calls::default()
+            }),
+        });
+        let for_reader = Arc::clone(&conn);
+        std::thread::Builder::new()
+            .name(format!("zeo-client-reader-{id}"))
+            .spawn(move || for_reader.read_loop(reader, buf, events))
+            .map_err(|e| format!("starting the reader thread: {e}"))?;
+        Ok(conn)
+    }
+
+    /// Whether the connection has ended.
+    pub(crate) fn is_dead(&self) -> bool {
+        self.calls.lock().dead.is_some()
+    }
+
+    /// Ends the connection: the reader thread sees the end of the stream and fails every
+    /// waiting call.
+    pub(crate) fn close(&self) {
+        self.control.shutdown();
+    }
+
+    fn write_bytes(&self, bytes: &[u8]) -> Result<(), CallError> {
+        let r = self.writer.lock().write_all(bytes);
+        r.map_err(|e| {
+            // The reader will notice too; make sure it does.
+            self.close();
+            CallError::Disconnected(format!("writing to {}: {e}", self.address))
+        })
+    }
+
+    fn frame(&self, msg: &Message) -> Result<Vec<u8>, CallError> {
+        let framed = wire::encode_framed(self.encoding, msg)
+            .map_err(|e| CallError::Encode(format!("{}: {e}", msg.name)))?;
+        if framed.len().saturating_sub(wire::LENGTH_PREFIX_SIZE) > self.frame_size_max {
+            return Err(CallError::Encode(format!(
+                "{}: message of {} bytes exceeds the frame size limit of {} bytes",
+                msg.name,
+                framed.len(),
+                self.frame_size_max
+            )));
+        }
+        Ok(framed)
+    }
+
+    fn check_alive(&self) -> Result<(), CallError> {
+        match &self.calls.lock().dead {
+            Some(why) => Err(CallError::Disconnected(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends one-way calls, batching their frames into few writes.
+    pub(crate) fn send_async<'a>(
+        &self,
+        calls: impl IntoIterator<Item = (&'a str, Vec<Value>)>,
+    ) -> Result<(), CallError> {
+        self.check_alive()?;
+        let mut batch = Vec::new();
+        for (name, args) in calls {
+            let framed = self.frame(&Message::async_call(name, args))?;
+            if !batch.is_empty()
+                && batch.len().saturating_add(framed.len()) > limits::CLIENT_WRITE_BATCH_BYTES_MAX
+            {
+                self.write_bytes(&batch)?;
+                batch.clear();
+            }
+            batch.extend_from_slice(&framed);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write_bytes(&batch)
+    }
+
+    /// A synchronous call: sends it and waits for its reply (no timeout: a vote may wait
+    /// for the commit lock, a pack may take long).
+    pub(crate) fn call(&self, name: &str, args: Vec<Value>, post: Post) -> CallResult {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let key = {
+            let mut calls = self.calls.lock();
+            if let Some(why) = &calls.dead {
+                return Err(CallError::Disconnected(why.clone()));
+            }
+            calls.next_id = calls.next_id.wrapping_add(1).max(1);
+            let key = MsgKey::Int(calls.next_id);
+            calls.waiting.insert(
+                key,
+                Waiting {
+                    senders: vec![tx],
+                    post,
+                },
+            );
+            key
+        };
+        let MsgKey::Int(id) = key else {
+            return Err(CallError::Encode("internal: bad message id".into()));
+        };
+        self.send_and_wait(key, &Message::call(id, name, args), rx)
+    }
+
+    /// `loadBefore(oid, tid)` with the `(oid, tid)` message id; a load already in flight
+    /// for the same pair is joined instead of sent again.
+    pub(crate) fn load_before(&self, oid: Oid, before: Tid) -> CallResult {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let key = MsgKey::Load(oid, before);
+        {
+            let mut calls = self.calls.lock();
+            if let Some(why) = &calls.dead {
+                return Err(CallError::Disconnected(why.clone()));
+            }
+            if let Some(w) = calls.waiting.get_mut(&key) {
+                w.senders.push(tx);
+                drop(calls);
+                return rx.recv().unwrap_or_else(|_| Err(self.gone()));
+            }
+            calls.waiting.insert(
+                key,
+                Waiting {
+                    senders: vec![tx],
+                    post: Post::Load(oid),
+                },
+            );
+        }
+        let oid_b = Value::Bytes(oid.to_bytes().to_vec());
+        let tid_b = Value::Bytes(before.to_bytes().to_vec());
+        let msg = Message::call_with_msgid(
+            Value::Tuple(vec![oid_b.clone(), tid_b.clone()]),
+            "loadBefore",
+            vec![oid_b, tid_b],
+        );
+        self.send_and_wait(key, &msg, rx)
+    }
+
+    fn send_and_wait(&self, key: MsgKey, msg: &Message, rx: Receiver<CallResult>) -> CallResult {
+        let sent = self.frame(msg).and_then(|f| self.write_bytes(&f));
+        if let Err(e) = sent {
+            // Nobody else will answer this call: take it back (joined loads fail too).
+            if let Some(w) = self.calls.lock().waiting.remove(&key) {
+                for s in w.senders {
+                    let _ = s.send(Err(e.clone()));
+                }
+            }
+            return Err(e);
+        }
+        rx.recv().unwrap_or_else(|_| Err(self.gone()))
+    }
+
+    fn gone(&self) -> CallError {
+        CallError::Disconnected(
+            self.calls
+                .lock()
+                .dead
+                .clone()
+                .unwrap_or_else(|| format!("the connection to {} ended", self.address)),
+        )
+    }
+
+    fn read_loop(self: Arc<Self>, mut stream: Stream, mut buf: Vec<u8>, events: Arc<dyn Events>) {
+        let why = loop {
+            let payload = match read_frame(&mut stream, &mut buf, self.frame_size_max) {
+                Ok(p) => p,
+                Err(e) => break e,
+            };
+            let msg = match wire::decode(self.encoding, &payload) {
+                Ok(m) => m,
+                Err(e) => break format!("undecodable message from the server: {e}"),
+            };
+            if msg.is_reply() {
+                self.complete(msg, &*events);
+            } else {
+                self.callback(msg, &*events);
+            }
+        };
+        let why = format!(
+            "disconnected from the ZEO server at {}: {why}",
+            self.address
+        );
+        tracing::info!(connection = self.id, "{why}");
+        self.control.shutdown();
+        let waiting = {
+            let mut calls = self.calls.lock();
+            calls.dead = Some(why.clone());
+            std::mem::take(&mut calls.waiting)
+        };
+        for (_, w) in waiting {
+            for s in w.senders {
+                let _ = s.send(Err(CallError::Disconnected(why.clone())));
+            }
+        }
+        events.lost(&self, &why);
+    }
+
+    fn complete(&self, msg: Message, events: &dyn Events) {
+        let Some(key) = MsgKey::of(&msg.msgid) else {
+            tracing::warn!(connection = self.id, msgid = ?msg.msgid, "reply with a strange message id dropped");
+            return;
+        };
+        let Some(waiting) = self.calls.lock().waiting.remove(&key) else {
+            tracing::warn!(connection = self.id, ?key, "reply to no call dropped");
+            return;
+        };
+        let result = if msg.is_error() {
+            Err(CallError::Remote(match msg.error_parts() {
+                Some((class, payload)) => wire::parse_error(class, payload),
+                None => wire::parse_error("malformed error reply", &msg.args),
+            }))
+        } else {
+            Ok(msg.args)
+        };
+        events.post(self, waiting.post, &result);
+        for s in waiting.senders {
+            let _ = s.send(result.clone());
+        }
+    }
+
+    fn callback(&self, msg: Message, events: &dyn Events) {
+        let args = msg.positional_args().unwrap_or_default();
+        match (msg.name.as_str(), args) {
+            ("invalidateTransaction", [tid, oids, ..]) => {
+                let Some(tid) = tid.as_bytes().and_then(Tid::from_slice) else {
+                    tracing::warn!(connection = self.id, "invalidateTransaction without a tid");
+                    return;
+                };
+                let oids = match oids {
+                    Value::List(items) | Value::Tuple(items) => items
+                        .iter()
+                        .filter_map(|o| o.as_bytes().and_then(Oid::from_slice))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                events.invalidate(self, tid, oids);
+            }
+            ("info", [info, ..]) => events.info(info),
+            ("receiveBlobStart" | "receiveBlobChunk" | "receiveBlobStop", _) => {
+                tracing::debug!(connection = self.id, name = %msg.name, "blob message ignored");
+            }
+            (name, _) => {
+                tracing::warn!(
+                    connection = self.id,
+                    name,
+                    "unknown callback from the server ignored"
+                );
+            }
+        }
+    }
+}

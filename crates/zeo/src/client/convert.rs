@@ -1,0 +1,465 @@
+//! Between the client's storage API and the wire's values: arguments we send, replies we
+//! read (history and undo-log dicts, iterator tuples, vote results), and the mapping of
+//! error replies and lost connections onto [`StorageError`].
+//!
+//! Error mapping (spec §2.4):
+//!
+//! ```text
+//! POSKeyError                         PosKey (oid from the payload, else the call's)
+//! ConflictError / ReadConflictError   Conflict { oid, committed, expected } from the
+//!                                     'oid' and 'serials' (committed, sent) payload keys;
+//!                                     read_conflict for the read one; a missing key
+//!                                     (BTreesConflictError) reads as oid/serials zero
+//! ReadOnlyError                       ReadOnly
+//! StorageTransactionError             Transaction
+//! UndoError / MultipleUndoErrors      Undo (one message per error)
+//! anything else, from pack            Pack (server's class and text)
+//! anything else, from 2PC calls       Transaction (server's class and text), e.g.
+//!                                     Python's AssertionError "finished called wo lock"
+//! anything else                       Io (kind Other; context names the method, the
+//!                                     message is the server's class and text)
+//! connection lost / never made        Io (NotConnected / TimedOut), text says which
+//! message we could not encode         Io (InvalidInput)
+//! malformed reply                     Io (InvalidData)
+//! ```
+
+use std::io;
+
+use zodb_pickle::Value;
+use zodb_storage::{
+    ConflictError, DataRecord, HistoryEntry, Oid, StorageError, Tid, TxnStatus, UndoLogEntry,
+    parse_undo_id,
+};
+
+use super::connection::CallError;
+use crate::wire::{self, RemoteError};
+
+/// Which kind of call failed, for the errors that depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallKind {
+    Read,
+    Commit,
+    Pack,
+}
+
+pub(crate) fn bytes8(b: [u8; 8]) -> Value {
+    Value::Bytes(b.to_vec())
+}
+
+pub(crate) fn oid_value(oid: Oid) -> Value {
+    bytes8(oid.to_bytes())
+}
+
+pub(crate) fn tid_value(tid: Tid) -> Value {
+    bytes8(tid.to_bytes())
+}
+
+pub(crate) fn opt_tid_value(tid: Option<Tid>) -> Value {
+    tid.map_or(Value::None, tid_value)
+}
+
+pub(crate) fn as_oid(v: &Value) -> Option<Oid> {
+    v.as_bytes().and_then(Oid::from_slice)
+}
+
+pub(crate) fn as_tid(v: &Value) -> Option<Tid> {
+    v.as_bytes().and_then(Tid::from_slice)
+}
+
+/// A count as a wire int (saturating).
+pub(crate) fn int_value(n: usize) -> Value {
+    Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// The items of a list or tuple (msgpack turns every list into a tuple).
+pub(crate) fn items(v: &Value) -> Option<&[Value]> {
+    match v {
+        Value::List(items) | Value::Tuple(items) => Some(items),
+        _ => None,
+    }
+}
+
+/// Text that Python may send as bytes or (old servers) str.
+fn text_bytes(v: Option<&Value>) -> Vec<u8> {
+    match v {
+        Some(Value::Bytes(b)) => b.clone(),
+        Some(Value::Str(s)) => s.as_bytes().to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+fn number(v: Option<&Value>) -> Option<f64> {
+    match v {
+        Some(Value::Float(f)) => Some(*f),
+        Some(Value::Int(i)) => Some(*i as f64),
+        _ => None,
+    }
+}
+
+fn count(v: Option<&Value>) -> u64 {
+    v.and_then(Value::as_i64)
+        .and_then(|i| u64::try_from(i).ok())
+        .unwrap_or(0)
+}
+
+pub(crate) fn bad_reply(what: &str, got: &Value) -> StorageError {
+    let mut shown = format!("{got:?}");
+    if shown.len() > 200 {
+        let mut end = 200;
+        while !shown.is_char_boundary(end) {
+            end -= 1;
+        }
+        shown.truncate(end);
+        shown.push('…');
+    }
+    StorageError::io(
+        format!("ZEO reply to {what}"),
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected reply {shown}"),
+        ),
+    )
+}
+
+/// A transaction extension as our storage API carries it: a protocol 3 pickle of the
+/// dict, or no bytes for an empty one.
+pub(crate) fn extension_bytes(pairs: Vec<(Value, Value)>) -> Vec<u8> {
+    if pairs.is_empty() {
+        return Vec::new();
+    }
+    match wire::simplify(Value::Dict(pairs)) {
+        v @ Value::Dict(_) => zodb_pickle::encode(&v).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// The extension dict to send with `tpc_begin`: our pickle bytes decoded (`{}` when
+/// empty).
+pub(crate) fn extension_value(bytes: &[u8]) -> Result<Value, StorageError> {
+    if bytes.is_empty() {
+        return Ok(Value::Dict(Vec::new()));
+    }
+    match zodb_pickle::decode(bytes) {
+        Ok((v @ Value::Dict(_), _)) => Ok(v),
+        Ok((other, _)) => match wire::simplify(other) {
+            v @ Value::Dict(_) => Ok(v),
+            _ => Err(StorageError::Transaction(
+                "the transaction extension is not a pickled dict".into(),
+            )),
+        },
+        Err(e) => Err(StorageError::Transaction(format!(
+            "the transaction extension is no readable pickle: {e}"
+        ))),
+    }
+}
+
+/// The keys `history` and `undoLog` dicts carry besides the extension's.
+const STANDARD_KEYS: &[&str] = &["id", "time", "tid", "user_name", "description", "size"];
+
+/// Splits a `history` / `undoLog` dict into its standard keys and the extension (the
+/// other keys, re-pickled; FileStorage merges the extension into these dicts).
+fn split_info_dict(v: &Value) -> Option<(&Value, Vec<u8>)> {
+    let Value::Dict(pairs) = v else {
+        return None;
+    };
+    let extension: Vec<(Value, Value)> = pairs
+        .iter()
+        .filter(|(k, _)| !k.as_str().is_some_and(|k| STANDARD_KEYS.contains(&k)))
+        .cloned()
+        .collect();
+    Some((v, extension_bytes(extension)))
+}
+
+pub(crate) fn history_entries(reply: &Value) -> Result<Vec<HistoryEntry>, StorageError> {
+    let list = items(reply).ok_or_else(|| bad_reply("history", reply))?;
+    list.iter()
+        .map(|item| {
+            let (d, extension) = split_info_dict(item).ok_or_else(|| bad_reply("history", item))?;
+            let tid = d
+                .get("tid")
+                .and_then(as_tid)
+                .ok_or_else(|| bad_reply("history", item))?;
+            Ok(HistoryEntry {
+                tid,
+                time: number(d.get("time")).unwrap_or_else(|| tid.unix_seconds()),
+                user: text_bytes(d.get("user_name")),
+                description: text_bytes(d.get("description")),
+                extension,
+                size: count(d.get("size")),
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn undo_log_entries(reply: &Value) -> Result<Vec<UndoLogEntry>, StorageError> {
+    let list = items(reply).ok_or_else(|| bad_reply("undoLog", reply))?;
+    list.iter()
+        .map(|item| {
+            let (d, extension) = split_info_dict(item).ok_or_else(|| bad_reply("undoLog", item))?;
+            let id = text_bytes(d.get("id"));
+            let tid = std::str::from_utf8(&id)
+                .ok()
+                .and_then(|s| parse_undo_id(s.trim()))
+                .ok_or_else(|| bad_reply("undoLog (undo id)", item))?;
+            Ok(UndoLogEntry {
+                tid,
+                time: number(d.get("time")).unwrap_or_else(|| tid.unix_seconds()),
+                user: text_bytes(d.get("user_name")),
+                description: text_bytes(d.get("description")),
+                extension,
+                size: count(d.get("size")),
+            })
+        })
+        .collect()
+}
+
+/// One `iterator_next` tuple: `(tid, status, user, description, extension)`.
+pub(crate) struct TxnHeader {
+    pub tid: Tid,
+    pub status: TxnStatus,
+    pub user: Vec<u8>,
+    pub description: Vec<u8>,
+    pub extension: Vec<u8>,
+}
+
+pub(crate) fn txn_header(reply: &Value) -> Result<TxnHeader, StorageError> {
+    let bad = || bad_reply("iterator_next", reply);
+    let [tid, status, user, description, extension, ..] = items(reply).ok_or_else(bad)? else {
+        return Err(bad());
+    };
+    let status = match status {
+        Value::Str(s) => s.as_bytes().first().copied(),
+        Value::Bytes(b) => b.first().copied(),
+        _ => None,
+    };
+    Ok(TxnHeader {
+        tid: as_tid(tid).ok_or_else(bad)?,
+        status: match status {
+            Some(b'p') => TxnStatus::Packed,
+            Some(b'u') => TxnStatus::Undone,
+            _ => TxnStatus::Committed,
+        },
+        user: text_bytes(Some(user)),
+        description: text_bytes(Some(description)),
+        extension: match extension {
+            Value::Dict(pairs) => extension_bytes(pairs.clone()),
+            other => match wire::simplify(other.clone()) {
+                Value::Dict(pairs) => extension_bytes(pairs),
+                _ => Vec::new(),
+            },
+        },
+    })
+}
+
+/// One `iterator_record_next` tuple: `(oid, tid, data | None, data_txn | None)`.
+pub(crate) fn data_record(reply: &Value) -> Result<DataRecord, StorageError> {
+    let bad = || bad_reply("iterator_record_next", reply);
+    let [oid, tid, data, rest @ ..] = items(reply).ok_or_else(bad)? else {
+        return Err(bad());
+    };
+    Ok(DataRecord {
+        oid: as_oid(oid).ok_or_else(bad)?,
+        tid: as_tid(tid).ok_or_else(bad)?,
+        data: match data {
+            Value::Bytes(b) => Some(b.clone()),
+            _ => None,
+        },
+        data_txn: rest.first().and_then(as_tid),
+    })
+}
+
+/// What a successful `vote` reply says: oids the server resolved or undo touched
+/// (bytes items), and conflicts it left to us (dict items, client-side conflict
+/// resolution mode).
+pub(crate) fn vote_result(reply: &Value) -> Result<(Vec<Oid>, Vec<ConflictError>), StorageError> {
+    let list = match reply {
+        Value::None => return Ok((Vec::new(), Vec::new())),
+        other => items(other).ok_or_else(|| bad_reply("vote", other))?,
+    };
+    let mut changed = Vec::new();
+    let mut conflicts = Vec::new();
+    for item in list {
+        match item {
+            Value::Bytes(_) => changed.push(as_oid(item).ok_or_else(|| bad_reply("vote", item))?),
+            Value::Dict(_) => {
+                let oid = item
+                    .get("oid")
+                    .and_then(as_oid)
+                    .ok_or_else(|| bad_reply("vote", item))?;
+                let (committed, expected) = item
+                    .get("serials")
+                    .and_then(items)
+                    .and_then(|s| match s {
+                        [c, e, ..] => Some((as_tid(c)?, as_tid(e).unwrap_or(Tid::ZERO))),
+                        _ => None,
+                    })
+                    .ok_or_else(|| bad_reply("vote", item))?;
+                conflicts.push(ConflictError {
+                    oid,
+                    committed,
+                    expected,
+                    read_conflict: false,
+                });
+            }
+            other => return Err(bad_reply("vote", other)),
+        }
+    }
+    Ok((changed, conflicts))
+}
+
+/// The error a lost (or never made) connection gives.
+pub(crate) fn disconnected(why: impl Into<String>) -> StorageError {
+    StorageError::io(
+        "ZEO client",
+        io::Error::new(io::ErrorKind::NotConnected, why.into()),
+    )
+}
+
+/// Maps a failed call (see the module doc).
+pub(crate) fn call_error(
+    method: &str,
+    kind: CallKind,
+    oid: Option<Oid>,
+    e: CallError,
+) -> StorageError {
+    match e {
+        CallError::Disconnected(why) => disconnected(why),
+        CallError::Encode(why) => StorageError::io(
+            format!("ZEO call {method}"),
+            io::Error::new(io::ErrorKind::InvalidInput, why),
+        ),
+        CallError::Remote(remote) => remote_error(method, kind, oid, remote),
+    }
+}
+
+fn remote_error(method: &str, kind: CallKind, oid: Option<Oid>, e: RemoteError) -> StorageError {
+    match e {
+        RemoteError::PosKeyError { oid: found, text } => StorageError::PosKey {
+            oid: found.map(Oid::from_bytes).or(oid).unwrap_or_default(),
+            detail: Some(format!("ZEO server: POSKeyError {text}")),
+        },
+        RemoteError::ReadOnlyError => StorageError::ReadOnly,
+        RemoteError::StorageTransactionError(text) => StorageError::Transaction(text),
+        RemoteError::ConflictError {
+            oid: found,
+            serials,
+            read_conflict,
+            ..
+        } => {
+            let (committed, expected) = serials
+                .map(|(c, e)| (Tid::from_bytes(c), Tid::from_bytes(e)))
+                .unwrap_or_default();
+            StorageError::Conflict(ConflictError {
+                oid: found.map(Oid::from_bytes).or(oid).unwrap_or_default(),
+                committed,
+                expected,
+                read_conflict,
+            })
+        }
+        RemoteError::UndoError(reasons) => StorageError::Undo(if reasons.is_empty() {
+            vec!["the server could not undo the transaction".into()]
+        } else {
+            reasons
+        }),
+        other => {
+            let text = other.to_string();
+            match kind {
+                CallKind::Pack => StorageError::Pack(text),
+                CallKind::Commit => StorageError::Transaction(text),
+                CallKind::Read => StorageError::io(
+                    format!("ZEO server error in {method}"),
+                    io::Error::other(text),
+                ),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_dict_with_merged_extension() {
+        let tid = Tid(0x0405_ed58_1777_7777);
+        let d = Value::Dict(vec![
+            (Value::str("time"), Value::Float(1.5)),
+            (Value::str("user_name"), Value::Bytes(b"bob".to_vec())),
+            (Value::str("description"), Value::Bytes(b"d".to_vec())),
+            (Value::str("tid"), tid_value(tid)),
+            (Value::str("size"), Value::Int(12)),
+            (Value::str("note"), Value::str("ß")),
+        ]);
+        let h = history_entries(&Value::List(vec![d])).unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!((h[0].tid, h[0].size, h[0].time), (tid, 12, 1.5));
+        assert_eq!(h[0].user, b"bob");
+        let (ext, _) = zodb_pickle::decode(&h[0].extension).unwrap();
+        assert_eq!(
+            ext,
+            Value::Dict(vec![(Value::str("note"), Value::str("ß"))])
+        );
+    }
+
+    #[test]
+    fn vote_results() {
+        let oid = Oid(7);
+        let reply = Value::Tuple(vec![
+            oid_value(Oid(3)),
+            Value::Dict(vec![
+                (Value::str("oid"), oid_value(oid)),
+                (
+                    Value::str("serials"),
+                    Value::Tuple(vec![tid_value(Tid(9)), tid_value(Tid(5))]),
+                ),
+                (Value::str("data"), Value::Bytes(b"x".to_vec())),
+            ]),
+        ]);
+        let (changed, conflicts) = vote_result(&reply).unwrap();
+        assert_eq!(changed, vec![Oid(3)]);
+        assert_eq!(
+            conflicts,
+            vec![ConflictError {
+                oid,
+                committed: Tid(9),
+                expected: Tid(5),
+                read_conflict: false
+            }]
+        );
+        assert!(vote_result(&Value::Int(3)).is_err());
+    }
+
+    #[test]
+    fn error_mapping() {
+        let e = call_error(
+            "vote",
+            CallKind::Commit,
+            None,
+            CallError::Remote(wire::parse_error(
+                "builtins.AssertionError",
+                &Value::Tuple(vec![Value::str("finished called wo lock")]),
+            )),
+        );
+        assert!(matches!(e, StorageError::Transaction(_)), "{e:?}");
+        let e = call_error(
+            "loadBefore",
+            CallKind::Read,
+            Some(Oid(4)),
+            CallError::Remote(wire::parse_error(
+                "ZODB.POSException.POSKeyError",
+                &Value::Tuple(vec![]),
+            )),
+        );
+        assert!(
+            matches!(e, StorageError::PosKey { oid: Oid(4), .. }),
+            "{e:?}"
+        );
+        let e = call_error(
+            "x",
+            CallKind::Read,
+            None,
+            CallError::Disconnected("gone".into()),
+        );
+        assert!(matches!(e, StorageError::Io { .. }));
+    }
+}

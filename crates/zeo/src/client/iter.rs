@@ -1,0 +1,134 @@
+//! `Storage::iterator` over ZEO: a server-side transaction iterator walked lazily, one
+//! transaction per `next()` (spec §3: `iterator_start`, `iterator_next`,
+//! `iterator_record_start`, `iterator_record_next`, `iterator_gc`).
+//!
+//! Server iterators belong to a connection: when it is lost, `next()` fails with the
+//! disconnected error and the iterator ends (Python marks them dead the same way).  An
+//! iterator dropped before the end tells the server to forget it (`iterator_gc`).
+
+use std::sync::Arc;
+
+use zodb_pickle::Value;
+use zodb_storage::{StorageError, TransactionRecord};
+
+use super::connection::{Connection, Post};
+use super::convert::{self, CallKind, bad_reply, call_error};
+
+/// Iterates the transactions of one `iterator_start` (see the module doc).
+pub(crate) struct RemoteIter {
+    conn: Arc<Connection>,
+    /// The server's iterator id while it has more to give.
+    iid: Option<i64>,
+    /// Tells whether the client has been closed.
+    closed: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for RemoteIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteIter")
+            .field("conn", &self.conn.id)
+            .field("iid", &self.iid)
+            .finish_non_exhaustive()
+    }
+}
+
+fn int_of(method: &str, v: &Value) -> Result<i64, StorageError> {
+    v.as_i64().ok_or_else(|| bad_reply(method, v))
+}
+
+impl RemoteIter {
+    pub(crate) fn new(
+        conn: Arc<Connection>,
+        iid: i64,
+        closed: Arc<dyn Fn() -> bool + Send + Sync>,
+    ) -> RemoteIter {
+        RemoteIter {
+            conn,
+            iid: Some(iid),
+            closed,
+        }
+    }
+
+    fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, StorageError> {
+        self.conn
+            .call(method, args, Post::Nothing)
+            .map_err(|e| call_error(method, CallKind::Read, None, e))
+    }
+
+    fn gc(&self, ids: Vec<i64>) {
+        if !self.conn.is_dead() {
+            let ids = Value::List(ids.into_iter().map(Value::Int).collect());
+            // Best effort: a lost connection forgets its iterators anyway.
+            let _ = self.conn.send_async([("iterator_gc", vec![ids])]);
+        }
+    }
+
+    fn next_transaction(&mut self, iid: i64) -> Result<Option<TransactionRecord>, StorageError> {
+        let reply = self.call("iterator_next", vec![Value::Int(iid)])?;
+        if reply == Value::None {
+            // Exhausted: the server has freed it.
+            self.iid = None;
+            return Ok(None);
+        }
+        let header = convert::txn_header(&reply)?;
+        let rid = int_of(
+            "iterator_record_start",
+            &self.call(
+                "iterator_record_start",
+                vec![Value::Int(iid), convert::tid_value(header.tid)],
+            )?,
+        )?;
+        let mut records = Vec::new();
+        loop {
+            let reply = match self.call("iterator_record_next", vec![Value::Int(rid)]) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.gc(vec![rid]);
+                    return Err(e);
+                }
+            };
+            if reply == Value::None {
+                break;
+            }
+            records.push(convert::data_record(&reply)?);
+        }
+        Ok(Some(TransactionRecord {
+            tid: header.tid,
+            status: header.status,
+            user: header.user,
+            description: header.description,
+            extension: header.extension,
+            records,
+        }))
+    }
+}
+
+impl Iterator for RemoteIter {
+    type Item = Result<TransactionRecord, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let iid = self.iid?;
+        if (self.closed)() {
+            self.iid = None;
+            return Some(Err(StorageError::Closed));
+        }
+        match self.next_transaction(iid) {
+            Ok(Some(t)) => Some(Ok(t)),
+            Ok(None) => None,
+            Err(e) => {
+                if let Some(iid) = self.iid.take() {
+                    self.gc(vec![iid]);
+                }
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl Drop for RemoteIter {
+    fn drop(&mut self) {
+        if let Some(iid) = self.iid.take() {
+            self.gc(vec![iid]);
+        }
+    }
+}

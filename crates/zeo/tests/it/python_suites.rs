@@ -1,0 +1,58 @@
+//! The verdict of the reference implementation: Python ZODB 6.4's own
+//! storage test suites (BasicStorage, HistoryStorage, IteratorStorage,
+//! PackableStorage, Synchronization, ConflictResolution, RevisionStorage,
+//! MTStorage, ReadOnlyStorage, TransactionalUndoStorage, RecoveryStorage)
+//! and ZEO 6.2's, plus application-level tests through `ZODB.DB`, all run
+//! through an unmodified Python `ClientStorage` against `bbru-zeo`
+//! (`tests/python/zeo/run_suites.py`).
+
+use std::process::Command;
+
+fn run_suites(modules: &[&str]) {
+    let python = test_support::python::python();
+    let runner = test_support::python::repo_root().join("tests/python/zeo/run_suites.py");
+    let out = Command::new(python)
+        .arg(runner)
+        .args(modules)
+        .env("ZEO_SERVER_KIND", "bbru")
+        .env("BBRU_ZEO", env!("CARGO_BIN_EXE_bbru-zeo"))
+        .env("PYTHONUTF8", "1")
+        .output()
+        .expect("run the Python suites");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed, "))
+        .unwrap_or_default();
+    assert!(
+        out.status.success() && summary.contains(" 0 failed"),
+        "Python suites against bbru-zeo: {summary}\n--- stdout ---\n{stdout}\n--- stderr (tail) ---\n{}",
+        stderr
+            .lines()
+            .rev()
+            .take(80)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let passed: usize = summary
+        .split(' ')
+        .next()
+        .and_then(|n| n.trim_end_matches(',').parse().ok())
+        .unwrap_or(0);
+    assert!(passed > 10, "{summary}");
+}
+
+#[test]
+fn zodb_and_zeo_storage_suites_pass_against_bbru_zeo() {
+    run_suites(&["test_zodb_storage_suites"]);
+}
+
+#[test]
+fn zodb_applications_work_against_bbru_zeo() {
+    run_suites(&["test_zodb_app"]);
+}
