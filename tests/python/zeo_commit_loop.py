@@ -1,11 +1,14 @@
 """Commit in a loop through a real ZEO ClientStorage, logging every
 acknowledged commit; or check such logs against a server.
 
+    python zeo_commit_loop.py init HOST:PORT NAME...
     python zeo_commit_loop.py commit HOST:PORT NAME LOG
     python zeo_commit_loop.py verify HOST:PORT LOG...
 
-`commit` keeps committing root[NAME] (a PersistentMapping of its own, so
-clients do not conflict) with an increasing counter, and appends the
+`init` creates the database and a PersistentMapping root[NAME] per client
+(before the clients start, so they do not race to create the root).
+`commit` keeps committing root[NAME] (a mapping of its own, so clients do
+not conflict) with an increasing counter, and appends the
 counter to LOG (flushed) each time `transaction.commit()` has returned: a
 line in LOG is a commit the server acknowledged. It runs until killed or
 disconnected.
@@ -23,7 +26,6 @@ import sys
 import transaction
 import ZEO
 from persistent.mapping import PersistentMapping
-from ZODB.POSException import ConflictError
 
 
 def address(text):
@@ -31,18 +33,20 @@ def address(text):
     return (host, int(port))
 
 
+def init(addr, names):
+    """Creates the root and each client's mapping, before the loops start."""
+    db = ZEO.DB(address(addr), wait_timeout=10)
+    root = db.open().root()
+    for name in names:
+        root[name] = PersistentMapping(counter=0)
+    transaction.commit()
+    db.close()
+
+
 def commit_loop(addr, name, log_path):
     db = ZEO.DB(address(addr), wait_timeout=10)
     conn = db.open()
     root = conn.root()
-    while True:
-        try:
-            if name not in root:
-                root[name] = PersistentMapping(counter=0)
-                transaction.commit()
-            break
-        except ConflictError:
-            transaction.abort()
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     counter = root[name]['counter']
     while True:
@@ -75,6 +79,9 @@ def verify(addr, logs):
 
 
 def main(argv):
+    if len(argv) >= 4 and argv[1] == 'init':
+        init(argv[2], argv[3:])
+        return 0
     if len(argv) >= 5 and argv[1] == 'commit':
         commit_loop(argv[2], argv[3], argv[4])
         return 0

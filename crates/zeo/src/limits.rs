@@ -88,3 +88,12 @@ pub const CLIENT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 10;
 /// Bytes of queued one-way messages (a transaction's stores) the client
 /// writes in one system call at most.
 pub const CLIENT_WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
+
+/// Largest frame accepted from a client that has not registered yet (the
+/// handshake and `register` are a few dozen bytes).
+pub const FRAME_SIZE_MAX_UNREGISTERED: usize = 64 << 10;
+
+/// Stack of every server thread. Decoding a message is recursive up to
+/// `MESSAGE_DEPTH_MAX` levels; this leaves room for that in debug builds
+/// too, so a hostile, deeply nested pickle cannot overflow a thread.
+pub const SERVER_THREAD_STACK_BYTES: usize = 16 << 20;

@@ -206,6 +206,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         opened.push((s.name.clone(), std::sync::Arc::new(fs)));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(zeo::limits::SERVER_THREAD_STACK_BYTES)
         .enable_all()
         .build()
         .context("starting the runtime")?;

@@ -169,8 +169,11 @@ where
         return;
     }
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let frame_max = shared.config.frame_size_max;
-    let handshake = match read_frame(&mut reader, &mut buf, frame_max).await {
+    // Until a client has registered it gets small frames only: an
+    // anonymous peer must not make us decode tens of megabytes.
+    let frame_max_registered = shared.config.frame_size_max;
+    let frame_max_anonymous = frame_max_registered.min(limits::FRAME_SIZE_MAX_UNREGISTERED);
+    let handshake = match read_frame(&mut reader, &mut buf, frame_max_anonymous).await {
         Ok(Some(payload)) => payload,
         Ok(None) => return,
         Err(e) => {
@@ -209,7 +212,7 @@ where
     let mut shutdown = shared.shutdown.subscribe();
     let why = loop {
         let frame = tokio::select! {
-            f = read_frame(&mut reader, &mut buf, frame_max) => f,
+            f = read_frame(&mut reader, &mut buf, conn.frame_max(frame_max_anonymous, frame_max_registered)) => f,
             _ = conn.kick.notified() => break "closed by the server".to_string(),
             _ = shutdown.changed() => {
                 if conn.wait_for_voted_transaction().await {
@@ -301,6 +304,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 }
 
 impl Connection {
+    fn frame_max(&self, anonymous: usize, registered: usize) -> usize {
+        if self.state.lock().entry.is_some() {
+            registered
+        } else {
+            anonymous
+        }
+    }
+
     fn reply(&self, msgid: Value, value: Value) {
         self.outbox.send(&Message::reply(msgid, value));
     }

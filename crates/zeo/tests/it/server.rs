@@ -332,6 +332,16 @@ fn kill_9_during_commits_loses_no_acknowledged_commit() {
     let logs: Vec<PathBuf> = (0..4)
         .map(|i| dir.path().join(format!("client{i}.log")))
         .collect();
+    let init = Command::new(&python)
+        .arg(&script)
+        .args(["init", &addr, "client0", "client1", "client2", "client3"])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let mut clients: Vec<Child> = logs
         .iter()
         .enumerate()
@@ -402,4 +412,25 @@ fn kill_9_during_commits_loses_no_acknowledged_commit() {
         "{}",
         String::from_utf8_lossy(&fstest.stdout)
     );
+}
+
+#[test]
+fn a_deeply_nested_message_does_not_bring_the_server_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("Data.fs"), &[]);
+    let mut good = Raw::register(server.port);
+    for depth in [100usize, 511, 600, 5000] {
+        let mut bad = Raw::register(server.port);
+        // ((((...)))) as nested 1-tuples inside an argument tuple.
+        let mut payload = b"\x80\x03(K\x02\x89X\x0e\x00\x00\x00lastTransaction)".to_vec();
+        payload.truncate(payload.len() - 1);
+        payload.push(b')');
+        payload.extend(std::iter::repeat_n(0x85u8, depth));
+        payload.extend_from_slice(b"\x85t.");
+        bad.send_frame(&payload);
+        // Either answered or closed; the server itself lives on.
+        let _ = bad.frame();
+    }
+    good.send(&Message::call(2, "lastTransaction", vec![]));
+    assert!(good.reply_to(2).is_some(), "{}", server.log_text());
 }
