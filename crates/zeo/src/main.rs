@@ -56,9 +56,47 @@ struct ServeArgs {
     /// Largest frame accepted from a client, in bytes.
     #[arg(long)]
     frame_size_max: Option<usize>,
-    /// Log to this file instead of standard error.
+    /// Log to this file instead of standard error (reopened on SIGHUP, for
+    /// logrotate). With --daemon: default `bbru-zeo.log` beside the pid file.
     #[arg(long)]
     log_file: Option<PathBuf>,
+    /// Run detached in the background; returns once the server listens.
+    #[arg(long)]
+    daemon: bool,
+    /// The pid file (locked while the server runs). Default: `FILE.pid`
+    /// for `-f FILE`, else `bbru-zeo.pid`.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Say whether the server of the pid file runs: exit 0 if it does, 1 if
+    /// its pid file is stale, 3 if it does not run.
+    #[arg(long, conflicts_with_all = ["daemon", "stop_daemon"])]
+    status: bool,
+    /// Stop the server of the pid file: SIGTERM, let voted commits finish,
+    /// SIGKILL after a grace period.
+    #[arg(long, conflicts_with = "daemon")]
+    stop_daemon: bool,
+}
+
+impl ServeArgs {
+    fn pid_file(&self) -> PathBuf {
+        match (&self.pid_file, &self.file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(f)) => {
+                let mut p = f.clone().into_os_string();
+                p.push(".pid");
+                PathBuf::from(p)
+            }
+            (None, None) => PathBuf::from("bbru-zeo.pid"),
+        }
+    }
+
+    fn log_file(&self) -> Option<PathBuf> {
+        match (&self.log_file, self.daemon || daemon::is_daemon_child()) {
+            (Some(l), _) => Some(l.clone()),
+            (None, true) => Some(self.pid_file().with_file_name("bbru-zeo.log")),
+            (None, false) => None,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,35 +125,64 @@ enum Command {
     },
 }
 
+/// Logs go to standard error; with a log file, standard output and error are
+/// pointed at it first (and again on SIGHUP), so nothing printed is lost.
 fn init_logging(log_file: Option<&Path>) -> Result<()> {
+    if let Some(path) = log_file {
+        daemon::reopen_log(path)
+            .with_context(|| format!("opening the log file {}", path.display()))?;
+    }
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("BBRU_LOG").unwrap_or_else(|_| "info".into());
-    match log_file {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening the log file {}", path.display()))?;
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .init();
-        }
-        None => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init(),
-    }
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(log_file.is_none())
+        .with_writer(std::io::stderr)
+        .init();
     Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    if let Command::Serve(args) = &command {
+        // Process control answers before anything is opened or logged.
+        if args.status {
+            let status = daemon::status(args.pid_file());
+            println!("bbru-zeo: {status}");
+            return ExitCode::from(status.exit_code().clamp(0, 255) as u8);
+        }
+        if args.stop_daemon {
+            return match daemon::stop(args.pid_file(), std::time::Duration::from_secs(30)) {
+                Ok(outcome) => {
+                    println!("bbru-zeo: {outcome}");
+                    ExitCode::from(outcome.exit_code().clamp(0, 255) as u8)
+                }
+                Err(e) => {
+                    eprintln!("bbru-zeo: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        if args.daemon && !daemon::is_daemon_child() {
+            let Some(log) = args.log_file() else {
+                unreachable!("--daemon always has a log file");
+            };
+            let outcome = daemon::DaemonArgs::new(args.pid_file(), log).and_then(daemon::daemonize);
+            return match outcome {
+                Ok(o) => {
+                    println!("bbru-zeo: {o}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("bbru-zeo: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    }
     let log_file = match &command {
-        Command::Serve(a) => a.log_file.clone(),
+        Command::Serve(a) => a.log_file(),
         _ => None,
     };
     if let Err(e) = init_logging(log_file.as_deref()) {
@@ -125,6 +192,7 @@ fn main() -> ExitCode {
     match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            tracing::error!("{e:#}");
             eprintln!("bbru-zeo: {e:#}");
             ExitCode::FAILURE
         }
@@ -141,6 +209,13 @@ fn run(command: Command) -> Result<()> {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
+    // A daemon, or a server given a pid file, holds that file locked for
+    // its whole life, so `--status` and `--stop-daemon` can find it.
+    let _pid_file = if args.daemon || args.pid_file.is_some() || daemon::is_daemon_child() {
+        Some(daemon::PidFile::acquire(args.pid_file())?)
+    } else {
+        None
+    };
     let (mut config, storages) = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -220,9 +295,28 @@ fn serve(args: ServeArgs) -> Result<()> {
             tracing::info!("stop signal received");
             handle.shutdown();
         });
+        if let Some(log) = args.log_file() {
+            tokio::spawn(reopen_log_on_sighup(log));
+        }
+        // Only now may `--daemon` report success: the server listens.
+        daemon::notify_ready().context("telling the parent the server is ready")?;
         server.run().await;
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// Reopens the log file at each SIGHUP (logrotate moves the old one away).
+async fn reopen_log_on_sighup(path: PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match daemon::reopen_log(&path) {
+            Ok(()) => tracing::info!(path = %path.display(), "log file reopened"),
+            Err(e) => tracing::error!("reopening the log file: {e}"),
+        }
+    }
 }
 
 /// SIGTERM or SIGINT.

@@ -264,6 +264,7 @@ impl Server {
             })
             .collect();
         let (shutdown, _) = watch::channel(false);
+        tracing::info!(address = %config.address, "serving");
         Ok(Server {
             shared: Arc::new(Shared {
                 config,
@@ -296,10 +297,8 @@ impl Server {
     /// Serves until [`Handle::shutdown`]; then waits for the connections
     /// (voted transactions get a grace period) and closes the storages.
     pub async fn run(self) {
-        let address = self.local_address();
         let shared = self.shared;
         let mut shutdown = shared.shutdown.subscribe();
-        tracing::info!(%address, "serving");
         let mut tasks = tokio::task::JoinSet::new();
         loop {
             let accepted = tokio::select! {

@@ -72,3 +72,100 @@ fn pack_command_packs_and_keeps_the_old_file() {
         "pack does not create files"
     );
 }
+
+#[test]
+fn daemon_status_and_stop_as_an_operator_uses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("Data.fs");
+    let data = path_str(&data);
+    let port = crate::server::free_port().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let status = || bbru_zeo(&["-f", data, "--status"]).status.code();
+    assert_eq!(status(), Some(3), "not running yet");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bbru-zeo"))
+        .args(["-a", &addr, "-f", data, "--daemon"])
+        .env("BBRU_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It returned only once the server listens.
+    let mut c = crate::server::Raw::register(port.parse().unwrap());
+    assert_eq!(status(), Some(0));
+    let log = std::fs::read_to_string(dir.path().join("bbru-zeo.log")).unwrap();
+    assert!(log.contains("serving"), "{log}");
+
+    // A second one on the same pid file is refused, non-zero.
+    let again = bbru_zeo(&["-a", "127.0.0.1:1", "-f", data, "--daemon"]);
+    assert!(!again.status.success());
+
+    let stop = bbru_zeo(&["-f", data, "--stop-daemon"]);
+    assert_eq!(
+        stop.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&stop.stdout)
+    );
+    assert!(c.closed_by_server());
+    assert_eq!(status(), Some(3));
+    assert_eq!(
+        bbru_zeo(&["-f", data, "--stop-daemon"]).status.code(),
+        Some(3)
+    );
+    assert!(bbru_zeo(&["check", data]).status.success());
+
+    // A daemon that cannot bind fails the start, with the reason.
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = blocker.local_addr().unwrap().to_string();
+    let out = bbru_zeo(&["-a", &taken, "-f", data, "--daemon"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Address already in use"));
+    assert_eq!(status(), Some(3));
+}
+
+#[test]
+fn a_killed_daemon_leaves_a_stale_pid_file_that_status_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("Data.fs");
+    let data = path_str(&data);
+    let port = crate::server::free_port();
+    let out = bbru_zeo(&["-a", &format!("127.0.0.1:{port}"), "-f", data, "--daemon"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = std::fs::read_to_string(format!("{data}.pid")).unwrap();
+    let pid = pid.trim();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Wait for the kernel to drop the dead daemon's lock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while bbru_zeo(&["-f", data, "--status"]).status.code() == Some(0) {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        bbru_zeo(&["-f", data, "--status"]).status.code(),
+        Some(1),
+        "stale"
+    );
+    assert_eq!(
+        bbru_zeo(&["-f", data, "--stop-daemon"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        bbru_zeo(&["-f", data, "--status"]).status.code(),
+        Some(3),
+        "stale file removed"
+    );
+}
