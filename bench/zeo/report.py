@@ -58,7 +58,7 @@ def fmt_us(v):
 
 
 def summary(runs):
-    """[(phase, clients, {kind: (rate, cpu_us, n_rounds)})] in table order."""
+    """[(phase, clients, {kind: (rate, server_us, client_us)})], table order."""
     clients = sorted({c for _, c in runs})
     rows = []
     for phase in PHASES:
@@ -69,7 +69,7 @@ def summary(runs):
                        if phase in r['phases']]
                 cells[kind] = (median([p['per_s'] for p in got]),
                                median([p['server_cpu_us_per_object'] for p in got]),
-                               len(got))
+                               median([p.get('client_cpu_us_per_object') for p in got]))
             rows.append((phase, c, cells))
     return rows
 
@@ -77,13 +77,15 @@ def summary(runs):
 def table(runs):
     lines = ['| phase | clients | Python ZEO (objects/s) | bbru-zeo (objects/s) '
              '| ratio bbru/Python | server CPU µs/object, Python | '
-             'server CPU µs/object, bbru |',
-             '|---|---:|---:|---:|---:|---:|---:|']
+             'server CPU µs/object, bbru | client CPU µs/object '
+             '(Python run / bbru run) |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|']
     for phase, c, cells in summary(runs):
-        (py, py_cpu, _), (rs, rs_cpu, _) = cells['python'], cells['bbru']
+        (py, py_cpu, py_cl), (rs, rs_cpu, rs_cl) = cells['python'], cells['bbru']
         r = 'n/a' if not py or rs is None else f'{rs / py:.2f}×'
         lines.append(f'| {phase} | {c} | {fmt_rate(py)} | {fmt_rate(rs)} | {r} '
-                     f'| {fmt_us(py_cpu)} | {fmt_us(rs_cpu)} |')
+                     f'| {fmt_us(py_cpu)} | {fmt_us(rs_cpu)} '
+                     f'| {fmt_us(py_cl)} / {fmt_us(rs_cl)} |')
     return '\n'.join(lines)
 
 
@@ -141,10 +143,12 @@ def section(runs, meta, results_dir, extra):
         'storage access (zodbshootout\'s "steamin"). warm and hot measure '
         'the client; they are here to show that, and to match '
         'zodbshootout\'s list.',
-        '- **server CPU µs/object**: user + system CPU time of the server '
-        'process during the phase (`/proc/PID/stat`), over the objects of '
-        'the phase. It shows the servers\' own cost even where the clients '
-        'bound the rate.',
+        '- **server CPU µs/object**: CPU time of the server process, all '
+        'threads, during the phase (`/proc/PID/task/*/schedstat`, or '
+        '`/proc/PID/stat` if threads came or went), over the objects of the '
+        'phase: the server\'s own cost, even where the clients bound the '
+        'rate. **client CPU µs/object**: the same for the client processes '
+        '(`time.process_time()`, summed).',
         '',
         'zodbshootout itself (0.8.0, 2019, the last release) is not used: on '
         'CPython 3.11 it fails at start with current `pyperf` (`argparse` '
@@ -160,9 +164,12 @@ def section(runs, meta, results_dir, extra):
         'rounds).',
         '',
         f'- machine: {meta["cpu"]}, `nproc` = {meta["nproc"]}, {meta["mem"]} '
-        f'RAM, kernel {meta["kernel"]}; load average {" ".join(meta["loadavg"])} '
-        'right after the runs. The clients, their spawn processes and the server '
-        'share these cores, and other processes may have been running.',
+        f'RAM, kernel {meta["kernel"]}; load average (1/5/15 min) '
+        f'{" ".join(meta["loadavg_start"])} before and '
+        f'{" ".join(meta["loadavg_end"])} after the runs. The client processes '
+        'and the server share these cores, and other processes (builds and '
+        'tests of other work on this machine) may have been running: treat '
+        'differences of 10-20 % as noise.',
         f'- bbru: {meta["bbru_zeo"]}, {meta["rustc"]}, `cargo build --release`',
         f'- Python: {meta["python"]}, ZODB {meta["zodb"]}, ZEO {meta["zeo"]} '
         '(server and clients)',

@@ -15,7 +15,7 @@
 #   --repeat R       passes of the warm/hot reads (env ZEO_BENCH_REPEAT, default 10)
 #   --clients LIST   concurrencies to run        (env ZEO_BENCH_CLIENTS, default "1 8")
 #   --rounds M       runs of each (server, concurrency); the table shows the
-#                    median rate of each phase    (env ZEO_BENCH_ROUNDS, default 3)
+#                    median rate of each phase    (env ZEO_BENCH_ROUNDS, default 5)
 #   --dir DIR        scratch directory (env ZEO_BENCH_DIR, default
 #                    <repo>/target/bench-zeo; a few MB per run)
 #   --write          rewrite the ZEO section of <repo>/BENCHMARKS.md
@@ -32,7 +32,7 @@ objects=${ZEO_BENCH_OBJECTS:-2000}
 per_txn=${ZEO_BENCH_PER_TXN:-100}
 repeat=${ZEO_BENCH_REPEAT:-10}
 clients=${ZEO_BENCH_CLIENTS:-1 8}
-rounds=${ZEO_BENCH_ROUNDS:-3}
+rounds=${ZEO_BENCH_ROUNDS:-5}
 dir=${ZEO_BENCH_DIR:-$repo/target/bench-zeo}
 write=0
 command_line="bench/zeo/run.sh${*:+ $*}"
@@ -128,6 +128,7 @@ start_server() {
     wait_listening "$port" || { cat "$logfile" >&2; exit 1; }
 }
 
+cut -d' ' -f1-3 /proc/loadavg >"$out/loadavg-start"
 sizes=(--objects "$objects" --per-txn "$per_txn" --repeat "$repeat")
 log "sizes: ${sizes[*]}, clients: $clients, rounds: $rounds, in $dir"
 start=$SECONDS
@@ -151,10 +152,10 @@ done
 log "all runs took $((SECONDS - start)) s"
 
 # Machine and versions.
-python3 - "$python" "$bbru_bin" "$command_line" >"$out/meta.json" <<'EOF'
+python3 - "$python" "$bbru_bin" "$command_line" "$out/loadavg-start" >"$out/meta.json" <<'EOF'
 import datetime, json, platform, subprocess, sys
 
-venv_python, bbru_bin, command = sys.argv[1:4]
+venv_python, bbru_bin, command, loadavg_start = sys.argv[1:5]
 
 def run(*cmd):
     try:
@@ -193,7 +194,8 @@ print(json.dumps({
     'kernel': run('uname', '-r'),
     'cpu': cpu_model(),
     'mem': mem(),
-    'loadavg': open('/proc/loadavg').read().split()[:3],
+    'loadavg_start': open(loadavg_start).read().split(),
+    'loadavg_end': open('/proc/loadavg').read().split()[:3],
     'rustc': run('rustc', '--version'),
     'bbru_zeo': run(bbru_bin, '--version'),
     'python': 'CPython ' + versions[0],
@@ -203,6 +205,12 @@ print(json.dumps({
 EOF
 
 write_args=()
-if ((write)); then write_args=(--write "$repo/BENCHMARKS.md"); fi
+if ((write)); then
+    write_args=(--write "$repo/BENCHMARKS.md")
+    # Analysis kept with the benchmark (profiles of the servers), shown
+    # below the table.
+    notes=$repo/bench/zeo/observations.md
+    [[ -f $notes ]] && write_args+=(--notes "$notes")
+fi
 python3 "$repo/bench/zeo/report.py" "$out" "${write_args[@]}"
 log "raw results in $out"

@@ -50,7 +50,9 @@ JSON keys: "clients", "objects" (N), "per_txn" (K), "repeat" (R),
 "objects" (total over clients), "wall_s", "per_s" (objects/s),
 "client_s" (list of each process's own phase time), "server_cpu_s" (CPU
 time of --server-pid, all threads, during the phase, from /proc; null
-without --server-pid), "server_cpu_us_per_object"}}.
+without --server-pid), "server_cpu_us_per_object", "client_cpu_s" (CPU
+time of the C client processes in the phase, summed: time.process_time()),
+"client_cpu_us_per_object"}}.
 """
 import argparse
 import json
@@ -103,12 +105,14 @@ def read_all(tree, n, version):
 
 
 def phase(barrier, results, worker, name, func):
-    """Run func() between two barrier waits; report (start, end, objects)."""
+    """Run func() between two barrier waits; report its times and objects."""
     barrier.wait(BARRIER_TIMEOUT)
     start = time.perf_counter()
+    cpu = time.process_time()  # this process, all threads (ZEO's I/O thread too)
     count = func()
+    cpu = time.process_time() - cpu
     end = time.perf_counter()
-    results.put((worker, name, start, end, count))
+    results.put((worker, name, start, end, count, cpu))
     barrier.wait(BARRIER_TIMEOUT)
 
 
@@ -275,6 +279,7 @@ def run_group(ctx, target, args, clients, names, server_pid):
             wall = max(r[3] for r in rows) - min(r[2] for r in rows)
             objects = sum(r[4] for r in rows)
             server_cpu = cpu_delta(cpu0, cpu1)
+            client_cpu = sum(r[5] for r in rows)
             phases[name] = {
                 'objects': objects,
                 'wall_s': wall,
@@ -283,6 +288,8 @@ def run_group(ctx, target, args, clients, names, server_pid):
                 'server_cpu_s': server_cpu,
                 'server_cpu_us_per_object':
                     None if server_cpu is None else server_cpu / objects * 1e6,
+                'client_cpu_s': client_cpu,
+                'client_cpu_us_per_object': client_cpu / objects * 1e6,
             }
             print(f'workload.py: {clients} client(s) {name}: {objects} objects '
                   f'in {wall:.3f} s = {objects / wall:,.0f}/s'

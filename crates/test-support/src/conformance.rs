@@ -549,13 +549,19 @@ pub fn concurrent_transactions_both_commit(s: &dyn Storage) {
     assert_eq!(s.last_transaction(), tid1);
 }
 
-/// The commit lock: a second vote waits while another transaction has
-/// voted and not finished, and goes on once it finishes.
+/// Commits that touch a common object (here: both check its serial) are
+/// serialised: a second vote waits while the first transaction has voted
+/// and not finished, and goes on once it finishes.
 pub fn second_vote_waits_for_first_finish(s: &dyn Storage) {
-    let [a, b] = fresh_oids(s);
+    let [a, b, shared] = fresh_oids(s);
+    // Both transactions depend on `shared` (a serial check), so they must
+    // commit one after the other, whatever the engine locks.
+    let t0 = commit(s, "shared", &[(shared, Tid::ZERO, record(0, &[]))]);
     let first = s.tpc_begin(meta("first")).unwrap();
+    s.check_current_serial(&first, shared, t0).unwrap();
     s.store(&first, a, Tid::ZERO, record(1, &[])).unwrap();
     let second = s.tpc_begin(meta("second")).unwrap();
+    s.check_current_serial(&second, shared, t0).unwrap();
     s.store(&second, b, Tid::ZERO, record(2, &[])).unwrap();
     s.vote(&first).unwrap();
 

@@ -18,6 +18,7 @@ pub mod gc;
 pub mod ids;
 pub mod limits;
 pub mod memory;
+pub mod object_locks;
 pub mod storage;
 
 pub use demo::DemoStorage;

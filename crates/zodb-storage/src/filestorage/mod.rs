@@ -15,6 +15,7 @@
 //! or `abort` (which cuts it off again).
 
 mod check;
+mod commit;
 pub mod format;
 mod index_file;
 mod io;
@@ -40,14 +41,15 @@ use format::{
 };
 use io::{Reader, Record, RecordPayload};
 
-use crate::commit_lock::CommitLock;
 use crate::error::{ConflictError, Result, StorageError};
 use crate::ids::{Oid, Tid, TidClock};
 use crate::limits;
+use crate::object_locks::ObjectLocks;
 use crate::storage::{
     DataRecord, HistoryEntry, Revision, Storage, TransactionIter, TransactionMeta,
     TransactionRecord, TxnHandle, TxnStatus, UndoLogEntry,
 };
+use commit::{CommitQueue, PackGate, Prepared, Slot};
 
 /// How to open a file.
 #[derive(Debug, Clone, Default)]
@@ -58,6 +60,9 @@ pub struct Options {
     pub must_exist: bool,
     /// Keep `Data.fs.old` after a pack (Python's default).
     pub pack_discard_old: bool,
+    /// How long a vote waits for objects another transaction is
+    /// committing before it fails (`None`: as long as it takes).
+    pub lock_timeout: Option<std::time::Duration>,
 }
 
 /// What open found and did, for logs and tests.
@@ -114,16 +119,6 @@ impl PendingWrite {
     }
 }
 
-#[derive(Debug)]
-struct Voted {
-    tid: Tid,
-    tpos: u64,
-    /// Bytes written, trailing length included.
-    len: u64,
-    /// Record positions to publish: oid → pos.
-    positions: Vec<(u64, u64)>,
-}
-
 /// An object's current record as undo compares it with the undone one.
 #[derive(Debug, Clone)]
 struct CurrentRecord {
@@ -158,7 +153,11 @@ struct Pending {
     by_oid: HashMap<Oid, usize>,
     checks: Vec<(Oid, Tid)>,
     undos: Vec<Tid>,
-    voted: Option<Voted>,
+    /// The objects undo will change, known when `undo` is called.
+    undo_oids: Vec<Oid>,
+    /// Set by a successful vote: the transaction holds its object locks
+    /// and a place at the pack gate until finish or abort.
+    voted: Option<Arc<Prepared>>,
     done: bool,
 }
 
@@ -169,9 +168,13 @@ pub struct FileStorage {
     read_only: bool,
     options: Options,
     snap: RwLock<Snapshot>,
-    /// Held from vote to finish/abort by a transaction handle id, or by
-    /// `PACK_HOLDER` while a pack switches files.
-    commit_lock: CommitLock,
+    /// Taken by a vote on the objects its transaction writes or checks,
+    /// released at finish or abort.
+    object_locks: ObjectLocks,
+    /// Keeps a pack's file switch apart from voted transactions.
+    gate: PackGate,
+    /// Where finishers meet to share a write and an fsync.
+    commits: CommitQueue,
     pending: Mutex<HashMap<u64, Arc<Mutex<Pending>>>>,
     next_handle: AtomicU64,
     /// The largest oid handed out or seen.
@@ -184,8 +187,6 @@ pub struct FileStorage {
     packing: AtomicBool,
     open_report: OpenReport,
 }
-
-const PACK_HOLDER: u64 = u64::MAX;
 
 impl FileStorage {
     /// Opens (creating if missing) `path` for reading and writing.
@@ -305,7 +306,9 @@ impl FileStorage {
                 end,
                 last_tid,
             }),
-            commit_lock: CommitLock::new(),
+            object_locks: ObjectLocks::new(),
+            gate: PackGate::default(),
+            commits: CommitQueue::default(),
             pending: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             max_oid: Mutex::new(max_oid),
@@ -388,14 +391,6 @@ impl FileStorage {
         self.pending.lock().get(&txn.id()).cloned().ok_or_else(|| {
             StorageError::Transaction(format!("{txn:?} is not a transaction of this storage"))
         })
-    }
-
-    fn acquire_commit_lock(&self, holder: u64) -> Result<()> {
-        self.commit_lock.acquire(holder, None)
-    }
-
-    fn release_commit_lock(&self, holder: u64) {
-        self.commit_lock.release(holder);
     }
 
     /// Finds the transaction `tid` by walking back from the end.
@@ -506,13 +501,12 @@ impl FileStorage {
         Ok(oids)
     }
 
-    /// Votes `p` with the commit lock already held by `holder`: checks
-    /// serials, computes undo records, writes the transaction with status
-    /// `'c'` past the published end.
-    fn vote_locked(&self, p: &mut Pending) -> Result<Voted> {
-        let (file, end, last_tid) = {
+    /// With `p`'s objects locked: checks serials and computes the records
+    /// (undo's backpointers included) that `finish` will write.
+    fn prepare(&self, p: &Pending) -> Result<Prepared> {
+        let (file, end) = {
             let s = self.snap.read();
-            (Arc::clone(&s.file), s.end, s.last_tid)
+            (Arc::clone(&s.file), s.end)
         };
         let reader = self.reader(&file, end);
         let index_pos = |oid: Oid| self.snap.read().index.get(oid.0);
@@ -558,44 +552,23 @@ impl FileStorage {
             }
         }
 
-        let tid = {
-            let mut clock = self.clock.lock();
-            clock.observe(last_tid);
-            match p.meta.tid {
-                Some(t) if t <= last_tid => {
-                    return Err(StorageError::Transaction(format!(
-                        "tid {t} is not later than the last transaction {last_tid}"
-                    )));
-                }
-                Some(t) => {
-                    clock.observe(t);
-                    t
-                }
-                None => clock.next_tid(),
-            }
-        };
-
-        let mut b = TxnBuilder::new(
-            end,
-            tid,
-            STATUS_CHECKPOINT,
-            &p.meta.user,
-            &p.meta.description,
-            &p.meta.extension,
-        );
+        // Records in file order. In-transaction positions are not known
+        // yet: undo compares against the records it writes itself through
+        // `undo_written`, with a position no file record can have.
+        let mut records: Vec<(Oid, commit::Payload)> = Vec::with_capacity(p.writes.len());
+        const UNWRITTEN: u64 = u64::MAX;
         // Positions written by this transaction, which undo records must
         // treat as current.
         let mut written: HashMap<Oid, u64> = HashMap::new();
-        let mut positions = Vec::with_capacity(p.writes.len());
         for w in &p.writes {
             let oid = w.oid();
             let prev = index_pos(oid).unwrap_or(0);
-            let pos = match w {
-                PendingWrite::Store { data, .. } => b.push(oid, tid, prev, &Payload::Data(data)),
-                PendingWrite::Delete { .. } => b.push(oid, tid, prev, &Payload::Back(0)),
+            let payload = match w {
+                PendingWrite::Store { data, .. } => commit::Payload::Data(data.clone()),
+                PendingWrite::Delete { .. } => commit::Payload::Back(0),
                 PendingWrite::Restore {
                     data: Some(data), ..
-                } => b.push(oid, tid, prev, &Payload::Data(data)),
+                } => commit::Payload::Data(data.clone()),
                 PendingWrite::Restore {
                     data: None,
                     prev_txn,
@@ -609,11 +582,11 @@ impl FileStorage {
                         }
                         None => 0,
                     };
-                    b.push(oid, tid, prev, &Payload::Back(back))
+                    commit::Payload::Back(back)
                 }
             };
-            written.insert(oid, pos);
-            positions.push((oid.0, pos));
+            records.push((oid, payload));
+            written.insert(oid, UNWRITTEN);
         }
         let mut problems = Vec::new();
         // When one transaction undoes several, a later undo must see the
@@ -666,8 +639,8 @@ impl FileStorage {
                     continue;
                 }
                 let back = r.header.prev;
-                let prev = index_pos(oid).unwrap_or(0);
-                let pos = b.push(oid, tid, prev, &Payload::Back(back));
+                records.push((oid, commit::Payload::Back(back)));
+                let pos = UNWRITTEN;
                 let data = match back {
                     0 => None,
                     back => reader
@@ -684,8 +657,6 @@ impl FileStorage {
                     },
                 );
                 written.insert(oid, pos);
-                positions.retain(|(o, _)| *o != oid.0);
-                positions.push((oid.0, pos));
             }
             problems.extend(failures.into_iter().map(|(_, why)| why));
         }
@@ -693,26 +664,127 @@ impl FileStorage {
             return Err(StorageError::Undo(problems));
         }
 
-        let bytes = b.finish();
-        if let Err(e) = file.write_all_at(&bytes, end) {
-            // Cut the partial write back off; if even that fails, nobody
-            // knows what the tail holds, so refuse writes from now on.
-            if let Err(e2) = file.set_len(end) {
-                self.poison(format!(
-                    "write failed ({e}) and truncating it back failed ({e2})"
-                ));
-            }
-            return Err(StorageError::io(
-                format!("{}: writing a transaction at {end}", self.path.display()),
-                e,
-            ));
-        }
-        Ok(Voted {
-            tid,
-            tpos: end,
-            len: bytes.len() as u64,
-            positions,
+        Ok(Prepared {
+            meta: p.meta.clone(),
+            records,
         })
+    }
+
+    /// Writes a batch of voted transactions at the end of the file, each
+    /// with status `'c'`, then flips their statuses, makes it all durable
+    /// with one `fdatasync`, publishes it, and fills every finisher's slot.
+    /// Tids are chosen here, in batch order.
+    fn write_batch(&self, batch: &[(Arc<Prepared>, Arc<Slot>)]) {
+        if let Err(e) = self.check_writable() {
+            let why = e.to_string();
+            for (_, slot) in batch {
+                slot.set(Err(StorageError::Transaction(why.clone())));
+            }
+            return;
+        }
+        let (file, start, mut last_tid) = {
+            let s = self.snap.read();
+            (Arc::clone(&s.file), s.end, s.last_tid)
+        };
+        let mut buf: Vec<u8> = Vec::new();
+        // oid -> position of its record in an earlier transaction of this
+        // batch.
+        let mut in_batch: HashMap<u64, u64> = HashMap::new();
+        let mut written: Vec<(usize, Tid, u64, Vec<(u64, u64)>)> = Vec::new();
+        let mut clock = self.clock.lock();
+        clock.observe(last_tid);
+        for (i, (prepared, slot)) in batch.iter().enumerate() {
+            let tid = match prepared.meta.tid {
+                Some(t) if t <= last_tid => {
+                    slot.set(Err(StorageError::Transaction(format!(
+                        "tid {t} is not later than the last transaction {last_tid}"
+                    ))));
+                    continue;
+                }
+                Some(t) => {
+                    clock.observe(t);
+                    t
+                }
+                None => clock.next_tid(),
+            };
+            last_tid = tid;
+            let tpos = start + buf.len() as u64;
+            let m = &prepared.meta;
+            let mut b = TxnBuilder::new(
+                tpos,
+                tid,
+                STATUS_CHECKPOINT,
+                &m.user,
+                &m.description,
+                &m.extension,
+            );
+            let mut positions = Vec::with_capacity(prepared.records.len());
+            {
+                let snap = self.snap.read();
+                for (oid, payload) in &prepared.records {
+                    let prev = in_batch
+                        .get(&oid.0)
+                        .copied()
+                        .or_else(|| snap.index.get(oid.0))
+                        .unwrap_or(0);
+                    let pos = match payload {
+                        commit::Payload::Data(d) => b.push(*oid, tid, prev, &Payload::Data(d)),
+                        commit::Payload::Back(back) => {
+                            b.push(*oid, tid, prev, &Payload::Back(*back))
+                        }
+                    };
+                    positions.push((oid.0, pos));
+                }
+            }
+            buf.extend_from_slice(&b.finish());
+            // `prev` points at the object's record in an earlier
+            // transaction, never at one of this transaction (as Python
+            // writes it, and as undo of such a transaction expects).
+            in_batch.extend(positions.iter().copied());
+            written.push((i, tid, tpos, positions));
+        }
+        drop(clock);
+        let end = start + buf.len() as u64;
+        let durable = file.write_all_at(&buf, start).and_then(|()| {
+            // The statuses flip only once every byte is in place, and the
+            // one fsync covers them all.
+            for (_, _, tpos, _) in &written {
+                file.write_all_at(&[STATUS_COMMITTED], tpos + TXN_STATUS as u64)?;
+            }
+            file.sync_data()
+        });
+        if let Err(e) = durable {
+            // Cut the batch back off; if even that fails, nobody knows what
+            // the tail holds, so refuse writes from now on.
+            match file.set_len(start).and_then(|()| file.sync_data()) {
+                Ok(()) => {
+                    tracing::error!(path = %self.path.display(), "a commit failed and was cut off: {e}")
+                }
+                Err(e2) => self.poison(format!(
+                    "a commit failed ({e}) and cutting it off failed ({e2})"
+                )),
+            }
+            for (i, ..) in &written {
+                batch[*i].1.set(Err(StorageError::io(
+                    format!("{}: writing a transaction at {start}", self.path.display()),
+                    std::io::Error::new(e.kind(), e.to_string()),
+                )));
+            }
+            return;
+        }
+        {
+            let mut snap = self.snap.write();
+            for (_, tid, _, positions) in &written {
+                for (oid, pos) in positions {
+                    snap.index.insert(*oid, *pos);
+                }
+                snap.last_tid = *tid;
+            }
+            snap.end = end;
+        }
+        for (i, tid, _, _) in written {
+            batch[i].1.set(Ok(tid));
+        }
     }
 
     /// Saves the index (as Python does on close) so the next open is fast.
@@ -981,6 +1053,7 @@ impl Storage for FileStorage {
             by_oid: HashMap::new(),
             checks: Vec::new(),
             undos: Vec::new(),
+            undo_oids: Vec::new(),
             voted: None,
             done: false,
         };
@@ -1137,6 +1210,7 @@ impl Storage for FileStorage {
             return Err(StorageError::Transaction("undo after vote".into()));
         }
         p.undos.push(tid);
+        p.undo_oids.extend_from_slice(&oids);
         Ok(oids)
     }
 
@@ -1150,17 +1224,27 @@ impl Storage for FileStorage {
         if p.voted.is_some() {
             return Ok(());
         }
-        self.acquire_commit_lock(txn.id())?;
-        match self
-            .check_writable()
-            .and_then(|()| self.vote_locked(&mut p))
+        let mut oids: Vec<Oid> = p.writes.iter().map(PendingWrite::oid).collect();
+        oids.extend(p.checks.iter().map(|(o, _)| *o));
+        oids.extend_from_slice(&p.undo_oids);
+        oids.sort();
+        oids.dedup();
+        self.gate.enter();
+        if let Err(e) = self
+            .object_locks
+            .acquire(txn.id(), &oids, self.options.lock_timeout)
         {
-            Ok(v) => {
-                p.voted = Some(v);
+            self.gate.leave();
+            return Err(e);
+        }
+        match self.check_writable().and_then(|()| self.prepare(&p)) {
+            Ok(prepared) => {
+                p.voted = Some(Arc::new(prepared));
                 Ok(())
             }
             Err(e) => {
-                self.release_commit_lock(txn.id());
+                self.object_locks.release(txn.id());
+                self.gate.leave();
                 Err(e)
             }
         }
@@ -1170,38 +1254,18 @@ impl Storage for FileStorage {
         self.vote(txn)?;
         let p = self.pending(txn)?;
         let mut p = p.lock();
-        let Some(v) = p.voted.take() else {
+        let Some(prepared) = p.voted.take() else {
             return Err(StorageError::Transaction("finish without a vote".into()));
         };
-        let file = Arc::clone(&self.snap.read().file);
-        let flip = file
-            .write_all_at(&[STATUS_COMMITTED], v.tpos + TXN_STATUS as u64)
-            .and_then(|()| file.sync_data());
-        if let Err(e) = flip {
-            // Whether the transaction reached the disk is unknown: stop
-            // writing until an operator reopens, which recovers the tail.
-            self.poison(format!("finishing transaction {} failed: {e}", v.tid));
-            p.done = true;
-            self.pending.lock().remove(&txn.id());
-            self.release_commit_lock(txn.id());
-            return Err(StorageError::io(
-                format!("{}: finishing a transaction", self.path.display()),
-                e,
-            ));
-        }
-        {
-            let mut snap = self.snap.write();
-            for (oid, pos) in &v.positions {
-                snap.index.insert(*oid, *pos);
-            }
-            snap.end = v.tpos + v.len;
-            snap.last_tid = v.tid;
-        }
+        let result = self
+            .commits
+            .commit(prepared, |batch| self.write_batch(batch));
         p.done = true;
         drop(p);
         self.pending.lock().remove(&txn.id());
-        self.release_commit_lock(txn.id());
-        Ok(v.tid)
+        self.object_locks.release(txn.id());
+        self.gate.leave();
+        result
     }
 
     fn abort(&self, txn: &TxnHandle) {
@@ -1210,15 +1274,10 @@ impl Storage for FileStorage {
         };
         let mut p = p.lock();
         p.done = true;
-        if let Some(v) = p.voted.take() {
-            let file = Arc::clone(&self.snap.read().file);
-            if let Err(e) = file.set_len(v.tpos) {
-                self.poison(format!(
-                    "aborting transaction {} could not cut it off: {e}",
-                    v.tid
-                ));
-            }
-            self.release_commit_lock(txn.id());
+        // Nothing was written before finish: giving the locks back is all.
+        if p.voted.take().is_some() {
+            self.object_locks.release(txn.id());
+            self.gate.leave();
         }
     }
 
@@ -1330,9 +1389,9 @@ impl Storage for FileStorage {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        // Fail votes waiting for the commit lock first: they hold their
+        // Fail votes waiting for object locks first: they hold their
         // transaction's mutex, which abort needs.
-        self.commit_lock.close();
+        self.object_locks.close();
         let open: Vec<u64> = self.pending.lock().keys().copied().collect();
         for id in open {
             self.abort(&TxnHandle::new(id));

@@ -24,7 +24,7 @@ use rustc_hash::FxHashMap;
 use super::format::{MAGIC, Payload, STATUS_PACKED, TxnBuilder};
 use super::io::{Reader, RecordPayload};
 use super::oid_index::OidIndex;
-use super::{FileStorage, PACK_HOLDER, Snapshot, index_file};
+use super::{FileStorage, Snapshot, index_file};
 use crate::error::{Result, StorageError};
 use crate::gc;
 use crate::ids::{Oid, Tid};
@@ -247,7 +247,9 @@ pub(super) fn pack(fs: &FileStorage, pack_time: Tid, gc: bool) -> Result<()> {
         return Ok(());
     }
 
-    fs.acquire_commit_lock(PACK_HOLDER)?;
+    // No vote may be pending while the file is switched: their records
+    // may point into the old file.
+    fs.gate.close_for_switch();
     let switched = (|| -> Result<()> {
         // Everything committed since the copy loop above ended.
         let final_end = fs.snap.read().end;
@@ -294,7 +296,7 @@ pub(super) fn pack(fs: &FileStorage, pack_time: Tid, gc: bool) -> Result<()> {
         };
         Ok(())
     })();
-    fs.release_commit_lock(PACK_HOLDER);
+    fs.gate.open();
     if let Err(e) = switched {
         let _ = fs::remove_file(&pack_path);
         return Err(e);

@@ -13,7 +13,7 @@ use zodb_storage::filestorage::check_file;
 use zodb_storage::{FileStorage, Oid, Storage, Tid, TransactionMeta};
 
 #[test]
-fn vote_writes_a_checkpoint_and_finish_commits_it() {
+fn finish_writes_the_transaction_and_abort_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("Data.fs");
     let fs = FileStorage::open(&path).unwrap();
@@ -23,12 +23,12 @@ fn vote_writes_a_checkpoint_and_finish_commits_it() {
         .unwrap();
     fs.store(&t, Oid(0), Tid::ZERO, record(1, &[])).unwrap();
     fs.vote(&t).unwrap();
-    let bytes = fs::read(&path).unwrap();
-    assert_eq!(bytes[4 + 16], b'c', "voted, not finished");
+    // A vote checks and locks; the bytes are written at finish.
+    assert_eq!(fs::read(&path).unwrap(), b"FS30");
     assert_eq!(fs.end(), 4, "not visible before finish");
     let tid = fs.finish(&t).unwrap();
     let bytes = fs::read(&path).unwrap();
-    assert_eq!(bytes[4 + 16], b' ');
+    assert_eq!(bytes[4 + 16], b' ', "committed status");
     assert_eq!(&bytes[4..12], &tid.to_bytes());
     assert_eq!(fs.end(), bytes.len() as u64);
     assert_eq!(fs.load(Oid(0)).unwrap(), (record(1, &[]), tid));
@@ -39,7 +39,6 @@ fn vote_writes_a_checkpoint_and_finish_commits_it() {
         .unwrap();
     fs.store(&t, Oid(0), tid, record(2, &[])).unwrap();
     fs.vote(&t).unwrap();
-    assert!(fs::metadata(&path).unwrap().len() > bytes.len() as u64);
     fs.abort(&t);
     assert_eq!(fs::read(&path).unwrap(), bytes);
     fs.close().unwrap();
@@ -312,4 +311,74 @@ fn a_full_disk_fails_the_commit_and_loses_nothing() {
         found, acknowledged,
         "every acknowledged commit is there, and nothing else"
     );
+}
+
+#[test]
+fn transactions_on_different_objects_vote_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FileStorage::open(dir.path().join("Data.fs")).unwrap();
+    let a = fs.tpc_begin(TransactionMeta::new("u", "a")).unwrap();
+    fs.store(&a, Oid(1), Tid::ZERO, record(1, &[])).unwrap();
+    let b = fs.tpc_begin(TransactionMeta::new("u", "b")).unwrap();
+    fs.store(&b, Oid(2), Tid::ZERO, record(2, &[])).unwrap();
+    // Both votes succeed while neither has finished: no global lock.
+    fs.vote(&a).unwrap();
+    fs.vote(&b).unwrap();
+    // Tids follow the order of finishing.
+    let tb = fs.finish(&b).unwrap();
+    let ta = fs.finish(&a).unwrap();
+    assert!(tb < ta);
+    assert_eq!(fs.load(Oid(1)).unwrap().1, ta);
+    assert_eq!(fs.load(Oid(2)).unwrap().1, tb);
+    // An aborted vote leaves no trace and frees its objects.
+    let c = fs.tpc_begin(TransactionMeta::new("u", "c")).unwrap();
+    fs.store(&c, Oid(1), ta, record(3, &[])).unwrap();
+    fs.vote(&c).unwrap();
+    let size = fs.end();
+    fs.abort(&c);
+    assert_eq!(fs.end(), size);
+    let d = fs.tpc_begin(TransactionMeta::new("u", "d")).unwrap();
+    fs.store(&d, Oid(1), ta, record(4, &[])).unwrap();
+    fs.finish(&d).unwrap();
+    fs.close().unwrap();
+    check_file(&dir.path().join("Data.fs")).unwrap();
+}
+
+#[test]
+fn concurrent_committers_share_fsyncs_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FileStorage::open(dir.path().join("Data.fs")).unwrap());
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let fs = Arc::clone(&fs);
+            std::thread::spawn(move || {
+                let oid = Oid(100 + t);
+                let mut serial = Tid::ZERO;
+                for i in 0..200 {
+                    let h = fs
+                        .tpc_begin(TransactionMeta::new("u", format!("{t}/{i}")))
+                        .unwrap();
+                    fs.store(&h, oid, serial, record(i, &[])).unwrap();
+                    serial = fs.finish(&h).unwrap();
+                }
+                serial
+            })
+        })
+        .collect();
+    let finals: Vec<Tid> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for (t, serial) in finals.iter().enumerate() {
+        assert_eq!(
+            fs.load(Oid(100 + t as u64)).unwrap(),
+            (record(199, &[]), *serial)
+        );
+    }
+    let tids: Vec<Tid> = fs
+        .iterator(None, None)
+        .unwrap()
+        .map(|t| t.unwrap().tid)
+        .collect();
+    assert_eq!(tids.len(), 1600);
+    assert!(tids.windows(2).all(|w| w[0] < w[1]));
+    fs.close().unwrap();
+    check_file(&dir.path().join("Data.fs")).unwrap();
 }
