@@ -27,6 +27,6 @@ pub use filestorage::FileStorage;
 pub use ids::{Oid, Tid, TidClock};
 pub use memory::MemoryStorage;
 pub use storage::{
-    DataRecord, HistoryEntry, Revision, Storage, TransactionIter, TransactionMeta,
+    DataRecord, HistoryEntry, RecordIterItem, Revision, Storage, TransactionIter, TransactionMeta,
     TransactionRecord, TxnHandle, TxnStatus, UndoLogEntry, parse_undo_id, undo_id,
 };

@@ -168,6 +168,17 @@ pub struct DataRecord {
     pub data_txn: Option<Tid>,
 }
 
+/// One answer of `record_iternext`: an object's current record and the
+/// oid to ask for next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordIterItem {
+    pub oid: Oid,
+    pub tid: Tid,
+    pub data: Vec<u8>,
+    /// The next object in oid order, `None` after the last.
+    pub next: Option<Oid>,
+}
+
 /// Iterates transactions in tid order. Owns what it needs, so it can outlive
 /// the call that made it (a ZEO server keeps one per client iterator).
 pub type TransactionIter = Box<dyn Iterator<Item = Result<TransactionRecord>> + Send>;
@@ -248,7 +259,7 @@ pub trait Storage: Send + Sync {
     /// objects in oid order, for `IStorageCurrentRecordIteration`): its
     /// oid, serial, data, and the next oid to ask for. `Ok(None)` past the
     /// last object.
-    fn record_iternext(&self, from: Oid) -> Result<Option<(Oid, Tid, Vec<u8>, Option<Oid>)>> {
+    fn record_iternext(&self, from: Oid) -> Result<Option<RecordIterItem>> {
         let _ = from;
         Err(crate::StorageError::Transaction(format!(
             "{} cannot iterate its records",

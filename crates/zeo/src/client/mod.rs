@@ -78,8 +78,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use zodb_pickle::Value;
 use zodb_storage::{
-    HistoryEntry, Oid, Revision, Storage, StorageError, Tid, TransactionIter, TransactionMeta,
-    TxnHandle, UndoLogEntry,
+    HistoryEntry, Oid, RecordIterItem, Revision, Storage, StorageError, Tid, TransactionIter,
+    TransactionMeta, TxnHandle, UndoLogEntry,
 };
 
 pub use cache::CacheStats;
@@ -1206,10 +1206,7 @@ impl Storage for ClientStorage {
         })?
     }
 
-    fn record_iternext(
-        &self,
-        from: Oid,
-    ) -> Result<Option<(Oid, Tid, Vec<u8>, Option<Oid>)>, StorageError> {
+    fn record_iternext(&self, from: Oid) -> Result<Option<RecordIterItem>, StorageError> {
         let conn = {
             self.shared.check_open()?;
             self.shared.wait_connection()?
@@ -1231,12 +1228,12 @@ impl Storage for ClientStorage {
         let [oid, tid, data, next, ..] = items(&reply).ok_or_else(bad)? else {
             return Err(bad());
         };
-        Ok(Some((
-            as_oid(oid).ok_or_else(bad)?,
-            as_tid(tid).ok_or_else(bad)?,
-            data.as_bytes().ok_or_else(bad)?.to_vec(),
-            as_oid(next),
-        )))
+        Ok(Some(RecordIterItem {
+            oid: as_oid(oid).ok_or_else(bad)?,
+            tid: as_tid(tid).ok_or_else(bad)?,
+            data: data.as_bytes().ok_or_else(bad)?.to_vec(),
+            next: as_oid(next),
+        }))
     }
 
     fn check_current_serial(

@@ -521,11 +521,11 @@ impl Connection {
                 let e = self.entry()?;
                 let from = a.first().and_then(oid_of).unwrap_or(Oid(0));
                 self.spawn_reply(msgid, move || match e.storage.record_iternext(from)? {
-                    Some((oid, tid, data, next)) => Ok(Value::Tuple(vec![
-                        bytes8(oid.to_bytes()),
-                        bytes8(tid.to_bytes()),
-                        Value::Bytes(data),
-                        next.map_or(Value::None, |n| bytes8(n.to_bytes())),
+                    Some(r) => Ok(Value::Tuple(vec![
+                        bytes8(r.oid.to_bytes()),
+                        bytes8(r.tid.to_bytes()),
+                        Value::Bytes(r.data),
+                        r.next.map_or(Value::None, |n| bytes8(n.to_bytes())),
                     ])),
                     None => Err(StorageError::pos_key(from)),
                 });
@@ -787,10 +787,10 @@ impl Connection {
             }
             _ => (Op::Check { oid, serial }, a.get(2)),
         };
-        if let Ok(e) = self.entry() {
-            if matches!(op, Op::Store { .. }) {
-                e.stats.stores.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Ok(e) = self.entry()
+            && matches!(op, Op::Store { .. })
+        {
+            e.stats.stores.fetch_add(1, Ordering::Relaxed);
         }
         self.with_txn(txnid, |t| {
             // The last store of an oid wins.

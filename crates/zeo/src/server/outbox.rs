@@ -75,10 +75,10 @@ impl Outbox {
             state.tx = None;
             return;
         }
-        if let Some(tx) = &state.tx {
-            if tx.send(frame).is_err() {
-                state.tx = None;
-            }
+        if let Some(tx) = &state.tx
+            && tx.send(frame).is_err()
+        {
+            state.tx = None;
         }
     }
 

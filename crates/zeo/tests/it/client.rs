@@ -634,9 +634,9 @@ fn restore_and_record_iteration(kind: Kind) {
     let mut next = Some(Oid(0));
     while let Some(from) = next {
         match f.record_iternext(from).unwrap() {
-            Some((oid, serial, data, after)) => {
-                seen.push((oid, serial, record_value(&data)));
-                next = after;
+            Some(r) => {
+                seen.push((r.oid, r.tid, record_value(&r.data)));
+                next = r.next;
             }
             None => break,
         }

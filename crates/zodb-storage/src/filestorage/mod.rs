@@ -46,7 +46,7 @@ use crate::ids::{Oid, Tid, TidClock};
 use crate::limits;
 use crate::object_locks::ObjectLocks;
 use crate::storage::{
-    DataRecord, HistoryEntry, Revision, Storage, TransactionIter, TransactionMeta,
+    DataRecord, HistoryEntry, RecordIterItem, Revision, Storage, TransactionIter, TransactionMeta,
     TransactionRecord, TxnHandle, TxnStatus, UndoLogEntry,
 };
 use commit::{CommitQueue, PackGate, Prepared, Slot};
@@ -117,6 +117,16 @@ impl PendingWrite {
             | PendingWrite::Restore { oid, .. } => *oid,
         }
     }
+}
+
+/// A transaction of a batch, as written: its finisher's slot in the batch,
+/// tid, position, and the record positions to publish (oid, pos).
+#[derive(Debug)]
+struct Written {
+    slot: usize,
+    tid: Tid,
+    tpos: u64,
+    positions: Vec<(u64, u64)>,
 }
 
 /// An object's current record as undo compares it with the undone one.
@@ -690,7 +700,7 @@ impl FileStorage {
         // oid -> position of its record in an earlier transaction of this
         // batch.
         let mut in_batch: HashMap<u64, u64> = HashMap::new();
-        let mut written: Vec<(usize, Tid, u64, Vec<(u64, u64)>)> = Vec::new();
+        let mut written: Vec<Written> = Vec::new();
         let mut clock = self.clock.lock();
         clock.observe(last_tid);
         for (i, (prepared, slot)) in batch.iter().enumerate() {
@@ -741,15 +751,20 @@ impl FileStorage {
             // transaction, never at one of this transaction (as Python
             // writes it, and as undo of such a transaction expects).
             in_batch.extend(positions.iter().copied());
-            written.push((i, tid, tpos, positions));
+            written.push(Written {
+                slot: i,
+                tid,
+                tpos,
+                positions,
+            });
         }
         drop(clock);
         let end = start + buf.len() as u64;
         let durable = file.write_all_at(&buf, start).and_then(|()| {
             // The statuses flip only once every byte is in place, and the
             // one fsync covers them all.
-            for (_, _, tpos, _) in &written {
-                file.write_all_at(&[STATUS_COMMITTED], tpos + TXN_STATUS as u64)?;
+            for w in &written {
+                file.write_all_at(&[STATUS_COMMITTED], w.tpos + TXN_STATUS as u64)?;
             }
             file.sync_data()
         });
@@ -764,8 +779,8 @@ impl FileStorage {
                     "a commit failed ({e}) and cutting it off failed ({e2})"
                 )),
             }
-            for (i, ..) in &written {
-                batch[*i].1.set(Err(StorageError::io(
+            for w in &written {
+                batch[w.slot].1.set(Err(StorageError::io(
                     format!("{}: writing a transaction at {start}", self.path.display()),
                     std::io::Error::new(e.kind(), e.to_string()),
                 )));
@@ -774,16 +789,16 @@ impl FileStorage {
         }
         {
             let mut snap = self.snap.write();
-            for (_, tid, _, positions) in &written {
-                for (oid, pos) in positions {
+            for w in &written {
+                for (oid, pos) in &w.positions {
                     snap.index.insert(*oid, *pos);
                 }
-                snap.last_tid = *tid;
+                snap.last_tid = w.tid;
             }
             snap.end = end;
         }
-        for (i, tid, _, _) in written {
-            batch[i].1.set(Ok(tid));
+        for w in written {
+            batch[w.slot].1.set(Ok(w.tid));
         }
     }
 
@@ -1076,16 +1091,16 @@ impl Storage for FileStorage {
         }
         let p = self.pending(txn)?;
         // An oid without a record is not checked, as in Python.
-        if let Some(committed) = self.committed_serial(oid)? {
-            if committed != expected {
-                return Err(ConflictError {
-                    oid,
-                    committed,
-                    expected,
-                    read_conflict: false,
-                }
-                .into());
+        if let Some(committed) = self.committed_serial(oid)?
+            && committed != expected
+        {
+            return Err(ConflictError {
+                oid,
+                committed,
+                expected,
+                read_conflict: false,
             }
+            .into());
         }
         let mut p = p.lock();
         if p.voted.is_some() {
@@ -1163,7 +1178,7 @@ impl Storage for FileStorage {
         Ok(())
     }
 
-    fn record_iternext(&self, from: Oid) -> Result<Option<(Oid, Tid, Vec<u8>, Option<Oid>)>> {
+    fn record_iternext(&self, from: Oid) -> Result<Option<RecordIterItem>> {
         self.check_open()?;
         let (oid, next) = {
             let snap = self.snap.read();
@@ -1176,7 +1191,12 @@ impl Storage for FileStorage {
             (oid, next)
         };
         let (data, tid) = self.load(Oid(oid))?;
-        Ok(Some((Oid(oid), tid, data, next.map(Oid))))
+        Ok(Some(RecordIterItem {
+            oid: Oid(oid),
+            tid,
+            data,
+            next: next.map(Oid),
+        }))
     }
 
     fn check_current_serial(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<()> {
