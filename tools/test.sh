@@ -4,8 +4,9 @@
 # 1. The Python ZODB 6.4 / ZEO 6.2 environment for the interop tests
 #    (tools/python-env.sh: a venv under .venv, pinned by
 #    tools/python-requirements.txt). Interop tests fail, never skip, without it.
-# 2. Formatting check.
-# 3. Every test of the workspace.
+# 2. Formatting and lint checks.
+# 3. Every test of the workspace, Python's storage suites against our
+#    server among them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,4 +15,5 @@ export BBRU_PYTHON
 echo "python for interop tests: $BBRU_PYTHON"
 
 cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
