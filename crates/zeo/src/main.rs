@@ -50,6 +50,10 @@ struct ServeArgs {
     /// Close a connection that holds the commit lock longer than this many seconds.
     #[arg(short = 't', long = "timeout")]
     transaction_timeout: Option<f64>,
+    /// How long a vote waits for objects another client is committing
+    /// before it fails with a StorageTransactionError.
+    #[arg(long, default_value_t = 60.0)]
+    lock_timeout: f64,
     /// Speak msgpack (M5) instead of pickle (Z5).
     #[arg(long)]
     msgpack: bool,
@@ -255,6 +259,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         );
         config.transaction_timeout = Some(std::time::Duration::from_secs_f64(t));
     }
+    anyhow::ensure!(
+        args.lock_timeout.is_finite() && args.lock_timeout > 0.0,
+        "the lock timeout must be a positive number of seconds"
+    );
     if let Some(m) = args.frame_size_max {
         config.frame_size_max = m;
     }
@@ -265,6 +273,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             &s.path,
             zodb_storage::filestorage::Options {
                 read_only,
+                lock_timeout: Some(std::time::Duration::from_secs_f64(args.lock_timeout)),
                 ..Default::default()
             },
         )

@@ -138,11 +138,11 @@ impl<'m, 'a> Converter<'m, 'a> {
                         reason: "str holds a lone surrogate, which a Rust String cannot hold",
                     });
                 }
-                Node::Global { module, name } => {
-                    self.charge(module.len() + name.len())?;
+                Node::Global(global) => {
+                    self.charge(global.module.len() + global.name.len())?;
                     Some(Value::Global {
-                        module: module.clone(),
-                        name: name.clone(),
+                        module: global.module.clone(),
+                        name: global.name.clone(),
                     })
                 }
                 _ => None,
@@ -172,8 +172,9 @@ impl<'m, 'a> Converter<'m, 'a> {
                     (Assemble::Set(unique.len(), *frozen), unique, 1)
                 }
                 Node::PersistentRef(pid) => (Assemble::PersistentRef, vec![*pid], 1),
-                Node::Object { kind, changes } => {
+                Node::Object(object) => {
                     // Each change wraps the value once more, so it counts as a level.
+                    let (kind, changes) = (&object.kind, object.changes.as_slice());
                     let children = object_children(kind, changes);
                     (Assemble::Object(kind, changes), children, 1 + changes.len())
                 }
@@ -359,7 +360,7 @@ impl<'m, 'a> Converter<'m, 'a> {
                     .map(|&item| self.key(machine, item, depth + 1))
                     .collect::<Result<_, _>>()?,
             ),
-            Node::Global { module, name } => Key::Global(module, name),
+            Node::Global(global) => Key::Global(&global.module, &global.name),
             Node::PersistentRef(pid) if machine.hashable(*pid) => {
                 Key::Pid(Box::new(self.key(machine, *pid, depth + 1)?))
             }

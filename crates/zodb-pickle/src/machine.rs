@@ -73,15 +73,27 @@ pub(crate) enum Node {
     },
     /// In `NoLoad` mode this behaves as `None` (noload pushes `None` for a `GLOBAL`); the
     /// names are kept for diagnostics, decoded leniently since noload never decodes them.
-    Global {
-        module: String,
-        name: String,
-    },
+    Global(Box<GlobalName>),
     PersistentRef(NodeId),
-    Object {
-        kind: ObjectKind,
-        changes: Vec<Change>,
-    },
+    Object(Box<Object>),
+}
+
+// Boxing the rare large variants keeps a node at four words: the arena can hold one node
+// per input byte, so its size is the decoder's memory factor.
+const _: () = assert!(std::mem::size_of::<Node>() <= 32);
+
+/// Module and name of a `GLOBAL`.
+#[derive(Debug)]
+pub(crate) struct GlobalName {
+    pub(crate) module: String,
+    pub(crate) name: String,
+}
+
+/// An object made by `REDUCE`, `NEWOBJ`, `INST` or `OBJ`, and what was done to it since.
+#[derive(Debug)]
+pub(crate) struct Object {
+    pub(crate) kind: ObjectKind,
+    pub(crate) changes: Vec<Change>,
 }
 
 /// How an object came to be.
@@ -307,7 +319,7 @@ impl<'a> Machine<'a> {
 
     /// Whether `noload` sees `None` here: `None` itself, and the stand-in for a `GLOBAL`.
     fn none_like(&self, id: NodeId) -> bool {
-        self.mode == Mode::NoLoad && matches!(self.node(id), Node::None | Node::Global { .. })
+        self.mode == Mode::NoLoad && matches!(self.node(id), Node::None | Node::Global(_))
     }
 
     fn int_node(value: Int) -> Node {
@@ -629,9 +641,9 @@ impl<'a> Machine<'a> {
         let items = self.stack.split_off(x);
         match self.nodes.get_mut(target) {
             Some(Node::List(list)) => list.extend(items),
-            Some(Node::Object { changes, .. }) => match changes.last_mut() {
+            Some(Node::Object(object)) => match object.changes.last_mut() {
                 Some(Change::Append(previous)) => previous.extend(items),
-                _ => changes.push(Change::Append(items)),
+                _ => object.changes.push(Change::Append(items)),
             },
             _ => return Err(malformed(offset, "APPEND target is not a list")),
         }
@@ -675,15 +687,15 @@ impl<'a> Machine<'a> {
                     return Err(malformed(offset, "unhashable dict key"));
                 }
             }
-            Node::Object { .. } => {}
+            Node::Object(_) => {}
             _ => return Err(malformed(offset, "SETITEM target is not a dict")),
         }
         self.clear_to(x);
         match self.nodes.get_mut(target) {
             Some(Node::Dict(dict)) => dict.extend(pairs),
-            Some(Node::Object { changes, .. }) => match changes.last_mut() {
+            Some(Node::Object(object)) => match object.changes.last_mut() {
                 Some(Change::SetItems(previous)) => previous.extend(pairs),
-                _ => changes.push(Change::SetItems(pairs)),
+                _ => object.changes.push(Change::SetItems(pairs)),
             },
             _ => return Err(malformed(offset, "SETITEM target is not a dict")),
         }
@@ -696,10 +708,10 @@ impl<'a> Machine<'a> {
                 // noload reads the two lines and checks nothing.
                 let module = self.line(offset)?;
                 let name = self.line(offset)?;
-                Node::Global {
+                Node::Global(Box::new(GlobalName {
                     module: String::from_utf8_lossy(module).into_owned(),
                     name: String::from_utf8_lossy(name).into_owned(),
-                }
+                }))
             }
             Mode::Load => {
                 let module = self.nonempty_line(offset)?;
@@ -709,10 +721,10 @@ impl<'a> Machine<'a> {
                         .map(str::to_owned)
                         .map_err(|_| malformed(offset, "GLOBAL name is not UTF-8"))
                 };
-                Node::Global {
+                Node::Global(Box::new(GlobalName {
                     module: utf8(module)?,
                     name: utf8(name)?,
-                }
+                }))
             }
         };
         self.push_node(node);
@@ -737,10 +749,7 @@ impl<'a> Machine<'a> {
         let node = match self.set_from_reduce(callable, args) {
             Some(Ok(node)) => node,
             Some(Err(reason)) => return Err(malformed(offset, reason)),
-            None => Node::Object {
-                kind: ObjectKind::Reduce { callable, args },
-                changes: Vec::new(),
-            },
+            None => new_object(ObjectKind::Reduce { callable, args }),
         };
         self.push_node(node);
         Ok(())
@@ -753,13 +762,13 @@ impl<'a> Machine<'a> {
         callable: NodeId,
         args: NodeId,
     ) -> Option<Result<Node, &'static str>> {
-        let Node::Global { module, name } = self.node(callable) else {
+        let Node::Global(global) = self.node(callable) else {
             return None;
         };
-        if module != "builtins" && module != "__builtin__" {
+        if global.module != "builtins" && global.module != "__builtin__" {
             return None;
         }
-        let frozen = match name.as_str() {
+        let frozen = match global.name.as_str() {
             "set" => false,
             "frozenset" => true,
             _ => return None,
@@ -794,17 +803,14 @@ impl<'a> Machine<'a> {
         // Python requires a type; plain data never is one.
         if !matches!(
             self.node(cls),
-            Node::Global { .. } | Node::PersistentRef(_) | Node::Object { .. }
+            Node::Global(_) | Node::PersistentRef(_) | Node::Object(_)
         ) {
             return Err(malformed(
                 offset,
                 "NEWOBJ class argument isn't a type object",
             ));
         }
-        self.push_node(Node::Object {
-            kind: ObjectKind::NewObj { cls, args },
-            changes: Vec::new(),
-        });
+        self.push_node(new_object(ObjectKind::NewObj { cls, args }));
         Ok(())
     }
 
@@ -829,10 +835,7 @@ impl<'a> Machine<'a> {
         let module = ascii(self.nonempty_line(offset)?)?;
         let name = ascii(self.nonempty_line(offset)?)?;
         let args = self.split_from(height, offset)?;
-        self.push_node(Node::Object {
-            kind: ObjectKind::Inst { module, name, args },
-            changes: Vec::new(),
-        });
+        self.push_node(new_object(ObjectKind::Inst { module, name, args }));
         Ok(())
     }
 
@@ -848,10 +851,7 @@ impl<'a> Machine<'a> {
         }
         let args = self.split_from(after_cls, offset)?;
         let cls = self.pop(offset)?;
-        self.push_node(Node::Object {
-            kind: ObjectKind::Obj { cls, args },
-            changes: Vec::new(),
-        });
+        self.push_node(new_object(ObjectKind::Obj { cls, args }));
         Ok(())
     }
 
@@ -867,7 +867,7 @@ impl<'a> Machine<'a> {
         let target = self.top(offset)?;
         let state_is_none = matches!(self.node(state), Node::None);
         match self.nodes.get_mut(target) {
-            Some(Node::Object { changes, .. }) => changes.push(Change::Build(state)),
+            Some(Node::Object(object)) => object.changes.push(Change::Build(state)),
             // Python's default __setstate__ does nothing with a None state.
             _ if state_is_none => {}
             _ => return Err(malformed(offset, "BUILD target is not an object")),
@@ -885,6 +885,13 @@ impl<'a> Machine<'a> {
             Mode::Load => self.push_node(Node::PersistentRef(pid)),
         }
     }
+}
+
+fn new_object(kind: ObjectKind) -> Node {
+    Node::Object(Box::new(Object {
+        kind,
+        changes: Vec::new(),
+    }))
 }
 
 fn malformed(offset: usize, reason: &'static str) -> PickleError {

@@ -184,7 +184,7 @@ fn database_name(machine: &Machine<'_>, id: NodeId) -> Result<String, PickleErro
 /// The class named in a reference: a global, or a `(module, name)` tuple of str.
 fn class_name(machine: &Machine<'_>, id: NodeId) -> Option<(String, String)> {
     match machine.node(id) {
-        Node::Global { module, name } => Some((module.clone(), name.clone())),
+        Node::Global(global) => Some((global.module.clone(), global.name.clone())),
         Node::Tuple { items, .. } => match items.as_slice() {
             [module, name] => match (machine.node(*module), machine.node(*name)) {
                 (Node::Str(module), Node::Str(name)) => Some((module.clone(), name.clone())),
@@ -209,9 +209,9 @@ fn describe(node: &Node) -> &'static str {
         Node::List(_) => "a list",
         Node::Dict(_) => "a dict",
         Node::Set { .. } => "a set",
-        Node::Global { .. } => "a global",
+        Node::Global(_) => "a global",
         Node::PersistentRef(_) => "a persistent reference",
-        Node::Object { .. } => "an object",
+        Node::Object(_) => "an object",
     }
 }
 

@@ -74,7 +74,7 @@ pub(crate) fn parse_int_line(line: &[u8]) -> TextResult<IntText> {
 fn c_strtol_base0_whole(text: &[u8]) -> Option<i64> {
     let at = |i: usize| text.get(i).copied().unwrap_or(0);
     let mut i = 0;
-    while c_isspace(at(i)) && i < text.len() {
+    while c_isspace(at(i)) {
         i += 1;
     }
     // strtol also skips the newline after the text; that cannot lead to digits, so stopping
@@ -96,10 +96,8 @@ fn c_strtol_base0_whole(text: &[u8]) -> Option<i64> {
     let digits_start = i;
     let mut magnitude: u64 = 0;
     let mut overflow = false;
+    // `at` gives NUL past the end, which is no digit.
     while let Some(d) = digit_value(at(i)).filter(|&d| d < base) {
-        if i >= text.len() {
-            break;
-        }
         match magnitude
             .checked_mul(u64::from(base))
             .and_then(|m| m.checked_add(u64::from(d)))
