@@ -434,3 +434,76 @@ fn a_deeply_nested_message_does_not_bring_the_server_down() {
     good.send(&Message::call(2, "lastTransaction", vec![]));
     assert!(good.reply_to(2).is_some(), "{}", server.log_text());
 }
+
+/// Begins a transaction `txnid` storing `oid` (new) and votes it.
+fn begin_store_vote(c: &mut Raw, txnid: i64, oid: u64, msgid: i64) {
+    let t = Value::Int(txnid);
+    c.send(&Message::async_call(
+        "tpc_begin",
+        vec![
+            t.clone(),
+            Value::Bytes(b"u".to_vec()),
+            Value::Bytes(b"d".to_vec()),
+            Value::Dict(vec![]),
+            Value::None,
+            Value::str(" "),
+        ],
+    ));
+    let record = test_support::conformance::record(oid as i64, &[]);
+    c.send(&Message::async_call(
+        "storea",
+        vec![
+            Value::Bytes(oid.to_be_bytes().to_vec()),
+            Value::Bytes(vec![0; 8]),
+            Value::Bytes(record),
+            t.clone(),
+        ],
+    ));
+    c.send(&Message::call(msgid, "vote", vec![t]));
+}
+
+/// Waits (bounded) for the reply to `msgid`; `None` if none came in time.
+fn reply_within(c: &mut Raw, msgid: i64, wait: Duration) -> Option<Message> {
+    c.stream.set_read_timeout(Some(wait)).unwrap();
+    let r = c.reply_to(msgid);
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    r
+}
+
+#[test]
+fn votes_on_different_objects_do_not_wait_but_on_one_object_they_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("Data.fs"), &[]);
+    let mut a = Raw::register(server.port);
+    let mut b = Raw::register(server.port);
+    let mut c = Raw::register(server.port);
+
+    // a and b touch different objects: both votes are answered at once.
+    begin_store_vote(&mut a, 1, 10, 2);
+    assert!(!a.reply_to(2).unwrap().is_error());
+    begin_store_vote(&mut b, 2, 20, 2);
+    assert!(
+        !reply_within(&mut b, 2, Duration::from_secs(5))
+            .expect("b's vote answered")
+            .is_error()
+    );
+
+    // c touches a's object: its vote is deferred until a finishes.
+    begin_store_vote(&mut c, 3, 10, 2);
+    assert!(
+        reply_within(&mut c, 2, Duration::from_millis(300)).is_none(),
+        "c voted while a held object 10"
+    );
+    a.send(&Message::call(3, "tpc_finish", vec![Value::Int(1)]));
+    assert!(!a.reply_to(3).unwrap().is_error());
+    // Now c's vote comes back: a conflict, since a created object 10 first.
+    let vote = c.reply_to(2).expect("c's vote answered after a finished");
+    assert!(
+        matches!(&vote.args, Value::List(items) if !items.is_empty()),
+        "{vote:?}"
+    );
+    b.send(&Message::call(3, "tpc_finish", vec![Value::Int(2)]));
+    assert!(!b.reply_to(3).unwrap().is_error());
+}
