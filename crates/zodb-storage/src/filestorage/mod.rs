@@ -464,6 +464,21 @@ impl FileStorage {
         Ok((user.to_vec(), description.to_vec(), extension.to_vec()))
     }
 
+    /// Buffers a write in the open transaction `txn` (before its vote).
+    fn add_write(&self, txn: &TxnHandle, what: &str, w: PendingWrite) -> Result<()> {
+        let oid = w.oid();
+        let p = self.pending(txn)?;
+        let mut p = p.lock();
+        if p.voted.is_some() {
+            return Err(StorageError::Transaction(format!("{what} after vote")));
+        }
+        push_write(&mut p, w);
+        drop(p);
+        let mut max = self.max_oid.lock();
+        *max = (*max).max(oid.0);
+        Ok(())
+    }
+
     /// The position of `oid`'s record written by transaction `tid`, walking
     /// the object's chain back from `pos`.
     fn record_of_transaction(
@@ -1089,58 +1104,27 @@ impl Storage for FileStorage {
                 "an object record cannot be empty".into(),
             ));
         }
-        let p = self.pending(txn)?;
+        self.pending(txn)?;
         // An oid without a record is not checked, as in Python.
-        if let Some(committed) = self.committed_serial(oid)?
-            && committed != expected
-        {
-            return Err(ConflictError {
-                oid,
-                committed,
-                expected,
-                read_conflict: false,
-            }
-            .into());
+        if let Some(committed) = self.committed_serial(oid)? {
+            check_serial(oid, committed, expected, false)?;
         }
-        let mut p = p.lock();
-        if p.voted.is_some() {
-            return Err(StorageError::Transaction("store after vote".into()));
-        }
-        push_write(
-            &mut p,
-            PendingWrite::Store {
-                oid,
-                expected,
-                data,
-            },
-        );
-        drop(p);
-        let mut max = self.max_oid.lock();
-        *max = (*max).max(oid.0);
-        Ok(())
+        let write = PendingWrite::Store {
+            oid,
+            expected,
+            data,
+        };
+        self.add_write(txn, "store", write)
     }
 
     fn delete_object(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<()> {
         self.check_writable()?;
-        let p = self.pending(txn)?;
+        self.pending(txn)?;
         let committed = self
             .committed_serial(oid)?
             .ok_or_else(|| StorageError::pos_key(oid))?;
-        if committed != expected {
-            return Err(ConflictError {
-                oid,
-                committed,
-                expected,
-                read_conflict: false,
-            }
-            .into());
-        }
-        let mut p = p.lock();
-        if p.voted.is_some() {
-            return Err(StorageError::Transaction("delete after vote".into()));
-        }
-        push_write(&mut p, PendingWrite::Delete { oid, expected });
-        Ok(())
+        check_serial(oid, committed, expected, false)?;
+        self.add_write(txn, "delete", PendingWrite::Delete { oid, expected })
     }
 
     fn restore(
@@ -1159,23 +1143,12 @@ impl Storage for FileStorage {
                 d.len()
             )));
         }
-        let p = self.pending(txn)?;
-        let mut p = p.lock();
-        if p.voted.is_some() {
-            return Err(StorageError::Transaction("restore after vote".into()));
-        }
-        push_write(
-            &mut p,
-            PendingWrite::Restore {
-                oid,
-                data,
-                prev_txn,
-            },
-        );
-        drop(p);
-        let mut max = self.max_oid.lock();
-        *max = (*max).max(oid.0);
-        Ok(())
+        let write = PendingWrite::Restore {
+            oid,
+            data,
+            prev_txn,
+        };
+        self.add_write(txn, "restore", write)
     }
 
     fn record_iternext(&self, from: Oid) -> Result<Option<RecordIterItem>> {
@@ -1203,15 +1176,7 @@ impl Storage for FileStorage {
         self.check_writable()?;
         let p = self.pending(txn)?;
         let committed = self.committed_serial(oid)?.unwrap_or(Tid::ZERO);
-        if committed != expected {
-            return Err(ConflictError {
-                oid,
-                committed,
-                expected,
-                read_conflict: true,
-            }
-            .into());
-        }
+        check_serial(oid, committed, expected, true)?;
         p.lock().checks.push((oid, expected));
         Ok(())
     }
@@ -1425,6 +1390,20 @@ impl Storage for FileStorage {
         self.lock_file.lock().take();
         saved
     }
+}
+
+/// A conflict unless `committed == expected`.
+fn check_serial(oid: Oid, committed: Tid, expected: Tid, read_conflict: bool) -> Result<()> {
+    if committed == expected {
+        return Ok(());
+    }
+    Err(ConflictError {
+        oid,
+        committed,
+        expected,
+        read_conflict,
+    }
+    .into())
 }
 
 fn push_write(p: &mut Pending, w: PendingWrite) {
