@@ -73,6 +73,15 @@ fn pack_command_packs_and_keeps_the_old_file() {
     );
 }
 
+/// Stops the daemon of a data file when the test ends, passed or not.
+struct StopOnDrop<'a>(&'a str);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = bbru_zeo(&["-f", self.0, "--stop-daemon"]);
+    }
+}
+
 #[test]
 fn daemon_status_and_stop_as_an_operator_uses_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,6 +92,7 @@ fn daemon_status_and_stop_as_an_operator_uses_them() {
     let status = || bbru_zeo(&["-f", data, "--status"]).status.code();
     assert_eq!(status(), Some(3), "not running yet");
 
+    let _stop = StopOnDrop(data);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bbru-zeo"))
         .args(["-a", &addr, "-f", data, "--daemon"])
         .env("BBRU_LOG", "info")
@@ -133,6 +143,7 @@ fn a_killed_daemon_leaves_a_stale_pid_file_that_status_reports() {
     let data = dir.path().join("Data.fs");
     let data = path_str(&data);
     let port = crate::server::free_port();
+    let _stop = StopOnDrop(data);
     let out = bbru_zeo(&["-a", &format!("127.0.0.1:{port}"), "-f", data, "--daemon"]);
     assert!(
         out.status.success(),
