@@ -20,6 +20,7 @@ import os
 import re
 import statistics
 import sys
+import textwrap
 
 BEGIN = '<!-- bench:zeo:start -->'
 END = '<!-- bench:zeo:end -->'
@@ -100,6 +101,24 @@ def sizes(runs):
     return first, rounds
 
 
+def wrap(lines):
+    """Fill prose lines and '- ' bullets to 76 columns; keep the rest."""
+    out = []
+    fenced = False
+    for line in lines:
+        if line.startswith('```'):
+            fenced = not fenced
+        if fenced or line.startswith(('|', '<', '#', '```')) or len(line) <= 76:
+            out.append(line)
+        elif line.startswith('- '):
+            out.append(textwrap.fill(line, 76, subsequent_indent='  ',
+                                     break_long_words=False, break_on_hyphens=False))
+        else:
+            out.append(textwrap.fill(line, 76, break_long_words=False,
+                                     break_on_hyphens=False))
+    return out
+
+
 def section(runs, meta, results_dir, extra):
     first, rounds = sizes(runs)
     lines = [
@@ -113,7 +132,7 @@ def section(runs, meta, results_dir, extra):
         'fresh FileStorage, with 1 and 8 concurrent client processes.',
         '',
         '```sh',
-        'bench/zeo/run.sh            # default sizes (about 2 minutes here)',
+        'bench/zeo/run.sh            # default sizes (about 90 s here, plus the build)',
         'bench/zeo/run.sh --quick    # smoke run',
         'bench/zeo/run.sh --write    # also rewrites this section',
         '```',
@@ -176,9 +195,8 @@ def section(runs, meta, results_dir, extra):
         '',
         'Ratio > 1 means bbru-zeo is faster.',
         '',
-        table(runs),
-        '',
     ]
+    lines = wrap(lines) + [table(runs), '']
     if extra:
         lines += [extra.rstrip('\n'), '']
     lines += [

@@ -16,7 +16,7 @@ one transaction. Every client then works only on its own tree: there are no
 conflicts, but every commit's invalidations still go to all C clients.
 
 Objects: PersistentMapping({'n': k, 'v': version, 'text': '%08d' % k}),
-about 113 bytes pickled (ZODB's ObjectWriter), keys 0..N-1 of the tree.
+about 112 bytes pickled (ZODB's ObjectWriter), keys 0..N-1 of the tree.
 
 Phases, in this order. Each phase starts in all C processes at once (a
 multiprocessing.Barrier of C workers + the driver); its wall time runs from

@@ -259,8 +259,9 @@ async fn read_frame<R: AsyncRead + Unpin>(
             Ok(None) => {}
             Err(e) => return Err(format!("bad frame: {e}")),
         }
-        let mut chunk = [0u8; 64 * 1024];
-        match reader.read(&mut chunk).await {
+        // Read into the buffer's spare room: no zeroed bounce buffer.
+        buf.reserve(64 * 1024);
+        match reader.read_buf(buf).await {
             Ok(0) => {
                 return if buf.is_empty() {
                     Ok(None)
@@ -268,7 +269,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
                     Err("disconnected mid-frame".into())
                 };
             }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
             Err(e) => return Err(format!("read error: {e}")),
         }
     }
