@@ -125,12 +125,16 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(u64, OidIndex), Unusable> {
                 let high = u64::from_be_bytes(p);
                 let n = data.len() / 8;
                 let (suffixes, positions) = data.split_at(n * 2);
-                for (s, v) in suffixes.chunks_exact(2).zip(positions.chunks_exact(6)) {
-                    let oid = high | u64::from(u16::from_be_bytes([s[0], s[1]]));
-                    let mut pb = [0u8; 8];
-                    pb[2..].copy_from_slice(v);
-                    index.insert(oid, u64::from_be_bytes(pb));
-                }
+                let entries: Vec<(u16, u64)> = suffixes
+                    .chunks_exact(2)
+                    .zip(positions.chunks_exact(6))
+                    .map(|(s, v)| {
+                        let mut pb = [0u8; 8];
+                        pb[2..].copy_from_slice(v);
+                        (u16::from_be_bytes([s[0], s[1]]), u64::from_be_bytes(pb))
+                    })
+                    .collect();
+                index.extend_group(high >> 16, &entries);
             }
             _ => return Err(bad("unexpected pickle in the index")),
         }

@@ -91,6 +91,26 @@ impl OidIndex {
         }
     }
 
+    /// Adds the entries of one group (oids sharing `oid >> 16 == high`),
+    /// as `Data.fs.index` stores them: built in one go, at exactly the
+    /// size needed, when the group is new and the suffixes ascend (as
+    /// Python writes them); entry by entry otherwise.
+    pub fn extend_group(&mut self, high: u64, entries: &[(u16, u64)]) {
+        let ascending = entries.windows(2).all(|w| w[0].0 < w[1].0);
+        if ascending && !self.groups.contains_key(&high) && !entries.is_empty() {
+            let group = Group {
+                suffixes: entries.iter().map(|(s, _)| *s).collect(),
+                positions: entries.iter().map(|(_, p)| Pos48::new(*p)).collect(),
+            };
+            self.len += entries.len();
+            self.groups.insert(high, group);
+        } else {
+            for (s, p) in entries {
+                self.insert((high << 16) | u64::from(*s), *p);
+            }
+        }
+    }
+
     /// The smallest oid at or after `from`.
     pub fn first_at_or_after(&self, from: u64) -> Option<u64> {
         for (high, g) in self.groups.range(from >> 16..) {
@@ -175,6 +195,15 @@ mod tests {
             prop_assert_eq!(index.iter().collect::<Vec<_>>(), model.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>());
             prop_assert_eq!(index.max_oid(), model.keys().next_back().copied());
             prop_assert_eq!(index.get(1 << 40), None);
+            let mut bulk = OidIndex::new();
+            let mut grouped: BTreeMap<u64, Vec<(u16, u64)>> = BTreeMap::new();
+            for (k, v) in &model {
+                grouped.entry(k >> 16).or_default().push((*k as u16, *v));
+            }
+            for (high, entries) in &grouped {
+                bulk.extend_group(*high, entries);
+            }
+            prop_assert_eq!(&bulk, &index);
             for probe in [0u64, 1, 65_535, 65_536, 131_071, 299_999, 300_000] {
                 prop_assert_eq!(index.first_at_or_after(probe), model.range(probe..).next().map(|(k, _)| *k));
             }
