@@ -269,6 +269,15 @@ fn serve(args: ServeArgs) -> Result<()> {
     let mut opened: Vec<(String, std::sync::Arc<dyn Storage>)> = Vec::new();
     for s in &storages {
         let read_only = s.read_only || config.read_only;
+        // A new database may go in a new directory (e.g. `-f var/Data.fs`).
+        if !read_only
+            && let Some(dir) = s
+                .path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         let fs = FileStorage::open_with(
             &s.path,
             zodb_storage::filestorage::Options {
