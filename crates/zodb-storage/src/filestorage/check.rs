@@ -110,7 +110,7 @@ pub fn check_file(path: &Path) -> Result<CheckReport> {
                         format!("data record names transaction {} instead of {pos}", d.tloc),
                     ));
                 }
-                if rpos + d.record_len() > body_end {
+                if rpos.saturating_add(d.record_len()) > body_end {
                     return Err(reader.corrupted(rpos, "data record runs past its transaction"));
                 }
                 if d.serial != h.tid {

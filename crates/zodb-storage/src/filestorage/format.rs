@@ -149,12 +149,13 @@ impl DataHeader {
 
     /// Bytes the whole record occupies.
     pub fn record_len(&self) -> u64 {
-        DATA_HEADER_SIZE as u64
-            + if self.plen > 0 {
-                self.plen
-            } else {
-                POS_SIZE as u64
-            }
+        // Saturating: a damaged header may claim any length, and callers
+        // compare the result with the transaction's end.
+        (DATA_HEADER_SIZE as u64).saturating_add(if self.plen > 0 {
+            self.plen
+        } else {
+            POS_SIZE as u64
+        })
     }
 }
 
@@ -295,6 +296,19 @@ mod tests {
         assert_eq!((h.prev, h.tloc, h.vlen, h.plen), (52, 166, 0, 198));
         assert_eq!(h.encode(), bytes);
         assert_eq!(h.record_len(), 42 + 198);
+    }
+
+    #[test]
+    fn a_damaged_record_length_saturates_instead_of_overflowing() {
+        let h = DataHeader {
+            oid: Oid(1),
+            serial: Tid(1),
+            prev: 0,
+            tloc: 4,
+            vlen: 0,
+            plen: u64::MAX - 1,
+        };
+        assert_eq!(h.record_len(), u64::MAX);
     }
 
     #[test]
