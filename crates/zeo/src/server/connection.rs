@@ -621,7 +621,10 @@ impl Connection {
         };
         e.stats.loads.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::clone(&self.outbox);
-        tokio::task::spawn_blocking(move || {
+        // Answered on this connection's task (`block_in_place` hands the
+        // worker's other tasks to another thread while the read runs):
+        // a load from the page cache then costs no thread hand-off.
+        tokio::task::block_in_place(move || {
             let mut seen = outbox.seen();
             loop {
                 // Answer as of what the client has been told: never newer.
