@@ -284,6 +284,20 @@ impl<'a> Machine<'a> {
 
     /// Pops the topmost mark and returns the stack height it recorded.  The C unpickler
     /// has no fence: opcodes may pop below a mark, so the height can exceed the stack.
+    /// The stack entries from `height` up, taken as (key, value) pairs; an odd
+    /// last one is left out, as the C unpickler does.
+    fn pairs_above(&self, height: usize) -> Vec<(NodeId, NodeId)> {
+        self.stack
+            .get(height..)
+            .unwrap_or_default()
+            .chunks_exact(2)
+            .filter_map(|pair| match pair {
+                [k, v] => Some((*k, *v)),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn marker(&mut self, offset: usize) -> Result<usize, PickleError> {
         self.marks.pop().ok_or(PickleError::MissingMark { offset })
     }
@@ -515,16 +529,7 @@ impl<'a> Machine<'a> {
             op::DICT => {
                 let height = self.marker(offset)?;
                 // C pairs the items above the mark and silently ignores an odd last one.
-                let pairs: Vec<(NodeId, NodeId)> = self
-                    .stack
-                    .get(height..)
-                    .unwrap_or_default()
-                    .chunks_exact(2)
-                    .filter_map(|pair| match pair {
-                        [k, v] => Some((*k, *v)),
-                        _ => None,
-                    })
-                    .collect();
+                let pairs = self.pairs_above(height);
                 if pairs.iter().any(|&(k, _)| !self.hashable(k)) {
                     return Err(malformed(offset, "unhashable dict key"));
                 }
@@ -671,16 +676,7 @@ impl<'a> Machine<'a> {
         if !(len - x).is_multiple_of(2) {
             return Err(malformed(offset, "odd number of items for SETITEMS"));
         }
-        let pairs: Vec<(NodeId, NodeId)> = self
-            .stack
-            .get(x..)
-            .unwrap_or_default()
-            .chunks_exact(2)
-            .filter_map(|pair| match pair {
-                [k, v] => Some((*k, *v)),
-                _ => None,
-            })
-            .collect();
+        let pairs = self.pairs_above(x);
         match self.node(target) {
             Node::Dict(_) => {
                 if pairs.iter().any(|&(k, _)| !self.hashable(k)) {
