@@ -77,35 +77,12 @@ log "Rust half took $((SECONDS - start)) s"
 
 # Machine description, and the latency of one small synced append on the
 # benchmark's disk (what bounds the commit rates).
-python3 - "$dir" "$python" "$command_line" >"$out/meta.json" <<'EOF'
+PYTHONPATH="$repo/bench" python3 - "$dir" "$python" "$command_line" >"$out/meta.json" <<'EOF'
 import datetime, json, os, platform, statistics, subprocess, sys, time
 
 bench_dir, venv_python, command = sys.argv[1:4]
 
-def run(*cmd):
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError) as e:
-        return f'unknown ({e})'
-
-def cpu_model():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown CPU'
-
-def mem():
-    try:
-        with open('/proc/meminfo') as f:
-            kb = int(f.readline().split()[1])
-        return f'{kb / 1024 / 1024:.1f} GiB'
-    except (OSError, ValueError, IndexError):
-        return 'unknown'
+from machine_info import cpu_model, mem, run
 
 def sync_latency(sync):
     path = os.path.join(bench_dir, 'fsync-probe.tmp')

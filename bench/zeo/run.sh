@@ -152,35 +152,12 @@ done
 log "all runs took $((SECONDS - start)) s"
 
 # Machine and versions.
-python3 - "$python" "$bbru_bin" "$command_line" "$out/loadavg-start" >"$out/meta.json" <<'EOF'
+PYTHONPATH="$repo/bench" python3 - "$python" "$bbru_bin" "$command_line" "$out/loadavg-start" >"$out/meta.json" <<'EOF'
 import datetime, json, platform, subprocess, sys
 
 venv_python, bbru_bin, command, loadavg_start = sys.argv[1:5]
 
-def run(*cmd):
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError) as e:
-        return f'unknown ({e})'
-
-def cpu_model():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown CPU'
-
-def mem():
-    try:
-        with open('/proc/meminfo') as f:
-            kb = int(f.readline().split()[1])
-        return f'{kb / 1024 / 1024:.1f} GiB'
-    except (OSError, ValueError, IndexError):
-        return 'unknown'
+from machine_info import cpu_model, mem, run
 
 versions = run(venv_python, '-c',
                'import sys, importlib.metadata as m; '
