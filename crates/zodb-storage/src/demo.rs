@@ -37,6 +37,9 @@
 //!   removed. Python refuses `gc` with a base; this does it properly.
 //! - `len`: the base's objects plus the overlay's objects the base lacks;
 //!   `size`: the sum of both.
+//! - listeners: told of the overlay's commits, which are all the commits
+//!   there are (the base is read-only); the overlay reports them as any
+//!   [`MemoryStorage`] does.
 
 use std::sync::Arc;
 
@@ -273,5 +276,9 @@ impl Storage for DemoStorage {
 
     fn close(&self) -> Result<()> {
         self.overlay.close()
+    }
+
+    fn add_listener(&self, listener: std::sync::Weak<dyn crate::InvalidationListener>) {
+        self.overlay.add_listener(listener);
     }
 }

@@ -17,6 +17,7 @@ pub mod filestorage;
 pub mod gc;
 pub mod ids;
 pub mod limits;
+pub mod listeners;
 pub mod memory;
 pub mod object_locks;
 pub mod storage;
@@ -25,6 +26,7 @@ pub use demo::DemoStorage;
 pub use error::{ConflictError, Result, StorageError};
 pub use filestorage::FileStorage;
 pub use ids::{Oid, Tid, TidClock};
+pub use listeners::{InvalidationListener, Listeners};
 pub use memory::MemoryStorage;
 pub use storage::{
     DataRecord, HistoryEntry, RecordIterItem, Revision, Storage, TransactionIter, TransactionMeta,

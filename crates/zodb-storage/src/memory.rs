@@ -43,6 +43,11 @@
 //! the FIFO commit lock (`crate::commit_lock`), which is a flag rather than
 //! a held guard: no state lock is held while a vote waits for it. Lock order, where several are taken:
 //! commit lock, then one transaction's mutex, then the state lock.
+//!
+//! Listeners ([`crate::listeners`]) are told of a transaction by its `finish`,
+//! after the state lock is released (so loads see it) and before the commit
+//! lock is: the commit lock serialises vote-to-finish, and tids are chosen at
+//! vote, so reports come out in tid order.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -56,6 +61,7 @@ use crate::error::{ConflictError, Result, StorageError};
 use crate::gc::reachable_from_root;
 use crate::ids::{Oid, Tid, TidClock};
 use crate::limits;
+use crate::listeners::{InvalidationListener, Listeners};
 use crate::storage::{
     DataRecord, HistoryEntry, Revision, Storage, TransactionIter, TransactionMeta,
     TransactionRecord, TxnHandle, TxnStatus, UndoLogEntry,
@@ -293,6 +299,8 @@ pub struct MemoryStorage {
     /// when the undone revision is this storage's first, for reachability
     /// when packing, and for the tid floor.
     lower: Option<Arc<dyn Storage>>,
+    /// Told of each commit by `finish` (see the module documentation).
+    listeners: Listeners,
 }
 
 impl std::fmt::Debug for MemoryStorage {
@@ -334,6 +342,7 @@ impl MemoryStorage {
             pack_lock: Mutex::new(()),
             closed: AtomicBool::new(false),
             lower,
+            listeners: Listeners::new(),
         }
     }
 
@@ -1000,6 +1009,9 @@ impl Storage for MemoryStorage {
             return Err(unknown_handle(txn));
         };
         let tid = voted.tid;
+        // Every oid the transaction wrote, each once (the records are unique per oid).
+        let reported: Option<Vec<Oid>> = (!self.listeners.is_empty())
+            .then(|| voted.records.iter().map(|(oid, _)| *oid).collect());
         {
             let mut st = self.state.write();
             let txn_rec = Txn {
@@ -1021,6 +1033,11 @@ impl Storage for MemoryStorage {
         p.ops.clear();
         drop(p);
         self.pending.lock().remove(&txn.id());
+        // Published (loads see it) and still holding the commit lock: the next
+        // transaction, with a later tid, cannot be reported before this one.
+        if let Some(oids) = reported {
+            self.listeners.committed(tid, &oids);
+        }
         self.release_commit_lock(txn.id());
         Ok(tid)
     }
@@ -1199,5 +1216,9 @@ impl Storage for MemoryStorage {
         // Wake votes waiting for the commit lock so they can fail.
         self.commit_lock.close();
         Ok(())
+    }
+
+    fn add_listener(&self, listener: std::sync::Weak<dyn InvalidationListener>) {
+        self.listeners.add(listener);
     }
 }

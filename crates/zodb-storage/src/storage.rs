@@ -305,4 +305,18 @@ pub trait Storage: Send + Sync {
 
     /// Flushes and releases files and locks. Later calls fail with `Closed`.
     fn close(&self) -> Result<()>;
+
+    /// Returns once every transaction committed before the call has been reported to the
+    /// listeners (a ZEO client makes a round trip to its server, whose invalidations
+    /// arrive before the reply; local storages report before `finish` returns, so
+    /// they have nothing to do).  A database calls it as each transaction begins, so a
+    /// change committed elsewhere is seen by the next transaction, as ZODB's
+    /// `Connection.newTransaction` does with `storage.sync()`.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Registers a listener told of every committed transaction, in tid order, once it is
+    /// visible and before its `finish` returns (see [`crate::listeners`]).  Held weakly.
+    fn add_listener(&self, listener: std::sync::Weak<dyn crate::InvalidationListener>);
 }

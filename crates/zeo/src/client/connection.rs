@@ -196,6 +196,9 @@ pub(crate) struct FinishUpdate {
     /// Objects changed in ways whose data we do not hold (deletions, undo, data the
     /// server resolved).
     pub changed: Vec<Oid>,
+    /// Every object the transaction wrote (`stores` and `changed`), sorted: what the
+    /// storage's listeners are told once the reply gives the tid.
+    pub oids: Vec<Oid>,
 }
 
 /// What the reader thread reports to the client.

@@ -28,6 +28,20 @@
 //! disconnected (as Python's client does); they show the database as of the last
 //! transaction heard of.
 //!
+//! Listeners ([`Storage::add_listener`], contract in `zodb_storage::listeners`) hear of
+//! every transaction where the cache learns of it, right after it is applied: another
+//! client's commit when its `invalidateTransaction` is read, our own when the reader
+//! reads the `tpc_finish` reply (the server sends the committer no invalidation; the
+//! oids are the ones the transaction wrote, kept with the reply's `Post` step).  Both
+//! happen on the reader thread, so reports follow the stream, which the server writes in
+//! tid order, and our own commit is reported before `finish` returns.  After a
+//! reconnection, verification reports what changed meanwhile as one transaction (the
+//! server's last tid, every oid `getInvalidations` names), or, when the server cannot
+//! say, calls `reset`; both before the new connection's own invalidations are reported.
+//! The lock that serialises reports (`Shared::reported`) is taken before the cache lock
+//! that applied the transaction is released, so reports follow the cache's order
+//! whichever thread applies.
+//!
 //! Choices that differ from (or are not covered by) Python's `ClientStorage`:
 //!
 //! * Transactions are buffered in the client and sent at `vote` (see `txn.rs`): the
@@ -78,8 +92,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use zodb_pickle::Value;
 use zodb_storage::{
-    HistoryEntry, Oid, RecordIterItem, Revision, Storage, StorageError, Tid, TransactionIter,
-    TransactionMeta, TxnHandle, UndoLogEntry,
+    HistoryEntry, InvalidationListener, Listeners, Oid, RecordIterItem, Revision, Storage,
+    StorageError, Tid, TransactionIter, TransactionMeta, TxnHandle, UndoLogEntry,
 };
 
 pub use cache::CacheStats;
@@ -183,6 +197,13 @@ struct Shared {
     next_conn_id: AtomicU64,
     next_txn_id: AtomicU64,
     connections_made: AtomicU64,
+    /// Told of every transaction (see "Listeners" in the module doc).
+    listeners: Listeners,
+    /// The last tid reported to the listeners (or skipped by a verification that had
+    /// nobody to tell).  Its lock orders the reports: whoever applies a transaction to
+    /// the cache takes it before releasing the cache lock and holds it while the
+    /// listeners run.  Lock order: `cache`, then `reported`.
+    reported: Mutex<Tid>,
 }
 
 /// A ZEO client storage (see the module doc).  Dropping it closes it.
@@ -260,7 +281,11 @@ impl Events for Shared {
             }
             (Post::Finish(update), Ok(reply)) => {
                 if let Some(tid) = as_tid(reply) {
-                    let FinishUpdate { stores, changed } = update;
+                    let FinishUpdate {
+                        stores,
+                        changed,
+                        oids,
+                    } = update;
                     let mut state = self.cache.lock();
                     for oid in changed {
                         state.cache.invalidate(oid, tid);
@@ -270,6 +295,12 @@ impl Events for Shared {
                         state.cache.store(oid, tid, None, data);
                     }
                     state.cache.advance(tid);
+                    // Our own commit: no invalidation will come for it.  Reported here,
+                    // in stream order with the others' invalidations, before the caller
+                    // of `finish` is woken.
+                    let mut reported = self.reported.lock();
+                    drop(state);
+                    self.report(&mut reported, tid, &oids);
                 }
             }
         }
@@ -278,13 +309,17 @@ impl Events for Shared {
     fn invalidate(&self, conn: &Connection, tid: Tid, oids: Vec<Oid>) {
         let mut state = self.cache.lock();
         if let Some(held) = state.held.get_mut(&conn.id) {
+            // Applied, and reported, by verification.
             held.push((tid, oids));
             return;
         }
-        for oid in oids {
+        for &oid in &oids {
             state.cache.invalidate(oid, tid);
         }
         state.cache.advance(tid);
+        let mut reported = self.reported.lock();
+        drop(state);
+        self.report(&mut reported, tid, &oids);
     }
 
     fn info(&self, info: &Value) {
@@ -407,6 +442,20 @@ impl Shared {
         self.options.read_only || self.conn.lock().read_only
     }
 
+    /// Tells the listeners of transaction `tid`, already applied to the cache; the
+    /// caller holds `reported` (see its field).  A tid not after the last one reported
+    /// is already covered: a verification reports everything up to the server's last
+    /// tid at once, and an old connection still being replaced (a read-only fallback)
+    /// may deliver invalidations that report included.
+    fn report(&self, reported: &mut Tid, tid: Tid, oids: &[Oid]) {
+        if tid <= *reported {
+            tracing::debug!(%tid, last = %*reported, "transaction already reported");
+            return;
+        }
+        *reported = tid;
+        self.listeners.committed(tid, oids);
+    }
+
     // -----------------------------------------------------------------------
     // Connecting
     // -----------------------------------------------------------------------
@@ -489,7 +538,9 @@ impl Shared {
         })
     }
 
-    /// Cache verification (spec §5.1 step 4–5), then the held invalidations.
+    /// Cache verification (spec §5.1 step 4–5), then the held invalidations; the
+    /// listeners are told what changed since the last transaction they heard of (see
+    /// "Listeners" in the module doc).
     fn verify(&self, r: &Registered) -> Result<(), AttemptError> {
         let conn = &r.conn;
         let server = r.server_tid;
@@ -497,19 +548,32 @@ impl Shared {
             let s = self.cache.lock();
             (s.cache.last_tid(), s.cache.is_empty())
         };
+        // The cache's tid is also the last one reported to the listeners (both move
+        // together), so with listeners an empty cache still needs the list.
+        let listening = !self.listeners.is_empty();
         enum Check {
+            /// Nothing was missed, or nobody needs to know.
             Nothing,
-            Drop,
+            /// What changed is unknown (why, for the log): drop the cache, reset the
+            /// listeners.
+            Unknown(String),
+            /// These objects changed after `cache_tid`.
             Oids(Vec<Oid>),
         }
-        let check = if empty || cache_tid == server {
+        let check = if cache_tid == server || (empty && !listening) {
             Check::Nothing
         } else if cache_tid > server {
-            return Err(AttemptError::transient(format!(
-                "the server at {} is behind this client (its last transaction {server}, \
-                 the client's cache has {cache_tid}); not using it",
-                conn.address
-            )));
+            if !empty {
+                return Err(AttemptError::transient(format!(
+                    "the server at {} is behind this client (its last transaction {server}, \
+                     the client's cache has {cache_tid}); not using it",
+                    conn.address
+                )));
+            }
+            Check::Unknown(format!(
+                "the server's last transaction {server} is before {cache_tid}, the last one \
+                 reported"
+            ))
         } else {
             let reply = conn
                 .call(
@@ -526,31 +590,31 @@ impl Shared {
                         AttemptError::transient(why)
                     }
                 })?;
+            let unknown = || {
+                Check::Unknown(format!(
+                    "the server cannot tell what changed since {cache_tid}"
+                ))
+            };
             match reply {
-                Value::None => Check::Drop,
+                Value::None => unknown(),
                 ref v => match items(v) {
-                    Some([_, oids, ..]) => Check::Oids(
-                        items(oids)
-                            .unwrap_or_default()
-                            .iter()
-                            .filter_map(as_oid)
-                            .collect(),
-                    ),
-                    _ => Check::Drop,
+                    Some([_, oids, ..]) => match items(oids) {
+                        Some(oids) => Check::Oids(oids.iter().filter_map(as_oid).collect()),
+                        None => unknown(),
+                    },
+                    _ => unknown(),
                 },
             }
         };
         let mut s = self.cache.lock();
-        match check {
+        match &check {
             Check::Nothing => {}
-            Check::Drop => {
-                tracing::info!(
-                    "the server cannot tell what changed since {cache_tid}: dropping the cache"
-                );
+            Check::Unknown(why) => {
+                tracing::info!("{why}: dropping the cache");
                 s.cache.clear();
             }
             Check::Oids(oids) => {
-                for oid in oids {
+                for &oid in oids {
                     s.cache.invalidate_unknown(oid);
                 }
             }
@@ -558,13 +622,30 @@ impl Shared {
         if empty || server > s.cache.last_tid() {
             s.cache.set_last_tid(server);
         }
+        let mut newer = Vec::new();
         for (tid, oids) in s.held.remove(&conn.id).unwrap_or_default() {
             if tid > server {
-                for oid in oids {
+                for &oid in &oids {
                     s.cache.invalidate(oid, tid);
                 }
                 s.cache.advance(tid);
+                newer.push((tid, oids));
             }
+        }
+        // From here the reader applies this connection's invalidations itself; it
+        // reports them only once it gets `reported`, after these reports.
+        let mut reported = self.reported.lock();
+        drop(s);
+        match check {
+            Check::Nothing => *reported = server,
+            Check::Unknown(_) => {
+                *reported = server;
+                self.listeners.reset(server);
+            }
+            Check::Oids(oids) => self.report(&mut reported, server, &oids),
+        }
+        for (tid, oids) in newer {
+            self.report(&mut reported, tid, &oids);
         }
         Ok(())
     }
@@ -906,6 +987,8 @@ impl ClientStorage {
             next_conn_id: AtomicU64::new(1),
             next_txn_id: AtomicU64::new(1),
             connections_made: AtomicU64::new(0),
+            listeners: Listeners::new(),
+            reported: Mutex::new(Tid::ZERO),
             options,
         });
         let deadline = Instant::now() + shared.options.wait_timeout;
@@ -1465,6 +1548,16 @@ impl Storage for ClientStorage {
     fn close(&self) -> Result<(), StorageError> {
         self.shared.shutdown();
         Ok(())
+    }
+
+    fn add_listener(&self, listener: std::sync::Weak<dyn InvalidationListener>) {
+        self.shared.listeners.add(listener);
+    }
+
+    /// A ping: the server sends every invalidation queued for us before its reply, and the
+    /// reader thread reports them before it wakes us, so they are all reported on return.
+    fn sync(&self) -> Result<(), StorageError> {
+        self.ping()
     }
 }
 

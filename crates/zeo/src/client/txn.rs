@@ -177,7 +177,7 @@ impl Txn {
 
     /// The cache update for this transaction once committed: the last data stored for
     /// each object, and the objects changed otherwise (deleted, undone, or reported
-    /// by the vote as resolved by the server).
+    /// by the vote as resolved by the server); and all of them, for the listeners.
     pub(crate) fn finish_update(&mut self, vote_changed: Vec<Oid>) -> FinishUpdate {
         // The last operation on each object decides: data we know, or a deletion.
         let mut order: Vec<Oid> = Vec::new();
@@ -210,7 +210,15 @@ impl Txn {
         changed.extend(deleted);
         changed.sort();
         changed.dedup();
-        FinishUpdate { stores, changed }
+        let mut oids: Vec<Oid> = stores.iter().map(|(oid, _)| *oid).collect();
+        oids.extend_from_slice(&changed);
+        oids.sort();
+        oids.dedup();
+        FinishUpdate {
+            stores,
+            changed,
+            oids,
+        }
     }
 }
 
@@ -243,10 +251,14 @@ mod tests {
                 serial: Tid::ZERO,
             },
             store(4, b"d"),
+            Op::Check {
+                oid: Oid(5),
+                serial: Tid::ZERO,
+            },
         ] {
             t.push(op);
         }
-        assert_eq!(t.ops.len(), 5, "the second store of 1 replaced the first");
+        assert_eq!(t.ops.len(), 6, "the second store of 1 replaced the first");
         t.undo_oids = vec![Oid(9)];
         let u = t.finish_update(vec![Oid(4)]);
         assert_eq!(
@@ -254,5 +266,7 @@ mod tests {
             vec![(Oid(1), b"a2".to_vec()), (Oid(2), b"b".to_vec())]
         );
         assert_eq!(u.changed, vec![Oid(3), Oid(4), Oid(9)]);
+        // Checks write nothing; everything else is reported once.
+        assert_eq!(u.oids, vec![Oid(1), Oid(2), Oid(3), Oid(4), Oid(9)]);
     }
 }

@@ -7,12 +7,15 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use test_support::conformance::{commit, record, record_value, try_commit};
 use test_support::python;
 use zeo::client::{ClientOptions, ClientStorage};
-use zodb_storage::{FileStorage, Oid, Storage, StorageError, Tid, TransactionMeta};
+use zodb_storage::{
+    FileStorage, InvalidationListener, Oid, Storage, StorageError, Tid, TransactionMeta,
+};
 
 use crate::path_str;
 
@@ -640,4 +643,308 @@ fn unknown_storage_is_refused() {
         }
         other => panic!("unknown storage: {other:?}"),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Listeners (`Storage::add_listener`)
+// ---------------------------------------------------------------------------
+
+/// What a listener was told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Heard {
+    /// A commit and its oids, sorted.
+    Committed(Tid, Vec<Oid>),
+    Reset(Tid),
+}
+
+/// Records what it is told.
+#[derive(Debug, Default)]
+struct Recorder {
+    log: std::sync::Mutex<Vec<Heard>>,
+    /// How long each report takes: a slow listener lets the next invalidations pile up
+    /// in the socket while it runs, so a report made anywhere but in stream order on
+    /// the reader thread would be overtaken.
+    delay: Option<Duration>,
+}
+
+impl InvalidationListener for Recorder {
+    fn committed(&self, tid: Tid, oids: &[Oid]) {
+        let mut oids = oids.to_vec();
+        oids.sort();
+        self.log.lock().unwrap().push(Heard::Committed(tid, oids));
+        if let Some(d) = self.delay {
+            std::thread::sleep(d);
+        }
+    }
+
+    fn reset(&self, last: Tid) {
+        self.log.lock().unwrap().push(Heard::Reset(last));
+    }
+}
+
+impl Recorder {
+    fn heard(&self) -> Vec<Heard> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Registers this recorder with `s`.
+    fn listen_to(self: &Arc<Self>, s: &dyn Storage) {
+        let weak: Weak<dyn InvalidationListener> =
+            Arc::downgrade(self) as Weak<dyn InvalidationListener>;
+        s.add_listener(weak);
+    }
+
+    /// Asserts that `tid` was reported with exactly `oids`.
+    fn assert_has(&self, tid: Tid, oids: &[Oid], what: &str) {
+        let mut oids = oids.to_vec();
+        oids.sort();
+        let want = Heard::Committed(tid, oids);
+        let heard = self.heard();
+        assert!(heard.contains(&want), "{what}: {want:?} not in {heard:?}");
+    }
+}
+
+/// Commits from two clients, interleaved: the listener of the first hears every one,
+/// in tid order, with its oids — the other client's through invalidations, its own
+/// (stores, undo, deletion) before its `finish` returns.  (Python's server sends no
+/// oids for a deletion; see below.)
+fn listener_hears_both_clients_in_tid_order(kind: Kind) {
+    let f = Fixture::new(kind);
+    let a = &f.client;
+    let b = f.second_client();
+    let heard = Arc::new(Recorder::default());
+    heard.listen_to(a);
+    let [x, y, z] = test_support::conformance::fresh_oids(&b);
+    let mut expected: Vec<Heard> = Vec::new();
+    let mine = |tid: Tid, oids: &[Oid], what: &str, expected: &mut Vec<Heard>| {
+        heard.assert_has(
+            tid,
+            oids,
+            &format!("{what}, reported before finish returned"),
+        );
+        let mut oids = oids.to_vec();
+        oids.sort();
+        expected.push(Heard::Committed(tid, oids));
+    };
+    let theirs = |tid: Tid, oids: &[Oid], expected: &mut Vec<Heard>| {
+        let mut oids = oids.to_vec();
+        oids.sort();
+        expected.push(Heard::Committed(tid, oids));
+    };
+
+    let tb1 = commit(
+        &b,
+        "b creates",
+        &[
+            (x, Tid::ZERO, record(1, &[])),
+            (y, Tid::ZERO, record(10, &[])),
+        ],
+    );
+    theirs(tb1, &[x, y], &mut expected);
+    let ta1 = commit(
+        a,
+        "a changes",
+        &[(x, tb1, record(2, &[])), (z, Tid::ZERO, record(30, &[]))],
+    );
+    mine(ta1, &[x, z], "a's store", &mut expected);
+    let tb2 = commit(&b, "b changes", &[(y, tb1, record(11, &[]))]);
+    theirs(tb2, &[y], &mut expected);
+    let (undone, ta2) = test_support::conformance::try_undo(a, ta1).expect("a's undo");
+    assert_eq!(sorted(undone), sorted(vec![x, z]));
+    mine(ta2, &[x, z], "a's undo", &mut expected);
+    let tb3 = try_commit(&b, TransactionMeta::new("b", "delete"), |txn| {
+        b.delete_object(txn, y, tb2)
+    })
+    .expect("b's delete");
+    // Python's server leaves deletions (and restores) out of the invalidations it
+    // sends (`ZEOStorage._delete` does not add to `invalidated`); the client reports
+    // what it is told.
+    let deleted_by_b: &[Oid] = match kind {
+        Kind::Bbru => &[y],
+        Kind::Python => &[],
+    };
+    theirs(tb3, deleted_by_b, &mut expected);
+    let ta3 = try_commit(a, TransactionMeta::new("a", "delete"), |txn| {
+        a.delete_object(txn, x, ta2)
+    })
+    .expect("a's delete");
+    mine(ta3, &[x], "a's delete", &mut expected);
+    let (_, tb4) = test_support::conformance::try_undo(&b, tb3).expect("b's undo");
+    theirs(tb4, &[y], &mut expected);
+
+    eventually(10, "a hears of b's last commit", || {
+        a.last_transaction() == tb4
+    });
+    let heard = heard.heard();
+    let tids: Vec<Tid> = expected
+        .iter()
+        .map(|h| match h {
+            Heard::Committed(tid, _) => *tid,
+            Heard::Reset(tid) => *tid,
+        })
+        .collect();
+    assert!(tids.windows(2).all(|w| w[0] < w[1]), "{tids:?}");
+    assert_eq!(heard, expected);
+}
+
+fn sorted(mut oids: Vec<Oid>) -> Vec<Oid> {
+    oids.sort();
+    oids
+}
+
+#[test]
+fn listener_hears_both_clients_in_tid_order_bbru() {
+    listener_hears_both_clients_in_tid_order(Kind::Bbru);
+}
+
+#[test]
+fn listener_hears_both_clients_in_tid_order_python() {
+    listener_hears_both_clients_in_tid_order(Kind::Python);
+}
+
+/// Two clients commit at the same time, 25 transactions each: the first one's listener
+/// hears all 50, in strictly increasing tid order, each of its own before its `finish`
+/// returned — its own commits cannot overtake, or be overtaken by, the other's.
+fn listener_order_under_concurrent_commits(kind: Kind) {
+    const COMMITS: i64 = 25;
+    let f = Fixture::new(kind);
+    let a = &f.client;
+    let b = f.second_client();
+    let heard = Arc::new(Recorder {
+        delay: Some(Duration::from_millis(2)),
+        ..Recorder::default()
+    });
+    heard.listen_to(a);
+    let [p, q] = test_support::conformance::fresh_oids(a);
+    let run = |s: &dyn Storage, oid: Oid, who: &str, check: Option<&Recorder>| {
+        let mut serial = Tid::ZERO;
+        let mut committed = Vec::new();
+        for i in 0..COMMITS {
+            let tid = commit(s, &format!("{who} {i}"), &[(oid, serial, record(i, &[]))]);
+            if let Some(r) = check {
+                r.assert_has(tid, &[oid], "reported before finish returned");
+            }
+            committed.push(Heard::Committed(tid, vec![oid]));
+            serial = tid;
+        }
+        committed
+    };
+    let (mut all, theirs) = std::thread::scope(|scope| {
+        let theirs = scope.spawn(|| run(&b, q, "b", None));
+        let mine = run(a, p, "a", Some(&heard));
+        (mine, theirs.join().expect("b's committer"))
+    });
+    all.extend(theirs);
+    all.sort_by_key(|h| match h {
+        Heard::Committed(tid, _) | Heard::Reset(tid) => *tid,
+    });
+    let last = match all.last() {
+        Some(Heard::Committed(tid, _)) => *tid,
+        other => panic!("{other:?}"),
+    };
+    eventually(10, "a hears of every commit", || {
+        a.last_transaction() == last
+    });
+    let got = heard.heard();
+    let tids: Vec<Tid> = got
+        .iter()
+        .map(|h| match h {
+            Heard::Committed(tid, _) => *tid,
+            Heard::Reset(tid) => panic!("reset({tid})"),
+        })
+        .collect();
+    assert!(
+        tids.windows(2).all(|w| w[0] < w[1]),
+        "strictly increasing: {tids:?}"
+    );
+    assert_eq!(got, all);
+}
+
+#[test]
+fn listener_order_under_concurrent_commits_bbru() {
+    listener_order_under_concurrent_commits(Kind::Bbru);
+}
+
+#[test]
+fn listener_order_under_concurrent_commits_python() {
+    listener_order_under_concurrent_commits(Kind::Python);
+}
+
+/// A reconnection after commits the client missed: verification reports them as one
+/// transaction (the server's last tid, every oid changed), before anything newer.
+#[test]
+fn listener_hears_what_changed_while_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("Data.fs");
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut server = Server::start(Kind::Bbru, &address, &file, &[]);
+    let a = connect(&address);
+    let heard = Arc::new(Recorder::default());
+    heard.listen_to(&a);
+    let [x, y, z] = test_support::conformance::fresh_oids(&a);
+    let t1 = commit(
+        &a,
+        "v1",
+        &[
+            (x, Tid::ZERO, record(1, &[])),
+            (y, Tid::ZERO, record(10, &[])),
+        ],
+    );
+    server.kill();
+    eventually(10, "the client notices the server is gone", || {
+        !a.is_connected()
+    });
+
+    // Two commits through another server on the same file.
+    let other = format!("127.0.0.1:{}", free_port());
+    let mut elsewhere = Server::start(Kind::Bbru, &other, &file, &[]);
+    let b = connect(&other);
+    let t2 = commit(&b, "x elsewhere", &[(x, t1, record(2, &[]))]);
+    let t3 = commit(&b, "z elsewhere", &[(z, Tid::ZERO, record(30, &[]))]);
+    drop(b);
+    elsewhere.kill();
+
+    let _server = Server::start(Kind::Bbru, &address, &file, &[]);
+    assert!(a.wait_connected(Duration::from_secs(20)), "no reconnection");
+    let t4 = commit(&a, "after", &[(y, t1, record(11, &[]))]);
+    assert_eq!(
+        heard.heard(),
+        vec![
+            Heard::Committed(t1, vec![x, y]),
+            Heard::Committed(t3, sorted(vec![x, z])),
+            Heard::Committed(t4, vec![y]),
+        ]
+    );
+    assert_eq!(a.load(x).unwrap(), (record(2, &[]), t2));
+}
+
+/// A client without a cache reconnecting to a server that is behind what its listeners
+/// were told (another database): nothing can say what changed, so the listeners are
+/// reset to the server's last transaction.
+#[test]
+fn listener_is_reset_when_changes_cannot_be_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, t0) = file_with_root(dir.path());
+    let older = dir.path().join("Older.fs");
+    std::fs::copy(&file, &older).unwrap();
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut server = Server::start(Kind::Bbru, &address, &file, &[]);
+    let mut o = options(&address);
+    o.cache_size = 0;
+    let a = ClientStorage::connect(o).unwrap();
+    let heard = Arc::new(Recorder::default());
+    heard.listen_to(&a);
+    let t1 = commit(&a, "v1", &[(Oid::ROOT, t0, record(8, &[]))]);
+    server.kill();
+    eventually(10, "the client notices the server is gone", || {
+        !a.is_connected()
+    });
+
+    let _server = Server::start(Kind::Bbru, &address, &older, &[]);
+    assert!(a.wait_connected(Duration::from_secs(20)), "no reconnection");
+    assert_eq!(
+        heard.heard(),
+        vec![Heard::Committed(t1, vec![Oid::ROOT]), Heard::Reset(t0)]
+    );
+    assert_eq!(value_of(&a, Oid::ROOT), 7);
 }

@@ -7,9 +7,11 @@
 //! prepared transaction to [`CommitQueue`]: the first finisher to arrive
 //! becomes the writer and writes everything queued meanwhile as one batch —
 //! each transaction with status `'c'`, then the status flips, then one
-//! `fdatasync` for the whole batch — and only then publishes the batch and
-//! answers every finisher. Concurrent committers thus share an fsync, but
-//! none is answered before its bytes are durable.
+//! `fdatasync` for the whole batch — and only then publishes the batch,
+//! reports it to the storage's listeners and answers every finisher.
+//! Concurrent committers thus share an fsync, but none is answered before its
+//! bytes are durable. There is at most one writer at a time (the `writing`
+//! flag), which is what keeps the listeners' reports in tid order.
 
 use std::sync::Arc;
 

@@ -13,6 +13,12 @@
 //! commit lock, from `vote` (which writes it with status `'c'` past the
 //! published end) to `finish` (which flips the status, fsyncs, and publishes)
 //! or `abort` (which cuts it off again).
+//!
+//! Listeners ([`crate::listeners`]) are told of each transaction by the group
+//! commit's writer, after the batch is published and before any of its
+//! finishers is answered. There is one writer at a time and it writes batches
+//! in tid order, so reports come out in tid order however many threads finish
+//! at once.
 
 mod check;
 mod commit;
@@ -44,6 +50,7 @@ use io::{Reader, Record, RecordPayload};
 use crate::error::{ConflictError, Result, StorageError};
 use crate::ids::{Oid, Tid, TidClock};
 use crate::limits;
+use crate::listeners::{InvalidationListener, Listeners};
 use crate::object_locks::ObjectLocks;
 use crate::storage::{
     DataRecord, HistoryEntry, RecordIterItem, Revision, Storage, TransactionIter, TransactionMeta,
@@ -196,6 +203,8 @@ pub struct FileStorage {
     closed: AtomicBool,
     packing: AtomicBool,
     open_report: OpenReport,
+    /// Told of each commit by `write_batch` (see the module documentation).
+    listeners: Listeners,
 }
 
 impl FileStorage {
@@ -328,6 +337,7 @@ impl FileStorage {
             closed: AtomicBool::new(false),
             packing: AtomicBool::new(false),
             open_report: report,
+            listeners: Listeners::new(),
             path,
         })
     }
@@ -697,8 +707,8 @@ impl FileStorage {
 
     /// Writes a batch of voted transactions at the end of the file, each
     /// with status `'c'`, then flips their statuses, makes it all durable
-    /// with one `fdatasync`, publishes it, and fills every finisher's slot.
-    /// Tids are chosen here, in batch order.
+    /// with one `fdatasync`, publishes it, reports it to the listeners, and
+    /// fills every finisher's slot. Tids are chosen here, in batch order.
     fn write_batch(&self, batch: &[(Arc<Prepared>, Arc<Slot>)]) {
         if let Err(e) = self.check_writable() {
             let why = e.to_string();
@@ -811,6 +821,19 @@ impl FileStorage {
                 snap.last_tid = w.tid;
             }
             snap.end = end;
+        }
+        // Loads see the batch now, and nobody has been answered yet. The
+        // commit queue runs one `write_batch` at a time, each batch's tids
+        // after the previous batch's, and `written` is in tid order: so the
+        // reports come out in tid order, each before its `finish` returns.
+        if !self.listeners.is_empty() {
+            for w in &written {
+                let mut oids: Vec<Oid> = w.positions.iter().map(|&(oid, _)| Oid(oid)).collect();
+                // A transaction may hold several records of one oid.
+                oids.sort_unstable();
+                oids.dedup();
+                self.listeners.committed(w.tid, &oids);
+            }
         }
         for w in written {
             batch[w.slot].1.set(Ok(w.tid));
@@ -1389,6 +1412,10 @@ impl Storage for FileStorage {
         // Dropping the lock file releases the flock.
         self.lock_file.lock().take();
         saved
+    }
+
+    fn add_listener(&self, listener: std::sync::Weak<dyn InvalidationListener>) {
+        self.listeners.add(listener);
     }
 }
 

@@ -5,4 +5,5 @@ mod conformance_file;
 mod conformance_memory;
 mod filestorage;
 mod fixtures;
+mod listeners;
 mod recovery;
