@@ -1,0 +1,302 @@
+//! The database: a storage, what it knows of the storage's commits, a pool of connections,
+//! and the commit path they share.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Weak;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use zodb_pickle::encode_record;
+use zodb_storage::{
+    InvalidationListener, Oid, Revision, Storage, StorageError, Tid, TransactionMeta,
+};
+
+use crate::connection::{Connection, Core, Record, Transaction};
+use crate::error::{Error, Result, Retryable};
+use crate::limits;
+use crate::mapping::PersistentMapping;
+use crate::mvcc::Mvcc;
+use crate::persistent::Persistent;
+
+/// How a [`DB`] sizes its connections.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Objects each connection's cache keeps.
+    pub cache_objects: usize,
+    /// Record bytes each connection's cache keeps.
+    pub cache_bytes: usize,
+    /// Idle connections kept with their caches.
+    pub pool_size: usize,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            cache_objects: limits::CACHE_OBJECTS_DEFAULT,
+            cache_bytes: limits::CACHE_BYTES_DEFAULT,
+            pool_size: limits::POOL_SIZE_DEFAULT,
+        }
+    }
+}
+
+/// Counters of a database's activity since it was opened (for metrics).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub loads: AtomicU64,
+    pub hits: AtomicU64,
+    pub commits: AtomicU64,
+    pub conflicts: AtomicU64,
+}
+
+/// A snapshot of a database's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DbStats {
+    /// Objects read from the storage.
+    pub loads: u64,
+    /// Objects found in a connection cache.
+    pub cache_hits: u64,
+    /// Transactions committed.
+    pub commits: u64,
+    /// Commits that failed with a conflict.
+    pub conflicts: u64,
+}
+
+pub(crate) struct DbInner {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) mvcc: Arc<Mvcc>,
+    pub(crate) options: DbOptions,
+    pub(crate) stats: Stats,
+    pool: Mutex<Vec<Core>>,
+}
+
+impl DbInner {
+    /// Returns a connection's core to the pool (or drops it when the pool is full).
+    pub(crate) fn release(&self, core: Core) {
+        let mut pool = self.pool.lock();
+        if pool.len() < self.options.pool_size {
+            pool.push(core);
+        }
+    }
+
+    /// The revision of `oid` current at `snapshot`.
+    pub(crate) fn load_before(&self, oid: Oid, snapshot: Tid) -> Result<Revision> {
+        self.stats.loads.fetch_add(1, Ordering::Relaxed);
+        match self
+            .storage
+            .load_before(oid, Tid(snapshot.0.saturating_add(1)))
+        {
+            Ok(Some(revision)) => Ok(revision),
+            Ok(None) => Err(Error::NotFound(oid)),
+            Err(e) if e.is_pos_key() => Err(Error::NotFound(oid)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Two-phase commit of encoded records.
+    pub(crate) fn commit_records(
+        &self,
+        meta: &TransactionMeta,
+        records: Vec<Record>,
+        read_current: &HashMap<Oid, Tid>,
+    ) -> Result<Tid> {
+        let storage = &self.storage;
+        let txn = storage.tpc_begin(meta.clone())?;
+        let run = || -> std::result::Result<Tid, StorageError> {
+            let stored: std::collections::HashSet<Oid> = records.iter().map(|r| r.oid).collect();
+            for record in records {
+                storage.store(&txn, record.oid, record.serial, record.data)?;
+            }
+            for (oid, serial) in read_current {
+                if !stored.contains(oid) {
+                    storage.check_current_serial(&txn, *oid, *serial)?;
+                }
+            }
+            storage.vote(&txn)?;
+            storage.finish(&txn)
+        };
+        match run() {
+            Ok(tid) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                Ok(tid)
+            }
+            Err(e) => {
+                storage.abort(&txn);
+                if e.as_conflict().is_some() {
+                    self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// A database: the persistence layer over one [`Storage`].  Cheap to clone (shared).
+#[derive(Clone)]
+pub struct DB {
+    pub(crate) inner: Arc<DbInner>,
+}
+
+impl std::fmt::Debug for DB {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DB")
+            .field("storage", &self.inner.storage.name())
+            .finish()
+    }
+}
+
+impl DB {
+    /// Opens a database over `storage` with default sizes; creates the root if the storage
+    /// is empty and writable.
+    pub fn open(storage: Arc<dyn Storage>) -> Result<DB> {
+        DB::with_options(storage, DbOptions::default())
+    }
+
+    pub fn with_options(storage: Arc<dyn Storage>, options: DbOptions) -> Result<DB> {
+        let mvcc = Arc::new(Mvcc::default());
+        let listener: Weak<dyn InvalidationListener> = Arc::downgrade(&mvcc) as _;
+        storage.add_listener(listener);
+        // Read after registering: a commit is either before this tid or reported.
+        mvcc.start(storage.last_transaction());
+        let db = DB {
+            inner: Arc::new(DbInner {
+                storage,
+                mvcc,
+                options,
+                stats: Stats::default(),
+                pool: Mutex::new(Vec::new()),
+            }),
+        };
+        if !db.inner.storage.is_read_only() {
+            db.ensure_root()?;
+        }
+        Ok(db)
+    }
+
+    /// Stores an empty `PersistentMapping` as oid 0 if there is none, in a transaction
+    /// described as Python ZODB describes it.
+    fn ensure_root(&self) -> Result<()> {
+        match self.inner.load_before(Oid::ROOT, self.last_transaction()) {
+            Ok(_) => return Ok(()),
+            Err(Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let state = PersistentMapping::new()
+            .to_state()
+            .map_err(|e| Error::state(Some(Oid::ROOT), e.0))?;
+        let data = encode_record((PersistentMapping::MODULE, PersistentMapping::NAME), &state)
+            .map_err(|e| Error::pickle(Some(Oid::ROOT), e))?;
+        let meta = TransactionMeta::new("", "initial database creation");
+        let record = Record {
+            oid: Oid::ROOT,
+            serial: Tid::ZERO,
+            data,
+        };
+        match self
+            .inner
+            .commit_records(&meta, vec![record], &HashMap::new())
+        {
+            Ok(_) => Ok(()),
+            // Another process created it first.
+            Err(e) if e.is_conflict() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A connection from the pool (with its warm cache), or a new one.
+    pub fn connection(&self) -> Connection {
+        let core = self
+            .inner
+            .pool
+            .lock()
+            .pop()
+            .unwrap_or_else(|| Core::new(&self.inner));
+        Connection::new(self.clone(), core)
+    }
+
+    /// Runs `work` in a transaction on a pooled connection, retrying on conflict with the
+    /// default [`TransactionManager`].
+    pub fn transact<R, E>(&self, work: impl FnMut(&Transaction<'_>) -> Result<R, E>) -> Result<R, E>
+    where
+        E: From<Error> + Retryable,
+    {
+        TransactionManager::default().run(&mut self.connection(), work)
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.inner.storage
+    }
+
+    /// The newest tid this database has been told of (the snapshot of a transaction
+    /// begun now).
+    pub fn last_transaction(&self) -> Tid {
+        self.inner.mvcc.current().tid
+    }
+
+    pub fn stats(&self) -> DbStats {
+        let s = &self.inner.stats;
+        DbStats {
+            loads: s.loads.load(Ordering::Relaxed),
+            cache_hits: s.hits.load(Ordering::Relaxed),
+            commits: s.commits.load(Ordering::Relaxed),
+            conflicts: s.conflicts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Runs a unit of work as a transaction and retries it, on a fresh snapshot, when it fails
+/// with a conflict (Python's `transaction.manager.attempts()` loop).
+#[derive(Debug, Clone)]
+pub struct TransactionManager {
+    attempts: u32,
+}
+
+impl Default for TransactionManager {
+    fn default() -> Self {
+        TransactionManager {
+            attempts: limits::ATTEMPTS_DEFAULT,
+        }
+    }
+}
+
+impl TransactionManager {
+    /// At most `attempts` tries (at least one).
+    pub fn new(attempts: u32) -> TransactionManager {
+        TransactionManager {
+            attempts: attempts.max(1),
+        }
+    }
+
+    /// Runs `work` in a transaction of `conn` and commits it.  A conflict, raised by `work`
+    /// or by the commit, aborts and starts over on a new snapshot, up to the number of
+    /// attempts; any other error aborts and is returned.  `work` must do nothing outside
+    /// the transaction that cannot be repeated.
+    pub fn run<R, E>(
+        &self,
+        conn: &mut Connection,
+        mut work: impl FnMut(&Transaction<'_>) -> Result<R, E>,
+    ) -> Result<R, E>
+    where
+        E: From<Error> + Retryable,
+    {
+        let mut attempt = 1;
+        loop {
+            let tx = conn.begin();
+            let error = match work(&tx) {
+                Ok(value) => match tx.commit() {
+                    Ok(_) => return Ok(value),
+                    Err(e) => E::from(e),
+                },
+                Err(e) => {
+                    tx.abort();
+                    e
+                }
+            };
+            if !error.is_conflict() || attempt >= self.attempts {
+                return Err(error);
+            }
+            tracing::debug!(attempt, "conflict; retrying the transaction");
+            attempt += 1;
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Typed persistent objects: the [`Persistent`] trait, typed references ([`PRef`]) and the
+//! [`persistent!`](crate::persistent) macro that implements the trait through serde.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zodb_pickle::Value;
+use zodb_storage::Oid;
+
+use crate::state::{PREF_TOKEN, PidKind, StateError, parse_pid, ref_value};
+
+/// A Rust type whose values are stored as ZODB objects.
+///
+/// The class is what Python sees in the record's class pickle (record-format §2): a dotted
+/// module path and a name, e.g. `bbru.content` / `Folder`; Python without that module loads
+/// the object as a broken object and still finds its references.  The state is a pickle
+/// [`Value`], for plain structs a `dict` of their fields (use [`persistent!`](crate::persistent)).
+///
+/// `Clone` is what makes editing safe: an object being edited while another holder still
+/// reads it is copied first (copy on write), so readers never see half of a change.
+pub trait Persistent: Clone + Send + Sync + 'static {
+    /// The module part of the class name.
+    const MODULE: &'static str;
+    /// The class name inside the module.
+    const NAME: &'static str;
+
+    /// The object's state, as its record stores it.
+    fn to_state(&self) -> Result<Value, StateError>;
+
+    /// The object back from a stored state.
+    fn from_state(state: Value) -> Result<Self, StateError>;
+}
+
+/// Implements [`Persistent`] for a type that derives serde's `Serialize` and `Deserialize`:
+/// the state is the `dict` of its fields.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone, Serialize, Deserialize)]
+/// struct Page {
+///     title: String,
+///     body: String,
+/// }
+/// zodb::persistent!(Page, "bbru.content", "Page");
+/// ```
+#[macro_export]
+macro_rules! persistent {
+    ($ty:ty, $module:literal, $name:literal) => {
+        impl $crate::Persistent for $ty {
+            const MODULE: &'static str = $module;
+            const NAME: &'static str = $name;
+
+            fn to_state(&self) -> ::std::result::Result<$crate::Value, $crate::state::StateError> {
+                $crate::state::to_value(self)
+            }
+
+            fn from_state(
+                state: $crate::Value,
+            ) -> ::std::result::Result<Self, $crate::state::StateError> {
+                $crate::state::from_value(state)
+            }
+        }
+    };
+}
+
+/// A reference to a persistent object of type `T`: an oid, typed.  It is what a state
+/// holds to point at another object (stored as `(oid, class)`, form A of record-format
+/// §4), and what a [`crate::Transaction`] resolves (`tx.get(r)`, `tx.edit(r)`).
+///
+/// Resolving checks the record's class against `T`, so a reference can never hand out an
+/// object of another type.
+pub struct PRef<T> {
+    oid: Oid,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> PRef<T> {
+    /// A reference to `oid`, trusted to be a `T` (checked when resolved).
+    pub fn from_oid(oid: Oid) -> PRef<T> {
+        PRef {
+            oid,
+            _type: PhantomData,
+        }
+    }
+
+    pub fn oid(&self) -> Oid {
+        self.oid
+    }
+
+    /// The same oid seen as another type (checked when resolved).
+    pub fn cast<U>(&self) -> PRef<U> {
+        PRef::from_oid(self.oid)
+    }
+}
+
+impl<T: Persistent> PRef<T> {
+    /// The persistent-reference value of this reference, to put inside a state built by
+    /// hand (e.g. a value of a [`crate::PersistentMapping`]).
+    pub fn to_value(&self) -> Value {
+        ref_value(self.oid, Some((T::MODULE, T::NAME)))
+    }
+
+    /// The strong reference held by `value`, if it is one (any class: resolution checks).
+    pub fn from_value(value: &Value) -> Option<PRef<T>> {
+        match value {
+            Value::PersistentRef(pid) => match parse_pid(pid)? {
+                PidKind::Strong { oid, .. } => Some(PRef::from_oid(oid)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+impl<T> Clone for PRef<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for PRef<T> {}
+
+impl<T> PartialEq for PRef<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.oid == other.oid
+    }
+}
+
+impl<T> Eq for PRef<T> {}
+
+impl<T> PartialOrd for PRef<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T> Ord for PRef<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.oid.cmp(&other.oid)
+    }
+}
+
+impl<T> Hash for PRef<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.oid.hash(state);
+    }
+}
+
+impl<T> fmt::Debug for PRef<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PRef({:?})", self.oid)
+    }
+}
+
+impl<T: Persistent> Serialize for PRef<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_struct(PREF_TOKEN, &(self.oid.0, T::MODULE, T::NAME))
+    }
+}
+
+impl<'de, T> Deserialize<'de> for PRef<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RefVisitor<T>(PhantomData<fn() -> T>);
+
+        impl<'de, T> serde::de::Visitor<'de> for RefVisitor<T> {
+            type Value = PRef<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a persistent reference")
+            }
+
+            fn visit_newtype_struct<D: Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<PRef<T>, D::Error> {
+                let (oid, _module, _name) = <(u64, String, String)>::deserialize(deserializer)?;
+                Ok(PRef::from_oid(Oid(oid)))
+            }
+        }
+
+        deserializer.deserialize_newtype_struct(PREF_TOKEN, RefVisitor(PhantomData))
+    }
+}
