@@ -1,8 +1,12 @@
 //! The protocol 3 encoder: the subset of record-format §6 that Python's pickler itself
-//! writes, without memo opcodes.
+//! writes, with memo opcodes for repeated globals only.
 //!
 //! Output is what CPython's protocol 3 pickler would write for the same value, minus the
-//! `BINPUT`s (so byte-identical to a Python record only when that record had none): ints
+//! `BINPUT`s of values written once (so byte-identical to a Python record only when that
+//! record had none).  A global that occurs more than once in a record (typically its class
+//! in P1 and again in the `(oid, class)` references of P2 to objects of the same class)
+//! is memoized on first use and fetched with `BINGET` afterwards, as Python does: records
+//! of containers stay small and decode without re-reading the class lines.  Ints
 //! as `K`/`M`/`J`/`LONG1`/`LONG4` by size, floats as big-endian `BINFLOAT`, str as
 //! `BINUNICODE`, bytes as `SHORT_BINBYTES`/`BINBYTES`, tuples with `EMPTY_TUPLE`,
 //! `TUPLE1..3` or `MARK … TUPLE`, lists and dicts filled in batches of 1000 (`MARK …
@@ -15,6 +19,8 @@
 //! name that is empty or holds a newline, `REDUCE`/`NEWOBJ` arguments that are no tuple,
 //! unhashable dict keys or set items, lengths beyond the 4-byte fields.
 
+use std::collections::{HashMap, HashSet};
+
 use crate::error::PickleError;
 use crate::limits;
 use crate::opcodes as op;
@@ -26,7 +32,10 @@ const BATCH_SIZE: usize = 1000;
 
 /// Encodes one value as a protocol 3 pickle: `PROTO 3`, the value, `STOP`.
 pub fn encode(value: &Value) -> Result<Vec<u8>, PickleError> {
-    let mut encoder = Encoder::default();
+    let mut encoder = Encoder {
+        repeated: repeated_globals(&[value], None),
+        ..Encoder::default()
+    };
     encoder.pickle(value)?;
     Ok(encoder.out)
 }
@@ -34,7 +43,10 @@ pub fn encode(value: &Value) -> Result<Vec<u8>, PickleError> {
 /// Encodes a whole record: P1 naming the class as a bare global (form 1 of record-format
 /// §2, `80 03 63 <module> 0a <name> 0a 2e`), then P2 holding `state`.
 pub fn encode_record(class: (&str, &str), state: &Value) -> Result<Vec<u8>, PickleError> {
-    let mut encoder = Encoder::default();
+    let mut encoder = Encoder {
+        repeated: repeated_globals(&[state], Some(class)),
+        ..Encoder::default()
+    };
     encoder.header();
     encoder.global(class.0, class.1)?;
     encoder.out.push(op::STOP);
@@ -45,6 +57,69 @@ pub fn encode_record(class: (&str, &str), state: &Value) -> Result<Vec<u8>, Pick
 #[derive(Debug, Default)]
 struct Encoder {
     out: Vec<u8>,
+    /// Globals written so far in this record, by memo index: a repeated class (the
+    /// record's own class in P1, then in every `(oid, class)` reference of P2) is
+    /// fetched with `BINGET` instead of written out again, as Python's pickler does.
+    /// One memo per record, shared by P1 and P2 (record-format §1).
+    globals: HashMap<(String, String), u32>,
+    /// Globals that occur more than once in what is being encoded: only those are
+    /// memoized, so a record without repetition has no memo opcode at all.
+    repeated: HashSet<(String, String)>,
+}
+
+/// The globals that occur more than once among `values` (one count for `extra`, the
+/// record's class).
+fn repeated_globals<'a>(
+    values: &[&'a Value],
+    extra: Option<(&'a str, &'a str)>,
+) -> HashSet<(String, String)> {
+    let mut seen: HashSet<(&str, &str)> = extra.into_iter().collect();
+    let mut repeated = HashSet::new();
+    let mut stack: Vec<&Value> = values.to_vec();
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Global { module, name } if !seen.insert((module, name)) => {
+                repeated.insert((module.clone(), name.clone()));
+            }
+            Value::Tuple(items)
+            | Value::List(items)
+            | Value::Set(items)
+            | Value::FrozenSet(items) => stack.extend(items),
+            Value::Dict(pairs) | Value::DictItems { items: pairs, .. } => {
+                if let Value::DictItems { object, .. } = value {
+                    stack.push(object);
+                }
+                for (k, v) in pairs {
+                    stack.push(k);
+                    stack.push(v);
+                }
+            }
+            Value::PersistentRef(inner) => stack.push(inner),
+            Value::Reduce { callable, args } => {
+                stack.push(callable);
+                stack.push(args);
+            }
+            Value::NewObj { cls, args } => {
+                stack.push(cls);
+                stack.push(args);
+            }
+            Value::Inst { args, .. } => stack.extend(args),
+            Value::Obj { cls, args } => {
+                stack.push(cls);
+                stack.extend(args);
+            }
+            Value::Build { object, state } => {
+                stack.push(object);
+                stack.push(state);
+            }
+            Value::ListItems { object, items } => {
+                stack.push(object);
+                stack.extend(items);
+            }
+            _ => {}
+        }
+    }
+    repeated
 }
 
 /// One step of writing: a value still to write (with its nesting depth), an opcode, or
@@ -352,8 +427,35 @@ impl Encoder {
     }
 
     fn global(&mut self, module: &str, name: &str) -> Result<(), PickleError> {
+        if let Some(&index) = self.globals.get(&(module.to_owned(), name.to_owned())) {
+            match u8::try_from(index) {
+                Ok(i) => self.out.extend_from_slice(&[op::BINGET, i]),
+                Err(_) => {
+                    self.out.push(op::LONG_BINGET);
+                    self.out.extend_from_slice(&index.to_le_bytes());
+                }
+            }
+            return Ok(());
+        }
         self.out.push(op::GLOBAL);
-        self.lines(module, name)
+        self.lines(module, name)?;
+        if !self
+            .repeated
+            .contains(&(module.to_owned(), name.to_owned()))
+        {
+            return Ok(());
+        }
+        let index = u32::try_from(self.globals.len()).map_err(|_| refuse("too many globals"))?;
+        match u8::try_from(index) {
+            Ok(i) => self.out.extend_from_slice(&[op::BINPUT, i]),
+            Err(_) => {
+                self.out.push(op::LONG_BINPUT);
+                self.out.extend_from_slice(&index.to_le_bytes());
+            }
+        }
+        self.globals
+            .insert((module.to_owned(), name.to_owned()), index);
+        Ok(())
     }
 
     /// The module and name lines of `GLOBAL`/`INST`: non-empty, without newline (the

@@ -273,3 +273,45 @@ fn refusals() {
     );
     assert!(encode_record(("a.b", "C\n"), &Value::None).is_err());
 }
+
+#[test]
+fn repeated_globals_are_memoized_across_both_pickles() {
+    // The record's class in P1, then references of the same class in P2: memoized once
+    // (`BINPUT 0` in P1), fetched with `BINGET 0` in P2, as Python writes an OOBucket.
+    let oid = |n: u8| Value::Bytes(vec![0, 0, 0, 0, 0, 0, 0, n]);
+    let folder = || Value::global("bbru.content", "Folder");
+    let reference = |n| Value::PersistentRef(Box::new(Value::Tuple(vec![oid(n), folder()])));
+    let state = Value::Dict(vec![
+        (Value::str("a"), reference(1)),
+        (Value::str("b"), reference(2)),
+        (
+            Value::str("page"),
+            Value::PersistentRef(Box::new(Value::Tuple(vec![
+                oid(3),
+                Value::global("bbru.content", "Page"),
+            ]))),
+        ),
+    ]);
+    let record = encode_record(("bbru.content", "Folder"), &state).unwrap();
+    let hex = hex::encode(&record);
+    assert!(
+        hex.starts_with("800363626272752e636f6e74656e740a466f6c6465720a71002e"),
+        "{hex}"
+    );
+    assert_eq!(
+        hex.matches("466f6c6465720a").count(),
+        1,
+        "Folder written once: {hex}"
+    );
+    assert_eq!(
+        hex.matches("43080000000000000001680086").count(),
+        1,
+        "{hex}"
+    );
+    // A global used once gets no memo entry.
+    assert!(hex.contains("506167650a86"), "{hex}");
+    let (class, decoded) = decode_record(&record).unwrap();
+    assert_eq!(class, folder());
+    assert_eq!(decoded, state);
+    assert_eq!(strong_references(&record).unwrap(), vec![1, 2, 3]);
+}

@@ -88,8 +88,10 @@ fn references_are_written_in_form_a_and_found_by_the_scanner() {
         &sample().to_state().unwrap(),
     )
     .unwrap();
-    // (oid 7, bbru.content.Folder) BINPERSID, as record-format §6 rule 3 writes it.
-    let form_a = b"\x43\x08\x00\x00\x00\x00\x00\x00\x00\x07cbbru.content\nFolder\n\x86\x51";
+    // (oid 7, bbru.content.Folder) BINPERSID, record-format §6 rule 3, with the class
+    // fetched from the memo entry P1 made for the record's own class (as Python does).
+    assert!(record.starts_with(b"\x80\x03cbbru.content\nFolder\nq\x00."));
+    let form_a = b"\x43\x08\x00\x00\x00\x00\x00\x00\x00\x07h\x00\x86\x51";
     assert!(record.windows(form_a.len()).any(|w| w == form_a));
     let mut refs = strong_references(&record).unwrap();
     refs.sort();
