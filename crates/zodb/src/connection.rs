@@ -352,6 +352,20 @@ impl<'c> Transaction<'c> {
         Ok((Arc::new(obj), revision.start, size))
     }
 
+    /// The class (module, name) of the object `oid` as of this transaction: from the
+    /// transaction's changes, the cache, or the record's class pickle.
+    pub fn class_of(&self, oid: Oid) -> Result<(String, String)> {
+        if let Some(dirty) = self.state.borrow().dirty.get(&oid) {
+            return Ok((dirty.codec.module.to_owned(), dirty.codec.name.to_owned()));
+        }
+        if let Some(entry) = self.core.borrow_mut().cache.get(oid) {
+            return Ok((entry.class.0.to_owned(), entry.class.1.to_owned()));
+        }
+        let revision = self.db.load_before(oid, self.snapshot)?;
+        zodb_pickle::class_of(&revision.data)
+            .ok_or_else(|| Error::state(Some(oid), "unreadable class pickle"))
+    }
+
     /// Reads any object without a Rust type for it: its class and state as pickle values
     /// (not cached; pending changes of this transaction are not seen).
     pub fn load_generic(&self, oid: Oid) -> Result<Generic> {

@@ -35,6 +35,6 @@ pub use connection::{Connection, Edit, Generic, Savepoint, Transaction};
 pub use db::{DB, DbOptions, DbStats, TransactionManager};
 pub use error::{Error, Result, Retryable};
 pub use mapping::{PersistentList, PersistentMapping};
-pub use persistent::{PRef, Persistent};
+pub use persistent::{AnyRef, PRef, Persistent};
 pub use zodb_pickle::Value;
 pub use zodb_storage::{Oid, Tid};

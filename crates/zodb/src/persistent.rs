@@ -184,3 +184,97 @@ impl<'de, T> Deserialize<'de> for PRef<T> {
         deserializer.deserialize_newtype_struct(PREF_TOKEN, RefVisitor(PhantomData))
     }
 }
+
+/// A reference to a persistent object of any class, with the class the referrer recorded:
+/// what a container whose items are of several types holds.  Stored like a [`PRef`]
+/// (`(oid, class)`, form A); a bare-oid reference (form B, as Python writes for some
+/// classes) reads with no class, which [`crate::Transaction::class_of`] then finds.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct AnyRef {
+    oid: Oid,
+    class: Option<(String, String)>,
+}
+
+impl AnyRef {
+    /// The reference `r`, with its type's class.
+    pub fn new<T: Persistent>(r: PRef<T>) -> AnyRef {
+        AnyRef {
+            oid: r.oid(),
+            class: Some((T::MODULE.to_owned(), T::NAME.to_owned())),
+        }
+    }
+
+    /// A reference to `oid` whose class is not known.
+    pub fn untyped(oid: Oid) -> AnyRef {
+        AnyRef { oid, class: None }
+    }
+
+    pub fn oid(&self) -> Oid {
+        self.oid
+    }
+
+    /// The class recorded with the reference, if any.
+    pub fn class(&self) -> Option<(&str, &str)> {
+        self.class.as_ref().map(|(m, n)| (m.as_str(), n.as_str()))
+    }
+
+    /// Whether the recorded class is `T`'s.
+    pub fn is<T: Persistent>(&self) -> bool {
+        self.class() == Some((T::MODULE, T::NAME))
+    }
+
+    /// The typed reference, when the recorded class is `T`'s.
+    pub fn downcast<T: Persistent>(&self) -> Option<PRef<T>> {
+        self.is::<T>().then(|| PRef::from_oid(self.oid))
+    }
+}
+
+impl fmt::Debug for AnyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.class() {
+            Some((m, n)) => write!(f, "AnyRef({:?}, {m}.{n})", self.oid),
+            None => write!(f, "AnyRef({:?})", self.oid),
+        }
+    }
+}
+
+impl<T: Persistent> From<PRef<T>> for AnyRef {
+    fn from(r: PRef<T>) -> AnyRef {
+        AnyRef::new(r)
+    }
+}
+
+impl Serialize for AnyRef {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (module, name) = self.class().unwrap_or(("", ""));
+        serializer.serialize_newtype_struct(PREF_TOKEN, &(self.oid.0, module, name))
+    }
+}
+
+impl<'de> Deserialize<'de> for AnyRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RefVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for RefVisitor {
+            type Value = AnyRef;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a persistent reference")
+            }
+
+            fn visit_newtype_struct<D: Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<AnyRef, D::Error> {
+                let (oid, module, name) = <(u64, String, String)>::deserialize(deserializer)?;
+                let class = (!module.is_empty()).then_some((module, name));
+                Ok(AnyRef {
+                    oid: Oid(oid),
+                    class,
+                })
+            }
+        }
+
+        deserializer.deserialize_newtype_struct(PREF_TOKEN, RefVisitor)
+    }
+}

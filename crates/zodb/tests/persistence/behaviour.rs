@@ -414,7 +414,49 @@ fn dropping_the_db_releases_the_storage(b: Backend) {
     assert_eq!(Arc::strong_count(&b.storage), 1);
 }
 
+fn any_refs_keep_the_class_of_mixed_items(b: Backend) {
+    #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+    struct Mixed {
+        items: Vec<zodb::AnyRef>,
+    }
+    zodb::persistent!(Mixed, "bbru.test", "Mixed");
+    let db = DB::open(b.storage).unwrap();
+    let mut conn = db.connection();
+    let tx = conn.begin();
+    let p = tx.add(page("p")).unwrap();
+    let f = tx.add(Folder::default()).unwrap();
+    let m = tx
+        .add(Mixed {
+            items: vec![p.into(), f.into(), zodb::AnyRef::untyped(p.oid())],
+        })
+        .unwrap();
+    tx.edit(tx.root()).unwrap().insert_ref("m", m);
+    tx.commit().unwrap();
+    let mut fresh = db.connection();
+    let tx = fresh.begin();
+    let items = tx.get(m).unwrap().items.clone();
+    assert_eq!(items[0].downcast::<Page>(), Some(p));
+    assert_eq!(items[0].downcast::<Folder>(), None);
+    assert!(items[1].is::<Folder>());
+    assert_eq!(items[2].class(), None);
+    // Not cached yet: read from the record's class pickle; then from the cache.
+    assert_eq!(
+        tx.class_of(items[2].oid()).unwrap(),
+        ("bbru.content".into(), "Page".into())
+    );
+    tx.get(p).unwrap();
+    assert_eq!(
+        tx.class_of(p.oid()).unwrap(),
+        ("bbru.content".into(), "Page".into())
+    );
+    assert_eq!(
+        tx.get(items[0].downcast::<Page>().unwrap()).unwrap().title,
+        "p"
+    );
+}
+
 on_every_storage!(
+    any_refs_keep_the_class_of_mixed_items,
     dropping_the_db_releases_the_storage,
     new_db_creates_a_python_compatible_root,
     read_your_writes,
