@@ -1,0 +1,319 @@
+//! The two configuration files of an installation: `etc/site.toml` (the site and its
+//! security, with the bootstrap manager commented out) and `etc/serve.toml` (how this
+//! instance runs: address, storage, cache, files).  Both are TOML; unknown keys are
+//! errors, so a typo is reported instead of silently ignored.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::security::password;
+
+/// The template `etc/site.toml` is generated from.
+pub const SITE_TEMPLATE: &str = include_str!("../templates/site.toml");
+
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    #[serde(default)]
+    pub site: SiteSection,
+    #[serde(default)]
+    pub security: SecuritySection,
+    /// The bootstrap manager, when its section is uncommented.
+    pub bootstrap_manager: Option<BootstrapManager>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSection {
+    /// Title of the root folder when the site is created.
+    #[serde(default = "default_title")]
+    pub title: String,
+    /// Whether anonymous visitors may view content (granted at the root when the site is
+    /// created; managers can change it in the security view).
+    #[serde(default = "yes")]
+    pub public: bool,
+    /// Largest upload accepted, in bytes.
+    #[serde(default = "default_upload_max")]
+    pub upload_size_max: usize,
+}
+
+impl Default for SiteSection {
+    fn default() -> Self {
+        SiteSection {
+            title: default_title(),
+            public: true,
+            upload_size_max: default_upload_max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureCookies {
+    /// Set `Secure` when the request came over TLS (`X-Forwarded-Proto: https`).
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySection {
+    #[serde(default = "default_secure")]
+    pub secure_cookies: SecureCookies,
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u64,
+    /// Failed logins allowed per client address and login within the window.
+    #[serde(default = "default_attempts")]
+    pub login_attempts_max: u32,
+    #[serde(default = "default_window")]
+    pub login_window_seconds: u64,
+}
+
+impl Default for SecuritySection {
+    fn default() -> Self {
+        SecuritySection {
+            secure_cookies: default_secure(),
+            session_hours: default_session_hours(),
+            login_attempts_max: default_attempts(),
+            login_window_seconds: default_window(),
+        }
+    }
+}
+
+/// The system manager declared in the configuration, as the seed's `site.zcml` did.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapManager {
+    pub login: String,
+    /// A plain password (hashed when the configuration is read) ...
+    pub password: Option<String>,
+    /// ... or a hash (argon2id PHC string, or a Zope `{SSHA}` hash).
+    pub password_hash: Option<String>,
+    /// Keep it usable after a local manager exists (otherwise it is refused then).
+    #[serde(default)]
+    pub keep: bool,
+}
+
+impl BootstrapManager {
+    /// The hash to check logins against.
+    pub fn hash(&self) -> String {
+        match (&self.password_hash, &self.password) {
+            (Some(h), _) => h.clone(),
+            (None, Some(p)) => password::hash(p),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+fn default_title() -> String {
+    "bbru".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_upload_max() -> usize {
+    20 * 1024 * 1024
+}
+fn default_secure() -> SecureCookies {
+    SecureCookies::Auto
+}
+fn default_session_hours() -> u64 {
+    12
+}
+fn default_attempts() -> u32 {
+    5
+}
+fn default_window() -> u64 {
+    300
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+impl SiteConfig {
+    pub fn parse(text: &str, path: &Path) -> Result<SiteConfig, ConfigError> {
+        let config: SiteConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        if let Some(b) = &config.bootstrap_manager {
+            let invalid = |message: &str| ConfigError::Invalid {
+                path: path.to_owned(),
+                message: format!("[bootstrap_manager]: {message}"),
+            };
+            if b.login.trim().is_empty() || b.login.contains(['|', ':', '/']) {
+                return Err(invalid("login must be non-empty, without '|', ':' or '/'"));
+            }
+            match (&b.password, &b.password_hash) {
+                (None, None) => return Err(invalid("give password or password_hash")),
+                (Some(_), Some(_)) => {
+                    return Err(invalid("give password or password_hash, not both"));
+                }
+                (Some(p), None) if p.len() < 8 || p == "change me" => {
+                    return Err(invalid(
+                        "the password must have 8 characters or more and not be the template's",
+                    ));
+                }
+                (None, Some(h)) if !password::is_hash(h) => {
+                    return Err(invalid("password_hash is not an argon2 or {SSHA} hash"));
+                }
+                _ => {}
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<SiteConfig, ConfigError> {
+        SiteConfig::parse(&read(path)?, path)
+    }
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageConfig {
+    /// An embedded FileStorage (no server).
+    File(PathBuf),
+    /// A ZEO server (`host:port` or a unix socket path).
+    Zeo(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeFile {
+    listen: Option<String>,
+    site_config: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
+    log_file: Option<PathBuf>,
+    #[serde(default)]
+    storage: StorageSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageSection {
+    file: Option<PathBuf>,
+    zeo: Option<String>,
+    cache_objects: Option<usize>,
+}
+
+/// How an instance runs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: String,
+    pub storage: StorageConfig,
+    pub cache_objects: usize,
+    pub site_config: PathBuf,
+    pub pid_file: PathBuf,
+    pub log_file: Option<PathBuf>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: "127.0.0.1:8080".into(),
+            storage: StorageConfig::File("var/Data.fs".into()),
+            cache_objects: zodb::limits::CACHE_OBJECTS_DEFAULT,
+            site_config: "etc/site.toml".into(),
+            pid_file: "var/bbru.pid".into(),
+            log_file: None,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Reads `etc/serve.toml`; relative paths in it are relative to the directory that
+    /// holds `etc/` (the installation).
+    pub fn load(path: &Path) -> Result<ServeConfig, ConfigError> {
+        let text = read(path)?;
+        let file: ServeFile = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let base = path
+            .parent()
+            .and_then(|etc| etc.parent())
+            .unwrap_or(Path::new("."))
+            .to_owned();
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let mut config = ServeConfig::default();
+        config.site_config = resolve(config.site_config);
+        config.pid_file = resolve(config.pid_file);
+        if let Some(l) = file.listen {
+            config.listen = l;
+        }
+        config.storage = match (file.storage.file, file.storage.zeo) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    message: "[storage]: give file or zeo, not both".into(),
+                });
+            }
+            (Some(f), None) => StorageConfig::File(resolve(f)),
+            (None, Some(z)) => StorageConfig::Zeo(z),
+            (None, None) => StorageConfig::File(resolve("var/Data.fs".into())),
+        };
+        if let Some(n) = file.storage.cache_objects {
+            config.cache_objects = n;
+        }
+        if let Some(p) = file.site_config {
+            config.site_config = resolve(p);
+        }
+        if let Some(p) = file.pid_file {
+            config.pid_file = resolve(p);
+        }
+        config.log_file = file.log_file.map(resolve);
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_parses_with_the_manager_commented_out() {
+        let c = SiteConfig::parse(SITE_TEMPLATE, Path::new("site.toml")).unwrap();
+        assert!(c.bootstrap_manager.is_none());
+        // Uncommenting the template's lines without changing the password is refused.
+        let uncommented: String = SITE_TEMPLATE
+            .lines()
+            .map(|l| {
+                l.strip_prefix('#')
+                    .filter(|r| {
+                        r.starts_with('[') || r.starts_with("login") || r.starts_with("password =")
+                    })
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let err = SiteConfig::parse(&uncommented, Path::new("site.toml")).unwrap_err();
+        assert!(err.to_string().contains("template"), "{err}");
+        let good = uncommented.replace("\"change me\"", "\"a-long-password\"");
+        let c = SiteConfig::parse(&good, Path::new("site.toml")).unwrap();
+        assert_eq!(c.bootstrap_manager.unwrap().login, "admin");
+    }
+
+    #[test]
+    fn typos_are_errors() {
+        let err = SiteConfig::parse("[site]\ntitel = 'x'\n", Path::new("s.toml")).unwrap_err();
+        assert!(err.to_string().contains("titel"), "{err}");
+    }
+}

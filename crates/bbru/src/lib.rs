@@ -1,0 +1,18 @@
+//! bbru: the web application.  A content site published by traversal of the object tree,
+//! with a management UI, users and grants stored in the database, a JSON API, and the
+//! bootstrap manager of `etc/site.toml` for an empty database.
+//!
+//! - [`model`]: what is stored (site, content, principals), as persistent objects.
+//! - [`security`]: the policy (roles, permissions, local grants), passwords, sessions.
+//! - [`web`]: HTTP: traversal, views, rendering, metrics.
+//! - [`config`]: `etc/site.toml` and `etc/serve.toml`.
+//! - [`startup`]: opening the database and creating the site.
+//!
+//! The instance keeps no state of its own: everything is in the database, so several
+//! instances can serve one site through a ZEO server.
+
+pub mod config;
+pub mod model;
+pub mod security;
+pub mod startup;
+pub mod web;

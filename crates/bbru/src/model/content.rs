@@ -1,0 +1,280 @@
+//! Content types.  Each is its own persistent class (`bbru.content.Folder`, `…Page`,
+//! `…File`, `…Image`) with the Dublin-Core-like metadata of [`Meta`] and local grants.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use zodb::btree::BTree;
+use zodb::{AnyRef, PRef, Transaction, persistent};
+
+use crate::security::Grants;
+
+/// Title, description, creator, times (seconds since the epoch), and local role grants.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub creator: String,
+    #[serde(default)]
+    pub created: f64,
+    #[serde(default)]
+    pub modified: f64,
+    #[serde(default)]
+    pub grants: Grants,
+}
+
+/// The items of a folder: name -> reference (class recorded in the reference).
+pub type Items = BTree<String, AnyRef>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Folder {
+    pub meta: Meta,
+    pub items: PRef<Items>,
+    /// Names in the order a manager arranged them; names not listed follow in name
+    /// order.  Empty for folders never reordered.
+    #[serde(default)]
+    pub order: Vec<String>,
+}
+persistent!(Folder, "bbru.content", "Folder");
+
+/// A page: Markdown source, rendered to sanitised HTML when viewed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    pub meta: Meta,
+    pub body: String,
+}
+persistent!(Page, "bbru.content", "Page");
+
+/// An uploaded file, served with its content type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct File {
+    pub meta: Meta,
+    pub filename: String,
+    pub content_type: String,
+    #[serde(with = "bytes")]
+    pub data: Vec<u8>,
+}
+persistent!(File, "bbru.content", "File");
+
+/// An uploaded image (a file whose type is an image format we recognised).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    pub meta: Meta,
+    pub filename: String,
+    pub content_type: String,
+    #[serde(with = "bytes")]
+    pub data: Vec<u8>,
+}
+persistent!(Image, "bbru.content", "Image");
+
+/// `Vec<u8>` as a Python `bytes` (serde would write a list of ints).
+mod bytes {
+    pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+        }
+        d.deserialize_byte_buf(Visitor)
+    }
+}
+
+/// The content types, as names in URLs, forms and the JSON API (`@type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Folder,
+    Page,
+    File,
+    Image,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Folder, Kind::Page, Kind::File, Kind::Image];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Folder => "Folder",
+            Kind::Page => "Page",
+            Kind::File => "File",
+            Kind::Image => "Image",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The kind of a reference's recorded class.
+    pub fn of_class(module: &str, name: &str) -> Option<Kind> {
+        if module != "bbru.content" {
+            return None;
+        }
+        Kind::parse(name)
+    }
+}
+
+/// A typed reference to a content object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentRef {
+    Folder(PRef<Folder>),
+    Page(PRef<Page>),
+    File(PRef<File>),
+    Image(PRef<Image>),
+}
+
+impl ContentRef {
+    /// The typed reference behind an [`AnyRef`] (asking the storage for the class when the
+    /// reference does not record it); `None` for objects that are no bbru content.
+    pub fn resolve(tx: &Transaction<'_>, any: &AnyRef) -> zodb::Result<Option<ContentRef>> {
+        let kind = match any.class() {
+            Some((m, n)) => Kind::of_class(m, n),
+            None => {
+                let (m, n) = tx.class_of(any.oid())?;
+                Kind::of_class(&m, &n)
+            }
+        };
+        let oid = any.oid();
+        Ok(kind.map(|k| match k {
+            Kind::Folder => ContentRef::Folder(PRef::from_oid(oid)),
+            Kind::Page => ContentRef::Page(PRef::from_oid(oid)),
+            Kind::File => ContentRef::File(PRef::from_oid(oid)),
+            Kind::Image => ContentRef::Image(PRef::from_oid(oid)),
+        }))
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            ContentRef::Folder(_) => Kind::Folder,
+            ContentRef::Page(_) => Kind::Page,
+            ContentRef::File(_) => Kind::File,
+            ContentRef::Image(_) => Kind::Image,
+        }
+    }
+
+    pub fn oid(&self) -> zodb::Oid {
+        match self {
+            ContentRef::Folder(r) => r.oid(),
+            ContentRef::Page(r) => r.oid(),
+            ContentRef::File(r) => r.oid(),
+            ContentRef::Image(r) => r.oid(),
+        }
+    }
+
+    pub fn to_any(self) -> AnyRef {
+        match self {
+            ContentRef::Folder(r) => r.into(),
+            ContentRef::Page(r) => r.into(),
+            ContentRef::File(r) => r.into(),
+            ContentRef::Image(r) => r.into(),
+        }
+    }
+
+    /// Loads the object.
+    pub fn load(&self, tx: &Transaction<'_>) -> zodb::Result<Content> {
+        Ok(match self {
+            ContentRef::Folder(r) => Content::Folder(*r, tx.get(*r)?),
+            ContentRef::Page(r) => Content::Page(*r, tx.get(*r)?),
+            ContentRef::File(r) => Content::File(*r, tx.get(*r)?),
+            ContentRef::Image(r) => Content::Image(*r, tx.get(*r)?),
+        })
+    }
+
+    /// Changes the object's metadata.
+    pub fn update_meta<R>(
+        &self,
+        tx: &Transaction<'_>,
+        change: impl FnOnce(&mut Meta) -> R,
+    ) -> zodb::Result<R> {
+        match self {
+            ContentRef::Folder(r) => tx.update(*r, |o| change(&mut o.meta)),
+            ContentRef::Page(r) => tx.update(*r, |o| change(&mut o.meta)),
+            ContentRef::File(r) => tx.update(*r, |o| change(&mut o.meta)),
+            ContentRef::Image(r) => tx.update(*r, |o| change(&mut o.meta)),
+        }
+    }
+}
+
+/// A loaded content object.
+#[derive(Debug, Clone)]
+pub enum Content {
+    Folder(PRef<Folder>, std::sync::Arc<Folder>),
+    Page(PRef<Page>, std::sync::Arc<Page>),
+    File(PRef<File>, std::sync::Arc<File>),
+    Image(PRef<Image>, std::sync::Arc<Image>),
+}
+
+impl Content {
+    pub fn meta(&self) -> &Meta {
+        match self {
+            Content::Folder(_, o) => &o.meta,
+            Content::Page(_, o) => &o.meta,
+            Content::File(_, o) => &o.meta,
+            Content::Image(_, o) => &o.meta,
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.reference().kind()
+    }
+
+    pub fn reference(&self) -> ContentRef {
+        match self {
+            Content::Folder(r, _) => ContentRef::Folder(*r),
+            Content::Page(r, _) => ContentRef::Page(*r),
+            Content::File(r, _) => ContentRef::File(*r),
+            Content::Image(r, _) => ContentRef::Image(*r),
+        }
+    }
+}
+
+impl Folder {
+    /// A new empty folder (its items tree is added to `tx`).
+    pub fn create(tx: &Transaction<'_>, meta: Meta) -> zodb::Result<Folder> {
+        let items = tx.add(Items::new())?;
+        Ok(Folder {
+            meta,
+            items,
+            order: Vec::new(),
+        })
+    }
+
+    /// The item names in display order: the arranged ones, then the rest by name.
+    pub fn ordered_names(&self, tx: &Transaction<'_>) -> zodb::Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut rest = Vec::new();
+        let placed: std::collections::HashSet<&str> =
+            self.order.iter().map(String::as_str).collect();
+        for item in self.items.iter(tx)? {
+            let (name, _) = item?;
+            if !placed.contains(name.as_str()) {
+                rest.push(name);
+            }
+        }
+        for name in &self.order {
+            if self.items.contains_key(tx, name)? {
+                names.push(name.clone());
+            }
+        }
+        names.extend(rest);
+        Ok(names)
+    }
+}
+
+/// The items of a folder as a sorted map (for small folders and tests).
+pub fn items_map(tx: &Transaction<'_>, folder: &Folder) -> zodb::Result<BTreeMap<String, AnyRef>> {
+    folder.items.iter(tx)?.collect()
+}

@@ -1,0 +1,226 @@
+//! Creating and changing content: the rules the UI forms and the JSON API share (names,
+//! required fields, upload types and sizes).
+
+use zodb::{PRef, Transaction};
+
+use super::content::{ContentRef, File, Folder, Image, Kind, Meta, Page};
+
+/// Field values given by a form or a JSON body; `None` leaves a field as it is.
+#[derive(Debug, Default, Clone)]
+pub struct Fields {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub body: Option<String>,
+    pub upload: Option<Upload>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub filename: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+/// Why a create or edit was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error(
+        "{0:?} is not a valid name: use letters, digits, '-', '_' and '.', not starting with '.' or '@', at most 100 characters"
+    )]
+    InvalidName(String),
+    #[error("an item named {0:?} already exists here")]
+    NameTaken(String),
+    #[error("a title is required")]
+    TitleRequired,
+    #[error("a {0} needs an uploaded file")]
+    UploadRequired(&'static str),
+    #[error("the uploaded file is not an image this site accepts (PNG, JPEG, GIF or WebP)")]
+    NotAnImage,
+    #[error("the title is longer than 200 characters")]
+    TitleTooLong,
+    #[error(transparent)]
+    Db(#[from] zodb::Error),
+}
+
+/// The image type of `data`, from its first bytes (never from what the client claims).
+pub fn image_type(data: &[u8]) -> Option<&'static str> {
+    if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if data.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("image/jpeg")
+    } else if data.starts_with(b"GIF87a") || data.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if data.len() > 12 && &data[..4] == b"RIFF" && &data[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+/// A name derived from a title or file name: lower case, runs of other characters as `-`.
+pub fn name_from(text: &str) -> String {
+    let mut name = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+            name.push(c.to_ascii_lowercase());
+        } else if !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    let name = name.trim_matches(['-', '.']).to_owned();
+    name.chars().take(100).collect()
+}
+
+fn check_title(title: &str) -> Result<(), EditError> {
+    if title.trim().is_empty() {
+        return Err(EditError::TitleRequired);
+    }
+    if title.chars().count() > 200 {
+        return Err(EditError::TitleTooLong);
+    }
+    Ok(())
+}
+
+/// Creates an item of `kind` named `name` (derived from the title or file name when
+/// empty) in `parent`.
+pub fn create(
+    tx: &Transaction<'_>,
+    parent: PRef<Folder>,
+    name: &str,
+    kind: Kind,
+    fields: Fields,
+    creator: &str,
+    now: f64,
+) -> Result<(String, ContentRef), EditError> {
+    let title = fields
+        .title
+        .clone()
+        .filter(|t| !t.trim().is_empty())
+        .or_else(|| fields.upload.as_ref().map(|u| u.filename.clone()))
+        .unwrap_or_default();
+    check_title(&title)?;
+    let name = if name.trim().is_empty() {
+        let from = fields
+            .upload
+            .as_ref()
+            .map(|u| u.filename.as_str())
+            .unwrap_or(&title);
+        name_from(from)
+    } else {
+        name.trim().to_owned()
+    };
+    if !crate::web::valid_name(&name) {
+        return Err(EditError::InvalidName(name));
+    }
+    let folder = tx.get(parent)?;
+    if folder.items.contains_key(tx, &name)? {
+        return Err(EditError::NameTaken(name));
+    }
+    let meta = Meta {
+        title,
+        description: fields.description.clone().unwrap_or_default(),
+        creator: creator.to_owned(),
+        created: now,
+        modified: now,
+        ..Meta::default()
+    };
+    let reference = match kind {
+        Kind::Folder => ContentRef::Folder(tx.add(Folder::create(tx, meta)?)?),
+        Kind::Page => ContentRef::Page(tx.add(Page {
+            meta,
+            body: fields.body.clone().unwrap_or_default(),
+        })?),
+        Kind::File => {
+            let upload = fields
+                .upload
+                .clone()
+                .ok_or(EditError::UploadRequired("File"))?;
+            ContentRef::File(tx.add(File {
+                meta,
+                filename: upload.filename,
+                content_type: upload.content_type,
+                data: upload.data,
+            })?)
+        }
+        Kind::Image => {
+            let upload = fields
+                .upload
+                .clone()
+                .ok_or(EditError::UploadRequired("Image"))?;
+            let content_type = image_type(&upload.data).ok_or(EditError::NotAnImage)?;
+            ContentRef::Image(tx.add(Image {
+                meta,
+                filename: upload.filename,
+                content_type: content_type.into(),
+                data: upload.data,
+            })?)
+        }
+    };
+    folder.items.insert(tx, name.clone(), reference.to_any())?;
+    Ok((name, reference))
+}
+
+/// Applies `fields` to an existing item.
+pub fn apply(
+    tx: &Transaction<'_>,
+    target: ContentRef,
+    fields: Fields,
+    now: f64,
+) -> Result<(), EditError> {
+    if let Some(title) = &fields.title {
+        check_title(title)?;
+    }
+    if let (ContentRef::Image(_), Some(upload)) = (&target, &fields.upload)
+        && image_type(&upload.data).is_none()
+    {
+        return Err(EditError::NotAnImage);
+    }
+    let meta = |m: &mut Meta| {
+        if let Some(t) = &fields.title {
+            m.title = t.clone();
+        }
+        if let Some(d) = &fields.description {
+            m.description = d.clone();
+        }
+        m.modified = now;
+    };
+    match target {
+        ContentRef::Folder(r) => tx.update(r, |o| meta(&mut o.meta))?,
+        ContentRef::Page(r) => tx.update(r, |o| {
+            meta(&mut o.meta);
+            if let Some(b) = &fields.body {
+                o.body = b.clone();
+            }
+        })?,
+        ContentRef::File(r) => tx.update(r, |o| {
+            meta(&mut o.meta);
+            if let Some(u) = &fields.upload {
+                o.filename = u.filename.clone();
+                o.content_type = u.content_type.clone();
+                o.data = u.data.clone();
+            }
+        })?,
+        ContentRef::Image(r) => tx.update(r, |o| {
+            meta(&mut o.meta);
+            if let Some(u) = &fields.upload {
+                o.filename = u.filename.clone();
+                o.content_type = image_type(&u.data).unwrap_or("image/png").into();
+                o.data = u.data.clone();
+            }
+        })?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_image_types() {
+        assert_eq!(name_from("Install Guide (v2)!"), "install-guide-v2");
+        assert_eq!(name_from("photo.PNG"), "photo.png");
+        assert_eq!(image_type(b"\x89PNG\r\n\x1a\nrest"), Some("image/png"));
+        assert_eq!(image_type(b"<svg onload=alert(1)>"), None);
+    }
+}

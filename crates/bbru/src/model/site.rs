@@ -1,0 +1,59 @@
+//! The site object: what the application keeps under `root['bbru']`.
+
+use serde::{Deserialize, Serialize};
+use zodb::btree::BTree;
+use zodb::{PRef, Transaction, persistent};
+
+use super::content::{Folder, Meta};
+use super::principals::{Group, User};
+
+/// Key of the site in the database root.
+pub const ROOT_KEY: &str = "bbru";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Site {
+    /// The published root folder ("/").
+    pub content: PRef<Folder>,
+    pub users: PRef<BTree<String, PRef<User>>>,
+    pub groups: PRef<BTree<String, PRef<Group>>>,
+    /// Key of the session and CSRF signatures, shared by every instance through the
+    /// database (hex of 32 random bytes).
+    pub secret: String,
+}
+persistent!(Site, "bbru.site", "Site");
+
+impl Site {
+    /// The site reference from the database root, if the site exists.
+    pub fn find(tx: &Transaction<'_>) -> zodb::Result<Option<PRef<Site>>> {
+        Ok(tx.get(tx.root())?.get_ref(ROOT_KEY))
+    }
+
+    /// Creates the site in `tx`: an empty root folder titled `title`, no users, a fresh
+    /// secret.
+    pub fn create(
+        tx: &Transaction<'_>,
+        title: &str,
+        creator: &str,
+        now: f64,
+    ) -> zodb::Result<PRef<Site>> {
+        let meta = Meta {
+            title: title.into(),
+            creator: creator.into(),
+            created: now,
+            modified: now,
+            ..Meta::default()
+        };
+        let content = tx.add(Folder::create(tx, meta)?)?;
+        let users = tx.add(BTree::new())?;
+        let groups = tx.add(BTree::new())?;
+        let secret: [u8; 32] = rand::random();
+        let site = tx.add(Site {
+            content,
+            users,
+            groups,
+            secret: secret.iter().map(|b| format!("{b:02x}")).collect(),
+        })?;
+        tx.edit(tx.root())?.insert_ref(ROOT_KEY, site);
+        Ok(site)
+    }
+}

@@ -1,0 +1,209 @@
+//! Sessions, CSRF tokens and login rate limiting, all stateless between instances: a
+//! session is a cookie signed with the site's secret (kept in the database, so every
+//! instance checks what any instance signed), revoked by bumping the user's
+//! `session_generation`; a CSRF token is the HMAC of a random per-browser cookie
+//! (double-submit), so it needs no server state either.  Only the login rate limiter is
+//! per instance (in memory): an attacker spreading attempts over N instances gets N times
+//! the budget, which the limit is sized for.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
+use sha2::Sha256;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "bbru_session";
+/// Name of the CSRF cookie (random, per browser).
+pub const CSRF_COOKIE: &str = "bbru_csrf";
+/// Name of the form field and header carrying the CSRF token.
+pub const CSRF_FIELD: &str = "_csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn mac(secret: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut m = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    for part in parts {
+        m.update(&(part.len() as u64).to_be_bytes());
+        m.update(part);
+    }
+    m.finalize().into_bytes().to_vec()
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What a valid session cookie says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub login: String,
+    pub generation: u64,
+    pub expires: u64,
+    /// Signed for the bootstrap manager (not a database user).
+    pub bootstrap: bool,
+}
+
+/// The cookie value for a session of `login` lasting `lifetime`.
+pub fn sign_session(
+    secret: &str,
+    login: &str,
+    generation: u64,
+    bootstrap: bool,
+    lifetime: Duration,
+) -> String {
+    let expires = now_seconds() + lifetime.as_secs();
+    let body = format!("{}|{generation}|{expires}|{}", login, u8::from(bootstrap));
+    let sig = mac(secret, &[b"session", body.as_bytes()]);
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(body.as_bytes()),
+        URL_SAFE_NO_PAD.encode(sig)
+    )
+}
+
+/// The session a cookie value carries, if its signature holds and it has not expired.
+pub fn verify_session(secret: &str, cookie: &str) -> Option<Session> {
+    let (body64, sig64) = cookie.split_once('.')?;
+    let body = URL_SAFE_NO_PAD.decode(body64).ok()?;
+    let sig = URL_SAFE_NO_PAD.decode(sig64).ok()?;
+    let mut m = HmacSha256::new_from_slice(secret.as_bytes()).ok()?;
+    m.update(&(b"session".len() as u64).to_be_bytes());
+    m.update(b"session");
+    m.update(&(body.len() as u64).to_be_bytes());
+    m.update(&body);
+    m.verify_slice(&sig).ok()?;
+    let body = String::from_utf8(body).ok()?;
+    let mut parts = body.rsplitn(4, '|');
+    let bootstrap = parts.next()? == "1";
+    let expires: u64 = parts.next()?.parse().ok()?;
+    let generation: u64 = parts.next()?.parse().ok()?;
+    let login = parts.next()?.to_owned();
+    (expires > now_seconds()).then_some(Session {
+        login,
+        generation,
+        expires,
+        bootstrap,
+    })
+}
+
+/// A fresh random value for the CSRF cookie.
+pub fn new_csrf_cookie() -> String {
+    let bytes: [u8; 18] = rand::random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The token forms must carry for a browser whose CSRF cookie is `cookie`.
+pub fn csrf_token(secret: &str, cookie: &str) -> String {
+    URL_SAFE_NO_PAD.encode(mac(secret, &[b"csrf", cookie.as_bytes()]))
+}
+
+/// Whether `token` is the right one for `cookie` (constant time).
+pub fn csrf_ok(secret: &str, cookie: &str, token: &str) -> bool {
+    let Ok(given) = URL_SAFE_NO_PAD.decode(token) else {
+        return false;
+    };
+    let mut m = HmacSha256::new_from_slice(secret.as_bytes()).expect("any key length");
+    m.update(&(b"csrf".len() as u64).to_be_bytes());
+    m.update(b"csrf");
+    m.update(&(cookie.len() as u64).to_be_bytes());
+    m.update(cookie.as_bytes());
+    !cookie.is_empty() && m.verify_slice(&given).is_ok()
+}
+
+/// Failed logins per key (client address and login), forgotten after `window`.
+#[derive(Debug)]
+pub struct RateLimiter {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    max: u32,
+    window: Duration,
+}
+
+impl RateLimiter {
+    pub fn new(max: u32, window: Duration) -> RateLimiter {
+        RateLimiter {
+            failures: Mutex::new(HashMap::new()),
+            max,
+            window,
+        }
+    }
+
+    /// Whether another attempt is allowed now.
+    pub fn allowed(&self, key: &str) -> bool {
+        let mut map = self.failures.lock();
+        match map.get(key) {
+            Some((_, since)) if since.elapsed() > self.window => {
+                map.remove(key);
+                true
+            }
+            Some((n, _)) => *n < self.max,
+            None => true,
+        }
+    }
+
+    pub fn failed(&self, key: &str) {
+        let mut map = self.failures.lock();
+        if map.len() > 100_000 {
+            // Bounded memory under a spray of distinct keys: forget the old ones.
+            let window = self.window;
+            map.retain(|_, (_, since)| since.elapsed() <= window);
+        }
+        let entry = map.entry(key.to_owned()).or_insert((0, Instant::now()));
+        entry.0 += 1;
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_signed_and_expire() {
+        let c = sign_session("k", "alice|x", 3, false, Duration::from_secs(60));
+        let s = verify_session("k", &c).unwrap();
+        assert_eq!(
+            (s.login.as_str(), s.generation, s.bootstrap),
+            ("alice|x", 3, false)
+        );
+        assert!(verify_session("other", &c).is_none());
+        let mut forged = c.clone();
+        forged.replace_range(0..1, if c.starts_with('Y') { "Z" } else { "Y" });
+        assert!(verify_session("k", &forged).is_none());
+        let expired = sign_session("k", "alice", 0, false, Duration::ZERO);
+        assert!(verify_session("k", &expired).is_none());
+    }
+
+    #[test]
+    fn csrf_tokens_match_their_cookie_only() {
+        let cookie = new_csrf_cookie();
+        let token = csrf_token("k", &cookie);
+        assert!(csrf_ok("k", &cookie, &token));
+        assert!(!csrf_ok("k", &new_csrf_cookie(), &token));
+        assert!(!csrf_ok("k", "", &csrf_token("k", "")));
+        assert!(!csrf_ok("k", &cookie, "garbage!"));
+    }
+
+    #[test]
+    fn rate_limiter_blocks_after_max_failures() {
+        let r = RateLimiter::new(3, Duration::from_secs(60));
+        for _ in 0..3 {
+            assert!(r.allowed("ip|bob"));
+            r.failed("ip|bob");
+        }
+        assert!(!r.allowed("ip|bob"));
+        assert!(r.allowed("ip|eve"));
+        r.succeeded("ip|bob");
+        assert!(r.allowed("ip|bob"));
+    }
+}

@@ -1,0 +1,154 @@
+//! Starting an instance: open the storage (embedded FileStorage or ZEO), make sure the
+//! site exists (created by the bootstrap manager on an empty database), and decide
+//! whether the bootstrap manager may be used.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use zodb::DB;
+use zodb_storage::{FileStorage, Storage};
+
+use crate::config::{ServeConfig, SiteConfig, StorageConfig};
+use crate::model::Site;
+use crate::security::auth::RateLimiter;
+use crate::security::{AUTHENTICATED, EVERYBODY, Role, Setting};
+use crate::web::{App, metrics::Metrics, now};
+
+/// Why an instance cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the storage {what}: {source}")]
+    Storage {
+        what: String,
+        source: zodb_storage::StorageError,
+    },
+    #[error("database error: {0}")]
+    Db(#[from] zodb::Error),
+}
+
+/// Opens the storage the configuration names.
+pub fn open_storage(config: &ServeConfig) -> Result<Arc<dyn Storage>, StartError> {
+    match &config.storage {
+        StorageConfig::File(path) => {
+            if let Some(dir) = path.parent()
+                && !dir.as_os_str().is_empty()
+            {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            FileStorage::open(path)
+                .map(|s| Arc::new(s) as Arc<dyn Storage>)
+                .map_err(|source| StartError::Storage {
+                    what: path.display().to_string(),
+                    source,
+                })
+        }
+        StorageConfig::Zeo(address) => {
+            let mut options = zeo::client::ClientOptions::new(address.clone());
+            options.wait_timeout = Duration::from_secs(30);
+            zeo::client::ClientStorage::connect(options)
+                .map(|s| Arc::new(s) as Arc<dyn Storage>)
+                .map_err(|source| StartError::Storage {
+                    what: format!("ZEO server {address}"),
+                    source,
+                })
+        }
+    }
+}
+
+/// Whether a local manager exists: a user or a group granted Manager at the site root.
+fn local_manager_exists(db: &DB, site: zodb::PRef<Site>) -> Result<bool, zodb::Error> {
+    let mut conn = db.connection();
+    let tx = conn.begin();
+    let root = tx.get(tx.get(site)?.content)?;
+    Ok(root.meta.grants.0.iter().any(|(principal, roles)| {
+        (principal.starts_with("user:") || principal.starts_with("group:"))
+            && roles.get(Role::Manager.name()) == Some(&Setting::Allow)
+    }))
+}
+
+/// Builds the application over `db`: creates the site if the database has none and a
+/// bootstrap manager is declared; logs what an operator must know.
+pub fn app(db: DB, config: SiteConfig, site_config_path: &str) -> Result<App, StartError> {
+    let mut conn = db.connection();
+    let tx = conn.begin();
+    let mut site = Site::find(&tx)?;
+    drop(tx);
+    let declared = config.bootstrap_manager.clone();
+    if site.is_none() {
+        match &declared {
+            Some(boot) => {
+                let tx = conn.begin();
+                let created = Site::create(
+                    &tx,
+                    &config.site.title,
+                    &format!("{} (bootstrap)", boot.login),
+                    now(),
+                )?;
+                let root = tx.get(created)?.content;
+                tx.update(root, |f| {
+                    f.meta
+                        .grants
+                        .set(AUTHENTICATED, Role::Member, Some(Setting::Allow));
+                    if config.site.public {
+                        f.meta
+                            .grants
+                            .set(EVERYBODY, Role::Member, Some(Setting::Allow));
+                    }
+                })?;
+                tx.set_user(format!("{} (bootstrap)", boot.login));
+                tx.note("create the site");
+                tx.commit()?;
+                tracing::info!(title = %config.site.title, "created the site on an empty database");
+                site = Some(created);
+            }
+            None => {
+                tracing::warn!(
+                    "the database holds no site yet. To create it, declare the bootstrap manager: \
+                     in {site_config_path}, uncomment the [bootstrap_manager] section, set a \
+                     strong password, and restart; then log in at /@@login, create a local \
+                     manager at /@@users, and comment the section out again"
+                );
+            }
+        }
+    }
+    let mut bootstrap = declared.as_ref().map(|b| (b.login.clone(), b.hash()));
+    if let (Some(site), Some(boot)) = (site, &declared)
+        && local_manager_exists(&db, site)?
+    {
+        if boot.keep {
+            tracing::warn!(
+                "the bootstrap manager {:?} is still declared in {site_config_path} although \
+                 a local manager exists; it is kept (keep = true), but comment it out",
+                boot.login
+            );
+        } else {
+            tracing::warn!(
+                "the bootstrap manager {:?} is still declared in {site_config_path} although \
+                 a local manager exists; it is refused: comment it out (or set keep = true)",
+                boot.login
+            );
+            bootstrap = None;
+        }
+    }
+    let secret = match site {
+        Some(site) => {
+            let tx = conn.begin();
+            tx.get(site)?.secret.clone()
+        }
+        None => String::new(),
+    };
+    let limiter = RateLimiter::new(
+        config.security.login_attempts_max,
+        Duration::from_secs(config.security.login_window_seconds),
+    );
+    Ok(App {
+        db,
+        config,
+        site,
+        secret,
+        bootstrap,
+        limiter,
+        metrics: Metrics::default(),
+        site_config_path: site_config_path.to_owned(),
+    })
+}

@@ -1,0 +1,108 @@
+//! Request metrics in the Prometheus text format (`/@@metrics`): requests by view and
+//! status, latency histogram, and the database's counters (loads, cache hits, commits,
+//! conflicts) read at scrape time.
+
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    view: String,
+    status: u16,
+}
+
+/// The instance's metrics.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "bbru_requests",
+            "HTTP requests by view and status",
+            requests.clone(),
+        );
+        let latency = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        registry.register(
+            "bbru_request_duration_seconds",
+            "Time to answer a request",
+            latency.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            latency,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records one answered request; `view` is the last path segment (only `@@` view
+    /// names are kept as labels, so the label set stays small).
+    pub fn observe(&self, last_segment: &str, status: u16, elapsed: Duration) {
+        let view = match last_segment.strip_prefix("@@") {
+            Some(v) if v.len() <= 20 && v.chars().all(|c| c.is_ascii_lowercase()) => v.to_owned(),
+            Some(_) => "other".to_owned(),
+            None => "default".to_owned(),
+        };
+        self.requests
+            .get_or_create(&RequestLabels { view, status })
+            .inc();
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition, with the database counters appended.
+    pub fn render(&self, db: &zodb::DbStats, cache_objects: usize) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock();
+        if let Err(e) = prometheus_client::encoding::text::encode_registry(&mut out, &registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        for (name, help, value) in [
+            (
+                "bbru_storage_loads",
+                "Objects read from the storage",
+                db.loads,
+            ),
+            (
+                "bbru_cache_hits",
+                "Objects found in a connection cache",
+                db.cache_hits,
+            ),
+            ("bbru_commits", "Transactions committed", db.commits),
+            (
+                "bbru_conflicts",
+                "Commits that failed with a conflict",
+                db.conflicts,
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}.\n# TYPE {name} counter\n{name}_total {value}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "# HELP bbru_cache_objects_max Objects each connection cache keeps.\n# TYPE bbru_cache_objects_max gauge\nbbru_cache_objects_max {cache_objects}\n"
+        ));
+        if let Err(e) = prometheus_client::encoding::text::encode_eof(&mut out) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}

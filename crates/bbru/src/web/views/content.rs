@@ -1,0 +1,225 @@
+//! Default views of the content types, and the add and edit forms.
+
+use maud::{Markup, PreEscaped, html};
+use zodb::Transaction;
+
+use crate::model::edit::{self, EditError, Fields};
+use crate::model::{Content, ContentRef, Kind};
+use crate::security::Permission;
+use crate::web::render::{self, child_url, csrf, page, redirect_with_notice, view_url};
+use crate::web::{AppError, Ctx, Reply, now};
+
+/// Markdown to HTML, sanitised (no scripts, no event handlers, no `javascript:` links).
+pub fn markdown(source: &str) -> String {
+    let parser = pulldown_cmark::Parser::new_ext(source, pulldown_cmark::Options::ENABLE_TABLES);
+    let mut html = String::new();
+    pulldown_cmark::html::push_html(&mut html, parser);
+    ammonia::clean(&html)
+}
+
+impl From<EditError> for AppError {
+    fn from(e: EditError) -> Self {
+        match e {
+            EditError::Db(e) => AppError::Db(e),
+            other => AppError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+/// Content types a browser may show inline without risk; anything else is downloaded.
+fn inline_safe(content_type: &str) -> bool {
+    let t = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        t.as_str(),
+        "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "application/pdf" | "text/plain"
+    )
+}
+
+/// The default view: a folder's listing, a page, a file's or image's bytes.
+pub fn default_view(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    match ctx.target() {
+        Content::File(_, f) => Ok(download(&f.content_type, &f.data, &f.filename)),
+        Content::Image(_, i) => Ok(download(&i.content_type, &i.data, &i.filename)),
+        _ => view_page(ctx, tx),
+    }
+}
+
+fn download(content_type: &str, data: &[u8], filename: &str) -> Reply {
+    let content_type = if inline_safe(content_type) {
+        content_type.to_owned()
+    } else {
+        // Stored HTML or SVG served as is would run script in the site's origin.
+        "application/octet-stream".to_owned()
+    };
+    Reply::Bytes {
+        content_type,
+        data: data.to_vec(),
+        filename: Some(filename.to_owned()),
+    }
+}
+
+/// Items of a folder the principal may see: (name, content), in display order.
+pub fn visible_items(
+    ctx: &Ctx<'_>,
+    tx: &Transaction<'_>,
+) -> Result<Vec<(String, Content)>, AppError> {
+    let Content::Folder(_, folder) = ctx.target() else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for name in folder.ordered_names(tx)? {
+        let Some(any) = folder.items.get(tx, &name)? else {
+            continue;
+        };
+        let Some(r) = ContentRef::resolve(tx, &any)? else {
+            continue;
+        };
+        let content = r.load(tx)?;
+        if ctx.allowed_on(&content, Permission::View) {
+            out.push((name, content));
+        }
+    }
+    Ok(out)
+}
+
+/// The HTML view of any object.
+pub fn view_page(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let target = ctx.target();
+    let meta = target.meta();
+    let body: Markup = match target {
+        Content::Folder(..) => {
+            let items = visible_items(ctx, tx)?;
+            html! {
+                @if ctx.allowed(Permission::Add) {
+                    p { "Add: " @for k in Kind::ALL { a href={(view_url(ctx, "add")) "?type=" (k.name())} { (k.name()) } " " } }
+                }
+                @if items.is_empty() { p { em { "This folder is empty." } } }
+                ul.items {
+                    @for (name, item) in &items {
+                        li { a href=(child_url(ctx, name)) { (item.meta().title) } " " small { "(" (item.kind().name()) ")" }
+                            @if !item.meta().description.is_empty() { br; span.description { (item.meta().description) } } }
+                    }
+                }
+            }
+        }
+        Content::Page(_, p) => html! { div.body { (PreEscaped(markdown(&p.body))) } },
+        Content::File(_, f) => html! {
+            p { a href=(ctx.url()) { "Download " (f.filename) } " (" (f.content_type) ", " (f.data.len()) " bytes)" }
+        },
+        Content::Image(_, i) => html! {
+            p { img src=(ctx.url()) alt=(meta.title); }
+            p { (i.filename) " (" (i.content_type) ", " (i.data.len()) " bytes)" }
+        },
+    };
+    let markup = page(
+        ctx,
+        &meta.title,
+        html! {
+            h1 { (meta.title) }
+            @if !meta.description.is_empty() { p.description { (meta.description) } }
+            (body)
+            p.byline { small { "Created by " (if meta.creator.is_empty() { "unknown" } else { &meta.creator }) " on " (render::time(meta.created)) ", modified " (render::time(meta.modified)) } }
+        },
+    );
+    Ok(Reply::Html(markup.into_string()))
+}
+
+/// The fields of a form post.
+pub fn form_fields(ctx: &Ctx<'_>) -> Fields {
+    let input = ctx.input;
+    Fields {
+        title: input.field("title").map(str::to_owned),
+        description: input.field("description").map(str::to_owned),
+        body: input.field("body").map(str::to_owned),
+        upload: input.file("file").map(|u| edit::Upload {
+            filename: u.filename.clone(),
+            content_type: u.content_type.clone(),
+            data: u.data.clone(),
+        }),
+    }
+}
+
+fn kind_fields(kind: Kind, title: &str, description: &str, body: &str) -> Markup {
+    html! {
+        label { "Title" input type="text" name="title" value=(title) required; }
+        label { "Description" input type="text" name="description" value=(description); }
+        @if kind == Kind::Page { label { "Body (Markdown)" textarea name="body" { (body) } } }
+        @if matches!(kind, Kind::File | Kind::Image) { label { "File" input type="file" name="file"; } }
+    }
+}
+
+pub fn add_form(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let kind = Kind::parse(ctx.query("type").unwrap_or("Page"))
+        .ok_or_else(|| AppError::BadRequest("unknown content type".into()))?;
+    let markup = page(
+        ctx,
+        &format!("Add {}", kind.name()),
+        html! {
+            h1 { "Add " (kind.name()) }
+            form method="post" action=(view_url(ctx, "add")) enctype="multipart/form-data" {
+                (csrf(ctx))
+                input type="hidden" name="type" value=(kind.name());
+                label { "Name (in the URL; made from the title if empty)" input type="text" name="id"; }
+                (kind_fields(kind, "", "", ""))
+                p { button type="submit" { "Add" } }
+            }
+        },
+    );
+    Ok(Reply::Html(markup.into_string()))
+}
+
+pub fn add(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let Content::Folder(folder, _) = ctx.target() else {
+        return Err(AppError::NotFound);
+    };
+    let kind = Kind::parse(ctx.input.field("type").unwrap_or(""))
+        .ok_or_else(|| AppError::BadRequest("unknown content type".into()))?;
+    let (name, _) = edit::create(
+        tx,
+        *folder,
+        ctx.input.field("id").unwrap_or(""),
+        kind,
+        form_fields(ctx),
+        &ctx.principal.audit_name(),
+        now(),
+    )?;
+    let url = child_url(ctx, &name);
+    ctx.note(tx, &format!("add {} {url}", kind.name()));
+    Ok(redirect_with_notice(
+        &url,
+        &format!("{} added.", kind.name()),
+    ))
+}
+
+pub fn edit_form(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let target = ctx.target();
+    let meta = target.meta();
+    let body = match target {
+        Content::Page(_, p) => p.body.as_str(),
+        _ => "",
+    };
+    let markup = page(
+        ctx,
+        &format!("Edit {}", meta.title),
+        html! {
+            h1 { "Edit " (meta.title) }
+            form method="post" action=(view_url(ctx, "edit")) enctype="multipart/form-data" {
+                (csrf(ctx))
+                (kind_fields(target.kind(), &meta.title, &meta.description, body))
+                p { button type="submit" { "Save" } }
+            }
+        },
+    );
+    Ok(Reply::Html(markup.into_string()))
+}
+
+pub fn edit(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    edit::apply(tx, ctx.target().reference(), form_fields(ctx), now())?;
+    ctx.note(tx, &format!("edit {}", ctx.location()));
+    Ok(redirect_with_notice(&ctx.url(), "Changes saved."))
+}

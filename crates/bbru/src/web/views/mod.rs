@@ -1,0 +1,109 @@
+//! The views: what each (content kind, view name, method) pair does, and the permission
+//! it needs.  One module per family; this table is the one place they are listed.
+//!
+//! | view           | on       | GET                       | POST (or other)            | permission |
+//! |----------------|----------|---------------------------|----------------------------|------------|
+//! | (default)      | all      | page / listing / download | JSON API: POST creates in a folder, PATCH edits, DELETE deletes | View / Add / Edit / Delete |
+//! | `view`         | all      | the HTML view             |                            | View |
+//! | `contents`     | Folder   | management listing        | rename, cut, copy, paste, delete, reorder | View (each action checks its own) |
+//! | `add`          | Folder   | add form (`?type=Page`)   | create                     | Add |
+//! | `edit`         | all      | edit form                 | save                       | Edit |
+//! | `security`     | all      | local grants              | grant / revoke             | ManageSecurity |
+//! | `history`      | all      | past versions, `?serial=` | revert                     | ViewHistory (revert: Edit too) |
+//! | `undo`         | root     | transactions              | undo chosen ones           | Undo |
+//! | `users`        | root     | users and groups          | add / change / remove      | ManageUsers |
+//! | `login`        | root     | form                      | log in                     | (none) |
+//! | `logout`       | root     |                           | log out                    | (none) |
+//! | `health`       | root     | JSON status               |                            | (none) |
+//! | `metrics`      | root     | Prometheus text           |                            | (none) |
+
+pub mod api;
+pub mod content;
+pub mod history;
+pub mod login;
+pub mod manage;
+pub mod ops;
+pub mod security;
+pub mod users;
+
+use axum::http::Method;
+use zodb::Transaction;
+
+use super::{AppError, Ctx, Reply};
+use crate::model::Kind;
+use crate::security::Permission;
+
+/// A view's code.
+pub type Handler = fn(&Ctx<'_>, &Transaction<'_>) -> Result<Reply, AppError>;
+
+/// What a request resolved to.
+#[derive(Debug, Clone, Copy)]
+pub struct Found {
+    /// `None` for views anybody may use (login, health).
+    pub permission: Option<Permission>,
+    pub handler: Handler,
+}
+
+fn view(permission: Permission, handler: Handler) -> Result<Found, AppError> {
+    Ok(Found {
+        permission: Some(permission),
+        handler,
+    })
+}
+
+/// The view for a request, or why there is none.
+pub fn find(kind: Kind, name: &str, method: &Method, json: bool) -> Result<Found, AppError> {
+    use Permission::*;
+    let get = *method == Method::GET || *method == Method::HEAD;
+    let post = *method == Method::POST;
+    let root_only = |f: Result<Found, AppError>| {
+        if kind == Kind::Folder {
+            f
+        } else {
+            Err(AppError::NotFound)
+        }
+    };
+    match (name, get, post) {
+        ("", true, _) if json => view(View, api::get),
+        ("", true, _) => view(View, content::default_view),
+        ("", false, true) if json && kind == Kind::Folder => view(Add, api::create),
+        ("", false, false) if json && *method == Method::PATCH => view(Edit, api::update),
+        ("", false, false) if json && *method == Method::DELETE => view(Delete, api::delete),
+        ("view", true, _) => view(View, content::view_page),
+        ("contents", true, _) if kind == Kind::Folder => view(View, manage::contents),
+        ("contents", false, true) if kind == Kind::Folder => view(View, manage::contents_action),
+        ("add", true, _) if kind == Kind::Folder => view(Add, content::add_form),
+        ("add", false, true) if kind == Kind::Folder => view(Add, content::add),
+        ("edit", true, _) => view(Edit, content::edit_form),
+        ("edit", false, true) => view(Edit, content::edit),
+        ("security", true, _) => view(ManageSecurity, security::form),
+        ("security", false, true) => view(ManageSecurity, security::change),
+        ("history", true, _) => view(ViewHistory, history::history),
+        ("history", false, true) => view(Edit, history::revert),
+        ("undo", true, _) => root_only(view(Undo, history::undo_log)),
+        ("undo", false, true) => root_only(view(Undo, history::undo)),
+        ("users", true, _) => root_only(view(ManageUsers, users::list)),
+        ("users", false, true) => root_only(view(ManageUsers, users::change)),
+        ("login", true, _) => root_only(public(login::form)),
+        ("login", false, true) => root_only(public(login::login)),
+        ("logout", _, true) => root_only(public(login::logout)),
+        ("health", true, _) => root_only(public(ops::health)),
+        ("metrics", true, _) => root_only(public(ops::metrics)),
+        ("", _, _)
+        | (
+            "view" | "contents" | "add" | "edit" | "security" | "history" | "undo" | "users"
+            | "login" | "logout" | "health" | "metrics",
+            _,
+            _,
+        ) => Err(AppError::MethodNotAllowed),
+        _ => Err(AppError::NotFound),
+    }
+}
+
+/// A view anybody may use, even on a site that is not public.
+fn public(handler: Handler) -> Result<Found, AppError> {
+    Ok(Found {
+        permission: None,
+        handler,
+    })
+}

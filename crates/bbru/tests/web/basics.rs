@@ -1,0 +1,206 @@
+//! The site from the outside: bootstrap, login, content added, viewed and edited, CSRF,
+//! escaping, uploads.
+
+use crate::{ADMIN, start};
+
+#[test]
+fn the_bootstrap_manager_creates_content_and_anonymous_reads_it() {
+    let site = start();
+    let admin = site.admin();
+    let r = admin.add("", "Folder", "docs", "Documentation", "");
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/docs?notice=Folder+added.");
+    let r = admin.add(
+        "/docs",
+        "Page",
+        "install",
+        "Installing",
+        "Run **bbru serve**.",
+    );
+    assert_eq!(r.status(), 303);
+    let anonymous = site.browser();
+    let html = anonymous.page("/docs/install");
+    assert!(html.contains("<strong>bbru serve</strong>"), "{html}");
+    assert!(html.contains("Created by admin (bootstrap)"), "{html}");
+    let listing = anonymous.page("/docs");
+    assert!(listing.contains("href=\"/docs/install\""), "{listing}");
+    // Anonymous may not edit: asked to log in.
+    assert_eq!(anonymous.get("/docs/install/@@edit").status(), 401);
+    // The edit is a transaction whose user and description say who did what where.
+    let r = admin.post_multipart(
+        "/docs/install/@@edit",
+        &[
+            ("title", "Installation"),
+            ("description", "How"),
+            ("body", "new"),
+        ],
+        None,
+    );
+    assert_eq!(r.status(), 303);
+    let log = site.db.storage().undo_log(0, 1).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&log[0].user),
+        format!("{} (bootstrap)", ADMIN.0)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&log[0].description),
+        "edit /docs/install"
+    );
+    assert!(
+        anonymous
+            .page("/docs/install")
+            .contains("<h1>Installation</h1>")
+    );
+}
+
+#[test]
+fn forms_without_a_valid_csrf_token_are_refused() {
+    let site = start();
+    let admin = site.admin();
+    let r = admin
+        .client
+        .post(admin.url("/@@add"))
+        .form(&[("type", "Page"), ("title", "x"), ("_csrf", "forged")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("CSRF"));
+    let r = admin
+        .client
+        .post(admin.url("/@@add"))
+        .form(&[("type", "Page"), ("title", "x")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(admin.get("/x").status(), 404);
+}
+
+#[test]
+fn hostile_text_is_escaped_everywhere() {
+    let site = start();
+    let admin = site.admin();
+    let title = "<script>alert('t')</script>";
+    let r = admin.post_multipart(
+        "/@@add",
+        &[
+            ("type", "Page"),
+            ("id", "p"),
+            ("title", title),
+            ("description", "<img src=x onerror=alert(1)>"),
+            (
+                "body",
+                "<script>alert(2)</script>\n\n[x](javascript:alert(3))",
+            ),
+        ],
+        None,
+    );
+    assert_eq!(r.status(), 303);
+    for path in ["/p", "/", "/p/@@edit"] {
+        let html = admin.page(path);
+        assert!(!html.contains("<script>alert"), "{path}: {html}");
+        assert!(!html.contains("<img src=x"), "{path}: {html}");
+        assert!(!html.contains("href=\"javascript:"), "{path}: {html}");
+    }
+}
+
+#[test]
+fn uploads_are_served_with_safe_types_and_size_limits() {
+    let site = start();
+    let admin = site.admin();
+    let png = b"\x89PNG\r\n\x1a\n0000".to_vec();
+    let r = admin.post_multipart(
+        "/@@add",
+        &[("type", "Image"), ("title", "Logo")],
+        Some(("logo.png", "image/png", png.clone())),
+    );
+    assert_eq!(r.status(), 303, "{}", r.text().unwrap());
+    let r = admin.get("/logo.png");
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(r.bytes().unwrap().to_vec(), png);
+    // Not an image: refused with a clear error.
+    let r = admin.post_multipart(
+        "/@@add",
+        &[("type", "Image"), ("title", "Evil")],
+        Some(("evil.svg", "image/png", b"<svg onload=alert(1)>".to_vec())),
+    );
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("not an image"));
+    // HTML uploaded as a file is downloaded, never rendered in the site's origin.
+    let r = admin.post_multipart(
+        "/@@add",
+        &[("type", "File"), ("title", "Page")],
+        Some(("x.html", "text/html", b"<script>alert(1)</script>".to_vec())),
+    );
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        admin.get("/x.html").headers()["content-type"],
+        "application/octet-stream"
+    );
+    // Too large.
+    let r = admin.post_multipart(
+        "/@@add",
+        &[("type", "File"), ("title", "Big")],
+        Some(("big.bin", "application/octet-stream", vec![0; 300_000])),
+    );
+    assert_eq!(r.status(), 413);
+    // A File without a file.
+    let r = admin.post_multipart("/@@add", &[("type", "File"), ("title", "Nothing")], None);
+    assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn wrong_passwords_are_rate_limited() {
+    let site = start();
+    let b = site.browser();
+    for _ in 0..5 {
+        let r = b.post("/@@login", &[("login", "admin"), ("password", "wrong")]);
+        assert_eq!(r.status(), 200);
+        assert!(r.text().unwrap().contains("Wrong login or password"));
+    }
+    let r = b.post("/@@login", &[("login", "admin"), ("password", ADMIN.1)]);
+    assert_eq!(r.status(), 429);
+}
+
+#[test]
+fn sessions_are_http_only_same_site_cookies() {
+    let site = start();
+    let b = site.browser();
+    let token = b.csrf();
+    let r = b
+        .client
+        .post(b.url("/@@login"))
+        .header("x-forwarded-proto", "https")
+        .form(&[
+            ("login", ADMIN.0),
+            ("password", ADMIN.1),
+            ("_csrf", token.as_str()),
+        ])
+        .send()
+        .unwrap();
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("bbru_session="))
+        .unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Secure"),
+        "{cookie}"
+    );
+}
+
+#[test]
+fn health_answers_after_reading_the_database() {
+    let site = start();
+    let r = site.browser().get("/@@health");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["status"], "ok");
+    let metrics = site.browser().page("/@@metrics");
+    assert!(
+        metrics.contains("bbru_requests_total{view=\"health\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("bbru_storage_loads_total"), "{metrics}");
+}
