@@ -2,6 +2,9 @@
 //! free port, over MemoryStorage, driven with a cookie-keeping HTTP client.  One module
 //! per area.
 
+// Test harness types: nothing useful to print.
+#![allow(missing_debug_implementations)]
+
 mod basics;
 
 use std::sync::Arc;
