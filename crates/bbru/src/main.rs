@@ -48,24 +48,125 @@ struct ServeArgs {
     /// The site configuration (overrides the configuration).
     #[arg(long)]
     site_config: Option<PathBuf>,
+    /// Run detached in the background; returns once the instance answers requests,
+    /// non-zero if it cannot start (its log's tail is printed).
+    #[arg(long)]
+    daemon: bool,
+    /// Say whether the instance of the pid file runs: exit 0 if it does, 1 if its pid
+    /// file is stale, 3 if it does not run.
+    #[arg(long, conflicts_with_all = ["daemon", "stop_daemon"])]
+    status: bool,
+    /// Stop the instance of the pid file gracefully (it stops accepting, finishes the
+    /// requests in flight and exits); SIGKILL only after a timeout.
+    #[arg(long, conflicts_with = "daemon")]
+    stop_daemon: bool,
+    /// The pid file (overrides the configuration; default var/bbru.pid).
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Log to this file (reopened on SIGHUP, for logrotate); with --daemon the default
+    /// is bbru.log beside the pid file.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
 }
 
-fn main() -> ExitCode {
+/// Logs go to standard error; with a log file, standard output and error are pointed at
+/// it first (and again on SIGHUP), so nothing printed is lost.
+fn init_logging(log_file: Option<&std::path::Path>) -> Result<()> {
+    if let Some(path) = log_file {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        daemon::reopen_log(path)
+            .with_context(|| format!("opening the log file {}", path.display()))?;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BBRU_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_ansi(log_file.is_none())
         .with_writer(std::io::stderr)
         .init();
+    Ok(())
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::HashPassword => hash_password(),
+    let args = match cli.command {
+        Command::HashPassword => {
+            return match hash_password() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bbru: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Serve(args) => args,
     };
-    match result {
+    let config = match serve_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bbru: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Process control answers before anything is opened.
+    if args.status {
+        let status = daemon::status(&config.pid_file);
+        println!("bbru: {status}");
+        return exit(status.exit_code());
+    }
+    if args.stop_daemon {
+        return match daemon::stop(&config.pid_file, std::time::Duration::from_secs(30)) {
+            Ok(outcome) => {
+                println!("bbru: {outcome}");
+                exit(outcome.exit_code())
+            }
+            Err(e) => {
+                eprintln!("bbru: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let log_file = config.log_file.clone().or_else(|| {
+        (args.daemon || daemon::is_daemon_child())
+            .then(|| config.pid_file.with_file_name("bbru.log"))
+    });
+    if args.daemon && !daemon::is_daemon_child() {
+        let Some(log) = log_file else {
+            unreachable!("--daemon always has a log file");
+        };
+        if let Some(dir) = config.pid_file.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        return match daemon::DaemonArgs::new(&config.pid_file, log).and_then(daemon::daemonize) {
+            Ok(o) => {
+                println!("bbru: {o}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bbru: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Err(e) = init_logging(log_file.as_deref()) {
+        eprintln!("bbru: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    match serve(args, config, log_file) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            tracing::error!("{e:#}");
             eprintln!("bbru: {e:#}");
             ExitCode::FAILURE
         }
@@ -86,23 +187,50 @@ fn hash_password() -> Result<()> {
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> Result<()> {
+/// The instance's configuration: the file given (or the defaults), then the flags.
+fn serve_config(args: &ServeArgs) -> Result<ServeConfig> {
     let mut config = match &args.config {
         Some(path) => ServeConfig::load(path)?,
         None => ServeConfig::default(),
     };
-    if let Some(l) = args.listen {
-        config.listen = l;
+    if let Some(l) = &args.listen {
+        config.listen = l.clone();
     }
-    if let Some(f) = args.file {
-        config.storage = StorageConfig::File(f);
+    if let Some(f) = &args.file {
+        config.storage = StorageConfig::File(f.clone());
     }
-    if let Some(z) = args.zeo {
-        config.storage = StorageConfig::Zeo(z);
+    if let Some(z) = &args.zeo {
+        config.storage = StorageConfig::Zeo(z.clone());
     }
-    if let Some(s) = args.site_config {
-        config.site_config = s;
+    if let Some(s) = &args.site_config {
+        config.site_config = s.clone();
     }
+    if let Some(p) = &args.pid_file {
+        config.pid_file = p.clone();
+    }
+    if let Some(l) = &args.log_file {
+        config.log_file = Some(l.clone());
+    }
+    Ok(config)
+}
+
+fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Result<()> {
+    // A daemon, or an instance given a pid file, holds it locked for its whole life, so
+    // `--status` and `--stop-daemon` find it (and a second one cannot start on it).
+    let _pid_file = if args.daemon
+        || args.pid_file.is_some()
+        || args.config.is_some()
+        || daemon::is_daemon_child()
+    {
+        if let Some(dir) = config.pid_file.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        Some(daemon::PidFile::acquire(&config.pid_file)?)
+    } else {
+        None
+    };
     if !config.site_config.exists() {
         if let Some(dir) = config.site_config.parent()
             && !dir.as_os_str().is_empty()
@@ -130,16 +258,20 @@ fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         tracing::info!(address = %listener.local_addr()?, storage = %storage.name(), "serving");
-        let shutdown = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        let shutdown = async move {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
-            tracing::info!("stopping: finishing the requests in flight");
+            tracing::info!("stopping: no new connections; finishing the requests in flight");
         };
+        if let Some(log) = log_file {
+            tokio::spawn(reopen_log_on_sighup(log));
+        }
+        // Only now may `--daemon` report success: the instance listens.
+        daemon::notify_ready().context("telling the parent the instance is ready")?;
         bbru::web::serve(Arc::new(app), listener, shutdown)
             .await
             .context("serving")
@@ -147,4 +279,18 @@ fn serve(args: ServeArgs) -> Result<()> {
     drop(runtime);
     storage.close().context("closing the storage")?;
     result
+}
+
+/// Reopens the log file at each SIGHUP (logrotate moves the old one away).
+async fn reopen_log_on_sighup(path: PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match daemon::reopen_log(&path) {
+            Ok(()) => tracing::info!(path = %path.display(), "log file reopened"),
+            Err(e) => tracing::error!("reopening the log file: {e}"),
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //! objects that outlives transactions, explicit change tracking, and two-phase commit.
 //!
 //! Invariants:
-//! - A transaction reads every object as of one tid (its snapshot): from the cache when the
+//! - A transaction starts by asking the storage to `sync` (a ZEO client pings its server,
+//!   so every commit made elsewhere before that moment has been reported), then reads
+//!   every object as of one tid (its snapshot): from the cache when the
 //!   cached revision is still current at that tid (guaranteed by dropping, at `begin`, every
 //!   oid the database was told changed since the connection's previous snapshot), otherwise
 //!   with `load_before(oid, snapshot + 1)`.

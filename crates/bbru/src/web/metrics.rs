@@ -69,7 +69,7 @@ impl Metrics {
     }
 
     /// The text exposition, with the database counters appended.
-    pub fn render(&self, db: &zodb::DbStats, cache_objects: usize) -> String {
+    pub fn render(&self, db: &zodb::DbStats) -> String {
         let mut out = String::new();
         let registry = self.registry.lock();
         if let Err(e) = prometheus_client::encoding::text::encode_registry(&mut out, &registry) {
@@ -97,9 +97,6 @@ impl Metrics {
                 "# HELP {name} {help}.\n# TYPE {name} counter\n{name}_total {value}\n"
             ));
         }
-        out.push_str(&format!(
-            "# HELP bbru_cache_objects_max Objects each connection cache keeps.\n# TYPE bbru_cache_objects_max gauge\nbbru_cache_objects_max {cache_objects}\n"
-        ));
         if let Err(e) = prometheus_client::encoding::text::encode_eof(&mut out) {
             tracing::error!(error = %e, "cannot encode metrics");
         }

@@ -22,10 +22,7 @@ pub fn health(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
 }
 
 pub fn metrics(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
-    let text = ctx
-        .app
-        .metrics
-        .render(&ctx.app.db.stats(), zodb::limits::CACHE_OBJECTS_DEFAULT);
+    let text = ctx.app.metrics.render(&ctx.app.db.stats());
     Ok(Reply::Bytes {
         content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8".into(),
         data: text.into_bytes(),

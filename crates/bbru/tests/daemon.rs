@@ -1,0 +1,96 @@
+//! `bbru serve --daemon | --status | --stop-daemon` on the real binary: exit codes when
+//! running, stopped and with a stale pid file; a graceful stop finishes the request in
+//! flight.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn bbru(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bbru"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn status_and_stop_daemon_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let o = bbru(dir.path(), &["serve", "--status"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("not running"));
+
+    let o = bbru(dir.path(), &["serve", "--listen", &listen, "--daemon"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // It answers as soon as --daemon returned.
+    let mut s = TcpStream::connect(&listen).unwrap();
+    s.write_all(b"GET /@@health HTTP/1.0\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.0 503") || reply.starts_with("HTTP/1.1 503"), "no site yet: {reply}");
+    let o = bbru(dir.path(), &["serve", "--status"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // A second daemon on the same pid file is refused.
+    let o = bbru(dir.path(), &["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--daemon"]);
+    assert!(!o.status.success(), "{}", text(&o));
+
+    let o = bbru(dir.path(), &["serve", "--stop-daemon"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = bbru(dir.path(), &["serve", "--status"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    // Stopping what does not run is an error.
+    let o = bbru(dir.path(), &["serve", "--stop-daemon"]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+
+    // A stale pid file (a pid that is not ours, unlocked) is reported, then removed.
+    std::fs::write(dir.path().join("var/bbru.pid"), "999999\n").unwrap();
+    let o = bbru(dir.path(), &["serve", "--status"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("stale"), "{}", text(&o));
+    let o = bbru(dir.path(), &["serve", "--stop-daemon"]);
+    assert!(text(&o).contains("stale"), "{}", text(&o));
+    assert!(!dir.path().join("var/bbru.pid").exists());
+}
+
+#[test]
+fn stop_daemon_finishes_the_request_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let o = bbru(dir.path(), &["serve", "--listen", &listen, "--daemon"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // A slow client: headers and half the body now, the rest after the stop began.
+    let mut s = TcpStream::connect(&listen).unwrap();
+    let body = "login=x&password=yyyyyyyy";
+    write!(
+        s,
+        "POST /@@login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        &body[..5]
+    )
+    .unwrap();
+    s.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let dir2 = dir.path().to_owned();
+    let stopper = std::thread::spawn(move || bbru(&dir2, &["serve", "--stop-daemon"]));
+    std::thread::sleep(Duration::from_millis(500));
+    // New connections are refused while the old request is still being served.
+    assert!(TcpStream::connect(&listen).is_err(), "still accepting after the stop began");
+    s.write_all(body[5..].as_bytes()).unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 "), "the request in flight got no answer: {reply:?}");
+    let o = stopper.join().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
