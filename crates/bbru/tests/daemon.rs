@@ -87,7 +87,7 @@ fn stop_daemon_finishes_the_request_in_flight() {
     std::thread::sleep(Duration::from_millis(500));
     // New connections are refused while the old request is still being served.
     assert!(TcpStream::connect(&listen).is_err(), "still accepting after the stop began");
-    s.write_all(body[5..].as_bytes()).unwrap();
+    s.write_all(&body.as_bytes()[5..]).unwrap();
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 "), "the request in flight got no answer: {reply:?}");
