@@ -9,13 +9,10 @@ use serde::Deserialize;
 
 use crate::security::password;
 
-/// The template `etc/site.toml` is generated from.
-pub const SITE_TEMPLATE: &str = include_str!("../templates/site.toml");
-
 /// Why a configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -243,15 +240,21 @@ impl ServeConfig {
     /// holds `etc/` (the installation).
     pub fn load(path: &Path) -> Result<ServeConfig, ConfigError> {
         let text = read(path)?;
-        let file: ServeFile = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
         let base = path
             .parent()
             .and_then(|etc| etc.parent())
             .unwrap_or(Path::new("."))
             .to_owned();
+        ServeConfig::parse(&text, path, &base)
+    }
+
+    /// Parses the text of `etc/serve.toml` (`path` for messages); relative paths are
+    /// resolved against `base`.
+    pub fn parse(text: &str, path: &Path, base: &Path) -> Result<ServeConfig, ConfigError> {
+        let file: ServeFile = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let mut config = ServeConfig::default();
         config.site_config = resolve(config.site_config);
@@ -290,10 +293,12 @@ mod tests {
 
     #[test]
     fn the_template_parses_with_the_manager_commented_out() {
-        let c = SiteConfig::parse(SITE_TEMPLATE, Path::new("site.toml")).unwrap();
+        let template =
+            crate::configure::site_toml(&crate::configure::Deploy::default(), None).unwrap();
+        let c = SiteConfig::parse(&template, Path::new("site.toml")).unwrap();
         assert!(c.bootstrap_manager.is_none());
         // Uncommenting the template's lines without changing the password is refused.
-        let uncommented: String = SITE_TEMPLATE
+        let uncommented: String = template
             .lines()
             .map(|l| {
                 l.strip_prefix('#')

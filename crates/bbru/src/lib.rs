@@ -5,13 +5,14 @@
 //! - [`model`]: what is stored (site, content, principals), as persistent objects.
 //! - [`security`]: the policy (roles, permissions, local grants), passwords, sessions.
 //! - [`web`]: HTTP: traversal, views, rendering, metrics.
-//! - [`config`]: `etc/site.toml` and `etc/serve.toml`.
+//! - [`config`]: `etc/site.toml` and `etc/serve.toml`; [`configure`] renders them.
 //! - [`startup`]: opening the database and creating the site.
 //!
 //! The instance keeps no state of its own: everything is in the database, so several
 //! instances can serve one site through a ZEO server.
 
 pub mod config;
+pub mod configure;
 pub mod model;
 pub mod security;
 pub mod startup;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use bbru::config::{SITE_TEMPLATE, ServeConfig, SiteConfig, StorageConfig};
+use bbru::config::{ServeConfig, SiteConfig, StorageConfig};
 
 #[derive(Debug, Parser)]
 #[command(name = "bbru", version, about = "The bbru web application")]
@@ -29,6 +29,16 @@ enum Command {
     /// Print the argon2 hash of a password read from standard input (for
     /// `password_hash` in etc/site.toml).
     HashPassword,
+    /// Write etc/site.toml and etc/serve.toml from the release's templates and the
+    /// site's values (the seed's `bin/buildout -c deploy.cfg`).
+    Configure {
+        /// The site's values, kept outside release directories.
+        #[arg(short = 'c', long = "config")]
+        deploy: Option<PathBuf>,
+        /// The installation to write etc/ into (default: the current directory).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,6 +118,20 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Configure { deploy, dir } => {
+            return match bbru::configure::configure(&dir, deploy.as_deref()) {
+                Ok(paths) => {
+                    for p in paths {
+                        println!("bbru: wrote {}", p.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("bbru: {:#}", anyhow::Error::new(e));
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Serve(args) => args,
     };
     let config = match serve_config(&args) {
@@ -143,10 +167,14 @@ fn main() -> ExitCode {
         let Some(log) = log_file else {
             unreachable!("--daemon always has a log file");
         };
-        if let Some(dir) = config.pid_file.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            let _ = std::fs::create_dir_all(dir);
+        for file in [&config.pid_file, &log] {
+            if let Some(dir) = file.parent()
+                && !dir.as_os_str().is_empty()
+                && let Err(e) = std::fs::create_dir_all(dir)
+            {
+                eprintln!("bbru: creating {}: {e}", dir.display());
+                return ExitCode::FAILURE;
+            }
         }
         return match daemon::DaemonArgs::new(&config.pid_file, log).and_then(daemon::daemonize) {
             Ok(o) => {
@@ -237,7 +265,8 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
         {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        std::fs::write(&config.site_config, SITE_TEMPLATE)
+        let template = bbru::configure::site_toml(&bbru::configure::Deploy::default(), None)?;
+        std::fs::write(&config.site_config, template)
             .with_context(|| format!("writing {}", config.site_config.display()))?;
         tracing::info!(path = %config.site_config.display(), "wrote the site configuration from its template");
     }

@@ -17,11 +17,19 @@ fn bbru(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -39,11 +47,22 @@ fn status_and_stop_daemon_exit_codes() {
     s.write_all(b"GET /@@health HTTP/1.0\r\n\r\n").unwrap();
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
-    assert!(reply.starts_with("HTTP/1.0 503") || reply.starts_with("HTTP/1.1 503"), "no site yet: {reply}");
+    assert!(
+        reply.starts_with("HTTP/1.0 503") || reply.starts_with("HTTP/1.1 503"),
+        "no site yet: {reply}"
+    );
     let o = bbru(dir.path(), &["serve", "--status"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     // A second daemon on the same pid file is refused.
-    let o = bbru(dir.path(), &["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--daemon"]);
+    let o = bbru(
+        dir.path(),
+        &[
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--daemon",
+        ],
+    );
     assert!(!o.status.success(), "{}", text(&o));
 
     let o = bbru(dir.path(), &["serve", "--stop-daemon"]);
@@ -86,11 +105,17 @@ fn stop_daemon_finishes_the_request_in_flight() {
     let stopper = std::thread::spawn(move || bbru(&dir2, &["serve", "--stop-daemon"]));
     std::thread::sleep(Duration::from_millis(500));
     // New connections are refused while the old request is still being served.
-    assert!(TcpStream::connect(&listen).is_err(), "still accepting after the stop began");
+    assert!(
+        TcpStream::connect(&listen).is_err(),
+        "still accepting after the stop began"
+    );
     s.write_all(&body.as_bytes()[5..]).unwrap();
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
-    assert!(reply.starts_with("HTTP/1.1 "), "the request in flight got no answer: {reply:?}");
+    assert!(
+        reply.starts_with("HTTP/1.1 "),
+        "the request in flight got no answer: {reply:?}"
+    );
     let o = stopper.join().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }

@@ -1,0 +1,299 @@
+//! `bbru configure [-c deploy.toml]` (the seed's `bin/buildout -c deploy.cfg`): renders
+//! `etc/site.toml` and `etc/serve.toml` from the templates shipped with the release and
+//! the site's own values, kept in a `deploy.toml` outside release directories.  Running
+//! it again after an upgrade writes both files again; the bootstrap manager is always
+//! written commented out, as the seed's `site.zcml` was.
+//!
+//! ```toml
+//! # deploy.toml
+//! [site]
+//! title = "bbru.ru"
+//! public = true
+//! [security]
+//! secure_cookies = "always"
+//! [serve]
+//! listen = "127.0.0.1:8080"
+//! zeo = "127.0.0.1:8100"            # or file = "/srv/bbru/var/Data.fs"
+//! pid_file = "/srv/bbru/var/bbru.pid"
+//! log_file = "/srv/bbru/log/bbru.log"
+//! ```
+//!
+//! The templates are rendered with minijinja; strings go through its `tojson` filter,
+//! whose output is a valid TOML basic string.  Every rendered file is parsed back before
+//! it is written, so a bad value is reported and no half-valid file is left behind.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, ServeConfig, SiteConfig};
+
+/// The template of `etc/site.toml`.
+pub const SITE_TEMPLATE: &str = include_str!("../templates/site.toml.j2");
+/// The template of `etc/serve.toml`.
+pub const SERVE_TEMPLATE: &str = include_str!("../templates/serve.toml.j2");
+
+/// The site's own values (`deploy.toml`); everything has a default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Deploy {
+    pub site: DeploySite,
+    pub security: DeploySecurity,
+    pub serve: DeployServe,
+    /// Login proposed in the commented-out bootstrap manager section.
+    pub bootstrap_login: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploySite {
+    pub title: String,
+    pub public: bool,
+    pub upload_size_max: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploySecurity {
+    pub secure_cookies: String,
+    pub session_hours: u64,
+    pub login_attempts_max: u32,
+    pub login_window_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeployServe {
+    pub listen: String,
+    /// ZEO server address; when empty, the embedded `file` is used.
+    pub zeo: String,
+    pub file: String,
+    pub pid_file: String,
+    pub log_file: String,
+    pub cache_objects: usize,
+}
+
+impl Default for Deploy {
+    fn default() -> Self {
+        Deploy {
+            site: DeploySite::default(),
+            security: DeploySecurity::default(),
+            serve: DeployServe::default(),
+            bootstrap_login: "admin".into(),
+        }
+    }
+}
+
+impl Default for DeploySite {
+    fn default() -> Self {
+        DeploySite {
+            title: "bbru".into(),
+            public: true,
+            upload_size_max: 20 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for DeploySecurity {
+    fn default() -> Self {
+        DeploySecurity {
+            secure_cookies: "auto".into(),
+            session_hours: 12,
+            login_attempts_max: 5,
+            login_window_seconds: 300,
+        }
+    }
+}
+
+impl Default for DeployServe {
+    fn default() -> Self {
+        DeployServe {
+            listen: "127.0.0.1:8080".into(),
+            zeo: String::new(),
+            file: "var/Data.fs".into(),
+            pid_file: "var/bbru.pid".into(),
+            log_file: String::new(),
+            cache_objects: zodb::limits::CACHE_OBJECTS_DEFAULT,
+        }
+    }
+}
+
+/// Why configuring failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigureError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("rendering {template}: {message}")]
+    Render {
+        template: &'static str,
+        message: String,
+    },
+    #[error("the rendered {0}")]
+    Rendered(#[source] ConfigError),
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Deploy {
+    pub fn load(path: &Path) -> Result<Deploy, ConfigureError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigureError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigureError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+fn render(
+    template: &'static str,
+    source: &str,
+    deploy: &Deploy,
+    from: Option<&Path>,
+) -> Result<String, ConfigureError> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_template(template, source)
+        .map_err(|e| ConfigureError::Render {
+            template,
+            message: e.to_string(),
+        })?;
+    let context = minijinja::context! {
+        site => &deploy.site,
+        security => &deploy.security,
+        serve => &deploy.serve,
+        bootstrap_login => &deploy.bootstrap_login,
+        deploy => from.map(|p| p.display().to_string()).unwrap_or_default(),
+    };
+    env.get_template(template)
+        .and_then(|t| t.render(context))
+        .map_err(|e| ConfigureError::Render {
+            template,
+            message: e.to_string(),
+        })
+}
+
+/// `etc/site.toml` for `deploy` (checked to parse).
+pub fn site_toml(deploy: &Deploy, from: Option<&Path>) -> Result<String, ConfigureError> {
+    let text = render("site.toml", SITE_TEMPLATE, deploy, from)?;
+    SiteConfig::parse(&text, Path::new("etc/site.toml")).map_err(ConfigureError::Rendered)?;
+    Ok(text)
+}
+
+/// `etc/serve.toml` for `deploy` (checked to parse).
+pub fn serve_toml(deploy: &Deploy, from: Option<&Path>) -> Result<String, ConfigureError> {
+    let text = render("serve.toml", SERVE_TEMPLATE, deploy, from)?;
+    ServeConfig::parse(&text, Path::new("etc/serve.toml"), Path::new("."))
+        .map_err(ConfigureError::Rendered)?;
+    Ok(text)
+}
+
+/// Writes `etc/site.toml` and `etc/serve.toml` under `dir`; returns their paths.
+pub fn configure(dir: &Path, deploy_file: Option<&Path>) -> Result<Vec<PathBuf>, ConfigureError> {
+    let deploy = match deploy_file {
+        Some(p) => Deploy::load(p)?,
+        None => Deploy::default(),
+    };
+    let site = site_toml(&deploy, deploy_file)?;
+    let serve = serve_toml(&deploy, deploy_file)?;
+    let etc = dir.join("etc");
+    std::fs::create_dir_all(&etc).map_err(|source| ConfigureError::Write {
+        path: etc.clone(),
+        source,
+    })?;
+    let mut written = Vec::new();
+    for (name, text) in [("site.toml", site), ("serve.toml", serve)] {
+        let path = etc.join(name);
+        // Write beside, then rename: a reader never sees half a file.
+        let tmp = etc.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|source| ConfigureError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_render_to_valid_files_with_the_manager_commented_out() {
+        let site = site_toml(&Deploy::default(), None).unwrap();
+        let parsed = SiteConfig::parse(&site, Path::new("s")).unwrap();
+        assert!(parsed.bootstrap_manager.is_none());
+        assert!(
+            site.contains("#[bootstrap_manager]\n#login = \"admin\"\n#password = \"change me\""),
+            "{site}"
+        );
+        let serve = serve_toml(&Deploy::default(), None).unwrap();
+        let parsed = ServeConfig::parse(&serve, Path::new("s"), Path::new("/srv/r")).unwrap();
+        assert_eq!(
+            parsed.storage,
+            crate::config::StorageConfig::File("/srv/r/var/Data.fs".into())
+        );
+    }
+
+    #[test]
+    fn deploy_values_reach_the_files_and_strings_are_escaped() {
+        let deploy: Deploy = toml::from_str(
+            r#"
+            bootstrap_login = "boss"
+            [site]
+            title = "Quote \" and \\ and\nnewline"
+            public = false
+            [serve]
+            zeo = "10.0.0.5:8100"
+            log_file = "/srv/bbru/log/bbru.log"
+            "#,
+        )
+        .unwrap();
+        let site = site_toml(&deploy, Some(Path::new("/srv/deploy.toml"))).unwrap();
+        let parsed = SiteConfig::parse(&site, Path::new("s")).unwrap();
+        assert_eq!(parsed.site.title, "Quote \" and \\ and\nnewline");
+        assert!(!parsed.site.public);
+        assert!(site.contains("#login = \"boss\""));
+        assert!(site.contains("/srv/deploy.toml"));
+        let serve = serve_toml(&deploy, None).unwrap();
+        let parsed = ServeConfig::parse(&serve, Path::new("s"), Path::new("/x")).unwrap();
+        assert_eq!(
+            parsed.storage,
+            crate::config::StorageConfig::Zeo("10.0.0.5:8100".into())
+        );
+        assert_eq!(
+            parsed.log_file,
+            Some(PathBuf::from("/srv/bbru/log/bbru.log"))
+        );
+    }
+
+    #[test]
+    fn bad_deploy_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deploy.toml");
+        std::fs::write(&path, "[site]\ntitel = 'typo'\n").unwrap();
+        let err = configure(dir.path(), Some(&path)).unwrap_err();
+        assert!(err.to_string().contains("titel"), "{err}");
+        assert!(!dir.path().join("etc/site.toml").exists());
+        std::fs::write(&path, "[security]\nsecure_cookies = 'sometimes'\n").unwrap();
+        let err = configure(dir.path(), Some(&path)).unwrap_err();
+        assert!(
+            err.to_string().contains("secure_cookies") || err.to_string().contains("sometimes"),
+            "{err}"
+        );
+        assert!(!dir.path().join("etc/site.toml").exists());
+    }
+}
