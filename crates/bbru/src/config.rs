@@ -199,6 +199,8 @@ struct ServeFile {
     site_config: Option<PathBuf>,
     pid_file: Option<PathBuf>,
     log_file: Option<PathBuf>,
+    handover_socket: Option<PathBuf>,
+    release: Option<String>,
     #[serde(default)]
     storage: StorageSection,
 }
@@ -220,6 +222,11 @@ pub struct ServeConfig {
     pub site_config: PathBuf,
     pub pid_file: PathBuf,
     pub log_file: Option<PathBuf>,
+    /// Where the listening socket is handed from one release's instance to the next
+    /// (see `listen`); `None`: no handover.
+    pub handover_socket: Option<PathBuf>,
+    /// The release this configuration belongs to (`bbru-X.Y.Z`), shown by `/@@health`.
+    pub release: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -231,6 +238,8 @@ impl Default for ServeConfig {
             site_config: "etc/site.toml".into(),
             pid_file: "var/bbru.pid".into(),
             log_file: None,
+            handover_socket: None,
+            release: None,
         }
     }
 }
@@ -283,6 +292,8 @@ impl ServeConfig {
             config.pid_file = resolve(p);
         }
         config.log_file = file.log_file.map(resolve);
+        config.handover_socket = file.handover_socket.map(resolve);
+        config.release = file.release;
         Ok(config)
     }
 }

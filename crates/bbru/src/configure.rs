@@ -42,6 +42,9 @@ pub struct Deploy {
     pub serve: DeployServe,
     /// Login proposed in the commented-out bootstrap manager section.
     pub bootstrap_login: String,
+    /// The release being configured (set by `bbru deploy`, not in deploy.toml files).
+    #[serde(skip)]
+    pub release: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,6 +73,9 @@ pub struct DeployServe {
     pub file: String,
     pub pid_file: String,
     pub log_file: String,
+    /// Unix socket through which a new release's instance takes the listening socket
+    /// over from the running one (zero-downtime deploys); empty: none.
+    pub handover_socket: String,
     pub cache_objects: usize,
 }
 
@@ -80,6 +86,7 @@ impl Default for Deploy {
             security: DeploySecurity::default(),
             serve: DeployServe::default(),
             bootstrap_login: "admin".into(),
+            release: None,
         }
     }
 }
@@ -113,6 +120,7 @@ impl Default for DeployServe {
             file: "var/Data.fs".into(),
             pid_file: "var/bbru.pid".into(),
             log_file: String::new(),
+            handover_socket: String::new(),
             cache_objects: zodb::limits::CACHE_OBJECTS_DEFAULT,
         }
     }
@@ -174,6 +182,7 @@ fn render(
         serve => &deploy.serve,
         bootstrap_login => &deploy.bootstrap_login,
         deploy => from.map(|p| p.display().to_string()).unwrap_or_default(),
+        release => deploy.release.clone().unwrap_or_default(),
     };
     env.get_template(template)
         .and_then(|t| t.render(context))
@@ -198,12 +207,24 @@ pub fn serve_toml(deploy: &Deploy, from: Option<&Path>) -> Result<String, Config
     Ok(text)
 }
 
-/// Writes `etc/site.toml` and `etc/serve.toml` under `dir`; returns their paths.
+/// Writes `etc/site.toml` and `etc/serve.toml` under `dir` from `deploy_file` (or the
+/// defaults); returns their paths.
 pub fn configure(dir: &Path, deploy_file: Option<&Path>) -> Result<Vec<PathBuf>, ConfigureError> {
     let deploy = match deploy_file {
         Some(p) => Deploy::load(p)?,
         None => Deploy::default(),
     };
+    write(dir, &deploy, deploy_file)
+}
+
+/// Writes `etc/site.toml` and `etc/serve.toml` under `dir` for `deploy` (read from
+/// `deploy_file`, named in the files' header); returns their paths.
+pub fn write(
+    dir: &Path,
+    deploy: &Deploy,
+    deploy_file: Option<&Path>,
+) -> Result<Vec<PathBuf>, ConfigureError> {
+    let deploy = deploy.clone();
     let site = site_toml(&deploy, deploy_file)?;
     let serve = serve_toml(&deploy, deploy_file)?;
     let etc = dir.join("etc");

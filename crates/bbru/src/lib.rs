@@ -13,7 +13,10 @@
 
 pub mod config;
 pub mod configure;
+pub mod deploy;
+pub mod listen;
 pub mod model;
 pub mod security;
+pub mod selftest;
 pub mod startup;
 pub mod web;

@@ -38,6 +38,42 @@ enum Command {
         /// The installation to write etc/ into (default: the current directory).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// The release being configured (bbru-X.Y.Z; set by `bbru deploy`).
+        #[arg(long)]
+        release: Option<String>,
+    },
+    /// Install a release archive and switch to it without downtime (steps 1 to 6 of the
+    /// deployment procedure); on any failure the running release keeps serving.
+    Deploy {
+        /// bbru-X.Y.Z.tar.gz, a path or an http(s) URL.
+        archive: String,
+        /// Where releases/ and the current link live.
+        #[arg(long, default_value = "/srv/bbru")]
+        base: PathBuf,
+        /// The site's values (deploy.toml), outside release directories.
+        #[arg(short = 'c', long = "config")]
+        deploy: Option<PathBuf>,
+        /// Keep the previous release's directory (so `bbru rollback` can return to it).
+        #[arg(long)]
+        keep_previous: bool,
+    },
+    /// The release's own checks against the configured database, which is not written
+    /// to (a writable overlay over a read-only connection): configuration,
+    /// connectivity, and the site's functions over HTTP; non-zero exit on any failure.
+    Test {
+        /// The instance's configuration (etc/serve.toml); defaults apply when absent.
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
+    /// List the installed releases; the live one is marked with `*`.
+    Releases {
+        #[arg(long, default_value = "/srv/bbru")]
+        base: PathBuf,
+    },
+    /// Return to the previous release, while it is still installed.
+    Rollback {
+        #[arg(long, default_value = "/srv/bbru")]
+        base: PathBuf,
     },
 }
 
@@ -102,6 +138,16 @@ fn init_logging(log_file: Option<&std::path::Path>) -> Result<()> {
     Ok(())
 }
 
+fn report(result: Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bbru: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn exit(code: i32) -> ExitCode {
     ExitCode::from(code.clamp(0, 255) as u8)
 }
@@ -118,8 +164,76 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Configure { deploy, dir } => {
-            return match bbru::configure::configure(&dir, deploy.as_deref()) {
+        Command::Deploy {
+            archive,
+            base,
+            deploy,
+            keep_previous,
+        } => {
+            let args = bbru::deploy::DeployArgs {
+                archive,
+                base,
+                deploy_file: deploy,
+                keep_previous,
+            };
+            return report(bbru::deploy::deploy(&args).map(|r| {
+                println!("bbru: {} is live", r.display());
+            }));
+        }
+        Command::Test { config } => {
+            let config = match config.as_deref().map(ServeConfig::load) {
+                Some(Ok(c)) => c,
+                Some(Err(e)) => {
+                    eprintln!("bbru: {:#}", anyhow::Error::new(e));
+                    return ExitCode::FAILURE;
+                }
+                None => ServeConfig::default(),
+            };
+            let checks = bbru::selftest::run(&config);
+            for check in &checks {
+                match &check.outcome {
+                    Ok(detail) => println!("ok      {}: {detail}", check.name),
+                    Err(reason) => println!("FAILED  {}: {reason}", check.name),
+                }
+            }
+            let failed = checks.iter().filter(|c| !c.passed()).count();
+            println!(
+                "bbru test: {} passed, {failed} failed",
+                checks.len() - failed
+            );
+            return if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        Command::Releases { base } => {
+            return report(bbru::deploy::describe(&base).map(|lines| {
+                for line in lines {
+                    println!("{line}");
+                }
+            }));
+        }
+        Command::Rollback { base } => {
+            return report(bbru::deploy::rollback(&base).map(|r| {
+                println!("bbru: rolled back; {} is live", r.display());
+            }));
+        }
+        Command::Configure {
+            deploy,
+            dir,
+            release,
+        } => {
+            let mut values = match deploy.as_deref().map(bbru::configure::Deploy::load) {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    eprintln!("bbru: {:#}", anyhow::Error::new(e));
+                    return ExitCode::FAILURE;
+                }
+                None => bbru::configure::Deploy::default(),
+            };
+            values.release = release;
+            return match bbru::configure::write(&dir, &values, deploy.as_deref()) {
                 Ok(paths) => {
                     for p in paths {
                         println!("bbru: wrote {}", p.display());
@@ -277,14 +391,29 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
         ..zodb::DbOptions::default()
     };
     let db = zodb::DB::with_options(storage.clone(), options).context("opening the database")?;
-    let app = bbru::startup::app(db, site, &config.site_config.display().to_string())?;
+    let mut app = bbru::startup::app(db, site, &config.site_config.display().to_string())?;
+    app.release = config.release.clone().unwrap_or_default();
+    // Bound before the runtime starts: inherited from the running release's instance
+    // through the handover socket when there is one, else bound with SO_REUSEPORT.
+    let bound = bbru::listen::bind(&config.listen, config.handover_socket.as_deref())
+        .with_context(|| format!("listening on {}", config.listen))?;
+    if bound.inherited {
+        tracing::info!(address = %config.listen, "took the listening socket over from the running instance");
+    }
+    let handover_copy = bound
+        .listener
+        .try_clone()
+        .context("duplicating the listener")?;
+    bound
+        .listener
+        .set_nonblocking(true)
+        .context("configuring the listener")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     let result = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&config.listen)
-            .await
+        let listener = tokio::net::TcpListener::from_std(bound.listener)
             .with_context(|| format!("listening on {}", config.listen))?;
         tracing::info!(address = %listener.local_addr()?, storage = %storage.name(), "serving");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -299,6 +428,11 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
         if let Some(log) = log_file {
             tokio::spawn(reopen_log_on_sighup(log));
         }
+        if let Some(path) = &config.handover_socket {
+            bbru::listen::serve_handover(path, &handover_copy)
+                .with_context(|| format!("serving the handover socket {}", path.display()))?;
+        }
+        drop(handover_copy);
         // Only now may `--daemon` report success: the instance listens.
         daemon::notify_ready().context("telling the parent the instance is ready")?;
         bbru::web::serve(Arc::new(app), listener, shutdown)

@@ -150,5 +150,6 @@ pub fn app(db: DB, config: SiteConfig, site_config_path: &str) -> Result<App, St
         limiter,
         metrics: Metrics::default(),
         site_config_path: site_config_path.to_owned(),
+        release: String::new(),
     })
 }

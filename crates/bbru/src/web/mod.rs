@@ -44,6 +44,8 @@ pub struct App {
     pub metrics: metrics::Metrics,
     /// Where the site configuration lives (for the messages that mention it).
     pub site_config_path: String,
+    /// The release serving (`bbru-X.Y.Z`), empty when not deployed as a release.
+    pub release: String,
 }
 
 impl std::fmt::Debug for App {

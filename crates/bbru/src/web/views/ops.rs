@@ -17,6 +17,8 @@ pub fn health(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
             "storage": db.storage().name(),
             "last_transaction": format!("{:016x}", tx.snapshot().0),
             "version": env!("CARGO_PKG_VERSION"),
+            "release": ctx.app.release,
+            "pid": std::process::id(),
         }),
     ))
 }
