@@ -474,10 +474,24 @@ impl App {
     }
 
     fn respond(&self, request: &Request, input: &Input) -> Result<Reply, AppError> {
+        let (names, view) = split_path(&request.path)?;
         let Some(site) = self.site else {
+            // The instance and its database are fine; the site awaits its bootstrap
+            // manager. Deploys and load balancers ask /@@health: it says so, with 200.
+            if names.is_empty() && view == "health" {
+                return Ok(Reply::Json(
+                    StatusCode::OK,
+                    serde_json::json!({
+                        "status": "ok",
+                        "site": "not set up",
+                        "storage": self.db.storage().name(),
+                        "release": self.release,
+                        "pid": std::process::id(),
+                    }),
+                ));
+            }
             return Err(AppError::NotSetUp);
         };
-        let (names, view) = split_path(&request.path)?;
         let wants_json = request
             .headers
             .get(header::ACCEPT)
