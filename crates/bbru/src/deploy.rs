@@ -154,7 +154,10 @@ fn run(release: &Path, args: &[&str]) -> Result<String> {
 /// Waits until `/@@health` on `listen` answers from `release`.
 fn wait_for_health(listen: &str, release: &str, timeout: Duration) -> Result<()> {
     let url = format!("http://{listen}/@@health");
+    // A new connection per try: both releases accept on the one socket, and a kept-alive
+    // connection would keep asking the old one.
     let client = reqwest::blocking::Client::builder()
+        .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5))
         .build()
         .context("an HTTP client")?;

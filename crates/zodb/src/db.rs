@@ -227,6 +227,102 @@ impl DB {
         &self.inner.storage
     }
 
+    /// Undoes the transactions `tids` in one storage transaction described by `meta`
+    /// (ZODB's `DB.undoMultiple`): all of them or, on any failure, none.  They are undone
+    /// newest first, so a transaction and later ones that changed the same objects can be
+    /// undone together.  The connections' caches learn of the undo through the storage's
+    /// listener, like any commit.
+    ///
+    /// An undo that would change the database root (oid 0) is refused: the transactions
+    /// that wrote it created the database or put the application's objects in it, and
+    /// undoing them would leave nothing to open.
+    ///
+    /// A refusal names the transaction that cannot be undone.  Storages that find it only
+    /// when the undo is voted (FileStorage) are asked again without committing, with the
+    /// newest 1, 2, … of `tids`, to find the first whose undo breaks the set.
+    pub fn undo(&self, tids: &[Tid], meta: TransactionMeta) -> Result<Tid, UndoError> {
+        let mut order = tids.to_vec();
+        order.sort_unstable_by(|a, b| b.cmp(a));
+        order.dedup();
+        if order.is_empty() {
+            return Err(UndoError {
+                tid: None,
+                error: StorageError::Undo(vec!["no transaction to undo was given".into()]).into(),
+            });
+        }
+        match self.undo_in(&order, meta, true) {
+            Ok(tid) => {
+                self.inner.stats.commits.fetch_add(1, Ordering::Relaxed);
+                Ok(tid)
+            }
+            Err(mut e) => {
+                if e.error.is_conflict() {
+                    self.inner.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                }
+                if e.tid.is_none() && matches!(e.error, Error::Storage(StorageError::Undo(_))) {
+                    e.tid = (1..=order.len())
+                        .find(|&n| {
+                            self.undo_in(&order[..n], TransactionMeta::default(), false)
+                                .is_err()
+                        })
+                        .and_then(|n| order.get(n - 1).copied());
+                }
+                // The storage may refuse such a transaction for its own reasons first
+                // (later changes of the objects it created); this reason is the one to give.
+                if let Some(tid) = e.tid
+                    && self.wrote_root(tid)
+                {
+                    e.error = root_refusal().into();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether transaction `tid` is among the recent ones that wrote the database root.
+    fn wrote_root(&self, tid: Tid) -> bool {
+        self.inner
+            .storage
+            .history(Oid::ROOT, limits::ROOT_HISTORY_CHECKED)
+            .is_ok_and(|entries| entries.iter().any(|e| e.tid == tid))
+    }
+
+    /// One storage transaction undoing `order` (newest first): finished when `commit`,
+    /// else aborted after a successful vote (a trial).
+    fn undo_in(
+        &self,
+        order: &[Tid],
+        meta: TransactionMeta,
+        commit: bool,
+    ) -> Result<Tid, UndoError> {
+        let whole = |error: StorageError| UndoError {
+            tid: None,
+            error: error.into(),
+        };
+        let storage = &self.inner.storage;
+        let txn = storage.tpc_begin(meta).map_err(whole)?;
+        let run = || -> Result<Tid, UndoError> {
+            for &tid in order {
+                let refused = |error: StorageError| UndoError {
+                    tid: Some(tid),
+                    error: error.into(),
+                };
+                let oids = storage.undo(&txn, tid).map_err(refused)?;
+                if oids.contains(&Oid::ROOT) {
+                    return Err(refused(root_refusal()));
+                }
+            }
+            storage.vote(&txn).map_err(whole)?;
+            if commit {
+                storage.finish(&txn).map_err(whole)
+            } else {
+                storage.abort(&txn);
+                Ok(Tid::ZERO)
+            }
+        };
+        run().inspect_err(|_| storage.abort(&txn))
+    }
+
     /// The newest tid this database has been told of (the snapshot of a transaction
     /// begun now).
     pub fn last_transaction(&self) -> Tid {
@@ -240,6 +336,41 @@ impl DB {
             cache_hits: s.hits.load(Ordering::Relaxed),
             commits: s.commits.load(Ordering::Relaxed),
             conflicts: s.conflicts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Why [`DB::undo`] refuses a transaction that wrote the database root.
+fn root_refusal() -> StorageError {
+    StorageError::Undo(vec![
+        "it changed the database root (it created the database or the application's objects in it)"
+            .into(),
+    ])
+}
+
+/// Why [`DB::undo`] failed; nothing was undone.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", match .tid {
+    Some(tid) => format!("transaction {tid} cannot be undone: {}", .error),
+    None => format!("the undo failed: {}", .error),
+})]
+pub struct UndoError {
+    /// The transaction whose undo the storage refused (its objects were changed by later
+    /// transactions, it is not undoable, it changed the root); `None` when the undo failed
+    /// as a whole (when voted, e.g. because a transaction committed meanwhile changed the
+    /// same objects).
+    pub tid: Option<Tid>,
+    /// What the storage said.
+    #[source]
+    pub error: Error,
+}
+
+impl UndoError {
+    /// The storage's reasons, one per object that blocks the undo (or the error's text).
+    pub fn reasons(&self) -> Vec<String> {
+        match &self.error {
+            Error::Storage(StorageError::Undo(messages)) => messages.clone(),
+            other => vec![other.to_string()],
         }
     }
 }

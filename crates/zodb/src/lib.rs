@@ -32,7 +32,7 @@ pub mod state;
 
 pub use btree::BTree;
 pub use connection::{Connection, Edit, Generic, Savepoint, Transaction};
-pub use db::{DB, DbOptions, DbStats, TransactionManager};
+pub use db::{DB, DbOptions, DbStats, TransactionManager, UndoError};
 pub use error::{Error, Result, Retryable};
 pub use mapping::{PersistentList, PersistentMapping};
 pub use persistent::{AnyRef, PRef, Persistent};

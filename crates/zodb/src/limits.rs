@@ -27,3 +27,8 @@ pub const BUCKET_ITEMS_MAX: usize = 30;
 
 /// Children of a BTree node before it splits (BTrees' `OOBTree` maximum).
 pub const NODE_CHILDREN_MAX: usize = 250;
+
+/// Revisions of the database root [`crate::DB::undo`] reads to explain why a transaction
+/// that wrote the root cannot be undone (the root changes rarely: at the creation of the
+/// database and of the application's objects).
+pub const ROOT_HISTORY_CHECKED: usize = 100;

@@ -18,6 +18,7 @@ pub mod content;
 pub mod edit;
 pub mod principals;
 pub mod site;
+pub mod tree;
 
 pub use content::{Content, ContentRef, File, Folder, Image, Kind, Meta, Page};
 pub use principals::{Group, User};

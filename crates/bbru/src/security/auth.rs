@@ -118,6 +118,33 @@ pub fn csrf_ok(secret: &str, cookie: &str, token: &str) -> bool {
     !cookie.is_empty() && m.verify_slice(&given).is_ok()
 }
 
+/// `payload` signed with the site's secret for `purpose` (a cookie value: URL-safe
+/// base64 of the payload, `.`, of the HMAC).  What one purpose signed never verifies for
+/// another, so a clipboard can never pass for a session.
+pub fn sign(secret: &str, purpose: &str, payload: &[u8]) -> String {
+    let sig = mac(secret, &[b"signed", purpose.as_bytes(), payload]);
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(payload),
+        URL_SAFE_NO_PAD.encode(sig)
+    )
+}
+
+/// The payload of a value [`sign`] made for `purpose`, if the signature holds (checked in
+/// constant time); `None` for anything tampered with or malformed.
+pub fn verify(secret: &str, purpose: &str, signed: &str) -> Option<Vec<u8>> {
+    let (payload64, sig64) = signed.split_once('.')?;
+    let payload = URL_SAFE_NO_PAD.decode(payload64).ok()?;
+    let sig = URL_SAFE_NO_PAD.decode(sig64).ok()?;
+    let mut m = HmacSha256::new_from_slice(secret.as_bytes()).ok()?;
+    for part in [b"signed".as_slice(), purpose.as_bytes(), &payload] {
+        m.update(&(part.len() as u64).to_be_bytes());
+        m.update(part);
+    }
+    m.verify_slice(&sig).ok()?;
+    Some(payload)
+}
+
 /// Failed logins per key (client address and login), forgotten after `window`.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -192,6 +219,21 @@ mod tests {
         assert!(!csrf_ok("k", &new_csrf_cookie(), &token));
         assert!(!csrf_ok("k", "", &csrf_token("k", "")));
         assert!(!csrf_ok("k", &cookie, "garbage!"));
+    }
+
+    #[test]
+    fn signed_values_verify_only_untouched_and_for_their_purpose() {
+        let v = sign("k", "clipboard", b"{\"op\":\"cut\"}");
+        assert_eq!(
+            verify("k", "clipboard", &v).as_deref(),
+            Some(b"{\"op\":\"cut\"}".as_slice())
+        );
+        assert!(verify("k", "other", &v).is_none());
+        assert!(verify("other", "clipboard", &v).is_none());
+        let (_, sig) = v.split_once('.').unwrap();
+        let forged = format!("{}.{sig}", URL_SAFE_NO_PAD.encode(b"{\"op\":\"copy\"}"));
+        assert!(verify("k", "clipboard", &forged).is_none());
+        assert!(verify("k", "clipboard", "no-dot").is_none());
     }
 
     #[test]

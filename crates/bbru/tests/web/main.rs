@@ -5,7 +5,13 @@
 // Test harness types: nothing useful to print.
 #![allow(missing_debug_implementations)]
 
+mod api;
 mod basics;
+mod grants;
+mod history;
+mod manage;
+mod matrix;
+mod users;
 
 use std::sync::Arc;
 

@@ -455,6 +455,100 @@ fn any_refs_keep_the_class_of_mixed_items(b: Backend) {
     );
 }
 
+/// The title of the page under root key `key`, read by `conn` in a new transaction.
+fn title_in(conn: &mut zodb::Connection, r: PRef<Page>) -> String {
+    let tx = conn.begin();
+    tx.get(r).unwrap().title.clone()
+}
+
+/// Commits a new title for `r`, described as `what`; returns the tid.
+fn retitle(db: &DB, r: PRef<Page>, title: &str, what: &str) -> Tid {
+    let mut conn = db.connection();
+    let tx = conn.begin();
+    tx.note(what);
+    tx.edit(r).unwrap().title = title.into();
+    tx.commit().unwrap().expect("a commit")
+}
+
+fn undo_reverts_transactions_all_or_nothing(b: Backend) {
+    let db = DB::open(b.storage.clone()).unwrap();
+    let r = add_page(&db, "a", "one");
+    // A connection that has the page cached sees the undo (the listener invalidates).
+    let mut reader = db.connection();
+    assert_eq!(title_in(&mut reader, r), "one");
+    let two = retitle(&db, r, "two", "edit a");
+    assert_eq!(title_in(&mut reader, r), "two");
+    let undo_tid = db
+        .undo(
+            &[two],
+            zodb_storage::TransactionMeta::new("alice", "undo edit a"),
+        )
+        .unwrap();
+    assert_eq!(title_in(&mut reader, r), "one");
+    let log = b.storage.undo_log(0, 1).unwrap();
+    assert_eq!(log[0].tid, undo_tid);
+    assert_eq!(log[0].user, b"alice");
+    assert_eq!(log[0].description, b"undo edit a");
+
+    // An undo whose objects were changed later is refused, naming the transaction, and
+    // changes nothing.
+    let three = retitle(&db, r, "three", "edit a again");
+    let four = retitle(&db, r, "four", "and again");
+    let last = b.storage.last_transaction();
+    let err = db
+        .undo(&[three], zodb_storage::TransactionMeta::new("", "undo"))
+        .unwrap_err();
+    assert_eq!(err.tid, Some(three));
+    assert!(!err.reasons().is_empty(), "{err}");
+    assert!(err.to_string().contains(&three.to_string()), "{err}");
+    assert_eq!(b.storage.last_transaction(), last);
+    assert_eq!(title_in(&mut reader, r), "four");
+    // With the later change, in any order, it can: newest first, in one transaction.
+    db.undo(
+        &[three, four],
+        zodb_storage::TransactionMeta::new("", "undo both"),
+    )
+    .unwrap();
+    assert_eq!(title_in(&mut reader, r), "one");
+    // In a set, the one that cannot be undone is named.
+    let five = retitle(&db, r, "five", "edit a");
+    retitle(&db, r, "six", "edit a");
+    let other = add_page(&db, "b", "b");
+    let b_edit = retitle(&db, other, "b2", "edit b");
+    let err = db
+        .undo(
+            &[b_edit, five],
+            zodb_storage::TransactionMeta::new("", "undo"),
+        )
+        .unwrap_err();
+    assert_eq!(err.tid, Some(five), "{err}");
+    assert_eq!(title_in(&mut reader, other), "b2");
+
+    // The transactions that wrote the root are never undone: here, the one that added
+    // the page (nothing changed the root since, so the storage alone would allow it).
+    add_page(&db, "c", "c");
+    let added = b.storage.history(Oid::ROOT, 1).unwrap()[0].tid;
+    let last = b.storage.last_transaction();
+    let err = db
+        .undo(&[added], zodb_storage::TransactionMeta::new("", "undo"))
+        .unwrap_err();
+    assert_eq!(err.tid, Some(added));
+    assert!(err.to_string().contains("root"), "{err}");
+    assert_eq!(b.storage.last_transaction(), last);
+    // Even when the storage refuses it for another reason first (the page it added was
+    // changed since), the reason given is the root.
+    let first_add = b.storage.history(Oid::ROOT, 10).unwrap()[2].tid;
+    let err = db
+        .undo(&[first_add], zodb_storage::TransactionMeta::new("", "undo"))
+        .unwrap_err();
+    assert_eq!(err.tid, Some(first_add));
+    assert!(err.to_string().contains("root"), "{err}");
+    assert!(
+        db.undo(&[], zodb_storage::TransactionMeta::default())
+            .is_err()
+    );
+}
+
 on_every_storage!(
     any_refs_keep_the_class_of_mixed_items,
     dropping_the_db_releases_the_storage,
@@ -475,4 +569,5 @@ on_every_storage!(
     pooled_connections_keep_their_cache,
     concurrent_writers_on_threads,
     two_databases_on_one_storage_see_each_other,
+    undo_reverts_transactions_all_or_nothing,
 );

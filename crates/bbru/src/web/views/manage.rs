@@ -1,13 +1,729 @@
-//! The folder management view (`@@contents`): listing with actions.
+//! The folder management view (`@@contents`), after the Zope management interface: the
+//! items of a folder the principal may see, in display order, with the actions the
+//! principal may perform — rename, cut, copy, paste, delete and reorder.
+//!
+//! Each action checks its own permission (the view itself only needs View): renaming and
+//! reordering need Edit on the folder, deleting and cutting Delete on each item, copying
+//! View on each item, pasting Add on the target folder (and, for a cut, Delete on the
+//! source items again: the clipboard only says what was chosen, never what is allowed).
+//!
+//! The clipboard is stateless, as instances share nothing but the database: a cookie
+//! holding the operation and the source paths, signed with the site's secret
+//! ([`auth::sign`]); a clipboard changed outside the site is refused.  A cut is pasted
+//! by moving the objects themselves (same oids, so their history follows them), a copy
+//! by deep copies ([`tree::deep_copy`]).  Every change is one transaction whose note says
+//! what was done where.
 
+use std::collections::HashSet;
+
+use axum::http::{HeaderMap, header};
+use maud::html;
+use serde::{Deserialize, Serialize};
 use zodb::Transaction;
 
-use crate::web::{AppError, Ctx, Reply};
+use crate::model::edit::EditError;
+use crate::model::{Content, ContentRef, Folder, tree};
+use crate::security::{self, Grants, Permission, Principal, auth};
+use crate::web::render::{self, child_url, csrf, page, redirect_with_notice, view_url};
+use crate::web::{AppError, Ctx, Reply, url_of, valid_name};
 
-pub fn contents(_ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
-    Err(AppError::NotFound)
+/// The clipboard cookie.
+const CLIPBOARD_COOKIE: &str = "bbru_clipboard";
+/// What the clipboard's signature is made for (never valid as anything else).
+const CLIPBOARD_PURPOSE: &str = "clipboard";
+/// Largest clipboard cookie value: browsers keep cookies of about 4 KB.
+const CLIPBOARD_MAX: usize = 3500;
+/// Largest folder whose order may be arranged by hand (the order is one list).
+const REORDER_MAX: usize = 1000;
+/// Items per page of the listing.
+const BATCH: usize = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Op {
+    Cut,
+    Copy,
 }
 
-pub fn contents_action(_ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
-    Err(AppError::NotFound)
+/// What the clipboard cookie holds: the operation and the paths (item names from the
+/// root) of the items chosen.
+#[derive(Debug, Serialize, Deserialize)]
+struct Clipboard {
+    op: Op,
+    paths: Vec<Vec<String>>,
+}
+
+/// The state of the browser's clipboard.
+enum ClipState {
+    Empty,
+    Valid(Clipboard),
+    /// Present but not signed by this site (or unreadable).
+    Tampered,
+}
+
+fn request_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn read_clipboard(ctx: &Ctx<'_>) -> ClipState {
+    match request_cookie(ctx.headers, CLIPBOARD_COOKIE) {
+        None | Some("") => ClipState::Empty,
+        Some(value) => auth::verify(&ctx.app.secret, CLIPBOARD_PURPOSE, value)
+            .and_then(|payload| serde_json::from_slice::<Clipboard>(&payload).ok())
+            .map_or(ClipState::Tampered, ClipState::Valid),
+    }
+}
+
+/// The `Set-Cookie` value storing `clipboard` (signed).
+fn clipboard_cookie(ctx: &Ctx<'_>, clipboard: &Clipboard) -> Result<String, AppError> {
+    let payload = serde_json::to_vec(clipboard).map_err(|e| {
+        tracing::error!(error = %e, "cannot serialise the clipboard");
+        AppError::Internal
+    })?;
+    let value = auth::sign(&ctx.app.secret, CLIPBOARD_PURPOSE, &payload);
+    if value.len() > CLIPBOARD_MAX {
+        return Err(AppError::BadRequest(format!(
+            "Too many items to put on the clipboard at once ({}): the clipboard is kept in a browser cookie. Select fewer items.",
+            clipboard.paths.len()
+        )));
+    }
+    Ok(ctx.app.cookie(ctx.headers, CLIPBOARD_COOKIE, &value, None))
+}
+
+fn clear_clipboard_cookie(ctx: &Ctx<'_>) -> String {
+    ctx.app.cookie(ctx.headers, CLIPBOARD_COOKIE, "", Some(0))
+}
+
+/// Refusal of an action: a visitor is asked to log in, a user told it is not allowed.
+fn denied(ctx: &Ctx<'_>) -> AppError {
+    if ctx.principal.is_authenticated() {
+        AppError::Forbidden
+    } else {
+        AppError::Unauthorized
+    }
+}
+
+fn path_url(names: &[String]) -> String {
+    url_of(names.iter().map(String::as_str))
+}
+
+/// The names of the addressed folder's path (none for the root).
+fn folder_names(ctx: &Ctx<'_>) -> Vec<String> {
+    ctx.path.iter().skip(1).map(|s| s.name.clone()).collect()
+}
+
+/// The path (names from the root) of the item `name` of the folder at `base`.
+fn item_path(base: &[String], name: &str) -> Vec<String> {
+    let mut path = base.to_vec();
+    path.push(name.to_owned());
+    path
+}
+
+fn human_size(bytes: usize) -> String {
+    if bytes < 1024 {
+        format!("{bytes} bytes")
+    } else if bytes < 1024 * 1024 {
+        format!("{:.1} KB", bytes as f64 / 1024.0)
+    } else {
+        format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
+    }
+}
+
+fn size_of(content: &Content) -> Option<usize> {
+    match content {
+        Content::File(_, f) => Some(f.data.len()),
+        Content::Image(_, i) => Some(i.data.len()),
+        _ => None,
+    }
+}
+
+/// The addressed folder.
+fn target_folder<'c>(
+    ctx: &'c Ctx<'_>,
+) -> Result<(zodb::PRef<Folder>, &'c std::sync::Arc<Folder>), AppError> {
+    match ctx.target() {
+        Content::Folder(r, f) => Ok((*r, f)),
+        _ => Err(AppError::NotFound),
+    }
+}
+
+/// The items named by the form's `ids`, in the order given (duplicates dropped); an item
+/// the principal may not see is treated as absent.
+fn selected(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Vec<(String, Content)>, AppError> {
+    let (_, folder) = target_folder(ctx)?;
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for id in ctx.input.all("ids") {
+        if !seen.insert(id) {
+            continue;
+        }
+        let content = match folder.items.get(tx, &id.to_owned())? {
+            Some(any) => match ContentRef::resolve(tx, &any)? {
+                Some(r) => Some(r.load(tx)?),
+                None => None,
+            },
+            None => None,
+        };
+        match content {
+            Some(c) if ctx.allowed_on(&c, Permission::View) => out.push((id.to_owned(), c)),
+            _ => {
+                return Err(AppError::BadRequest(format!(
+                    "There is no item {id:?} in this folder (it may have been renamed, moved or deleted meanwhile); reload the page."
+                )));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(AppError::BadRequest(
+            "Select at least one item first.".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// `GET @@contents`: the listing.
+pub fn contents(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let (_, folder) = target_folder(ctx)?;
+    let names = folder.ordered_names(tx)?;
+    let total = names.len();
+    let start = ctx
+        .query("start")
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(total);
+    let end = (start + BATCH).min(total);
+    let mut rows = Vec::new();
+    for name in names.get(start..end).unwrap_or_default() {
+        let Some(any) = folder.items.get(tx, name)? else {
+            continue;
+        };
+        let Some(r) = ContentRef::resolve(tx, &any)? else {
+            continue;
+        };
+        let content = r.load(tx)?;
+        if ctx.allowed_on(&content, Permission::View) {
+            rows.push((name.clone(), content));
+        }
+    }
+    let can_edit = ctx.allowed(Permission::Edit);
+    let can_add = ctx.allowed(Permission::Add);
+    let can_delete = rows
+        .iter()
+        .any(|(_, c)| ctx.allowed_on(c, Permission::Delete));
+    let clipboard = read_clipboard(ctx);
+    let title = &ctx.target().meta().title;
+    let batch_url = |at: usize| format!("{}?start={at}", view_url(ctx, "contents"));
+    let markup = page(
+        ctx,
+        &format!("Contents of {title}"),
+        html! {
+            h1 { "Contents of " (title) }
+            @if can_add {
+                p { "Add: " @for k in crate::model::Kind::ALL { a href={(view_url(ctx, "add")) "?type=" (k.name())} { (k.name()) } " " } }
+            }
+            @match &clipboard {
+                ClipState::Empty => {}
+                ClipState::Valid(c) => {
+                    p.clipboard {
+                        "Clipboard: " (c.paths.len()) " item(s) "
+                        (if c.op == Op::Cut { "cut" } else { "copied" }) ": "
+                        @for (i, p) in c.paths.iter().enumerate() {
+                            @if i > 0 { ", " }
+                            code { (path_url(p)) }
+                        }
+                    }
+                }
+                ClipState::Tampered => {
+                    p.error { "The clipboard was changed outside this site and will not be used; cut or copy the items again." }
+                }
+            }
+            form method="post" action=(view_url(ctx, "contents")) {
+                (csrf(ctx))
+                @if rows.is_empty() {
+                    p { em { "This folder has no items you may see." } }
+                } @else {
+                    table.contents {
+                        thead { tr { th {} th { "Title" } th { "Name" } th { "Type" } th { "Modified" } th { "Size" } } }
+                        tbody {
+                            @for (name, item) in &rows {
+                                tr {
+                                    td { input type="checkbox" name="ids" value=(name) id={"id-" (name)}; }
+                                    td { a href=(child_url(ctx, name)) { (item.meta().title) } }
+                                    td { label for={"id-" (name)} { code { (name) } } }
+                                    td { (item.kind().name()) }
+                                    td { (render::time(item.meta().modified)) }
+                                    td { @if let Some(n) = size_of(item) { (human_size(n)) } }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if total > BATCH {
+                    p.batch {
+                        "Items " (start + 1) "–" (end) " of " (total) ". "
+                        @if start > 0 { a href=(batch_url(start.saturating_sub(BATCH))) { "Previous" } " " }
+                        @if end < total { a href=(batch_url(end)) { "Next" } }
+                    }
+                }
+                p.actions {
+                    @if can_edit && !rows.is_empty() {
+                        button type="submit" name="action" value="rename" { "Rename" } " "
+                    }
+                    @if can_delete {
+                        button type="submit" name="action" value="cut" { "Cut" } " "
+                    }
+                    @if !rows.is_empty() {
+                        button type="submit" name="action" value="copy" { "Copy" } " "
+                    }
+                    @if can_add && matches!(clipboard, ClipState::Valid(_)) {
+                        button type="submit" name="action" value="paste" { "Paste" } " "
+                    }
+                    @if can_delete {
+                        button type="submit" name="action" value="delete" { "Delete" } " "
+                    }
+                }
+                @if can_edit && rows.len() > 1 {
+                    p.order {
+                        "Move selected: "
+                        button type="submit" name="action" value="move_top" { "To top" } " "
+                        button type="submit" name="action" value="move_up" { "Up" } " "
+                        button type="submit" name="action" value="move_down" { "Down" } " "
+                        button type="submit" name="action" value="move_bottom" { "To bottom" }
+                    }
+                }
+            }
+        },
+    );
+    Ok(Reply::Html(markup.into_string()))
+}
+
+/// `POST @@contents`: one of the actions, named by the `action` field.
+pub fn contents_action(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    target_folder(ctx)?;
+    match ctx.input.field("action").unwrap_or("") {
+        "rename" => rename(ctx, tx),
+        "cut" => put_on_clipboard(ctx, tx, Op::Cut),
+        "copy" => put_on_clipboard(ctx, tx, Op::Copy),
+        "paste" => paste(ctx, tx),
+        "delete" => delete(ctx, tx),
+        action @ ("move_up" | "move_down" | "move_top" | "move_bottom") => reorder(ctx, tx, action),
+        "" => Err(AppError::BadRequest(
+            "No action was chosen: use one of the buttons under the listing.".into(),
+        )),
+        other => Err(AppError::BadRequest(format!(
+            "{other:?} is not an action of the contents view."
+        ))),
+    }
+}
+
+fn back(ctx: &Ctx<'_>, notice: &str) -> Reply {
+    redirect_with_notice(&view_url(ctx, "contents"), notice)
+}
+
+fn with_cookie(reply: Reply, cookie: String) -> Reply {
+    Reply::WithHeaders(Box::new(reply), vec![(header::SET_COOKIE, cookie)])
+}
+
+/// Renames the selected items to `new_ids` (in the same order); without `new_ids`,
+/// shows the form asking for them.
+fn rename(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    if !ctx.allowed(Permission::Edit) {
+        return Err(denied(ctx));
+    }
+    let (folder_ref, _) = target_folder(ctx)?;
+    let items = selected(ctx, tx)?;
+    let new_ids = ctx.input.all("new_ids");
+    if new_ids.is_empty() {
+        return Ok(rename_form(ctx, &items));
+    }
+    if new_ids.len() != ctx.input.all("ids").len() {
+        return Err(AppError::BadRequest(
+            "Give one new name for each item to rename.".into(),
+        ));
+    }
+    let base = folder_names(ctx);
+    let mut done = Vec::new();
+    for (old, new) in ctx.input.all("ids").into_iter().zip(new_ids) {
+        let new = new.trim();
+        if old == new {
+            continue;
+        }
+        if !valid_name(new) {
+            return Err(AppError::BadRequest(
+                EditError::InvalidName(new.to_owned()).to_string(),
+            ));
+        }
+        let items_tree = tx.get(folder_ref)?.items;
+        if items_tree.contains_key(tx, &new.to_owned())? {
+            return Err(AppError::BadRequest(format!(
+                "Cannot rename {old:?} to {new:?}: an item named {new:?} already exists here."
+            )));
+        }
+        if !items.iter().any(|(n, _)| n == old) || !tree::rename_item(tx, folder_ref, old, new)? {
+            return Err(AppError::BadRequest(format!(
+                "There is no item {old:?} in this folder any more; reload the page."
+            )));
+        }
+        let from = item_path(&base, old);
+        let to = item_path(&base, new);
+        done.push(format!("{} to {}", path_url(&from), path_url(&to)));
+    }
+    if done.is_empty() {
+        return Ok(back(ctx, "Nothing was renamed: the names are unchanged."));
+    }
+    ctx.note(tx, &format!("rename {}", done.join(", ")));
+    Ok(back(ctx, &format!("Renamed {}.", done.join(", "))))
+}
+
+fn rename_form(ctx: &Ctx<'_>, items: &[(String, Content)]) -> Reply {
+    let markup = page(
+        ctx,
+        "Rename items",
+        html! {
+            h1 { "Rename items" }
+            form method="post" action=(view_url(ctx, "contents")) {
+                (csrf(ctx))
+                table {
+                    thead { tr { th { "Title" } th { "Current name" } th { "New name" } } }
+                    tbody {
+                        @for (name, item) in items {
+                            tr {
+                                td { (item.meta().title) }
+                                td { code { (name) } input type="hidden" name="ids" value=(name); }
+                                td { input type="text" name="new_ids" value=(name) required; }
+                            }
+                        }
+                    }
+                }
+                p {
+                    button type="submit" name="action" value="rename" { "Rename" } " "
+                    a href=(view_url(ctx, "contents")) { "Cancel" }
+                }
+            }
+        },
+    );
+    Reply::Html(markup.into_string())
+}
+
+/// Cut or copy: puts the selected items' paths on the (signed cookie) clipboard.
+fn put_on_clipboard(ctx: &Ctx<'_>, tx: &Transaction<'_>, op: Op) -> Result<Reply, AppError> {
+    let items = selected(ctx, tx)?;
+    if op == Op::Cut
+        && items
+            .iter()
+            .any(|(_, c)| !ctx.allowed_on(c, Permission::Delete))
+    {
+        return Err(denied(ctx));
+    }
+    let base = folder_names(ctx);
+    let clipboard = Clipboard {
+        op,
+        paths: items
+            .iter()
+            .map(|(name, _)| item_path(&base, name))
+            .collect(),
+    };
+    let cookie = clipboard_cookie(ctx, &clipboard)?;
+    let names: Vec<&str> = items.iter().map(|(n, _)| n.as_str()).collect();
+    let notice = match op {
+        Op::Cut => format!(
+            "Cut {}; paste into the folder they should move to.",
+            names.join(", ")
+        ),
+        Op::Copy => format!(
+            "Copied {}; paste into the folder the copies should go to.",
+            names.join(", ")
+        ),
+    };
+    Ok(with_cookie(back(ctx, &notice), cookie))
+}
+
+/// The objects along `names` from the root folder (root first), or `None` when the path
+/// no longer leads to content.
+fn locate(
+    tx: &Transaction<'_>,
+    ctx: &Ctx<'_>,
+    names: &[String],
+) -> Result<Option<Vec<Content>>, AppError> {
+    let root = tx.get(ctx.site)?.content;
+    let mut chain = vec![ContentRef::Folder(root).load(tx)?];
+    for name in names {
+        let items = match chain.last() {
+            Some(Content::Folder(_, f)) => f.items,
+            _ => return Ok(None),
+        };
+        let Some(any) = items.get(tx, name)? else {
+            return Ok(None);
+        };
+        let Some(r) = ContentRef::resolve(tx, &any)? else {
+            return Ok(None);
+        };
+        chain.push(r.load(tx)?);
+    }
+    Ok(Some(chain))
+}
+
+/// The path of the first item inside `content` (a folder, at `names` with the grants
+/// `grants` down to it) that `principal` may not see, if any.  A copy carries its own
+/// grants but not the inherited ones, so copying what one may not see could reveal it.
+fn hidden_inside(
+    tx: &Transaction<'_>,
+    principal: &Principal,
+    grants: &mut Vec<Grants>,
+    names: &mut Vec<String>,
+    content: &Content,
+) -> Result<Option<String>, AppError> {
+    let Content::Folder(_, folder) = content else {
+        return Ok(None);
+    };
+    let children: Vec<_> = folder.items.iter(tx)?.collect::<Result<_, _>>()?;
+    for (name, any) in children {
+        let Some(r) = ContentRef::resolve(tx, &any)? else {
+            continue;
+        };
+        let child = r.load(tx)?;
+        grants.push(child.meta().grants.clone());
+        names.push(name);
+        let path: Vec<&Grants> = grants.iter().collect();
+        let found = if !security::allowed(principal, &path, Permission::View) {
+            Some(path_url(names))
+        } else {
+            hidden_inside(tx, principal, grants, names, &child)?
+        };
+        grants.pop();
+        names.pop();
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// Pastes the clipboard into the addressed folder: moves after a cut, deep copies after a
+/// copy; clashing names become `copy_of_<name>`, `copy2_of_<name>`, ….
+fn paste(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    if !ctx.allowed(Permission::Add) {
+        return Err(denied(ctx));
+    }
+    let (target_ref, target) = target_folder(ctx)?;
+    let clipboard = match read_clipboard(ctx) {
+        ClipState::Valid(c) => c,
+        ClipState::Empty => {
+            return Err(AppError::BadRequest(
+                "The clipboard is empty: cut or copy items first.".into(),
+            ));
+        }
+        ClipState::Tampered => {
+            return Err(AppError::BadRequest(
+                "The clipboard was changed outside this site and is refused; cut or copy the items again.".into(),
+            ));
+        }
+    };
+    let target_oids: HashSet<zodb::Oid> = ctx
+        .path
+        .iter()
+        .map(|s| s.content.reference().oid())
+        .collect();
+    let creator = ctx.principal.audit_name();
+    let now = crate::web::now();
+    let mut sources = Vec::new();
+    let mut pasted = Vec::new();
+    for path in &clipboard.paths {
+        let url = path_url(path);
+        let (Some(chain), Some(name)) = (locate(tx, ctx, path)?, path.last()) else {
+            return Err(AppError::BadRequest(format!(
+                "{url} is no longer there (it was moved, renamed or deleted since it was put on the clipboard)."
+            )));
+        };
+        let grants: Vec<&Grants> = chain.iter().map(|c| &c.meta().grants).collect();
+        let (Some(item), Some(Content::Folder(parent_ref, _))) = (
+            chain.last(),
+            chain.len().checked_sub(2).and_then(|i| chain.get(i)),
+        ) else {
+            return Err(AppError::BadRequest(
+                "The site root cannot be pasted.".into(),
+            ));
+        };
+        sources.push(url.clone());
+        match clipboard.op {
+            Op::Cut => {
+                if !security::allowed(&ctx.principal, &grants, Permission::Delete) {
+                    return Err(denied(ctx));
+                }
+                if target_oids.contains(&item.reference().oid()) {
+                    return Err(AppError::BadRequest(format!(
+                        "{url} cannot be moved into itself or into one of its own subfolders ({}).",
+                        ctx.location()
+                    )));
+                }
+                if *parent_ref == target_ref {
+                    // Already here: moving an item into its own folder changes nothing.
+                    pasted.push(name.clone());
+                    continue;
+                }
+                let Some(any) = tree::remove_item(tx, *parent_ref, name)? else {
+                    return Err(AppError::BadRequest(format!("{url} is no longer there.")));
+                };
+                let new_name = tree::free_name(tx, target, name)?;
+                target.items.insert(tx, new_name.clone(), any)?;
+                pasted.push(new_name);
+            }
+            Op::Copy => {
+                if !security::allowed(&ctx.principal, &grants, Permission::View) {
+                    return Err(denied(ctx));
+                }
+                let mut grants: Vec<Grants> = grants.into_iter().cloned().collect();
+                let mut names = path.clone();
+                if let Some(hidden) =
+                    hidden_inside(tx, &ctx.principal, &mut grants, &mut names, item)?
+                {
+                    return Err(AppError::BadRequest(format!(
+                        "{url} cannot be copied: it holds {hidden}, which you may not see."
+                    )));
+                }
+                let copy = tree::deep_copy(tx, item.reference(), &creator, now)?;
+                let new_name = tree::free_name(tx, target, name)?;
+                target.items.insert(tx, new_name.clone(), copy.to_any())?;
+                pasted.push(new_name);
+            }
+        }
+    }
+    let how = match clipboard.op {
+        Op::Cut => "move",
+        Op::Copy => "copy",
+    };
+    ctx.note(
+        tx,
+        &format!(
+            "paste {} into {} ({how})",
+            sources.join(", "),
+            ctx.location()
+        ),
+    );
+    let reply = back(ctx, &format!("Pasted {}.", pasted.join(", ")));
+    Ok(match clipboard.op {
+        // The cut items are no longer where the clipboard says.
+        Op::Cut => with_cookie(reply, clear_clipboard_cookie(ctx)),
+        Op::Copy => reply,
+    })
+}
+
+/// Deletes the selected items (each needs Delete).
+fn delete(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let (folder_ref, _) = target_folder(ctx)?;
+    let items = selected(ctx, tx)?;
+    if items
+        .iter()
+        .any(|(_, c)| !ctx.allowed_on(c, Permission::Delete))
+    {
+        return Err(denied(ctx));
+    }
+    let mut urls = Vec::new();
+    for (name, _) in &items {
+        tree::remove_item(tx, folder_ref, name)?;
+        urls.push(child_url(ctx, name));
+    }
+    ctx.note(tx, &format!("delete {}", urls.join(", ")));
+    let names: Vec<&str> = items.iter().map(|(n, _)| n.as_str()).collect();
+    Ok(back(ctx, &format!("Deleted {}.", names.join(", "))))
+}
+
+/// Moves the selected items up, down, to the top or to the bottom of the display order,
+/// which is then stored in full (`Folder::order`).
+fn reorder(ctx: &Ctx<'_>, tx: &Transaction<'_>, action: &str) -> Result<Reply, AppError> {
+    if !ctx.allowed(Permission::Edit) {
+        return Err(denied(ctx));
+    }
+    let (folder_ref, folder) = target_folder(ctx)?;
+    let names = folder.ordered_names(tx)?;
+    if names.len() > REORDER_MAX {
+        return Err(AppError::BadRequest(format!(
+            "This folder holds {} items; only folders of at most {REORDER_MAX} items can be arranged by hand (larger ones list their items by name).",
+            names.len()
+        )));
+    }
+    let chosen: HashSet<String> = selected(ctx, tx)?.into_iter().map(|(n, _)| n).collect();
+    let order = moved(names, &chosen, action);
+    if order == folder.order {
+        return Ok(back(ctx, "The order is unchanged."));
+    }
+    tx.update(folder_ref, |f| f.order = order)?;
+    ctx.note(tx, &format!("reorder {}", ctx.location()));
+    Ok(back(ctx, "Order changed."))
+}
+
+/// `names` with the `chosen` ones moved as `action` says.  Up and down move each chosen
+/// item by one place, a block of chosen items moving together.
+fn moved(mut names: Vec<String>, chosen: &HashSet<String>, action: &str) -> Vec<String> {
+    let is = |n: &String| chosen.contains(n);
+    match action {
+        "move_top" => {
+            let (mut first, rest): (Vec<_>, Vec<_>) = names.into_iter().partition(is);
+            first.extend(rest);
+            first
+        }
+        "move_bottom" => {
+            let (last, mut rest): (Vec<_>, Vec<_>) = names.into_iter().partition(is);
+            rest.extend(last);
+            rest
+        }
+        "move_up" => {
+            for i in 1..names.len() {
+                if is(&names[i]) && !is(&names[i - 1]) {
+                    names.swap(i, i - 1);
+                }
+            }
+            names
+        }
+        "move_down" => {
+            for i in (0..names.len().saturating_sub(1)).rev() {
+                if is(&names[i]) && !is(&names[i + 1]) {
+                    names.swap(i, i + 1);
+                }
+            }
+            names
+        }
+        _ => names,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn moving_up_down_top_and_bottom() {
+        let all = names(&["a", "b", "c", "d", "e"]);
+        let chosen: HashSet<String> = names(&["b", "d"]).into_iter().collect();
+        assert_eq!(
+            moved(all.clone(), &chosen, "move_up"),
+            names(&["b", "a", "d", "c", "e"])
+        );
+        assert_eq!(
+            moved(all.clone(), &chosen, "move_down"),
+            names(&["a", "c", "b", "e", "d"])
+        );
+        assert_eq!(
+            moved(all.clone(), &chosen, "move_top"),
+            names(&["b", "d", "a", "c", "e"])
+        );
+        assert_eq!(
+            moved(all.clone(), &chosen, "move_bottom"),
+            names(&["a", "c", "e", "b", "d"])
+        );
+        // A block at the top stays put.
+        let top: HashSet<String> = names(&["a", "b"]).into_iter().collect();
+        assert_eq!(moved(all.clone(), &top, "move_up"), all);
+    }
 }

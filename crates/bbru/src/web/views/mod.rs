@@ -52,17 +52,19 @@ fn view(permission: Permission, handler: Handler) -> Result<Found, AppError> {
 }
 
 /// The view for a request, or why there is none.
-pub fn find(kind: Kind, name: &str, method: &Method, json: bool) -> Result<Found, AppError> {
+/// `root` says whether the object addressed is the site's root folder (site-wide views
+/// exist only there).
+pub fn find(
+    kind: Kind,
+    root: bool,
+    name: &str,
+    method: &Method,
+    json: bool,
+) -> Result<Found, AppError> {
     use Permission::*;
     let get = *method == Method::GET || *method == Method::HEAD;
     let post = *method == Method::POST;
-    let root_only = |f: Result<Found, AppError>| {
-        if kind == Kind::Folder {
-            f
-        } else {
-            Err(AppError::NotFound)
-        }
-    };
+    let root_only = |f: Result<Found, AppError>| if root { f } else { Err(AppError::NotFound) };
     match (name, get, post) {
         ("", true, _) if json => view(View, api::get),
         ("", true, _) => view(View, content::default_view),

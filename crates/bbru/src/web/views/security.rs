@@ -1,13 +1,271 @@
-//! The security view (`@@security`): local role grants of an object.
+//! The security view (`@@security`) of any object: its local role grants (Allow / Deny /
+//! Unset per principal and grantable role), the settings inherited from the containers
+//! above (read-only), and the roles the current user holds here.
+//!
+//! The form posts one radio group per (principal, role), named `grant.<Role>.<principal>`
+//! (e.g. `grant.Editor.user:bob`), and a row to add a principal: `new_principal` with
+//! `new.<Role>`.  Settings not posted stay as they are.  Only known principals (users,
+//! groups, `group:everybody`, `group:authenticated`) can be given a setting; a setting of
+//! an unknown one (say, of a deleted user) can still be unset.  A change that would take
+//! ManageSecurity here away from the principal making it is refused (the bootstrap
+//! manager holds every role anyway), so nobody locks themselves out by accident.
 
+use std::collections::BTreeMap;
+
+use maud::html;
 use zodb::Transaction;
 
-use crate::web::{AppError, Ctx, Reply};
+use crate::security::{
+    self, AUTHENTICATED, EVERYBODY, Grants, Permission, Principal, Role, Setting,
+};
+use crate::web::render::{csrf, page, redirect_with_notice, view_url};
+use crate::web::{AppError, Ctx, Reply, url_of};
 
-pub fn form(_ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
-    Err(AppError::NotFound)
+/// The role's name in forms ("Manager").
+fn short(role: Role) -> &'static str {
+    role.name().trim_start_matches("bbru.")
 }
 
-pub fn change(_ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
-    Err(AppError::NotFound)
+fn setting_word(setting: Option<Setting>) -> &'static str {
+    match setting {
+        Some(Setting::Allow) => "allow",
+        Some(Setting::Deny) => "deny",
+        None => "unset",
+    }
+}
+
+/// The principals a grant may name, with a label: the built-in groups, then the groups and
+/// users of the site.
+fn choices(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<BTreeMap<String, String>, AppError> {
+    let site = tx.get(ctx.site)?;
+    let mut out = BTreeMap::new();
+    out.insert(
+        EVERYBODY.to_owned(),
+        "everybody (anonymous visitors too)".to_owned(),
+    );
+    out.insert(AUTHENTICATED.to_owned(), "every logged-in user".to_owned());
+    for item in site.groups.iter(tx)? {
+        let (id, group) = item?;
+        out.insert(format!("group:{id}"), tx.get(group)?.title.clone());
+    }
+    for item in site.users.iter(tx)? {
+        let (login, user) = item?;
+        out.insert(format!("user:{login}"), tx.get(user)?.title.clone());
+    }
+    Ok(out)
+}
+
+/// Whether `principal` names a user or group of the site (or a built-in group).
+fn known(ctx: &Ctx<'_>, tx: &Transaction<'_>, principal: &str) -> Result<bool, AppError> {
+    if principal == EVERYBODY || principal == AUTHENTICATED {
+        return Ok(true);
+    }
+    let site = tx.get(ctx.site)?;
+    if let Some(login) = principal.strip_prefix("user:") {
+        return Ok(site.users.contains_key(tx, &login.to_owned())?);
+    }
+    if let Some(id) = principal.strip_prefix("group:") {
+        return Ok(site.groups.contains_key(tx, &id.to_owned())?);
+    }
+    Ok(false)
+}
+
+fn radios(name: &str, current: Option<Setting>) -> maud::Markup {
+    html! {
+        @for (value, label) in [("allow", "Allow"), ("deny", "Deny"), ("unset", "Unset")] {
+            label.radio {
+                input type="radio" name=(name) value=(value) checked[setting_word(current) == value];
+                " " (label)
+            }
+        }
+    }
+}
+
+/// `GET @@security`.
+pub fn form(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let target = ctx.target();
+    let grants = &target.meta().grants;
+    let choices = choices(ctx, tx)?;
+    let held = security::roles(&ctx.principal, &ctx.grants_path());
+    let location = ctx.location();
+    let inherited: Vec<(String, &Grants)> = ctx
+        .path
+        .iter()
+        .enumerate()
+        .take(ctx.path.len().saturating_sub(1))
+        .map(|(i, _)| {
+            (
+                url_of(ctx.path.iter().skip(1).take(i).map(|s| s.name.as_str())),
+                &ctx.path[i].content.meta().grants,
+            )
+        })
+        .filter(|(_, g)| !g.is_empty())
+        .collect();
+    let label = |p: &str| match choices.get(p) {
+        Some(title) if !title.is_empty() => format!("{p} ({title})"),
+        Some(_) => p.to_owned(),
+        None => format!("{p} (unknown: no such user or group)"),
+    };
+    let markup = page(
+        ctx,
+        &format!("Security of {}", target.meta().title),
+        html! {
+            h1 { "Security of " (target.meta().title) }
+            p.roles {
+                "Your roles here: "
+                @for (i, role) in held.iter().filter(|r| **r != Role::Anonymous).enumerate() {
+                    @if i > 0 { ", " }
+                    strong { (short(*role)) }
+                }
+                @if held.iter().all(|r| *r == Role::Anonymous) { em { "none" } }
+                "."
+            }
+            p {
+                "Roles granted here apply to " code { (location) }
+                " and everything inside it, unless a setting further down says otherwise; the nearest setting wins, and a principal's own setting wins over its groups'. "
+                "Manager may do everything, Editor add, change and delete content, Member view it."
+            }
+            form method="post" action=(view_url(ctx, "security")) {
+                (csrf(ctx))
+                h2 { "Settings on this object" }
+                table.grants {
+                    thead { tr { th { "Principal" } @for role in Role::GRANTABLE { th { (short(role)) } } } }
+                    tbody {
+                        @for (principal, _) in &grants.0 {
+                            tr {
+                                td { (label(principal)) }
+                                @for role in Role::GRANTABLE {
+                                    td { (radios(&format!("grant.{}.{principal}", short(role)), grants.get(principal, role))) }
+                                }
+                            }
+                        }
+                        tr.new {
+                            td {
+                                select name="new_principal" {
+                                    option value="" { "(add a principal)" }
+                                    @for (id, _) in &choices {
+                                        option value=(id) { (label(id)) }
+                                    }
+                                }
+                            }
+                            @for role in Role::GRANTABLE {
+                                td { (radios(&format!("new.{}", short(role)), None)) }
+                            }
+                        }
+                    }
+                }
+                @if grants.is_empty() { p { em { "No settings on this object yet." } } }
+                p { button type="submit" { "Save" } }
+            }
+            h2 { "Inherited settings" }
+            @if inherited.is_empty() {
+                p { em { "None: the containers above have no settings." } }
+            } @else {
+                table.inherited {
+                    thead { tr { th { "On" } th { "Principal" } @for role in Role::GRANTABLE { th { (short(role)) } } } }
+                    tbody {
+                        @for (url, g) in &inherited {
+                            @for (principal, _) in &g.0 {
+                                tr {
+                                    td { a href=(if url == "/" { "/@@security".to_owned() } else { format!("{url}/@@security") }) { code { (url) } } }
+                                    td { (label(principal)) }
+                                    @for role in Role::GRANTABLE {
+                                        td { @match g.get(principal, role) { Some(Setting::Allow) => "Allow", Some(Setting::Deny) => "Deny", None => "" } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    );
+    Ok(Reply::Html(markup.into_string()))
+}
+
+fn parse_role(name: &str) -> Result<Role, AppError> {
+    Role::parse(name)
+        .filter(|r| Role::GRANTABLE.contains(r))
+        .ok_or_else(|| AppError::BadRequest(format!("{name:?} is not a role that can be granted.")))
+}
+
+fn parse_setting(value: &str) -> Result<Option<Setting>, AppError> {
+    match value {
+        "allow" => Ok(Some(Setting::Allow)),
+        "deny" => Ok(Some(Setting::Deny)),
+        "unset" | "" => Ok(None),
+        other => Err(AppError::BadRequest(format!(
+            "{other:?} is not a setting: use Allow, Deny or Unset."
+        ))),
+    }
+}
+
+/// `POST @@security`: applies the posted settings to this object's grants.
+pub fn change(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let target = ctx.target();
+    let before = &target.meta().grants;
+    let mut grants = before.clone();
+    let mut changes: Vec<(String, Role, Option<Setting>)> = Vec::new();
+    for (key, value) in &ctx.input.fields {
+        let Some(rest) = key.strip_prefix("grant.") else {
+            continue;
+        };
+        let Some((role, principal)) = rest.split_once('.') else {
+            return Err(AppError::BadRequest(format!(
+                "{key:?} is not a grant field."
+            )));
+        };
+        changes.push((
+            principal.to_owned(),
+            parse_role(role)?,
+            parse_setting(value)?,
+        ));
+    }
+    if let Some(principal) = ctx
+        .input
+        .field("new_principal")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        if !known(ctx, tx, principal)? {
+            return Err(AppError::BadRequest(format!(
+                "{principal:?} is not a user or group of this site."
+            )));
+        }
+        for role in Role::GRANTABLE {
+            if let Some(value) = ctx.input.field(&format!("new.{}", short(role))) {
+                changes.push((principal.to_owned(), role, parse_setting(value)?));
+            }
+        }
+    }
+    for (principal, role, setting) in changes {
+        if setting.is_some() && !known(ctx, tx, &principal)? {
+            return Err(AppError::BadRequest(format!(
+                "{principal:?} is not a user or group of this site; only its existing settings can be unset."
+            )));
+        }
+        grants.set(&principal, role, setting);
+    }
+    if grants == *before {
+        return Ok(redirect_with_notice(
+            &view_url(ctx, "security"),
+            "Nothing changed.",
+        ));
+    }
+    let mut path = ctx.grants_path();
+    path.pop();
+    path.push(&grants);
+    let bootstrap = matches!(ctx.principal, Principal::Bootstrap { .. });
+    if !bootstrap && !security::allowed(&ctx.principal, &path, Permission::ManageSecurity) {
+        return Err(AppError::BadRequest(format!(
+            "This change would take away your own right to manage security on {}, so it was not made. Keep a role that includes it (Manager), or have another manager make the change.",
+            ctx.location()
+        )));
+    }
+    target.reference().update_meta(tx, |m| m.grants = grants)?;
+    ctx.note(tx, &format!("change grants on {}", ctx.location()));
+    Ok(redirect_with_notice(
+        &view_url(ctx, "security"),
+        "Grants saved.",
+    ))
 }

@@ -1,13 +1,440 @@
-//! User and group management (`/@@users`).
+//! User and group management (`/@@users`, on the site root only): the users (login,
+//! title, groups) and groups (id, title, members) stored in the site, and the forms that
+//! add, change and remove them.  Roles are not granted here but through `@@security`
+//! (a user or group is a principal there: `user:<login>`, `group:<id>`).
+//!
+//! POST takes `action` = `add_user` | `update_user` | `set_password` | `delete_user` |
+//! `add_group` | `delete_group`; each is one transaction noted like "add user bob".
 
+use axum::http::header;
+use maud::{Markup, html};
 use zodb::Transaction;
 
-use crate::web::{AppError, Ctx, Reply};
+use crate::model::{ContentRef, Group, User};
+use crate::security::{Principal, password};
+use crate::web::render::{csrf, page, redirect_with_notice, view_url};
+use crate::web::{AppError, Ctx, Reply, session_cookie};
 
-pub fn list(_ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
-    Err(AppError::NotFound)
+/// Shortest password accepted.
+const PASSWORD_MIN: usize = 8;
+/// Group ids the built-in groups use (`group:everybody`, `group:authenticated`).
+const RESERVED_GROUPS: [&str; 2] = ["everybody", "authenticated"];
+
+/// Whether `id` may be a login or a group id: 1 to 64 of `a-z`, `0-9`, `.`, `_`, `-`.
+pub fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
 }
 
-pub fn change(_ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
-    Err(AppError::NotFound)
+fn bad(message: impl Into<String>) -> AppError {
+    AppError::BadRequest(message.into())
+}
+
+fn field<'a>(ctx: &'a Ctx<'_>, name: &str) -> &'a str {
+    ctx.input.field(name).map(str::trim).unwrap_or("")
+}
+
+fn check_title(title: &str) -> Result<(), AppError> {
+    if title.chars().count() > 200 {
+        return Err(bad("The title is longer than 200 characters."));
+    }
+    Ok(())
+}
+
+fn check_password(ctx: &Ctx<'_>) -> Result<String, AppError> {
+    // Passwords are taken as typed: spaces at either end are part of them.
+    let first = ctx.input.field("password").unwrap_or("");
+    let second = ctx.input.field("password2").unwrap_or("");
+    if first.chars().count() < PASSWORD_MIN {
+        return Err(bad(format!(
+            "The password must have at least {PASSWORD_MIN} characters."
+        )));
+    }
+    if first != second {
+        return Err(bad(
+            "The two passwords differ; type the same password twice.",
+        ));
+    }
+    Ok(first.to_owned())
+}
+
+/// The posted `groups`, each checked to exist (sorted, without duplicates).
+fn posted_groups(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Vec<String>, AppError> {
+    let site = tx.get(ctx.site)?;
+    let mut out: Vec<String> = Vec::new();
+    for id in ctx.input.all("groups") {
+        let id = id.trim();
+        if id.is_empty() {
+            continue;
+        }
+        if !site.groups.contains_key(tx, &id.to_owned())? {
+            return Err(bad(format!("There is no group {id:?}.")));
+        }
+        out.push(id.to_owned());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Refuses the view anywhere but on the site root: the permission was checked on the
+/// object addressed, and ManageUsers held on a subfolder must not reach the site's users.
+fn root_only(ctx: &Ctx<'_>) -> Result<(), AppError> {
+    if ctx.path.len() == 1 {
+        Ok(())
+    } else {
+        Err(AppError::NotFound)
+    }
+}
+
+fn back(ctx: &Ctx<'_>, notice: &str) -> Reply {
+    redirect_with_notice(&view_url(ctx, "users"), notice)
+}
+
+fn group_boxes(prefix: &str, groups: &[(String, Group)], member_of: &[String]) -> Markup {
+    html! {
+        @if !groups.is_empty() {
+            fieldset.groups {
+                legend { "Groups" }
+                @for (id, g) in groups {
+                    label.checkbox {
+                        input type="checkbox" name="groups" value=(id) id={(prefix) "-" (id)} checked[member_of.contains(id)];
+                        " " (id) @if !g.title.is_empty() { " (" (g.title) ")" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /@@users`.
+pub fn list(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    root_only(ctx)?;
+    let site = tx.get(ctx.site)?;
+    let mut users: Vec<User> = Vec::new();
+    for item in site.users.iter(tx)? {
+        let (_, user) = item?;
+        users.push((*tx.get(user)?).clone());
+    }
+    let mut groups: Vec<(String, Group)> = Vec::new();
+    for item in site.groups.iter(tx)? {
+        let (id, group) = item?;
+        groups.push((id, (*tx.get(group)?).clone()));
+    }
+    let action = view_url(ctx, "users");
+    let markup = page(
+        ctx,
+        "Users and groups",
+        html! {
+            h1 { "Users and groups" }
+            p {
+                "Roles are not granted here: give a user or a group a role on the "
+                a href="/@@security" { "security page of the site root" }
+                " (or of any folder or item), where they appear as " code { "user:<login>" } " and " code { "group:<id>" } "."
+            }
+            h2 { "Users" }
+            @if users.is_empty() { p { em { "No users yet." } } }
+            @else {
+                table.users {
+                    thead { tr { th { "Login" } th { "Title" } th { "Groups" } th { "Change" } } }
+                    tbody {
+                        @for user in &users {
+                            tr id={"user-" (user.login)} {
+                                td { code { (user.login) } }
+                                td { (user.title) }
+                                td { (user.groups.join(", ")) }
+                                td {
+                                    details {
+                                        summary { "Change " (user.login) }
+                                        form method="post" action=(action) {
+                                            (csrf(ctx))
+                                            input type="hidden" name="action" value="update_user";
+                                            input type="hidden" name="login" value=(user.login);
+                                            label { "Title" input type="text" name="title" value=(user.title); }
+                                            (group_boxes(&format!("u-{}", user.login), &groups, &user.groups))
+                                            p { button type="submit" { "Save" } }
+                                        }
+                                        form method="post" action=(action) {
+                                            (csrf(ctx))
+                                            input type="hidden" name="action" value="set_password";
+                                            input type="hidden" name="login" value=(user.login);
+                                            label { "New password" input type="password" name="password" autocomplete="new-password" minlength=(PASSWORD_MIN) required; }
+                                            label { "Again" input type="password" name="password2" autocomplete="new-password" minlength=(PASSWORD_MIN) required; }
+                                            p { button type="submit" { "Change the password" } " " small { "(logs " (user.login) " out everywhere)" } }
+                                        }
+                                        form method="post" action=(action) {
+                                            (csrf(ctx))
+                                            input type="hidden" name="action" value="delete_user";
+                                            input type="hidden" name="login" value=(user.login);
+                                            p { button type="submit" { "Delete " (user.login) } }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h3 { "Add a user" }
+            form method="post" action=(action) {
+                (csrf(ctx))
+                input type="hidden" name="action" value="add_user";
+                label { "Login (1 to 64 of a–z, 0–9, '.', '_', '-')" input type="text" name="login" pattern="[a-z0-9._\\-]{1,64}" required; }
+                label { "Title (full name)" input type="text" name="title"; }
+                label { "Password (at least " (PASSWORD_MIN) " characters)" input type="password" name="password" autocomplete="new-password" minlength=(PASSWORD_MIN) required; }
+                label { "Password again" input type="password" name="password2" autocomplete="new-password" minlength=(PASSWORD_MIN) required; }
+                (group_boxes("new", &groups, &[]))
+                p { button type="submit" { "Add user" } }
+            }
+            h2 { "Groups" }
+            @if groups.is_empty() { p { em { "No groups yet." } } }
+            @else {
+                table.groups {
+                    thead { tr { th { "Id" } th { "Title" } th { "Members" } th {} } }
+                    tbody {
+                        @for (id, g) in &groups {
+                            tr id={"group-" (id)} {
+                                td { code { (id) } }
+                                td { (g.title) }
+                                td {
+                                    (users.iter().filter(|u| u.groups.contains(id)).map(|u| u.login.as_str()).collect::<Vec<_>>().join(", "))
+                                }
+                                td {
+                                    form.inline method="post" action=(action) {
+                                        (csrf(ctx))
+                                        input type="hidden" name="action" value="delete_group";
+                                        input type="hidden" name="id" value=(id);
+                                        button type="submit" { "Delete " (id) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h3 { "Add a group" }
+            form method="post" action=(action) {
+                (csrf(ctx))
+                input type="hidden" name="action" value="add_group";
+                label { "Id (1 to 64 of a–z, 0–9, '.', '_', '-')" input type="text" name="id" pattern="[a-z0-9._\\-]{1,64}" required; }
+                label { "Title" input type="text" name="title"; }
+                p { button type="submit" { "Add group" } }
+            }
+        },
+    );
+    Ok(Reply::Html(markup.into_string()))
+}
+
+/// `POST /@@users`.
+pub fn change(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    root_only(ctx)?;
+    match field(ctx, "action") {
+        "add_user" => add_user(ctx, tx),
+        "update_user" => update_user(ctx, tx),
+        "set_password" => set_password(ctx, tx),
+        "delete_user" => delete_user(ctx, tx),
+        "add_group" => add_group(ctx, tx),
+        "delete_group" => delete_group(ctx, tx),
+        "" => Err(bad(
+            "No action was chosen: use one of the forms of the page.",
+        )),
+        other => Err(bad(format!(
+            "{other:?} is not an action of the users page."
+        ))),
+    }
+}
+
+/// The stored user `login`, or a clear error.
+fn existing_user(
+    ctx: &Ctx<'_>,
+    tx: &Transaction<'_>,
+    login: &str,
+) -> Result<zodb::PRef<User>, AppError> {
+    tx.get(ctx.site)?
+        .users
+        .get(tx, &login.to_owned())?
+        .ok_or_else(|| bad(format!("There is no user {login:?}.")))
+}
+
+fn add_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let login = field(ctx, "login");
+    if !valid_id(login) {
+        return Err(bad(
+            "The login must be 1 to 64 characters among lower-case letters, digits, '.', '_' and '-'.",
+        ));
+    }
+    if ctx
+        .app
+        .bootstrap
+        .as_ref()
+        .is_some_and(|(boot, _)| boot == login)
+    {
+        return Err(bad(format!(
+            "{login:?} is the login of the bootstrap manager; choose another."
+        )));
+    }
+    let users = tx.get(ctx.site)?.users;
+    if users.contains_key(tx, &login.to_owned())? {
+        return Err(bad(format!("A user {login:?} already exists.")));
+    }
+    let title = match field(ctx, "title") {
+        "" => login,
+        t => t,
+    };
+    check_title(title)?;
+    let password = check_password(ctx)?;
+    let groups = posted_groups(ctx, tx)?;
+    let user = tx.add(User {
+        login: login.to_owned(),
+        title: title.to_owned(),
+        password_hash: password::hash(&password),
+        groups,
+        // Not 0: sessions of an earlier user of the same login (deleted since) must not
+        // be valid for this one.
+        session_generation: u64::from(rand::random::<u32>()),
+    })?;
+    users.insert(tx, login.to_owned(), user)?;
+    ctx.note(tx, &format!("add user {login}"));
+    Ok(back(ctx, &format!("User {login} added.")))
+}
+
+fn update_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let login = field(ctx, "login");
+    let user = existing_user(ctx, tx, login)?;
+    let title = match field(ctx, "title") {
+        "" => login,
+        t => t,
+    };
+    check_title(title)?;
+    let groups = posted_groups(ctx, tx)?;
+    let current = tx.get(user)?;
+    if current.title == title && current.groups == groups {
+        return Ok(back(ctx, &format!("Nothing changed for {login}.")));
+    }
+    tx.update(user, |u| {
+        u.title = title.to_owned();
+        u.groups = groups;
+    })?;
+    ctx.note(tx, &format!("update user {login}"));
+    Ok(back(ctx, &format!("User {login} changed.")))
+}
+
+fn set_password(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let login = field(ctx, "login");
+    let user = existing_user(ctx, tx, login)?;
+    let password = check_password(ctx)?;
+    let hash = password::hash(&password);
+    // A new generation: every session signed for the old one is refused from now on.
+    let generation = tx.update(user, |u| {
+        u.password_hash = hash;
+        u.session_generation = u.session_generation.wrapping_add(1);
+        u.session_generation
+    })?;
+    ctx.note(tx, &format!("change the password of {login}"));
+    let reply = back(
+        ctx,
+        &format!("Password of {login} changed; {login} was logged out everywhere."),
+    );
+    // Whoever changes their own password stays logged in here (with a fresh session).
+    Ok(match &ctx.principal {
+        Principal::User { login: me, .. } if me == login => Reply::WithHeaders(
+            Box::new(reply),
+            vec![(
+                header::SET_COOKIE,
+                session_cookie(ctx.app, ctx.headers, &ctx.principal, generation),
+            )],
+        ),
+        _ => reply,
+    })
+}
+
+/// Removes `principal`'s settings from the root folder's grants.
+fn drop_root_grants(ctx: &Ctx<'_>, tx: &Transaction<'_>, principal: &str) -> Result<(), AppError> {
+    let root = ContentRef::Folder(tx.get(ctx.site)?.content);
+    let present = ctx.path[0].content.meta().grants.0.contains_key(principal);
+    if present {
+        root.update_meta(tx, |m| {
+            m.grants.0.remove(principal);
+        })?;
+    }
+    Ok(())
+}
+
+fn delete_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let login = field(ctx, "login");
+    existing_user(ctx, tx, login)?;
+    if matches!(&ctx.principal, Principal::User { login: me, .. } if me == login) {
+        return Err(bad(
+            "You cannot delete your own account; ask another user manager.",
+        ));
+    }
+    tx.get(ctx.site)?.users.remove(tx, &login.to_owned())?;
+    // Only the root's grants are cleaned: finding the user's settings further down would
+    // mean visiting every object of the site in this one request (unbounded work on a
+    // large site).  Settings left deeper are inert — no session or password leads to a
+    // deleted user — and `@@security` lists them as unknown, where they can be unset.
+    // (A user created later with the same login would inherit them: the security pages
+    // show them, and a manager should unset them first.)
+    drop_root_grants(ctx, tx, &format!("user:{login}"))?;
+    ctx.note(tx, &format!("delete user {login}"));
+    Ok(back(ctx, &format!("User {login} deleted.")))
+}
+
+fn add_group(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let id = field(ctx, "id");
+    if !valid_id(id) {
+        return Err(bad(
+            "The group id must be 1 to 64 characters among lower-case letters, digits, '.', '_' and '-'.",
+        ));
+    }
+    if RESERVED_GROUPS.contains(&id) {
+        return Err(bad(format!(
+            "{id:?} is the id of a built-in group; choose another."
+        )));
+    }
+    let groups = tx.get(ctx.site)?.groups;
+    if groups.contains_key(tx, &id.to_owned())? {
+        return Err(bad(format!("A group {id:?} already exists.")));
+    }
+    let title = field(ctx, "title");
+    check_title(title)?;
+    let group = tx.add(Group {
+        id: id.to_owned(),
+        title: title.to_owned(),
+    })?;
+    groups.insert(tx, id.to_owned(), group)?;
+    ctx.note(tx, &format!("add group {id}"));
+    Ok(back(ctx, &format!("Group {id} added.")))
+}
+
+fn delete_group(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let id = field(ctx, "id");
+    let site = tx.get(ctx.site)?;
+    if site.groups.remove(tx, &id.to_owned())?.is_none() {
+        return Err(bad(format!("There is no group {id:?}.")));
+    }
+    let members: Vec<_> = site.users.iter(tx)?.collect::<Result<Vec<_>, _>>()?;
+    for (_, user) in members {
+        if tx.get(user)?.groups.iter().any(|g| g == id) {
+            tx.update(user, |u| u.groups.retain(|g| g != id))?;
+        }
+    }
+    // As for users, only the root's grants are cleaned (see `delete_user`).
+    drop_root_grants(ctx, tx, &format!("group:{id}"))?;
+    ctx.note(tx, &format!("delete group {id}"));
+    Ok(back(ctx, &format!("Group {id} deleted.")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_id;
+
+    #[test]
+    fn ids_are_short_lower_case_words() {
+        assert!(valid_id("bob") && valid_id("j.doe_2-x"));
+        assert!(!valid_id("") && !valid_id("Bob") && !valid_id("a b") && !valid_id("é"));
+        assert!(valid_id(&"a".repeat(64)) && !valid_id(&"a".repeat(65)));
+    }
 }

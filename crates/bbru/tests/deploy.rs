@@ -1,0 +1,315 @@
+//! The deployment procedure end to end, as an operator runs it: release archives made by
+//! `tools/dist.sh` from this checkout (tagged in a scratch clone, shipping the binaries
+//! this build made), `bbru deploy` of the first, continuous HTTP load, `bbru deploy` of
+//! the second: no request fails, the first release's directory is gone, the data is
+//! intact.  Then a release whose own tests fail: it is refused and removed, and the live
+//! one keeps serving, untouched.  The database is a ZEO server (the seed assumes ZEO).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use zodb::DB;
+use zodb_storage::{FileStorage, Storage};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{cmd:?} failed:\n{}", text(&o));
+    o
+}
+
+/// The database: a FileStorage with a site and one page, served over ZEO in-process.
+fn database(dir: &Path) -> String {
+    let storage: Arc<dyn Storage> = Arc::new(FileStorage::open(dir.join("Data.fs")).unwrap());
+    {
+        let db = DB::open(storage.clone()).unwrap();
+        let mut conn = db.connection();
+        let tx = conn.begin();
+        let site = bbru::model::Site::create(&tx, "Deployed", "setup", 0.0).unwrap();
+        let root = tx.get(site).unwrap().content;
+        tx.update(root, |f| {
+            f.meta.grants.set(
+                bbru::security::EVERYBODY,
+                bbru::security::Role::Member,
+                Some(bbru::security::Setting::Allow),
+            )
+        })
+        .unwrap();
+        bbru::model::edit::create(
+            &tx,
+            root,
+            "page",
+            bbru::model::Kind::Page,
+            bbru::model::edit::Fields {
+                title: Some("Kept across deploys".into()),
+                body: Some("*data*".into()),
+                ..Default::default()
+            },
+            "setup",
+            0.0,
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = zeo::server::Config {
+        address: zeo::server::Address::Tcp("127.0.0.1:0".into()),
+        ..zeo::server::Config::default()
+    };
+    let server = runtime
+        .block_on(zeo::server::Server::bind(
+            config,
+            vec![("1".into(), storage)],
+        ))
+        .unwrap();
+    let zeo::server::Address::Tcp(address) = server.local_address() else {
+        unreachable!()
+    };
+    std::thread::spawn(move || runtime.block_on(server.run()));
+    address
+}
+
+/// The repository this test runs from.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Archives bbru-1.0.0, bbru-1.0.1 and bbru-1.0.2 (whose bin/bbru fails `bbru test`).
+fn archives(work: &Path) -> Vec<PathBuf> {
+    let clone = work.join("src");
+    run(Command::new("git")
+        .args(["clone", "-q"])
+        .arg(repo())
+        .arg(&clone));
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_bbru"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    // A binary whose own tests fail: everything else is the real bbru.
+    let failing = work.join("failing-bin");
+    std::fs::create_dir_all(&failing).unwrap();
+    std::fs::write(
+        failing.join("bbru"),
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = test ]; then echo 'FAILED  a check this release breaks'; exit 1; fi\nexec {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_bbru")
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(failing.join("bbru"))
+            .unwrap()
+            .permissions(),
+        0o755,
+    );
+    run(Command::new("chmod").arg("755").arg(failing.join("bbru")));
+    let mut out = Vec::new();
+    for (tag, bins) in [
+        ("v1.0.0", &bin_dir),
+        ("v1.0.1", &bin_dir),
+        ("v1.0.2", &failing),
+    ] {
+        run(Command::new("git").current_dir(&clone).args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "tag",
+            "-a",
+            tag,
+            "-m",
+            tag,
+        ]));
+        let o = run(Command::new("bash")
+            .arg(clone.join("tools/dist.sh"))
+            .arg("--binaries-from")
+            .arg(bins)
+            .arg("--out")
+            .arg(work.join("dist"))
+            .arg(tag));
+        let path = PathBuf::from(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .last()
+                .unwrap()
+                .trim(),
+        );
+        assert!(
+            path.ends_with(format!("bbru-{}.tar.gz", &tag[1..])),
+            "{path:?}"
+        );
+        out.push(path);
+    }
+    out
+}
+
+/// GET `path` on a new connection: the status line's code and the body.
+fn get(address: &str, path: &str) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect(address).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)
+        .map_err(|e| format!("read: {e}"))?;
+    let code = reply
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status: {reply:?}"))?;
+    Ok((code, reply))
+}
+
+fn live_release(address: &str) -> String {
+    let (code, reply) = get(address, "/@@health").unwrap();
+    assert_eq!(code, 200, "{reply}");
+    let at = reply.find("\"release\":\"").unwrap() + 11;
+    reply[at..].split('"').next().unwrap().to_owned()
+}
+
+fn deploy(base: &Path, archive: &Path, deploy_toml: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bbru"))
+        .arg("deploy")
+        .arg(archive)
+        .arg("--base")
+        .arg(base)
+        .arg("-c")
+        .arg(deploy_toml)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn deploy_under_load_loses_no_request_and_a_failing_release_changes_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let zeo = database(work.path());
+    let archives = archives(work.path());
+    let base = work.path().join("srv");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let deploy_toml = work.path().join("deploy.toml");
+    std::fs::write(
+        &deploy_toml,
+        format!(
+            "[site]\ntitle = \"Deployed\"\n[serve]\nlisten = \"{listen}\"\nzeo = \"{zeo}\"\nhandover_socket = \"{base}/run/bbru.sock\"\nlog_file = \"{base}/log/bbru.log\"\n",
+            base = base.display()
+        ),
+    )
+    .unwrap();
+
+    let o = deploy(&base, &archives[0], &deploy_toml);
+    assert!(o.status.success(), "first deploy:\n{}", text(&o));
+    assert!(text(&o).contains("[8/8]"), "progress shown:\n{}", text(&o));
+    assert_eq!(live_release(&listen), "bbru-1.0.0");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let served = Arc::new(AtomicUsize::new(0));
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, failures, served, listen) = (
+                stop.clone(),
+                failures.clone(),
+                served.clone(),
+                listen.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match get(&listen, "/page") {
+                        Ok((200, body)) if body.contains("Kept across deploys") => {
+                            served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok((code, body)) => failures
+                            .lock()
+                            .push(format!("{code}: {}", &body[..body.len().min(200)])),
+                        Err(e) => failures.lock().push(e),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_millis(300));
+    let o = deploy(&base, &archives[1], &deploy_toml);
+    assert!(o.status.success(), "second deploy:\n{}", text(&o));
+    let during = served.load(Ordering::Relaxed);
+    assert_eq!(live_release(&listen), "bbru-1.0.1");
+    assert!(
+        !base.join("releases/bbru-1.0.0").exists(),
+        "the previous release directory is removed"
+    );
+
+    // A release whose tests fail is refused; the live one serves on, untouched.
+    let o = deploy(&base, &archives[2], &deploy_toml);
+    assert!(
+        !o.status.success(),
+        "a failing release must not deploy:\n{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("a check this release breaks"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("bbru-1.0.1") && text(&o).contains("keeps serving"),
+        "{}",
+        text(&o)
+    );
+    assert!(!base.join("releases/bbru-1.0.2").exists());
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    assert_eq!(live_release(&listen), "bbru-1.0.1");
+    let failures = failures.lock();
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(served.load(Ordering::Relaxed) > during && during > 0);
+
+    let o = Command::new(env!("CARGO_BIN_EXE_bbru"))
+        .arg("releases")
+        .arg("--base")
+        .arg(&base)
+        .output()
+        .unwrap();
+    assert!(text(&o).contains("* bbru-1.0.1  (running"), "{}", text(&o));
+    // Nothing of value in the release directory: stop it, delete it, the data is intact.
+    let current = base.join("current/etc/serve.toml");
+    run(Command::new(env!("CARGO_BIN_EXE_bbru"))
+        .args(["serve", "-c"])
+        .arg(&current)
+        .arg("--stop-daemon"));
+    let (code, _) = get(&listen, "/page").unwrap_or((0, String::new()));
+    assert_eq!(code, 0, "nothing listens any more");
+}
