@@ -32,6 +32,8 @@ use crate::config::{ConfigError, ServeConfig, SiteConfig};
 pub const SITE_TEMPLATE: &str = include_str!("../templates/site.toml.j2");
 /// The template of `etc/serve.toml`.
 pub const SERVE_TEMPLATE: &str = include_str!("../templates/serve.toml.j2");
+/// The template of `etc/bbru.service` (a systemd unit).
+pub const SERVICE_TEMPLATE: &str = include_str!("../templates/bbru.service.j2");
 
 /// The site's own values (`deploy.toml`); everything has a default.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -169,6 +171,16 @@ fn render(
     deploy: &Deploy,
     from: Option<&Path>,
 ) -> Result<String, ConfigureError> {
+    render_in(template, source, deploy, from, Path::new("."))
+}
+
+fn render_in(
+    template: &'static str,
+    source: &str,
+    deploy: &Deploy,
+    from: Option<&Path>,
+    dir: &Path,
+) -> Result<String, ConfigureError> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.add_template(template, source)
@@ -183,6 +195,7 @@ fn render(
         bootstrap_login => &deploy.bootstrap_login,
         deploy => from.map(|p| p.display().to_string()).unwrap_or_default(),
         release => deploy.release.clone().unwrap_or_default(),
+        dir => dir.display().to_string(),
     };
     env.get_template(template)
         .and_then(|t| t.render(context))
@@ -217,8 +230,9 @@ pub fn configure(dir: &Path, deploy_file: Option<&Path>) -> Result<Vec<PathBuf>,
     write(dir, &deploy, deploy_file)
 }
 
-/// Writes `etc/site.toml` and `etc/serve.toml` under `dir` for `deploy` (read from
-/// `deploy_file`, named in the files' header); returns their paths.
+/// Writes `etc/site.toml`, `etc/serve.toml` and the systemd unit `etc/bbru.service` under
+/// `dir` for `deploy` (read from `deploy_file`, named in the files' header); returns
+/// their paths.
 pub fn write(
     dir: &Path,
     deploy: &Deploy,
@@ -227,13 +241,28 @@ pub fn write(
     let deploy = deploy.clone();
     let site = site_toml(&deploy, deploy_file)?;
     let serve = serve_toml(&deploy, deploy_file)?;
+    let absolute = std::path::absolute(dir).map_err(|source| ConfigureError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let service = render_in(
+        "bbru.service",
+        SERVICE_TEMPLATE,
+        &deploy,
+        deploy_file,
+        &absolute,
+    )?;
     let etc = dir.join("etc");
     std::fs::create_dir_all(&etc).map_err(|source| ConfigureError::Write {
         path: etc.clone(),
         source,
     })?;
     let mut written = Vec::new();
-    for (name, text) in [("site.toml", site), ("serve.toml", serve)] {
+    for (name, text) in [
+        ("site.toml", site),
+        ("serve.toml", serve),
+        ("bbru.service", service),
+    ] {
         let path = etc.join(name);
         // Write beside, then rename: a reader never sees half a file.
         let tmp = etc.join(format!(".{name}.tmp"));
@@ -299,6 +328,38 @@ mod tests {
             parsed.log_file,
             Some(PathBuf::from("/srv/bbru/log/bbru.log"))
         );
+    }
+
+    #[test]
+    fn the_systemd_unit_runs_the_release_in_the_foreground_with_readiness() {
+        let dir = tempfile::tempdir().unwrap();
+        let deploy = Deploy {
+            release: Some("bbru-1.2.3".into()),
+            ..Deploy::default()
+        };
+        let written = write(dir.path(), &deploy, None).unwrap();
+        assert_eq!(written.len(), 3);
+        let unit = std::fs::read_to_string(dir.path().join("etc/bbru.service")).unwrap();
+        let root = std::path::absolute(dir.path()).unwrap();
+        assert!(
+            unit.contains(&format!(
+                "ExecStart={}/bin/bbru serve -c {}/etc/serve.toml\n",
+                root.display(),
+                root.display()
+            )),
+            "{unit}"
+        );
+        assert!(
+            unit.contains("Type=notify") && unit.contains("(bbru-1.2.3)"),
+            "{unit}"
+        );
+        let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+        assert!(
+            !exec.contains("--daemon"),
+            "systemd supervises it in the foreground: {exec}"
+        );
+        let serve = std::fs::read_to_string(dir.path().join("etc/serve.toml")).unwrap();
+        assert!(serve.contains("release = \"bbru-1.2.3\""), "{serve}");
     }
 
     #[test]
