@@ -180,6 +180,37 @@ fn wait_for_health(listen: &str, release: &str, timeout: Duration) -> Result<()>
     bail!("{url} did not answer from {release} within {timeout:?} (last: {last})")
 }
 
+/// Refuses a configuration that would keep something of value in the release directory
+/// (deleted by the next deploy): the database and the log must live outside it.
+fn outside_release(release: &Path, config: &crate::config::ServeConfig) -> Result<()> {
+    let root = std::path::absolute(release)?;
+    let inside = |p: &Path| std::path::absolute(p).is_ok_and(|p| p.starts_with(&root));
+    if let crate::config::StorageConfig::File(f) = &config.storage {
+        ensure!(
+            !inside(f),
+            "the database {} would be inside the release directory, which the next deploy deletes: set [serve] file (or zeo) in deploy.toml to a path outside it",
+            f.display()
+        );
+    }
+    match &config.log_file {
+        Some(l) => ensure!(
+            !inside(l),
+            "the log file {} would be inside the release directory: set [serve] log_file in deploy.toml to a path outside it",
+            l.display()
+        ),
+        None => bail!(
+            "a deployed instance needs [serve] log_file in deploy.toml (outside release directories)"
+        ),
+    }
+    if config.handover_socket.is_none() {
+        eprintln!(
+            "bbru: warning: no [serve] handover_socket in deploy.toml: the next release will bind with SO_REUSEPORT, \
+             and requests queued on the old instance when it stops may be reset"
+        );
+    }
+    Ok(())
+}
+
 /// One step of the progress display.
 fn step(n: usize, what: &str) {
     println!("[{n}/8] {what}");
@@ -244,6 +275,7 @@ pub fn deploy(args: &DeployArgs) -> Result<PathBuf> {
             configure.extend(["-c", deploy_file.to_str().context("a UTF-8 path")?]);
         }
         run(&release, &configure)?;
+        outside_release(&release, &crate::config::ServeConfig::load(&serve_toml)?)?;
         step(4, "testing (bbru test)");
         run(&release, &["test", "-c", &config])?;
         step(5, "starting the new release");
@@ -352,4 +384,61 @@ pub fn describe(base: &Path) -> Result<Vec<String>> {
         lines.push(format!("{marker}{name}  ({running})"));
     }
     Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ServeConfig, StorageConfig};
+
+    fn archive(entries: &[&str]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        for path in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(1);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, path, &b"x"[..]).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn archives_have_one_bbru_version_directory() {
+        assert_eq!(
+            top_directory(&archive(&["bbru-1.2.3/README.md", "bbru-1.2.3/src/a"])).unwrap(),
+            "bbru-1.2.3"
+        );
+        let two = top_directory(&archive(&["bbru-1.2.3/a", "other/b"])).unwrap_err();
+        assert!(two.to_string().contains("single top directory"), "{two}");
+        let bad = top_directory(&archive(&["project-1.0/a"])).unwrap_err();
+        assert!(bad.to_string().contains("not bbru-X.Y.Z"), "{bad}");
+        assert!(top_directory(b"not gzip").is_err());
+    }
+
+    #[test]
+    fn nothing_of_value_may_live_in_a_release_directory() {
+        let release = Path::new("/srv/bbru/releases/bbru-1.0.0");
+        let mut config = ServeConfig {
+            storage: StorageConfig::File(release.join("var/Data.fs")),
+            log_file: Some("/srv/bbru/log/bbru.log".into()),
+            ..ServeConfig::default()
+        };
+        let err = outside_release(release, &config).unwrap_err();
+        assert!(err.to_string().contains("database"), "{err}");
+        config.storage = StorageConfig::Zeo("127.0.0.1:8100".into());
+        outside_release(release, &config).unwrap();
+        config.log_file = Some(release.join("var/bbru.log"));
+        assert!(
+            outside_release(release, &config)
+                .unwrap_err()
+                .to_string()
+                .contains("log file")
+        );
+        config.log_file = None;
+        assert!(outside_release(release, &config).is_err());
+    }
 }
