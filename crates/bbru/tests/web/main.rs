@@ -7,6 +7,7 @@
 
 mod api;
 mod basics;
+mod bootstrap;
 mod grants;
 mod history;
 mod manage;
