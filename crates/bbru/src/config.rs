@@ -211,6 +211,7 @@ struct StorageSection {
     file: Option<PathBuf>,
     zeo: Option<String>,
     cache_objects: Option<usize>,
+    connections: Option<usize>,
 }
 
 /// How an instance runs.
@@ -219,6 +220,9 @@ pub struct ServeConfig {
     pub listen: String,
     pub storage: StorageConfig,
     pub cache_objects: usize,
+    /// Database connections (each with its cache): how many requests run at once;
+    /// more wait their turn.
+    pub connections: usize,
     pub site_config: PathBuf,
     pub pid_file: PathBuf,
     pub log_file: Option<PathBuf>,
@@ -235,6 +239,7 @@ impl Default for ServeConfig {
             listen: "127.0.0.1:8080".into(),
             storage: StorageConfig::File("var/Data.fs".into()),
             cache_objects: zodb::limits::CACHE_OBJECTS_DEFAULT,
+            connections: 16,
             site_config: "etc/site.toml".into(),
             pid_file: "var/bbru.pid".into(),
             log_file: None,
@@ -284,6 +289,15 @@ impl ServeConfig {
         };
         if let Some(n) = file.storage.cache_objects {
             config.cache_objects = n;
+        }
+        if let Some(n) = file.storage.connections {
+            if n == 0 {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    message: "[storage] connections must be at least 1".into(),
+                });
+            }
+            config.connections = n;
         }
         if let Some(p) = file.site_config {
             config.site_config = resolve(p);

@@ -79,6 +79,7 @@ pub struct DeployServe {
     /// over from the running one (zero-downtime deploys); empty: none.
     pub handover_socket: String,
     pub cache_objects: usize,
+    pub connections: usize,
 }
 
 impl Default for Deploy {
@@ -124,6 +125,7 @@ impl Default for DeployServe {
             log_file: String::new(),
             handover_socket: String::new(),
             cache_objects: zodb::limits::CACHE_OBJECTS_DEFAULT,
+            connections: 16,
         }
     }
 }

@@ -388,6 +388,7 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
     let storage = bbru::startup::open_storage(&config)?;
     let options = zodb::DbOptions {
         cache_objects: config.cache_objects,
+        pool_size: config.connections,
         ..zodb::DbOptions::default()
     };
     let db = zodb::DB::with_options(storage.clone(), options).context("opening the database")?;

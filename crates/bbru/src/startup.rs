@@ -69,6 +69,7 @@ fn local_manager_exists(db: &DB, site: zodb::PRef<Site>) -> Result<bool, zodb::E
 /// Builds the application over `db`: creates the site if the database has none and a
 /// bootstrap manager is declared; logs what an operator must know.
 pub fn app(db: DB, config: SiteConfig, site_config_path: &str) -> Result<App, StartError> {
+    let db_pool_size = db.pool_size().max(1);
     let mut conn = db.connection();
     let tx = conn.begin();
     let mut site = Site::find(&tx)?;
@@ -77,28 +78,35 @@ pub fn app(db: DB, config: SiteConfig, site_config_path: &str) -> Result<App, St
     if site.is_none() {
         match &declared {
             Some(boot) => {
-                let tx = conn.begin();
-                let created = Site::create(
-                    &tx,
-                    &config.site.title,
-                    &format!("{} (bootstrap)", boot.login),
-                    now(),
-                )?;
-                let root = tx.get(created)?.content;
-                tx.update(root, |f| {
-                    f.meta
-                        .grants
-                        .set(AUTHENTICATED, Role::Member, Some(Setting::Allow));
-                    if config.site.public {
+                // Instances started together on an empty database race to create the
+                // site: the loser's commit conflicts on the root, and it uses the
+                // winner's site.
+                let created = zodb::TransactionManager::new(3).run(&mut conn, |tx| {
+                    if let Some(existing) = Site::find(tx)? {
+                        return Ok::<_, zodb::Error>(existing);
+                    }
+                    let created = Site::create(
+                        tx,
+                        &config.site.title,
+                        &format!("{} (bootstrap)", boot.login),
+                        now(),
+                    )?;
+                    let root = tx.get(created)?.content;
+                    tx.update(root, |f| {
                         f.meta
                             .grants
-                            .set(EVERYBODY, Role::Member, Some(Setting::Allow));
-                    }
+                            .set(AUTHENTICATED, Role::Member, Some(Setting::Allow));
+                        if config.site.public {
+                            f.meta
+                                .grants
+                                .set(EVERYBODY, Role::Member, Some(Setting::Allow));
+                        }
+                    })?;
+                    tx.set_user(format!("{} (bootstrap)", boot.login));
+                    tx.note("create the site");
+                    Ok(created)
                 })?;
-                tx.set_user(format!("{} (bootstrap)", boot.login));
-                tx.note("create the site");
-                tx.commit()?;
-                tracing::info!(title = %config.site.title, "created the site on an empty database");
+                tracing::info!(title = %config.site.title, "the site is set up (created now, by this instance or one started with it)");
                 site = Some(created);
             }
             None => {
@@ -151,5 +159,6 @@ pub fn app(db: DB, config: SiteConfig, site_config_path: &str) -> Result<App, St
         metrics: Metrics::default(),
         site_config_path: site_config_path.to_owned(),
         release: String::new(),
+        slots: Arc::new(tokio::sync::Semaphore::new(db_pool_size)),
     })
 }

@@ -329,6 +329,12 @@ impl DB {
         self.inner.mvcc.current().tid
     }
 
+    /// Idle connections the pool keeps (and so how many transactions can run at once
+    /// with warm caches).
+    pub fn pool_size(&self) -> usize {
+        self.inner.options.pool_size
+    }
+
     pub fn stats(&self) -> DbStats {
         let s = &self.inner.stats;
         DbStats {

@@ -46,6 +46,9 @@ pub struct App {
     pub site_config_path: String,
     /// The release serving (`bbru-X.Y.Z`), empty when not deployed as a release.
     pub release: String,
+    /// One permit per pooled connection: requests beyond them wait (in async land)
+    /// instead of opening connections whose caches start cold and are dropped after.
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for App {
@@ -687,7 +690,15 @@ async fn publish(
         Err(e) => Err(e),
         Ok(input) => {
             let app2 = app.clone();
-            match tokio::task::spawn_blocking(move || app2.respond(&request, &input)).await {
+            let Ok(permit) = app.slots.clone().acquire_owned().await else {
+                unreachable!("the semaphore is never closed")
+            };
+            let work = move || {
+                let reply = app2.respond(&request, &input);
+                drop(permit);
+                reply
+            };
+            match tokio::task::spawn_blocking(work).await {
                 Ok(reply) => reply,
                 Err(e) => {
                     tracing::error!(error = %e, "request task failed");

@@ -54,3 +54,22 @@ fn an_empty_database_without_a_bootstrap_manager_gets_no_site() {
     let site = start_with(storage, site_config(""));
     assert_eq!(site.browser().get("/").status(), 200);
 }
+
+#[test]
+fn instances_started_together_on_an_empty_database_share_one_site() {
+    let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new("race"));
+    let barrier = Arc::new(std::sync::Barrier::new(4));
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let (storage, barrier) = (storage.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let db = zodb::DB::open(storage).unwrap();
+                barrier.wait();
+                let app = bbru::startup::app(db, site_config(""), "site.toml").unwrap();
+                (app.site.unwrap().oid(), app.secret.clone())
+            })
+        })
+        .collect();
+    let sites: Vec<_> = starts.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(sites.windows(2).all(|w| w[0] == w[1]), "{sites:?}");
+}

@@ -1,0 +1,286 @@
+//! Real processes for the end-to-end tests (`tests/browser`, `tests/instances`): the
+//! `bbru serve` binary of this build and the `bbru-zeo` server, each in a temporary
+//! directory, on a free loopback port, with its log kept in a file that is printed when
+//! a test fails.  Readiness is checked (`/@@health` answers 200, the ZEO port accepts),
+//! never waited for with a fixed sleep.
+
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The bootstrap manager every test site declares.
+pub const ADMIN: (&str, &str) = ("admin", "admin-password");
+
+/// How long a process may take to become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The cargo target directory: `$CARGO_TARGET_DIR`, or `<repo>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                repo_dir().join(dir)
+            }
+        }
+        _ => repo_dir().join("target"),
+    }
+}
+
+/// The repository (workspace) root.
+pub fn repo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Writes the site configuration of the tests (bootstrap manager declared, so the first
+/// instance to start on an empty database creates the site) to `dir/site.toml`.
+pub fn write_site_config(dir: &Path) -> PathBuf {
+    let path = dir.join("site.toml");
+    let text = format!(
+        "[site]\ntitle = \"Test site\"\npublic = true\n\n[bootstrap_manager]\nlogin = \"{}\"\npassword = \"{}\"\n",
+        ADMIN.0, ADMIN.1
+    );
+    std::fs::write(&path, text).expect("write site.toml");
+    path
+}
+
+/// The last `lines` lines of a log file (or why it cannot be read).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
+}
+
+/// A child process, SIGKILLed when dropped; its log is printed if the test is failing.
+#[derive(Debug)]
+pub struct Process {
+    what: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// Spawns `command` with its output going to `log`.
+    pub fn spawn(what: &str, mut command: Command, log: PathBuf) -> Process {
+        let file = std::fs::File::create(&log)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file handle"))
+            .stderr(file);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {what} ({command:?}): {e}"));
+        Process {
+            what: what.to_owned(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Panics with the log if the process has exited.
+    pub fn check_running(&mut self) {
+        if let Some(child) = &mut self.child
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!(
+                "{} exited: {status}; its log ({}):\n{}",
+                self.what,
+                self.log.display(),
+                log_tail(&self.log, 40)
+            );
+        }
+    }
+
+    /// Polls `ready` until it holds, failing with the log if the process exits or
+    /// `START_TIMEOUT` passes.
+    pub fn wait_until(&mut self, what: &str, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if ready() {
+                return;
+            }
+            self.check_running();
+            assert!(
+                Instant::now() < deadline,
+                "{}: not {what} after {START_TIMEOUT:?}; its log ({}):\n{}",
+                self.what,
+                self.log.display(),
+                log_tail(&self.log, 40)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, and wait until it is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(
+                err,
+                "---- log of {} ({}) ----\n{}\n----",
+                self.what,
+                self.log.display(),
+                log_tail(&self.log, 60)
+            );
+        }
+    }
+}
+
+/// The database an instance uses.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// An embedded FileStorage.
+    File(PathBuf),
+    /// A ZEO server's address.
+    Zeo(String),
+}
+
+/// A `bbru serve` process answering on `base`.
+#[derive(Debug)]
+pub struct Instance {
+    pub base: String,
+    pub process: Process,
+}
+
+impl Instance {
+    /// Starts `bbru serve` in `root/name` (its own working directory, so instances never
+    /// share a pid file) with the site configuration `site_config`, and waits until
+    /// `/@@health` answers 200 (the site exists and the database answered).
+    pub fn start(root: &Path, name: &str, site_config: &Path, storage: &Storage) -> Instance {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("instance directory");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bbru"));
+        command
+            .current_dir(&dir)
+            .env("BBRU_LOG", "info")
+            .arg("serve")
+            .args(["--listen", &listen])
+            .arg("--site-config")
+            .arg(site_config);
+        match storage {
+            Storage::File(path) => command.arg("--file").arg(path),
+            Storage::Zeo(address) => command.args(["--zeo", address]),
+        };
+        let mut process = Process::spawn(
+            &format!("bbru serve ({name}, {listen})"),
+            command,
+            dir.join("bbru.log"),
+        );
+        let base = format!("http://{listen}");
+        let health = format!("{base}/@@health");
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("HTTP client");
+        process.wait_until("healthy", || {
+            client
+                .get(&health)
+                .send()
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+        });
+        Instance { base, process }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGKILL: nothing is flushed or closed on the way out.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}
+
+/// The `bbru-zeo` binary beside `bbru`; built with `cargo build -p zeo --bin bbru-zeo`
+/// if missing (as when only this crate's tests were built).
+pub fn zeo_binary() -> PathBuf {
+    let bbru = Path::new(env!("CARGO_BIN_EXE_bbru"));
+    let zeo = bbru.with_file_name(format!("bbru-zeo{}", std::env::consts::EXE_SUFFIX));
+    if zeo.exists() {
+        return zeo;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command
+        .current_dir(repo_dir())
+        .args(["build", "-p", "zeo", "--bin", "bbru-zeo"]);
+    if bbru
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|p| p == "release")
+    {
+        command.arg("--release");
+    }
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("running {command:?} to build bbru-zeo: {e}"));
+    assert!(status.success(), "{command:?} failed: {status}");
+    assert!(
+        zeo.exists(),
+        "{command:?} succeeded but {} is still missing",
+        zeo.display()
+    );
+    zeo
+}
+
+/// A `bbru-zeo` server on a free port.
+#[derive(Debug)]
+pub struct Zeo {
+    pub address: String,
+    pub process: Process,
+}
+
+impl Zeo {
+    /// Serves `file` (created if missing) and waits until the port accepts connections.
+    pub fn start(file: &Path) -> Zeo {
+        let address = format!("127.0.0.1:{}", free_port());
+        let mut command = Command::new(zeo_binary());
+        command
+            .env("BBRU_LOG", "info")
+            .args(["-a", &address, "-f"])
+            .arg(file);
+        let mut process = Process::spawn(
+            &format!("bbru-zeo ({address})"),
+            command,
+            file.with_extension("zeo.log"),
+        );
+        process.wait_until("accepting connections", || {
+            TcpStream::connect(&address).is_ok()
+        });
+        Zeo { address, process }
+    }
+
+    /// SIGKILL: only what was committed (fdatasynced before `finish` returned) remains.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}

@@ -1,0 +1,232 @@
+//! Two `bbru serve` instances as clients of one `bbru-zeo` server, as a deployment
+//! behind a load balancer runs them: what is changed through one is seen through the
+//! other on the very next request (no sleep, no retry: each request's transaction
+//! starts by syncing with the server), a session cookie made by one is valid on the
+//! other (the secret that signs it is in the database), and after every process is
+//! SIGKILLed the `Data.fs` holds it all (`bbru-zeo check` passes, and an instance on the
+//! embedded file serves the last edit and still accepts the session).
+//!
+//! The instances start one after the other: the first creates the site on the empty
+//! database; started together, both would find no site and both would commit its
+//! creation, and the slower one's commit would conflict (startup does not retry), so
+//! the second instance would exit.  A deployment starts a second instance after the
+//! first is healthy, as this test does.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use reqwest::blocking::{Client, Response, multipart};
+use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
+
+use common::{ADMIN, Instance, Storage, Zeo};
+
+/// A user agent that keeps its cookies itself, as one browser does for a host: the same
+/// cookies go to every instance (cookies are per host, not per port), and the tests can
+/// also send none.
+struct Agent {
+    http: Client,
+    cookies: BTreeMap<String, String>,
+}
+
+impl Agent {
+    fn new() -> Agent {
+        Agent {
+            http: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("HTTP client"),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep_cookies(&mut self, headers: &HeaderMap) {
+        for value in headers.get_all(SET_COOKIE) {
+            let value = value.to_str().expect("ASCII cookie");
+            let pair = value.split(';').next().unwrap_or("");
+            if let Some((name, v)) = pair.split_once('=') {
+                if v.is_empty() {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.to_owned(), v.to_owned());
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, request: reqwest::blocking::RequestBuilder) -> Response {
+        let response = request
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .expect("HTTP request");
+        self.keep_cookies(response.headers());
+        response
+    }
+
+    fn get(&mut self, at: &Instance, path: &str) -> Response {
+        let request = self.http.get(at.url(path));
+        self.send(request)
+    }
+
+    /// GET, expecting 200; the body.
+    fn page(&mut self, at: &Instance, path: &str) -> String {
+        let r = self.get(at, path);
+        assert_eq!(r.status(), 200, "GET {}{path}", at.base);
+        r.text().expect("body")
+    }
+
+    /// The CSRF token of the forms `at` serves to this agent.
+    fn csrf(&mut self, at: &Instance) -> String {
+        let html = self.page(at, "/@@login");
+        let marker = "name=\"_csrf\" value=\"";
+        let start = html.find(marker).expect("a CSRF field on the login form") + marker.len();
+        let end = html[start..].find('"').expect("end of the CSRF value");
+        html[start..start + end].to_owned()
+    }
+
+    fn login(&mut self, at: &Instance) {
+        let token = self.csrf(at);
+        let request = self.http.post(at.url("/@@login")).form(&[
+            ("login", ADMIN.0),
+            ("password", ADMIN.1),
+            ("came_from", "/"),
+            ("_csrf", &token),
+        ]);
+        let r = self.send(request);
+        assert_eq!(r.status(), 303, "login: {}", r.text().unwrap_or_default());
+        assert!(
+            self.cookies.contains_key("bbru_session"),
+            "no session cookie after the login: {:?}",
+            self.cookies
+        );
+    }
+
+    /// POSTs the multipart form `fields` (with this agent's CSRF token for `at`) and
+    /// expects a redirect; returns where to.
+    fn submit(&mut self, at: &Instance, path: &str, fields: &[(&str, &str)]) -> String {
+        let mut form = multipart::Form::new().text("_csrf", self.csrf(at));
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        let request = self.http.post(at.url(path)).multipart(form);
+        let r = self.send(request);
+        let status = r.status();
+        let location = r
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        assert_eq!(
+            status,
+            303,
+            "POST {}{path}: {}",
+            at.base,
+            r.text().unwrap_or_default()
+        );
+        location
+    }
+}
+
+#[test]
+fn two_instances_share_one_zeo_server() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let root = dir.path();
+    let site_config = common::write_site_config(root);
+    let data_fs = root.join("Data.fs");
+    let mut zeo = Zeo::start(&data_fs);
+    let storage = Storage::Zeo(zeo.address.clone());
+    // One after the other: the first creates the site (see the module's comment).
+    let mut one = Instance::start(root, "one", &site_config, &storage);
+    let mut two = Instance::start(root, "two", &site_config, &storage);
+
+    // The second instance found the site the first created, and serves it.
+    let mut visitor = Agent::new();
+    assert!(visitor.page(&two, "/").contains("Test site"));
+
+    // Added and edited through one, seen through two on the next request.
+    let mut admin = Agent::new();
+    admin.login(&one);
+    let to = admin.submit(
+        &one,
+        "/@@add",
+        &[
+            ("type", "Page"),
+            ("id", "news"),
+            ("title", "News"),
+            ("body", "The *first* version."),
+        ],
+    );
+    assert!(to.starts_with("/news?"), "redirected to {to}");
+    let html = visitor.page(&two, "/news");
+    assert!(html.contains("<h1>News</h1>"), "{html}");
+    assert!(html.contains("<em>first</em>"), "{html}");
+    assert!(visitor.page(&two, "/").contains("href=\"/news\""));
+
+    admin.submit(
+        &one,
+        "/news/@@edit",
+        &[("title", "News"), ("body", "The **second** version.")],
+    );
+    let html = visitor.page(&two, "/news");
+    assert!(html.contains("<strong>second</strong>"), "{html}");
+    assert!(!html.contains("<em>first</em>"), "{html}");
+
+    // The session made by one is valid on two: its edit form, and an edit through it
+    // (the CSRF token one issued is valid there too).
+    assert_eq!(
+        visitor.get(&two, "/news/@@edit").status(),
+        401,
+        "anonymous may not edit"
+    );
+    let form = admin.page(&two, "/news/@@edit");
+    assert!(form.contains("Logged in as"), "{form}");
+    admin.submit(
+        &two,
+        "/news/@@edit",
+        &[
+            ("title", "News, edited on two"),
+            ("body", "The third version."),
+        ],
+    );
+    let html = visitor.page(&one, "/news");
+    assert!(html.contains("<h1>News, edited on two</h1>"), "{html}");
+    assert!(html.contains("The third version."), "{html}");
+
+    // Nothing is flushed on the way out: SIGKILL to both instances and the server.
+    one.kill();
+    two.kill();
+    zeo.kill();
+
+    let check = Command::new(common::zeo_binary())
+        .arg("check")
+        .arg(&data_fs)
+        .output()
+        .expect("run bbru-zeo check");
+    assert!(
+        check.status.success(),
+        "bbru-zeo check {}: {}{}",
+        data_fs.display(),
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // The file itself, opened by an instance without a server: the last edit, and the
+    // admin's session is still valid (the secret was read from the file).
+    let three = Instance::start(root, "three", &site_config, &Storage::File(data_fs));
+    let html = visitor.page(&three, "/news");
+    assert!(html.contains("<h1>News, edited on two</h1>"), "{html}");
+    assert!(html.contains("The third version."), "{html}");
+    let form = admin.page(&three, "/news/@@edit");
+    assert!(form.contains("Logged in as"), "{form}");
+}
