@@ -194,6 +194,10 @@ fn live_release(address: &str) -> String {
 }
 
 fn deploy(base: &Path, archive: &Path, deploy_toml: &Path) -> Output {
+    deploy_with(base, archive, deploy_toml, &[])
+}
+
+fn deploy_with(base: &Path, archive: &Path, deploy_toml: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bbru"))
         .arg("deploy")
         .arg(archive)
@@ -201,8 +205,76 @@ fn deploy(base: &Path, archive: &Path, deploy_toml: &Path) -> Output {
         .arg(base)
         .arg("-c")
         .arg(deploy_toml)
+        .args(extra)
         .output()
         .unwrap()
+}
+
+fn deploy_toml(work: &Path, base: &Path, listen: &str, zeo: &str) -> PathBuf {
+    let path = work.join("deploy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[site]\ntitle = \"Deployed\"\n[serve]\nlisten = \"{listen}\"\nzeo = \"{zeo}\"\nhandover_socket = \"{base}/run/bbru.sock\"\nlog_file = \"{base}/log/bbru.log\"\n",
+            base = base.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn rollback_returns_to_the_previous_release_while_it_is_there() {
+    let work = tempfile::tempdir().unwrap();
+    let zeo = database(work.path());
+    let archives = archives(work.path());
+    let base = work.path().join("srv");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let config = deploy_toml(work.path(), &base, &listen, &zeo);
+    let bbru = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_bbru"))
+            .args(args)
+            .arg("--base")
+            .arg(&base)
+            .output()
+            .unwrap()
+    };
+    let o = bbru(&["rollback"]);
+    assert!(
+        !o.status.success() && text(&o).contains("no live release"),
+        "{}",
+        text(&o)
+    );
+    let o = deploy(&base, &archives[0], &config);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = deploy_with(&base, &archives[1], &config, &["--keep-previous"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(live_release(&listen), "bbru-1.0.1");
+    // The same release again is refused: a release directory is never overwritten.
+    let o = deploy(&base, &archives[1], &config);
+    assert!(
+        !o.status.success() && text(&o).contains("never overwritten"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(live_release(&listen), "bbru-1.0.1");
+
+    let o = bbru(&["rollback"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(live_release(&listen), "bbru-1.0.0");
+    let o = bbru(&["releases"]);
+    assert!(text(&o).contains("* bbru-1.0.0  (running"), "{}", text(&o));
+    assert!(
+        text(&o).contains("  bbru-1.0.1  (not running"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(get(&listen, "/page").unwrap().0, 200);
+    let current = base.join("current/etc/serve.toml");
+    run(Command::new(env!("CARGO_BIN_EXE_bbru"))
+        .args(["serve", "-c"])
+        .arg(&current)
+        .arg("--stop-daemon"));
 }
 
 #[test]
@@ -212,15 +284,7 @@ fn deploy_under_load_loses_no_request_and_a_failing_release_changes_nothing() {
     let archives = archives(work.path());
     let base = work.path().join("srv");
     let listen = format!("127.0.0.1:{}", free_port());
-    let deploy_toml = work.path().join("deploy.toml");
-    std::fs::write(
-        &deploy_toml,
-        format!(
-            "[site]\ntitle = \"Deployed\"\n[serve]\nlisten = \"{listen}\"\nzeo = \"{zeo}\"\nhandover_socket = \"{base}/run/bbru.sock\"\nlog_file = \"{base}/log/bbru.log\"\n",
-            base = base.display()
-        ),
-    )
-    .unwrap();
+    let deploy_toml = deploy_toml(work.path(), &base, &listen, &zeo);
 
     let o = deploy(&base, &archives[0], &deploy_toml);
     assert!(o.status.success(), "first deploy:\n{}", text(&o));
