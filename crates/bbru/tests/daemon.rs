@@ -120,3 +120,49 @@ fn stop_daemon_finishes_the_request_in_flight() {
     let o = stopper.join().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+#[test]
+fn sighup_reopens_the_log_file_for_logrotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let log = dir.path().join("log/bbru.log");
+    let o = bbru(
+        dir.path(),
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--daemon",
+            "--log-file",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(std::fs::read_to_string(&log).unwrap().contains("serving"));
+    // logrotate moves the file away, then signals.
+    let rotated = dir.path().join("log/bbru.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let pid = std::fs::read_to_string(dir.path().join("var/bbru.pid")).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("log file reopened")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log was not reopened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = bbru(dir.path(), &["serve", "--stop-daemon"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // The stop is logged in the new file, nothing more in the rotated one.
+    assert!(std::fs::read_to_string(&log).unwrap().contains("stopping"));
+    assert!(
+        !std::fs::read_to_string(&rotated)
+            .unwrap()
+            .contains("stopping")
+    );
+}
