@@ -2,46 +2,25 @@
 //! running, stopped and with a stale pid file; a graceful stop finishes the request in
 //! flight.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Command, Output};
+
+use common::{bbru, free_port, output_text};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::Duration;
-
-fn bbru(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bbru"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn status_and_stop_daemon_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let o = bbru(dir.path(), &["serve", "--status"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(text(&o).contains("not running"));
+    assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
+    assert!(output_text(&o).contains("not running"));
 
     let o = bbru(dir.path(), &["serve", "--listen", &listen, "--daemon"]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     // It answers as soon as --daemon returned.
     let mut s = TcpStream::connect(&listen).unwrap();
     s.write_all(b"GET /@@health HTTP/1.0\r\n\r\n").unwrap();
@@ -53,7 +32,7 @@ fn status_and_stop_daemon_exit_codes() {
         "no site yet: {reply}"
     );
     let o = bbru(dir.path(), &["serve", "--status"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     // A second daemon on the same pid file is refused.
     let o = bbru(
         dir.path(),
@@ -64,23 +43,23 @@ fn status_and_stop_daemon_exit_codes() {
             "--daemon",
         ],
     );
-    assert!(!o.status.success(), "{}", text(&o));
+    assert!(!o.status.success(), "{}", output_text(&o));
 
     let o = bbru(dir.path(), &["serve", "--stop-daemon"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     let o = bbru(dir.path(), &["serve", "--status"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
     // Stopping what does not run is an error.
     let o = bbru(dir.path(), &["serve", "--stop-daemon"]);
-    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert_ne!(o.status.code(), Some(0), "{}", output_text(&o));
 
     // A stale pid file (a pid that is not ours, unlocked) is reported, then removed.
     std::fs::write(dir.path().join("var/bbru.pid"), "999999\n").unwrap();
     let o = bbru(dir.path(), &["serve", "--status"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("stale"), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
+    assert!(output_text(&o).contains("stale"), "{}", output_text(&o));
     let o = bbru(dir.path(), &["serve", "--stop-daemon"]);
-    assert!(text(&o).contains("stale"), "{}", text(&o));
+    assert!(output_text(&o).contains("stale"), "{}", output_text(&o));
     assert!(!dir.path().join("var/bbru.pid").exists());
 }
 
@@ -89,7 +68,7 @@ fn stop_daemon_finishes_the_request_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let o = bbru(dir.path(), &["serve", "--listen", &listen, "--daemon"]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     // A slow client: headers and half the body now, the rest after the stop began.
     let mut s = TcpStream::connect(&listen).unwrap();
     let body = "login=x&password=yyyyyyyy";
@@ -118,7 +97,7 @@ fn stop_daemon_finishes_the_request_in_flight() {
         "the request in flight got no answer: {reply:?}"
     );
     let o = stopper.join().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
 }
 
 #[test]
@@ -137,7 +116,7 @@ fn sighup_reopens_the_log_file_for_logrotate() {
             log.to_str().unwrap(),
         ],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     assert!(std::fs::read_to_string(&log).unwrap().contains("serving"));
     // logrotate moves the file away, then signals.
     let rotated = dir.path().join("log/bbru.log.1");
@@ -157,7 +136,7 @@ fn sighup_reopens_the_log_file_for_logrotate() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let o = bbru(dir.path(), &["serve", "--stop-daemon"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     // The stop is logged in the new file, nothing more in the rotated one.
     assert!(std::fs::read_to_string(&log).unwrap().contains("stopping"));
     assert!(

@@ -5,36 +5,23 @@
 //! intact.  Then a release whose own tests fail: it is refused and removed, and the live
 //! one keeps serving, untouched.  The database is a ZEO server (the seed assumes ZEO).
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::{free_port, output_text, zeo_in_process};
 use zodb::DB;
 use zodb_storage::{FileStorage, Storage};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn run(cmd: &mut Command) -> Output {
     let o = cmd.output().unwrap();
-    assert!(o.status.success(), "{cmd:?} failed:\n{}", text(&o));
+    assert!(o.status.success(), "{cmd:?} failed:\n{}", output_text(&o));
     o
 }
 
@@ -71,26 +58,7 @@ fn database(dir: &Path) -> String {
         .unwrap();
         tx.commit().unwrap();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let config = zeo::server::Config {
-        address: zeo::server::Address::Tcp("127.0.0.1:0".into()),
-        ..zeo::server::Config::default()
-    };
-    let server = runtime
-        .block_on(zeo::server::Server::bind(
-            config,
-            vec![("1".into(), storage)],
-        ))
-        .unwrap();
-    let zeo::server::Address::Tcp(address) = server.local_address() else {
-        unreachable!()
-    };
-    std::thread::spawn(move || runtime.block_on(server.run()));
-    address
+    zeo_in_process(storage)
 }
 
 /// The repository this test runs from.
@@ -241,33 +209,37 @@ fn rollback_returns_to_the_previous_release_while_it_is_there() {
     };
     let o = bbru(&["rollback"]);
     assert!(
-        !o.status.success() && text(&o).contains("no live release"),
+        !o.status.success() && output_text(&o).contains("no live release"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
     let o = deploy(&base, &archives[0], &config);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let o = deploy_with(&base, &archives[1], &config, &["--keep-previous"]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     assert_eq!(live_release(&listen), "bbru-1.0.1");
     // The same release again is refused: a release directory is never overwritten.
     let o = deploy(&base, &archives[1], &config);
     assert!(
-        !o.status.success() && text(&o).contains("never overwritten"),
+        !o.status.success() && output_text(&o).contains("never overwritten"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
     assert_eq!(live_release(&listen), "bbru-1.0.1");
 
     let o = bbru(&["rollback"]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     assert_eq!(live_release(&listen), "bbru-1.0.0");
     let o = bbru(&["releases"]);
-    assert!(text(&o).contains("* bbru-1.0.0  (running"), "{}", text(&o));
     assert!(
-        text(&o).contains("  bbru-1.0.1  (not running"),
+        output_text(&o).contains("* bbru-1.0.0  (running"),
         "{}",
-        text(&o)
+        output_text(&o)
+    );
+    assert!(
+        output_text(&o).contains("  bbru-1.0.1  (not running"),
+        "{}",
+        output_text(&o)
     );
     assert_eq!(get(&listen, "/page").unwrap().0, 200);
     let current = base.join("current/etc/serve.toml");
@@ -287,8 +259,12 @@ fn deploy_under_load_loses_no_request_and_a_failing_release_changes_nothing() {
     let deploy_toml = deploy_toml(work.path(), &base, &listen, &zeo);
 
     let o = deploy(&base, &archives[0], &deploy_toml);
-    assert!(o.status.success(), "first deploy:\n{}", text(&o));
-    assert!(text(&o).contains("[8/8]"), "progress shown:\n{}", text(&o));
+    assert!(o.status.success(), "first deploy:\n{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("[8/8]"),
+        "progress shown:\n{}",
+        output_text(&o)
+    );
     assert_eq!(live_release(&listen), "bbru-1.0.0");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -320,7 +296,7 @@ fn deploy_under_load_loses_no_request_and_a_failing_release_changes_nothing() {
 
     std::thread::sleep(Duration::from_millis(300));
     let o = deploy(&base, &archives[1], &deploy_toml);
-    assert!(o.status.success(), "second deploy:\n{}", text(&o));
+    assert!(o.status.success(), "second deploy:\n{}", output_text(&o));
     let during = served.load(Ordering::Relaxed);
     assert_eq!(live_release(&listen), "bbru-1.0.1");
     assert!(
@@ -333,17 +309,17 @@ fn deploy_under_load_loses_no_request_and_a_failing_release_changes_nothing() {
     assert!(
         !o.status.success(),
         "a failing release must not deploy:\n{}",
-        text(&o)
+        output_text(&o)
     );
     assert!(
-        text(&o).contains("a check this release breaks"),
+        output_text(&o).contains("a check this release breaks"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
     assert!(
-        text(&o).contains("bbru-1.0.1") && text(&o).contains("keeps serving"),
+        output_text(&o).contains("bbru-1.0.1") && output_text(&o).contains("keeps serving"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
     assert!(!base.join("releases/bbru-1.0.2").exists());
     std::thread::sleep(Duration::from_millis(300));
@@ -367,7 +343,11 @@ fn deploy_under_load_loses_no_request_and_a_failing_release_changes_nothing() {
         .arg(&base)
         .output()
         .unwrap();
-    assert!(text(&o).contains("* bbru-1.0.1  (running"), "{}", text(&o));
+    assert!(
+        output_text(&o).contains("* bbru-1.0.1  (running"),
+        "{}",
+        output_text(&o)
+    );
     // Nothing of value in the release directory: stop it, delete it, the data is intact.
     let current = base.join("current/etc/serve.toml");
     run(Command::new(env!("CARGO_BIN_EXE_bbru"))

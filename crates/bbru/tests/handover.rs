@@ -4,63 +4,16 @@
 //! are real `bbru serve --daemon` processes, ZEO clients of one server (as the seed
 //! deploys them; an embedded Data.fs can only be open in one process at a time).
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+
+use common::{bbru, free_port, output_text, zeo_in_process};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn bbru(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bbru"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Serves a FileStorage over ZEO from a background runtime; returns its address.
-fn zeo_server(dir: &Path) -> String {
-    let storage: Arc<dyn zodb_storage::Storage> =
-        Arc::new(zodb_storage::FileStorage::open(dir.join("Data.fs")).unwrap());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let config = zeo::server::Config {
-        address: zeo::server::Address::Tcp("127.0.0.1:0".into()),
-        ..zeo::server::Config::default()
-    };
-    let server = runtime
-        .block_on(zeo::server::Server::bind(
-            config,
-            vec![("1".into(), storage)],
-        ))
-        .unwrap();
-    let zeo::server::Address::Tcp(address) = server.local_address() else {
-        unreachable!()
-    };
-    std::thread::spawn(move || runtime.block_on(server.run()));
-    address
-}
 
 /// One GET /@@health on a new connection; the release that answered.
 fn health(address: &str) -> Result<String, String> {
@@ -106,14 +59,16 @@ fn release_dir(
 #[test]
 fn the_next_release_takes_the_socket_over_without_dropping_a_request() {
     let base = tempfile::tempdir().unwrap();
-    let zeo = zeo_server(base.path());
+    let storage: Arc<dyn zodb_storage::Storage> =
+        Arc::new(zodb_storage::FileStorage::open(base.path().join("Data.fs")).unwrap());
+    let zeo = zeo_in_process(storage);
     let listen = format!("127.0.0.1:{}", free_port());
     let handover = base.path().join("run/bbru.sock");
     let a = release_dir(base.path(), "bbru-1.0.0", &listen, &zeo, &handover);
     let b = release_dir(base.path(), "bbru-1.0.1", &listen, &zeo, &handover);
 
     let o = bbru(&a, &["serve", "-c", "etc/serve.toml", "--daemon"]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     assert_eq!(health(&listen).unwrap(), "bbru-1.0.0");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -144,10 +99,10 @@ fn the_next_release_takes_the_socket_over_without_dropping_a_request() {
     std::thread::sleep(Duration::from_millis(300));
     // The next release starts (inheriting the socket), then the old one stops.
     let o = bbru(&b, &["serve", "-c", "etc/serve.toml", "--daemon"]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     std::thread::sleep(Duration::from_millis(300));
     let o = bbru(&a, &["serve", "-c", "etc/serve.toml", "--stop-daemon"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     let before = answered[1].load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
@@ -155,7 +110,7 @@ fn the_next_release_takes_the_socket_over_without_dropping_a_request() {
         t.join().unwrap();
     }
     let o = bbru(&b, &["serve", "-c", "etc/serve.toml", "--stop-daemon"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
 
     let failures = failures.lock();
     assert!(

@@ -284,3 +284,46 @@ impl Zeo {
         self.process.kill();
     }
 }
+
+/// What a finished command printed, stdout then stderr.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs this build's `bbru` in `dir` with `args`, to completion.
+pub fn bbru(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_bbru"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run bbru")
+}
+
+/// Serves `storage` over ZEO from a runtime of its own (in this process, for the tests
+/// that need no server process); returns its `host:port`.
+pub fn zeo_in_process(storage: std::sync::Arc<dyn zodb_storage::Storage>) -> String {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let config = zeo::server::Config {
+        address: zeo::server::Address::Tcp("127.0.0.1:0".into()),
+        ..zeo::server::Config::default()
+    };
+    let server = runtime
+        .block_on(zeo::server::Server::bind(
+            config,
+            vec![("1".into(), storage)],
+        ))
+        .expect("bind the ZEO server");
+    let zeo::server::Address::Tcp(address) = server.local_address() else {
+        unreachable!("bound to TCP")
+    };
+    std::thread::spawn(move || runtime.block_on(server.run()));
+    address
+}
