@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use maud::html;
 use serde::{Deserialize, Serialize};
 use zodb::Transaction;
@@ -61,19 +61,8 @@ enum ClipState {
     Tampered,
 }
 
-fn request_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 fn read_clipboard(ctx: &Ctx<'_>) -> ClipState {
-    match request_cookie(ctx.headers, CLIPBOARD_COOKIE) {
+    match crate::web::cookie(ctx.headers, CLIPBOARD_COOKIE) {
         None | Some("") => ClipState::Empty,
         Some(value) => auth::verify(&ctx.app.secret, CLIPBOARD_PURPOSE, value)
             .and_then(|payload| serde_json::from_slice::<Clipboard>(&payload).ok())
