@@ -275,7 +275,20 @@ pub fn deploy(args: &DeployArgs) -> Result<PathBuf> {
             configure.extend(["-c", deploy_file.to_str().context("a UTF-8 path")?]);
         }
         run(&release, &configure)?;
-        outside_release(&release, &crate::config::ServeConfig::load(&serve_toml)?)?;
+        let serve = crate::config::ServeConfig::load(&serve_toml)?;
+        outside_release(&release, &serve)?;
+        if let (crate::config::StorageConfig::File(file), Some(prev)) = (&serve.storage, &previous) {
+            let running = crate::config::ServeConfig::load(&prev.join("etc/serve.toml"))
+                .is_ok_and(|c| daemon::status(&c.pid_file).is_running());
+            ensure!(
+                !running,
+                "{} is an embedded database, which only one process can have open, and {} \
+                 runs on it: a release change without downtime needs a ZEO server ([serve] zeo \
+                 in deploy.toml); or stop the running release first",
+                file.display(),
+                prev.display()
+            );
+        }
         step(4, "testing (bbru test)");
         run(&release, &["test", "-c", &config])?;
         step(5, "starting the new release");
