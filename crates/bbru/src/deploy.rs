@@ -277,7 +277,8 @@ pub fn deploy(args: &DeployArgs) -> Result<PathBuf> {
         run(&release, &configure)?;
         let serve = crate::config::ServeConfig::load(&serve_toml)?;
         outside_release(&release, &serve)?;
-        if let (crate::config::StorageConfig::File(file), Some(prev)) = (&serve.storage, &previous) {
+        if let (crate::config::StorageConfig::File(file), Some(prev)) = (&serve.storage, &previous)
+        {
             let running = crate::config::ServeConfig::load(&prev.join("etc/serve.toml"))
                 .is_ok_and(|c| daemon::status(&c.pid_file).is_running());
             ensure!(
@@ -320,7 +321,13 @@ pub fn deploy(args: &DeployArgs) -> Result<PathBuf> {
                 .unwrap_or_default()
         )));
     }
-    step(7, "stopping the previous release");
+    step(
+        7,
+        &match &previous {
+            Some(p) => format!("stopping the previous release {}", p.display()),
+            None => "no previous release to stop".to_owned(),
+        },
+    );
     if let Some(prev) = &previous {
         let config = prev.join("etc/serve.toml");
         if let Err(e) = run(
@@ -331,7 +338,14 @@ pub fn deploy(args: &DeployArgs) -> Result<PathBuf> {
         }
     }
     set_live(base, &release)?;
-    step(8, "removing the previous release");
+    step(
+        8,
+        if previous.is_some() && !args.keep_previous {
+            "removing the previous release"
+        } else {
+            "nothing to remove"
+        },
+    );
     if let Some(prev) = previous
         && prev != release
         && !args.keep_previous

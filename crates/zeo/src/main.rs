@@ -172,6 +172,16 @@ fn main() -> ExitCode {
             let Some(log) = args.log_file() else {
                 unreachable!("--daemon always has a log file");
             };
+            // A new installation (`-f var/Data.fs`) has no `var/` yet.
+            for file in [args.pid_file(), log.clone()] {
+                if let Some(dir) = file.parent()
+                    && !dir.as_os_str().is_empty()
+                    && let Err(e) = std::fs::create_dir_all(dir)
+                {
+                    eprintln!("bbru-zeo: creating {}: {e}", dir.display());
+                    return ExitCode::FAILURE;
+                }
+            }
             let outcome = daemon::DaemonArgs::new(args.pid_file(), log).and_then(daemon::daemonize);
             return match outcome {
                 Ok(o) => {
