@@ -14,6 +14,10 @@ use crate::security::auth::RateLimiter;
 use crate::security::{AUTHENTICATED, EVERYBODY, Role, Setting};
 use crate::web::{App, metrics::Metrics, now};
 
+/// How many addresses' worth of failed logins one account may take in a window (the
+/// per-login limit is this times the per-address one).
+const LOGIN_ADDRESSES_PER_ACCOUNT: u32 = 4;
+
 /// Why an instance cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -145,9 +149,14 @@ pub fn app(db: DB, config: SiteConfig, site_config_path: &str) -> Result<App, St
         }
         None => String::new(),
     };
-    let limiter = RateLimiter::new(
-        config.security.login_attempts_max,
-        Duration::from_secs(config.security.login_window_seconds),
+    let window = Duration::from_secs(config.security.login_window_seconds);
+    let limiter = RateLimiter::new(config.security.login_attempts_max, window);
+    let login_limiter = RateLimiter::new(
+        config
+            .security
+            .login_attempts_max
+            .saturating_mul(LOGIN_ADDRESSES_PER_ACCOUNT),
+        window,
     );
     Ok(App {
         db,
@@ -156,6 +165,7 @@ pub fn app(db: DB, config: SiteConfig, site_config_path: &str) -> Result<App, St
         secret,
         bootstrap,
         limiter,
+        login_limiter,
         metrics: Metrics::default(),
         site_config_path: site_config_path.to_owned(),
         release: String::new(),

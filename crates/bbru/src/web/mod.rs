@@ -40,7 +40,11 @@ pub struct App {
     pub secret: String,
     /// The bootstrap manager's login and password hash, when declared and usable.
     pub bootstrap: Option<(String, String)>,
+    /// Failed logins per client address and login.
     pub limiter: RateLimiter,
+    /// Failed logins per login from any address (a larger budget), so rotating
+    /// addresses does not lift the limit on one account.
+    pub login_limiter: RateLimiter,
     pub metrics: metrics::Metrics,
     /// Where the site configuration lives (for the messages that mention it).
     pub site_config_path: String,
@@ -189,6 +193,8 @@ pub struct Ctx<'a> {
     pub csrf: String,
     pub wants_json: bool,
     pub site: PRef<Site>,
+    /// The client's address (from `X-Forwarded-For` only when the peer is a local proxy).
+    pub client: String,
 }
 
 impl std::fmt::Debug for Ctx<'_> {
@@ -366,6 +372,21 @@ enum Credentials {
 }
 
 impl App {
+    /// Whether another login attempt for `login` from `client` may be checked now.
+    pub fn login_allowed(&self, client: &str, login: &str) -> bool {
+        self.limiter.allowed(&format!("{client}|{login}")) && self.login_limiter.allowed(login)
+    }
+
+    pub fn login_failed(&self, client: &str, login: &str) {
+        self.limiter.failed(&format!("{client}|{login}"));
+        self.login_limiter.failed(login);
+    }
+
+    pub fn login_succeeded(&self, client: &str, login: &str) {
+        self.limiter.succeeded(&format!("{client}|{login}"));
+        self.login_limiter.succeeded(login);
+    }
+
     /// Whether cookies this request sets get the `Secure` flag.
     pub fn secure(&self, headers: &HeaderMap) -> bool {
         match self.config.security.secure_cookies {
@@ -509,14 +530,13 @@ impl App {
             let principal = match &credentials {
                 Credentials::None => Principal::Anonymous,
                 Credentials::Basic(login, pass) => {
-                    let key = format!("{}|{login}", request.client);
-                    if !self.limiter.allowed(&key) {
+                    if !self.login_allowed(&request.client, login) {
                         return Err(AppError::TooManyRequests);
                     }
                     match self.check_password(tx, site, login, pass)? {
                         Some(p) => p,
                         None => {
-                            self.limiter.failed(&key);
+                            self.login_failed(&request.client, login);
                             return Err(AppError::Unauthorized);
                         }
                     }
@@ -538,6 +558,7 @@ impl App {
                 csrf: auth::csrf_token(&self.secret, &csrf_cookie),
                 wants_json,
                 site,
+                client: request.client.clone(),
             };
             if let Some(permission) = found.permission
                 && !ctx.allowed(permission)
@@ -671,7 +692,17 @@ async fn publish(
             .query()
             .and_then(|q| serde_urlencoded::from_str(q).ok())
             .unwrap_or_default(),
-        client: peer.ip().to_string(),
+        // Behind a local reverse proxy, the client is the proxy's first forwarded
+        // address; a remote peer's X-Forwarded-For is not trusted.
+        client: match parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+        {
+            Some(forwarded) if peer.ip().is_loopback() => forwarded.trim().to_owned(),
+            _ => peer.ip().to_string(),
+        },
         csrf_cookie: cookie(&parts.headers, auth::CSRF_COOKIE)
             .map(str::to_owned)
             .unwrap_or_else(auth::new_csrf_cookie),

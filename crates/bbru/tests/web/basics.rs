@@ -204,3 +204,38 @@ fn health_answers_after_reading_the_database() {
     );
     assert!(metrics.contains("bbru_storage_loads_total"), "{metrics}");
 }
+
+#[test]
+fn rotating_forwarded_addresses_does_not_lift_the_limit_on_one_account() {
+    let site = start();
+    let b = site.browser();
+    let token = b.csrf();
+    let mut limited = false;
+    for i in 0..30 {
+        // Forged per request: the tests' client is a loopback peer, so the address is
+        // taken from the header, as behind a local proxy.
+        let r = b
+            .client
+            .post(b.url("/@@login"))
+            .header("x-forwarded-for", format!("10.0.0.{i}"))
+            .form(&[
+                ("login", "admin"),
+                ("password", "wrong"),
+                ("_csrf", token.as_str()),
+            ])
+            .send()
+            .unwrap();
+        if r.status() == 429 {
+            limited = true;
+            assert!(
+                i >= 5 * 4,
+                "limited after {i} attempts from distinct addresses"
+            );
+            break;
+        }
+    }
+    assert!(
+        limited,
+        "30 failed logins on one account from 30 addresses were all checked"
+    );
+}

@@ -43,20 +43,14 @@ pub fn form(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
 pub fn login(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let login = ctx.input.field("login").unwrap_or("").trim().to_owned();
     let password = ctx.input.field("password").unwrap_or("");
-    let client = ctx
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("direct");
-    let key = format!("{client}|{login}");
-    if !ctx.app.limiter.allowed(&key) {
+    if !ctx.app.login_allowed(&ctx.client, &login) {
         return Err(AppError::TooManyRequests);
     }
     let Some(principal) = ctx.app.check_password(tx, ctx.site, &login, password)? else {
-        ctx.app.limiter.failed(&key);
+        ctx.app.login_failed(&ctx.client, &login);
         return Ok(form_page(ctx, Some("Wrong login or password.")));
     };
-    ctx.app.limiter.succeeded(&key);
+    ctx.app.login_succeeded(&ctx.client, &login);
     let generation = match &principal {
         Principal::User { login, .. } => {
             let users = tx.get(ctx.site)?.users;
