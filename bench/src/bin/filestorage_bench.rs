@@ -18,6 +18,7 @@
 //! re-executes itself with the hidden `--probe PATH` flag, as the Python
 //! script starts itself with `--probe` through `subprocess`.
 
+use bbru_bench::{remove_storage_files, sibling};
 use std::fs;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -111,24 +112,6 @@ fn commit(storage: &FileStorage, records: Vec<Vec<u8>>) -> Result<Tid> {
     }
     storage.vote(&txn).context("vote")?;
     storage.finish(&txn).context("finish")
-}
-
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-fn remove_storage_files(path: &Path) -> Result<()> {
-    for suffix in ["", ".index", ".lock", ".tmp", ".old", ".index.index_tmp"] {
-        let p = sibling(path, suffix);
-        match fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
-        }
-    }
-    Ok(())
 }
 
 /// Transactions per second for `commits` transactions of `per_txn` new

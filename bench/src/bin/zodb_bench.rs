@@ -12,6 +12,7 @@
 //! with the same keys (`implementation: "bbru-rust"`). `bench/zodb/run.sh`
 //! runs both halves and compares them.
 
+use bbru_bench::remove_storage_files;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,24 +88,6 @@ struct Args {
     /// Rounds; the medians are over them.
     #[arg(long, default_value_t = 10)]
     rounds: u64,
-}
-
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-fn remove_storage_files(path: &Path) -> Result<()> {
-    for suffix in ["", ".index", ".lock", ".tmp", ".old", ".index.index_tmp"] {
-        let p = sibling(path, suffix);
-        match fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
-        }
-    }
-    Ok(())
 }
 
 fn open_db(path: &Path) -> Result<(Arc<dyn Storage>, DB)> {
