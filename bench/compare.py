@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 
+import report_text  # bench/report_text.py, beside this file
+
 BEGIN = '<!-- bench:results:begin (written by bench/run.sh --write) -->'
 END = '<!-- bench:results:end -->'
 
@@ -133,19 +135,7 @@ def main():
 
     if args.write:
         new = section(py, rs, meta)
-        try:
-            with open(args.write) as f:
-                text = f.read()
-        except FileNotFoundError:
-            text = '# Benchmarks\n'
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            tail = rest.split(END, 1)[1]
-            text = head + new + tail
-        else:
-            text = text.rstrip('\n') + '\n\n## Results\n\n' + new + '\n'
-        with open(args.write, 'w') as f:
-            f.write(text)
+        report_text.write_section(args.write, BEGIN, END, new, heading='## Results\n\n')
         print(f'compare.py: wrote the results into {args.write}', file=sys.stderr)
 
 

@@ -21,6 +21,9 @@ import os
 import sys
 import textwrap
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import report_text  # noqa: E402  (bench/report_text.py)
+
 BEGIN = '<!-- bench:web:start -->'
 END = '<!-- bench:web:end -->'
 STORAGES = (
@@ -157,20 +160,6 @@ def section(runs, meta, notes):
     return '\n'.join(parts) + '\n'
 
 
-def write(path, text):
-    with open(path) as f:
-        current = f.read()
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        tail = tail[1:] if tail.startswith('\n') else tail
-        new = head + text + tail
-    else:
-        new = current.rstrip('\n') + '\n\n' + text
-    with open(path, 'w') as f:
-        f.write(new)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('results_dir')
@@ -188,7 +177,7 @@ def main():
     if bad:
         print(f'report.py: errors in {", ".join(bad)}: see the .txt files', file=sys.stderr)
     if args.write:
-        write(args.write, text)
+        report_text.write_section(args.write, BEGIN, END, text.rstrip('\n'))
         print(f'report.py: wrote the web section of {args.write}', file=sys.stderr)
 
 

@@ -23,7 +23,10 @@ import os
 import re
 import statistics
 import sys
-import textwrap
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import report_text  # noqa: E402  (bench/report_text.py)
+from report_text import wrap  # noqa: E402
 
 BEGIN = '<!-- bench:zodb:start -->'
 END = '<!-- bench:zodb:end -->'
@@ -93,24 +96,6 @@ def table(runs):
                  f'/ {py["holder_record_bytes"]} | {rs["object_record_bytes"]:.0f} / '
                  f'{rs["holder_record_bytes"]} | | | | |')
     return '\n'.join(lines)
-
-
-def wrap(lines):
-    """Fill prose lines and '- ' bullets to 76 columns; keep the rest."""
-    out = []
-    fenced = False
-    for line in lines:
-        if line.startswith('```'):
-            fenced = not fenced
-        if fenced or line.startswith(('|', '<', '#', '```')) or len(line) <= 76:
-            out.append(line)
-        elif line.startswith('- '):
-            out.append(textwrap.fill(line, 76, subsequent_indent='  ',
-                                     break_long_words=False, break_on_hyphens=False))
-        else:
-            out.append(textwrap.fill(line, 76, break_long_words=False,
-                                     break_on_hyphens=False))
-    return out
 
 
 def section(runs, meta, extra):
@@ -227,19 +212,7 @@ def main():
             with open(args.notes) as f:
                 extra = f.read()
         new = section(runs, meta, extra)
-        try:
-            with open(args.write) as f:
-                text = f.read()
-        except FileNotFoundError:
-            text = '# Benchmarks\n'
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            tail = rest.split(END, 1)[1]
-            text = head + new + tail
-        else:
-            text = text.rstrip('\n') + '\n\n' + new + '\n'
-        with open(args.write, 'w') as f:
-            f.write(text)
+        report_text.write_section(args.write, BEGIN, END, new, heading='')
         print(f'report.py: wrote the persistence-layer section into {args.write}',
               file=sys.stderr)
 
