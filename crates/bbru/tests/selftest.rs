@@ -47,6 +47,22 @@ fn check<'c>(checks: &'c [Check], name: &str) -> &'c Check {
         .unwrap_or_else(|| panic!("no check {name:?} in\n{}", report(checks)))
 }
 
+/// What the check `name` reports, which must have passed.
+fn passed(checks: &[Check], name: &str) -> String {
+    check(checks, name)
+        .outcome
+        .clone()
+        .unwrap_or_else(|e| panic!("{name} failed: {e}"))
+}
+
+/// Why the check `name` failed, which it must have.
+fn failed(checks: &[Check], name: &str) -> String {
+    match &check(checks, name).outcome {
+        Err(e) => e.clone(),
+        Ok(d) => panic!("{name} passed: {d}"),
+    }
+}
+
 /// An installation in `dir`: etc/site.toml from the release's template (bootstrap
 /// manager commented out, as after the first deployment), the database in var/.
 fn installation(dir: &Path, storage: StorageConfig) -> ServeConfig {
@@ -149,24 +165,15 @@ fn selftest_passes_on_a_real_site_and_leaves_its_data_fs_untouched() {
     ] {
         check(&checks, name);
     }
-    let connection = check(&checks, "database connection")
-        .outcome
-        .clone()
-        .unwrap();
+    let connection = passed(&checks, "database connection");
     assert!(connection.contains("read-only"), "{connection}");
     assert!(
         connection.contains(&storage.last_transaction().to_string()),
         "{connection}"
     );
-    let instance = check(&checks, "in-process instance")
-        .outcome
-        .clone()
-        .unwrap();
+    let instance = passed(&checks, "in-process instance");
     assert!(instance.contains("the database's site"), "{instance}");
-    let log_dir = check(&checks, "log file directory")
-        .outcome
-        .clone()
-        .unwrap();
+    let log_dir = passed(&checks, "log file directory");
     assert!(log_dir.contains("will be created"), "{log_dir}");
 
     // Nothing written: not the Data.fs, not an index, not a directory.
@@ -196,15 +203,9 @@ fn selftest_passes_on_a_new_installation_without_creating_its_database() {
     let config = installation(dir.path(), StorageConfig::File(data_fs.clone()));
     let checks = selftest::run(&config);
     assert!(selftest::all_passed(&checks), "{}", report(&checks));
-    let connection = check(&checks, "database connection")
-        .outcome
-        .clone()
-        .unwrap();
+    let connection = passed(&checks, "database connection");
     assert!(connection.contains("no database yet"), "{connection}");
-    let instance = check(&checks, "in-process instance")
-        .outcome
-        .clone()
-        .unwrap();
+    let instance = passed(&checks, "in-process instance");
     assert!(instance.contains("created one in memory"), "{instance}");
     assert!(!data_fs.exists());
     assert_eq!(
@@ -241,10 +242,7 @@ fn selftest_passes_through_a_zeo_server_and_writes_nothing_to_it() {
     let config = installation(dir.path(), StorageConfig::Zeo(address.clone()));
     let checks = selftest::run(&config);
     assert!(selftest::all_passed(&checks), "{}", report(&checks));
-    let connection = check(&checks, "database connection")
-        .outcome
-        .clone()
-        .unwrap();
+    let connection = passed(&checks, "database connection");
     assert!(connection.contains(&address), "{connection}");
     assert!(connection.contains("read-only"), "{connection}");
     // No embedded database, so no directory to check.
@@ -265,21 +263,15 @@ fn selftest_reports_a_broken_configuration_clearly() {
     config.listen = "127.0.0.1:99999".into();
     let checks = selftest::run(&config);
     assert!(!selftest::all_passed(&checks));
-    let failed = |name: &str| {
-        check(&checks, name)
-            .outcome
-            .clone()
-            .expect_err(&format!("{name} should fail:\n{}", report(&checks)))
-    };
-    let listen = failed("listen address");
+    let listen = failed(&checks, "listen address");
     assert!(listen.contains("127.0.0.1:99999"), "{listen}");
     assert!(listen.contains("not a socket address"), "{listen}");
-    let directory = failed("database directory");
+    let directory = failed(&checks, "database directory");
     assert!(directory.contains("missing"), "{directory}");
     assert!(directory.contains("does not exist"), "{directory}");
-    let connection = failed("database connection");
+    let connection = failed(&checks, "database connection");
     assert!(connection.contains("does not exist"), "{connection}");
-    let functional = failed("functional checks");
+    let functional = failed(&checks, "functional checks");
     assert!(functional.contains("not run"), "{functional}");
     // The rest of the configuration is fine, and nothing was created.
     assert!(check(&checks, "site configuration").passed());
@@ -293,30 +285,18 @@ fn selftest_reports_a_broken_configuration_clearly() {
     config.storage = StorageConfig::File(dir.path().join("var/Data.fs"));
     config.pid_file = dir.path().join("var/plain/run/bbru.pid");
     let checks = selftest::run(&config);
-    let site = check(&checks, "site configuration")
-        .outcome
-        .clone()
-        .unwrap_err();
+    let site = failed(&checks, "site configuration");
     assert!(site.contains("titel"), "{site}");
-    let pid = check(&checks, "pid file directory")
-        .outcome
-        .clone()
-        .unwrap_err();
+    let pid = failed(&checks, "pid file directory");
     assert!(pid.contains("not a directory"), "{pid}");
     assert!(check(&checks, "listen address").passed());
     assert!(check(&checks, "database connection").passed());
-    let functional = check(&checks, "functional checks")
-        .outcome
-        .clone()
-        .unwrap_err();
+    let functional = failed(&checks, "functional checks");
     assert!(functional.contains("site configuration"), "{functional}");
 
     // A missing site configuration says how to make one.
     std::fs::remove_file(dir.path().join("etc/site.toml")).unwrap();
     let checks = selftest::run(&config);
-    let site = check(&checks, "site configuration")
-        .outcome
-        .clone()
-        .unwrap_err();
+    let site = failed(&checks, "site configuration");
     assert!(site.contains("bbru configure"), "{site}");
 }
