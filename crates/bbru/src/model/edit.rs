@@ -21,6 +21,17 @@ pub struct Upload {
     pub data: Vec<u8>,
 }
 
+/// Whether `name` may name an item: letters, digits, `-`, `_`, `.`, not starting with
+/// `.` or `@`, at most 100 characters.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with(['.', '@'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Why a create or edit was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum EditError {
@@ -109,7 +120,7 @@ pub fn create(
     } else {
         name.trim().to_owned()
     };
-    if !crate::web::valid_name(&name) {
+    if !valid_name(&name) {
         return Err(EditError::InvalidName(name));
     }
     let folder = tx.get(parent)?;

@@ -22,10 +22,11 @@ use serde::{Deserialize, Serialize};
 use zodb::Transaction;
 
 use crate::model::edit::EditError;
+use crate::model::edit::valid_name;
 use crate::model::{Content, ContentRef, Folder, tree};
 use crate::security::{self, Grants, Permission, Principal, auth};
 use crate::web::render::{self, child_url, csrf, page, redirect_with_notice, view_url};
-use crate::web::{AppError, Ctx, Reply, url_of, valid_name};
+use crate::web::{AppError, Ctx, Reply, url_of};
 
 /// The clipboard cookie.
 const CLIPBOARD_COOKIE: &str = "bbru_clipboard";

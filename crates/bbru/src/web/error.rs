@@ -1,0 +1,106 @@
+//! Why a request failed ([`AppError`]) and the page or JSON that says so.  Details of
+//! internal errors are logged, never shown.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{App, render};
+
+/// Why a request failed.  Details of internal errors are logged, never shown.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden")]
+    Forbidden,
+    /// Not logged in (or bad credentials) where a login is needed.
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("too many requests")]
+    TooManyRequests,
+    #[error("payload too large: {0}")]
+    TooLarge(String),
+    #[error("the site is not set up yet")]
+    NotSetUp,
+    #[error(transparent)]
+    Db(#[from] zodb::Error),
+    /// A failure already logged where it happened.
+    #[error("internal error")]
+    Internal,
+}
+
+impl zodb::Retryable for AppError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, AppError::Db(e) if e.is_conflict())
+    }
+}
+
+impl From<zodb_storage::StorageError> for AppError {
+    fn from(e: zodb_storage::StorageError) -> Self {
+        AppError::Db(e.into())
+    }
+}
+
+pub(super) fn render_error(app: &App, error: AppError, json: bool) -> Response {
+    let (status, message) = match &error {
+        AppError::NotFound => (StatusCode::NOT_FOUND, "Not found.".to_owned()),
+        AppError::Forbidden => (
+            StatusCode::FORBIDDEN,
+            "You are not allowed to do this here.".to_owned(),
+        ),
+        AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "Please log in.".to_owned()),
+        AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
+        AppError::MethodNotAllowed => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed.".to_owned(),
+        ),
+        AppError::TooManyRequests => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed logins; wait a few minutes.".to_owned(),
+        ),
+        AppError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m.clone()),
+        AppError::NotSetUp => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "This site has not been set up yet: declare the bootstrap manager in {} (see the comments there) and restart.",
+                app.site_config_path
+            ),
+        ),
+        AppError::Db(e) if e.is_conflict() => (
+            StatusCode::CONFLICT,
+            "Someone else changed this at the same time; please try again.".to_owned(),
+        ),
+        AppError::Internal => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error; it has been logged.".to_owned(),
+        ),
+        AppError::Db(e) => {
+            tracing::error!(error = %e, "request failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error; it has been logged.".to_owned(),
+            )
+        }
+    };
+    let mut response = if json {
+        (status, axum::Json(serde_json::json!({"error": {"type": status.canonical_reason(), "message": message}}))).into_response()
+    } else {
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            render::error_page(status, &message),
+        )
+            .into_response()
+    };
+    if matches!(error, AppError::Unauthorized) {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"bbru\", charset=\"UTF-8\""),
+        );
+    }
+    response
+}
