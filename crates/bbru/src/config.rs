@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::limits;
 use crate::security::password;
 
 /// Why a configuration file could not be used.
@@ -164,7 +165,9 @@ impl SiteConfig {
                 (Some(_), Some(_)) => {
                     return Err(invalid("give password or password_hash, not both"));
                 }
-                (Some(p), None) if p.len() < 8 || p == "change me" => {
+                (Some(p), None)
+                    if p.chars().count() < limits::PASSWORD_CHARS_MIN || p == "change me" =>
+                {
                     return Err(invalid(
                         "the password must have 8 characters or more and not be the template's",
                     ));

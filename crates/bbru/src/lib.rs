@@ -14,6 +14,7 @@
 pub mod config;
 pub mod configure;
 pub mod deploy;
+pub mod limits;
 pub mod listen;
 pub mod model;
 pub mod security;

@@ -13,7 +13,7 @@
 //! 2. **Connectivity**: the configured storage is opened *read-only*
 //!    (`FileStorage::open_read_only`, which takes no lock, so the previous release may
 //!    keep running on it; or a ZEO `ClientStorage` registered read-only, waiting at most
-//!    [`ZEO_WAIT`]) and its last transaction is reported.  A Data.fs that does not exist
+//!    [`limits::SELFTEST_ZEO_WAIT`]) and its last transaction is reported.  A Data.fs that does not exist
 //!    in an existing directory is *not* a failure: that is a new installation, whose
 //!    database `bbru serve` creates; the functional checks then run on an empty
 //!    database.
@@ -50,14 +50,9 @@ use zodb::DB;
 use zodb_storage::{DemoStorage, FileStorage, MemoryStorage, Storage, Tid};
 
 use crate::config::{BootstrapManager, SecureCookies, ServeConfig, SiteConfig, StorageConfig};
+use crate::limits;
 use crate::model::Site;
 use crate::security::auth::{CSRF_FIELD, SESSION_COOKIE};
-
-/// How long the connectivity check waits for a ZEO server.
-pub const ZEO_WAIT: Duration = Duration::from_secs(10);
-
-/// How long one HTTP request of the functional checks may take.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One check: its name, and what it found (`Ok`) or why it failed (`Err`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,11 +368,11 @@ fn open_database(config: &ServeConfig) -> Result<Base, String> {
         StorageConfig::Zeo(address) => {
             let mut options = zeo::client::ClientOptions::new(address.clone());
             options.read_only = true;
-            options.wait_timeout = ZEO_WAIT;
+            options.wait_timeout = limits::SELFTEST_ZEO_WAIT;
             let storage = zeo::client::ClientStorage::connect(options).map_err(|e| {
                 format!(
                     "cannot reach the ZEO server {address} (read-only, waited {} s): {e}",
-                    ZEO_WAIT.as_secs()
+                    limits::SELFTEST_ZEO_WAIT.as_secs()
                 )
             })?;
             let info = storage.server_info();
@@ -595,7 +590,7 @@ impl Http {
         let client = Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(HTTP_TIMEOUT)
+            .timeout(limits::SELFTEST_HTTP_TIMEOUT)
             .build()
             .map_err(|e| format!("making the HTTP client: {e}"))?;
         Ok(Http {

@@ -9,14 +9,11 @@ use zodb::DB;
 use zodb_storage::{FileStorage, Storage};
 
 use crate::config::{ServeConfig, SiteConfig, StorageConfig};
+use crate::limits;
 use crate::model::Site;
 use crate::security::auth::RateLimiter;
 use crate::security::{AUTHENTICATED, EVERYBODY, Role, Setting};
 use crate::web::{App, metrics::Metrics, now};
-
-/// How many addresses' worth of failed logins one account may take in a window (the
-/// per-login limit is this times the per-address one).
-const LOGIN_ADDRESSES_PER_ACCOUNT: u32 = 4;
 
 /// Why an instance cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +152,7 @@ pub fn app(db: DB, config: SiteConfig, site_config_path: &str) -> Result<App, St
         config
             .security
             .login_attempts_max
-            .saturating_mul(LOGIN_ADDRESSES_PER_ACCOUNT),
+            .saturating_mul(limits::LOGIN_ADDRESSES_PER_ACCOUNT),
         window,
     );
     Ok(App {

@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, header};
 
 use super::{App, AppError};
+use crate::limits;
 
 /// A request as the views see it (the body already parsed).
 #[derive(Debug, Default)]
@@ -54,7 +55,7 @@ pub(super) async fn read_input(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Input, AppError> {
-    let limit = app.config.site.upload_size_max + 1024 * 1024;
+    let limit = app.config.site.upload_size_max + limits::BODY_OVERHEAD_BYTES;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         AppError::TooLarge(format!(
             "the request is larger than the {} bytes this site accepts",

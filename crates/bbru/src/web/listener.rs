@@ -6,13 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{App, router};
-
-/// How long a stopping instance keeps serving the connections it accepted after it
-/// stopped accepting new ones, before it asks them to close.  A connection accepted a
-/// moment before the stop may not have sent its request yet; closed at once, it would
-/// be reset with the request unread.  Its request arrives within this delay and is
-/// served; the graceful shutdown then waits for every request in flight.
-const DRAIN: Duration = Duration::from_millis(500);
+use crate::limits;
 
 /// The address of the client, as the views see it.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +70,7 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Stop
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves: then stops accepting, lets the
-/// connections already accepted send their requests ([`DRAIN`]), and finishes every
+/// connections already accepted send their requests ([`limits::DRAIN`]), and finishes every
 /// request in flight before returning.
 pub async fn serve(
     app: Arc<App>,
@@ -93,7 +87,7 @@ pub async fn serve(
     let graceful = async move {
         shutdown.await;
         let _ = stop_tx.send(true);
-        tokio::time::sleep(DRAIN).await;
+        tokio::time::sleep(limits::DRAIN).await;
     };
     axum::serve(
         listener,

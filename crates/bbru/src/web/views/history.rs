@@ -21,18 +21,12 @@ use maud::{Markup, PreEscaped, html};
 use zodb::{PRef, Persistent, Tid, Transaction};
 use zodb_storage::{HistoryEntry, TransactionMeta, UndoLogEntry};
 
+use crate::limits;
 use crate::model::{Content, File, Folder, Image, Kind, Page};
 use crate::security::Permission;
 use crate::web::render::{self, csrf, page, redirect_with_notice, view_url};
 use crate::web::views::content::markdown;
 use crate::web::{AppError, Ctx, Reply, now};
-
-/// Revisions listed on `@@history`.
-const HISTORY_SIZE: usize = 50;
-/// Transactions listed on `/@@undo`.
-const UNDO_LOG_SIZE: usize = 50;
-/// How far back a posted undo looks for the chosen transactions' descriptions.
-const UNDO_LOOKUP_SIZE: usize = 1000;
 
 /// A tid as written in URLs and forms: 16 lower-case hex digits.
 fn tid_text(tid: Tid) -> String {
@@ -104,7 +98,7 @@ fn entry_of(ctx: &Ctx<'_>, serial: Tid) -> Result<Option<HistoryEntry>, AppError
         .app
         .db
         .storage()
-        .history(oid, HISTORY_SIZE)?
+        .history(oid, limits::HISTORY_ENTRIES_MAX)?
         .into_iter()
         .find(|e| e.tid == serial))
 }
@@ -130,7 +124,7 @@ pub fn history(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> 
         .app
         .db
         .storage()
-        .history(target.reference().oid(), HISTORY_SIZE)?;
+        .history(target.reference().oid(), limits::HISTORY_ENTRIES_MAX)?;
     let base = view_url(ctx, "history");
     let markup = page(
         ctx,
@@ -154,7 +148,7 @@ pub fn history(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> 
                     }
                 }
             }
-            @if entries.len() == HISTORY_SIZE { p { small { "Only the " (HISTORY_SIZE) " most recent versions are listed." } } }
+            @if entries.len() == limits::HISTORY_ENTRIES_MAX { p { small { "Only the " (limits::HISTORY_ENTRIES_MAX) " most recent versions are listed." } } }
         },
     );
     Ok(Reply::Html(markup.into_string()))
@@ -307,7 +301,11 @@ fn root_only(ctx: &Ctx<'_>) -> Result<(), AppError> {
 /// `GET /@@undo`: the undoable transactions, newest first, with checkboxes.
 pub fn undo_log(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
     root_only(ctx)?;
-    let log = ctx.app.db.storage().undo_log(0, UNDO_LOG_SIZE)?;
+    let log = ctx
+        .app
+        .db
+        .storage()
+        .undo_log(0, limits::UNDO_LOG_ENTRIES_MAX)?;
     let markup = page(
         ctx,
         "Undo",
@@ -370,16 +368,17 @@ pub fn undo(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
     }
     tids.sort_unstable_by(|a, b| b.cmp(a));
     tids.dedup();
-    if tids.len() > UNDO_LOG_SIZE {
+    if tids.len() > limits::UNDO_LOG_ENTRIES_MAX {
         return Err(AppError::BadRequest(format!(
-            "Choose at most {UNDO_LOG_SIZE} transactions to undo at a time."
+            "Choose at most {max} transactions to undo at a time.",
+            max = limits::UNDO_LOG_ENTRIES_MAX
         )));
     }
     let known: HashMap<Tid, UndoLogEntry> = ctx
         .app
         .db
         .storage()
-        .undo_log(0, UNDO_LOOKUP_SIZE)?
+        .undo_log(0, limits::UNDO_LOOKUP_ENTRIES_MAX)?
         .into_iter()
         .map(|e| (e.tid, e))
         .collect();

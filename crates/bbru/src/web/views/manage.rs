@@ -21,6 +21,7 @@ use maud::html;
 use serde::{Deserialize, Serialize};
 use zodb::Transaction;
 
+use crate::limits;
 use crate::model::edit::EditError;
 use crate::model::edit::valid_name;
 use crate::model::{Content, ContentRef, Folder, tree};
@@ -32,12 +33,6 @@ use crate::web::{AppError, Ctx, Reply, url_of};
 const CLIPBOARD_COOKIE: &str = "bbru_clipboard";
 /// What the clipboard's signature is made for (never valid as anything else).
 const CLIPBOARD_PURPOSE: &str = "clipboard";
-/// Largest clipboard cookie value: browsers keep cookies of about 4 KB.
-const CLIPBOARD_MAX: usize = 3500;
-/// Largest folder whose order may be arranged by hand (the order is one list).
-const REORDER_MAX: usize = 1000;
-/// Items per page of the listing.
-const BATCH: usize = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,7 +73,7 @@ fn clipboard_cookie(ctx: &Ctx<'_>, clipboard: &Clipboard) -> Result<String, AppE
         AppError::Internal
     })?;
     let value = auth::sign(&ctx.app.secret, CLIPBOARD_PURPOSE, &payload);
-    if value.len() > CLIPBOARD_MAX {
+    if value.len() > limits::CLIPBOARD_BYTES_MAX {
         return Err(AppError::BadRequest(format!(
             "Too many items to put on the clipboard at once ({}): the clipboard is kept in a browser cookie. Select fewer items.",
             clipboard.paths.len()
@@ -188,7 +183,7 @@ pub fn contents(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> 
         .and_then(|s| s.parse::<usize>().ok())
         .unwrap_or(0)
         .min(total);
-    let end = (start + BATCH).min(total);
+    let end = (start + limits::LISTING_BATCH_SIZE).min(total);
     let mut rows = Vec::new();
     for name in names.get(start..end).unwrap_or_default() {
         let Some(any) = folder.items.get(tx, name)? else {
@@ -255,10 +250,10 @@ pub fn contents(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> 
                         }
                     }
                 }
-                @if total > BATCH {
+                @if total > limits::LISTING_BATCH_SIZE {
                     p.batch {
                         "Items " (start + 1) "–" (end) " of " (total) ". "
-                        @if start > 0 { a href=(batch_url(start.saturating_sub(BATCH))) { "Previous" } " " }
+                        @if start > 0 { a href=(batch_url(start.saturating_sub(limits::LISTING_BATCH_SIZE))) { "Previous" } " " }
                         @if end < total { a href=(batch_url(end)) { "Next" } }
                     }
                 }
@@ -633,10 +628,11 @@ fn reorder(ctx: &Ctx<'_>, tx: &Transaction<'_>, action: &str) -> Result<Reply, A
     }
     let (folder_ref, folder) = target_folder(ctx)?;
     let names = folder.ordered_names(tx)?;
-    if names.len() > REORDER_MAX {
+    if names.len() > limits::REORDER_ITEMS_MAX {
         return Err(AppError::BadRequest(format!(
-            "This folder holds {} items; only folders of at most {REORDER_MAX} items can be arranged by hand (larger ones list their items by name).",
-            names.len()
+            "This folder holds {} items; only folders of at most {max} items can be arranged by hand (larger ones list their items by name).",
+            names.len(),
+            max = limits::REORDER_ITEMS_MAX,
         )));
     }
     let chosen: HashSet<String> = selected(ctx, tx)?.into_iter().map(|(n, _)| n).collect();

@@ -10,13 +10,12 @@ use axum::http::header;
 use maud::{Markup, html};
 use zodb::Transaction;
 
+use crate::limits;
 use crate::model::{ContentRef, Group, User};
 use crate::security::{Principal, password};
 use crate::web::render::{csrf, page, redirect_with_notice, view_url};
 use crate::web::{AppError, Ctx, Reply, session_cookie};
 
-/// Shortest password accepted.
-const PASSWORD_MIN: usize = 8;
 /// Group ids the built-in groups use (`group:everybody`, `group:authenticated`).
 const RESERVED_GROUPS: [&str; 2] = ["everybody", "authenticated"];
 
@@ -47,9 +46,10 @@ fn check_password(ctx: &Ctx<'_>) -> Result<String, AppError> {
     // Passwords are taken as typed: spaces at either end are part of them.
     let first = ctx.input.field("password").unwrap_or("");
     let second = ctx.input.field("password2").unwrap_or("");
-    if first.chars().count() < PASSWORD_MIN {
+    if first.chars().count() < limits::PASSWORD_CHARS_MIN {
         return Err(bad(format!(
-            "The password must have at least {PASSWORD_MIN} characters."
+            "The password must have at least {max} characters.",
+            max = limits::PASSWORD_CHARS_MIN
         )));
     }
     if first != second {
@@ -160,8 +160,8 @@ pub fn list(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
                                             (csrf(ctx))
                                             input type="hidden" name="action" value="set_password";
                                             input type="hidden" name="login" value=(user.login);
-                                            label { "New password" input type="password" name="password" autocomplete="new-password" minlength=(PASSWORD_MIN) required; }
-                                            label { "Again" input type="password" name="password2" autocomplete="new-password" minlength=(PASSWORD_MIN) required; }
+                                            label { "New password" input type="password" name="password" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required; }
+                                            label { "Again" input type="password" name="password2" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required; }
                                             p { button type="submit" { "Change the password" } " " small { "(logs " (user.login) " out everywhere)" } }
                                         }
                                         form method="post" action=(action) {
@@ -183,8 +183,8 @@ pub fn list(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
                 input type="hidden" name="action" value="add_user";
                 label { "Login (1 to 64 of a–z, 0–9, '.', '_', '-')" input type="text" name="login" pattern="[a-z0-9._\\-]{1,64}" required; }
                 label { "Title (full name)" input type="text" name="title"; }
-                label { "Password (at least " (PASSWORD_MIN) " characters)" input type="password" name="password" autocomplete="new-password" minlength=(PASSWORD_MIN) required; }
-                label { "Password again" input type="password" name="password2" autocomplete="new-password" minlength=(PASSWORD_MIN) required; }
+                label { "Password (at least " (limits::PASSWORD_CHARS_MIN) " characters)" input type="password" name="password" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required; }
+                label { "Password again" input type="password" name="password2" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required; }
                 (group_boxes("new", &groups, &[]))
                 p { button type="submit" { "Add user" } }
             }

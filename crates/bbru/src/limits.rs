@@ -1,0 +1,49 @@
+//! Every limit of the web application and its commands, in one place, each with its
+//! reason.  Names put the qualifier last (`clipboard_bytes_max`).  Values that a site may
+//! want to change live in `etc/site.toml` / `etc/serve.toml` instead (`config.rs`), with
+//! their defaults there.
+
+use std::time::Duration;
+
+/// How long a stopping instance keeps serving the connections it accepted after it
+/// stopped accepting new ones, before it asks them to close.  A connection accepted a
+/// moment before the stop may not have sent its request yet; closed at once, it would
+/// be reset with the request unread.  Its request arrives within this delay and is
+/// served; the graceful shutdown then waits for every request in flight.
+pub const DRAIN: Duration = Duration::from_millis(500);
+
+/// Bytes a request body may hold beyond the site's `upload_size_max`: the multipart
+/// framing and the other fields of an upload form.
+pub const BODY_OVERHEAD_BYTES: usize = 1024 * 1024;
+
+/// Largest clipboard cookie value: browsers keep cookies of about 4 KB.
+pub const CLIPBOARD_BYTES_MAX: usize = 3500;
+
+/// Largest folder whose order may be arranged by hand (the order is one list).
+pub const REORDER_ITEMS_MAX: usize = 1000;
+
+/// Items per page of a folder's listing.
+pub const LISTING_BATCH_SIZE: usize = 500;
+
+/// Revisions listed on `@@history`.
+pub const HISTORY_ENTRIES_MAX: usize = 50;
+
+/// Transactions listed on `/@@undo`.
+pub const UNDO_LOG_ENTRIES_MAX: usize = 50;
+
+/// How far back a posted undo looks for the chosen transactions' descriptions.
+pub const UNDO_LOOKUP_ENTRIES_MAX: usize = 1000;
+
+/// Shortest password accepted, in characters (not bytes), wherever a password is set:
+/// the users views and the bootstrap manager of `etc/site.toml`.
+pub const PASSWORD_CHARS_MIN: usize = 8;
+
+/// How many addresses' worth of failed logins one account may take in a window (the
+/// per-login limit is this times the per-address one).
+pub const LOGIN_ADDRESSES_PER_ACCOUNT: u32 = 4;
+
+/// How long `bbru test`'s connectivity check waits for a ZEO server.
+pub const SELFTEST_ZEO_WAIT: Duration = Duration::from_secs(10);
+
+/// How long one HTTP request of `bbru test`'s functional checks may take.
+pub const SELFTEST_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
