@@ -4,7 +4,7 @@
 //!
 //! The checks follow Python's `ZODB.tests` (BasicStorage, MVCCStorage /
 //! loadBefore, HistoryStorage, TransactionalUndoStorage, IteratorStorage,
-//! PackableStorage, Synchronization) and `shared/spec/filestorage-format.md`
+//! PackableStorage, Synchronization) and `docs/spec/filestorage-format.md`
 //! (§5.4 loadBefore, §5.5 history / undo log / iterator, §8 commit, §12
 //! undo, §13 pack). They test ZODB semantics only, never one engine's
 //! quirks, and they do not assume an empty storage: every check allocates
@@ -24,7 +24,7 @@
 //! `Arc<dyn Storage>`, or a guard that also owns a temporary directory).
 //!
 //! Records are built by hand with [`record`]: valid protocol-3 ZODB records
-//! (`shared/spec/record-format.md` §6) whose state holds an integer and a
+//! (`docs/spec/record-format.md` §6) whose state holds an integer and a
 //! list of strong persistent references, so pack's garbage collection sees
 //! exactly the references a test intends.
 

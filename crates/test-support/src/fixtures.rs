@@ -1,5 +1,5 @@
-//! The files Python ZODB 6.4 wrote (`shared/fixtures/zodb`, beside the
-//! repository) and Python's reading of them (`expected.json`).
+//! The files Python ZODB 6.4 wrote (`tests/fixtures/zodb` in the repository, made by
+//! `tools/make-fixtures.sh`) and Python's reading of them (`expected.json`).
 //!
 //! Tests never open a fixture read-write in place: [`copy_to`] first.
 
@@ -8,14 +8,13 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// `shared/fixtures/zodb`, found beside the repository root as CI lays it
-/// out (`../shared` from the root), or at `$BBRU_FIXTURES`.
+/// `tests/fixtures/zodb` of the repository, or `$BBRU_FIXTURES`.
 pub fn dir() -> PathBuf {
     if let Some(d) = std::env::var_os("BBRU_FIXTURES") {
         return PathBuf::from(d);
     }
     let root = crate::python::repo_root();
-    let d = root.join("../shared/fixtures/zodb");
+    let d = root.join("tests/fixtures/zodb");
     assert!(
         d.is_dir(),
         "fixtures not found at {} (set BBRU_FIXTURES)",

@@ -1,6 +1,6 @@
 //! Shared test helpers for every crate's tests.
 //!
-//! - [`fixtures`]: paths to the files Python ZODB wrote (`shared/fixtures/zodb`)
+//! - [`fixtures`]: paths to the files Python ZODB wrote (`tests/fixtures/zodb`)
 //!   and Python's reading of them (`expected.json`).
 //! - [`python`]: the Python ZODB/ZEO environment the interop tests run.
 //! - [`conformance`]: the storage conformance suite every backend runs.

@@ -1,5 +1,5 @@
 //! The codec against records written by real Python ZODB 6.4 (and by `handmade.py`):
-//! every data record of every fixture in `shared/fixtures/zodb/`, checked against Python's
+//! every data record of every fixture in `tests/fixtures/zodb/`, checked against Python's
 //! own reading of it in `expected.json` (`referencesf` and `get_pickle_metadata`).
 //!
 //! Also the robustness loop: every truncation and many one-byte mutations of every
@@ -14,7 +14,7 @@ use zodb_pickle::{
     strong_references,
 };
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/zodb");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/zodb");
 
 /// FileStorage data record header size (`filestorage-format.md`): oid, serial, prev, tloc,
 /// vlen, plen.

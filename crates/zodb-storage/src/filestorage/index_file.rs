@@ -193,7 +193,7 @@ mod tests {
         // Data.fs.index of the packed fixture (filestorage-format.md §10.1).
         let fixture = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/fixtures/zodb/Data.fs.index"
+            "/../../tests/fixtures/zodb/Data.fs.index"
         ))
         .unwrap();
         let (end, index) = decode(&fixture).unwrap();

@@ -227,3 +227,66 @@ fn reads_records_fixture_by_fixture_with_the_right_classes() {
         Some(("bbru.content".to_string(), "Folder".to_string()))
     );
 }
+
+/// Every file under `dir`, as paths relative to it.
+fn files_under(dir: &std::path::Path) -> BTreeMap<std::path::PathBuf, Vec<u8>> {
+    fn walk(
+        root: &std::path::Path,
+        dir: &std::path::Path,
+        out: &mut BTreeMap<std::path::PathBuf, Vec<u8>>,
+    ) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.insert(path.strip_prefix(root).unwrap().to_owned(), bytes);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The fixtures in the repository are exactly what `tools/make-fixtures.sh` makes with
+/// the pinned Python ZODB: nobody edited them by hand, and they can be made again.
+#[test]
+fn fixtures_are_what_the_script_makes() {
+    let out = tempfile::tempdir().unwrap();
+    let script = test_support::python::repo_root().join("tools/make-fixtures.sh");
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(out.path())
+        .env("BBRU_PYTHON", test_support::python::python())
+        .status()
+        .expect("run tools/make-fixtures.sh");
+    assert!(status.success(), "tools/make-fixtures.sh failed: {status}");
+    let made = files_under(out.path());
+    let mut kept = files_under(&fixtures::dir());
+    // The scripts and their README are the sources, not products.
+    for source in [
+        "README.md",
+        "gen_fixtures.py",
+        "gen_expected.py",
+        "handmade.py",
+    ] {
+        assert!(
+            kept.remove(std::path::Path::new(source)).is_some(),
+            "{source} is kept"
+        );
+    }
+    assert_eq!(
+        made.keys().collect::<Vec<_>>(),
+        kept.keys().collect::<Vec<_>>(),
+        "the script makes exactly the files kept"
+    );
+    for (name, bytes) in &made {
+        assert!(
+            kept[name] == *bytes,
+            "{} differs from what the script makes",
+            name.display()
+        );
+    }
+}

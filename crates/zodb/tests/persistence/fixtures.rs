@@ -1,4 +1,4 @@
-//! Databases written by Python ZODB 6.4 (`shared/fixtures/zodb`), read through the
+//! Databases written by Python ZODB 6.4 (`tests/fixtures/zodb`), read through the
 //! persistence layer: the root `PersistentMapping`, objects of application classes, a
 //! class with `__getnewargs__` referred to by bare oid, and an `OOBTree` of 40 keys.
 
