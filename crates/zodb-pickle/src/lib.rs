@@ -3,7 +3,7 @@
 //! [`Value`]s, doing no I/O.
 //!
 //! A ZODB record is two pickles written by one pickler: P1 names the class, P2 holds the
-//! state, and P2 may fetch memo entries stored by P1 (`shared/spec/record-format.md` §1).
+//! state, and P2 may fetch memo entries stored by P1 (`docs/spec/record-format.md` §1).
 //! [`decode_record`] and [`scan_references`] therefore run both on one machine with one
 //! memo.  The scanner reproduces zodbpickle's `noload`, which ZODB's `referencesf` uses, so
 //! pack's garbage collection sees exactly the references Python's sees (§4.1, §5);

@@ -1,5 +1,5 @@
 //! The pickle opcodes this crate knows, one constant per byte, mirroring the table of
-//! `shared/spec/record-format.md` §5.
+//! `docs/spec/record-format.md` §5.
 //!
 //! Keeping every byte value in one place lets the decoder, the scanner and the encoder agree
 //! on spelling, and lets a reader check the table against the spec line by line.  The

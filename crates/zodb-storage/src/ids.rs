@@ -4,7 +4,7 @@
 //! ZODB compares its byte strings. A [`Tid`] is also a ZODB `TimeStamp`:
 //! the first four bytes count minutes since 1900-01-01 in a calendar where
 //! every month has 31 days, the last four are the fraction of the minute in
-//! units of 60/2^32 seconds (`shared/spec/filestorage-format.md` §6).
+//! units of 60/2^32 seconds (`docs/spec/filestorage-format.md` §6).
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};

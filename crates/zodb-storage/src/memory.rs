@@ -12,7 +12,7 @@
 //! - the commit lock (who has voted and not yet finished or aborted), the
 //!   tid clock and the oid allocator.
 //!
-//! Semantics follow `shared/spec/filestorage-format.md`: `loadBefore` §5.4,
+//! Semantics follow `docs/spec/filestorage-format.md`: `loadBefore` §5.4,
 //! history / undo log / iterator §5.5, commit §8, undo §12, pack §13. A
 //! revision written by undo reuses an earlier revision's data the way a
 //! FileStorage backpointer does: it carries `data_txn` = the tid of the

@@ -2,7 +2,7 @@
 //! persistence layer and the web app run against a ZEO server (`bbru-zeo`, or Python's
 //! `runzeo`) as they run against a local `FileStorage`.
 //!
-//! Spec: `shared/spec/zeo-protocol.md` §1–§5.  Pieces:
+//! Spec: `docs/spec/zeo-protocol.md` §1–§5.  Pieces:
 //!
 //! * `connection.rs`: one socket, the handshake, calls matched to replies by message id
 //!   on a reader thread, callbacks;

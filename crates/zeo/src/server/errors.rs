@@ -1,6 +1,6 @@
 //! How storage errors travel to a ZEO client: the Python exception class
 //! name and the payload `ZEO.asyncio.client` rebuilds it from
-//! (`shared/spec/zeo-protocol.md` §2.4).
+//! (`docs/spec/zeo-protocol.md` §2.4).
 
 use zodb_pickle::Value;
 use zodb_storage::{ConflictError, StorageError};

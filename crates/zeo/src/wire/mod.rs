@@ -2,7 +2,7 @@
 //! both encodings (pickle `Z`, msgpack `M`), and the exception payloads of error replies —
 //! everything between a socket's bytes and a [`Message`], doing no I/O.
 //!
-//! Spec: `shared/spec/zeo-protocol.md` §1 (transport) and §2 (messages).  Like a
+//! Spec: `docs/spec/zeo-protocol.md` §1 (transport) and §2 (messages).  Like a
 //! `mini-redis` frame module, the functions are pure: the connection code buffers bytes,
 //! asks [`parse_frame`] whether a whole frame has arrived (`Ok(None)`: not yet, which is not
 //! an error), then decodes the payload.

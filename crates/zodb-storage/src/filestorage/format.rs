@@ -1,7 +1,7 @@
 //! Byte layouts of `Data.fs`: the file magic, transaction headers and data
 //! record headers. Encoding and decoding only; this module does no I/O.
 //!
-//! The layouts are specified in `shared/spec/filestorage-format.md` (§2–§4)
+//! The layouts are specified in `docs/spec/filestorage-format.md` (§2–§4)
 //! and mirrored here: every integer is unsigned big-endian.
 //!
 //! ```text

@@ -1,7 +1,7 @@
 //! `FileStorage`: a ZODB FileStorage engine over one `Data.fs`.
 //!
 //! The file is an append-only log of transactions
-//! (`shared/spec/filestorage-format.md`); an in-memory index maps each oid to
+//! (`docs/spec/filestorage-format.md`); an in-memory index maps each oid to
 //! the position of its newest record, and every older revision is reached
 //! through the records' `prev` pointers. Python ZODB opens the files this
 //! engine writes, and this engine opens Python's.
