@@ -1,3 +1,6 @@
+//! Unit tests of the serde bridge: typed values to pickle `Value`s and back, and the
+//! records they make as Python reads them.
+
 use serde::{Deserialize, Serialize};
 use zodb_pickle::{Value, decode_record, encode_record, strong_references};
 use zodb_storage::Oid;
