@@ -6,9 +6,10 @@
 //! `loadBefore`, `IStorageUndoable`, `IStorageIteration`), with one change of
 //! shape: two-phase commit is driven through an opaque [`TxnHandle`], and
 //! stores are buffered by the storage until `vote`. Several transactions may
-//! therefore be open at once (one per ZEO client); the storage's commit lock
-//! is taken at `vote` and released at `finish` or `abort`, so only the
-//! write itself is serialised.
+//! therefore be open at once (one per ZEO client). At `vote` the storage locks
+//! what the transaction changes (FileStorage: its objects; MemoryStorage: the
+//! whole storage) and holds that until `finish` or `abort`, so only transactions
+//! touching the same objects wait for each other.
 
 use std::fmt;
 
@@ -275,9 +276,9 @@ pub trait Storage: Send + Sync {
     /// will change. Failures that depend on later data show up at `vote`.
     fn undo(&self, txn: &TxnHandle, tid: Tid) -> Result<Vec<Oid>>;
 
-    /// Takes the commit lock, checks every serial, and writes the
-    /// transaction (not yet visible). After `Ok`, `finish` will succeed
-    /// barring a failing disk.
+    /// Locks what the transaction changes, checks every serial, and prepares
+    /// its records (not yet visible; FileStorage writes them at `finish`).
+    /// After `Ok`, `finish` will succeed barring a failing disk.
     fn vote(&self, txn: &TxnHandle) -> Result<()>;
 
     /// Makes the voted transaction durable and visible; returns its tid.
@@ -285,7 +286,7 @@ pub trait Storage: Send + Sync {
     /// without `vote` votes first.
     fn finish(&self, txn: &TxnHandle) -> Result<Tid>;
 
-    /// Forgets the transaction, voted or not, and releases the commit lock.
+    /// Forgets the transaction, voted or not, and releases its locks.
     fn abort(&self, txn: &TxnHandle);
 
     /// Revisions of `oid`, newest first, at most `size`.

@@ -9,10 +9,11 @@
 //! Concurrency: readers take the snapshot lock only to look a position up,
 //! then read with `pread` on a shared file handle; committed bytes never
 //! change (except a status byte and a pack's switch to a new file, which
-//! readers of the old handle never see). One transaction at a time holds the
-//! commit lock, from `vote` (which writes it with status `'c'` past the
-//! published end) to `finish` (which flips the status, fsyncs, and publishes)
-//! or `abort` (which cuts it off again).
+//! readers of the old handle never see). `vote` locks the transaction's
+//! objects, checks serials and prepares its records, writing nothing; `finish`
+//! hands it to the group commit (`commit.rs`), which writes it with status
+//! `'c'`, flips the status, fsyncs and publishes; `abort` drops it and its
+//! locks. Transactions touching different objects never wait for each other.
 //!
 //! Listeners ([`crate::listeners`]) are told of each transaction by the group
 //! commit's writer, after the batch is published and before any of its
