@@ -17,6 +17,9 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
+// The batch writer works on the storage's own state.
+use super::*;
+
 use crate::error::{Result, StorageError};
 use crate::ids::{Oid, Tid};
 use crate::storage::TransactionMeta;
@@ -155,5 +158,311 @@ impl PackGate {
     pub fn open(&self) {
         self.state.lock().switching = false;
         self.changed.notify_all();
+    }
+}
+
+impl FileStorage {
+    /// With `p`'s objects locked: checks serials and computes the records
+    /// (undo's backpointers included) that `finish` will write.
+    pub(super) fn prepare(&self, p: &Pending) -> Result<Prepared> {
+        let (file, end) = {
+            let s = self.snap.read();
+            (Arc::clone(&s.file), s.end)
+        };
+        let reader = self.reader(&file, end);
+        let index_pos = |oid: Oid| self.snap.read().index.get(oid.0);
+
+        // Serials: stores and deletions (all conflicts are reported
+        // together), then read checks. A store of an oid that has no record
+        // yet is not checked, as in Python.
+        let mut conflicts = Vec::new();
+        for w in &p.writes {
+            let (oid, expected) = match w {
+                PendingWrite::Store { oid, expected, .. }
+                | PendingWrite::Delete { oid, expected } => (*oid, *expected),
+                PendingWrite::Restore { .. } => continue,
+            };
+            if let Some(pos) = index_pos(oid) {
+                let committed = reader.data_header(pos)?.serial;
+                if committed != expected {
+                    conflicts.push(ConflictError {
+                        oid,
+                        committed,
+                        expected,
+                        read_conflict: false,
+                    });
+                }
+            }
+        }
+        if !conflicts.is_empty() {
+            return Err(StorageError::from_conflicts(conflicts));
+        }
+        for &(oid, expected) in &p.checks {
+            let committed = match index_pos(oid) {
+                Some(pos) => reader.data_header(pos)?.serial,
+                None => Tid::ZERO,
+            };
+            if committed != expected {
+                return Err(ConflictError {
+                    oid,
+                    committed,
+                    expected,
+                    read_conflict: true,
+                }
+                .into());
+            }
+        }
+
+        // Records in file order. In-transaction positions are not known
+        // yet: undo compares against the records it writes itself through
+        // `undo_written`, with a position no file record can have.
+        let mut records: Vec<(Oid, Payload)> = Vec::with_capacity(p.writes.len());
+        const UNWRITTEN: u64 = u64::MAX;
+        // Positions written by this transaction, which undo records must
+        // treat as current.
+        let mut written: HashMap<Oid, u64> = HashMap::new();
+        for w in &p.writes {
+            let oid = w.oid();
+            let prev = index_pos(oid).unwrap_or(0);
+            let payload = match w {
+                PendingWrite::Store { data, .. } => Payload::Data(data.clone()),
+                PendingWrite::Delete { .. } => Payload::Back(0),
+                PendingWrite::Restore {
+                    data: Some(data), ..
+                } => Payload::Data(data.clone()),
+                PendingWrite::Restore {
+                    data: None,
+                    prev_txn,
+                    ..
+                } => {
+                    // Point at this object's record of `prev_txn`, if the
+                    // copy has it; otherwise the revision is a deletion.
+                    let back = match prev_txn {
+                        Some(t) => {
+                            Self::record_of_transaction(&reader, prev, oid, *t)?.unwrap_or(0)
+                        }
+                        None => 0,
+                    };
+                    Payload::Back(back)
+                }
+            };
+            records.push((oid, payload));
+            written.insert(oid, UNWRITTEN);
+        }
+        let mut problems = Vec::new();
+        // When one transaction undoes several, a later undo must see the
+        // record an earlier one wrote as the current one; those records are
+        // not in the file yet, so they are remembered here.
+        let mut undo_written: HashMap<Oid, CurrentRecord> = HashMap::new();
+        for undo_tid in &p.undos {
+            let Some((utpos, uh)) = Self::find_transaction(&reader, *undo_tid)? else {
+                problems.push("Invalid undo transaction id".to_string());
+                continue;
+            };
+            if uh.status != STATUS_COMMITTED {
+                problems.push("non-undoable transaction".to_string());
+                continue;
+            }
+            // A failure is forgiven when a later record of the same object
+            // in the undone transaction can be undone (Python's "second
+            // chance": the later record is the one that counts).
+            let mut failures: Vec<(Oid, String)> = Vec::new();
+            for r in Self::transaction_records(&reader, utpos, &uh)? {
+                let oid = r.header.oid;
+                failures.retain(|(o, _)| *o != oid);
+                if written.contains_key(&oid) && !undo_written.contains_key(&oid) {
+                    problems.push(format!(
+                        "object {oid} is both stored and undone in one transaction"
+                    ));
+                    continue;
+                }
+                let cur = match undo_written.get(&oid) {
+                    Some(c) => c.clone(),
+                    None => match index_pos(oid) {
+                        Some(cpos) => CurrentRecord::read(&reader, cpos, oid)?,
+                        None => CurrentRecord {
+                            pos: 0,
+                            data_ptr: None,
+                            data: None,
+                        },
+                    },
+                };
+                let undone_data = reader.resolve(r.clone())?.map(|(d, _)| d);
+                let copyable = cur.pos == r.pos
+                    || cur.data_ptr == Some(r.pos)
+                    || (undone_data.is_some() && undone_data == cur.data);
+                if !copyable {
+                    failures.push((oid, if r.header.prev == 0 {
+                        format!("Can't undo an add transaction followed by conflicting transactions (object {oid})")
+                    } else {
+                        format!("Some data were modified by a later transaction (object {oid})")
+                    }));
+                    continue;
+                }
+                let back = r.header.prev;
+                records.push((oid, Payload::Back(back)));
+                let pos = UNWRITTEN;
+                let data = match back {
+                    0 => None,
+                    back => reader
+                        .resolve(reader.record(back, Some(oid))?)?
+                        .map(|(d, _)| d),
+                };
+                let data_ptr = (back > 0).then_some(back);
+                undo_written.insert(
+                    oid,
+                    CurrentRecord {
+                        pos,
+                        data_ptr,
+                        data,
+                    },
+                );
+                written.insert(oid, pos);
+            }
+            problems.extend(failures.into_iter().map(|(_, why)| why));
+        }
+        if !problems.is_empty() {
+            return Err(StorageError::Undo(problems));
+        }
+
+        Ok(Prepared {
+            meta: p.meta.clone(),
+            records,
+        })
+    }
+
+    /// Writes a batch of voted transactions at the end of the file, each
+    /// with status `'c'`, then flips their statuses, makes it all durable
+    /// with one `fdatasync`, publishes it, reports it to the listeners, and
+    /// fills every finisher's slot. Tids are chosen here, in batch order.
+    pub(super) fn write_batch(&self, batch: &[(Arc<Prepared>, Arc<Slot>)]) {
+        if let Err(e) = self.check_writable() {
+            let why = e.to_string();
+            for (_, slot) in batch {
+                slot.set(Err(StorageError::Transaction(why.clone())));
+            }
+            return;
+        }
+        let (file, start, mut last_tid) = {
+            let s = self.snap.read();
+            (Arc::clone(&s.file), s.end, s.last_tid)
+        };
+        let mut buf: Vec<u8> = Vec::new();
+        // oid -> position of its record in an earlier transaction of this
+        // batch.
+        let mut in_batch: HashMap<u64, u64> = HashMap::new();
+        let mut written: Vec<Written> = Vec::new();
+        let mut clock = self.clock.lock();
+        clock.observe(last_tid);
+        for (i, (prepared, slot)) in batch.iter().enumerate() {
+            let tid = match prepared.meta.tid {
+                Some(t) if t <= last_tid => {
+                    slot.set(Err(StorageError::Transaction(format!(
+                        "tid {t} is not later than the last transaction {last_tid}"
+                    ))));
+                    continue;
+                }
+                Some(t) => {
+                    clock.observe(t);
+                    t
+                }
+                None => clock.next_tid(),
+            };
+            last_tid = tid;
+            let tpos = start + buf.len() as u64;
+            let m = &prepared.meta;
+            let mut b = TxnBuilder::new(
+                tpos,
+                tid,
+                STATUS_CHECKPOINT,
+                &m.user,
+                &m.description,
+                &m.extension,
+            );
+            let mut positions = Vec::with_capacity(prepared.records.len());
+            {
+                let snap = self.snap.read();
+                for (oid, payload) in &prepared.records {
+                    let prev = in_batch
+                        .get(&oid.0)
+                        .copied()
+                        .or_else(|| snap.index.get(oid.0))
+                        .unwrap_or(0);
+                    let pos = match payload {
+                        Payload::Data(d) => b.push(*oid, tid, prev, &format::Payload::Data(d)),
+                        Payload::Back(back) => {
+                            b.push(*oid, tid, prev, &format::Payload::Back(*back))
+                        }
+                    };
+                    positions.push((oid.0, pos));
+                }
+            }
+            buf.extend_from_slice(&b.finish());
+            // `prev` points at the object's record in an earlier
+            // transaction, never at one of this transaction (as Python
+            // writes it, and as undo of such a transaction expects).
+            in_batch.extend(positions.iter().copied());
+            written.push(Written {
+                slot: i,
+                tid,
+                tpos,
+                positions,
+            });
+        }
+        drop(clock);
+        let end = start + buf.len() as u64;
+        let durable = file.write_all_at(&buf, start).and_then(|()| {
+            // The statuses flip only once every byte is in place, and the
+            // one fsync covers them all.
+            for w in &written {
+                file.write_all_at(&[STATUS_COMMITTED], w.tpos + TXN_STATUS as u64)?;
+            }
+            file.sync_data()
+        });
+        if let Err(e) = durable {
+            // Cut the batch back off; if even that fails, nobody knows what
+            // the tail holds, so refuse writes from now on.
+            match file.set_len(start).and_then(|()| file.sync_data()) {
+                Ok(()) => {
+                    tracing::error!(path = %self.path.display(), "a commit failed and was cut off: {e}")
+                }
+                Err(e2) => self.poison(format!(
+                    "a commit failed ({e}) and cutting it off failed ({e2})"
+                )),
+            }
+            for w in &written {
+                batch[w.slot].1.set(Err(StorageError::io(
+                    format!("{}: writing a transaction at {start}", self.path.display()),
+                    std::io::Error::new(e.kind(), e.to_string()),
+                )));
+            }
+            return;
+        }
+        {
+            let mut snap = self.snap.write();
+            for w in &written {
+                for (oid, pos) in &w.positions {
+                    snap.index.insert(*oid, *pos);
+                }
+                snap.last_tid = w.tid;
+            }
+            snap.end = end;
+        }
+        // Loads see the batch now, and nobody has been answered yet. The
+        // commit queue runs one `write_batch` at a time, each batch's tids
+        // after the previous batch's, and `written` is in tid order: so the
+        // reports come out in tid order, each before its `finish` returns.
+        if !self.listeners.is_empty() {
+            for w in &written {
+                let mut oids: Vec<Oid> = w.positions.iter().map(|&(oid, _)| Oid(oid)).collect();
+                // A transaction may hold several records of one oid.
+                oids.sort_unstable();
+                oids.dedup();
+                self.listeners.committed(w.tid, &oids);
+            }
+        }
+        for w in written {
+            batch[w.slot].1.set(Ok(w.tid));
+        }
     }
 }
