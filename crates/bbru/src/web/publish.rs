@@ -360,7 +360,7 @@ async fn publish(
     response
 }
 
-/// The router: everything goes to [`publish`].
+/// The router: everything goes to `publish`.
 pub fn router(app: Arc<App>) -> axum::Router {
     axum::Router::new().fallback(publish).with_state(app)
 }

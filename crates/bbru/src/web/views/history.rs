@@ -350,7 +350,7 @@ fn transaction_name(e: &UndoLogEntry) -> String {
 }
 
 /// `POST /@@undo` with the chosen `undo` tids: undoes them in one storage transaction
-/// whose user is the principal and whose description is "undo <what was undone>".
+/// whose user is the principal and whose description is `"undo <what was undone>"`.
 pub fn undo(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
     root_only(ctx)?;
     let mut tids = Vec::new();
