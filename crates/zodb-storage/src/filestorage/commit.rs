@@ -331,6 +331,15 @@ impl FileStorage {
         })
     }
 
+    /// `fdatasync` of the data file (failing on demand in unit tests).
+    fn sync(&self, file: &File) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self.fail_syncs.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("injected fdatasync failure"));
+        }
+        file.sync_data()
+    }
+
     /// Writes a batch of voted transactions at the end of the file, each
     /// with status `'c'`, then flips their statuses, makes it all durable
     /// with one `fdatasync`, publishes it, reports it to the listeners, and
@@ -411,25 +420,43 @@ impl FileStorage {
         }
         drop(clock);
         let end = start + buf.len() as u64;
-        let durable = file.write_all_at(&buf, start).and_then(|()| {
+        let written_out = file.write_all_at(&buf, start).and_then(|()| {
             // The statuses flip only once every byte is in place, and the
             // one fsync covers them all.
             for w in &written {
                 file.write_all_at(&[STATUS_COMMITTED], w.tpos + TXN_STATUS as u64)?;
             }
-            file.sync_data()
+            Ok(())
         });
-        if let Err(e) = durable {
-            // Cut the batch back off; if even that fails, nobody knows what
-            // the tail holds, so refuse writes from now on.
-            match file.set_len(start).and_then(|()| file.sync_data()) {
-                Ok(()) => {
-                    tracing::error!(path = %self.path.display(), "a commit failed and was cut off: {e}")
+        let durable = match written_out {
+            // A failed write (a full disk: ENOSPC, EFBIG) leaves the bytes
+            // before `start` as they were: cut the batch back off and go on.
+            // If even that fails, nobody knows what the tail holds, so
+            // refuse writes from now on.
+            Err(e) => {
+                match file.set_len(start).and_then(|()| file.sync_data()) {
+                    Ok(()) => {
+                        tracing::error!(path = %self.path.display(), "a commit failed and was cut off: {e}")
+                    }
+                    Err(e2) => self.poison(format!(
+                        "a commit failed ({e}) and cutting it off failed ({e2})"
+                    )),
                 }
-                Err(e2) => self.poison(format!(
-                    "a commit failed ({e}) and cutting it off failed ({e2})"
-                )),
+                Err(e)
             }
+            // A failed fdatasync is another matter: the kernel may have
+            // dropped the dirty pages and cleared the error, so a later
+            // fsync could succeed over bytes that never reached the disk.
+            // What the file holds is unknown until it is read again: cut
+            // the batch off (best effort, so a reopen does not find a
+            // transaction whose finishers were told it failed) and refuse
+            // commits until the storage is reopened.
+            Ok(()) => self.sync(&file).inspect_err(|e| {
+                let _ = file.set_len(start);
+                self.poison(format!("fdatasync failed: {e}"));
+            }),
+        };
+        if let Err(e) = durable {
             for w in &written {
                 batch[w.slot].1.set(Err(StorageError::io(
                     format!("{}: writing a transaction at {start}", self.path.display()),
@@ -464,5 +491,53 @@ impl FileStorage {
         for w in written {
             batch[w.slot].1.set(Ok(w.tid));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(fs: &FileStorage, oid: Oid, expected: Tid, data: &[u8]) -> Result<Tid> {
+        let t = fs.tpc_begin(TransactionMeta::new("u", "t"))?;
+        fs.store(&t, oid, expected, data.to_vec())?;
+        fs.vote(&t)?;
+        let tid = fs.finish(&t);
+        if tid.is_err() {
+            fs.abort(&t);
+        }
+        tid
+    }
+
+    /// After a failed fdatasync the kernel may have dropped the dirty pages: the
+    /// storage refuses every commit until reopened, and the reopened file holds what
+    /// was acknowledged and nothing of the failed commit.
+    #[test]
+    fn a_failed_fsync_poisons_the_storage_until_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Data.fs");
+        let fs = FileStorage::open(&path).unwrap();
+        let first = commit(&fs, Oid(0), Tid::ZERO, b"first").unwrap();
+
+        fs.fail_syncs.store(true, Ordering::Relaxed);
+        let failed = commit(&fs, Oid(0), first, b"second").unwrap_err();
+        assert!(matches!(failed, StorageError::Io { .. }), "{failed:?}");
+        fs.fail_syncs.store(false, Ordering::Relaxed);
+
+        // Even with a sync that works again, nothing is written until reopen.
+        let refused = commit(&fs, Oid(0), first, b"third").unwrap_err();
+        assert!(
+            matches!(&refused, StorageError::Poisoned(why) if why.contains("fdatasync")),
+            "{refused:?}"
+        );
+        assert_eq!(fs.load(Oid(0)).unwrap(), (b"first".to_vec(), first));
+        fs.close().unwrap();
+        drop(fs);
+
+        let fs = FileStorage::open(&path).unwrap();
+        assert_eq!(fs.load(Oid(0)).unwrap(), (b"first".to_vec(), first));
+        assert_eq!(fs.last_transaction(), first);
+        let next = commit(&fs, Oid(0), first, b"after reopen").unwrap();
+        assert_eq!(fs.load(Oid(0)).unwrap(), (b"after reopen".to_vec(), next));
     }
 }

@@ -201,8 +201,13 @@ pub struct FileStorage {
     /// The largest oid handed out or seen.
     max_oid: Mutex<u64>,
     clock: Mutex<TidClock>,
-    /// Set after a failed write or fsync: commits are refused until reopen.
+    /// Set after a failed fsync (or a failed write that could not be cut
+    /// off): commits are refused until reopen.
     poisoned: Mutex<Option<String>>,
+    /// Unit tests make the next fsyncs of a commit fail (a test double for
+    /// the sync call: no file system here fails one on demand).
+    #[cfg(test)]
+    fail_syncs: AtomicBool,
     lock_file: Mutex<Option<File>>,
     closed: AtomicBool,
     packing: AtomicBool,

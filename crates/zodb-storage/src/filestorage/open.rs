@@ -130,6 +130,8 @@ impl FileStorage {
             max_oid: Mutex::new(max_oid),
             clock: Mutex::new(TidClock::new(last_tid)),
             poisoned: Mutex::new(None),
+            #[cfg(test)]
+            fail_syncs: AtomicBool::new(false),
             lock_file: Mutex::new(lock_file),
             closed: AtomicBool::new(false),
             packing: AtomicBool::new(false),
