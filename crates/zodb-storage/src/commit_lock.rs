@@ -79,6 +79,7 @@ impl CommitLock {
         }
     }
 
+    #[cfg(test)]
     pub fn holder(&self) -> Option<u64> {
         self.state.lock().holder
     }

@@ -10,17 +10,17 @@
 //! moves records (opaque byte strings) and reads them only to find
 //! references when packing.
 
-pub mod commit_lock;
-pub mod demo;
-pub mod error;
+mod commit_lock;
+mod demo;
+mod error;
 pub mod filestorage;
-pub mod gc;
-pub mod ids;
+mod gc;
+mod ids;
 pub mod limits;
 pub mod listeners;
-pub mod memory;
-pub mod object_locks;
-pub mod storage;
+mod memory;
+mod object_locks;
+mod storage;
 
 pub use demo::DemoStorage;
 pub use error::{ConflictError, Result, StorageError};
