@@ -40,4 +40,4 @@ pub use error::AppError;
 pub use input::{Input, Upload};
 pub use listener::{Peer, serve};
 pub use publish::{Ctx, Step, router};
-pub use reply::{Reply, url_of};
+pub use reply::{Reply, same_origin_path, url_of};

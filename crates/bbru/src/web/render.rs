@@ -111,7 +111,7 @@ pub fn page(ctx: &Ctx<'_>, title: &str, body: Markup) -> Markup {
                                     button type="submit" { "Log out" }
                                 }
                             }
-                            None => { a href={"/@@login?came_from=" (ctx.url())} { "Log in" } }
+                            None => { a href={"/@@login?" (serde_urlencoded::to_string([("came_from", ctx.url())]).unwrap_or_default())} { "Log in" } }
                         }
                     }
                 }

@@ -22,6 +22,41 @@ pub enum Reply {
     WithHeaders(Box<Reply>, Vec<(header::HeaderName, String)>),
 }
 
+/// The site's own origin for [`same_origin_path`]: a name that cannot be resolved, used
+/// only to parse relative references.
+const DUMMY_ORIGIN: &str = "http://bbru.invalid/";
+
+/// The path (with its query and fragment) a user-given redirect target `value` names on
+/// this site, or `None` when it names another origin or is not a plain path: control
+/// characters or whitespace anywhere (browsers drop tabs and newlines, so `/<TAB>/evil.example`
+/// would reach `//evil.example`), backslashes (read as slashes), anything but an absolute
+/// path, and paths starting with `//` (protocol-relative).  The result is rebuilt from the
+/// parsed URL, so it is what a browser would request, percent-encoded.
+pub fn same_origin_path(value: &str) -> Option<String> {
+    if !value.starts_with('/')
+        || value
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+    {
+        return None;
+    }
+    let base = url::Url::parse(DUMMY_ORIGIN).expect("a valid URL");
+    let url = base.join(value).ok()?;
+    if url.origin() != base.origin() || url.path().starts_with("//") {
+        return None;
+    }
+    let mut out = url.path().to_owned();
+    if let Some(q) = url.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    if let Some(f) = url.fragment() {
+        out.push('#');
+        out.push_str(f);
+    }
+    Some(out)
+}
+
 /// Percent-encodes names into a URL path ("/" for none).
 pub fn url_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let mut url = String::new();
@@ -46,7 +81,17 @@ pub(super) fn render_reply(reply: Reply) -> Response {
         Reply::Html(html) => {
             ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
         }
-        Reply::Redirect(to) => (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response(),
+        Reply::Redirect(to) => {
+            // Every target is a path of this site; one that is not (or cannot be a header)
+            // is a bug, answered with the site root rather than a redirect elsewhere or
+            // to nowhere.
+            let to = same_origin_path(&to).unwrap_or_else(|| {
+                tracing::error!(target = %to.escape_debug(), "refused redirect target");
+                "/".to_owned()
+            });
+            let location = HeaderValue::from_str(&to).unwrap_or(HeaderValue::from_static("/"));
+            (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+        }
         Reply::Json(status, value) => (status, axum::Json(value)).into_response(),
         Reply::Bytes {
             content_type,
@@ -76,6 +121,44 @@ pub(super) fn render_reply(reply: Reply) -> Response {
                 }
             }
             response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin_path;
+
+    #[test]
+    fn redirect_targets_stay_on_this_site() {
+        assert_eq!(same_origin_path("/").as_deref(), Some("/"));
+        assert_eq!(
+            same_origin_path("/docs/@@edit?x=1#top").as_deref(),
+            Some("/docs/@@edit?x=1#top")
+        );
+        assert_eq!(
+            same_origin_path("/caf\u{e9}").as_deref(),
+            Some("/caf%C3%A9")
+        );
+        assert_eq!(same_origin_path("/a/../b").as_deref(), Some("/b"));
+        for hostile in [
+            "//evil.example",
+            "/\t/evil.example",
+            "/\n/evil.com",
+            "/\\evil.example",
+            "/.//evil.example",
+            "/./\\evil.example",
+            "/..//evil.example",
+            "http://evil.example/",
+            "https:evil.example",
+            "javascript:alert(1)",
+            "evil.example",
+            "",
+            "/ /evil.example",
+            "/\u{a0}/x",
+            "/\0",
+        ] {
+            assert_eq!(same_origin_path(hostile), None, "{hostile:?}");
         }
     }
 }

@@ -12,6 +12,7 @@ mod grants;
 mod history;
 mod manage;
 mod matrix;
+mod redirects;
 mod users;
 
 use std::sync::Arc;

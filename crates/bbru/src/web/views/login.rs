@@ -7,14 +7,14 @@ use zodb::Transaction;
 use crate::security::Principal;
 use crate::security::auth::SESSION_COOKIE;
 use crate::web::render::{csrf, page};
-use crate::web::{AppError, Ctx, Reply, session_cookie};
+use crate::web::{AppError, Ctx, Reply, same_origin_path, session_cookie};
 
-/// Where to go after logging in: a path of this site only (never another host).
+/// Where to go after logging in: a path of this site only (never another origin); any
+/// other value leads to the site root.
 fn came_from(value: Option<&str>) -> String {
-    match value {
-        Some(v) if v.starts_with('/') && !v.starts_with("//") && !v.contains('\\') => v.to_owned(),
-        _ => "/".to_owned(),
-    }
+    value
+        .and_then(same_origin_path)
+        .unwrap_or_else(|| "/".to_owned())
 }
 
 fn form_page(ctx: &Ctx<'_>, error: Option<&str>) -> Reply {
