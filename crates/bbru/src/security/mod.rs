@@ -32,7 +32,7 @@ pub enum Permission {
     Add,
     /// Change content (fields, uploads, rename, reorder, revert).
     Edit,
-    /// Delete content (and cut from a folder).
+    /// Remove items from a folder (delete, cut): checked on the folder, not the item.
     Delete,
     /// See an object's history and old versions.
     ViewHistory,

@@ -92,6 +92,25 @@ impl Ctx<'_> {
         security::allowed(&self.principal, &self.grants_path(), permission)
     }
 
+    /// Whether the principal has `permission` on the folder that holds the object
+    /// addressed (never for the site root, which no folder holds).  Removing an item
+    /// from a folder (delete, cut) is decided there, as in Zope: rights granted on the
+    /// item alone do not reach its container.
+    pub fn allowed_on_container(&self, permission: Permission) -> bool {
+        let mut path = self.grants_path();
+        path.pop();
+        !path.is_empty() && security::allowed(&self.principal, &path, permission)
+    }
+
+    /// Refusal of an action: a visitor is asked to log in, a user told it is not allowed.
+    pub fn denied(&self) -> AppError {
+        if self.principal.is_authenticated() {
+            AppError::Forbidden
+        } else {
+            AppError::Unauthorized
+        }
+    }
+
     /// Whether the principal has `permission` on the item `child` of the addressed folder.
     pub fn allowed_on(&self, child: &Content, permission: Permission) -> bool {
         let mut path = self.grants_path();
@@ -234,8 +253,15 @@ impl App {
                 site,
                 client: request.client.clone(),
             };
+            let allowed = |permission| {
+                if found.on_container && ctx.path.len() > 1 {
+                    ctx.allowed_on_container(permission)
+                } else {
+                    ctx.allowed(permission)
+                }
+            };
             if let Some(permission) = found.permission
-                && !ctx.allowed(permission)
+                && !allowed(permission)
             {
                 return Err(if ctx.principal.is_authenticated() {
                     AppError::Forbidden

@@ -183,7 +183,7 @@ fn rename_changes_names_keeps_the_order_and_refuses_clashes() {
 }
 
 #[test]
-fn delete_needs_delete_on_every_item() {
+fn delete_and_cut_need_delete_on_the_folder_not_the_item() {
     let site = start();
     let admin = site.admin();
     admin.add("", "Folder", "docs", "Docs", "");
@@ -191,14 +191,22 @@ fn delete_needs_delete_on_every_item() {
         admin.add("/docs", "Page", name, name, "");
     }
     add_user(&admin, "bob");
+    add_user(&admin, "carl");
     grant(&admin, "/docs", "user:bob", "Editor", "allow");
-    grant(&admin, "/docs/keep", "user:bob", "Editor", "deny");
+    // Manager of an item alone: everything on it, nothing on its folder.
+    grant(&admin, "/docs/keep", "user:carl", "Manager", "allow");
+    let carl = logged_in(&site, "carl");
+    assert_eq!(act(&carl, "/docs", "delete", &["keep"]).status(), 403);
+    assert_eq!(act(&carl, "/docs", "cut", &["keep"]).status(), 403);
+    let html = carl.page("/docs/@@contents");
+    assert!(!html.contains("value=\"delete\""), "{html}");
+    assert_eq!(admin.get("/docs/keep").status(), 200);
     let bob = logged_in(&site, "bob");
-    // One item he may not delete: nothing is deleted.
-    assert_eq!(act(&bob, "/docs", "delete", &["x", "keep"]).status(), 403);
-    assert_eq!(admin.get("/docs/x").status(), 200);
-    // Nor cut it.
-    assert_eq!(act(&bob, "/docs", "cut", &["keep"]).status(), 403);
+    let html = bob.page("/docs/@@contents");
+    assert!(html.contains("value=\"delete\""), "{html}");
+    // Editor of /docs, not of the root: /docs itself stays.
+    assert_eq!(act(&bob, "/", "delete", &["docs"]).status(), 403);
+    assert_eq!(act(&bob, "/", "cut", &["docs"]).status(), 403);
     let r = ok(act(&bob, "/docs", "delete", &["x", "y"]));
     assert!(
         r.headers()["location"]
@@ -419,11 +427,18 @@ fn a_cut_is_checked_again_at_paste_time() {
     grant(&admin, "/", "user:bob", "Editor", "allow");
     let bob = logged_in(&site, "bob");
     ok(act(&bob, "/a", "cut", &["p"]));
-    grant(&admin, "/a/p", "user:bob", "Editor", "deny");
+    // Rights on the item do not matter; those on its folder do.
+    grant(&admin, "/a/p", "user:bob", "Manager", "allow");
+    grant(&admin, "/a", "user:bob", "Editor", "deny");
     assert_eq!(act(&bob, "/b", "paste", &[]).status(), 403);
     assert_eq!(admin.get("/a/p").status(), 200);
+    // Moving in needs Add on the target.
+    grant(&admin, "/a", "user:bob", "Editor", "unset");
+    grant(&admin, "/b", "user:bob", "Editor", "deny");
+    assert_eq!(act(&bob, "/b", "paste", &[]).status(), 403);
+    assert_eq!(admin.get("/a/p").status(), 200);
+    grant(&admin, "/b", "user:bob", "Editor", "unset");
     // Gone meanwhile: said so.
-    grant(&admin, "/a/p", "user:bob", "Editor", "unset");
     ok(act(&admin, "/a", "delete", &["p"]));
     let r = act(&bob, "/b", "paste", &[]);
     assert_eq!(r.status(), 400);

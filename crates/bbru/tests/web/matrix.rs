@@ -13,6 +13,10 @@
 //! | docsed  | Editor granted on `/docs` only                                          |
 //! | pat     | the one user allowed Member on `/private`, where `group:everybody` and `group:authenticated` are denied it |
 //!
+//! Removing an item from a folder (delete, cut) and renaming it are decided on the folder,
+//! as in Zope: docsed is also Manager of the folders `/apibox-…`, `/delbox-…`,
+//! `/cutbox-…` and `/renbox-…` (one per principal, so each row changes its own), and
+//! may still not delete, cut or rename them out of the root.
 //! Forms are posted by logged-in browsers (with the CSRF token); API calls use HTTP Basic
 //! authentication.  This module also holds the helpers the history and API tests share:
 //! users, grants and content made directly in the database.
@@ -217,6 +221,30 @@ impl Matrix {
                 basic: Some((login.to_owned(), password_of(login))),
             });
         }
+        add_item(&site, "/docs", Kind::Folder, "sub", "Sub");
+        // Container rules: folders of the root docsed manages, items of /docs to move.
+        for p in &principals {
+            for prefix in ["apibox", "delbox", "cutbox", "renbox"] {
+                let name = format!("{prefix}-{}", p.name);
+                add_item(&site, "/", Kind::Folder, &name, "Box");
+                set_grant(
+                    &site,
+                    &format!("/{name}"),
+                    "user:docsed",
+                    Role::Manager,
+                    Setting::Allow,
+                );
+            }
+            for prefix in ["mv", "rn"] {
+                add_item(
+                    &site,
+                    "/docs",
+                    Kind::Page,
+                    &format!("{prefix}-{}", p.name),
+                    "To move",
+                );
+            }
+        }
         // One item for each principal to delete.
         for folder in ["/", "/docs", "/private"] {
             for p in &principals {
@@ -383,6 +411,25 @@ fn every_view_and_api_call_answers_each_principal_as_the_grants_say() {
         (ApiDelete, "/docs/del-{who}",                    [401, 403, 204, 204, 204, 204, 403]),
         (ApiDelete, "/private/del-{who}",                 [401, 403, 204, 204, 204, 403, 403]),
         (ApiDelete, "/",                                  [401, 403, 400, 400, 400, 403, 403]),
+        // Container rules: removing, moving out and renaming need the right on the
+        // folder (docsed manages each box, not the root); moving in needs Add on the
+        // target.
+        (ApiDelete, "/apibox-{who}",                      [401, 403, 204, 204, 204, 403, 403]),
+        (Post(&[("action", "delete"), ("ids", "delbox-{who}")]),
+              "/@@contents",                              [401, 403, 303, 303, 303, 403, 403]),
+        (Post(&[("action", "rename"), ("ids", "renbox-{who}"), ("new_ids", "renamed-{who}")]),
+              "/@@contents",                              [401, 403, 303, 303, 303, 403, 403]),
+        (Post(&[("action", "rename"), ("ids", "rn-{who}"), ("new_ids", "rn2-{who}")]),
+              "/docs/@@contents",                         [401, 403, 303, 303, 303, 303, 403]),
+        (Post(&[("action", "cut"), ("ids", "cutbox-{who}")]),
+              "/@@contents",                              [401, 403, 303, 303, 303, 403, 403]),
+        (Post(&[("action", "cut"), ("ids", "mv-{who}")]),
+              "/docs/@@contents",                         [401, 403, 303, 303, 303, 303, 403]),
+        // docsed may take /docs/mv-docsed out of /docs, but not put it into the root…
+        (Post(&[("action", "paste")]), "/@@contents",     [401, 403, 303, 303, 303, 403, 403]),
+        // … only into a folder where it may add (the others' clipboards are empty now).
+        (Post(&[("action", "paste")]), "/docs/sub/@@contents",
+                                                          [401, 403, 400, 400, 400, 303, 403]),
         // Last, as it ends the browsers' sessions.
         (Post(&[]), "/@@logout",                          [303; 7]),
     ];

@@ -17,7 +17,9 @@
 //! - `PATCH`: any of those fields; 204.  `@type` and `id` may be sent back unchanged (a
 //!   client may PATCH what it got) but not changed; fields another type has (`body` on a
 //!   File) are refused; read-only ones (`@id`, `created`, `items`…) are ignored.
-//! - `DELETE`: removes the object from its folder; 204.  The site root cannot be deleted.
+//! - `DELETE`: removes the object from its folder; 204.  It needs Delete on that folder
+//!   (rights granted on the item alone are not enough, as in the contents view).  The
+//!   site root cannot be deleted.
 //!
 //! Creating and editing go through [`crate::model::edit`], the rules the forms use (names,
 //! required title, image types), plus the site's upload size limit for `data`.  Each change
@@ -31,6 +33,7 @@ use zodb::Transaction;
 
 use crate::model::edit::{self, Fields, Upload};
 use crate::model::{Content, Kind};
+use crate::security::Permission;
 use crate::web::render::child_url;
 use crate::web::views::content::{markdown, visible_items};
 use crate::web::{AppError, Ctx, Reply, now};
@@ -347,14 +350,18 @@ pub fn update(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     Ok(Reply::Status(StatusCode::NO_CONTENT, String::new()))
 }
 
-/// `DELETE`: removes the object from its folder; 204.  The object itself stays in the
-/// database's history (an undo of the deletion brings it back) until a pack.
+/// `DELETE`: removes the object from its folder (Delete on that folder, as a delete from
+/// the folder's contents view); 204.  The object itself stays in the database's history
+/// (an undo of the deletion brings it back) until a pack.
 pub fn delete(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let [.., parent, step] = ctx.path.as_slice() else {
         return Err(AppError::BadRequest(
             "The site root cannot be deleted.".into(),
         ));
     };
+    if !ctx.allowed_on_container(Permission::Delete) {
+        return Err(ctx.denied());
+    }
     let Content::Folder(parent_ref, parent) = &parent.content else {
         return Err(AppError::Internal);
     };

@@ -2,10 +2,13 @@
 //! items of a folder the principal may see, in display order, with the actions the
 //! principal may perform — rename, cut, copy, paste, delete and reorder.
 //!
-//! Each action checks its own permission (the view itself only needs View): renaming and
-//! reordering need Edit on the folder, deleting and cutting Delete on each item, copying
-//! View on each item, pasting Add on the target folder (and, for a cut, Delete on the
-//! source items again: the clipboard only says what was chosen, never what is allowed).
+//! Each action checks its own permission (the view itself only needs View), on the
+//! container as in Zope: what happens to a folder's items is decided by the rights on that
+//! folder, never by rights granted on an item alone (an Editor of `/docs` may not delete
+//! or move `/docs` out of the root).  Renaming and reordering need Edit on the folder,
+//! deleting and cutting Delete on the folder, copying View on each item, pasting Add on
+//! the target folder (and, for a cut, Delete on each source folder again: the clipboard
+//! only says what was chosen, never what is allowed).
 //!
 //! The clipboard is stateless, as instances share nothing but the database: a cookie
 //! holding the operation and the source paths, signed with the site's secret
@@ -86,13 +89,8 @@ fn clear_clipboard_cookie(ctx: &Ctx<'_>) -> String {
     ctx.app.cookie(ctx.headers, CLIPBOARD_COOKIE, "", Some(0))
 }
 
-/// Refusal of an action: a visitor is asked to log in, a user told it is not allowed.
 fn denied(ctx: &Ctx<'_>) -> AppError {
-    if ctx.principal.is_authenticated() {
-        AppError::Forbidden
-    } else {
-        AppError::Unauthorized
-    }
+    ctx.denied()
 }
 
 fn path_url(names: &[String]) -> String {
@@ -199,9 +197,7 @@ pub fn contents(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> 
     }
     let can_edit = ctx.allowed(Permission::Edit);
     let can_add = ctx.allowed(Permission::Add);
-    let can_delete = rows
-        .iter()
-        .any(|(_, c)| ctx.allowed_on(c, Permission::Delete));
+    let can_delete = !rows.is_empty() && ctx.allowed(Permission::Delete);
     let clipboard = read_clipboard(ctx);
     let title = &ctx.target().meta().title;
     let batch_url = |at: usize| format!("{}?start={at}", view_url(ctx, "contents"));
@@ -399,14 +395,10 @@ fn rename_form(ctx: &Ctx<'_>, items: &[(String, Content)]) -> Reply {
 
 /// Cut or copy: puts the selected items' paths on the (signed cookie) clipboard.
 fn put_on_clipboard(ctx: &Ctx<'_>, tx: &Transaction<'_>, op: Op) -> Result<Reply, AppError> {
-    let items = selected(ctx, tx)?;
-    if op == Op::Cut
-        && items
-            .iter()
-            .any(|(_, c)| !ctx.allowed_on(c, Permission::Delete))
-    {
+    if op == Op::Cut && !ctx.allowed(Permission::Delete) {
         return Err(denied(ctx));
     }
+    let items = selected(ctx, tx)?;
     let base = folder_names(ctx);
     let clipboard = Clipboard {
         op,
@@ -539,7 +531,10 @@ fn paste(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         sources.push(url.clone());
         match clipboard.op {
             Op::Cut => {
-                if !security::allowed(&ctx.principal, &grants, Permission::Delete) {
+                // Moving out of a folder needs Delete there (the item's own grants
+                // left out); moving in, Add on the target (checked above).
+                let container = grants.get(..grants.len() - 1).unwrap_or_default();
+                if !security::allowed(&ctx.principal, container, Permission::Delete) {
                     return Err(denied(ctx));
                 }
                 if target_oids.contains(&item.reference().oid()) {
@@ -600,16 +595,13 @@ fn paste(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     })
 }
 
-/// Deletes the selected items (each needs Delete).
+/// Deletes the selected items (Delete on the folder).
 fn delete(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
-    let (folder_ref, _) = target_folder(ctx)?;
-    let items = selected(ctx, tx)?;
-    if items
-        .iter()
-        .any(|(_, c)| !ctx.allowed_on(c, Permission::Delete))
-    {
+    if !ctx.allowed(Permission::Delete) {
         return Err(denied(ctx));
     }
+    let (folder_ref, _) = target_folder(ctx)?;
+    let items = selected(ctx, tx)?;
     let mut urls = Vec::new();
     for (name, _) in &items {
         tree::remove_item(tx, folder_ref, name)?;

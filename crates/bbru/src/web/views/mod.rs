@@ -3,9 +3,9 @@
 //!
 //! | view           | on       | GET                       | POST (or other)            | permission |
 //! |----------------|----------|---------------------------|----------------------------|------------|
-//! | (default)      | all      | page / listing / download | JSON API: POST creates in a folder, PATCH edits, DELETE deletes | View / Add / Edit / Delete |
+//! | (default)      | all      | page / listing / download | JSON API: POST creates in a folder, PATCH edits, DELETE deletes | View / Add / Edit / Delete on the container |
 //! | `view`         | all      | the HTML view             |                            | View |
-//! | `contents`     | Folder   | management listing        | rename, cut, copy, paste, delete, reorder | View (each action checks its own) |
+//! | `contents`     | Folder   | management listing        | rename, cut, copy, paste, delete, reorder | View (each action checks its own, on the folder: rename/reorder Edit, delete/cut Delete, paste Add and Delete on each source folder of a cut) |
 //! | `add`          | Folder   | add form (`?type=Page`)   | create                     | Add |
 //! | `edit`         | all      | edit form                 | save                       | Edit |
 //! | `security`     | all      | local grants              | grant / revoke             | ManageSecurity |
@@ -41,12 +41,25 @@ pub type Handler = fn(&Ctx<'_>, &Transaction<'_>) -> Result<Reply, AppError>;
 pub struct Found {
     /// `None` for views anybody may use (login, health).
     pub permission: Option<Permission>,
+    /// Whether `permission` is checked on the folder holding the object (removing an
+    /// item is decided by its container) rather than on the object itself.
+    pub on_container: bool,
     pub handler: Handler,
 }
 
 fn view(permission: Permission, handler: Handler) -> Result<Found, AppError> {
     Ok(Found {
         permission: Some(permission),
+        on_container: false,
+        handler,
+    })
+}
+
+/// A view whose permission is checked on the container of the object addressed.
+fn container_view(permission: Permission, handler: Handler) -> Result<Found, AppError> {
+    Ok(Found {
+        permission: Some(permission),
+        on_container: true,
         handler,
     })
 }
@@ -70,7 +83,9 @@ pub fn find(
         ("", true, _) => view(View, content::default_view),
         ("", false, true) if json && kind == Kind::Folder => view(Add, api::create),
         ("", false, false) if json && *method == Method::PATCH => view(Edit, api::update),
-        ("", false, false) if json && *method == Method::DELETE => view(Delete, api::delete),
+        ("", false, false) if json && *method == Method::DELETE => {
+            container_view(Delete, api::delete)
+        }
         ("view", true, _) => view(View, content::view_page),
         ("contents", true, _) if kind == Kind::Folder => view(View, manage::contents),
         ("contents", false, true) if kind == Kind::Folder => view(View, manage::contents_action),
@@ -106,6 +121,7 @@ pub fn find(
 fn public(handler: Handler) -> Result<Found, AppError> {
     Ok(Found {
         permission: None,
+        on_container: false,
         handler,
     })
 }
