@@ -60,11 +60,7 @@ pub fn open_storage(config: &ServeConfig) -> Result<Arc<dyn Storage>, StartError
 fn local_manager_exists(db: &DB, site: zodb::PRef<Site>) -> Result<bool, zodb::Error> {
     let mut conn = db.connection();
     let tx = conn.begin();
-    let root = tx.get(tx.get(site)?.content)?;
-    Ok(root.meta.grants.0.iter().any(|(principal, roles)| {
-        (principal.starts_with("user:") || principal.starts_with("group:"))
-            && roles.get(Role::Manager.name()) == Some(&Setting::Allow)
-    }))
+    Site::local_manager_exists(&tx, site)
 }
 
 /// Builds the application over `db`: creates the site if the database has none and a
@@ -121,6 +117,7 @@ pub fn app(db: DB, config: SiteConfig, site_config_path: &str) -> Result<App, St
         }
     }
     let mut bootstrap = declared.as_ref().map(|b| (b.login.clone(), b.hash()));
+    let bootstrap_keep = declared.as_ref().is_some_and(|b| b.keep);
     if let (Some(site), Some(boot)) = (site, &declared)
         && local_manager_exists(&db, site)?
     {
@@ -161,6 +158,7 @@ pub fn app(db: DB, config: SiteConfig, site_config_path: &str) -> Result<App, St
         site,
         secret,
         bootstrap,
+        bootstrap_keep,
         limiter,
         login_limiter,
         metrics: Metrics::default(),

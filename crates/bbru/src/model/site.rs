@@ -19,6 +19,10 @@ pub struct Site {
     /// Key of the session and CSRF signatures, shared by every instance through the
     /// database (hex of 32 random bytes).
     pub secret: String,
+    /// Generation of the bootstrap manager's sessions (it is no stored user, so its
+    /// generation lives here): bumped when it logs out, which ends all its sessions.
+    #[serde(default)]
+    pub bootstrap_generation: u64,
 }
 persistent!(Site, "bbru.site", "Site");
 
@@ -26,6 +30,17 @@ impl Site {
     /// The site reference from the database root, if the site exists.
     pub fn find(tx: &Transaction<'_>) -> zodb::Result<Option<PRef<Site>>> {
         Ok(tx.get(tx.root())?.get_ref(ROOT_KEY))
+    }
+
+    /// Whether a local manager exists: a user or a group granted Manager at the root
+    /// folder (then the bootstrap manager is refused, unless the site keeps it).
+    pub fn local_manager_exists(tx: &Transaction<'_>, site: PRef<Site>) -> zodb::Result<bool> {
+        use crate::security::{Role, Setting};
+        let root = tx.get(tx.get(site)?.content)?;
+        Ok(root.meta.grants.0.iter().any(|(principal, roles)| {
+            (principal.starts_with("user:") || principal.starts_with("group:"))
+                && roles.get(Role::Manager.name()) == Some(&Setting::Allow)
+        }))
     }
 
     /// Creates the site in `tx`: an empty root folder titled `title`, no users, a fresh
@@ -52,6 +67,7 @@ impl Site {
             users,
             groups,
             secret: secret.iter().map(|b| format!("{b:02x}")).collect(),
+            bootstrap_generation: 0,
         })?;
         tx.edit(tx.root())?.insert_ref(ROOT_KEY, site);
         Ok(site)

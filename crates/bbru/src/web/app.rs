@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
-use zodb::{DB, PRef};
+use zodb::{DB, PRef, Transaction};
 
 use crate::config::{SecureCookies, SiteConfig};
 use crate::model::Site;
@@ -23,6 +23,10 @@ pub struct App {
     pub secret: String,
     /// The bootstrap manager's login and password hash, when declared and usable.
     pub bootstrap: Option<(String, String)>,
+    /// Whether the bootstrap manager stays usable once a local manager exists
+    /// (`keep = true`); otherwise it is refused from the moment one exists, its
+    /// sessions included, not only at the next start.
+    pub bootstrap_keep: bool,
     /// Failed logins per client address and login.
     pub limiter: RateLimiter,
     /// Failed logins per login from any address (a larger budget), so rotating
@@ -55,6 +59,22 @@ pub fn now() -> f64 {
 }
 
 impl App {
+    /// Whether the bootstrap manager `login` may act now: declared, usable at start, and
+    /// (unless kept) no local manager made since.
+    pub fn bootstrap_usable(
+        &self,
+        tx: &Transaction<'_>,
+        site: PRef<Site>,
+        login: &str,
+    ) -> Result<bool, zodb::Error> {
+        match &self.bootstrap {
+            Some((boot, _)) if boot == login => {
+                Ok(self.bootstrap_keep || !Site::local_manager_exists(tx, site)?)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Whether another login attempt for `login` from `client` may be checked now.
     pub fn login_allowed(&self, client: &str, login: &str) -> bool {
         self.limiter.allowed(&format!("{client}|{login}")) && self.login_limiter.allowed(login)

@@ -63,7 +63,8 @@ impl App {
         if let Some((boot_login, hash)) = &self.bootstrap
             && boot_login == login
         {
-            return Ok(password::verify(pass, hash).then(|| Principal::Bootstrap {
+            let ok = password::verify(pass, hash) && self.bootstrap_usable(tx, site, login)?;
+            return Ok(ok.then(|| Principal::Bootstrap {
                 login: login.to_owned(),
             }));
         }
@@ -91,12 +92,16 @@ impl App {
         session: &auth::Session,
     ) -> Result<Principal, AppError> {
         if session.bootstrap {
-            return Ok(match &self.bootstrap {
-                Some((login, _)) if *login == session.login => Principal::Bootstrap {
-                    login: login.clone(),
+            let current = tx.get(site)?.bootstrap_generation == session.generation;
+            return Ok(
+                if current && self.bootstrap_usable(tx, site, &session.login)? {
+                    Principal::Bootstrap {
+                        login: session.login.clone(),
+                    }
+                } else {
+                    Principal::Anonymous
                 },
-                _ => Principal::Anonymous,
-            });
+            );
         }
         let users = tx.get(site)?.users;
         let Some(user_ref) = users.get(tx, &session.login)? else {

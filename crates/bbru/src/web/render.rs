@@ -65,7 +65,7 @@ pub fn child_url(ctx: &Ctx<'_>, name: &str) -> String {
 }
 
 /// The page around a view's body: header with the user, breadcrumbs, the management
-/// tabs the principal may use, a notice from the query (`?notice=`).
+/// tabs the principal may use, the notice a key in the query names (`?notice=`).
 pub fn page(ctx: &Ctx<'_>, title: &str, body: Markup) -> Markup {
     let target = ctx.target();
     let is_folder = matches!(target, Content::Folder(..));
@@ -106,6 +106,7 @@ pub fn page(ctx: &Ctx<'_>, title: &str, body: Markup) -> Markup {
                         @match ctx.principal.login() {
                             Some(login) => {
                                 "Logged in as " strong #user { (login) } " "
+                                a href="/@@password" { "Password" } " "
                                 form.inline method="post" action="/@@logout" {
                                     (csrf(ctx))
                                     button type="submit" { "Log out" }
@@ -130,8 +131,8 @@ pub fn page(ctx: &Ctx<'_>, title: &str, body: Markup) -> Markup {
                     }
                 }
                 main {
-                    @if let Some(notice) = ctx.query("notice") {
-                        p.notice { (notice) }
+                    @if let Some(notice) = ctx.query("notice").and_then(Notice::parse) {
+                        p.notice { (notice.text(ctx)) }
                     }
                     (body)
                 }
@@ -159,9 +160,127 @@ pub fn error_page(status: StatusCode, message: &str) -> String {
     .into_string()
 }
 
-/// A redirect to `url` with a notice shown on arrival.
-pub fn redirect_with_notice(url: &str, notice: &str) -> super::Reply {
-    let encoded = serde_urlencoded::to_string([("notice", notice)]).unwrap_or_default();
+/// What a page may say in its notice box after a change.  The URL carries only the key
+/// (`?notice=saved`) and the text is the site's own, so a link made elsewhere cannot put
+/// its words in the site's notice box; an unknown key shows nothing.  Details of what was
+/// done are on the page reached (the listing, the history, the undo log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// An item was added (the page reached is the new item).
+    Added,
+    Saved,
+    Reverted,
+    /// A folder was reverted: its deleted items are not back.
+    RevertedFolder,
+    Undone,
+    NothingChanged,
+    GrantsSaved,
+    UserAdded,
+    UserChanged,
+    PasswordSet,
+    UserDeleted,
+    GroupAdded,
+    GroupDeleted,
+    Renamed,
+    NothingRenamed,
+    Cut,
+    Copied,
+    Pasted,
+    Deleted,
+    OrderChanged,
+    OrderUnchanged,
+    PasswordChanged,
+}
+
+impl Notice {
+    const ALL: [Notice; 22] = [
+        Notice::Added,
+        Notice::Saved,
+        Notice::Reverted,
+        Notice::RevertedFolder,
+        Notice::Undone,
+        Notice::NothingChanged,
+        Notice::GrantsSaved,
+        Notice::UserAdded,
+        Notice::UserChanged,
+        Notice::PasswordSet,
+        Notice::UserDeleted,
+        Notice::GroupAdded,
+        Notice::GroupDeleted,
+        Notice::Renamed,
+        Notice::NothingRenamed,
+        Notice::Cut,
+        Notice::Copied,
+        Notice::Pasted,
+        Notice::Deleted,
+        Notice::OrderChanged,
+        Notice::OrderUnchanged,
+        Notice::PasswordChanged,
+    ];
+
+    /// The key in the URL.
+    pub fn key(self) -> &'static str {
+        match self {
+            Notice::Added => "added",
+            Notice::Saved => "saved",
+            Notice::Reverted => "reverted",
+            Notice::RevertedFolder => "reverted-folder",
+            Notice::Undone => "undone",
+            Notice::NothingChanged => "unchanged",
+            Notice::GrantsSaved => "grants-saved",
+            Notice::UserAdded => "user-added",
+            Notice::UserChanged => "user-changed",
+            Notice::PasswordSet => "password-set",
+            Notice::UserDeleted => "user-deleted",
+            Notice::GroupAdded => "group-added",
+            Notice::GroupDeleted => "group-deleted",
+            Notice::Renamed => "renamed",
+            Notice::NothingRenamed => "nothing-renamed",
+            Notice::Cut => "cut",
+            Notice::Copied => "copied",
+            Notice::Pasted => "pasted",
+            Notice::Deleted => "deleted",
+            Notice::OrderChanged => "order-changed",
+            Notice::OrderUnchanged => "order-unchanged",
+            Notice::PasswordChanged => "password-changed",
+        }
+    }
+
+    pub fn parse(key: &str) -> Option<Notice> {
+        Notice::ALL.into_iter().find(|n| n.key() == key)
+    }
+
+    /// The text shown on `ctx`'s page.
+    pub fn text(self, ctx: &Ctx<'_>) -> String {
+        match self {
+            Notice::Added => format!("{} added.", ctx.target().kind().name()),
+            Notice::Saved => "Changes saved.".into(),
+            Notice::Reverted => "Reverted to the chosen version.".into(),
+            Notice::RevertedFolder => "Reverted to the chosen version. Deleted items are not brought back by this: use Undo for them.".into(),
+            Notice::Undone => "Done: the undo is the newest transaction below.".into(),
+            Notice::NothingChanged => "Nothing changed.".into(),
+            Notice::GrantsSaved => "Grants saved.".into(),
+            Notice::UserAdded => "User added.".into(),
+            Notice::UserChanged => "User changed.".into(),
+            Notice::PasswordSet => "Password changed; the user was logged out everywhere.".into(),
+            Notice::UserDeleted => "User deleted.".into(),
+            Notice::GroupAdded => "Group added.".into(),
+            Notice::GroupDeleted => "Group deleted.".into(),
+            Notice::Renamed => "Renamed.".into(),
+            Notice::NothingRenamed => "Nothing was renamed: the names are unchanged.".into(),
+            Notice::Cut => "Cut; paste into the folder the items should move to.".into(),
+            Notice::Copied => "Copied; paste into the folder the copies should go to.".into(),
+            Notice::Pasted => "Pasted.".into(),
+            Notice::Deleted => "Deleted.".into(),
+            Notice::OrderChanged => "Order changed.".into(),
+            Notice::OrderUnchanged => "The order is unchanged.".into(),
+            Notice::PasswordChanged => "Your password was changed; your other sessions were logged out.".into(),
+        }
+    }
+}
+
+/// A redirect to `url` with `notice` shown on arrival.
+pub fn redirect_with_notice(url: &str, notice: Notice) -> super::Reply {
     let sep = if url.contains('?') { '&' } else { '?' };
-    super::Reply::Redirect(format!("{url}{sep}{encoded}"))
+    super::Reply::Redirect(format!("{url}{sep}notice={}", notice.key()))
 }

@@ -434,7 +434,10 @@ fn undo_an_edit_in_the_undo_view() {
         b.shot("undo-chosen").await;
         b.click("main form[action=\"/@@undo\"] button[type=submit]")
             .await;
-        assert_eq!(b.text("p.notice").await, "Done: undo edit /welcome.");
+        assert_eq!(
+            b.text("p.notice").await,
+            "Done: the undo is the newest transaction below."
+        );
         // The undo is itself a transaction, listed first.
         let newest = b.text("table.undo tbody tr:first-child").await;
         assert!(newest.contains("undo edit /welcome"), "{newest:?}");
@@ -489,7 +492,7 @@ fn revert_an_edit_through_the_history() {
         assert!(
             b.text("p.notice")
                 .await
-                .starts_with("Reverted to the version of"),
+                .starts_with("Reverted to the chosen version"),
             "the revert is confirmed"
         );
         assert_eq!(b.text("main h1").await, "Welcome");

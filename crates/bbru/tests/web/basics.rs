@@ -9,7 +9,7 @@ fn the_bootstrap_manager_creates_content_and_anonymous_reads_it() {
     let admin = site.admin();
     let r = admin.add("", "Folder", "docs", "Documentation", "");
     assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "/docs?notice=Folder+added.");
+    assert_eq!(r.headers()["location"], "/docs?notice=added");
     let r = admin.add(
         "/docs",
         "Page",

@@ -2,8 +2,8 @@
 //! the containment path, unknown principals refused, and the guard that keeps a manager
 //! from taking away their own right to manage security.
 
-use crate::start;
 use crate::users::{add_user, grant, last_note, logged_in, view};
+use crate::{start, start_keeping_bootstrap};
 
 #[test]
 fn grants_on_a_folder_apply_inside_it_until_denied_further_down() {
@@ -120,7 +120,7 @@ fn unknown_principals_and_roles_are_refused() {
 
 #[test]
 fn nobody_takes_away_their_own_right_to_manage_security() {
-    let site = start();
+    let site = start_keeping_bootstrap();
     let admin = site.admin();
     admin.add("", "Folder", "docs", "Docs", "");
     add_user(&admin, "carol");

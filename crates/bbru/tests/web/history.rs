@@ -84,7 +84,7 @@ fn an_old_version_is_shown_read_only_and_can_be_reverted() {
     let r = admin.post("/p/@@history", &[("serial", first)]);
     assert_eq!(r.status(), 303);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    assert!(location.starts_with("/p?notice=Reverted"), "{location}");
+    assert!(location.starts_with("/p?notice=reverted"), "{location}");
     let html = admin.page("/p");
     assert!(html.contains("<h1>First title</h1>"), "{html}");
     assert!(html.contains("<strong>first</strong>"), "{html}");
@@ -159,7 +159,8 @@ fn reverting_a_folder_restores_its_metadata_not_its_deleted_items() {
     let r = admin.post("/docs/@@history", &[("serial", &versions[1])]);
     assert_eq!(r.status(), 303);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    assert!(location.contains("Undo"), "{location}");
+    assert!(location.ends_with("?notice=reverted-folder"), "{location}");
+    assert!(admin.page(&location).contains("use Undo for them"));
     assert!(admin.page("/docs").contains("<h1>Docs</h1>"));
     assert_eq!(admin.get("/docs/a").status(), 404);
     // The site-wide undo of the deletion does bring it back.

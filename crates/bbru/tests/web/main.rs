@@ -13,6 +13,7 @@ mod history;
 mod manage;
 mod matrix;
 mod redirects;
+mod sessions;
 mod users;
 
 use std::sync::Arc;
@@ -56,6 +57,14 @@ pub fn site_config(extra: &str) -> SiteConfig {
 /// Starts a site over a fresh MemoryStorage.
 pub fn start() -> Site {
     start_with(Arc::new(MemoryStorage::new("test")), site_config(""))
+}
+
+/// Starts a site whose bootstrap manager stays usable once local managers exist
+/// (`keep = true`), for tests that use both.
+pub fn start_keeping_bootstrap() -> Site {
+    let mut config = site_config("");
+    config.bootstrap_manager.as_mut().expect("declared").keep = true;
+    start_with(Arc::new(MemoryStorage::new("test")), config)
 }
 
 /// Starts a site over `storage` with `config`.

@@ -212,7 +212,7 @@ fn delete_and_cut_need_delete_on_the_folder_not_the_item() {
         r.headers()["location"]
             .to_str()
             .unwrap()
-            .starts_with("/docs/@@contents?notice=Deleted")
+            .starts_with("/docs/@@contents?notice=deleted")
     );
     assert_eq!(
         last_note(&site),

@@ -28,7 +28,7 @@ use reqwest::blocking::Response;
 use serde_json::Value;
 use zodb::{Tid, Transaction};
 
-use crate::{ADMIN, Browser, Site, start};
+use crate::{ADMIN, Browser, Site, start_keeping_bootstrap};
 
 // ----- helpers shared with the other modules ------------------------------------------
 
@@ -179,7 +179,8 @@ struct Matrix {
 
 impl Matrix {
     fn setup() -> Matrix {
-        let site = start();
+        // Local managers and the bootstrap manager side by side.
+        let site = start_keeping_bootstrap();
         for folder in ["docs", "private"] {
             add_item(&site, "/", Kind::Folder, folder, folder);
         }

@@ -53,3 +53,28 @@ fn the_login_form_keeps_only_a_same_origin_came_from() {
         "{html}"
     );
 }
+
+#[test]
+fn notices_in_the_url_are_keys_never_free_text() {
+    let site = start();
+    let admin = site.admin();
+    let r = admin.add("", "Folder", "docs", "Docs", "");
+    assert_eq!(r.headers()["location"], "/docs?notice=added");
+    let html = admin.page("/docs?notice=added");
+    assert!(
+        html.contains("<p class=\"notice\">Folder added.</p>"),
+        "{html}"
+    );
+    let anonymous = site.browser();
+    let html = anonymous.page("/docs?notice=saved");
+    assert!(html.contains("<p class=\"notice\">Changes saved.</p>"));
+    for text in [
+        "Your+account+is+locked%3A+call+555-0100",
+        "Changes+saved.",
+        "<b>x</b>",
+    ] {
+        let html = anonymous.page(&format!("/docs?notice={text}"));
+        assert!(!html.contains("class=\"notice\""), "{text}: {html}");
+        assert!(!html.contains("555-0100"), "{text}");
+    }
+}

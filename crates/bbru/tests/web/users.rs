@@ -2,7 +2,7 @@
 //! the helpers the other modules use to make non-admin users (through this very view)
 //! and grant them roles (through `@@security`).
 
-use crate::{Browser, Site, start};
+use crate::{Browser, Site, start, start_keeping_bootstrap};
 
 /// The URL of `view` of the object at `path` ("" or "/" for the root).
 pub fn view(path: &str, view: &str) -> String {
@@ -293,7 +293,7 @@ fn groups_are_added_given_members_and_deleted() {
 
 #[test]
 fn deleting_a_user_ends_their_sessions_and_root_grants() {
-    let site = start();
+    let site = start_keeping_bootstrap();
     let admin = site.admin();
     add_user(&admin, "carol");
     add_user(&admin, "dave");

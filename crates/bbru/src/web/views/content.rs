@@ -6,7 +6,7 @@ use zodb::Transaction;
 use crate::model::edit::{self, EditError, Fields};
 use crate::model::{Content, ContentRef, Kind};
 use crate::security::Permission;
-use crate::web::render::{self, child_url, csrf, page, redirect_with_notice, view_url};
+use crate::web::render::{self, Notice, child_url, csrf, page, redirect_with_notice, view_url};
 use crate::web::{AppError, Ctx, Reply, now};
 
 /// Markdown to HTML, sanitised (no scripts, no event handlers, no `javascript:` links).
@@ -190,10 +190,7 @@ pub fn add(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     )?;
     let url = child_url(ctx, &name);
     ctx.note(tx, &format!("add {} {url}", kind.name()));
-    Ok(redirect_with_notice(
-        &url,
-        &format!("{} added.", kind.name()),
-    ))
+    Ok(redirect_with_notice(&url, Notice::Added))
 }
 
 pub fn edit_form(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
@@ -221,5 +218,5 @@ pub fn edit_form(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError
 pub fn edit(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     edit::apply(tx, ctx.target().reference(), form_fields(ctx), now())?;
     ctx.note(tx, &format!("edit {}", ctx.location()));
-    Ok(redirect_with_notice(&ctx.url(), "Changes saved."))
+    Ok(redirect_with_notice(&ctx.url(), Notice::Saved))
 }

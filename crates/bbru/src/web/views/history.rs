@@ -24,7 +24,7 @@ use zodb_storage::{HistoryEntry, TransactionMeta, UndoLogEntry};
 use crate::limits;
 use crate::model::{Content, File, Folder, Image, Kind, Page};
 use crate::security::Permission;
-use crate::web::render::{self, csrf, page, redirect_with_notice, view_url};
+use crate::web::render::{self, Notice, csrf, page, redirect_with_notice, view_url};
 use crate::web::views::content::markdown;
 use crate::web::{AppError, Ctx, Reply, now};
 
@@ -271,11 +271,12 @@ pub fn revert(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     }
     let time = render::time(serial.unix_seconds());
     ctx.note(tx, &format!("revert {} to {time}", ctx.location()));
-    let mut notice = format!("Reverted to the version of {time}.");
-    if matches!(old, Content::Folder(..)) {
-        notice.push_str(" Deleted items are not brought back by this: use Undo for them.");
-    }
-    Ok(redirect_with_notice(&ctx.url(), &notice))
+    let notice = if matches!(old, Content::Folder(..)) {
+        Notice::RevertedFolder
+    } else {
+        Notice::Reverted
+    };
+    Ok(redirect_with_notice(&ctx.url(), notice))
 }
 
 fn update<T: Persistent>(
@@ -406,10 +407,7 @@ pub fn undo(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
         .join("; ");
     let meta = TransactionMeta::new(ctx.principal.audit_name(), description.clone());
     match ctx.app.db.undo(&tids, meta) {
-        Ok(_) => Ok(redirect_with_notice(
-            "/@@undo",
-            &format!("Done: {description}."),
-        )),
+        Ok(_) => Ok(redirect_with_notice("/@@undo", Notice::Undone)),
         // A commit raced with ours on the same objects: retried on a fresh snapshot.
         Err(e) if e.error.is_conflict() => Err(AppError::Db(e.error)),
         Err(e) => {

@@ -1,12 +1,18 @@
-//! Logging in (form and session cookie) and out.
+//! Logging in (form and session cookie) and out, and changing one's own password
+//! (`/@@password`).  Logging out and changing the password end every session of the
+//! user, in every browser: the user's `session_generation` (the site's
+//! `bootstrap_generation` for the bootstrap manager) is bumped, and sessions signed for
+//! an older one are refused.
 
 use axum::http::header;
 use maud::html;
 use zodb::Transaction;
 
-use crate::security::Principal;
+use crate::limits;
 use crate::security::auth::SESSION_COOKIE;
-use crate::web::render::{csrf, page};
+use crate::security::{Principal, password};
+use crate::web::render::{Notice, csrf, page, redirect_with_notice};
+use crate::web::views::users::check_password as check_new_password;
 use crate::web::{AppError, Ctx, Reply, same_origin_path, session_cookie};
 
 /// Where to go after logging in: a path of this site only (never another origin); any
@@ -68,7 +74,8 @@ pub fn login(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
                 None => 0,
             }
         }
-        _ => 0,
+        Principal::Bootstrap { .. } => tx.get(ctx.site)?.bootstrap_generation,
+        Principal::Anonymous => 0,
     };
     let cookie = session_cookie(ctx.app, ctx.headers, &principal, generation);
     Ok(Reply::WithHeaders(
@@ -77,10 +84,111 @@ pub fn login(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     ))
 }
 
-pub fn logout(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
+/// `POST /@@logout`: ends every session of the principal (a cookie captured before is
+/// worthless after) and drops this browser's cookie.
+pub fn logout(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    match &ctx.principal {
+        Principal::User { login, .. } => {
+            if let Some(user) = tx.get(ctx.site)?.users.get(tx, login)? {
+                tx.update(user, |u| {
+                    u.session_generation = u.session_generation.wrapping_add(1);
+                })?;
+                ctx.note(tx, &format!("log {login} out everywhere"));
+            }
+        }
+        Principal::Bootstrap { login } => {
+            tx.update(ctx.site, |s| {
+                s.bootstrap_generation = s.bootstrap_generation.wrapping_add(1);
+            })?;
+            ctx.note(tx, &format!("log {login} (bootstrap) out everywhere"));
+        }
+        Principal::Anonymous => {}
+    }
     let expired = ctx.app.cookie(ctx.headers, SESSION_COOKIE, "", Some(0));
     Ok(Reply::WithHeaders(
         Box::new(Reply::Redirect("/".into())),
         vec![(header::SET_COOKIE, expired)],
+    ))
+}
+
+/// The page of `/@@password`, with an error if given.
+fn password_page(ctx: &Ctx<'_>, error: Option<&str>) -> Result<Reply, AppError> {
+    let body = match &ctx.principal {
+        Principal::Anonymous => return Err(AppError::Unauthorized),
+        Principal::Bootstrap { .. } => html! {
+            h1 { "Change your password" }
+            p.error { (BOOTSTRAP_PASSWORD) }
+        },
+        Principal::User { login, .. } => html! {
+            h1 { "Change your password" }
+            @if let Some(e) = error { p.error { (e) } }
+            p { "Changing it logs " (login) " out everywhere else; this browser stays logged in." }
+            form method="post" action="/@@password" {
+                (csrf(ctx))
+                input type="text" name="login" value=(login) autocomplete="username" hidden;
+                label { "Current password" input type="password" name="current_password" autocomplete="current-password" required; }
+                label { "New password (at least " (limits::PASSWORD_CHARS_MIN) " characters)" input type="password" name="password" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required; }
+                label { "New password again" input type="password" name="password2" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required; }
+                p { button type="submit" { "Change my password" } }
+            }
+        },
+    };
+    Ok(Reply::Html(
+        page(ctx, "Change your password", body).into_string(),
+    ))
+}
+
+/// Why the bootstrap manager's password cannot be changed here.
+const BOOTSTRAP_PASSWORD: &str =
+    "The bootstrap manager's password is set in the site configuration (etc/site.toml), not here.";
+
+/// `GET /@@password`: the form, for any logged-in user.
+pub fn password_form(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    password_page(ctx, None)
+}
+
+/// `POST /@@password`: checks the current password (a wrong one counts as a failed
+/// login), sets the new one and ends every other session of the user.
+pub fn change_password(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let login = match &ctx.principal {
+        Principal::Anonymous => return Err(AppError::Unauthorized),
+        Principal::Bootstrap { .. } => return Err(AppError::BadRequest(BOOTSTRAP_PASSWORD.into())),
+        Principal::User { login, .. } => login.clone(),
+    };
+    if !ctx.app.login_allowed(&ctx.client, &login) {
+        return Err(AppError::TooManyRequests);
+    }
+    let current = ctx.input.field("current_password").unwrap_or("");
+    if ctx
+        .app
+        .check_password(tx, ctx.site, &login, current)?
+        .is_none()
+    {
+        ctx.app.login_failed(&ctx.client, &login);
+        return password_page(ctx, Some("The current password is wrong."));
+    }
+    ctx.app.login_succeeded(&ctx.client, &login);
+    let new = match check_new_password(ctx) {
+        Ok(p) => p,
+        Err(AppError::BadRequest(message)) => return password_page(ctx, Some(&message)),
+        Err(e) => return Err(e),
+    };
+    let Some(user) = tx.get(ctx.site)?.users.get(tx, &login)? else {
+        return Err(AppError::Unauthorized);
+    };
+    let hash = password::hash(&new);
+    let generation = tx.update(user, |u| {
+        u.password_hash = hash;
+        u.session_generation = u.session_generation.wrapping_add(1);
+        u.session_generation
+    })?;
+    ctx.note(tx, &format!("change the password of {login} (by {login})"));
+    let reply = redirect_with_notice("/@@password", Notice::PasswordChanged);
+    Ok(Reply::WithHeaders(
+        Box::new(reply),
+        vec![(
+            header::SET_COOKIE,
+            session_cookie(ctx.app, ctx.headers, &ctx.principal, generation),
+        )],
     ))
 }

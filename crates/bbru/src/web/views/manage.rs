@@ -29,7 +29,7 @@ use crate::model::edit::EditError;
 use crate::model::edit::valid_name;
 use crate::model::{Content, ContentRef, Folder, tree};
 use crate::security::{self, Grants, Permission, Principal, auth};
-use crate::web::render::{self, child_url, csrf, page, redirect_with_notice, view_url};
+use crate::web::render::{self, Notice, child_url, csrf, page, redirect_with_notice, view_url};
 use crate::web::{AppError, Ctx, Reply, url_of};
 
 /// The clipboard cookie.
@@ -304,7 +304,7 @@ pub fn contents_action(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, App
     }
 }
 
-fn back(ctx: &Ctx<'_>, notice: &str) -> Reply {
+fn back(ctx: &Ctx<'_>, notice: Notice) -> Reply {
     redirect_with_notice(&view_url(ctx, "contents"), notice)
 }
 
@@ -357,10 +357,10 @@ fn rename(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         done.push(format!("{} to {}", path_url(&from), path_url(&to)));
     }
     if done.is_empty() {
-        return Ok(back(ctx, "Nothing was renamed: the names are unchanged."));
+        return Ok(back(ctx, Notice::NothingRenamed));
     }
     ctx.note(tx, &format!("rename {}", done.join(", ")));
-    Ok(back(ctx, &format!("Renamed {}.", done.join(", "))))
+    Ok(back(ctx, Notice::Renamed))
 }
 
 fn rename_form(ctx: &Ctx<'_>, items: &[(String, Content)]) -> Reply {
@@ -408,18 +408,11 @@ fn put_on_clipboard(ctx: &Ctx<'_>, tx: &Transaction<'_>, op: Op) -> Result<Reply
             .collect(),
     };
     let cookie = clipboard_cookie(ctx, &clipboard)?;
-    let names: Vec<&str> = items.iter().map(|(n, _)| n.as_str()).collect();
     let notice = match op {
-        Op::Cut => format!(
-            "Cut {}; paste into the folder they should move to.",
-            names.join(", ")
-        ),
-        Op::Copy => format!(
-            "Copied {}; paste into the folder the copies should go to.",
-            names.join(", ")
-        ),
+        Op::Cut => Notice::Cut,
+        Op::Copy => Notice::Copied,
     };
-    Ok(with_cookie(back(ctx, &notice), cookie))
+    Ok(with_cookie(back(ctx, notice), cookie))
 }
 
 /// The objects along `names` from the root folder (root first), or `None` when the path
@@ -587,7 +580,7 @@ fn paste(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
             ctx.location()
         ),
     );
-    let reply = back(ctx, &format!("Pasted {}.", pasted.join(", ")));
+    let reply = back(ctx, Notice::Pasted);
     Ok(match clipboard.op {
         // The cut items are no longer where the clipboard says.
         Op::Cut => with_cookie(reply, clear_clipboard_cookie(ctx)),
@@ -608,8 +601,7 @@ fn delete(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         urls.push(child_url(ctx, name));
     }
     ctx.note(tx, &format!("delete {}", urls.join(", ")));
-    let names: Vec<&str> = items.iter().map(|(n, _)| n.as_str()).collect();
-    Ok(back(ctx, &format!("Deleted {}.", names.join(", "))))
+    Ok(back(ctx, Notice::Deleted))
 }
 
 /// Moves the selected items up, down, to the top or to the bottom of the display order,
@@ -630,11 +622,11 @@ fn reorder(ctx: &Ctx<'_>, tx: &Transaction<'_>, action: &str) -> Result<Reply, A
     let chosen: HashSet<String> = selected(ctx, tx)?.into_iter().map(|(n, _)| n).collect();
     let order = moved(names, &chosen, action);
     if order == folder.order {
-        return Ok(back(ctx, "The order is unchanged."));
+        return Ok(back(ctx, Notice::OrderUnchanged));
     }
     tx.update(folder_ref, |f| f.order = order)?;
     ctx.note(tx, &format!("reorder {}", ctx.location()));
-    Ok(back(ctx, "Order changed."))
+    Ok(back(ctx, Notice::OrderChanged))
 }
 
 /// `names` with the `chosen` ones moved as `action` says.  Up and down move each chosen

@@ -13,7 +13,8 @@
 //! | `undo`         | root     | transactions              | undo chosen ones           | Undo |
 //! | `users`        | root     | users and groups          | add / change / remove      | ManageUsers |
 //! | `login`        | root     | form                      | log in                     | (none) |
-//! | `logout`       | root     |                           | log out                    | (none) |
+//! | `logout`       | root     |                           | log out (ends all the principal's sessions) | (none) |
+//! | `password`     | root     | change-my-password form   | change it (current one asked) | (none; any logged-in user) |
 //! | `health`       | root     | JSON status               |                            | (none) |
 //! | `metrics`      | root     | Prometheus text           |                            | (none) |
 
@@ -104,12 +105,15 @@ pub fn find(
         ("login", true, _) => root_only(public(login::form)),
         ("login", false, true) => root_only(public(login::login)),
         ("logout", _, true) => root_only(public(login::logout)),
+        // Any logged-in user, for their own password (the view checks who asks).
+        ("password", true, _) => root_only(public(login::password_form)),
+        ("password", false, true) => root_only(public(login::change_password)),
         ("health", true, _) => root_only(public(ops::health)),
         ("metrics", true, _) => root_only(public(ops::metrics)),
         ("", _, _)
         | (
             "view" | "contents" | "add" | "edit" | "security" | "history" | "undo" | "users"
-            | "login" | "logout" | "health" | "metrics",
+            | "login" | "logout" | "password" | "health" | "metrics",
             _,
             _,
         ) => Err(AppError::MethodNotAllowed),

@@ -18,7 +18,7 @@ use zodb::Transaction;
 use crate::security::{
     self, AUTHENTICATED, EVERYBODY, Grants, Permission, Principal, Role, Setting,
 };
-use crate::web::render::{csrf, page, redirect_with_notice, view_url};
+use crate::web::render::{Notice, csrf, page, redirect_with_notice, view_url};
 use crate::web::{AppError, Ctx, Reply, url_of};
 
 /// The role's name in forms ("Manager").
@@ -249,7 +249,7 @@ pub fn change(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     if grants == *before {
         return Ok(redirect_with_notice(
             &view_url(ctx, "security"),
-            "Nothing changed.",
+            Notice::NothingChanged,
         ));
     }
     let mut path = ctx.grants_path();
@@ -266,6 +266,6 @@ pub fn change(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     ctx.note(tx, &format!("change grants on {}", ctx.location()));
     Ok(redirect_with_notice(
         &view_url(ctx, "security"),
-        "Grants saved.",
+        Notice::GrantsSaved,
     ))
 }

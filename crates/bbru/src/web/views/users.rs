@@ -13,7 +13,7 @@ use zodb::Transaction;
 use crate::limits;
 use crate::model::{ContentRef, Group, User};
 use crate::security::{Principal, password};
-use crate::web::render::{csrf, page, redirect_with_notice, view_url};
+use crate::web::render::{Notice, csrf, page, redirect_with_notice, view_url};
 use crate::web::{AppError, Ctx, Reply, session_cookie};
 
 /// Group ids the built-in groups use (`group:everybody`, `group:authenticated`).
@@ -42,7 +42,7 @@ fn check_title(title: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-fn check_password(ctx: &Ctx<'_>) -> Result<String, AppError> {
+pub(crate) fn check_password(ctx: &Ctx<'_>) -> Result<String, AppError> {
     // Passwords are taken as typed: spaces at either end are part of them.
     let first = ctx.input.field("password").unwrap_or("");
     let second = ctx.input.field("password2").unwrap_or("");
@@ -89,7 +89,7 @@ fn root_only(ctx: &Ctx<'_>) -> Result<(), AppError> {
     }
 }
 
-fn back(ctx: &Ctx<'_>, notice: &str) -> Reply {
+fn back(ctx: &Ctx<'_>, notice: Notice) -> Reply {
     redirect_with_notice(&view_url(ctx, "users"), notice)
 }
 
@@ -297,7 +297,7 @@ fn add_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     })?;
     users.insert(tx, login.to_owned(), user)?;
     ctx.note(tx, &format!("add user {login}"));
-    Ok(back(ctx, &format!("User {login} added.")))
+    Ok(back(ctx, Notice::UserAdded))
 }
 
 fn update_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
@@ -311,14 +311,14 @@ fn update_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let groups = posted_groups(ctx, tx)?;
     let current = tx.get(user)?;
     if current.title == title && current.groups == groups {
-        return Ok(back(ctx, &format!("Nothing changed for {login}.")));
+        return Ok(back(ctx, Notice::NothingChanged));
     }
     tx.update(user, |u| {
         u.title = title.to_owned();
         u.groups = groups;
     })?;
     ctx.note(tx, &format!("update user {login}"));
-    Ok(back(ctx, &format!("User {login} changed.")))
+    Ok(back(ctx, Notice::UserChanged))
 }
 
 fn set_password(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
@@ -333,10 +333,7 @@ fn set_password(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> 
         u.session_generation
     })?;
     ctx.note(tx, &format!("change the password of {login}"));
-    let reply = back(
-        ctx,
-        &format!("Password of {login} changed; {login} was logged out everywhere."),
-    );
+    let reply = back(ctx, Notice::PasswordSet);
     // Whoever changes their own password stays logged in here (with a fresh session).
     Ok(match &ctx.principal {
         Principal::User { login: me, .. } if me == login => Reply::WithHeaders(
@@ -379,7 +376,7 @@ fn delete_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     // show them, and a manager should unset them first.)
     drop_root_grants(ctx, tx, &format!("user:{login}"))?;
     ctx.note(tx, &format!("delete user {login}"));
-    Ok(back(ctx, &format!("User {login} deleted.")))
+    Ok(back(ctx, Notice::UserDeleted))
 }
 
 fn add_group(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
@@ -406,7 +403,7 @@ fn add_group(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     })?;
     groups.insert(tx, id.to_owned(), group)?;
     ctx.note(tx, &format!("add group {id}"));
-    Ok(back(ctx, &format!("Group {id} added.")))
+    Ok(back(ctx, Notice::GroupAdded))
 }
 
 fn delete_group(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
@@ -424,7 +421,7 @@ fn delete_group(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> 
     // As for users, only the root's grants are cleaned (see `delete_user`).
     drop_root_grants(ctx, tx, &format!("group:{id}"))?;
     ctx.note(tx, &format!("delete group {id}"));
-    Ok(back(ctx, &format!("Group {id} deleted.")))
+    Ok(back(ctx, Notice::GroupDeleted))
 }
 
 #[cfg(test)]
