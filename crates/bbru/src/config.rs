@@ -204,6 +204,7 @@ struct ServeFile {
     log_file: Option<PathBuf>,
     handover_socket: Option<PathBuf>,
     release: Option<String>,
+    secret_key_file: Option<PathBuf>,
     #[serde(default)]
     storage: StorageSection,
 }
@@ -234,6 +235,9 @@ pub struct ServeConfig {
     pub handover_socket: Option<PathBuf>,
     /// The release this configuration belongs to (`bbru-X.Y.Z`), shown by `/@@health`.
     pub release: Option<String>,
+    /// The secret key file (half of the signing secret, kept outside the database); `None`:
+    /// the default, see [`ServeConfig::secret_key_path`].
+    pub secret_key_file: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -248,11 +252,23 @@ impl Default for ServeConfig {
             log_file: None,
             handover_socket: None,
             release: None,
+            secret_key_file: None,
         }
     }
 }
 
 impl ServeConfig {
+    /// The secret key file: the one configured, else `secret.key` beside an embedded
+    /// `Data.fs`, else `var/secret.key` (relative to the working directory, as the
+    /// default `Data.fs`).
+    pub fn secret_key_path(&self) -> PathBuf {
+        match (&self.secret_key_file, &self.storage) {
+            (Some(p), _) => p.clone(),
+            (None, StorageConfig::File(f)) => f.with_file_name("secret.key"),
+            (None, StorageConfig::Zeo(_)) => PathBuf::from("var/secret.key"),
+        }
+    }
+
     /// Reads `etc/serve.toml`; relative paths in it are relative to the directory that
     /// holds `etc/` (the installation).
     pub fn load(path: &Path) -> Result<ServeConfig, ConfigError> {
@@ -311,6 +327,12 @@ impl ServeConfig {
         config.log_file = file.log_file.map(resolve);
         config.handover_socket = file.handover_socket.map(resolve);
         config.release = file.release;
+        // With ZEO there is no database file to sit beside: the installation's var/.
+        config.secret_key_file = match (file.secret_key_file, &config.storage) {
+            (Some(p), _) => Some(resolve(p)),
+            (None, StorageConfig::Zeo(_)) => Some(resolve("var/secret.key".into())),
+            (None, StorageConfig::File(_)) => None,
+        };
         Ok(config)
     }
 }

@@ -16,7 +16,12 @@
 //! zeo = "127.0.0.1:8100"            # or file = "/srv/bbru/var/Data.fs"
 //! pid_file = "/srv/bbru/var/bbru.pid"
 //! log_file = "/srv/bbru/log/bbru.log"
+//! secret_key_file = "/srv/bbru/etc/secret.key"
 //! ```
+//!
+//! `etc/site.toml` and `etc/serve.toml` are written readable by their owner only (the
+//! bootstrap manager's password goes into site.toml); the secret key file named by
+//! `secret_key_file` is created (mode 0600) when missing, and never replaced.
 //!
 //! The templates are rendered with minijinja; strings go through its `tojson` filter,
 //! whose output is a valid TOML basic string.  Every rendered file is parsed back before
@@ -80,6 +85,10 @@ pub struct DeployServe {
     pub handover_socket: String,
     pub cache_objects: usize,
     pub connections: usize,
+    /// The secret key file (half of the signing secret, outside the database), the same
+    /// for every instance and release; created by `bbru configure` when missing.  Empty:
+    /// `secret.key` beside the embedded `file`.
+    pub secret_key_file: String,
 }
 
 impl Default for Deploy {
@@ -126,6 +135,7 @@ impl Default for DeployServe {
             handover_socket: String::new(),
             cache_objects: zodb::limits::CACHE_OBJECTS_DEFAULT,
             connections: 16,
+            secret_key_file: String::new(),
         }
     }
 }
@@ -152,6 +162,26 @@ pub enum ConfigureError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Key(#[from] crate::security::key::KeyError),
+}
+
+/// Writes `text` to `path` readable by its owner only (mode 0600), through a file beside
+/// and a rename, so a reader never sees half a file.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 impl Deploy {
@@ -233,8 +263,8 @@ pub fn configure(dir: &Path, deploy_file: Option<&Path>) -> Result<Vec<PathBuf>,
 }
 
 /// Writes `etc/site.toml`, `etc/serve.toml` and the systemd unit `etc/bbru.service` under
-/// `dir` for `deploy` (read from `deploy_file`, named in the files' header); returns
-/// their paths.
+/// `dir` for `deploy` (read from `deploy_file`, named in the files' header), and creates
+/// the secret key file `deploy` names when missing; returns the paths written.
 pub fn write(
     dir: &Path,
     deploy: &Deploy,
@@ -266,15 +296,18 @@ pub fn write(
         ("bbru.service", service),
     ] {
         let path = etc.join(name);
-        // Write beside, then rename: a reader never sees half a file.
-        let tmp = etc.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|source| ConfigureError::Write {
-                path: path.clone(),
-                source,
-            })?;
+        write_private(&path, &text).map_err(|source| ConfigureError::Write {
+            path: path.clone(),
+            source,
+        })?;
         written.push(path);
+    }
+    if !deploy.serve.secret_key_file.is_empty() {
+        let serve = ServeConfig::load(&etc.join("serve.toml")).map_err(ConfigureError::Rendered)?;
+        let key = serve.secret_key_path();
+        if crate::security::key::create(&key)? {
+            written.push(key);
+        }
     }
     Ok(written)
 }
@@ -341,6 +374,14 @@ mod tests {
         };
         let written = write(dir.path(), &deploy, None).unwrap();
         assert_eq!(written.len(), 3);
+        for name in ["site.toml", "serve.toml"] {
+            let meta = std::fs::metadata(dir.path().join("etc").join(name)).unwrap();
+            assert_eq!(
+                std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+                0o600,
+                "{name}"
+            );
+        }
         let unit = std::fs::read_to_string(dir.path().join("etc/bbru.service")).unwrap();
         let root = std::path::absolute(dir.path()).unwrap();
         assert!(
@@ -362,6 +403,32 @@ mod tests {
         );
         let serve = std::fs::read_to_string(dir.path().join("etc/serve.toml")).unwrap();
         assert!(serve.contains("release = \"bbru-1.2.3\""), "{serve}");
+    }
+
+    #[test]
+    fn the_secret_key_file_is_named_in_serve_toml_and_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("shared/secret.key");
+        let mut deploy = Deploy::default();
+        deploy.serve.secret_key_file = key.display().to_string();
+        let written = write(&dir.path().join("release"), &deploy, None).unwrap();
+        assert_eq!(written.last(), Some(&key), "{written:?}");
+        let mode = std::fs::metadata(&key).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+        let first = std::fs::read(&key).unwrap();
+        let serve = ServeConfig::load(&dir.path().join("release/etc/serve.toml")).unwrap();
+        assert_eq!(serve.secret_key_path(), key);
+        // Another release: the same key, untouched.
+        let written = write(&dir.path().join("next"), &deploy, None).unwrap();
+        assert_eq!(written.len(), 3);
+        assert_eq!(std::fs::read(&key).unwrap(), first);
+        // Without one: beside the embedded database.
+        let serve = serve_toml(&Deploy::default(), None).unwrap();
+        let parsed = ServeConfig::parse(&serve, Path::new("s"), Path::new("/srv/r")).unwrap();
+        assert_eq!(parsed.secret_key_path(), Path::new("/srv/r/var/secret.key"));
     }
 
     #[test]

@@ -192,6 +192,12 @@ fn outside_release(release: &Path, config: &crate::config::ServeConfig) -> Resul
             f.display()
         );
     }
+    let key = config.secret_key_path();
+    ensure!(
+        !inside(&key),
+        "the secret key file {} would be inside the release directory: set [serve] secret_key_file in deploy.toml to a path outside it (the same for every release)",
+        key.display()
+    );
     match &config.log_file {
         Some(l) => ensure!(
             !inside(l),
@@ -457,6 +463,11 @@ mod tests {
         let err = outside_release(release, &config).unwrap_err();
         assert!(err.to_string().contains("database"), "{err}");
         config.storage = StorageConfig::Zeo("127.0.0.1:8100".into());
+        // With ZEO the default key file is the release's var/secret.key.
+        config.secret_key_file = Some(release.join("var/secret.key"));
+        let err = outside_release(release, &config).unwrap_err();
+        assert!(err.to_string().contains("secret key file"), "{err}");
+        config.secret_key_file = Some("/srv/bbru/etc/secret.key".into());
         outside_release(release, &config).unwrap();
         config.log_file = Some(release.join("var/bbru.log"));
         assert!(

@@ -47,3 +47,8 @@ pub const SELFTEST_ZEO_WAIT: Duration = Duration::from_secs(10);
 
 /// How long one HTTP request of `bbru test`'s functional checks may take.
 pub const SELFTEST_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Shortest secret key accepted, in bytes of the file (surrounding whitespace aside): 32
+/// hex digits of a random source are 128 bits, the least a signing key should have; the
+/// file bbru makes holds 64 (256 bits).
+pub const SECRET_KEY_BYTES_MIN: usize = 32;

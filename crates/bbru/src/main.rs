@@ -380,7 +380,8 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let template = bbru::configure::site_toml(&bbru::configure::Deploy::default(), None)?;
-        std::fs::write(&config.site_config, template)
+        // Private: the bootstrap manager's password will be written in it.
+        bbru::configure::write_private(&config.site_config, &template)
             .with_context(|| format!("writing {}", config.site_config.display()))?;
         tracing::info!(path = %config.site_config.display(), "wrote the site configuration from its template");
     }
@@ -392,7 +393,12 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
         ..zodb::DbOptions::default()
     };
     let db = zodb::DB::with_options(storage.clone(), options).context("opening the database")?;
-    let mut app = bbru::startup::app(db, site, &config.site_config.display().to_string())?;
+    let key_path = config.secret_key_path();
+    let (key, created) = bbru::security::key::SecretKey::load_or_create(&key_path)?;
+    if created {
+        tracing::info!(path = %key_path.display(), "created the secret key file (keep it, and give every instance the same)");
+    }
+    let mut app = bbru::startup::app(db, site, &config.site_config.display().to_string(), &key)?;
     app.release = config.release.clone().unwrap_or_default();
     // Bound before the runtime starts: inherited from the running release's instance
     // through the handover socket when there is one, else bound with SO_REUSEPORT.

@@ -12,6 +12,7 @@ use crate::config::{ServeConfig, SiteConfig, StorageConfig};
 use crate::limits;
 use crate::model::Site;
 use crate::security::auth::RateLimiter;
+use crate::security::key::SecretKey;
 use crate::security::{AUTHENTICATED, EVERYBODY, Role, Setting};
 use crate::web::{App, metrics::Metrics, now};
 
@@ -64,8 +65,15 @@ fn local_manager_exists(db: &DB, site: zodb::PRef<Site>) -> Result<bool, zodb::E
 }
 
 /// Builds the application over `db`: creates the site if the database has none and a
-/// bootstrap manager is declared; logs what an operator must know.
-pub fn app(db: DB, config: SiteConfig, site_config_path: &str) -> Result<App, StartError> {
+/// bootstrap manager is declared; logs what an operator must know.  Sessions and CSRF
+/// tokens are signed with a secret derived from the site's stored one and `key` (kept
+/// outside the database).
+pub fn app(
+    db: DB,
+    config: SiteConfig,
+    site_config_path: &str,
+    key: &SecretKey,
+) -> Result<App, StartError> {
     let db_pool_size = db.pool_size().max(1);
     let mut conn = db.connection();
     let tx = conn.begin();
@@ -139,7 +147,7 @@ pub fn app(db: DB, config: SiteConfig, site_config_path: &str) -> Result<App, St
     let secret = match site {
         Some(site) => {
             let tx = conn.begin();
-            tx.get(site)?.secret.clone()
+            key.derive(&tx.get(site)?.secret)
         }
         None => String::new(),
     };

@@ -31,6 +31,18 @@ fn status_and_stop_daemon_exit_codes() {
         reply.contains("\"site\":\"not set up\""),
         "no site yet: {reply}"
     );
+    // The defaults are private: the database, the key file beside it, the site
+    // configuration (where the bootstrap manager's password goes).
+    for file in [
+        "var/Data.fs",
+        "var/Data.fs.lock",
+        "var/secret.key",
+        "etc/site.toml",
+    ] {
+        let meta = std::fs::metadata(dir.path().join(file)).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
     let o = bbru(dir.path(), &["serve", "--status"]);
     assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     // A second daemon on the same pid file is refused.

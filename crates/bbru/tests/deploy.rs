@@ -183,7 +183,7 @@ fn deploy_toml(work: &Path, base: &Path, listen: &str, zeo: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[site]\ntitle = \"Deployed\"\n[serve]\nlisten = \"{listen}\"\nzeo = \"{zeo}\"\nhandover_socket = \"{base}/run/bbru.sock\"\nlog_file = \"{base}/log/bbru.log\"\n",
+            "[site]\ntitle = \"Deployed\"\n[serve]\nlisten = \"{listen}\"\nzeo = \"{zeo}\"\nhandover_socket = \"{base}/run/bbru.sock\"\nlog_file = \"{base}/log/bbru.log\"\nsecret_key_file = \"{base}/etc/secret.key\"\n",
             base = base.display()
         ),
     )
@@ -215,9 +215,19 @@ fn rollback_returns_to_the_previous_release_while_it_is_there() {
     );
     let o = deploy(&base, &archives[0], &config);
     assert!(o.status.success(), "{}", output_text(&o));
+    // The secret key file is made once, private, outside the releases, and kept.
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o777
+    };
+    let key_file = base.join("etc/secret.key");
+    assert_eq!(mode(&key_file), 0o600);
+    assert_eq!(mode(&base.join("releases/bbru-1.0.0/etc/site.toml")), 0o600);
+    let key = std::fs::read(&key_file).unwrap();
     let o = deploy_with(&base, &archives[1], &config, &["--keep-previous"]);
     assert!(o.status.success(), "{}", output_text(&o));
     assert_eq!(live_release(&listen), "bbru-1.0.1");
+    assert_eq!(std::fs::read(&key_file).unwrap(), key);
     // The same release again is refused: a release directory is never overwritten.
     let o = deploy(&base, &archives[1], &config);
     assert!(

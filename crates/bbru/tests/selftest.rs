@@ -90,7 +90,13 @@ fn make_site(storage: Arc<dyn Storage>) -> DB {
         Path::new("site.toml"),
     )
     .unwrap();
-    let app = bbru::startup::app(db.clone(), config, "site.toml").unwrap();
+    let app = bbru::startup::app(
+        db.clone(),
+        config,
+        "site.toml",
+        &bbru::security::key::SecretKey::random(),
+    )
+    .unwrap();
     let site = app.site.unwrap();
     let mut conn = db.connection();
     let tx = conn.begin();

@@ -13,6 +13,7 @@
 //!   groups, Deny wins over Allow.
 
 pub mod auth;
+pub mod key;
 pub mod password;
 
 use std::collections::BTreeMap;

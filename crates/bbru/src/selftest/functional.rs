@@ -117,11 +117,15 @@ impl Session {
         });
         site.security.secure_cookies = SecureCookies::Never;
         let path = config.site_config.display().to_string();
+        // The instance's key when there is one (`bbru test` writes nothing); sessions of
+        // this throwaway site are never seen by another instance anyway.
+        let key = crate::security::key::SecretKey::load(&config.secret_key_path())
+            .unwrap_or_else(|_| crate::security::key::SecretKey::random());
         // What `app` logs is about the throwaway manager and the in-memory site (that
         // the manager is still declared, that the site was created): not for the log.
         let app =
             tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-                crate::startup::app(db, site, &path)
+                crate::startup::app(db, site, &path, &key)
             })
             .map_err(|e| format!("building the application: {}", error_chain(&e)))?;
         if app.site.is_none() {

@@ -65,7 +65,8 @@ fn instances_started_together_on_an_empty_database_share_one_site() {
             std::thread::spawn(move || {
                 let db = zodb::DB::open(storage).unwrap();
                 barrier.wait();
-                let app = bbru::startup::app(db, site_config(""), "site.toml").unwrap();
+                let app = bbru::startup::app(db, site_config(""), "site.toml", &crate::test_key())
+                    .unwrap();
                 (app.site.unwrap().oid(), app.secret.clone())
             })
         })

@@ -26,6 +26,11 @@ use zodb_storage::{MemoryStorage, Storage};
 /// The bootstrap manager every test site declares.
 pub const ADMIN: (&str, &str) = ("admin", "admin-password");
 
+/// The secret key file's key of the test instances.
+pub fn test_key() -> bbru::security::key::SecretKey {
+    bbru::security::key::SecretKey::new(*b"a key for the tests, 32 bytes or more")
+}
+
 /// A site served on a free port until dropped.
 pub struct Site {
     pub base: String,
@@ -70,7 +75,7 @@ pub fn start_keeping_bootstrap() -> Site {
 /// Starts a site over `storage` with `config`.
 pub fn start_with(storage: Arc<dyn Storage>, config: SiteConfig) -> Site {
     let db = DB::open(storage).unwrap();
-    let app = bbru::startup::app(db.clone(), config, "test-site.toml").unwrap();
+    let app = bbru::startup::app(db.clone(), config, "test-site.toml", &test_key()).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -155,3 +155,25 @@ fn the_bootstrap_managers_sessions_end_once_a_local_manager_exists() {
     let boss = logged_in(&site, "boss");
     assert_eq!(boss.get("/@@users").status(), 200);
 }
+
+#[test]
+fn the_database_alone_does_not_forge_a_session() {
+    let site = start();
+    let stored = {
+        let mut conn = site.db.connection();
+        let tx = conn.begin();
+        let s = bbru::model::Site::find(&tx).unwrap().unwrap();
+        tx.get(s).unwrap().secret.clone()
+    };
+    let lifetime = std::time::Duration::from_secs(3600);
+    // What a reader of Data.fs can sign: refused.
+    let forged = bbru::security::auth::sign_session(&stored, ADMIN.0, 0, true, lifetime);
+    let html = home_with(&site, &format!("bbru_session={forged}"));
+    assert!(!shows_logged_in(&html, ADMIN.0), "{html}");
+    // With the key file's half as well, the same session is good (the check above
+    // refused it for the missing half, nothing else).
+    let secret = crate::test_key().derive(&stored);
+    let signed = bbru::security::auth::sign_session(&secret, ADMIN.0, 0, true, lifetime);
+    let html = home_with(&site, &format!("bbru_session={signed}"));
+    assert!(shows_logged_in(&html, ADMIN.0), "{html}");
+}

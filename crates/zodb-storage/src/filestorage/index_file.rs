@@ -11,7 +11,7 @@
 //! here (the shapes are fixed and the file can hold millions of entries);
 //! reading goes through the general pickle decoder.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -149,7 +149,11 @@ pub fn save(data_fs: &Path, end: u64, index: &OidIndex) -> Result<()> {
     let tmp = sibling(data_fs, ".index.index_tmp");
     let bytes = encode(end, index);
     let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
+        let mut f = super::private_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, &path)

@@ -36,7 +36,7 @@ mod scan;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -214,6 +214,19 @@ pub struct FileStorage {
     open_report: OpenReport,
     /// Told of each commit by `write_batch` (see the module documentation).
     listeners: Listeners,
+}
+
+/// Permissions of every file the engine creates (`Data.fs`, its index, lock, pack and
+/// saved tails): the owner's only.  The database holds everything of value, the
+/// application's secrets included, so no other local user may read it.  (Files that
+/// exist already keep their mode.)
+pub const FILE_MODE: u32 = 0o600;
+
+/// `OpenOptions` that create files with [`FILE_MODE`].
+pub(crate) fn private_options() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.mode(FILE_MODE);
+    o
 }
 
 impl FileStorage {

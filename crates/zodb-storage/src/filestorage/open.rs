@@ -34,7 +34,7 @@ impl FileStorage {
         let file = if options.read_only {
             File::open(&path).map_err(|e| io_err("open", e))?
         } else {
-            OpenOptions::new()
+            private_options()
                 .read(true)
                 .write(true)
                 .create(true)
@@ -146,7 +146,7 @@ impl FileStorage {
 /// Rust processes exclude each other.
 fn take_lock(path: &Path) -> Result<File> {
     let lock_path = index_file::sibling(path, ".lock");
-    let mut f = OpenOptions::new()
+    let mut f = private_options()
         .read(true)
         .write(true)
         .create(true)
@@ -187,7 +187,10 @@ fn save_tail(file: &File, path: &Path, pos: u64, size: u64) -> Result<PathBuf> {
     let mut buf = vec![0u8; (size - pos) as usize];
     file.read_exact_at(&mut buf, pos)
         .map_err(|e| StorageError::io(format!("{}: read the damaged tail", path.display()), e))?;
-    let mut out = File::create(&target)
+    let mut out = private_options()
+        .write(true)
+        .create_new(true)
+        .open(&target)
         .map_err(|e| StorageError::io(format!("{}: create", target.display()), e))?;
     out.write_all(&buf)
         .and_then(|()| out.sync_all())

@@ -164,13 +164,19 @@ pub(super) fn pack(fs: &FileStorage, pack_time: Tid, gc: bool) -> Result<()> {
     let old_path = index_file::sibling(&path, ".old");
     let io_err = |what: &str, e| StorageError::io(format!("{}: {what}", pack_path.display()), e);
     let _ = fs::remove_file(&old_path);
-    let out_file = OpenOptions::new()
+    let out_file = super::private_options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
         .open(&pack_path)
         .map_err(|e| io_err("create", e))?;
+    // The packed file replaces Data.fs: it keeps the mode its owner gave it.
+    if let Ok(meta) = fs::metadata(&path) {
+        out_file
+            .set_permissions(meta.permissions())
+            .map_err(|e| io_err("chmod", e))?;
+    }
     let mut out = Output {
         file: out_file,
         pos: 0,

@@ -46,6 +46,43 @@ fn finish_writes_the_transaction_and_abort_leaves_nothing() {
 }
 
 #[test]
+fn files_the_storage_creates_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Data.fs");
+    let storage = FileStorage::open(&path).unwrap();
+    let mut tid = Tid::ZERO;
+    for n in 0..2 {
+        let t = storage.tpc_begin(TransactionMeta::new("u", "d")).unwrap();
+        storage.store(&t, Oid(0), tid, record(n, &[])).unwrap();
+        storage.vote(&t).unwrap();
+        tid = storage.finish(&t).unwrap();
+    }
+    assert_eq!(mode(&path), 0o600, "Data.fs");
+    assert_eq!(mode(&dir.path().join("Data.fs.lock")), 0o600, "the lock");
+    storage
+        .pack(Tid::now().later_than(storage.last_transaction()), true)
+        .unwrap();
+    assert_eq!(mode(&path), 0o600, "the packed Data.fs");
+    storage.close().unwrap();
+    assert_eq!(mode(&dir.path().join("Data.fs.index")), 0o600, "the index");
+    // A mode its owner chose is kept by a pack.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+    let storage = FileStorage::open(&path).unwrap();
+    let t = storage.tpc_begin(TransactionMeta::new("u", "d")).unwrap();
+    storage.store(&t, Oid(0), tid, record(3, &[])).unwrap();
+    storage.vote(&t).unwrap();
+    storage.finish(&t).unwrap();
+    storage
+        .pack(Tid::now().later_than(storage.last_transaction()), true)
+        .unwrap();
+    assert_eq!(mode(&path), 0o640);
+    storage.close().unwrap();
+}
+
+#[test]
 fn metadata_too_long_for_the_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let fs = FileStorage::open(dir.path().join("Data.fs")).unwrap();
