@@ -52,3 +52,11 @@ pub const SELFTEST_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// hex digits of a random source are 128 bits, the least a signing key should have; the
 /// file bbru makes holds 64 (256 bits).
 pub const SECRET_KEY_BYTES_MIN: usize = 32;
+
+/// Longest file name stored with an upload, in characters: what file systems allow
+/// (255), and the `Content-Disposition` of every download carries it.
+pub const FILENAME_CHARS_MAX: usize = 255;
+
+/// How many `item-<n>` names are tried for an item whose title gives no name (each try
+/// is a lookup in the folder).
+pub const NUMBERED_NAMES_MAX: usize = 1000;

@@ -4,6 +4,7 @@
 use zodb::{PRef, Transaction};
 
 use super::content::{ContentRef, File, Folder, Image, Kind, Meta, Page};
+use crate::limits;
 
 /// Field values given by a form or a JSON body; `None` leaves a field as it is.
 #[derive(Debug, Default, Clone)]
@@ -49,6 +50,15 @@ pub enum EditError {
     NotAnImage,
     #[error("the title is longer than 200 characters")]
     TitleTooLong,
+    #[error(
+        "{0:?} is not a valid content type: give a MIME type such as \"text/plain\" or \"application/pdf; charset=utf-8\""
+    )]
+    InvalidContentType(String),
+    #[error(
+        "{0:?} is not a valid file name: it must be 1 to {max} characters, without control characters (such as line breaks)",
+        max = limits::FILENAME_CHARS_MAX
+    )]
+    InvalidFilename(String),
     #[error(transparent)]
     Db(#[from] zodb::Error),
 }
@@ -68,18 +78,66 @@ pub fn image_type(data: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// A name derived from a title or file name: lower case, runs of other characters as `-`.
+/// Whether `content_type` may be stored as an upload's type (it becomes the
+/// `Content-Type` header of downloads): a MIME type as the `mime` crate parses it, of
+/// printable ASCII only (no line break can end the header early).
+pub fn valid_content_type(content_type: &str) -> bool {
+    content_type
+        .bytes()
+        .all(|b| b == b' ' || b.is_ascii_graphic())
+        && content_type.parse::<mime::Mime>().is_ok()
+}
+
+/// Whether `filename` may be stored as an upload's file name (it goes into the
+/// `Content-Disposition` of downloads, encoded): not blank, not too long, no control
+/// characters.
+pub fn valid_filename(filename: &str) -> bool {
+    !filename.trim().is_empty()
+        && filename.chars().count() <= limits::FILENAME_CHARS_MAX
+        && !filename.chars().any(char::is_control)
+}
+
+fn check_upload(upload: &Upload) -> Result<(), EditError> {
+    if !valid_content_type(&upload.content_type) {
+        return Err(EditError::InvalidContentType(upload.content_type.clone()));
+    }
+    if !valid_filename(&upload.filename) {
+        return Err(EditError::InvalidFilename(upload.filename.clone()));
+    }
+    Ok(())
+}
+
+/// A name derived from a title or file name: transliterated to ASCII (`deunicode`:
+/// "Привет" gives "privet", "日本" gives "ri-ben"), lower case, runs of other characters
+/// as `-`.  Empty when nothing usable is left (emoji only, say).
 pub fn name_from(text: &str) -> String {
+    let ascii = deunicode::deunicode_with_tofu(text.trim(), "-");
     let mut name = String::new();
-    for c in text.trim().chars() {
+    for c in ascii.chars() {
         if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
             name.push(c.to_ascii_lowercase());
         } else if !name.ends_with('-') {
             name.push('-');
         }
     }
+    // Transliteration leaves spaces before dots ("ri ben .txt").
+    let name = name.replace("-.", ".");
     let name = name.trim_matches(['-', '.']).to_owned();
     name.chars().take(100).collect()
+}
+
+/// The first free `item-<n>` of `folder` (n from 1), for titles that give no name.
+fn numbered_name(tx: &Transaction<'_>, folder: &Folder) -> Result<String, EditError> {
+    for n in 1..=limits::NUMBERED_NAMES_MAX {
+        let name = format!("item-{n}");
+        if !folder.items.contains_key(tx, &name)? {
+            return Ok(name);
+        }
+    }
+    Err(EditError::NameTaken(format!(
+        "item-1 … item-{}",
+        limits::NUMBERED_NAMES_MAX
+    )))
 }
 
 fn check_title(title: &str) -> Result<(), EditError> {
@@ -110,20 +168,27 @@ pub fn create(
         .or_else(|| fields.upload.as_ref().map(|u| u.filename.clone()))
         .unwrap_or_default();
     check_title(&title)?;
+    if let Some(upload) = &fields.upload {
+        check_upload(upload)?;
+    }
+    let folder = tx.get(parent)?;
     let name = if name.trim().is_empty() {
         let from = fields
             .upload
             .as_ref()
             .map(|u| u.filename.as_str())
             .unwrap_or(&title);
-        name_from(from)
+        match name_from(from) {
+            derived if valid_name(&derived) => derived,
+            // Nothing usable in the title: a numbered name.
+            _ => numbered_name(tx, &folder)?,
+        }
     } else {
         name.trim().to_owned()
     };
     if !valid_name(&name) {
         return Err(EditError::InvalidName(name));
     }
-    let folder = tx.get(parent)?;
     if folder.items.contains_key(tx, &name)? {
         return Err(EditError::NameTaken(name));
     }
@@ -181,6 +246,9 @@ pub fn apply(
     if let Some(title) = &fields.title {
         check_title(title)?;
     }
+    if let Some(upload) = &fields.upload {
+        check_upload(upload)?;
+    }
     if let (ContentRef::Image(_), Some(upload)) = (&target, &fields.upload)
         && image_type(&upload.data).is_none()
     {
@@ -231,6 +299,28 @@ mod tests {
     fn names_and_image_types() {
         assert_eq!(name_from("Install Guide (v2)!"), "install-guide-v2");
         assert_eq!(name_from("photo.PNG"), "photo.png");
+        assert_eq!(name_from("Привет, мир"), "privet-mir");
+        assert_eq!(name_from("Щука и ёж"), "shchuka-i-iozh");
+        assert_eq!(name_from("résumé 日本.txt"), "resume-ri-ben.txt");
+        assert_eq!(name_from("😀🎉"), "grinning-tada");
+        assert_eq!(name_from("\u{e000}\u{e001} !"), "");
+        assert!(valid_content_type("text/plain; charset=utf-8"));
+        assert!(valid_content_type(
+            "application/vnd.oasis.opendocument.text"
+        ));
+        for bad in [
+            "text/plain;\r\nSet-Cookie: x",
+            "text/plain\0",
+            "text",
+            "",
+            "текст/plain",
+        ] {
+            assert!(!valid_content_type(bad), "{bad:?}");
+        }
+        assert!(valid_filename("résumé 日本.txt"));
+        for bad in ["", "  ", "a\nb.txt", "a\0", &"x".repeat(256)] {
+            assert!(!valid_filename(bad), "{bad:?}");
+        }
         assert_eq!(image_type(b"\x89PNG\r\n\x1a\nrest"), Some("image/png"));
         assert_eq!(image_type(b"<svg onload=alert(1)>"), None);
     }

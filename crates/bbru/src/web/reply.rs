@@ -57,6 +57,39 @@ pub fn same_origin_path(value: &str) -> Option<String> {
     Some(out)
 }
 
+/// Characters RFC 5987 lets through unencoded in an extended value (`attr-char`).
+const ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// `Content-Disposition` of a download named `name` (RFC 6266): the name itself as
+/// `filename*` (UTF-8, percent-encoded, RFC 5987), and an ASCII `filename` for old
+/// clients, transliterated ("résumé 日本.txt" gives "resume Ri Ben .txt").
+pub fn content_disposition(name: &str) -> String {
+    let fallback: String = deunicode::deunicode_with_tofu(name, "_")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || " .-_()[]+,".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded = percent_encoding::utf8_percent_encode(name, ATTR_CHAR);
+    format!("inline; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
 /// Percent-encodes names into a URL path ("/" for none).
 pub fn url_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let mut url = String::new();
@@ -98,17 +131,19 @@ pub(super) fn render_reply(reply: Reply) -> Response {
             data,
             filename,
         } => {
+            // Types are checked when stored; one stored before that was checked (or
+            // otherwise unfit for a header) is served as bytes, not as a 500.
+            let content_type = HeaderValue::from_str(&content_type).unwrap_or_else(|_| {
+                tracing::warn!(content_type = %content_type.escape_debug(), "stored content type unfit for a header; served as application/octet-stream");
+                HeaderValue::from_static("application/octet-stream")
+            });
             let mut response = ([(header::CONTENT_TYPE, content_type)], data).into_response();
-            if let Some(name) = filename {
-                let safe: String = name
-                    .chars()
-                    .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
-                    .collect();
-                if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{safe}\"")) {
-                    response
-                        .headers_mut()
-                        .insert(header::CONTENT_DISPOSITION, v);
-                }
+            if let Some(name) = filename
+                && let Ok(v) = HeaderValue::from_str(&content_disposition(&name))
+            {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_DISPOSITION, v);
             }
             response
         }
@@ -127,7 +162,19 @@ pub(super) fn render_reply(reply: Reply) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::same_origin_path;
+    use super::{content_disposition, same_origin_path};
+
+    #[test]
+    fn download_names_survive_in_utf8_with_an_ascii_fallback() {
+        assert_eq!(
+            content_disposition("résumé 日本.txt"),
+            "inline; filename=\"resume Ri Ben .txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%E6%97%A5%E6%9C%AC.txt"
+        );
+        assert_eq!(
+            content_disposition("a\"b\\c;d.txt"),
+            "inline; filename=\"a_b_c_d.txt\"; filename*=UTF-8''a%22b%5Cc%3Bd.txt"
+        );
+    }
 
     #[test]
     fn redirect_targets_stay_on_this_site() {

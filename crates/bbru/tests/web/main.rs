@@ -9,6 +9,7 @@ mod api;
 mod basics;
 mod bootstrap;
 mod grants;
+mod headers;
 mod history;
 mod manage;
 mod matrix;
