@@ -206,6 +206,8 @@ struct ServeFile {
     release: Option<String>,
     secret_key_file: Option<PathBuf>,
     #[serde(default)]
+    trusted_proxies: Vec<String>,
+    #[serde(default)]
     storage: StorageSection,
 }
 
@@ -238,6 +240,9 @@ pub struct ServeConfig {
     /// The secret key file (half of the signing secret, kept outside the database); `None`:
     /// the default, see [`ServeConfig::secret_key_path`].
     pub secret_key_file: Option<PathBuf>,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` names the client;
+    /// none by default: the peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServeConfig {
@@ -253,6 +258,7 @@ impl Default for ServeConfig {
             handover_socket: None,
             release: None,
             secret_key_file: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -327,6 +333,18 @@ impl ServeConfig {
         config.log_file = file.log_file.map(resolve);
         config.handover_socket = file.handover_socket.map(resolve);
         config.release = file.release;
+        for proxy in &file.trusted_proxies {
+            let net = proxy
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| proxy.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ConfigError::Invalid {
+                    path: path.to_owned(),
+                    message: format!(
+                        "trusted_proxies: {proxy:?} is not an IP address or network (such as \"127.0.0.1\" or \"10.0.0.0/8\")"
+                    ),
+                })?;
+            config.trusted_proxies.push(net);
+        }
         // With ZEO there is no database file to sit beside: the installation's var/.
         config.secret_key_file = match (file.secret_key_file, &config.storage) {
             (Some(p), _) => Some(resolve(p)),

@@ -17,6 +17,7 @@
 //! pid_file = "/srv/bbru/var/bbru.pid"
 //! log_file = "/srv/bbru/log/bbru.log"
 //! secret_key_file = "/srv/bbru/etc/secret.key"
+//! trusted_proxies = ["127.0.0.1"]  # the reverse proxy in front, if any
 //! ```
 //!
 //! `etc/site.toml` and `etc/serve.toml` are written readable by their owner only (the
@@ -89,6 +90,9 @@ pub struct DeployServe {
     /// for every instance and release; created by `bbru configure` when missing.  Empty:
     /// `secret.key` beside the embedded `file`.
     pub secret_key_file: String,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (addresses or networks);
+    /// empty: none (the peer is the client).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Deploy {
@@ -136,6 +140,7 @@ impl Default for DeployServe {
             cache_objects: zodb::limits::CACHE_OBJECTS_DEFAULT,
             connections: 16,
             secret_key_file: String::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -359,6 +364,21 @@ mod tests {
             parsed.storage,
             crate::config::StorageConfig::Zeo("10.0.0.5:8100".into())
         );
+        assert!(parsed.trusted_proxies.is_empty(), "none by default");
+        let mut behind: Deploy = deploy.clone();
+        behind.serve.trusted_proxies = vec!["127.0.0.1".into(), "10.0.0.0/8".into()];
+        let serve = serve_toml(&behind, None).unwrap();
+        let parsed = ServeConfig::parse(&serve, Path::new("s"), Path::new("/x")).unwrap();
+        assert_eq!(
+            parsed.trusted_proxies,
+            vec![
+                "127.0.0.1/32".parse::<ipnet::IpNet>().unwrap(),
+                "10.0.0.0/8".parse().unwrap()
+            ]
+        );
+        behind.serve.trusted_proxies = vec!["localhost".into()];
+        let err = serve_toml(&behind, None).unwrap_err();
+        assert!(format!("{:#}", anyhow::Error::new(err)).contains("localhost"));
         assert_eq!(
             parsed.log_file,
             Some(PathBuf::from("/srv/bbru/log/bbru.log"))

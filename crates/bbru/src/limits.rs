@@ -38,9 +38,23 @@ pub const UNDO_LOOKUP_ENTRIES_MAX: usize = 1000;
 /// the users views and the bootstrap manager of `etc/site.toml`.
 pub const PASSWORD_CHARS_MIN: usize = 8;
 
-/// How many addresses' worth of failed logins one account may take in a window (the
-/// per-login limit is this times the per-address one).
+/// How many addresses' worth of failed logins one account may take in a window before
+/// it is throttled (this times the per-address `login_attempts_max`).
 pub const LOGIN_ADDRESSES_PER_ACCOUNT: u32 = 4;
+
+/// Longest wait between two login attempts on a throttled account from an address that
+/// never logged into it: the wait doubles with each failure from 1 s up to this, so a
+/// guesser gets about one guess a minute per account, and the owner, from a new
+/// address, waits at most this long.
+pub const LOGIN_DELAY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Addresses remembered per account as ones it logged in from (exempt from the
+/// account's throttle), the most recent kept.
+pub const LOGIN_KNOWN_ADDRESSES_MAX: usize = 8;
+
+/// Keys a login rate limiter keeps before it forgets the expired ones (memory bound
+/// under a spray of distinct logins or addresses).
+pub const LOGIN_LIMITER_KEYS_MAX: usize = 100_000;
 
 /// How long `bbru test`'s connectivity check waits for a ZEO server.
 pub const SELFTEST_ZEO_WAIT: Duration = Duration::from_secs(10);

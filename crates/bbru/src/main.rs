@@ -400,6 +400,7 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
     }
     let mut app = bbru::startup::app(db, site, &config.site_config.display().to_string(), &key)?;
     app.release = config.release.clone().unwrap_or_default();
+    app.trusted_proxies = config.trusted_proxies.clone();
     // Bound before the runtime starts: inherited from the running release's instance
     // through the handover socket when there is one, else bound with SO_REUSEPORT.
     let bound = bbru::listen::bind(&config.listen, config.handover_socket.as_deref())

@@ -11,7 +11,7 @@ use zodb_storage::{FileStorage, Storage};
 use crate::config::{ServeConfig, SiteConfig, StorageConfig};
 use crate::limits;
 use crate::model::Site;
-use crate::security::auth::RateLimiter;
+use crate::security::auth::{AccountThrottle, RateLimiter};
 use crate::security::key::SecretKey;
 use crate::security::{AUTHENTICATED, EVERYBODY, Role, Setting};
 use crate::web::{App, metrics::Metrics, now};
@@ -153,7 +153,7 @@ pub fn app(
     };
     let window = Duration::from_secs(config.security.login_window_seconds);
     let limiter = RateLimiter::new(config.security.login_attempts_max, window);
-    let login_limiter = RateLimiter::new(
+    let account_throttle = AccountThrottle::new(
         config
             .security
             .login_attempts_max
@@ -168,7 +168,8 @@ pub fn app(
         bootstrap,
         bootstrap_keep,
         limiter,
-        login_limiter,
+        account_throttle,
+        trusted_proxies: Vec::new(),
         metrics: Metrics::default(),
         site_config_path: site_config_path.to_owned(),
         release: String::new(),

@@ -2,11 +2,22 @@
 //! session is a cookie signed with the site's secret (kept in the database, so every
 //! instance checks what any instance signed), revoked by bumping the user's
 //! `session_generation`; a CSRF token is the HMAC of a random per-browser cookie
-//! (double-submit), so it needs no server state either.  Only the login rate limiter is
+//! (double-submit), so it needs no server state either.  Only the login rate limits are
 //! per instance (in memory): an attacker spreading attempts over N instances gets N times
-//! the budget, which the limit is sized for.
+//! the budget, which the limits are sized for.
+//!
+//! Failed logins are limited twice.  Per client address and login ([`RateLimiter`]): a
+//! few failures in a window, then that address is refused for that login until the
+//! window passes (it hurts only the address guessing).  Per account, from all addresses
+//! together ([`AccountThrottle`]): a larger budget, then attempts are slowed down rather
+//! than refused for good — each one must wait after the last failure, the wait doubling
+//! up to [`limits::LOGIN_DELAY_MAX`] — so rotating addresses buys a guesser about one
+//! guess a minute, and nobody can lock an account by failing on purpose: the addresses
+//! the account logged in from before are not throttled at all (the owner at their usual
+//! address is never refused because others failed), and the owner at a new address
+//! waits at most the longest delay.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -14,6 +25,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use sha2::Sha256;
+
+use crate::limits;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "bbru_session";
@@ -177,7 +190,7 @@ impl RateLimiter {
 
     pub fn failed(&self, key: &str) {
         let mut map = self.failures.lock();
-        if map.len() > 100_000 {
+        if map.len() > limits::LOGIN_LIMITER_KEYS_MAX {
             // Bounded memory under a spray of distinct keys: forget the old ones.
             let window = self.window;
             map.retain(|_, (_, since)| since.elapsed() <= window);
@@ -188,6 +201,101 @@ impl RateLimiter {
 
     pub fn succeeded(&self, key: &str) {
         self.failures.lock().remove(key);
+    }
+}
+
+/// Failed logins per account from every address: past a budget, each attempt from an
+/// address the account never logged in from must wait after the last failure (see the
+/// module documentation).  Time is passed in, so the logic is tested without sleeping.
+#[derive(Debug)]
+pub struct AccountThrottle {
+    accounts: Mutex<HashMap<String, Account>>,
+    /// Failures allowed before the throttle applies.
+    free: u32,
+    /// Failures are forgotten once none came for this long.
+    window: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Account {
+    failures: u32,
+    last_failure: Option<Instant>,
+    /// Addresses the account logged in from, the most recent last.
+    known: VecDeque<String>,
+}
+
+impl AccountThrottle {
+    pub fn new(free: u32, window: Duration) -> AccountThrottle {
+        AccountThrottle {
+            accounts: Mutex::new(HashMap::new()),
+            free,
+            window,
+        }
+    }
+
+    /// `Ok` when `client` may try `login` at `now`; else how long it must wait.
+    pub fn check(&self, login: &str, client: &str, now: Instant) -> Result<(), Duration> {
+        let mut accounts = self.accounts.lock();
+        let Some(account) = accounts.get_mut(login) else {
+            return Ok(());
+        };
+        let Some(last) = account.last_failure else {
+            return Ok(());
+        };
+        if now.saturating_duration_since(last) > self.window {
+            account.failures = 0;
+            account.last_failure = None;
+            return Ok(());
+        }
+        if account.failures < self.free || account.known.iter().any(|a| a == client) {
+            return Ok(());
+        }
+        let wait = self.delay(account.failures);
+        let ready = last + wait;
+        if now >= ready {
+            Ok(())
+        } else {
+            Err(ready - now)
+        }
+    }
+
+    /// The wait after `failures` failures (past the free budget): 1 s, doubling.
+    fn delay(&self, failures: u32) -> Duration {
+        let over = failures.saturating_sub(self.free).min(16);
+        Duration::from_secs(1u64 << over).min(limits::LOGIN_DELAY_MAX)
+    }
+
+    pub fn failed(&self, login: &str, now: Instant) {
+        let mut accounts = self.accounts.lock();
+        if accounts.len() > limits::LOGIN_LIMITER_KEYS_MAX {
+            let window = self.window;
+            accounts.retain(|_, a| {
+                !a.known.is_empty()
+                    || a.last_failure
+                        .is_some_and(|l| now.saturating_duration_since(l) <= window)
+            });
+        }
+        let account = accounts.entry(login.to_owned()).or_default();
+        if account
+            .last_failure
+            .is_some_and(|l| now.saturating_duration_since(l) > self.window)
+        {
+            account.failures = 0;
+        }
+        account.failures = account.failures.saturating_add(1);
+        account.last_failure = Some(now);
+    }
+
+    /// A correct password for `login` from `client`: the address is remembered as the
+    /// account's.  Failures from others are kept (a guesser keeps waiting).
+    pub fn succeeded(&self, login: &str, client: &str) {
+        let mut accounts = self.accounts.lock();
+        let account = accounts.entry(login.to_owned()).or_default();
+        account.known.retain(|a| a != client);
+        account.known.push_back(client.to_owned());
+        while account.known.len() > limits::LOGIN_KNOWN_ADDRESSES_MAX {
+            account.known.pop_front();
+        }
     }
 }
 
@@ -234,6 +342,51 @@ mod tests {
         let forged = format!("{}.{sig}", URL_SAFE_NO_PAD.encode(b"{\"op\":\"copy\"}"));
         assert!(verify("k", "clipboard", &forged).is_none());
         assert!(verify("k", "clipboard", "no-dot").is_none());
+    }
+
+    #[test]
+    fn a_throttled_account_slows_guessers_down_and_lets_its_owner_in() {
+        let t = AccountThrottle::new(3, Duration::from_secs(300));
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        t.succeeded("bob", "owner");
+        // Three free failures from rotating addresses.
+        for i in 0..3 {
+            assert_eq!(t.check("bob", &format!("10.0.0.{i}"), at(0)), Ok(()));
+            t.failed("bob", at(0));
+        }
+        // Then each must wait after the last failure: 1 s, 2 s, 4 s, ...
+        assert_eq!(
+            t.check("bob", "10.0.0.9", at(0)),
+            Err(Duration::from_secs(1))
+        );
+        assert_eq!(t.check("bob", "10.0.0.9", at(1)), Ok(()));
+        t.failed("bob", at(1));
+        assert!(t.check("bob", "10.0.0.10", at(2)).is_err());
+        assert_eq!(t.check("bob", "10.0.0.10", at(3)), Ok(()));
+        // The owner's address is never held back; other accounts neither.
+        assert_eq!(t.check("bob", "owner", at(1)), Ok(()));
+        assert_eq!(t.check("carol", "10.0.0.9", at(1)), Ok(()));
+        // However many failures, the wait stays bounded.
+        for s in 0..100 {
+            t.failed("bob", at(10 + s));
+        }
+        assert_eq!(
+            t.check("bob", "10.0.0.9", at(109)),
+            Err(limits::LOGIN_DELAY_MAX)
+        );
+        assert_eq!(
+            t.check(
+                "bob",
+                "new-address-of-the-owner",
+                at(109) + limits::LOGIN_DELAY_MAX
+            ),
+            Ok(())
+        );
+        // A quiet window forgets the failures.
+        assert_eq!(t.check("bob", "10.0.0.9", at(109 + 301)), Ok(()));
+        t.failed("bob", at(109 + 302));
+        assert_eq!(t.check("bob", "10.0.0.9", at(109 + 302)), Ok(()));
     }
 
     #[test]

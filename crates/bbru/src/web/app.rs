@@ -1,16 +1,18 @@
 //! The instance's shared state ([`App`]) and what it answers about itself: the cookies it
 //! sets (flags, the session cookie and its lifetime) and the login rate limits it keeps.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
+use ipnet::IpNet;
 use zodb::{DB, PRef, Transaction};
 
 use crate::config::{SecureCookies, SiteConfig};
 use crate::model::Site;
 use crate::security::Principal;
-use crate::security::auth::{self, RateLimiter};
+use crate::security::auth::{self, AccountThrottle, RateLimiter};
 
 use super::metrics;
 
@@ -29,9 +31,13 @@ pub struct App {
     pub bootstrap_keep: bool,
     /// Failed logins per client address and login.
     pub limiter: RateLimiter,
-    /// Failed logins per login from any address (a larger budget), so rotating
-    /// addresses does not lift the limit on one account.
-    pub login_limiter: RateLimiter,
+    /// Failed logins per login from any address (a larger budget, then a growing wait
+    /// for addresses the account never logged in from), so rotating addresses does not
+    /// lift the limit on one account, and failing on purpose locks nobody out.
+    pub account_throttle: AccountThrottle,
+    /// Peers whose `X-Forwarded-For` is believed (`trusted_proxies` of
+    /// `etc/serve.toml`; none by default).
+    pub trusted_proxies: Vec<IpNet>,
     pub metrics: metrics::Metrics,
     /// Where the site configuration lives (for the messages that mention it).
     pub site_config_path: String,
@@ -77,17 +83,29 @@ impl App {
 
     /// Whether another login attempt for `login` from `client` may be checked now.
     pub fn login_allowed(&self, client: &str, login: &str) -> bool {
-        self.limiter.allowed(&format!("{client}|{login}")) && self.login_limiter.allowed(login)
+        self.limiter.allowed(&format!("{client}|{login}"))
+            && self
+                .account_throttle
+                .check(login, client, Instant::now())
+                .is_ok()
     }
 
     pub fn login_failed(&self, client: &str, login: &str) {
         self.limiter.failed(&format!("{client}|{login}"));
-        self.login_limiter.failed(login);
+        self.account_throttle.failed(login, Instant::now());
     }
 
     pub fn login_succeeded(&self, client: &str, login: &str) {
         self.limiter.succeeded(&format!("{client}|{login}"));
-        self.login_limiter.succeeded(login);
+        self.account_throttle.succeeded(login, client);
+    }
+
+    /// The client's address: the peer's, unless the peer is a trusted proxy; then the
+    /// right-most address of `X-Forwarded-For` that is not a trusted proxy (each proxy
+    /// appends the address it got the request from, so entries left of it were written
+    /// by the client and prove nothing).  Entries that are no address end the walk.
+    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> String {
+        client_address(peer, headers, &self.trusted_proxies)
     }
 
     /// Whether cookies this request sets get the `Secure` flag.
@@ -121,6 +139,33 @@ impl App {
     }
 }
 
+fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> String {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = peer.to_canonical();
+    if !is_trusted(&client) {
+        return client.to_string();
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    for entry in forwarded.iter().rev() {
+        match entry.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip.to_canonical();
+                if !is_trusted(&client) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client.to_string()
+}
+
 /// Lifetime of a session cookie.
 pub fn session_lifetime(app: &App) -> Duration {
     Duration::from_secs(app.config.security.session_hours * 3600)
@@ -147,4 +192,47 @@ pub fn session_cookie(
         &value,
         Some(lifetime.as_secs()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies_right_to_left() {
+        let headers = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("x-forwarded-for", v.parse().unwrap());
+            }
+            h
+        };
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let remote: IpAddr = "203.0.113.7".parse().unwrap();
+        let proxies: Vec<IpNet> = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+        let forged = headers(&["6.6.6.6, 198.51.100.2"]);
+        // No trusted proxies (the default): the header is ignored, even from loopback.
+        assert_eq!(client_address(local, &forged, &[]), "127.0.0.1");
+        // A peer that is no trusted proxy: ignored.
+        assert_eq!(client_address(remote, &forged, &proxies), "203.0.113.7");
+        // Behind the proxy: the right-most entry, not the client-chosen left-most one.
+        assert_eq!(client_address(local, &forged, &proxies), "198.51.100.2");
+        // Trusted hops are skipped, over several headers.
+        let chain = headers(&["6.6.6.6", "198.51.100.2, 10.1.2.3"]);
+        assert_eq!(client_address(local, &chain, &proxies), "198.51.100.2");
+        // Garbage ends the walk at the last proxy that vouched for something.
+        let junk = headers(&["198.51.100.2, not-an-address, 10.1.2.3"]);
+        assert_eq!(client_address(local, &junk, &proxies), "10.1.2.3");
+        // No header: the proxy itself.
+        assert_eq!(
+            client_address(local, &HeaderMap::new(), &proxies),
+            "127.0.0.1"
+        );
+        // IPv4 in IPv6 (a dual-stack listener) is the IPv4 address.
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(client_address(mapped, &forged, &proxies), "198.51.100.2");
+    }
 }

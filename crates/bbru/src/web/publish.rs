@@ -42,7 +42,7 @@ pub struct Ctx<'a> {
     pub csrf: String,
     pub wants_json: bool,
     pub site: PRef<Site>,
-    /// The client's address (from `X-Forwarded-For` only when the peer is a local proxy).
+    /// The client's address (from `X-Forwarded-For` only when the peer is a trusted proxy).
     pub client: String,
 }
 
@@ -318,17 +318,8 @@ async fn publish(
             .query()
             .and_then(|q| serde_urlencoded::from_str(q).ok())
             .unwrap_or_default(),
-        // Behind a local reverse proxy, the client is the proxy's first forwarded
-        // address; a remote peer's X-Forwarded-For is not trusted.
-        client: match parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-        {
-            Some(forwarded) if peer.ip().is_loopback() => forwarded.trim().to_owned(),
-            _ => peer.ip().to_string(),
-        },
+        // X-Forwarded-For only from the proxies serve.toml trusts.
+        client: app.client_address(peer.ip(), &parts.headers),
         csrf_cookie: cookie(&parts.headers, auth::CSRF_COOKIE)
             .map(str::to_owned)
             .unwrap_or_else(auth::new_csrf_cookie),

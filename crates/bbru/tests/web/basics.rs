@@ -205,26 +205,42 @@ fn health_answers_after_reading_the_database() {
     assert!(metrics.contains("bbru_storage_loads_total"), "{metrics}");
 }
 
+/// A login through the form from `forwarded` (as a proxy would say), with `password`.
+fn login_via_proxy(
+    b: &crate::Browser,
+    token: &str,
+    forwarded: &str,
+    password: &str,
+) -> reqwest::blocking::Response {
+    b.client
+        .post(b.url("/@@login"))
+        .header("x-forwarded-for", forwarded)
+        .form(&[("login", "admin"), ("password", password), ("_csrf", token)])
+        .send()
+        .unwrap()
+}
+
+/// A site whose instance trusts the local proxy (the tests' client is on loopback).
+fn start_behind_proxy() -> crate::Site {
+    crate::start_adjusted(
+        std::sync::Arc::new(zodb_storage::MemoryStorage::new("test")),
+        crate::site_config(""),
+        |app| app.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()],
+    )
+}
+
 #[test]
 fn rotating_forwarded_addresses_does_not_lift_the_limit_on_one_account() {
-    let site = start();
+    let site = start_behind_proxy();
     let b = site.browser();
     let token = b.csrf();
+    // The owner logs in from their usual address first.
+    let r = login_via_proxy(&b, &token, "198.51.100.1", ADMIN.1);
+    assert_eq!(r.status(), 303);
     let mut limited = false;
     for i in 0..30 {
-        // Forged per request: the tests' client is a loopback peer, so the address is
-        // taken from the header, as behind a local proxy.
-        let r = b
-            .client
-            .post(b.url("/@@login"))
-            .header("x-forwarded-for", format!("10.0.0.{i}"))
-            .form(&[
-                ("login", "admin"),
-                ("password", "wrong"),
-                ("_csrf", token.as_str()),
-            ])
-            .send()
-            .unwrap();
+        // The client-chosen part of the header is ignored; the proxy's entry counts.
+        let r = login_via_proxy(&b, &token, &format!("6.6.6.6, 10.0.0.{i}"), "wrong");
         if r.status() == 429 {
             limited = true;
             assert!(
@@ -238,4 +254,40 @@ fn rotating_forwarded_addresses_does_not_lift_the_limit_on_one_account() {
         limited,
         "30 failed logins on one account from 30 addresses were all checked"
     );
+    // The account is slowed down for guessers, not locked for its owner: the right
+    // password from the owner's usual address gets in at once.
+    let r = login_via_proxy(&b, &token, "198.51.100.1", ADMIN.1);
+    assert_eq!(r.status(), 303, "{}", r.text().unwrap_or_default());
+    // A guesser's address is still held back.
+    let r = login_via_proxy(&b, &token, "10.0.0.99", ADMIN.1);
+    assert_eq!(r.status(), 429);
+}
+
+#[test]
+fn forwarded_addresses_are_ignored_unless_the_proxy_is_trusted() {
+    // By default no proxy is trusted: forged headers change nothing, the five failures
+    // are the loopback peer's.
+    let site = start();
+    let b = site.browser();
+    let token = b.csrf();
+    for i in 0..5 {
+        let r = login_via_proxy(&b, &token, &format!("10.0.0.{i}"), "wrong");
+        assert_eq!(r.status(), 200);
+    }
+    let r = login_via_proxy(&b, &token, "10.0.0.99", ADMIN.1);
+    assert_eq!(r.status(), 429, "the same client, whatever the header says");
+    // Behind a trusted proxy, the left-most (client-chosen) entry is not the client:
+    // rotating it does not escape the per-address limit.
+    let site = start_behind_proxy();
+    let b = site.browser();
+    let token = b.csrf();
+    for i in 0..5 {
+        let r = login_via_proxy(&b, &token, &format!("10.9.9.{i}, 198.51.100.7"), "wrong");
+        assert_eq!(r.status(), 200);
+    }
+    let r = login_via_proxy(&b, &token, "10.9.9.99, 198.51.100.7", ADMIN.1);
+    assert_eq!(r.status(), 429);
+    // Another client behind the same proxy is not affected.
+    let r = login_via_proxy(&b, &token, "198.51.100.8", ADMIN.1);
+    assert_eq!(r.status(), 303);
 }

@@ -75,8 +75,19 @@ pub fn start_keeping_bootstrap() -> Site {
 
 /// Starts a site over `storage` with `config`.
 pub fn start_with(storage: Arc<dyn Storage>, config: SiteConfig) -> Site {
+    start_adjusted(storage, config, |_| {})
+}
+
+/// Starts a site over `storage` with `config`, its application changed by `adjust`
+/// first (as `bbru serve` applies `etc/serve.toml`).
+pub fn start_adjusted(
+    storage: Arc<dyn Storage>,
+    config: SiteConfig,
+    adjust: impl FnOnce(&mut bbru::web::App),
+) -> Site {
     let db = DB::open(storage).unwrap();
-    let app = bbru::startup::app(db.clone(), config, "test-site.toml", &test_key()).unwrap();
+    let mut app = bbru::startup::app(db.clone(), config, "test-site.toml", &test_key()).unwrap();
+    adjust(&mut app);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
