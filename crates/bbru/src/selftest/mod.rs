@@ -28,8 +28,9 @@
 //!    browser uses the site: health, log in through the form (with the CSRF token of the
 //!    login page), add a folder and a page through the add forms, view the page
 //!    (rendered Markdown), edit it, see it in the folder's listing, check an anonymous
-//!    client is asked to log in (401) when it tries to edit, log out.  Each step is one
-//!    check; after a failed step the remaining ones are reported as not run.
+//!    client is refused (401, or 404 where visitors may not see the page) when it tries
+//!    to edit, log out.  Each step is one check; after a failed step the remaining ones
+//!    are reported as not run.
 //!
 //! The copy of the site configuration also sets `secure_cookies = "never"`: the checks
 //! talk plain HTTP to 127.0.0.1, where a client keeps no `Secure` cookie.

@@ -49,6 +49,18 @@ pub struct Upload {
     pub data: Vec<u8>,
 }
 
+/// Whether `e` (from `to_bytes`) is the length limit, not the body's own error.
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 /// Reads the body (bounded), parses forms, uploads and JSON.
 pub(super) async fn read_input(
     app: &App,
@@ -56,11 +68,30 @@ pub(super) async fn read_input(
     body: Body,
 ) -> Result<Input, AppError> {
     let limit = app.config.site.upload_size_max + limits::BODY_OVERHEAD_BYTES;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+    let too_large = || {
         AppError::TooLarge(format!(
             "the request is larger than the {} bytes this site accepts",
             app.config.site.upload_size_max
         ))
+    };
+    // Refused from the announced length, before the body is polled: hyper answers
+    // `Expect: 100-continue` only when the body is first read, so a client asking
+    // whether it may send too much is told no (413) and sends nothing.
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // Over the limit, or a body that is not well-formed HTTP (a bad chunk size, a
+        // connection closed early): the client's mistake, said as such.
+        if is_length_limit(&e) {
+            too_large()
+        } else {
+            AppError::BadRequest(format!("the request body could not be read: {e}"))
+        }
     })?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -125,4 +156,26 @@ pub(super) async fn read_input(
         )));
     }
     Ok(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_length_limit;
+    use axum::body::{Body, Bytes};
+
+    #[test]
+    fn the_length_limit_is_told_apart_from_a_broken_body() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let too_long = Body::from(vec![b'a'; 100]);
+        let e = rt.block_on(axum::body::to_bytes(too_long, 10)).unwrap_err();
+        assert!(is_length_limit(&e), "{e}");
+        let broken = Body::from_stream(futures_util::stream::iter([
+            Ok(Bytes::from_static(b"abc")),
+            Err(std::io::Error::other("bad chunk size")),
+        ]));
+        let e = rt.block_on(axum::body::to_bytes(broken, 10)).unwrap_err();
+        assert!(!is_length_limit(&e), "{e}");
+    }
 }

@@ -237,6 +237,17 @@ impl App {
                 Credentials::Session(s) => self.session_principal(tx, site, s)?,
             };
             let path = traverse(tx, site, &names)?;
+            // What a visitor may not see does not exist for them: a hidden item answers
+            // as a missing one (404, whatever the view or method), so its name is not
+            // revealed by a login prompt.  The root is no secret (a private site asks
+            // visitors to log in); users who may not see an item are told so (403).
+            if !principal.is_authenticated() && path.len() > 1 {
+                let grants: Vec<&security::Grants> =
+                    path.iter().map(|s| &s.content.meta().grants).collect();
+                if !security::allowed(&principal, &grants, Permission::View) {
+                    return Err(AppError::NotFound);
+                }
+            }
             let kind = path.last().expect("non-empty").content.kind();
             let found = views::find(kind, path.len() == 1, &view, &request.method, wants_json)?;
             let ctx = Ctx {

@@ -153,6 +153,8 @@ pub fn error_page(status: StatusCode, message: &str) -> String {
                     h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
                     p.error { (message) }
                     @if status == StatusCode::UNAUTHORIZED { p { a href="/@@login" { "Log in" } } }
+                    // Hidden items answer visitors as missing ones: logging in may show them.
+                    @if status == StatusCode::NOT_FOUND { p { "If you expected something here, it may need you to " a href="/@@login" { "log in" } "." } }
                 }
             }
         }

@@ -244,7 +244,8 @@ fn folder_listings_show_only_what_the_principal_may_view() {
     assert_eq!(anonymous["items"][0]["id"], "open");
     let admin = json_of(admin_api(&site, "GET", "/docs", None), 200);
     assert_eq!(admin["items_total"], 2);
-    assert_eq!(api(&site, "GET", "/docs/secret", None, None).status(), 401);
+    // Hidden from visitors: as if missing.
+    assert_eq!(api(&site, "GET", "/docs/secret", None, None).status(), 404);
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod headers;
 mod history;
 mod manage;
 mod matrix;
+mod protocol;
 mod redirects;
 mod sessions;
 mod users;

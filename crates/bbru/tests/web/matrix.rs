@@ -17,6 +17,9 @@
 //! as in Zope: docsed is also Manager of the folders `/apibox-…`, `/delbox-…`,
 //! `/cutbox-…` and `/renbox-…` (one per principal, so each row changes its own), and
 //! may still not delete, cut or rename them out of the root.
+//! A visitor asking for what it may not see gets 404, as for what does not exist (the
+//! name of a hidden item is no business of theirs); users get 403.
+//!
 //! Forms are posted by logged-in browsers (with the CSRF token); API calls use HTTP Basic
 //! authentication.  This module also holds the helpers the history and API tests share:
 //! users, grants and content made directly in the database.
@@ -343,12 +346,16 @@ fn every_view_and_api_call_answers_each_principal_as_the_grants_say() {
         (Get, "/@@view",                                  ALL_200),
         (Get, "/docs/page",                               ALL_200),
         (Get, "/docs/page/@@view",                        ALL_200),
-        (Get, "/private/page",                            [401, 403, 200, 200, 200, 403, 200]),
+        (Get, "/private/page",                            [404, 403, 200, 200, 200, 403, 200]),
         (Get, "/nothing-here",                            [404; 7]),
+        // What a visitor may not see answers as what does not exist (any view).
+        (Get, "/private/nothing-here",                    [404, 404, 404, 404, 404, 404, 404]),
+        (Get, "/private/page/@@no-such-view",             [404; 7]),
+        (Post(&[]), "/private/page",                      [404, 405, 405, 405, 405, 405, 405]),
         (Get, "/docs/page/@@no-such-view",                [404; 7]),
         // Folder contents: View to see; each action checks its own permission.
         (Get, "/docs/@@contents",                         ALL_200),
-        (Get, "/private/@@contents",                      [401, 403, 200, 200, 200, 403, 200]),
+        (Get, "/private/@@contents",                      [404, 403, 200, 200, 200, 403, 200]),
         // (Folders only; on other objects the table answers 405.)
         (Get, "/docs/page/@@contents",                    [405; 7]),
         (Post(&[("action", "move_top"), ("ids", "page")]),
@@ -361,21 +368,21 @@ fn every_view_and_api_call_answers_each_principal_as_the_grants_say() {
         (Post(&[("type", "Page"), ("id", "form-{who}"), ("title", "Added")]),
               "/docs/@@add",                              [401, 403, 303, 303, 303, 303, 403]),
         (Post(&[("type", "Page"), ("id", "form-{who}"), ("title", "Added")]),
-              "/private/@@add",                           [401, 403, 303, 303, 303, 403, 403]),
+              "/private/@@add",                           [404, 403, 303, 303, 303, 403, 403]),
         // Edit.
         (Get, "/docs/page/@@edit",                        [401, 403, 200, 200, 200, 200, 403]),
         (Get, "/page/@@edit",                             [401, 403, 200, 200, 200, 403, 403]),
         (Post(&[("title", "Edited by {who}")]),
               "/docs/page/@@edit",                        [401, 403, 303, 303, 303, 303, 403]),
         (Post(&[("title", "Edited by {who}")]),
-              "/private/page/@@edit",                     [401, 403, 303, 303, 303, 403, 403]),
+              "/private/page/@@edit",                     [404, 403, 303, 303, 303, 403, 403]),
         // Security.
         (Get, "/docs/@@security",                         [401, 403, 403, 200, 200, 403, 403]),
         (Post(&[]), "/docs/@@security",                   [401, 403, 403, 303, 303, 403, 403]),
         // History: ViewHistory to see, Edit and ViewHistory to revert.
         (Get, "/docs/page/@@history",                     [401, 403, 200, 200, 200, 200, 403]),
         (Get, "/docs/page/@@history?serial={serial}",     [401, 403, 200, 200, 200, 200, 403]),
-        (Get, "/private/page/@@history",                  [401, 403, 200, 200, 200, 403, 403]),
+        (Get, "/private/page/@@history",                  [404, 403, 200, 200, 200, 403, 403]),
         (Post(&[("serial", "{serial}")]),
               "/docs/page/@@history",                     [401, 403, 303, 303, 303, 303, 403]),
         // Undo: a view of the root only; elsewhere there is no such view (404).
@@ -398,19 +405,19 @@ fn every_view_and_api_call_answers_each_principal_as_the_grants_say() {
         // The JSON API.
         (ApiGet, "/",                                     ALL_200),
         (ApiGet, "/docs/page",                            ALL_200),
-        (ApiGet, "/private",                              [401, 403, 200, 200, 200, 403, 200]),
+        (ApiGet, "/private",                              [404, 403, 200, 200, 200, 403, 200]),
         (ApiPost(r#"{"@type": "Page", "id": "api-{who}", "title": "A"}"#),
                  "/docs",                                 [401, 403, 201, 201, 201, 201, 403]),
         (ApiPost(r#"{"@type": "Folder", "id": "api-{who}", "title": "A"}"#),
-                 "/private",                              [401, 403, 201, 201, 201, 403, 403]),
+                 "/private",                              [404, 403, 201, 201, 201, 403, 403]),
         (ApiPost(r#"{"@type": "Page", "title": "A"}"#),
                  "/docs/page",                            [405; 7]),
         (ApiPatch(r#"{"title": "Patched by {who}"}"#),
                   "/docs/page",                           [401, 403, 204, 204, 204, 204, 403]),
         (ApiPatch(r#"{"description": "Patched by {who}"}"#),
-                  "/private",                             [401, 403, 204, 204, 204, 403, 403]),
+                  "/private",                             [404, 403, 204, 204, 204, 403, 403]),
         (ApiDelete, "/docs/del-{who}",                    [401, 403, 204, 204, 204, 204, 403]),
-        (ApiDelete, "/private/del-{who}",                 [401, 403, 204, 204, 204, 403, 403]),
+        (ApiDelete, "/private/del-{who}",                 [404, 403, 204, 204, 204, 403, 403]),
         (ApiDelete, "/",                                  [401, 403, 400, 400, 400, 403, 403]),
         // Container rules: removing, moving out and renaming need the right on the
         // folder (docsed manages each box, not the root); moving in needs Add on the
