@@ -94,6 +94,10 @@ struct ServeArgs {
     /// The site configuration (overrides the configuration).
     #[arg(long)]
     site_config: Option<PathBuf>,
+    /// The secret key file, the same for every instance (overrides the configuration;
+    /// default secret.key beside the embedded database, var/secret.key with ZEO).
+    #[arg(long)]
+    secret_key_file: Option<PathBuf>,
     /// Run detached in the background; returns once the instance answers requests,
     /// non-zero if it cannot start (its log's tail is printed).
     #[arg(long)]
@@ -346,6 +350,9 @@ fn serve_config(args: &ServeArgs) -> Result<ServeConfig> {
     }
     if let Some(s) = &args.site_config {
         config.site_config = s.clone();
+    }
+    if let Some(k) = &args.secret_key_file {
+        config.secret_key_file = Some(k.clone());
     }
     if let Some(p) = &args.pid_file {
         config.pid_file = p.clone();

@@ -172,7 +172,8 @@ pub struct Instance {
 
 impl Instance {
     /// Starts `bbru serve` in `root/name` (its own working directory, so instances never
-    /// share a pid file) with the site configuration `site_config`, and waits until
+    /// share a pid file) with the site configuration `site_config` and the secret key
+    /// file `root/secret.key` (shared, as every instance of a site must), and waits until
     /// `/@@health` answers 200 (the site exists and the database answered).
     pub fn start(root: &Path, name: &str, site_config: &Path, storage: &Storage) -> Instance {
         let dir = root.join(name);
@@ -185,7 +186,9 @@ impl Instance {
             .arg("serve")
             .args(["--listen", &listen])
             .arg("--site-config")
-            .arg(site_config);
+            .arg(site_config)
+            .arg("--secret-key-file")
+            .arg(root.join("secret.key"));
         match storage {
             Storage::File(path) => command.arg("--file").arg(path),
             Storage::Zeo(address) => command.args(["--zeo", address]),

@@ -2,9 +2,10 @@
 //! behind a load balancer runs them: what is changed through one is seen through the
 //! other on the very next request (no sleep, no retry: each request's transaction
 //! starts by syncing with the server), a session cookie made by one is valid on the
-//! other (the secret that signs it is in the database), and after every process is
-//! SIGKILLed the `Data.fs` holds it all (`bbru-zeo check` passes, and an instance on the
-//! embedded file serves the last edit and still accepts the session).
+//! other (the secret that signs it is derived from the database's and the key file they
+//! share), and after every process is SIGKILLed the `Data.fs` holds it all (`bbru-zeo
+//! check` passes, and an instance on the embedded file serves the last edit and still
+//! accepts the session).
 //!
 //! The instances start one after the other: the first creates the site on the empty
 //! database; started together, both would find no site and both would commit its
