@@ -191,9 +191,13 @@ impl RateLimiter {
     pub fn failed(&self, key: &str) {
         let mut map = self.failures.lock();
         if map.len() > limits::LOGIN_LIMITER_KEYS_MAX {
-            // Bounded memory under a spray of distinct keys: forget the old ones.
-            let window = self.window;
+            // Bounded memory under a spray of distinct keys: forget the old ones, then,
+            // if need be, those that hold nobody back yet.
+            let (window, max) = (self.window, self.max);
             map.retain(|_, (_, since)| since.elapsed() <= window);
+            if map.len() > limits::LOGIN_LIMITER_KEYS_MAX {
+                map.retain(|_, (n, _)| *n >= max);
+            }
         }
         let entry = map.entry(key.to_owned()).or_insert((0, Instant::now()));
         entry.0 += 1;
@@ -274,6 +278,12 @@ impl AccountThrottle {
                     || a.last_failure
                         .is_some_and(|l| now.saturating_duration_since(l) <= window)
             });
+            // Still too many (a spray of logins): keep the accounts under attack and
+            // those with known addresses, forget the others' few failures.
+            if accounts.len() > limits::LOGIN_LIMITER_KEYS_MAX {
+                let free = self.free;
+                accounts.retain(|_, a| !a.known.is_empty() || a.failures >= free);
+            }
         }
         let account = accounts.entry(login.to_owned()).or_default();
         if account
