@@ -34,7 +34,7 @@ impl CommitLock {
 
     /// Waits for the lock and takes it for `id` (a no-op if `id` holds it).
     /// Fails with `Closed` if the storage closes meanwhile, and with
-    /// `Transaction` if `timeout` passes first.
+    /// `LockTimeout` if `timeout` passes first.
     pub fn acquire(&self, id: u64, timeout: Option<Duration>) -> Result<()> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut s = self.state.lock();
@@ -60,9 +60,9 @@ impl CommitLock {
                     {
                         s.queue.retain(|w| *w != id);
                         self.changed.notify_all();
-                        return Err(StorageError::Transaction(
-                            "timed out waiting for the commit lock".into(),
-                        ));
+                        return Err(StorageError::LockTimeout {
+                            waited: timeout.unwrap_or_default(),
+                        });
                     }
                 }
                 None => self.changed.wait(&mut s),
@@ -129,7 +129,7 @@ mod tests {
         let err = lock
             .acquire(2, Some(Duration::from_millis(20)))
             .unwrap_err();
-        assert!(err.to_string().contains("timed out"));
+        assert!(matches!(err, StorageError::LockTimeout { .. }), "{err}");
         lock.release(1);
         lock.acquire(3, Some(Duration::from_millis(20))).unwrap();
         assert_eq!(lock.holder(), Some(3));

@@ -278,6 +278,12 @@ impl Storage for DemoStorage {
         self.overlay.close()
     }
 
+    /// The base is what can be out of reach (the overlay is in memory).
+    fn check_health(&self, within: std::time::Duration) -> Result<()> {
+        self.overlay.check_health(within)?;
+        self.base.check_health(within)
+    }
+
     fn add_listener(&self, listener: std::sync::Weak<dyn crate::InvalidationListener>) {
         self.overlay.add_listener(listener);
     }

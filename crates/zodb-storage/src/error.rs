@@ -10,6 +10,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::ids::{Oid, Tid};
 
@@ -106,7 +107,25 @@ pub enum StorageError {
     /// The storage was closed.
     #[error("the storage is closed")]
     Closed,
+
+    /// A vote waited longer than the storage's lock timeout for objects another
+    /// transaction is committing (voted and not finished). Nothing was written; the
+    /// same transaction may go through once that one finishes or is aborted.
+    #[error("{LOCK_TIMEOUT_TEXT} (waited {:.1} s)", .waited.as_secs_f64())]
+    LockTimeout { waited: Duration },
+
+    /// The storage is out of reach: a ZEO client without a connection to its server
+    /// (lost, or not back within the client's wait). The call was not done; the
+    /// client reconnects by itself, so a later call may succeed.
+    #[error("the database server is out of reach: {0}")]
+    Disconnected(String),
 }
+
+/// How a [`StorageError::LockTimeout`] begins when written out. A ZEO server sends it
+/// as the text of a `StorageTransactionError` (the class Python clients know), and our
+/// ZEO client recognises it by this text.
+pub const LOCK_TIMEOUT_TEXT: &str =
+    "timed out waiting for the objects another transaction is committing";
 
 impl StorageError {
     pub fn pos_key(oid: Oid) -> StorageError {
@@ -136,6 +155,18 @@ impl StorageError {
             StorageError::Conflicts(cs) => cs.iter().collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// Whether the same work may succeed if simply done again a little later: a
+    /// conflict (on a fresh snapshot) or a lock timeout. A lost server is not: it is
+    /// reported at once rather than retried while the server is away.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StorageError::LockTimeout { .. }) || self.as_conflict().is_some()
+    }
+
+    /// Whether the storage could not be reached (see [`StorageError::Disconnected`]).
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, StorageError::Disconnected(_))
     }
 
     /// One error for a list of write conflicts found at vote.

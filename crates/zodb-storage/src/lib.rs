@@ -23,7 +23,7 @@ mod object_locks;
 mod storage;
 
 pub use demo::DemoStorage;
-pub use error::{ConflictError, Result, StorageError};
+pub use error::{ConflictError, LOCK_TIMEOUT_TEXT, Result, StorageError};
 pub use filestorage::FileStorage;
 pub use ids::{Oid, Tid, TidClock};
 pub use listeners::{InvalidationListener, Listeners};

@@ -75,10 +75,9 @@ impl ObjectLocks {
                         s.waiting.retain(|(w, _)| *w != id);
                         // Our leaving may let a later waiter through.
                         self.changed.notify_all();
-                        return Err(StorageError::Transaction(format!(
-                            "timed out after {:?} waiting for the objects another transaction is committing",
-                            timeout.unwrap_or_default()
-                        )));
+                        return Err(StorageError::LockTimeout {
+                            waited: timeout.unwrap_or_default(),
+                        });
                     }
                 }
             }
@@ -175,7 +174,11 @@ mod tests {
         let err = locks
             .acquire(2, &[Oid(1)], Some(Duration::from_millis(20)))
             .unwrap_err();
-        assert!(err.to_string().contains("timed out"), "{err}");
+        assert!(matches!(err, StorageError::LockTimeout { .. }), "{err}");
+        assert!(
+            err.to_string().starts_with(crate::LOCK_TIMEOUT_TEXT),
+            "{err}"
+        );
         locks.close();
         assert!(matches!(
             locks.acquire(3, &[Oid(5)], None),

@@ -317,6 +317,17 @@ pub trait Storage: Send + Sync {
         Ok(())
     }
 
+    /// Whether the storage can serve right now, answered within about `within` (for
+    /// health checks; nothing is changed, nothing is synced to disk). A ZEO client makes
+    /// a round trip to its server, and fails at once with `Disconnected` while it has no
+    /// connection; a FileStorage reads its file's header and reports a storage that
+    /// refuses writes after an I/O failure (`Poisoned`) or is closed. Storages in memory
+    /// have nothing that can be out of reach.
+    fn check_health(&self, within: std::time::Duration) -> Result<()> {
+        let _ = within;
+        Ok(())
+    }
+
     /// Registers a listener told of every committed transaction, in tid order, once it is
     /// visible and before its `finish` returns (see [`crate::listeners`]).  Held weakly.
     fn add_listener(&self, listener: std::sync::Weak<dyn crate::InvalidationListener>);

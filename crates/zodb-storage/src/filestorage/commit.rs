@@ -518,6 +518,8 @@ mod tests {
         let path = dir.path().join("Data.fs");
         let fs = FileStorage::open(&path).unwrap();
         let first = commit(&fs, Oid(0), Tid::ZERO, b"first").unwrap();
+        let within = std::time::Duration::from_secs(1);
+        fs.check_health(within).unwrap();
 
         fs.fail_syncs.store(true, Ordering::Relaxed);
         let failed = commit(&fs, Oid(0), first, b"second").unwrap_err();
@@ -531,7 +533,12 @@ mod tests {
             "{refused:?}"
         );
         assert_eq!(fs.load(Oid(0)).unwrap(), (b"first".to_vec(), first));
+        // Health says so (reads still work, but the storage cannot take commits).
+        let health = fs.check_health(within).unwrap_err();
+        assert!(matches!(health, StorageError::Poisoned(_)), "{health:?}");
         fs.close().unwrap();
+        let health = fs.check_health(within).unwrap_err();
+        assert!(matches!(health, StorageError::Closed), "{health:?}");
         drop(fs);
 
         let fs = FileStorage::open(&path).unwrap();
@@ -539,5 +546,24 @@ mod tests {
         assert_eq!(fs.last_transaction(), first);
         let next = commit(&fs, Oid(0), first, b"after reopen").unwrap();
         assert_eq!(fs.load(Oid(0)).unwrap(), (b"after reopen".to_vec(), next));
+    }
+
+    /// The health check reads the file back: a file whose header was overwritten
+    /// under the storage (another program, a restore gone wrong) is reported.
+    #[test]
+    fn the_health_check_reads_the_file_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Data.fs");
+        let fs = FileStorage::open(&path).unwrap();
+        commit(&fs, Oid(0), Tid::ZERO, b"first").unwrap();
+        let within = std::time::Duration::from_secs(1);
+        fs.check_health(within).unwrap();
+        let other = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        other.write_all_at(b"JUNK", 0).unwrap();
+        let health = fs.check_health(within).unwrap_err();
+        assert!(
+            matches!(health, StorageError::Corrupted { offset: 0, .. }),
+            "{health:?}"
+        );
     }
 }

@@ -888,6 +888,30 @@ impl Storage for FileStorage {
     fn add_listener(&self, listener: std::sync::Weak<dyn InvalidationListener>) {
         self.listeners.add(listener);
     }
+
+    /// Open, not poisoned, and the file's magic still reads back (one `pread` of 4
+    /// bytes, from the page cache as a rule: a disk that vanished or a file system
+    /// gone bad answers with an I/O error). `within` is not needed: nothing here waits
+    /// for anybody.
+    fn check_health(&self, _within: std::time::Duration) -> Result<()> {
+        self.check_open()?;
+        if let Some(why) = self.poisoned.lock().clone() {
+            return Err(StorageError::Poisoned(why));
+        }
+        let (file, end) = {
+            let snap = self.snap.read();
+            (Arc::clone(&snap.file), snap.end)
+        };
+        let magic =
+            self.reader(&file, end)
+                .read_exact(0, format::MAGIC.len(), "the file header")?;
+        if magic != format::MAGIC.as_slice() && magic != format::MAGIC_PY2.as_slice() {
+            return Err(self
+                .reader(&file, end)
+                .corrupted(0, "the file header is not a FileStorage's any more"));
+        }
+        Ok(())
+    }
 }
 
 /// A conflict unless `committed == expected`.
