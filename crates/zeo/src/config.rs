@@ -133,7 +133,12 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
                     let secs: f64 = value
                         .parse()
                         .map_err(|_| err(format!("not a number of seconds: {value:?}")))?;
-                    server.transaction_timeout = Some(Duration::from_secs_f64(secs.max(0.0)));
+                    if !secs.is_finite() || secs < 0.0 {
+                        return Err(err(format!("not a number of seconds: {value:?}")));
+                    }
+                    // 0 turns the timeout off (it would otherwise abort every vote).
+                    server.transaction_timeout =
+                        (secs > 0.0).then(|| Duration::from_secs_f64(secs));
                 }
                 "invalidation-queue-size" => {
                     server.invalidation_queue_size = value

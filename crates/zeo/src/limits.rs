@@ -54,6 +54,29 @@ pub const INVALIDATION_QUEUE_SIZE_DEFAULT: usize = 1000;
 /// answers `None` (the client then drops its cache).
 pub const INVALIDATION_SCAN_TRANSACTIONS_MAX: usize = 100_000;
 
+/// How long a client may hold its transaction's object locks, from the reply to its
+/// `vote` to its `tpc_finish` or `tpc_abort`, by default (`-t`, `transaction-timeout`
+/// in zeo.conf; 0 turns it off). Past it, the server aborts that transaction, which
+/// releases the locks, and closes the client's connection, as Python's server does
+/// with its `transaction-timeout` (which Python leaves off by default).
+///
+/// Why on, and why 30 s: a client that voted and then stalls (a hung process, a
+/// debugger, a lost network without a reset) otherwise holds its objects for as long
+/// as its TCP connection lives, and every other commit touching one of them waits for
+/// [`LOCK_TIMEOUT_SECONDS_DEFAULT`] and fails. A healthy client sends `tpc_finish`
+/// milliseconds after the vote reply (Python's, after voting its other data
+/// managers, within seconds), so 30 s never cuts a live commit short; and it is half
+/// the lock timeout, so a vote queued behind a stalled client gets the objects (at
+/// most 30 s late) instead of failing.
+pub const TRANSACTION_TIMEOUT_SECONDS_DEFAULT: u64 = 30;
+
+/// How long a vote waits, by default (`--lock-timeout`), for objects another
+/// transaction holds (voted, not finished) before it fails with a lock timeout
+/// (`StorageTransactionError` to Python clients). Twice the transaction timeout, so
+/// with both at their defaults a stalled holder is aborted well before a waiter gives
+/// up; a waiter still fails when a queue of slow holders keeps it waiting longer.
+pub const LOCK_TIMEOUT_SECONDS_DEFAULT: u64 = 60;
+
 /// How long a shutdown waits for a voted transaction to finish.
 pub const SHUTDOWN_GRACE_SECONDS: u64 = 10;
 

@@ -47,12 +47,15 @@ struct ServeArgs {
     /// A zeo.conf with <zeo> and <filestorage> sections (as Python's runzeo -C).
     #[arg(short = 'C', long = "configure")]
     config: Option<PathBuf>,
-    /// Close a connection that holds the commit lock longer than this many seconds.
+    /// Abort the transaction of a client that voted and has not finished
+    /// within this many seconds (its object locks, the commit locks, are
+    /// released) and close its connection; 0 turns it off. Default 30 (also
+    /// under -C, unless zeo.conf sets transaction-timeout).
     #[arg(short = 't', long = "timeout")]
     transaction_timeout: Option<f64>,
     /// How long a vote waits for objects another client is committing
-    /// before it fails with a StorageTransactionError.
-    #[arg(long, default_value_t = 60.0)]
+    /// before it fails with a lock timeout (StorageTransactionError).
+    #[arg(long, default_value_t = zeo::limits::LOCK_TIMEOUT_SECONDS_DEFAULT as f64)]
     lock_timeout: f64,
     /// Speak msgpack (M5) instead of pickle (Z5).
     #[arg(long)]
@@ -264,10 +267,10 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     if let Some(t) = args.transaction_timeout {
         anyhow::ensure!(
-            t.is_finite() && t > 0.0,
-            "the transaction timeout must be a positive number of seconds"
+            t.is_finite() && t >= 0.0,
+            "the transaction timeout must be a number of seconds (0 turns it off)"
         );
-        config.transaction_timeout = Some(std::time::Duration::from_secs_f64(t));
+        config.transaction_timeout = (t > 0.0).then(|| std::time::Duration::from_secs_f64(t));
     }
     anyhow::ensure!(
         args.lock_timeout.is_finite() && args.lock_timeout > 0.0,

@@ -868,7 +868,13 @@ impl Connection {
                         }
                     }
                     if let Some(limit) = timeout {
-                        spawn_transaction_timeout(Arc::clone(&state), kick, txnid, limit);
+                        spawn_transaction_timeout(
+                            Arc::clone(&state),
+                            kick,
+                            txnid,
+                            limit,
+                            outbox.peer.clone(),
+                        );
                     }
                     Message::reply(
                         msgid,
@@ -1260,13 +1266,15 @@ fn apply_and_vote(
     Err(VoteFailure::Conflicts(dicts))
 }
 
-/// Aborts the transaction and closes the connection if it still holds the
-/// commit lock after `limit` (the server's `transaction-timeout`).
+/// Closes the connection, which aborts its transaction and so releases its
+/// object locks (the commit locks), if transaction `txnid` is still voted
+/// and unfinished after `limit` (the server's `transaction-timeout`).
 fn spawn_transaction_timeout(
     state: Arc<Mutex<State>>,
     kick: Arc<Notify>,
     txnid: Value,
     limit: Duration,
+    peer: String,
 ) {
     tokio::spawn(async move {
         tokio::time::sleep(limit).await;
@@ -1277,7 +1285,10 @@ fn spawn_transaction_timeout(
             .is_some_and(|t| t.txnid == txnid && t.phase == Phase::Voted);
         if still_voted {
             tracing::warn!(
-                "transaction held the commit lock past the timeout; closing its connection"
+                peer = %peer,
+                "transaction timeout: voted {:.1} s ago and not finished; aborting it \
+                 (its object locks are released) and closing the connection",
+                limit.as_secs_f64()
             );
             kick.notify_one();
         }

@@ -51,6 +51,12 @@ pub fn to_remote(e: &StorageError) -> (&'static str, Value) {
             None => ("ZODB.POSException.ConflictError", Value::Tuple(vec![])),
         },
         StorageError::ReadOnly => ("ZODB.POSException.ReadOnlyError", Value::Tuple(vec![])),
+        // Python clients know no lock-timeout class; ours recognise the text
+        // (`zodb_storage::LOCK_TIMEOUT_TEXT`).
+        StorageError::LockTimeout { .. } => (
+            "ZODB.POSException.StorageTransactionError",
+            Value::Tuple(vec![Value::str(e.to_string())]),
+        ),
         StorageError::Transaction(m) => (
             "ZODB.POSException.StorageTransactionError",
             Value::Tuple(vec![Value::str(m.clone())]),

@@ -67,7 +67,8 @@ pub struct Config {
     pub encoding: Encoding,
     pub frame_size_max: usize,
     pub connections_max: usize,
-    /// Close a connection that holds the commit lock longer than this.
+    /// Abort the transaction of a client that holds its object locks (voted, not
+    /// finished) longer than this, and close its connection; `None`: never.
     pub transaction_timeout: Option<Duration>,
     pub invalidation_queue_size: usize,
 }
@@ -80,7 +81,9 @@ impl Default for Config {
             encoding: Encoding::Pickle,
             frame_size_max: limits::FRAME_SIZE_MAX_DEFAULT,
             connections_max: limits::CONNECTIONS_MAX_DEFAULT,
-            transaction_timeout: None,
+            transaction_timeout: Some(Duration::from_secs(
+                limits::TRANSACTION_TIMEOUT_SECONDS_DEFAULT,
+            )),
             invalidation_queue_size: limits::INVALIDATION_QUEUE_SIZE_DEFAULT,
         }
     }

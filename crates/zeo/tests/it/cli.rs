@@ -180,3 +180,15 @@ fn a_killed_daemon_leaves_a_stale_pid_file_that_status_reports() {
         "stale file removed"
     );
 }
+
+/// `--help` documents the transaction timeout's default and how to turn it off.
+#[test]
+fn help_documents_the_transaction_timeout_default() {
+    let out = bbru_zeo(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout).replace(char::is_whitespace, " ");
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("-t, --timeout"), "{help}");
+    assert!(help.contains("0 turns it off. Default 30"), "{help}");
+    assert!(help.contains("[default: 60]"), "{help}");
+}

@@ -507,3 +507,60 @@ fn votes_on_different_objects_do_not_wait_but_on_one_object_they_queue() {
     b.send(&Message::call(3, "tpc_finish", vec![Value::Int(2)]));
     assert!(!b.reply_to(3).unwrap().is_error());
 }
+
+/// A client that votes and then stalls (never `tpc_finish`, never `tpc_abort`) holds
+/// its objects only until the transaction timeout: then its transaction is aborted,
+/// its connection closed, and a vote queued behind it goes through.
+#[test]
+fn a_stalled_voter_is_aborted_at_the_transaction_timeout_and_the_waiting_vote_goes_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("Data.fs"), &["-t", "1"]);
+    let mut stalled = Raw::register(server.port);
+    let mut waiting = Raw::register(server.port);
+
+    begin_store_vote(&mut stalled, 1, 10, 2);
+    assert!(!stalled.reply_to(2).unwrap().is_error());
+    begin_store_vote(&mut waiting, 2, 10, 2);
+    assert!(
+        reply_within(&mut waiting, 2, Duration::from_millis(300)).is_none(),
+        "voted while the stalled client held object 10"
+    );
+    // The stalled transaction is aborted: object 10 was never created, so the waiting
+    // store of a new object 10 votes without a conflict.
+    let vote = reply_within(&mut waiting, 2, Duration::from_secs(20))
+        .expect("the waiting vote is answered once the stalled one is aborted");
+    assert_eq!(vote.args, Value::List(vec![]), "{vote:?}");
+    assert!(
+        stalled.closed_by_server(),
+        "the stalled client is disconnected"
+    );
+    waiting.send(&Message::call(3, "tpc_finish", vec![Value::Int(2)]));
+    assert!(!waiting.reply_to(3).unwrap().is_error());
+    let log = server.log_text();
+    assert!(log.contains("transaction timeout"), "{log}");
+}
+
+/// With the transaction timeout off (`-t 0`), a vote behind a stalled client fails
+/// after the lock timeout with the lock-timeout text our client recognises.
+#[test]
+fn a_vote_waiting_past_the_lock_timeout_fails_with_a_lock_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        &dir.path().join("Data.fs"),
+        &["-t", "0", "--lock-timeout", "0.5"],
+    );
+    let mut stalled = Raw::register(server.port);
+    let mut waiting = Raw::register(server.port);
+    begin_store_vote(&mut stalled, 1, 10, 2);
+    assert!(!stalled.reply_to(2).unwrap().is_error());
+    begin_store_vote(&mut waiting, 2, 10, 2);
+    let vote = reply_within(&mut waiting, 2, Duration::from_secs(20)).expect("vote answered");
+    assert!(vote.is_error(), "{vote:?}");
+    let (class, payload) = vote.error_parts().unwrap();
+    assert_eq!(class, "ZODB.POSException.StorageTransactionError");
+    let text = format!("{payload:?}");
+    assert!(text.contains(zodb_storage::LOCK_TIMEOUT_TEXT), "{text}");
+    // Without a transaction timeout the stalled client keeps its connection.
+    stalled.send(&Message::call(3, "tpc_finish", vec![Value::Int(1)]));
+    assert!(!stalled.reply_to(3).unwrap().is_error());
+}
