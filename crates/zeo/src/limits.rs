@@ -77,6 +77,12 @@ pub const TRANSACTION_TIMEOUT_SECONDS_DEFAULT: u64 = 30;
 /// up; a waiter still fails when a queue of slow holders keeps it waiting longer.
 pub const LOCK_TIMEOUT_SECONDS_DEFAULT: u64 = 60;
 
+/// How long a closing connection (the client went, or the server stops) keeps
+/// writing what was queued for it. A client that reads nothing would otherwise hold
+/// its connection task, and a stopping server, for as long as it likes; one that
+/// reads gets its last replies out in far less.
+pub const CLOSE_FLUSH_MILLIS: u64 = 2000;
+
 /// How long a shutdown waits for a voted transaction to finish.
 pub const SHUTDOWN_GRACE_SECONDS: u64 = 10;
 

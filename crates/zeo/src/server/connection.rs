@@ -240,7 +240,14 @@ where
     tracing::info!(peer = %peer, "connection closed: {why}");
     conn.cleanup();
     outbox.close();
-    let _ = writer_task.await;
+    // What is queued gets a moment to leave; a client that does not read does not
+    // keep the connection, nor a server that is stopping, waiting for it.
+    let mut writer_task = writer_task;
+    let flush = Duration::from_millis(limits::CLOSE_FLUSH_MILLIS);
+    if tokio::time::timeout(flush, &mut writer_task).await.is_err() {
+        writer_task.abort();
+        tracing::warn!(peer = %peer, "the client read nothing for {flush:?} after the close; dropped what was queued");
+    }
 }
 
 /// Reads one frame's payload; `Ok(None)` at a clean end of stream.

@@ -192,3 +192,69 @@ fn help_documents_the_transaction_timeout_default() {
     assert!(help.contains("0 turns it off. Default 30"), "{help}");
     assert!(help.contains("[default: 60]"), "{help}");
 }
+
+/// The state letter of process `pid` in `/proc` (`Z` for a zombie), or `None` once it
+/// is gone.
+fn process_state(pid: &str) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ...": the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// After SIGTERM a daemon exits as soon as it has stopped: its process has ended
+/// (gone, or a zombie: a daemon's parent is init, which reaps it when it gets to it;
+/// some inits take seconds, which is what a `kill -0` loop then measures) within a
+/// moment of the "stopped" log line, with a client still connected.
+#[test]
+fn a_stopped_daemon_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("Data.fs");
+    let data = path_str(&data);
+    let port = crate::server::free_port();
+    let _stop = StopOnDrop(data);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bbru-zeo"))
+        .args(["-a", &format!("127.0.0.1:{port}"), "-f", data, "--daemon"])
+        .env("BBRU_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut client = crate::server::Raw::register(port);
+    let pid = std::fs::read_to_string(format!("{data}.pid")).unwrap();
+    let pid = pid.trim().to_owned();
+    assert!(matches!(process_state(&pid), Some(c) if c != 'Z'));
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let log_path = dir.path().join("bbru-zeo.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("stopped")
+    {
+        assert!(std::time::Instant::now() < deadline, "never stopped");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let stopped = std::time::Instant::now();
+    while matches!(process_state(&pid), Some(c) if c != 'Z') {
+        assert!(
+            stopped.elapsed() < std::time::Duration::from_secs(1),
+            "still running {:?} after \"stopped\"",
+            stopped.elapsed()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(client.closed_by_server());
+    assert_eq!(
+        bbru_zeo(&["-f", data, "--status"]).status.code(),
+        Some(3),
+        "the pid file is gone with it"
+    );
+}

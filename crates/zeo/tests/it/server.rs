@@ -564,3 +564,71 @@ fn a_vote_waiting_past_the_lock_timeout_fails_with_a_lock_timeout() {
     stalled.send(&Message::call(3, "tpc_finish", vec![Value::Int(1)]));
     assert!(!stalled.reply_to(3).unwrap().is_error());
 }
+
+/// A client that stops reading does not keep a stopping server alive: its connection
+/// gets [`zeo::limits::CLOSE_FLUSH_MILLIS`] to take what was queued, then is dropped.
+#[test]
+fn a_client_that_reads_nothing_does_not_hold_up_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(&dir.path().join("Data.fs"), &[]);
+    let mut c = Raw::register(server.port);
+    // One object of 512 KiB.
+    let t = Value::Int(1);
+    c.send(&Message::async_call(
+        "tpc_begin",
+        vec![
+            t.clone(),
+            Value::Bytes(b"u".to_vec()),
+            Value::Bytes(b"d".to_vec()),
+            Value::Dict(vec![]),
+            Value::None,
+            Value::str(" "),
+        ],
+    ));
+    c.send(&Message::async_call(
+        "storea",
+        vec![
+            Value::Bytes(vec![0; 8]),
+            Value::Bytes(vec![0; 8]),
+            Value::Bytes(vec![b'x'; 512 << 10]),
+            t.clone(),
+        ],
+    ));
+    c.send(&Message::call(2, "vote", vec![t.clone()]));
+    assert!(!c.reply_to(2).unwrap().is_error());
+    c.send(&Message::call(3, "tpc_finish", vec![t]));
+    assert!(!c.reply_to(3).unwrap().is_error());
+    // 32 MiB of replies asked for and never read: far more than the socket buffers
+    // hold, so the server's writer is stuck in a write.
+    for i in 0..64 {
+        c.send(&Message::call(
+            10 + i,
+            "loadBefore",
+            vec![Value::Bytes(vec![0; 8]), Value::Bytes(vec![0xff; 8])],
+        ));
+    }
+    // Wait until the server has answered them all (`ruok` counts loads).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut r = Raw::connect(server.port);
+        assert_eq!(r.frame().unwrap(), b"Z5");
+        r.send_frame(b"ruok");
+        let status: serde_json::Value = serde_json::from_slice(&r.frame().unwrap()).unwrap();
+        if status["1"]["loads"].as_i64() == Some(64) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "loads not answered: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopping = Instant::now();
+    let status = server.terminate();
+    assert!(status.success(), "{status}: {}", server.log_text());
+    let log = server.log_text();
+    assert!(log.contains("read nothing"), "{log}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        stopping.elapsed()
+    );
+    drop(c);
+}
