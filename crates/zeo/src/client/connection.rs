@@ -422,6 +422,57 @@ impl Connection {
         self.send_and_wait(key, &Message::call(id, name, args), rx)
     }
 
+    /// [`Connection::call`] that gives up after `deadline` (as `Disconnected`: a
+    /// server that does not answer in time is out of reach for the caller); a reply
+    /// arriving later is dropped.
+    pub(crate) fn call_within(
+        &self,
+        name: &str,
+        args: Vec<Value>,
+        deadline: Duration,
+    ) -> CallResult {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let id = {
+            let mut calls = self.calls.lock();
+            if let Some(why) = &calls.dead {
+                return Err(CallError::Disconnected(why.clone()));
+            }
+            calls.next_id = calls.next_id.wrapping_add(1).max(1);
+            let id = calls.next_id;
+            calls.waiting.insert(
+                MsgKey::Int(id),
+                Waiting {
+                    senders: vec![tx],
+                    post: Post::Nothing,
+                },
+            );
+            id
+        };
+        let key = MsgKey::Int(id);
+        let sent = self
+            .frame(&Message::call(id, name, args))
+            .and_then(|f| self.write_bytes(&f));
+        if let Err(e) = sent {
+            self.calls.lock().waiting.remove(&key);
+            return Err(e);
+        }
+        match rx.recv_timeout(deadline) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(self.gone()),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // The reply may have come in meanwhile: it wins.
+                let removed = self.calls.lock().waiting.remove(&key).is_some();
+                if !removed && let Ok(result) = rx.try_recv() {
+                    return result;
+                }
+                Err(CallError::Disconnected(format!(
+                    "no reply to {name} from the ZEO server at {} within {deadline:?}",
+                    self.address
+                )))
+            }
+        }
+    }
+
     /// `loadBefore(oid, tid)` with the `(oid, tid)` message id; a load already in flight
     /// for the same pair is joined instead of sent again.
     pub(crate) fn load_before(&self, oid: Oid, before: Tid) -> CallResult {

@@ -11,14 +11,16 @@
 //!                                     read_conflict for the read one; a missing key
 //!                                     (BTreesConflictError) reads as oid/serials zero
 //! ReadOnlyError                       ReadOnly
-//! StorageTransactionError             Transaction
+//! StorageTransactionError             LockTimeout when its text is a lock timeout's
+//!                                     (`zodb_storage::LOCK_TIMEOUT_TEXT`), else Transaction
 //! UndoError / MultipleUndoErrors      Undo (one message per error)
 //! anything else, from pack            Pack (server's class and text)
 //! anything else, from 2PC calls       Transaction (server's class and text), e.g.
 //!                                     Python's AssertionError "finished called wo lock"
 //! anything else                       Io (kind Other; context names the method, the
 //!                                     message is the server's class and text)
-//! connection lost / never made        Io (NotConnected / TimedOut), text says which
+//! connection lost / never made /     Disconnected, text says which
+//! no reply within a call's deadline
 //! message we could not encode         Io (InvalidInput)
 //! malformed reply                     Io (InvalidData)
 //! ```
@@ -309,10 +311,22 @@ pub(crate) fn vote_result(reply: &Value) -> Result<(Vec<Oid>, Vec<ConflictError>
 
 /// The error a lost (or never made) connection gives.
 pub(crate) fn disconnected(why: impl Into<String>) -> StorageError {
-    StorageError::io(
-        "ZEO client",
-        io::Error::new(io::ErrorKind::NotConnected, why.into()),
-    )
+    StorageError::Disconnected(why.into())
+}
+
+/// A `StorageTransactionError`'s text as a lock timeout, if it is one; the time waited
+/// is read back from the text (zero if it does not say).
+fn lock_timeout(text: &str) -> Option<StorageError> {
+    let at = text.find(zodb_storage::LOCK_TIMEOUT_TEXT)?;
+    let rest = &text[at + zodb_storage::LOCK_TIMEOUT_TEXT.len()..];
+    let waited = rest
+        .split_once("(waited ")
+        .and_then(|(_, r)| r.split_once(' '))
+        .and_then(|(n, _)| n.parse::<f64>().ok())
+        .filter(|n| n.is_finite() && *n >= 0.0)
+        .map(std::time::Duration::from_secs_f64)
+        .unwrap_or_default();
+    Some(StorageError::LockTimeout { waited })
 }
 
 /// Maps a failed call (see the module doc).
@@ -339,7 +353,9 @@ fn remote_error(method: &str, kind: CallKind, oid: Option<Oid>, e: RemoteError) 
             detail: Some(format!("ZEO server: POSKeyError {text}")),
         },
         RemoteError::ReadOnlyError => StorageError::ReadOnly,
-        RemoteError::StorageTransactionError(text) => StorageError::Transaction(text),
+        RemoteError::StorageTransactionError(text) => {
+            lock_timeout(&text).unwrap_or(StorageError::Transaction(text))
+        }
         RemoteError::ConflictError {
             oid: found,
             serials,
@@ -460,6 +476,29 @@ mod tests {
             None,
             CallError::Disconnected("gone".into()),
         );
-        assert!(matches!(e, StorageError::Io { .. }));
+        assert!(
+            matches!(&e, StorageError::Disconnected(why) if why == "gone"),
+            "{e:?}"
+        );
+        let lock = StorageError::LockTimeout {
+            waited: std::time::Duration::from_millis(1500),
+        };
+        let e = remote_error(
+            "vote",
+            CallKind::Commit,
+            None,
+            RemoteError::StorageTransactionError(lock.to_string()),
+        );
+        assert!(
+            matches!(e, StorageError::LockTimeout { waited } if waited == std::time::Duration::from_millis(1500)),
+            "{e:?}"
+        );
+        let e = remote_error(
+            "vote",
+            CallKind::Commit,
+            None,
+            RemoteError::StorageTransactionError("Already voting (locked)".into()),
+        );
+        assert!(matches!(e, StorageError::Transaction(_)), "{e:?}");
     }
 }

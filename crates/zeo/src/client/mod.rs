@@ -17,9 +17,11 @@
 //! connection to be lost and reconnects (every 1–2 s while it fails), and while a
 //! read-only fallback connection is in use it keeps trying the other addresses for a
 //! writable one.  Callers block on their reply; a call made while no connection is up
-//! waits for one up to [`ClientOptions::wait_timeout`].  Calls in flight when the
-//! connection drops fail with a `StorageError::Io` of kind `NotConnected`; they are not
-//! retried.
+//! waits for one up to [`ClientOptions::disconnected_wait`] (by default
+//! [`ClientOptions::wait_timeout`]) and then fails with `StorageError::Disconnected`.
+//! Calls in flight when the connection drops fail with `Disconnected` too; they are not
+//! retried.  [`Storage::check_health`] pings with a deadline and fails at once while no
+//! connection is up.
 //!
 //! Consistency: invalidations and replies are applied to the cache by the reader thread
 //! in stream order, and the server sends a commit's invalidation before any reply that
@@ -124,9 +126,14 @@ pub struct ClientOptions {
     pub read_only_fallback: bool,
     /// Bytes of object data the client cache may hold; 0 disables it.
     pub cache_size: usize,
-    /// How long a call waits for a (re)connection before failing (and how long
-    /// [`ClientStorage::connect`] tries).
+    /// How long [`ClientStorage::connect`] tries, and, unless `disconnected_wait` says
+    /// otherwise, how long a call waits for a reconnection before failing.
     pub wait_timeout: Duration,
+    /// How long a call made while the connection is down waits for the reconnection
+    /// before failing with `StorageError::Disconnected`; `None`: `wait_timeout`.  A web
+    /// server sets it short, so requests fail fast while the server is away instead of
+    /// each holding a worker for the whole `wait_timeout`.
+    pub disconnected_wait: Option<Duration>,
     /// Largest frame accepted from, or sent to, the server.
     pub frame_size_max: usize,
 }
@@ -141,6 +148,7 @@ impl ClientOptions {
             read_only_fallback: false,
             cache_size: limits::CLIENT_CACHE_BYTES_DEFAULT,
             wait_timeout: Duration::from_secs(limits::CLIENT_WAIT_TIMEOUT_SECONDS_DEFAULT),
+            disconnected_wait: None,
             frame_size_max: limits::FRAME_SIZE_MAX_DEFAULT,
         }
     }
@@ -380,9 +388,30 @@ impl Shared {
         }
     }
 
-    /// The current connection, waiting up to `wait_timeout` for one.
+    /// How long a call waits for a reconnection.
+    fn disconnected_wait(&self) -> Duration {
+        self.options
+            .disconnected_wait
+            .unwrap_or(self.options.wait_timeout)
+    }
+
+    /// Why there is no connection, for a `Disconnected` error.
+    fn no_connection(&self, st: &ConnState, waited: Option<Duration>) -> StorageError {
+        let why = st
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "no connection yet".into());
+        let waited = waited.map(|w| format!(" within {w:?}")).unwrap_or_default();
+        StorageError::Disconnected(format!(
+            "no connection to a ZEO server ({}){waited}: {why}",
+            self.options.addresses.join(", "),
+        ))
+    }
+
+    /// The current connection, waiting up to [`Shared::disconnected_wait`] for one.
     fn wait_connection(&self) -> Result<Arc<Connection>, StorageError> {
-        let deadline = Instant::now() + self.options.wait_timeout;
+        let wait = self.disconnected_wait();
+        let deadline = Instant::now() + wait;
         let mut st = self.conn.lock();
         loop {
             if st.closed {
@@ -394,21 +423,7 @@ impl Shared {
                 return Ok(Arc::clone(c));
             }
             if Instant::now() >= deadline {
-                let why = st
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "no connection yet".into());
-                return Err(StorageError::io(
-                    "ZEO client",
-                    std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "no connection to a ZEO server ({}) within {:?}: {why}",
-                            self.options.addresses.join(", "),
-                            self.options.wait_timeout
-                        ),
-                    ),
-                ));
+                return Err(self.no_connection(&st, Some(wait)));
             }
             self.conn_cv.wait_until(&mut st, deadline);
         }
@@ -1065,6 +1080,22 @@ impl ClientStorage {
             .map(drop)
     }
 
+    /// A round trip that gives up after `within`, failing at once (without waiting for
+    /// a reconnection) while no connection is up: whether the server answers now.
+    pub fn ping_within(&self, within: Duration) -> Result<(), StorageError> {
+        self.shared.check_open()?;
+        let conn = {
+            let st = self.shared.conn.lock();
+            match &st.current {
+                Some(c) if !c.is_dead() => Arc::clone(c),
+                _ => return Err(self.shared.no_connection(&st, None)),
+            }
+        };
+        conn.call_within("ping", vec![], within)
+            .map(drop)
+            .map_err(|e| call_error("ping", CallKind::Read, None, e))
+    }
+
     /// The cache's counters.
     pub fn cache_stats(&self) -> CacheStats {
         self.shared.cache.lock().cache.stats()
@@ -1558,6 +1589,12 @@ impl Storage for ClientStorage {
     /// reader thread reports them before it wakes us, so they are all reported on return.
     fn sync(&self) -> Result<(), StorageError> {
         self.ping()
+    }
+
+    /// [`ClientStorage::ping_within`]: `Disconnected` at once without a connection, or
+    /// when the server does not answer within `within`.
+    fn check_health(&self, within: Duration) -> Result<(), StorageError> {
+        self.ping_within(within)
     }
 }
 

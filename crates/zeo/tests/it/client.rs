@@ -117,6 +117,26 @@ impl Server {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the server process.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the server runs");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal}");
+        if signal == "STOP" {
+            // The signal is delivered asynchronously: wait for the stop itself.
+            let stat = format!("/proc/{}/stat", child.id());
+            eventually(10, "the server is stopped", || {
+                std::fs::read_to_string(&stat).is_ok_and(|s| {
+                    s.rsplit_once(')')
+                        .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+                })
+            });
+        }
+    }
+
     /// Kills the server (SIGKILL) and waits for it to be gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -351,9 +371,7 @@ fn reconnect_after_restart(kind: Kind) {
     // Cache hits are served while disconnected; anything else waits, then fails.
     assert_eq!(value_of(&a, x), 1);
     match a.new_oids(1) {
-        Err(StorageError::Io { source, .. }) => {
-            assert_eq!(source.kind(), std::io::ErrorKind::TimedOut, "{source}")
-        }
+        Err(StorageError::Disconnected(why)) => assert!(why.contains("within"), "{why}"),
         other => panic!("new_oids while disconnected: {other:?}"),
     }
 
@@ -377,9 +395,7 @@ fn reconnect_after_restart(kind: Kind) {
     assert_eq!(value_of(&a, y), 10);
 
     match a.vote(&begun) {
-        Err(StorageError::Io { source, .. }) => {
-            assert_eq!(source.kind(), std::io::ErrorKind::NotConnected, "{source}")
-        }
+        Err(StorageError::Disconnected(why)) => assert!(why.contains("lost"), "{why}"),
         other => panic!("vote of a transaction begun before the restart: {other:?}"),
     }
     a.abort(&begun);
@@ -949,4 +965,93 @@ fn listener_is_reset_when_changes_cannot_be_listed() {
         vec![Heard::Committed(t1, vec![Oid::ROOT]), Heard::Reset(t0)]
     );
     assert_eq!(value_of(&a, Oid::ROOT), 7);
+}
+
+/// While its server is away, a client says so at once: the health check fails without
+/// waiting, calls fail with `Disconnected` after the short `disconnected_wait` (not the
+/// 30 s `wait_timeout`), and all is well again once the server is back on the same
+/// address, without anything done to the client.  A server that is there but does
+/// not answer (stopped with SIGSTOP) fails the health check within its deadline.
+#[test]
+fn a_client_without_its_server_fails_fast_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("Data.fs");
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut server = Server::start(Kind::Bbru, &address, &file, &[]);
+    let mut o = options(&address);
+    o.wait_timeout = Duration::from_secs(30);
+    o.disconnected_wait = Some(Duration::from_millis(200));
+    let a = ClientStorage::connect(o).unwrap();
+    let within = Duration::from_millis(500);
+    a.check_health(within).unwrap();
+
+    // There but silent: the ping's deadline.
+    server.signal("STOP");
+    let asked = Instant::now();
+    match a.check_health(within) {
+        Err(StorageError::Disconnected(why)) => assert!(why.contains("no reply"), "{why}"),
+        other => panic!("health of a stopped server: {other:?}"),
+    }
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    server.signal("CONT");
+    a.check_health(within).unwrap();
+
+    // Gone.
+    server.kill();
+    eventually(10, "the client notices the server is gone", || {
+        !a.is_connected()
+    });
+    match a.check_health(within) {
+        Err(StorageError::Disconnected(why)) => assert!(why.contains(&address), "{why}"),
+        other => panic!("health without a server: {other:?}"),
+    }
+    let asked = Instant::now();
+    match a.sync() {
+        Err(StorageError::Disconnected(why)) => assert!(why.contains("within 200ms"), "{why}"),
+        other => panic!("sync without a server: {other:?}"),
+    }
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+
+    // Back on the same address: the client reconnects by itself.
+    let _server = Server::start(Kind::Bbru, &address, &file, &[]);
+    eventually(20, "the client reconnects", || {
+        a.check_health(within).is_ok()
+    });
+    a.sync().unwrap();
+    let [x] = test_support::conformance::fresh_oids(&a);
+    commit(&a, "after", &[(x, Tid::ZERO, record(1, &[]))]);
+}
+
+/// A vote that waits past the server's lock timeout (behind a client that voted and
+/// stalls, with the transaction timeout off) fails with `LockTimeout`, which callers
+/// may retry, not with a generic transaction error.
+#[test]
+fn a_vote_past_the_lock_timeout_is_a_lock_timeout() {
+    let f = Fixture::with_server_args(Kind::Bbru, &["-t", "0", "--lock-timeout", "0.5"]);
+    let [x] = test_support::conformance::fresh_oids(&*f);
+    let b = f.second_client();
+    let stalled = f
+        .tpc_begin(TransactionMeta::new("a", "stalls after voting"))
+        .unwrap();
+    f.store(&stalled, x, Tid::ZERO, record(1, &[])).unwrap();
+    f.vote(&stalled).unwrap();
+    let waiting = try_commit(&b, TransactionMeta::new("b", "waits"), |t| {
+        b.store(t, x, Tid::ZERO, record(2, &[]))
+    });
+    match waiting {
+        Err(StorageError::LockTimeout { waited }) => {
+            assert_eq!(waited, Duration::from_millis(500))
+        }
+        other => panic!("vote behind a stalled one: {other:?}"),
+    }
+    f.abort(&stalled);
+    commit(&b, "after the abort", &[(x, Tid::ZERO, record(2, &[]))]);
 }
