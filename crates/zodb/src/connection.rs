@@ -114,16 +114,30 @@ impl Connection {
         self.core().cache.clear();
     }
 
-    /// Starts a transaction on the newest snapshot the database knows of.
+    /// Starts a transaction on the newest snapshot the database knows of.  If the
+    /// storage cannot sync (a ZEO client without its server), the transaction starts on
+    /// the newest snapshot heard of, and reads may be answered from caches; use
+    /// [`Connection::try_begin`] to fail instead.
     pub fn begin(&mut self) -> Transaction<'_> {
+        if let Err(e) = self.db.inner.storage.sync() {
+            tracing::warn!(error = %e, "storage sync failed at transaction begin");
+        }
+        self.begin_synced()
+    }
+
+    /// [`Connection::begin`] that fails when the storage cannot sync (a ZEO client
+    /// without its server: `StorageError::Disconnected`), rather than work on what the
+    /// caches hold; [`crate::TransactionManager`] begins this way.
+    pub fn try_begin(&mut self) -> Result<Transaction<'_>, Error> {
+        self.db.inner.storage.sync()?;
+        Ok(self.begin_synced())
+    }
+
+    /// Starts a transaction once the storage has synced (or failed to).
+    fn begin_synced(&mut self) -> Transaction<'_> {
         let db = &*self.db.inner;
         // `core` is `None` only inside `drop`.
         let core = self.core.as_mut().expect("a live connection has its core");
-        if let Err(e) = db.storage.sync() {
-            // Reads will fail the same way if the storage is really gone; a transaction
-            // on the newest snapshot known is the best that can be done.
-            tracing::warn!(error = %e, "storage sync failed at transaction begin");
-        }
         let poll = db.mvcc.poll(core.synced);
         match poll.changed {
             None => core.cache.clear(),

@@ -406,7 +406,9 @@ impl TransactionManager {
 
     /// Runs `work` in a transaction of `conn` and commits it.  A conflict, raised by `work`
     /// or by the commit, aborts and starts over on a new snapshot, up to the number of
-    /// attempts; any other error aborts and is returned.  `work` must do nothing outside
+    /// attempts; any other error aborts and is returned.  A storage that cannot sync
+    /// as the transaction begins (a ZEO client without its server) fails it before
+    /// `work` runs ([`Connection::try_begin`]).  `work` must do nothing outside
     /// the transaction that cannot be repeated.
     pub fn run<R, E>(
         &self,
@@ -418,7 +420,7 @@ impl TransactionManager {
     {
         let mut attempt = 1;
         loop {
-            let tx = conn.begin();
+            let tx = conn.try_begin()?;
             let error = match work(&tx) {
                 Ok(value) => match tx.commit() {
                     Ok(_) => return Ok(value),

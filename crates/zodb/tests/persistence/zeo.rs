@@ -110,3 +110,95 @@ fn two_instances_on_one_zeo_server_see_each_others_commits() {
     assert_eq!(c2.begin().get(counter).unwrap().title, "30");
     assert_eq!(c1.begin().get(counter).unwrap().title, "30");
 }
+
+/// Serves `dir/Data.fs` on `address` until the returned handle shuts it down (the
+/// thread returned ends once the server has closed its storage).
+fn serve_on(
+    dir: &std::path::Path,
+    address: &str,
+) -> (zeo::server::Handle, std::thread::JoinHandle<()>) {
+    let storage: Arc<dyn Storage> = Arc::new(FileStorage::open(dir.join("Data.fs")).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = Config {
+        address: Address::Tcp(address.into()),
+        ..Config::default()
+    };
+    let server = runtime
+        .block_on(Server::bind(config, vec![("1".into(), storage)]))
+        .unwrap();
+    let handle = server.handle();
+    let thread = std::thread::spawn(move || runtime.block_on(server.run()));
+    (handle, thread)
+}
+
+/// While the server is away, a managed transaction fails at its start with
+/// `Disconnected` (its work does not run on what the caches hold), and works again once
+/// the client has reconnected by itself.
+#[test]
+fn a_managed_transaction_fails_fast_while_the_server_is_away_and_works_once_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let (handle, thread) = serve_on(dir.path(), &address);
+    let mut options = ClientOptions::new(address.clone());
+    options.wait_timeout = Duration::from_secs(10);
+    options.disconnected_wait = Some(Duration::from_millis(100));
+    let client = Arc::new(ClientStorage::connect(options).unwrap());
+    let db = DB::open(Arc::clone(&client) as Arc<dyn Storage>).unwrap();
+    let mut conn = db.connection();
+    let p = TransactionManager::new(3)
+        .run(&mut conn, |tx| {
+            let p = tx.add(page("before"))?;
+            tx.edit(tx.root())?.insert_ref("p", p);
+            Ok::<_, zodb::Error>(p)
+        })
+        .unwrap();
+
+    handle.shutdown();
+    thread.join().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while client.is_connected() {
+        assert!(std::time::Instant::now() < deadline, "still connected");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut ran = false;
+    let result = TransactionManager::new(3).run(&mut conn, |tx| {
+        ran = true;
+        Ok::<_, zodb::Error>(tx.get(p)?.title.clone())
+    });
+    match result {
+        Err(zodb::Error::Storage(e)) => assert!(e.is_disconnected(), "{e:?}"),
+        other => panic!("a transaction without the server: {other:?}"),
+    }
+    assert!(!ran, "the work ran on cached data");
+    // `begin` still starts one on what was heard of last (the caches answer).
+    assert_eq!(conn.begin().get(p).unwrap().title, "before");
+
+    let (handle, thread) = serve_on(dir.path(), &address);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let title = loop {
+        match TransactionManager::new(3).run(&mut conn, |tx| {
+            tx.update(p, |page| page.title = "after".into())?;
+            Ok::<_, zodb::Error>(tx.get(p)?.title.clone())
+        }) {
+            Ok(t) => break t,
+            Err(zodb::Error::Storage(e)) if e.is_disconnected() => {
+                assert!(std::time::Instant::now() < deadline, "no reconnection: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(title, "after");
+    drop(conn);
+    drop(db);
+    drop(client);
+    handle.shutdown();
+    thread.join().unwrap();
+}
