@@ -74,3 +74,26 @@ pub const FILENAME_CHARS_MAX: usize = 255;
 /// How many `item-<n>` names are tried for an item whose title gives no name (each try
 /// is a lookup in the folder).
 pub const NUMBERED_NAMES_MAX: usize = 1000;
+
+/// How long an instance starting on a ZEO server waits for it (`bbru serve --zeo`): a
+/// server started together with the instance has this long to come up.
+pub const ZEO_CONNECT_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a request made while the ZEO server is away waits for the client to
+/// reconnect (it tries every 1–2 s) before it is answered 503.  A request that arrives
+/// in the last second of a short outage (a restart of `bbru-zeo`) is then served, and
+/// none holds a worker slot longer than this while the server is really gone.
+pub const ZEO_DISCONNECTED_WAIT: Duration = Duration::from_secs(1);
+
+/// How long `/@@health` waits for the storage to answer its check (a ZEO ping).  A
+/// live server answers a ping in milliseconds, whatever it is busy with (a ping waits
+/// for no lock); load balancers give up on a health probe after a few seconds, so the
+/// verdict must come well before.
+pub const HEALTH_STORAGE_DEADLINE: Duration = Duration::from_secs(1);
+
+/// How many times a request whose commit hit a lock timeout (its objects held by a
+/// transaction that did not finish) is run again before it is answered 503.  Once: the
+/// holder is usually gone by then (the server aborts stalled transactions after its
+/// transaction timeout, half its lock timeout), and each try can wait a whole lock
+/// timeout.
+pub const LOCK_TIMEOUT_RETRIES: u32 = 1;

@@ -46,7 +46,9 @@ pub fn open_storage(config: &ServeConfig) -> Result<Arc<dyn Storage>, StartError
         }
         StorageConfig::Zeo(address) => {
             let mut options = zeo::client::ClientOptions::new(address.clone());
-            options.wait_timeout = Duration::from_secs(30);
+            options.wait_timeout = crate::limits::ZEO_CONNECT_WAIT;
+            // Requests fail fast (503) while the server is away.
+            options.disconnected_wait = Some(crate::limits::ZEO_DISCONNECTED_WAIT);
             zeo::client::ClientStorage::connect(options)
                 .map(|s| Arc::new(s) as Arc<dyn Storage>)
                 .map_err(|source| StartError::Storage {
