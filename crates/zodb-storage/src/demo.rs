@@ -126,6 +126,15 @@ impl Storage for DemoStorage {
         self.name.clone()
     }
 
+    /// An overlay in memory over the base, which is where the data are.
+    fn location(&self) -> crate::StorageLocation {
+        let base = self.base.location();
+        crate::StorageLocation {
+            kind: "demo",
+            location: format!("in memory over {} {}", base.kind, base.location),
+        }
+    }
+
     fn is_read_only(&self) -> bool {
         false
     }

@@ -29,6 +29,6 @@ pub use ids::{Oid, Tid, TidClock};
 pub use listeners::{InvalidationListener, Listeners};
 pub use memory::MemoryStorage;
 pub use storage::{
-    DataRecord, HistoryEntry, RecordIterItem, Revision, Storage, TransactionIter, TransactionMeta,
-    TransactionRecord, TxnHandle, TxnStatus, UndoLogEntry, parse_undo_id, undo_id,
+    DataRecord, HistoryEntry, RecordIterItem, Revision, Storage, StorageLocation, TransactionIter,
+    TransactionMeta, TransactionRecord, TxnHandle, TxnStatus, UndoLogEntry, parse_undo_id, undo_id,
 };

@@ -18,6 +18,15 @@ use crate::ids::{Oid, Tid};
 
 /// Who did what: the metadata every transaction carries. This is the audit
 /// trail, so the storage keeps it byte for byte.
+/// What kind of storage serves the data, and where (see [`Storage::location`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageLocation {
+    /// `file` (a FileStorage), `zeo` (a ZEO client), `memory`, `demo` (an overlay).
+    pub kind: &'static str,
+    /// The file's path, the server addresses, or a name.
+    pub location: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TransactionMeta {
     /// UTF-8 by convention (Zope writes `"<acl path> <user id>"`).
@@ -189,6 +198,15 @@ pub type TransactionIter = Box<dyn Iterator<Item = Result<TransactionRecord>> + 
 pub trait Storage: Send + Sync {
     /// A name for logs and ZEO's `get_info`.
     fn name(&self) -> String;
+
+    /// What kind of storage this is and where its data are, for operators (health
+    /// checks, logs). Storages in memory are `memory`, located by their name.
+    fn location(&self) -> StorageLocation {
+        StorageLocation {
+            kind: "memory",
+            location: self.name(),
+        }
+    }
 
     fn is_read_only(&self) -> bool;
 

@@ -1140,6 +1140,13 @@ impl Storage for ClientStorage {
         )
     }
 
+    fn location(&self) -> zodb_storage::StorageLocation {
+        zodb_storage::StorageLocation {
+            kind: "zeo",
+            location: self.shared.options.addresses.join(", "),
+        }
+    }
+
     fn is_read_only(&self) -> bool {
         self.shared.current_read_only()
     }

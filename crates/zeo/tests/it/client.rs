@@ -984,6 +984,11 @@ fn a_client_without_its_server_fails_fast_and_recovers() {
     let a = ClientStorage::connect(o).unwrap();
     let within = Duration::from_millis(500);
     a.check_health(within).unwrap();
+    let here = a.location();
+    assert_eq!(
+        (here.kind, here.location.as_str()),
+        ("zeo", address.as_str())
+    );
 
     // There but silent: the ping's deadline.
     server.signal("STOP");

@@ -558,6 +558,11 @@ mod tests {
         commit(&fs, Oid(0), Tid::ZERO, b"first").unwrap();
         let within = std::time::Duration::from_secs(1);
         fs.check_health(within).unwrap();
+        let here = fs.location();
+        assert_eq!(
+            (here.kind, here.location),
+            ("file", path.display().to_string())
+        );
         let other = fs::OpenOptions::new().write(true).open(&path).unwrap();
         other.write_all_at(b"JUNK", 0).unwrap();
         let health = fs.check_health(within).unwrap_err();

@@ -444,6 +444,13 @@ impl Storage for FileStorage {
         self.path.display().to_string()
     }
 
+    fn location(&self) -> crate::StorageLocation {
+        crate::StorageLocation {
+            kind: "file",
+            location: self.path.display().to_string(),
+        }
+    }
+
     fn is_read_only(&self) -> bool {
         self.read_only
     }
