@@ -39,6 +39,29 @@ impl zodb::Retryable for AppError {
     }
 }
 
+impl AppError {
+    /// The storage error inside, if this is one.
+    fn storage(&self) -> Option<&zodb_storage::StorageError> {
+        match self {
+            AppError::Db(zodb::Error::Storage(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// A commit that waited too long for objects another transaction holds.
+    pub fn is_lock_timeout(&self) -> bool {
+        matches!(
+            self.storage(),
+            Some(zodb_storage::StorageError::LockTimeout { .. })
+        )
+    }
+
+    /// The database could not be reached (a ZEO server away).
+    pub fn is_unavailable(&self) -> bool {
+        self.storage().is_some_and(|e| e.is_disconnected())
+    }
+}
+
 impl From<zodb_storage::StorageError> for AppError {
     fn from(e: zodb_storage::StorageError) -> Self {
         AppError::Db(e.into())
@@ -78,6 +101,21 @@ pub(super) fn render_error(app: &App, error: AppError, json: bool) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR,
             "Internal error; it has been logged.".to_owned(),
         ),
+        e if e.is_unavailable() => {
+            tracing::warn!(error = %e, "request refused: the database is out of reach");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database is out of reach at the moment; please try again shortly.".to_owned(),
+            )
+        }
+        e if e.is_lock_timeout() => {
+            tracing::warn!(error = %e, "request refused: its objects stayed locked by another commit");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Someone else is saving this at the same moment and has not finished; please try again in a moment."
+                    .to_owned(),
+            )
+        }
         AppError::Db(e) => {
             tracing::error!(error = %e, "request failed");
             (

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::Response;
 use zodb::{PRef, Transaction, TransactionManager};
 
+use crate::limits;
 use crate::model::{Content, ContentRef, Site};
 use crate::security::auth;
 use crate::security::{self, Grants, Permission, Principal};
@@ -193,20 +194,16 @@ struct Request {
 impl App {
     fn respond(&self, request: &Request, input: &Input) -> Result<Reply, AppError> {
         let (names, view) = split_path(&request.path)?;
+        let health = names.is_empty() && view == "health";
+        // Health checks the storage itself first: caches must not answer for it.
+        if health && let Some(unavailable) = views::ops::storage_unavailable(self) {
+            return Ok(unavailable);
+        }
         let Some(site) = self.site else {
-            // The instance and its database are fine; the site awaits its bootstrap
-            // manager. Deploys and load balancers ask /@@health: it says so, with 200.
-            if names.is_empty() && view == "health" {
-                return Ok(Reply::Json(
-                    StatusCode::OK,
-                    serde_json::json!({
-                        "status": "ok",
-                        "site": "not set up",
-                        "storage": self.db.storage().name(),
-                        "release": self.release,
-                        "pid": std::process::id(),
-                    }),
-                ));
+            // Deploys and load balancers ask /@@health: the instance and its database
+            // are fine, the site awaits its bootstrap manager; it says so, with 200.
+            if health {
+                return Ok(views::ops::health_not_set_up(self));
             }
             return Err(AppError::NotSetUp);
         };
@@ -219,7 +216,7 @@ impl App {
         let credentials = self.credentials(&request.headers)?;
         let csrf_cookie = request.csrf_cookie.clone();
         let mut conn = self.db.connection();
-        TransactionManager::new(3).run(&mut conn, |tx| {
+        let work = |tx: &Transaction<'_>| -> Result<Reply, AppError> {
             let principal = match &credentials {
                 Credentials::None => Principal::Anonymous,
                 Credentials::Basic(login, pass) => {
@@ -290,7 +287,12 @@ impl App {
             if unsafe_method && !scripted {
                 let token = input
                     .field(auth::CSRF_FIELD)
-                    .or_else(|| request.headers.get(auth::CSRF_HEADER).and_then(|v| v.to_str().ok()))
+                    .or_else(|| {
+                        request
+                            .headers
+                            .get(auth::CSRF_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                    })
                     .unwrap_or("");
                 if !auth::csrf_ok(&self.secret, &csrf_cookie, token) {
                     return Err(AppError::BadRequest(
@@ -300,7 +302,20 @@ impl App {
             }
             tx.set_user(ctx.principal.audit_name());
             (found.handler)(&ctx, tx)
-        })
+        };
+        // Conflicts are retried by the transaction manager; a lock timeout (the objects
+        // held by a commit that did not finish) is tried again a bounded number of
+        // times, then answered 503.
+        let mut retries = 0;
+        loop {
+            match TransactionManager::new(3).run(&mut conn, work) {
+                Err(e) if e.is_lock_timeout() && retries < limits::LOCK_TIMEOUT_RETRIES => {
+                    retries += 1;
+                    tracing::warn!(error = %e, path = %request.path, retries, "lock timeout; trying the request again");
+                }
+                done => return done,
+            }
+        }
     }
 }
 

@@ -205,6 +205,38 @@ fn health_answers_after_reading_the_database() {
     assert!(metrics.contains("bbru_storage_loads_total"), "{metrics}");
 }
 
+/// On an embedded `Data.fs`, health names the file and its last transaction, and checks
+/// the file itself each time: a file whose header was overwritten under the instance
+/// answers 503 with the reason (the caches would still serve pages).
+#[test]
+fn health_on_a_file_storage_reads_the_file() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Data.fs");
+    let storage = std::sync::Arc::new(zodb_storage::FileStorage::open(&path).unwrap());
+    let site = crate::start_with(storage, crate::site_config(""));
+    let r = site.browser().get("/@@health");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["status"], "ok", "{v}");
+    assert_eq!(v["storage_kind"], "file", "{v}");
+    assert_eq!(v["storage_location"], path.display().to_string(), "{v}");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{v}");
+    let time = v["last_transaction_time"].as_str().unwrap_or_default();
+    assert!(time.len() == 20 && time.ends_with('Z'), "{v}");
+
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(b"JUNK", 0).unwrap();
+    let r = site.browser().get("/@@health");
+    assert_eq!(r.status(), 503);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["status"], "unavailable", "{v}");
+    assert!(
+        v["reason"].as_str().is_some_and(|r| r.contains("offset 0")),
+        "{v}"
+    );
+}
+
 /// A login through the form from `forwarded` (as a proxy would say), with `password`.
 fn login_via_proxy(
     b: &crate::Browser,

@@ -70,7 +70,7 @@ fn base_url(ctx: &Ctx<'_>) -> String {
 }
 
 /// Seconds since the epoch as ISO 8601 in UTC (`2026-01-02T03:04:05Z`).
-fn iso(seconds: f64) -> String {
+pub(crate) fn iso(seconds: f64) -> String {
     let Ok(t) = time::OffsetDateTime::from_unix_timestamp(seconds as i64) else {
         return String::new();
     };
