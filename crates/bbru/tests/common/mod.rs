@@ -129,6 +129,25 @@ impl Process {
         }
     }
 
+    /// SIGTERM, then wait until it has exited (SIGKILL after [`START_TIMEOUT`]).
+    pub fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !matches!(child.try_wait(), Ok(Some(_))) {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{} did not exit after SIGTERM", self.what);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// SIGKILL, and wait until it is gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -265,7 +284,12 @@ pub struct Zeo {
 impl Zeo {
     /// Serves `file` (created if missing) and waits until the port accepts connections.
     pub fn start(file: &Path) -> Zeo {
-        let address = format!("127.0.0.1:{}", free_port());
+        Zeo::start_on(file, &format!("127.0.0.1:{}", free_port()))
+    }
+
+    /// [`Zeo::start`] on a given `host:port` (to come back where a server was).
+    pub fn start_on(file: &Path, address: &str) -> Zeo {
+        let address = address.to_owned();
         let mut command = Command::new(zeo_binary());
         command
             .env("BBRU_LOG", "info")
@@ -285,6 +309,11 @@ impl Zeo {
     /// SIGKILL: only what was committed (fdatasynced before `finish` returned) remains.
     pub fn kill(&mut self) {
         self.process.kill();
+    }
+
+    /// SIGTERM, and wait (bounded) until the process has exited.
+    pub fn stop(&mut self) {
+        self.process.terminate();
     }
 }
 

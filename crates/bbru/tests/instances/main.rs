@@ -231,3 +231,115 @@ fn two_instances_share_one_zeo_server() {
     let form = admin.page(&three, "/news/@@edit");
     assert!(form.contains("Logged in as"), "{form}");
 }
+
+/// GET `url`: the status and the body parsed as JSON (`Null` if it is not JSON), and
+/// how long the answer took.
+fn get_json(
+    http: &Client,
+    url: &str,
+) -> (reqwest::StatusCode, serde_json::Value, std::time::Duration) {
+    let asked = std::time::Instant::now();
+    let r = http
+        .get(url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = r.status();
+    let body = r.text().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        asked.elapsed(),
+    )
+}
+
+/// With its `bbru-zeo` stopped, an instance tells the truth at once and keeps no request
+/// waiting: `/@@health` answers 503 with the reason (not 200 from the caches), pages
+/// and the API answer 503 quickly (not after a 30 s wait, not 500).  Once the server is
+/// back on the same address, both recover by themselves: same instance, no restart.
+#[test]
+fn an_instance_answers_503_while_its_zeo_server_is_away_and_recovers_when_it_is_back() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = dir.path().join("Data.fs");
+    let mut zeo = Zeo::start(&file);
+    let address = zeo.address.clone();
+    let site_config = common::write_site_config(dir.path());
+    let instance = Instance::start(
+        dir.path(),
+        "one",
+        &site_config,
+        &Storage::Zeo(address.clone()),
+    );
+    let http = Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("HTTP client");
+    let health = instance.url("/@@health");
+
+    let (status, up, _) = get_json(&http, &health);
+    assert_eq!(status, 200, "{up}");
+    assert_eq!(up["status"], "ok", "{up}");
+    assert_eq!(up["storage_kind"], "zeo", "{up}");
+    assert_eq!(up["storage_location"], address.as_str(), "{up}");
+    assert_eq!(up["version"], env!("CARGO_PKG_VERSION"), "{up}");
+    assert!(up["last_transaction"].is_string(), "{up}");
+    let time = up["last_transaction_time"].as_str().unwrap_or("");
+    assert!(time.ends_with('Z') && time.len() == 20, "{up}");
+    assert_eq!(get_json(&http, &instance.url("/")).0, 200);
+
+    zeo.stop();
+    let stopped = std::time::Instant::now();
+    let down = loop {
+        let (status, body, _) = get_json(&http, &health);
+        if status == 503 {
+            break body;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            stopped.elapsed() < std::time::Duration::from_secs(1),
+            "/@@health still says {body} {:?} after the server stopped",
+            stopped.elapsed()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(down["status"], "unavailable", "{down}");
+    assert!(
+        down["reason"].as_str().is_some_and(|r| r.contains(&address)),
+        "{down}"
+    );
+    assert_eq!(down["storage_kind"], "zeo", "{down}");
+    assert_eq!(down["pid"], up["pid"], "{down}");
+    for path in ["/", "/@@login", "/@@health"] {
+        let (status, body, took) = get_json(&http, &instance.url(path));
+        assert_eq!(status, 503, "GET {path}: {body}");
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "GET {path} took {took:?}"
+        );
+    }
+    let (status, body, _) = get_json(&http, &instance.url("/"));
+    assert_eq!(status, 503);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("database")),
+        "{body}"
+    );
+
+    let _zeo = Zeo::start_on(&file, &address);
+    let back = std::time::Instant::now();
+    loop {
+        let (status, body, _) = get_json(&http, &health);
+        if status == 200 {
+            assert_eq!(body["status"], "ok", "{body}");
+            assert_eq!(body["pid"], up["pid"], "the same instance: {body}");
+            break;
+        }
+        assert!(
+            back.elapsed() < std::time::Duration::from_secs(30),
+            "not healthy again: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(get_json(&http, &instance.url("/")).0, 200);
+}
