@@ -304,7 +304,9 @@ fn an_instance_answers_503_while_its_zeo_server_is_away_and_recovers_when_it_is_
     };
     assert_eq!(down["status"], "unavailable", "{down}");
     assert!(
-        down["reason"].as_str().is_some_and(|r| r.contains(&address)),
+        down["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(&address)),
         "{down}"
     );
     assert_eq!(down["storage_kind"], "zeo", "{down}");

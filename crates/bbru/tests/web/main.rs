@@ -16,6 +16,7 @@ mod matrix;
 mod protocol;
 mod redirects;
 mod sessions;
+mod stalled;
 mod users;
 
 use std::sync::Arc;
