@@ -7,6 +7,10 @@
 //! cookie), find the view, check its permission against the roles the principal holds
 //! along the containment path, check the CSRF token of state-changing requests, run the
 //! view, and commit with the principal as the transaction's user (the audit trail).
+//! Trouble with the database is a 503, not a 500: the transaction fails as it begins
+//! while a ZEO server is away, and a commit whose objects stay locked by an unfinished
+//! commit elsewhere (a lock timeout) is tried again once, then refused.  `/@@health`
+//! checks the storage itself before any transaction.
 //!
 //! Database work is blocking, so each request runs on tokio's blocking pool; the async
 //! part only reads the body (bounded) and parses forms and uploads.
