@@ -214,6 +214,32 @@ mod tests {
         );
     }
 
+    /// Without the key the default applies; 0 turns the timeout off (rather than
+    /// aborting every vote at once); a negative number is a mistake.
+    #[test]
+    fn transaction_timeout_default_zero_and_mistakes() {
+        let with = |line: &str| {
+            parse(&format!(
+                "<zeo>\n address 8100\n {line}\n</zeo>\n<filestorage 1>\n path Data.fs\n</filestorage>\n"
+            ))
+        };
+        assert_eq!(
+            with("").unwrap().server.transaction_timeout,
+            Some(Duration::from_secs(
+                crate::limits::TRANSACTION_TIMEOUT_SECONDS_DEFAULT
+            ))
+        );
+        assert_eq!(
+            with("transaction-timeout 0")
+                .unwrap()
+                .server
+                .transaction_timeout,
+            None
+        );
+        let e = with("transaction-timeout -1").unwrap_err();
+        assert!(e.message.contains("seconds"), "{e}");
+    }
+
     #[test]
     fn mistakes_name_their_line() {
         let check = |text: &str, line: usize, what: &str| {
