@@ -35,7 +35,7 @@ mod reply;
 pub mod views;
 
 pub use app::{App, now, session_cookie, session_lifetime};
-pub use auth::cookie;
+pub use auth::{BasicCache, cookie};
 pub use error::AppError;
 pub use input::{Input, Upload};
 pub use listener::{Peer, serve};
