@@ -8,6 +8,7 @@
 //! password costs (one verification, against a dummy hash made once).
 
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
@@ -60,6 +61,8 @@ pub struct Verifier {
     free: Mutex<Vec<Vec<Block>>>,
     returned: Condvar,
     wait: Duration,
+    /// argon2 verifications run (for `/@@metrics`).
+    checks: AtomicU64,
 }
 
 impl Verifier {
@@ -70,7 +73,13 @@ impl Verifier {
             free: Mutex::new((0..slots.max(1)).map(|_| Vec::new()).collect()),
             returned: Condvar::new(),
             wait,
+            checks: AtomicU64::new(0),
         }
+    }
+
+    /// How many argon2 verifications ran.
+    pub fn checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
     }
 
     /// One slot per core ([`limits::PASSWORD_CHECKS_PER_CORE`]).
@@ -100,6 +109,7 @@ impl Verifier {
                 }
             }
         };
+        self.checks.fetch_add(1, Ordering::Relaxed);
         let ok = verify_with(password, stored, &mut memory);
         self.free.lock().push(memory);
         self.returned.notify_one();

@@ -68,7 +68,7 @@ impl Metrics {
     }
 
     /// The text exposition, with the database counters appended.
-    pub fn render(&self, db: &zodb::DbStats, page_renders: u64) -> String {
+    pub fn render(&self, db: &zodb::DbStats, page_renders: u64, password_checks: u64) -> String {
         let mut out = String::new();
         let registry = self.registry.lock();
         if let Err(e) = prometheus_client::encoding::text::encode_registry(&mut out, &registry) {
@@ -95,6 +95,11 @@ impl Metrics {
                 "bbru_page_renders",
                 "Page bodies rendered to HTML (the others came from the cache)",
                 page_renders,
+            ),
+            (
+                "bbru_password_checks",
+                "argon2 password verifications (remembered HTTP Basic logins skip them)",
+                password_checks,
             ),
         ] {
             out.push_str(&format!(

@@ -353,7 +353,7 @@ impl App {
             let scripted = matches!(credentials, Credentials::Bearer(_))
                 || (matches!(credentials, Credentials::Basic(..))
                     && (input.json.is_some() || request.method != Method::POST));
-            if unsafe_method && !scripted {
+            if unsafe_method && !scripted && found.csrf {
                 let token = input
                     .field(auth::CSRF_FIELD)
                     .or_else(|| request.headers.get(auth::CSRF_HEADER).and_then(|v| v.to_str().ok()))

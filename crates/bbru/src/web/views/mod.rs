@@ -53,6 +53,9 @@ pub struct Found {
     /// Whether the view takes uploads or page bodies (a large body); the others take
     /// small forms only.
     pub uploads: bool,
+    /// Whether a state-changing request needs the CSRF token (all but `/@login`, which
+    /// sets no cookie: a forged one could only hand its token to the page that sent it).
+    pub csrf: bool,
 }
 
 fn view(permission: Permission, handler: Handler) -> Result<Found, AppError> {
@@ -61,6 +64,7 @@ fn view(permission: Permission, handler: Handler) -> Result<Found, AppError> {
         on_container: false,
         handler,
         uploads: false,
+        csrf: true,
     })
 }
 
@@ -71,6 +75,7 @@ fn container_view(permission: Permission, handler: Handler) -> Result<Found, App
         on_container: true,
         handler,
         uploads: false,
+        csrf: true,
     })
 }
 
@@ -143,7 +148,9 @@ pub fn find(
         ("password", false, true) => root_only(public(login::change_password)),
         ("health", true, _) => root_only(public(ops::health)),
         ("metrics", true, _) => root_only(public(ops::metrics)),
-        ("@login", false, true) => root_only(public(login::token)),
+        ("@login", false, true) => {
+            root_only(public(login::token)).map(|f| Found { csrf: false, ..f })
+        }
         ("", _, _)
         | (
             "view" | "contents" | "add" | "edit" | "security" | "history" | "undo" | "users"
@@ -162,5 +169,6 @@ fn public(handler: Handler) -> Result<Found, AppError> {
         on_container: false,
         handler,
         uploads: false,
+        csrf: true,
     })
 }

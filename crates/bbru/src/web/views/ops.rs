@@ -51,10 +51,11 @@ pub fn metrics(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> 
             },
         );
     }
-    let text = ctx
-        .app
-        .metrics
-        .render(&ctx.app.db.stats(), ctx.app.pages.renders());
+    let text = ctx.app.metrics.render(
+        &ctx.app.db.stats(),
+        ctx.app.pages.renders(),
+        ctx.app.verifier.checks(),
+    );
     Ok(Reply::Bytes {
         content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8".into(),
         data: text.into_bytes(),
