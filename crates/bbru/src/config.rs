@@ -479,6 +479,33 @@ mod tests {
     }
 
     #[test]
+    fn http_settings_parse_with_defaults_and_bad_values_are_refused() {
+        let base = Path::new("/srv");
+        let c = ServeConfig::parse("", Path::new("s.toml"), base).unwrap();
+        assert_eq!(c.http, HttpSettings::default());
+        assert_eq!(c.http.metrics, MetricsAccess::Loopback);
+        let c = ServeConfig::parse(
+            "[http]\nheader_read_timeout_seconds = 0.5\ndrain_timeout_seconds = 3\nmetrics = \"public\"\n",
+            Path::new("s.toml"),
+            base,
+        )
+        .unwrap();
+        assert_eq!(c.http.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(c.http.drain_timeout, Duration::from_secs(3));
+        assert_eq!(c.http.metrics, MetricsAccess::Public);
+        for bad in [
+            "[http]\nkeep_alive_seconds = 0\n",
+            "[http]\nbody_read_timeout_seconds = -1\n",
+            "[http]\nmetrics = \"everybody\"\n",
+        ] {
+            assert!(
+                ServeConfig::parse(bad, Path::new("s.toml"), base).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn typos_are_errors() {
         let err = SiteConfig::parse("[site]\ntitel = 'x'\n", Path::new("s.toml")).unwrap_err();
         assert!(err.to_string().contains("titel"), "{err}");

@@ -2,9 +2,10 @@
 //! connection bounded, and the graceful stop.
 //!
 //! - A connection ready for a request (just accepted, or done with the previous one)
-//!   must send its headers within `header_read_timeout` (hyper's timer), and is closed
-//!   when idle for `keep_alive`; a body must arrive within `body_read_timeout`
-//!   (`input.rs`).
+//!   must send its headers within `header_read_timeout` (hyper's timer); one that has
+//!   been answered is closed when idle for `keep_alive` (or `header_read_timeout`, if
+//!   shorter) waiting for its next request; a body must arrive within
+//!   `body_read_timeout` (`input.rs`).
 //! - Stopping: stop accepting (the listening socket is closed), let the connections
 //!   already accepted send their requests ([`limits::DRAIN`]), ask every connection to
 //!   close once its request in flight is answered, and after `drain_timeout` close
@@ -101,11 +102,12 @@ pub async fn serve(
     Ok(())
 }
 
-/// When a connection last started or finished a request, and how many it has in flight.
+/// When a connection last finished a request (`None` before its first), and how many
+/// it has in flight.
 #[derive(Debug)]
 struct Activity {
     in_flight: AtomicUsize,
-    last: Mutex<Instant>,
+    last: Mutex<Option<Instant>>,
 }
 
 /// A request in flight on a connection (counted until dropped).
@@ -114,19 +116,19 @@ struct InFlight(Arc<Activity>);
 impl InFlight {
     fn new(activity: &Arc<Activity>) -> InFlight {
         activity.in_flight.fetch_add(1, Ordering::SeqCst);
-        *activity.last.lock() = Instant::now();
         InFlight(activity.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        *self.0.last.lock() = Instant::now();
+        *self.0.last.lock() = Some(Instant::now());
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// Serves one connection until it closes, it has been idle for `keep_alive`, or the
+/// Serves one connection until it closes, it has been idle for `keep_alive` after a
+/// response (a fresh connection has `header_read_timeout` for its first request), or the
 /// instance stops (then its request in flight is answered first).
 async fn connection(
     builder: hyper::server::conn::http1::Builder,
@@ -138,7 +140,7 @@ async fn connection(
 ) {
     let activity = Arc::new(Activity {
         in_flight: AtomicUsize::new(0),
-        last: Mutex::new(Instant::now()),
+        last: Mutex::new(None),
     });
     let service = {
         let activity = activity.clone();
@@ -160,10 +162,10 @@ async fn connection(
     tokio::pin!(conn);
     let mut closing = false;
     loop {
-        let idle_at = if activity.in_flight.load(Ordering::SeqCst) == 0 {
-            *activity.last.lock() + http.keep_alive
-        } else {
-            Instant::now() + http.keep_alive
+        let last = *activity.last.lock();
+        let idle_at = match last {
+            Some(last) if activity.in_flight.load(Ordering::SeqCst) == 0 => last + http.keep_alive,
+            _ => Instant::now() + http.keep_alive,
         };
         tokio::select! {
             result = conn.as_mut() => {
@@ -178,7 +180,7 @@ async fn connection(
             }
             () = tokio::time::sleep_until(idle_at), if !closing => {
                 let idle = activity.in_flight.load(Ordering::SeqCst) == 0
-                    && activity.last.lock().elapsed() >= http.keep_alive;
+                    && activity.last.lock().is_some_and(|l| l.elapsed() >= http.keep_alive);
                 if idle {
                     // Idle (or its next request's headers still incomplete) for too long.
                     closing = true;
