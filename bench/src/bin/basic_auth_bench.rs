@@ -106,14 +106,19 @@ fn main() -> Result<()> {
     )?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let address = format!("127.0.0.1:{port}");
-    let child = Command::new(&args.bbru)
+    // The instance runs in the scratch directory: a relative path would not resolve.
+    let bbru = args
+        .bbru
+        .canonicalize()
+        .with_context(|| format!("no binary {}", args.bbru.display()))?;
+    let child = Command::new(&bbru)
         .current_dir(&dir)
         .args(["serve", "--listen", &address, "--file", "Data.fs"])
         .args(["--site-config", "site.toml"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("bbru.log"))?)
         .spawn()
-        .with_context(|| format!("starting {}", args.bbru.display()))?;
+        .with_context(|| format!("starting {}", bbru.display()))?;
     let pid = child.id();
     let instance = Instance(child);
     let started = Instant::now();
