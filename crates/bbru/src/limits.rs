@@ -82,6 +82,12 @@ pub const NUMBERED_NAMES_MAX: usize = 1000;
 /// large body there is only ever an attack, refused before it is read.
 pub const FORM_BODY_BYTES_MAX: usize = 256 * 1024;
 
+/// Bytes of a refused request's body (not authenticated, not allowed, no such view)
+/// read and dropped before the answer: a client that sends its whole body before it
+/// reads the answer (most HTTP libraries) then gets the answer instead of a reset
+/// connection.  Larger bodies are left unread and the connection is closed.
+pub const REFUSED_BODY_DRAIN_BYTES_MAX: usize = 64 * 1024;
+
 /// Fields a urlencoded or multipart form may have.  Our largest forms (a folder's
 /// contents with its checkboxes, the grants table) have a few hundred; without a bound,
 /// a 20 MiB body of `a&a&…` is ten million fields, each an allocation.

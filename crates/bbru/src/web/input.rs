@@ -158,6 +158,26 @@ pub(super) async fn read_body(
     })
 }
 
+/// Reads and drops the body of a refused request when it is small
+/// ([`limits::REFUSED_BODY_DRAIN_BYTES_MAX`]), within the body read timeout; a larger
+/// one is left unread (its connection is then closed after the answer).
+pub(super) async fn discard_small_body(app: &App, headers: &HeaderMap, body: Body) {
+    if declared_length(headers).is_some_and(|n| n > limits::REFUSED_BODY_DRAIN_BYTES_MAX) {
+        return;
+    }
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let drain = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > limits::REFUSED_BODY_DRAIN_BYTES_MAX {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(app.http.body_read_timeout, drain).await;
+}
+
 fn seconds(d: Duration) -> String {
     format!("{} seconds", d.as_secs_f64())
 }

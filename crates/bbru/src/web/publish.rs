@@ -24,7 +24,7 @@ use crate::security::{self, Grants, Permission, Principal};
 
 use super::auth::Credentials;
 use super::error::render_error;
-use super::input::{RawBody, form_pairs, has_body, parse_input, read_body};
+use super::input::{RawBody, discard_small_body, form_pairs, has_body, parse_input, read_body};
 use super::reply::render_reply;
 use super::{App, AppError, Input, Peer, Reply, cookie, url_of, views};
 
@@ -466,11 +466,23 @@ async fn handle(
     body: axum::body::Body,
 ) -> Result<Reply, AppError> {
     // Reading the headers is cheap; a malformed `Authorization` ends the request here.
-    let credentials = Arc::new(app.credentials(&request.headers)?);
+    let credentials = match app.credentials(&request.headers) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            discard_small_body(app, &request.headers, body).await;
+            return Err(e);
+        }
+    };
     let request = Arc::new(request);
     let raw: Option<RawBody> = if has_body(&request.headers) {
         let (r, c) = (request.clone(), credentials.clone());
-        let limit = app.blocking(move |app| app.admit(&r, &c)).await?;
+        let limit = match app.blocking(move |app| app.admit(&r, &c)).await {
+            Ok(limit) => limit,
+            Err(e) => {
+                discard_small_body(app, &request.headers, body).await;
+                return Err(e);
+            }
+        };
         Some(read_body(app, &request.headers, body, limit).await?)
     } else {
         None

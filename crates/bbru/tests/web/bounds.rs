@@ -76,6 +76,32 @@ fn anonymous_bodies_for_views_anonymous_may_not_use_are_refused_unread() {
 }
 
 #[test]
+fn refused_small_bodies_are_read_so_the_connection_stays_usable() {
+    // A small refused body is read before the answer: a client still writing it gets
+    // the answer (not a reset), and the connection serves the next request.
+    let site = start();
+    let mut stream = TcpStream::connect(site.base.trim_start_matches("http://")).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let body = "title=defaced&body=defaced";
+    let head = format!(
+        "POST /@@add HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    stream.write_all(body.as_bytes()).unwrap();
+    stream
+        .write_all(b"GET /@@health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let replies = read_to_close(&mut stream);
+    assert!(replies.starts_with("HTTP/1.1 401"), "{replies}");
+    assert!(
+        replies.matches("HTTP/1.1 ").count() == 2 && replies.contains("HTTP/1.1 200"),
+        "{replies}"
+    );
+}
+
+#[test]
 fn forms_of_small_views_refuse_large_bodies_unread() {
     let site = start();
     let reply = exchange(
