@@ -4,6 +4,7 @@
 //! errors, so a typo is reported instead of silently ignored.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -209,6 +210,62 @@ struct ServeFile {
     trusted_proxies: Vec<String>,
     #[serde(default)]
     storage: StorageSection,
+    #[serde(default)]
+    http: HttpSection,
+}
+
+/// `[http]`: timeouts of connections and requests, and who may read `/@@metrics`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    header_read_timeout_seconds: Option<f64>,
+    body_read_timeout_seconds: Option<f64>,
+    keep_alive_seconds: Option<f64>,
+    drain_timeout_seconds: Option<f64>,
+    metrics: Option<MetricsAccess>,
+}
+
+/// Who may read `/@@metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAccess {
+    /// Anybody.
+    Public,
+    /// Clients on this host only (a loopback peer, not forwarded by a proxy): the
+    /// default, since request counts and timings tell outsiders about the traffic and
+    /// the instance, and Prometheus usually scrapes from the same host.
+    Loopback,
+    /// Principals with the ManageUsers permission at the site root (managers), e.g. a
+    /// scraper with HTTP Basic credentials of a dedicated manager account.
+    Permission,
+}
+
+/// The HTTP settings of an instance (`[http]` of `etc/serve.toml`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HttpSettings {
+    /// How long a connection may take to send a request's headers once it is ready for
+    /// one (accepted, or done with its previous request).
+    pub header_read_timeout: Duration,
+    /// How long a request's whole body may take to arrive.
+    pub body_read_timeout: Duration,
+    /// How long an idle connection is kept open for its next request.
+    pub keep_alive: Duration,
+    /// How long a stopping instance waits for requests in flight before it closes the
+    /// remaining connections and exits.
+    pub drain_timeout: Duration,
+    pub metrics: MetricsAccess,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            header_read_timeout: limits::HEADER_READ_TIMEOUT_DEFAULT,
+            body_read_timeout: limits::BODY_READ_TIMEOUT_DEFAULT,
+            keep_alive: limits::KEEP_ALIVE_DEFAULT,
+            drain_timeout: limits::DRAIN_TIMEOUT_DEFAULT,
+            metrics: MetricsAccess::Loopback,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -243,6 +300,7 @@ pub struct ServeConfig {
     /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` names the client;
     /// none by default: the peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub http: HttpSettings,
 }
 
 impl Default for ServeConfig {
@@ -259,6 +317,7 @@ impl Default for ServeConfig {
             release: None,
             secret_key_file: None,
             trusted_proxies: Vec::new(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -351,6 +410,41 @@ impl ServeConfig {
             (None, StorageConfig::Zeo(_)) => Some(resolve("var/secret.key".into())),
             (None, StorageConfig::File(_)) => None,
         };
+        let seconds = |name: &str, value: Option<f64>, default: Duration| match value {
+            None => Ok(default),
+            Some(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(Duration::from_secs_f64(v)),
+            Some(_) => Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: format!(
+                    "[http] {name} must be a number of seconds above 0 and at most 86400"
+                ),
+            }),
+        };
+        let http = &file.http;
+        let defaults = HttpSettings::default();
+        config.http = HttpSettings {
+            header_read_timeout: seconds(
+                "header_read_timeout_seconds",
+                http.header_read_timeout_seconds,
+                defaults.header_read_timeout,
+            )?,
+            body_read_timeout: seconds(
+                "body_read_timeout_seconds",
+                http.body_read_timeout_seconds,
+                defaults.body_read_timeout,
+            )?,
+            keep_alive: seconds(
+                "keep_alive_seconds",
+                http.keep_alive_seconds,
+                defaults.keep_alive,
+            )?,
+            drain_timeout: seconds(
+                "drain_timeout_seconds",
+                http.drain_timeout_seconds,
+                defaults.drain_timeout,
+            )?,
+            metrics: http.metrics.unwrap_or(defaults.metrics),
+        };
         Ok(config)
     }
 }
@@ -382,6 +476,33 @@ mod tests {
         let good = uncommented.replace("\"change me\"", "\"a-long-password\"");
         let c = SiteConfig::parse(&good, Path::new("site.toml")).unwrap();
         assert_eq!(c.bootstrap_manager.unwrap().login, "admin");
+    }
+
+    #[test]
+    fn http_settings_parse_with_defaults_and_bad_values_are_refused() {
+        let base = Path::new("/srv");
+        let c = ServeConfig::parse("", Path::new("s.toml"), base).unwrap();
+        assert_eq!(c.http, HttpSettings::default());
+        assert_eq!(c.http.metrics, MetricsAccess::Loopback);
+        let c = ServeConfig::parse(
+            "[http]\nheader_read_timeout_seconds = 0.5\ndrain_timeout_seconds = 3\nmetrics = \"public\"\n",
+            Path::new("s.toml"),
+            base,
+        )
+        .unwrap();
+        assert_eq!(c.http.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(c.http.drain_timeout, Duration::from_secs(3));
+        assert_eq!(c.http.metrics, MetricsAccess::Public);
+        for bad in [
+            "[http]\nkeep_alive_seconds = 0\n",
+            "[http]\nbody_read_timeout_seconds = -1\n",
+            "[http]\nmetrics = \"everybody\"\n",
+        ] {
+            assert!(
+                ServeConfig::parse(bad, Path::new("s.toml"), base).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

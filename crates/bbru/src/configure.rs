@@ -18,6 +18,8 @@
 //! log_file = "/srv/bbru/log/bbru.log"
 //! secret_key_file = "/srv/bbru/etc/secret.key"
 //! trusted_proxies = ["127.0.0.1"]  # the reverse proxy in front, if any
+//! [http]
+//! metrics = "loopback"              # or "public", "permission"
 //! ```
 //!
 //! `etc/site.toml` and `etc/serve.toml` are written readable by their owner only (the
@@ -48,6 +50,7 @@ pub struct Deploy {
     pub site: DeploySite,
     pub security: DeploySecurity,
     pub serve: DeployServe,
+    pub http: DeployHttp,
     /// Login proposed in the commented-out bootstrap manager section.
     pub bootstrap_login: String,
     /// The release being configured (set by `bbru deploy`, not in deploy.toml files).
@@ -95,12 +98,37 @@ pub struct DeployServe {
     pub trusted_proxies: Vec<String>,
 }
 
+/// `[http]` of deploy.toml: the timeouts and the metrics access of `etc/serve.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeployHttp {
+    pub header_read_timeout_seconds: f64,
+    pub body_read_timeout_seconds: f64,
+    pub keep_alive_seconds: f64,
+    pub drain_timeout_seconds: f64,
+    /// "public", "loopback" or "permission".
+    pub metrics: String,
+}
+
+impl Default for DeployHttp {
+    fn default() -> Self {
+        DeployHttp {
+            header_read_timeout_seconds: crate::limits::HEADER_READ_TIMEOUT_DEFAULT.as_secs_f64(),
+            body_read_timeout_seconds: crate::limits::BODY_READ_TIMEOUT_DEFAULT.as_secs_f64(),
+            keep_alive_seconds: crate::limits::KEEP_ALIVE_DEFAULT.as_secs_f64(),
+            drain_timeout_seconds: crate::limits::DRAIN_TIMEOUT_DEFAULT.as_secs_f64(),
+            metrics: "loopback".into(),
+        }
+    }
+}
+
 impl Default for Deploy {
     fn default() -> Self {
         Deploy {
             site: DeploySite::default(),
             security: DeploySecurity::default(),
             serve: DeployServe::default(),
+            http: DeployHttp::default(),
             bootstrap_login: "admin".into(),
             release: None,
         }
@@ -229,6 +257,7 @@ fn render_in(
         site => &deploy.site,
         security => &deploy.security,
         serve => &deploy.serve,
+        http => &deploy.http,
         bootstrap_login => &deploy.bootstrap_login,
         deploy => from.map(|p| p.display().to_string()).unwrap_or_default(),
         release => deploy.release.clone().unwrap_or_default(),

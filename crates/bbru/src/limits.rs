@@ -97,3 +97,101 @@ pub const HEALTH_STORAGE_DEADLINE: Duration = Duration::from_secs(1);
 /// transaction timeout, half its lock timeout), and each try can wait a whole lock
 /// timeout.
 pub const LOCK_TIMEOUT_RETRIES: u32 = 1;
+
+// ---- Request bodies -------------------------------------------------------------------
+
+/// Largest body of a view that takes neither an upload nor a page body (login, logout,
+/// grants, users, folder actions, undo, revert): their forms are a few fields, so a
+/// large body there is only ever an attack, refused before it is read.
+pub const FORM_BODY_BYTES_MAX: usize = 256 * 1024;
+
+/// Bytes of a refused request's body (not authenticated, not allowed, no such view)
+/// read and dropped before the answer: a client that sends its whole body before it
+/// reads the answer (most HTTP libraries) then gets the answer instead of a reset
+/// connection.  Larger bodies are left unread and the connection is closed.
+pub const REFUSED_BODY_DRAIN_BYTES_MAX: usize = 64 * 1024;
+
+/// Fields a urlencoded or multipart form may have.  Our largest forms (a folder's
+/// contents with its checkboxes, the grants table) have a few hundred; without a bound,
+/// a 20 MiB body of `a&a&…` is ten million fields, each an allocation.
+pub const FORM_FIELDS_MAX: usize = 2000;
+
+/// Parts a multipart body may have (each part costs headers and allocations); our
+/// upload forms have fewer than ten.
+pub const MULTIPART_PARTS_MAX: usize = 100;
+
+/// Nesting of arrays and objects in a JSON body: the API takes flat objects; deep
+/// nesting only costs stack and allocations.
+pub const JSON_DEPTH_MAX: usize = 32;
+
+/// Values (scalars, arrays, objects) a JSON body may hold: the API takes a handful of
+/// fields; a 20 MiB `[0,0,…]` is ten million `Value`s (about 400 MB) otherwise.
+pub const JSON_VALUES_MAX: usize = 10_000;
+
+/// Bytes of request bodies held at once by the whole instance (being read, parsed or
+/// used); a request whose body does not fit waits [`BODY_BUDGET_WAIT`], then gets 503.
+/// With it, concurrent large bodies cannot take the instance's memory; it is raised to
+/// one largest upload when a site allows larger ones, so such an upload can always pass.
+pub const BODY_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long a request waits for room in [`BODY_BUDGET_BYTES`] before it is refused with
+/// 503 (the client may retry).
+pub const BODY_BUDGET_WAIT: Duration = Duration::from_secs(2);
+
+// ---- Passwords and credentials --------------------------------------------------------
+
+/// argon2 verifications running at once, per CPU core: each takes 19 MiB and about
+/// 20 ms of one core, so more at once only adds memory, not throughput.
+pub const PASSWORD_CHECKS_PER_CORE: usize = 1;
+
+/// How long a request waits for a free argon2 slot before it is answered 503.
+pub const PASSWORD_CHECK_WAIT: Duration = Duration::from_secs(5);
+
+/// Largest argon2 memory cost (KiB) of a stored hash we verify.  bbru makes 19 MiB
+/// hashes; an imported or configured hash asking for more than this is refused (and
+/// logged) rather than letting one login take any memory it names.
+pub const PASSWORD_HASH_MEMORY_KIB_MAX: u32 = 64 * 1024;
+
+/// Successful HTTP Basic verifications remembered, so a script sending the same
+/// credentials with every request costs one argon2 run, not one per request.
+pub const BASIC_CACHE_ENTRIES_MAX: usize = 1024;
+
+/// How long a successful HTTP Basic verification is remembered.  Short, so a password
+/// guessed by a thief is not kept; a changed password or removed user takes effect at
+/// once anyway (an entry only counts while the user's stored hash is the one it saw).
+pub const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
+
+// ---- Connections ----------------------------------------------------------------------
+
+/// Default of `[http] header_read_timeout_seconds`: how long a connection may take to
+/// send a request's headers once it is ready for one (just accepted, or done with the
+/// previous request).  Without it, a half-sent request holds its connection forever.
+pub const HEADER_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+
+/// Default of `[http] body_read_timeout_seconds`: how long a request's whole body may
+/// take to arrive (20 MiB at 4 Mbit/s takes 40 s).
+pub const BODY_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
+
+/// Default of `[http] keep_alive_seconds`: how long an idle connection is kept open for
+/// its next request (browsers reopen at once; every open connection costs a socket).
+pub const KEEP_ALIVE_DEFAULT: Duration = Duration::from_secs(5);
+
+/// Default of `[http] drain_timeout_seconds`: how long a stopping instance waits for its
+/// requests in flight (and half-sent ones) before it closes what remains and exits, so
+/// `--stop-daemon` and deploys always end.
+pub const DRAIN_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+// ---- Pages ----------------------------------------------------------------------------
+
+/// Largest page body (Markdown), in bytes: pages are read on screens; a larger text is
+/// a file to upload.
+pub const PAGE_BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// Deepest nesting of HTML elements in a page's rendering.  The HTML sanitiser's tree
+/// builder costs time proportional to the depth of open elements per element, so a
+/// body of 40,000 unclosed `<div>`s took seconds per view; real pages nest a few levels.
+pub const PAGE_HTML_DEPTH_MAX: usize = 100;
+
+/// Bytes of sanitised page HTML the instance keeps (by object and revision), so a view
+/// renders a page only when it changed, not at every request.
+pub const RENDERED_PAGES_BYTES_MAX: usize = 32 * 1024 * 1024;

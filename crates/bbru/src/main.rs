@@ -408,6 +408,8 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
     let mut app = bbru::startup::app(db, site, &config.site_config.display().to_string(), &key)?;
     app.release = config.release.clone().unwrap_or_default();
     app.trusted_proxies = config.trusted_proxies.clone();
+
+    app.http = config.http;
     // Bound before the runtime starts: inherited from the running release's instance
     // through the handover socket when there is one, else bound with SO_REUSEPORT.
     let bound = bbru::listen::bind(&config.listen, config.handover_socket.as_deref())
@@ -454,7 +456,9 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
             .await
             .context("serving")
     });
-    drop(runtime);
+    // Requests still running on the blocking pool after the drain timeout are database
+    // work that ends by itself; the process does not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     storage.close().context("closing the storage")?;
     result
 }

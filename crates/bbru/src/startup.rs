@@ -162,6 +162,10 @@ pub fn app(
             .saturating_mul(limits::LOGIN_ADDRESSES_PER_ACCOUNT),
         window,
     );
+    // One largest request always fits, whatever the site's upload limit.
+    let body_budget = limits::BODY_BUDGET_BYTES
+        .max(config.site.upload_size_max + limits::BODY_OVERHEAD_BYTES)
+        .min(tokio::sync::Semaphore::MAX_PERMITS);
     Ok(App {
         db,
         config,
@@ -176,5 +180,10 @@ pub fn app(
         site_config_path: site_config_path.to_owned(),
         release: String::new(),
         slots: Arc::new(tokio::sync::Semaphore::new(db_pool_size)),
+        body_budget: Arc::new(tokio::sync::Semaphore::new(body_budget)),
+        verifier: crate::security::password::Verifier::for_this_machine(),
+        basic_cache: crate::web::BasicCache::default(),
+        pages: crate::web::views::content::RenderedPages::default(),
+        http: crate::config::HttpSettings::default(),
     })
 }

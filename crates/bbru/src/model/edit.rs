@@ -60,6 +60,8 @@ pub enum EditError {
     )]
     InvalidFilename(String),
     #[error(transparent)]
+    Body(#[from] super::markup::BodyError),
+    #[error(transparent)]
     Db(#[from] zodb::Error),
 }
 
@@ -172,6 +174,11 @@ pub fn create(
         check_upload(upload)?;
     }
     let folder = tx.get(parent)?;
+    if kind == Kind::Page
+        && let Some(body) = &fields.body
+    {
+        super::markup::check_body(body)?;
+    }
     let name = if name.trim().is_empty() {
         let from = fields
             .upload
@@ -248,6 +255,9 @@ pub fn apply(
     }
     if let Some(upload) = &fields.upload {
         check_upload(upload)?;
+    }
+    if let (ContentRef::Page(_), Some(body)) = (&target, &fields.body) {
+        super::markup::check_body(body)?;
     }
     if let (ContentRef::Image(_), Some(upload)) = (&target, &fields.upload)
         && image_type(&upload.data).is_none()

@@ -16,6 +16,7 @@
 
 pub mod content;
 pub mod edit;
+pub mod markup;
 pub mod principals;
 pub mod site;
 pub mod tree;

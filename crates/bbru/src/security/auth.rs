@@ -72,9 +72,43 @@ pub fn sign_session(
     bootstrap: bool,
     lifetime: Duration,
 ) -> String {
+    sign_credential(secret, b"session", login, generation, bootstrap, lifetime)
+}
+
+/// The session a cookie value carries, if its signature holds and it has not expired.
+pub fn verify_session(secret: &str, cookie: &str) -> Option<Session> {
+    verify_credential(secret, b"session", cookie)
+}
+
+/// An API token (`POST /@login`, then `Authorization: Bearer <token>`): signed like a
+/// session and revoked the same way (the user's `session_generation`), but for its own
+/// purpose, so a session cookie never passes for a token nor the reverse.
+pub fn sign_token(
+    secret: &str,
+    login: &str,
+    generation: u64,
+    bootstrap: bool,
+    lifetime: Duration,
+) -> String {
+    sign_credential(secret, b"token", login, generation, bootstrap, lifetime)
+}
+
+/// What a valid, unexpired API token says.
+pub fn verify_token(secret: &str, token: &str) -> Option<Session> {
+    verify_credential(secret, b"token", token)
+}
+
+fn sign_credential(
+    secret: &str,
+    purpose: &[u8],
+    login: &str,
+    generation: u64,
+    bootstrap: bool,
+    lifetime: Duration,
+) -> String {
     let expires = now_seconds() + lifetime.as_secs();
     let body = format!("{}|{generation}|{expires}|{}", login, u8::from(bootstrap));
-    let sig = mac(secret, &[b"session", body.as_bytes()]);
+    let sig = mac(secret, &[purpose, body.as_bytes()]);
     format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(body.as_bytes()),
@@ -82,14 +116,13 @@ pub fn sign_session(
     )
 }
 
-/// The session a cookie value carries, if its signature holds and it has not expired.
-pub fn verify_session(secret: &str, cookie: &str) -> Option<Session> {
-    let (body64, sig64) = cookie.split_once('.')?;
+fn verify_credential(secret: &str, purpose: &[u8], value: &str) -> Option<Session> {
+    let (body64, sig64) = value.split_once('.')?;
     let body = URL_SAFE_NO_PAD.decode(body64).ok()?;
     let sig = URL_SAFE_NO_PAD.decode(sig64).ok()?;
     let mut m = HmacSha256::new_from_slice(secret.as_bytes()).ok()?;
-    m.update(&(b"session".len() as u64).to_be_bytes());
-    m.update(b"session");
+    m.update(&(purpose.len() as u64).to_be_bytes());
+    m.update(purpose);
     m.update(&(body.len() as u64).to_be_bytes());
     m.update(&body);
     m.verify_slice(&sig).ok()?;
@@ -327,6 +360,17 @@ mod tests {
         assert!(verify_session("k", &forged).is_none());
         let expired = sign_session("k", "alice", 0, false, Duration::ZERO);
         assert!(verify_session("k", &expired).is_none());
+    }
+
+    #[test]
+    fn tokens_and_sessions_never_pass_for_each_other() {
+        let token = sign_token("k", "alice", 3, false, Duration::from_secs(60));
+        let s = verify_token("k", &token).unwrap();
+        assert_eq!((s.login.as_str(), s.generation), ("alice", 3));
+        assert!(verify_session("k", &token).is_none());
+        let cookie = sign_session("k", "alice", 3, false, Duration::from_secs(60));
+        assert!(verify_token("k", &cookie).is_none());
+        assert!(verify_token("other", &token).is_none());
     }
 
     #[test]

@@ -9,12 +9,15 @@ use axum::http::HeaderMap;
 use ipnet::IpNet;
 use zodb::{DB, PRef, Transaction};
 
-use crate::config::{SecureCookies, SiteConfig};
+use crate::config::{HttpSettings, SecureCookies, SiteConfig};
 use crate::model::Site;
 use crate::security::Principal;
 use crate::security::auth::{self, AccountThrottle, RateLimiter};
+use crate::security::password::Verifier;
 
+use super::auth::BasicCache;
 use super::metrics;
+use super::views::content::RenderedPages;
 
 /// Everything a request needs, shared by all requests of an instance.
 pub struct App {
@@ -46,6 +49,17 @@ pub struct App {
     /// One permit per pooled connection: requests beyond them wait (in async land)
     /// instead of opening connections whose caches start cold and are dropped after.
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// Bytes of request bodies held at once ([`crate::limits::BODY_BUDGET_BYTES`]).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// Password checks: a few at once, on reused memory.
+    pub verifier: Verifier,
+    /// Recent successful HTTP Basic verifications.
+    pub basic_cache: BasicCache,
+    /// Sanitised HTML of pages, by object and revision.
+    pub pages: RenderedPages,
+    /// Timeouts and the metrics access of `etc/serve.toml` (defaults until the
+    /// command sets them).
+    pub http: HttpSettings,
 }
 
 impl std::fmt::Debug for App {

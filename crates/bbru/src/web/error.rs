@@ -26,6 +26,13 @@ pub enum AppError {
     TooLarge(String),
     #[error("the site is not set up yet")]
     NotSetUp,
+    /// A shared resource (body budget, password checks) stayed taken too long: 503,
+    /// try again.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// The client was too slow sending its request.
+    #[error("request timeout: {0}")]
+    Timeout(String),
     #[error(transparent)]
     Db(#[from] zodb::Error),
     /// A failure already logged where it happened.
@@ -93,6 +100,8 @@ pub(super) fn render_error(app: &App, error: AppError, json: bool) -> Response {
                 app.site_config_path
             ),
         ),
+        AppError::Busy(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
+        AppError::Timeout(m) => (StatusCode::REQUEST_TIMEOUT, m.clone()),
         AppError::Db(e) if e.is_conflict() => (
             StatusCode::CONFLICT,
             "Someone else changed this at the same time; please try again.".to_owned(),
@@ -134,6 +143,17 @@ pub(super) fn render_error(app: &App, error: AppError, json: bool) -> Response {
         )
             .into_response()
     };
+    if matches!(error, AppError::Busy(_)) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if matches!(error, AppError::Timeout(_)) {
+        // What remains of the body is unread: the connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if matches!(error, AppError::Unauthorized) {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,

@@ -1,8 +1,20 @@
-//! The request body as the views see it: form fields, uploads and JSON, read with a
-//! size bound before the blocking part runs.
+//! The request body as the views see it: form fields, uploads and JSON.
+//!
+//! Reading and parsing are two steps, so that neither happens before it must:
+//! [`read_body`] (async) reads the raw bytes only once the request has been admitted
+//! (authenticated, its view found and allowed), bounded by the view's limit, the
+//! instance's budget of body bytes ([`limits::BODY_BUDGET_BYTES`]) and the body read
+//! timeout; [`parse_input`] (on the blocking pool, holding a connection slot) parses them
+//! with caps on fields, parts, JSON nesting and values, so its memory stays proportional
+//! to the body.
+
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::{App, AppError};
 use crate::limits;
@@ -49,105 +61,178 @@ pub struct Upload {
     pub data: Vec<u8>,
 }
 
-/// Whether `e` (from `to_bytes`) is the length limit, not the body's own error.
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+/// The raw bytes of a body, with their share of the instance's body budget (given back
+/// when the request is done with them).
+#[derive(Debug)]
+pub(super) struct RawBody {
+    pub bytes: Bytes,
+    _budget: Option<OwnedSemaphorePermit>,
 }
 
-/// Reads the body (bounded), parses forms, uploads and JSON.
-pub(super) async fn read_input(
+/// The `Content-Length` a request declares, if any.
+pub(super) fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether a request has a body to read.
+pub(super) fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING) || declared_length(headers).unwrap_or(0) > 0
+}
+
+/// Permits for `bytes` of the body budget, waiting [`limits::BODY_BUDGET_WAIT`] at most.
+async fn budget(app: &App, bytes: usize) -> Result<OwnedSemaphorePermit, AppError> {
+    let n = u32::try_from(bytes).unwrap_or(u32::MAX);
+    match tokio::time::timeout(
+        limits::BODY_BUDGET_WAIT,
+        app.body_budget.clone().acquire_many_owned(n),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(AppError::Busy(
+            "the server is receiving too many large requests at once; try again in a moment".into(),
+        )),
+    }
+}
+
+/// The bytes of the body, at most `limit` of them, within the body read timeout.
+pub(super) async fn read_body(
     app: &App,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Input, AppError> {
-    let limit = app.config.site.upload_size_max + limits::BODY_OVERHEAD_BYTES;
+    limit: usize,
+) -> Result<RawBody, AppError> {
     let too_large = || {
         AppError::TooLarge(format!(
-            "the request is larger than the {} bytes this site accepts",
-            app.config.site.upload_size_max
+            "the request body is larger than the {limit} bytes this address accepts"
         ))
     };
     // Refused from the announced length, before the body is polled: hyper answers
     // `Expect: 100-continue` only when the body is first read, so a client asking
     // whether it may send too much is told no (413) and sends nothing.
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit as u64) {
+    let declared = declared_length(headers);
+    if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // Over the limit, or a body that is not well-formed HTTP (a bad chunk size, a
-        // connection closed early): the client's mistake, said as such.
-        if is_length_limit(&e) {
-            too_large()
-        } else {
+    let mut permit = match declared {
+        Some(n) if n > 0 => Some(budget(app, n).await?),
+        _ => None,
+    };
+    let deadline = tokio::time::Instant::now() + app.http.body_read_timeout;
+    let mut data = Vec::with_capacity(declared.unwrap_or(0));
+    let mut stream = body.into_data_stream();
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .map_err(|_| {
+                AppError::Timeout(format!(
+                    "the request body did not arrive within {}",
+                    seconds(app.http.body_read_timeout)
+                ))
+            })?;
+        let Some(chunk) = next else { break };
+        // A body that is not well-formed HTTP (a bad chunk size, a connection closed
+        // early): the client's mistake, said as such.
+        let chunk = chunk.map_err(|e| {
             AppError::BadRequest(format!("the request body could not be read: {e}"))
+        })?;
+        if data.len() + chunk.len() > limit {
+            return Err(too_large());
         }
-    })?;
+        if declared.is_none() && !chunk.is_empty() {
+            // Chunked: the budget is taken as the bytes arrive.
+            let more = budget(app, chunk.len()).await?;
+            match &mut permit {
+                Some(p) => p.merge(more),
+                None => permit = Some(more),
+            }
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(RawBody {
+        bytes: data.into(),
+        _budget: permit,
+    })
+}
+
+/// Reads and drops the body of a refused request when it is small
+/// ([`limits::REFUSED_BODY_DRAIN_BYTES_MAX`]), within the body read timeout; a larger
+/// one is left unread (its connection is then closed after the answer).
+pub(super) async fn discard_small_body(app: &App, headers: &HeaderMap, body: Body) {
+    if declared_length(headers).is_some_and(|n| n > limits::REFUSED_BODY_DRAIN_BYTES_MAX) {
+        return;
+    }
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let drain = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > limits::REFUSED_BODY_DRAIN_BYTES_MAX {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(app.http.body_read_timeout, drain).await;
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{} seconds", d.as_secs_f64())
+}
+
+/// Form pairs of a urlencoded text (a body or a query string), at most
+/// [`limits::FORM_FIELDS_MAX`] of them.
+pub(super) fn form_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, AppError> {
+    let mut fields = Vec::new();
+    for (k, v) in form_urlencoded::parse(bytes) {
+        if fields.len() == limits::FORM_FIELDS_MAX {
+            return Err(too_many_fields());
+        }
+        fields.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(fields)
+}
+
+fn too_many_fields() -> AppError {
+    AppError::TooLarge(format!(
+        "the form has more than {} fields",
+        limits::FORM_FIELDS_MAX
+    ))
+}
+
+/// Parses a body read by [`read_body`] (on the blocking pool: it may take a while).
+pub(super) fn parse_input(
+    app: &App,
+    headers: &HeaderMap,
+    raw: Option<RawBody>,
+) -> Result<Input, AppError> {
+    let mut input = Input::default();
+    let Some(raw) = raw.filter(|r| !r.bytes.is_empty()) else {
+        return Ok(input);
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let mut input = Input::default();
-    if bytes.is_empty() {
-        return Ok(input);
-    }
     if content_type.starts_with("application/x-www-form-urlencoded") {
-        input.fields = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|e| AppError::BadRequest(format!("bad form data: {e}")))?;
+        input.fields = form_pairs(&raw.bytes)?;
     } else if content_type.starts_with("multipart/form-data") {
         let boundary = multer::parse_boundary(&content_type)
             .map_err(|e| AppError::BadRequest(format!("bad multipart form: {e}")))?;
-        let stream =
-            futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(bytes) });
-        let mut multipart = multer::Multipart::new(stream, boundary);
-        while let Some(field) = multipart
-            .next_field()
-            .await
-            .map_err(|e| AppError::BadRequest(format!("bad multipart form: {e}")))?
-        {
-            let name = field.name().unwrap_or("").to_owned();
-            let filename = field.file_name().map(str::to_owned);
-            let field_type = field.content_type().map(|m| m.to_string());
-            let data = field
-                .bytes()
-                .await
-                .map_err(|e| AppError::BadRequest(format!("bad multipart form: {e}")))?;
-            if filename.is_some() && data.len() > app.config.site.upload_size_max {
-                return Err(AppError::TooLarge(format!(
-                    "the file {:?} has {} bytes; this site accepts at most {}",
-                    filename.unwrap_or_default(),
-                    data.len(),
-                    app.config.site.upload_size_max
-                )));
-            }
-            match filename {
-                Some(filename) => input.files.push(Upload {
-                    field: name,
-                    filename,
-                    content_type: field_type.unwrap_or_else(|| "application/octet-stream".into()),
-                    data: data.to_vec(),
-                }),
-                None => input.fields.push((
-                    name,
-                    String::from_utf8(data.to_vec())
-                        .map_err(|_| AppError::BadRequest("form field is not UTF-8".into()))?,
-                )),
-            }
-        }
+        // The bytes are all here: multer's futures never wait on I/O.
+        tokio::runtime::Handle::current().block_on(parse_multipart(
+            app,
+            raw.bytes.clone(),
+            boundary,
+            &mut input,
+        ))?;
     } else if content_type.starts_with("application/json") {
+        check_json(&raw.bytes)?;
         input.json = Some(
-            serde_json::from_slice(&bytes)
+            serde_json::from_slice(&raw.bytes)
                 .map_err(|e| AppError::BadRequest(format!("bad JSON: {e}")))?,
         );
     } else {
@@ -158,24 +243,145 @@ pub(super) async fn read_input(
     Ok(input)
 }
 
+async fn parse_multipart(
+    app: &App,
+    bytes: Bytes,
+    boundary: String,
+    input: &mut Input,
+) -> Result<(), AppError> {
+    let stream =
+        futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(bytes) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut parts = 0;
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| AppError::BadRequest(format!("bad multipart form: {e}")))?
+    {
+        parts += 1;
+        if parts > limits::MULTIPART_PARTS_MAX {
+            return Err(AppError::TooLarge(format!(
+                "the form has more than {} parts",
+                limits::MULTIPART_PARTS_MAX
+            )));
+        }
+        let name = field.name().unwrap_or("").to_owned();
+        let filename = field.file_name().map(str::to_owned);
+        let field_type = field.content_type().map(|m| m.to_string());
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| AppError::BadRequest(format!("bad multipart form: {e}")))?;
+        if filename.is_some() && data.len() > app.config.site.upload_size_max {
+            return Err(AppError::TooLarge(format!(
+                "the file {:?} has {} bytes; this site accepts at most {}",
+                filename.unwrap_or_default(),
+                data.len(),
+                app.config.site.upload_size_max
+            )));
+        }
+        match filename {
+            Some(filename) => input.files.push(Upload {
+                field: name,
+                filename,
+                content_type: field_type.unwrap_or_else(|| "application/octet-stream".into()),
+                data: data.to_vec(),
+            }),
+            None => input.fields.push((
+                name,
+                String::from_utf8(data.to_vec())
+                    .map_err(|_| AppError::BadRequest("form field is not UTF-8".into()))?,
+            )),
+        }
+    }
+    Ok(())
+}
+
+/// Refuses JSON nested deeper than [`limits::JSON_DEPTH_MAX`] or holding more than
+/// [`limits::JSON_VALUES_MAX`] values, before it is parsed: one pass over the bytes, no
+/// allocation.  Values are counted from above (separators and containers, outside
+/// strings), which is all a bound needs; syntax is left to the parser.
+fn check_json(bytes: &[u8]) -> Result<(), AppError> {
+    let mut depth = 0usize;
+    let mut values = 1usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                values += 1;
+                if depth > limits::JSON_DEPTH_MAX {
+                    return Err(AppError::TooLarge(format!(
+                        "the JSON body nests deeper than {} levels",
+                        limits::JSON_DEPTH_MAX
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' => values += 1,
+            _ => {}
+        }
+        if values > limits::JSON_VALUES_MAX {
+            return Err(AppError::TooLarge(format!(
+                "the JSON body holds more than {} values",
+                limits::JSON_VALUES_MAX
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::is_length_limit;
-    use axum::body::{Body, Bytes};
+    use super::*;
 
     #[test]
-    fn the_length_limit_is_told_apart_from_a_broken_body() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let too_long = Body::from(vec![b'a'; 100]);
-        let e = rt.block_on(axum::body::to_bytes(too_long, 10)).unwrap_err();
-        assert!(is_length_limit(&e), "{e}");
-        let broken = Body::from_stream(futures_util::stream::iter([
-            Ok(Bytes::from_static(b"abc")),
-            Err(std::io::Error::other("bad chunk size")),
-        ]));
-        let e = rt.block_on(axum::body::to_bytes(broken, 10)).unwrap_err();
-        assert!(!is_length_limit(&e), "{e}");
+    fn json_nesting_and_values_are_bounded_before_parsing() {
+        assert!(check_json(br#"{"title": "a, [b] {c}", "body": "\"[[[["}"#).is_ok());
+        let deep = "[".repeat(limits::JSON_DEPTH_MAX + 1);
+        assert!(
+            matches!(check_json(deep.as_bytes()), Err(AppError::TooLarge(m)) if m.contains("nests"))
+        );
+        let ok_deep = "[".repeat(limits::JSON_DEPTH_MAX) + &"]".repeat(limits::JSON_DEPTH_MAX);
+        assert!(check_json(ok_deep.as_bytes()).is_ok());
+        let many = format!("[{}0]", "0,".repeat(limits::JSON_VALUES_MAX));
+        assert!(
+            matches!(check_json(many.as_bytes()), Err(AppError::TooLarge(m)) if m.contains("values"))
+        );
+        // Commas inside strings are text, not values.
+        let text = format!(
+            "{{\"body\": \"{}\"}}",
+            ",".repeat(limits::JSON_VALUES_MAX * 2)
+        );
+        assert!(check_json(text.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn form_fields_are_bounded() {
+        let ok = "a&".repeat(limits::FORM_FIELDS_MAX);
+        assert_eq!(
+            form_pairs(ok.as_bytes()).unwrap().len(),
+            limits::FORM_FIELDS_MAX
+        );
+        let too_many = "a&".repeat(limits::FORM_FIELDS_MAX + 1);
+        assert!(matches!(
+            form_pairs(too_many.as_bytes()),
+            Err(AppError::TooLarge(_))
+        ));
+        assert_eq!(
+            form_pairs(b"x=1&y=%C3%A9").unwrap(),
+            vec![("x".into(), "1".into()), ("y".into(), "é".into())]
+        );
     }
 }

@@ -54,22 +54,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Records one answered request; `view` is the last path segment (only `@@` view
-    /// names are kept as labels, so the label set stays small).
-    pub fn observe(&self, last_segment: &str, status: u16, elapsed: Duration) {
-        let view = match last_segment.strip_prefix("@@") {
-            Some(v) if v.len() <= 20 && v.chars().all(|c| c.is_ascii_lowercase()) => v.to_owned(),
-            Some(_) => "other".to_owned(),
-            None => "default".to_owned(),
-        };
+    /// Records one answered request.  `view` is a name of the table of views (or
+    /// "default", "other": see `views::label`), never text of the request, so the
+    /// label set is bounded whatever clients ask for.
+    pub fn observe(&self, view: &'static str, status: u16, elapsed: Duration) {
         self.requests
-            .get_or_create(&RequestLabels { view, status })
+            .get_or_create(&RequestLabels {
+                view: view.to_owned(),
+                status,
+            })
             .inc();
         self.latency.observe(elapsed.as_secs_f64());
     }
 
     /// The text exposition, with the database counters appended.
-    pub fn render(&self, db: &zodb::DbStats) -> String {
+    pub fn render(&self, db: &zodb::DbStats, page_renders: u64, password_checks: u64) -> String {
         let mut out = String::new();
         let registry = self.registry.lock();
         if let Err(e) = prometheus_client::encoding::text::encode_registry(&mut out, &registry) {
@@ -91,6 +90,16 @@ impl Metrics {
                 "bbru_conflicts",
                 "Commits that failed with a conflict",
                 db.conflicts,
+            ),
+            (
+                "bbru_page_renders",
+                "Page bodies rendered to HTML (the others came from the cache)",
+                page_renders,
+            ),
+            (
+                "bbru_password_checks",
+                "argon2 password verifications (remembered HTTP Basic logins skip them)",
+                password_checks,
             ),
         ] {
             out.push_str(&format!(

@@ -3,27 +3,32 @@
 //! A request's path is traversed from the site's root folder (`/docs/install` is the item
 //! `install` of the folder `docs`); a last segment `@@name` names a view of the object
 //! reached (`/docs/@@edit`), none means its default view.  Then, in one transaction on a
-//! pooled connection (retried on conflict): authenticate (HTTP Basic or the session
-//! cookie), find the view, check its permission against the roles the principal holds
-//! along the containment path, check the CSRF token of state-changing requests, run the
-//! view, and commit with the principal as the transaction's user (the audit trail).
+//! pooled connection (retried on conflict): authenticate (HTTP Basic, the session
+//! cookie, or an API token from `/@login`), find the view, check its permission against
+//! the roles the principal holds along the containment path, check the CSRF token of
+//! state-changing requests, run the view, and commit with the principal as the
+//! transaction's user (the audit trail).
 //! Trouble with the database is a 503, not a 500: the transaction fails as it begins
 //! while a ZEO server is away, and a commit whose objects stay locked by an unfinished
 //! commit elsewhere (a lock timeout) is tried again once, then refused.  `/@@health`
 //! checks the storage itself before any transaction.
 //!
-//! Database work is blocking, so each request runs on tokio's blocking pool; the async
-//! part only reads the body (bounded) and parses forms and uploads.
+//! Database work is blocking, so each request runs on tokio's blocking pool holding a
+//! connection slot; the async part only reads the body, and only once the request has
+//! been admitted (authenticated, its view found and allowed: `publish`); the body is
+//! parsed on the blocking pool.  Every piece of work a request can cause is bounded
+//! (`crate::limits`; ARCHITECTURE.md lists the bounds).
 //!
 //! Modules, by job:
 //! - `app`: the instance's shared state ([`App`]), cookies, login rate limits;
 //! - `input`: the body parsed into form fields, uploads and JSON;
-//! - `auth`: credentials (HTTP Basic, the session cookie) and the principal they name;
+//! - `auth`: credentials (HTTP Basic, API tokens, the session cookie) and the principal
+//!   they name; the cache of recent HTTP Basic checks;
 //! - `publish`: the pipeline (traverse, find the view, permission, CSRF, run, commit)
 //!   and the router;
 //! - `error`: [`AppError`] and the page or JSON that says what went wrong;
 //! - `reply`: what views answer ([`Reply`]) and its HTTP rendering;
-//! - `listener`: serving on a socket, graceful stop;
+//! - `listener`: our accept loop (header, keep-alive and drain timeouts), graceful stop;
 //! - `views/` (the table of views and their permissions), `render` (the layout),
 //!   `metrics`.
 
@@ -39,7 +44,7 @@ mod reply;
 pub mod views;
 
 pub use app::{App, now, session_cookie, session_lifetime};
-pub use auth::cookie;
+pub use auth::{BasicCache, cookie};
 pub use error::AppError;
 pub use input::{Input, Upload};
 pub use listener::{Peer, serve};

@@ -1,6 +1,13 @@
-//! The publishing pipeline: the axum handler for every path.  It reads the body, then on
-//! the blocking pool runs one transaction: authenticate, traverse, find the view, check
-//! its permission and the CSRF token, run it, commit with the principal as the user.
+//! The publishing pipeline: the axum handler for every path.  On the blocking pool,
+//! holding a connection slot, it runs one transaction: authenticate, traverse, find the
+//! view, check its permission and the CSRF token, run it, commit with the principal as
+//! the user.
+//!
+//! A request with a body is first admitted: with a slot, in a read-only transaction, it
+//! is authenticated, its view found and its permission checked, which also says how
+//! large a body the view takes.  Only then is the body read (bounded, within the
+//! instance's body budget), and it is parsed on the blocking pool with the slot held, so
+//! an anonymous or unauthorised client never gets its body read, let alone parsed.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +24,7 @@ use crate::security::{self, Grants, Permission, Principal};
 
 use super::auth::Credentials;
 use super::error::render_error;
-use super::input::read_input;
+use super::input::{RawBody, discard_small_body, form_pairs, has_body, parse_input, read_body};
 use super::reply::render_reply;
 use super::{App, AppError, Input, Peer, Reply, cookie, url_of, views};
 
@@ -141,6 +148,9 @@ fn split_path(path: &str) -> Result<(Vec<String>, String), AppError> {
                 return Err(AppError::NotFound);
             }
             view = v.to_owned();
+        } else if decoded.starts_with('@') && i + 1 == segments.len() {
+            // plone.restapi's endpoints (`/@login`); no item name starts with '@'.
+            view = decoded;
         } else {
             names.push(decoded);
         }
@@ -189,10 +199,110 @@ struct Request {
     /// The browser's CSRF cookie, or the one this reply sets (so the forms of the very
     /// first page already carry a valid token).
     csrf_cookie: String,
+    /// The client asks for JSON (`Accept`) or sends it (`Content-Type`).
+    wants_json: bool,
+}
+
+/// What the first steps of the pipeline found.
+struct Resolved {
+    principal: Principal,
+    path: Vec<Step>,
+    view: String,
+    found: views::Found,
 }
 
 impl App {
-    fn respond(&self, request: &Request, input: &Input) -> Result<Reply, AppError> {
+    /// Authenticates, traverses, finds the view and checks its permission.
+    fn resolve(
+        &self,
+        tx: &Transaction<'_>,
+        site: PRef<Site>,
+        request: &Request,
+        credentials: &Credentials,
+        wants_json: bool,
+    ) -> Result<Resolved, AppError> {
+        let (names, view) = split_path(&request.path)?;
+        let principal = match credentials {
+            Credentials::None => Principal::Anonymous,
+            Credentials::Basic(login, pass) => {
+                if !self.login_allowed(&request.client, login) {
+                    return Err(AppError::TooManyRequests);
+                }
+                match self.basic_principal(tx, site, login, pass)? {
+                    Some(p) => p,
+                    None => {
+                        self.login_failed(&request.client, login);
+                        return Err(AppError::Unauthorized);
+                    }
+                }
+            }
+            Credentials::Session(s) => self.session_principal(tx, site, s)?,
+            Credentials::Bearer(s) => match self.session_principal(tx, site, s)? {
+                // A revoked or stale token is an error, not a silent anonymous request.
+                Principal::Anonymous => return Err(AppError::Unauthorized),
+                p => p,
+            },
+        };
+        let path = traverse(tx, site, &names)?;
+        let grants: Vec<&Grants> = path.iter().map(|s| &s.content.meta().grants).collect();
+        // What a visitor may not see does not exist for them: a hidden item answers
+        // as a missing one (404, whatever the view or method), so its name is not
+        // revealed by a login prompt.  The root is no secret (a private site asks
+        // visitors to log in); users who may not see an item are told so (403).
+        if !principal.is_authenticated()
+            && path.len() > 1
+            && !security::allowed(&principal, &grants, Permission::View)
+        {
+            return Err(AppError::NotFound);
+        }
+        let kind = path.last().expect("non-empty").content.kind();
+        let found = views::find(kind, path.len() == 1, &view, &request.method, wants_json)?;
+        if let Some(permission) = found.permission {
+            // Removing an item is decided on its container.
+            let on = if found.on_container && grants.len() > 1 {
+                &grants[..grants.len() - 1]
+            } else {
+                &grants[..]
+            };
+            if !security::allowed(&principal, on, permission) {
+                return Err(if principal.is_authenticated() {
+                    AppError::Forbidden
+                } else {
+                    AppError::Unauthorized
+                });
+            }
+        }
+        Ok(Resolved {
+            principal,
+            path,
+            view,
+            found,
+        })
+    }
+
+    /// Admits a request with a body: authenticated, view found and allowed; returns how
+    /// many body bytes the view takes.
+    fn admit(&self, request: &Request, credentials: &Credentials) -> Result<usize, AppError> {
+        let Some(site) = self.site else {
+            return Err(AppError::NotSetUp);
+        };
+        let mut conn = self.db.connection();
+        // Fails at once (503) while a ZEO server is away, as `respond` does.
+        let tx = conn.try_begin()?;
+        let resolved = self.resolve(&tx, site, request, credentials, request.wants_json)?;
+        Ok(if resolved.found.uploads {
+            self.config.site.upload_size_max + limits::BODY_OVERHEAD_BYTES
+        } else {
+            limits::FORM_BODY_BYTES_MAX
+        })
+    }
+
+    fn respond(
+        &self,
+        request: &Request,
+        credentials: &Credentials,
+        input: &Input,
+    ) -> Result<Reply, AppError> {
         let (names, view) = split_path(&request.path)?;
         let health = names.is_empty() && view == "health";
         // Health checks the storage itself first: caches must not answer for it.
@@ -207,46 +317,16 @@ impl App {
             }
             return Err(AppError::NotSetUp);
         };
-        let wants_json = request
-            .headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("application/json"))
-            || input.json.is_some();
-        let credentials = self.credentials(&request.headers)?;
+        let wants_json = request.wants_json;
         let csrf_cookie = request.csrf_cookie.clone();
         let mut conn = self.db.connection();
         let work = |tx: &Transaction<'_>| -> Result<Reply, AppError> {
-            let principal = match &credentials {
-                Credentials::None => Principal::Anonymous,
-                Credentials::Basic(login, pass) => {
-                    if !self.login_allowed(&request.client, login) {
-                        return Err(AppError::TooManyRequests);
-                    }
-                    match self.check_password(tx, site, login, pass)? {
-                        Some(p) => p,
-                        None => {
-                            self.login_failed(&request.client, login);
-                            return Err(AppError::Unauthorized);
-                        }
-                    }
-                }
-                Credentials::Session(s) => self.session_principal(tx, site, s)?,
-            };
-            let path = traverse(tx, site, &names)?;
-            // What a visitor may not see does not exist for them: a hidden item answers
-            // as a missing one (404, whatever the view or method), so its name is not
-            // revealed by a login prompt.  The root is no secret (a private site asks
-            // visitors to log in); users who may not see an item are told so (403).
-            if !principal.is_authenticated() && path.len() > 1 {
-                let grants: Vec<&security::Grants> =
-                    path.iter().map(|s| &s.content.meta().grants).collect();
-                if !security::allowed(&principal, &grants, Permission::View) {
-                    return Err(AppError::NotFound);
-                }
-            }
-            let kind = path.last().expect("non-empty").content.kind();
-            let found = views::find(kind, path.len() == 1, &view, &request.method, wants_json)?;
+            let Resolved {
+                principal,
+                path,
+                view,
+                found,
+            } = self.resolve(tx, site, request, credentials, wants_json)?;
             let ctx = Ctx {
                 app: self,
                 method: request.method.clone(),
@@ -255,36 +335,22 @@ impl App {
                 input,
                 principal,
                 path,
-                view: view.clone(),
+                view,
                 csrf: auth::csrf_token(&self.secret, &csrf_cookie),
                 wants_json,
                 site,
                 client: request.client.clone(),
             };
-            let allowed = |permission| {
-                if found.on_container && ctx.path.len() > 1 {
-                    ctx.allowed_on_container(permission)
-                } else {
-                    ctx.allowed(permission)
-                }
-            };
-            if let Some(permission) = found.permission
-                && !allowed(permission)
-            {
-                return Err(if ctx.principal.is_authenticated() {
-                    AppError::Forbidden
-                } else {
-                    AppError::Unauthorized
-                });
-            }
             let unsafe_method = !matches!(request.method, Method::GET | Method::HEAD);
             // A forged cross-site form can only POST form encodings, and a browser sends
             // cookies (and cached Basic credentials) with it.  Script clients using Basic
-            // auth with a JSON body, PATCH or DELETE cannot be forged that way (those need
-            // a CORS preflight we never grant); everything else needs the token.
-            let scripted = matches!(credentials, Credentials::Basic(..))
-                && (input.json.is_some() || request.method != Method::POST);
-            if unsafe_method && !scripted {
+            // auth with a JSON body, PATCH or DELETE, or an API token (which no browser
+            // sends by itself) cannot be forged that way (those need a CORS preflight we
+            // never grant); everything else needs the token.
+            let scripted = matches!(credentials, Credentials::Bearer(_))
+                || (matches!(credentials, Credentials::Basic(..))
+                    && (input.json.is_some() || request.method != Method::POST));
+            if unsafe_method && !scripted && found.csrf {
                 let token = input
                     .field(auth::CSRF_FIELD)
                     .or_else(|| {
@@ -317,6 +383,29 @@ impl App {
             }
         }
     }
+
+    /// Runs `work` on the blocking pool holding a connection slot.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&App) -> Result<T, AppError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        let Ok(permit) = self.slots.clone().acquire_owned().await else {
+            unreachable!("the semaphore is never closed")
+        };
+        let app = self.clone();
+        let task = move || {
+            let result = work(&app);
+            drop(permit);
+            result
+        };
+        match tokio::task::spawn_blocking(task).await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(error = %e, "request task failed");
+                Err(AppError::Internal)
+            }
+        }
+    }
 }
 
 /// The axum handler for every path.
@@ -335,20 +424,21 @@ async fn publish(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("application/json"))
     });
-    let view = parts.uri.path().rsplit('/').next().unwrap_or("").to_owned();
+    let label = split_path(parts.uri.path()).map_or("other", |(_, view)| views::label(&view));
     let request = Request {
         method: parts.method.clone(),
         path: parts.uri.path().to_owned(),
         query: parts
             .uri
             .query()
-            .and_then(|q| serde_urlencoded::from_str(q).ok())
+            .and_then(|q| form_pairs(q.as_bytes()).ok())
             .unwrap_or_default(),
         // X-Forwarded-For only from the proxies serve.toml trusts.
         client: app.client_address(peer.ip(), &parts.headers),
         csrf_cookie: cookie(&parts.headers, auth::CSRF_COOKIE)
             .map(str::to_owned)
             .unwrap_or_else(auth::new_csrf_cookie),
+        wants_json,
         headers: parts.headers,
     };
     let new_csrf_cookie = cookie(&request.headers, auth::CSRF_COOKIE)
@@ -361,27 +451,7 @@ async fn publish(
                 None,
             )
         });
-    let reply = match read_input(&app, &request.headers, body).await {
-        Err(e) => Err(e),
-        Ok(input) => {
-            let app2 = app.clone();
-            let Ok(permit) = app.slots.clone().acquire_owned().await else {
-                unreachable!("the semaphore is never closed")
-            };
-            let work = move || {
-                let reply = app2.respond(&request, &input);
-                drop(permit);
-                reply
-            };
-            match tokio::task::spawn_blocking(work).await {
-                Ok(reply) => reply,
-                Err(e) => {
-                    tracing::error!(error = %e, "request task failed");
-                    Err(AppError::Internal)
-                }
-            }
-        }
-    };
+    let reply = handle(&app, request, body).await;
     let mut response = match reply {
         Ok(reply) => render_reply(reply),
         Err(e) => render_error(&app, e, wants_json),
@@ -399,8 +469,44 @@ async fn publish(
         .headers_mut()
         .insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
     app.metrics
-        .observe(&view, response.status().as_u16(), started.elapsed());
+        .observe(label, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// Admits the request, reads its body, parses it and answers: no step before the one
+/// that needs it.
+async fn handle(
+    app: &Arc<App>,
+    request: Request,
+    body: axum::body::Body,
+) -> Result<Reply, AppError> {
+    // Reading the headers is cheap; a malformed `Authorization` ends the request here.
+    let credentials = match app.credentials(&request.headers) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            discard_small_body(app, &request.headers, body).await;
+            return Err(e);
+        }
+    };
+    let request = Arc::new(request);
+    let raw: Option<RawBody> = if has_body(&request.headers) {
+        let (r, c) = (request.clone(), credentials.clone());
+        let limit = match app.blocking(move |app| app.admit(&r, &c)).await {
+            Ok(limit) => limit,
+            Err(e) => {
+                discard_small_body(app, &request.headers, body).await;
+                return Err(e);
+            }
+        };
+        Some(read_body(app, &request.headers, body, limit).await?)
+    } else {
+        None
+    };
+    app.blocking(move |app| {
+        let input = parse_input(app, &request.headers, raw)?;
+        app.respond(&request, &credentials, &input)
+    })
+    .await
 }
 
 /// The router: everything goes to `publish`.

@@ -130,7 +130,7 @@ impl Process {
     }
 
     /// SIGTERM, then wait until it has exited (SIGKILL after [`START_TIMEOUT`]).
-    pub fn terminate(&mut self) {
+    pub fn terminate_and_wait(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -146,6 +146,56 @@ impl Process {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGTERM (a graceful stop).
+    pub fn terminate(&self) {
+        if let Some(pid) = self.pid() {
+            let status = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -TERM {pid}: {status}");
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status, or `None` if it still
+    /// runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The peak resident memory of the process so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let pid = self.pid().expect("the process runs");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .expect("a VmHWM line");
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .expect("VmHWM in kB");
+        kib * 1024
     }
 
     /// SIGKILL, and wait until it is gone.
@@ -236,6 +286,55 @@ impl Instance {
         format!("{}{path}", self.base)
     }
 
+    /// Starts `bbru serve -c etc/serve.toml` in `root/name` on the embedded file
+    /// `data`, with `extra` appended to its serve.toml (an `[http]` section, say), and
+    /// waits until it is healthy.
+    pub fn start_configured(
+        root: &Path,
+        name: &str,
+        site_config: &Path,
+        data: &Path,
+        extra: &str,
+    ) -> Instance {
+        let dir = root.join(name);
+        std::fs::create_dir_all(dir.join("etc")).expect("instance directory");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let text = format!(
+            "listen = {listen:?}\nsite_config = {:?}\npid_file = \"var/bbru.pid\"\n\n[storage]\nfile = {:?}\n\n{extra}\n",
+            site_config.display().to_string(),
+            data.display().to_string(),
+        );
+        std::fs::write(dir.join("etc/serve.toml"), text).expect("write serve.toml");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bbru"));
+        command
+            .current_dir(&dir)
+            .env("BBRU_LOG", "info")
+            .args(["serve", "-c", "etc/serve.toml"]);
+        let mut process = Process::spawn(
+            &format!("bbru serve ({name}, {listen})"),
+            command,
+            dir.join("bbru.log"),
+        );
+        let base = format!("http://{listen}");
+        let health = format!("{base}/@@health");
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("HTTP client");
+        process.wait_until("healthy", || {
+            client
+                .get(&health)
+                .send()
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+        });
+        Instance { base, process }
+    }
+
+    /// The `host:port` the instance listens on.
+    pub fn address(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
     /// SIGKILL: nothing is flushed or closed on the way out.
     pub fn kill(&mut self) {
         self.process.kill();
@@ -313,7 +412,7 @@ impl Zeo {
 
     /// SIGTERM, and wait (bounded) until the process has exited.
     pub fn stop(&mut self) {
-        self.process.terminate();
+        self.process.terminate_and_wait();
     }
 }
 

@@ -5,9 +5,13 @@
 // Test harness types: nothing useful to print.
 #![allow(missing_debug_implementations)]
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod api;
 mod basics;
 mod bootstrap;
+mod bounds;
 mod grants;
 mod headers;
 mod history;
@@ -21,7 +25,7 @@ mod users;
 
 use std::sync::Arc;
 
-use bbru::config::SiteConfig;
+use bbru::config::{HttpSettings, SiteConfig};
 use reqwest::blocking::{Client, Response};
 use zodb::DB;
 use zodb_storage::{MemoryStorage, Storage};
@@ -78,6 +82,11 @@ pub fn start_keeping_bootstrap() -> Site {
 /// Starts a site over `storage` with `config`.
 pub fn start_with(storage: Arc<dyn Storage>, config: SiteConfig) -> Site {
     start_adjusted(storage, config, |_| {})
+}
+
+/// Starts a site over `storage` with `config` and the `[http]` settings `http`.
+pub fn start_with_http(storage: Arc<dyn Storage>, config: SiteConfig, http: HttpSettings) -> Site {
+    start_adjusted(storage, config, |app| app.http = http)
 }
 
 /// Starts a site over `storage` with `config`, its application changed by `adjust`

@@ -35,7 +35,7 @@ use crate::model::edit::{self, Fields, Upload};
 use crate::model::{Content, Kind};
 use crate::security::Permission;
 use crate::web::render::child_url;
-use crate::web::views::content::{markdown, visible_items};
+use crate::web::views::content::{RenderedPages, visible_items};
 use crate::web::{AppError, Ctx, Reply, now};
 
 /// Fields only a Page has.
@@ -94,6 +94,7 @@ fn summary(id: String, name: &str, content: &Content) -> Value {
 /// The full form of `content`, whose URL path is `url` and name `name`; `items` are a
 /// folder's (visible) items.
 fn serialize(
+    pages: &RenderedPages,
     base: &str,
     url: &str,
     name: &str,
@@ -118,7 +119,7 @@ fn serialize(
     match content {
         Content::Page(_, p) => {
             object.insert("body".into(), json!(p.body));
-            object.insert("body_html".into(), json!(markdown(&p.body)));
+            object.insert("body_html".into(), json!(&*pages.html(&p.body)));
         }
         Content::File(_, f) => file(object, &f.filename, &f.content_type, f.data.len()),
         Content::Image(_, i) => file(object, &i.filename, &i.content_type, i.data.len()),
@@ -150,7 +151,14 @@ pub fn get(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let name = ctx.path.last().map(|s| s.name.as_str()).unwrap_or("");
     Ok(Reply::Json(
         StatusCode::OK,
-        serialize(&base_url(ctx), &ctx.url(), name, target, items),
+        serialize(
+            &ctx.app.pages,
+            &base_url(ctx),
+            &ctx.url(),
+            name,
+            target,
+            items,
+        ),
     ))
 }
 
@@ -314,7 +322,7 @@ pub fn create(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let content = reference.load(tx)?;
     let base = base_url(ctx);
     let items = (kind == Kind::Folder).then(Vec::new);
-    let value = serialize(&base, &url, &name, &content, items);
+    let value = serialize(&ctx.app.pages, &base, &url, &name, &content, items);
     Ok(Reply::WithHeaders(
         Box::new(Reply::Json(StatusCode::CREATED, value)),
         vec![(header::LOCATION, format!("{base}{url}"))],

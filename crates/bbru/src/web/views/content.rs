@@ -1,8 +1,15 @@
-//! Default views of the content types, and the add and edit forms.
+//! Default views of the content types, and the add and edit forms; the sanitised HTML
+//! of pages, made once per page revision and kept ([`RenderedPages`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use maud::{Markup, PreEscaped, html};
+use parking_lot::Mutex;
+use sha2::Digest;
 use zodb::Transaction;
 
+use crate::limits;
 use crate::model::edit::{self, EditError, Fields};
 use crate::model::{Content, ContentRef, Kind};
 use crate::security::Permission;
@@ -10,11 +17,77 @@ use crate::web::render::{self, Notice, child_url, csrf, page, redirect_with_noti
 use crate::web::{AppError, Ctx, Reply, now};
 
 /// Markdown to HTML, sanitised (no scripts, no event handlers, no `javascript:` links).
+/// A body beyond the page limits (saved before they existed, or by another client) is
+/// shown as escaped text: sanitising it could take seconds.
 pub fn markdown(source: &str) -> String {
-    let parser = pulldown_cmark::Parser::new_ext(source, pulldown_cmark::Options::ENABLE_TABLES);
-    let mut html = String::new();
-    pulldown_cmark::html::push_html(&mut html, parser);
-    ammonia::clean(&html)
+    match crate::model::markup::check_body(source) {
+        Ok(html) => ammonia::clean(&html),
+        Err(e) => html! {
+            p.error { "This page cannot be shown as HTML: " (e) "." }
+            pre { (source) }
+        }
+        .into_string(),
+    }
+}
+
+/// The sanitised HTML of page bodies, keyed by the SHA-256 of the Markdown (so any
+/// revision, old records included, is rendered once and found again whatever object or
+/// instance saved it), least recently used first out, at most
+/// [`limits::RENDERED_PAGES_BYTES_MAX`] bytes of HTML.  A cache rather than a field of
+/// the stored `Page`: records written before it, by Python or by older releases, need no
+/// migration, and the rendering can change with a release without rewriting pages.
+#[derive(Debug)]
+pub struct RenderedPages {
+    cache: Mutex<lru::LruCache<[u8; 32], Arc<str>>>,
+    bytes: AtomicU64,
+    renders: AtomicU64,
+}
+
+impl Default for RenderedPages {
+    fn default() -> Self {
+        RenderedPages {
+            cache: Mutex::new(lru::LruCache::unbounded()),
+            bytes: AtomicU64::new(0),
+            renders: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RenderedPages {
+    /// The sanitised HTML of `source`, rendered only if not already kept.
+    pub fn html(&self, source: &str) -> Arc<str> {
+        let key: [u8; 32] = sha2::Sha256::digest(source.as_bytes()).into();
+        if let Some(html) = self.cache.lock().get(&key) {
+            return html.clone();
+        }
+        self.renders.fetch_add(1, Ordering::Relaxed);
+        let html: Arc<str> = markdown(source).into();
+        if html.len() > limits::RENDERED_PAGES_BYTES_MAX / 4 {
+            // A few huge pages must not push everything else out.
+            return html;
+        }
+        let mut cache = self.cache.lock();
+        if let Some(old) = cache.put(key, html.clone()) {
+            self.bytes.fetch_sub(old.len() as u64, Ordering::Relaxed);
+        }
+        let mut bytes =
+            self.bytes.fetch_add(html.len() as u64, Ordering::Relaxed) + html.len() as u64;
+        while bytes > limits::RENDERED_PAGES_BYTES_MAX as u64 {
+            let Some((_, evicted)) = cache.pop_lru() else {
+                break;
+            };
+            bytes = self
+                .bytes
+                .fetch_sub(evicted.len() as u64, Ordering::Relaxed)
+                - evicted.len() as u64;
+        }
+        html
+    }
+
+    /// How many times a page body was rendered (cache misses), for `/@@metrics`.
+    pub fn renders(&self) -> u64 {
+        self.renders.load(Ordering::Relaxed)
+    }
 }
 
 impl From<EditError> for AppError {
@@ -107,7 +180,7 @@ pub fn view_page(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError>
                 }
             }
         }
-        Content::Page(_, p) => html! { div.body { (PreEscaped(markdown(&p.body))) } },
+        Content::Page(_, p) => html! { div.body { (PreEscaped(&*ctx.app.pages.html(&p.body))) } },
         Content::File(_, f) => html! {
             p { a href=(ctx.url()) { "Download " (f.filename) } " (" (f.content_type) ", " (f.data.len()) " bytes)" }
         },

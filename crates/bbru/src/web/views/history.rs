@@ -25,7 +25,7 @@ use crate::limits;
 use crate::model::{Content, File, Folder, Image, Kind, Page};
 use crate::security::Permission;
 use crate::web::render::{self, Notice, csrf, page, redirect_with_notice, view_url};
-use crate::web::views::content::markdown;
+use crate::web::views::content::RenderedPages;
 use crate::web::{AppError, Ctx, Reply, now};
 
 /// A tid as written in URLs and forms: 16 lower-case hex digits.
@@ -155,13 +155,13 @@ pub fn history(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> 
 }
 
 /// The body of an old version, rendered read-only.
-fn version_body(old: &Content) -> Markup {
+fn version_body(pages: &RenderedPages, old: &Content) -> Markup {
     let meta = old.meta();
     html! {
         h2 { (meta.title) }
         @if !meta.description.is_empty() { p.description { (meta.description) } }
         @match old {
-            Content::Page(_, p) => div.body { (PreEscaped(markdown(&p.body))) },
+            Content::Page(_, p) => div.body { (PreEscaped(&*pages.html(&p.body))) },
             Content::File(_, f) => p { (f.filename) " (" (f.content_type) ", " (f.data.len()) " bytes)" },
             Content::Image(_, i) => p { (i.filename) " (" (i.content_type) ", " (i.data.len()) " bytes)" },
             Content::Folder(_, f) => {
@@ -193,7 +193,7 @@ fn show_version(ctx: &Ctx<'_>, serial: Tid) -> Result<Reply, AppError> {
                 }
                 ". It is read-only."
             }
-            (version_body(&old))
+            (version_body(&ctx.app.pages, &old))
             @if can_revert {
                 form method="post" action=(view_url(ctx, "history")) {
                     (csrf(ctx))

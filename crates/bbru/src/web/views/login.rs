@@ -2,18 +2,20 @@
 //! (`/@@password`).  Logging out and changing the password end every session of the
 //! user, in every browser: the user's `session_generation` (the site's
 //! `bootstrap_generation` for the bootstrap manager) is bumped, and sessions signed for
-//! an older one are refused.
+//! an older one are refused.  API tokens (`POST /@login`, as plone.restapi has it: JSON
+//! `{"login", "password"}` answered with `{"token"}`, then sent as `Authorization:
+//! Bearer <token>`) are revoked the same way.
 
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use maud::html;
 use zodb::Transaction;
 
 use crate::limits;
-use crate::security::auth::SESSION_COOKIE;
+use crate::security::auth::{self, SESSION_COOKIE};
 use crate::security::{Principal, password};
 use crate::web::render::{Notice, csrf, page, redirect_with_notice};
 use crate::web::views::users::check_password as check_new_password;
-use crate::web::{AppError, Ctx, Reply, same_origin_path, session_cookie};
+use crate::web::{AppError, Ctx, Reply, same_origin_path, session_cookie, session_lifetime};
 
 /// Where to go after logging in: a path of this site only (never another origin); any
 /// other value leads to the site root.
@@ -190,5 +192,54 @@ pub fn change_password(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, App
             header::SET_COOKIE,
             session_cookie(ctx.app, ctx.headers, &ctx.principal, generation),
         )],
+    ))
+}
+
+/// `POST /@login` with JSON `{"login": ..., "password": ...}`: `{"token": ...}`, a token
+/// signed like a session (same lifetime, revoked with the user's other sessions).  One
+/// password check per token, instead of one per request with HTTP Basic.
+pub fn token(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let field = |name: &str| {
+        ctx.input
+            .json
+            .as_ref()
+            .and_then(|j| j.get(name))
+            .and_then(|v| v.as_str())
+    };
+    let (Some(login), Some(password)) = (field("login"), field("password")) else {
+        return Err(AppError::BadRequest(
+            "send a JSON object {\"login\": ..., \"password\": ...}".into(),
+        ));
+    };
+    let login = login.trim();
+    if !ctx.app.login_allowed(&ctx.client, login) {
+        return Err(AppError::TooManyRequests);
+    }
+    let Some(principal) = ctx.app.check_password(tx, ctx.site, login, password)? else {
+        ctx.app.login_failed(&ctx.client, login);
+        return Err(AppError::Unauthorized);
+    };
+    ctx.app.login_succeeded(&ctx.client, login);
+    let generation = match &principal {
+        Principal::User { login, .. } => {
+            let users = tx.get(ctx.site)?.users;
+            match users.get(tx, login)? {
+                Some(u) => tx.get(u)?.session_generation,
+                None => 0,
+            }
+        }
+        Principal::Bootstrap { .. } => tx.get(ctx.site)?.bootstrap_generation,
+        Principal::Anonymous => 0,
+    };
+    let token = auth::sign_token(
+        &ctx.app.secret,
+        principal.login().unwrap_or(""),
+        generation,
+        matches!(principal, Principal::Bootstrap { .. }),
+        session_lifetime(ctx.app),
+    );
+    Ok(Reply::Json(
+        StatusCode::OK,
+        serde_json::json!({ "token": token }),
     ))
 }

@@ -16,7 +16,11 @@
 //! | `logout`       | root     |                           | log out (ends all the principal's sessions) | (none) |
 //! | `password`     | root     | change-my-password form   | change it (current one asked) | (none; any logged-in user) |
 //! | `health`       | root     | JSON status               |                            | (none) |
-//! | `metrics`      | root     | Prometheus text           |                            | (none) |
+//! | `metrics`      | root     | Prometheus text           |                            | (`[http] metrics` of serve.toml) |
+//! | `/@login`      | root     |                           | JSON login → `{"token"}`   | (none) |
+//!
+//! Views marked `uploads` below take a body up to the site's `upload_size_max`; all
+//! others take forms of at most `limits::FORM_BODY_BYTES_MAX` bytes.
 
 pub mod api;
 pub mod content;
@@ -46,6 +50,12 @@ pub struct Found {
     /// item is decided by its container) rather than on the object itself.
     pub on_container: bool,
     pub handler: Handler,
+    /// Whether the view takes uploads or page bodies (a large body); the others take
+    /// small forms only.
+    pub uploads: bool,
+    /// Whether a state-changing request needs the CSRF token (all but `/@login`, which
+    /// sets no cookie: a forged one could only hand its token to the page that sent it).
+    pub csrf: bool,
 }
 
 fn view(permission: Permission, handler: Handler) -> Result<Found, AppError> {
@@ -53,6 +63,8 @@ fn view(permission: Permission, handler: Handler) -> Result<Found, AppError> {
         permission: Some(permission),
         on_container: false,
         handler,
+        uploads: false,
+        csrf: true,
     })
 }
 
@@ -62,7 +74,33 @@ fn container_view(permission: Permission, handler: Handler) -> Result<Found, App
         permission: Some(permission),
         on_container: true,
         handler,
+        uploads: false,
+        csrf: true,
     })
+}
+
+/// A view that takes uploads and page bodies.
+fn uploads(found: Result<Found, AppError>) -> Result<Found, AppError> {
+    found.map(|f| Found { uploads: true, ..f })
+}
+
+/// Every view name of the table, as the label of its requests in `/@@metrics`.
+const NAMES: [&str; 14] = [
+    "view", "contents", "add", "edit", "security", "history", "undo", "users", "login", "logout",
+    "password", "health", "metrics", "@login",
+];
+
+/// The metrics label of a request for the view `name`: the name if the table has it,
+/// "default" for none, "other" for anything else (so clients cannot add labels).
+pub fn label(name: &str) -> &'static str {
+    if name.is_empty() {
+        return "default";
+    }
+    NAMES
+        .iter()
+        .find(|n| **n == name)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// The view for a request, or why there is none.
@@ -82,8 +120,8 @@ pub fn find(
     match (name, get, post) {
         ("", true, _) if json => view(View, api::get),
         ("", true, _) => view(View, content::default_view),
-        ("", false, true) if json && kind == Kind::Folder => view(Add, api::create),
-        ("", false, false) if json && *method == Method::PATCH => view(Edit, api::update),
+        ("", false, true) if json && kind == Kind::Folder => uploads(view(Add, api::create)),
+        ("", false, false) if json && *method == Method::PATCH => uploads(view(Edit, api::update)),
         ("", false, false) if json && *method == Method::DELETE => {
             container_view(Delete, api::delete)
         }
@@ -91,9 +129,9 @@ pub fn find(
         ("contents", true, _) if kind == Kind::Folder => view(View, manage::contents),
         ("contents", false, true) if kind == Kind::Folder => view(View, manage::contents_action),
         ("add", true, _) if kind == Kind::Folder => view(Add, content::add_form),
-        ("add", false, true) if kind == Kind::Folder => view(Add, content::add),
+        ("add", false, true) if kind == Kind::Folder => uploads(view(Add, content::add)),
         ("edit", true, _) => view(Edit, content::edit_form),
-        ("edit", false, true) => view(Edit, content::edit),
+        ("edit", false, true) => uploads(view(Edit, content::edit)),
         ("security", true, _) => view(ManageSecurity, security::form),
         ("security", false, true) => view(ManageSecurity, security::change),
         ("history", true, _) => view(ViewHistory, history::history),
@@ -110,10 +148,13 @@ pub fn find(
         ("password", false, true) => root_only(public(login::change_password)),
         ("health", true, _) => root_only(public(ops::health)),
         ("metrics", true, _) => root_only(public(ops::metrics)),
+        ("@login", false, true) => {
+            root_only(public(login::token)).map(|f| Found { csrf: false, ..f })
+        }
         ("", _, _)
         | (
             "view" | "contents" | "add" | "edit" | "security" | "history" | "undo" | "users"
-            | "login" | "logout" | "password" | "health" | "metrics",
+            | "login" | "logout" | "password" | "health" | "metrics" | "@login",
             _,
             _,
         ) => Err(AppError::MethodNotAllowed),
@@ -127,5 +168,7 @@ fn public(handler: Handler) -> Result<Found, AppError> {
         permission: None,
         on_container: false,
         handler,
+        uploads: false,
+        csrf: true,
     })
 }

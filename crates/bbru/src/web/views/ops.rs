@@ -1,11 +1,15 @@
 //! Operations endpoints: `/@@health` for deploys and load balancers, `/@@metrics` for
-//! Prometheus.
+//! Prometheus (who may read it is `[http] metrics` of `etc/serve.toml`).
+
+use std::net::IpAddr;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use zodb::Transaction;
 
+use crate::config::MetricsAccess;
 use crate::limits;
+use crate::security::Permission;
 use crate::web::{App, AppError, Ctx, Reply};
 
 /// What every health answer says: the release, the process, and the storage (its kind
@@ -72,8 +76,34 @@ pub fn health(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     Ok(Reply::Json(StatusCode::OK, Value::Object(body)))
 }
 
+/// The Prometheus text, to whom `[http] metrics` of `etc/serve.toml` allows.
 pub fn metrics(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
-    let text = ctx.app.metrics.render(&ctx.app.db.stats());
+    let allowed = match ctx.app.http.metrics {
+        MetricsAccess::Public => true,
+        // A loopback peer that is not a local proxy forwarding someone else.
+        MetricsAccess::Loopback => {
+            !ctx.headers.contains_key("x-forwarded-for")
+                && ctx
+                    .client
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        MetricsAccess::Permission => ctx.allowed(Permission::ManageUsers),
+    };
+    if !allowed {
+        return Err(
+            if ctx.principal.is_authenticated() || ctx.app.http.metrics == MetricsAccess::Loopback {
+                AppError::Forbidden
+            } else {
+                AppError::Unauthorized
+            },
+        );
+    }
+    let text = ctx.app.metrics.render(
+        &ctx.app.db.stats(),
+        ctx.app.pages.renders(),
+        ctx.app.verifier.checks(),
+    );
     Ok(Reply::Bytes {
         content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8".into(),
         data: text.into_bytes(),
