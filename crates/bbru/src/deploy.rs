@@ -36,6 +36,67 @@ pub struct DeployArgs {
     pub deploy_file: Option<PathBuf>,
     /// Keep the previous release's directory (for `rollback`).
     pub keep_previous: bool,
+    /// How long the new instance has to answer `/@@health` before it is refused.
+    pub health_timeout: Duration,
+}
+
+/// The default of `--health-timeout`: long enough for an instance to open a large
+/// database and warm up, short enough that a broken release is refused promptly.
+pub const HEALTH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
+
+/// How long an instance left running by an interrupted deploy gets to finish its requests
+/// when the next deploy stops it (as `--stop-daemon` gives).
+const ORPHAN_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Points the handover name of `config` at its running instance (once that instance is
+/// healthy, or to repair the name before a deploy): from then on the next release takes
+/// the listening socket from it.  An instance of an older release, which serves no socket
+/// of its own, has already replaced the name itself: only a warning then.
+fn hand_name_to(config: &crate::config::ServeConfig, release: &Path) -> Result<()> {
+    let Some(name) = &config.handover_socket else {
+        return Ok(());
+    };
+    let daemon::Status::Running { pid } = daemon::status(&config.pid_file) else {
+        bail!("the instance of {} is not running", release.display());
+    };
+    if let Err(e) = crate::listen::point_name(name, pid) {
+        eprintln!(
+            "bbru: warning: the handover name {} was not pointed at {}: {e}",
+            name.display(),
+            release.display()
+        );
+    }
+    Ok(())
+}
+
+/// Before a release change: the handover name is given back to the live release's
+/// instance (whatever an interrupted deploy left it pointing at), then any other
+/// release's instance still running (left by a deploy killed mid-way; it shares the
+/// listening socket) is stopped gracefully.  Its directory is kept.
+fn recover(base: &Path, live_release: Option<&Path>) -> Result<()> {
+    let load = |r: &Path| crate::config::ServeConfig::load(&r.join("etc/serve.toml"));
+    if let Some(live_release) = live_release
+        && let Ok(config) = load(live_release)
+        && daemon::status(&config.pid_file).is_running()
+    {
+        hand_name_to(&config, live_release)?;
+    }
+    for r in releases(base)? {
+        if Some(r.as_path()) == live_release {
+            continue;
+        }
+        let Ok(config) = load(&r) else { continue };
+        if daemon::status(&config.pid_file).is_running() {
+            println!(
+                "bbru: stopping {}, which is not the live release but runs (left by an interrupted deploy)",
+                r.display()
+            );
+            if let Err(e) = daemon::stop(&config.pid_file, ORPHAN_STOP_TIMEOUT) {
+                eprintln!("bbru: stopping {} failed: {e}", r.display());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The release directories under `base`, oldest first.
@@ -229,6 +290,7 @@ pub fn deploy(args: &DeployArgs) -> Result<PathBuf> {
     std::fs::create_dir_all(&releases_dir)
         .with_context(|| format!("creating {}", releases_dir.display()))?;
     let previous = live(base);
+    recover(base, previous.as_deref())?;
 
     step(1, &format!("unpacking {}", args.archive));
     let bytes = read_archive(&args.archive)?;
@@ -303,7 +365,9 @@ pub fn deploy(args: &DeployArgs) -> Result<PathBuf> {
         started.set(true);
         let serve = crate::config::ServeConfig::load(&serve_toml)?;
         step(6, "waiting for /@@health from the new release");
-        wait_for_health(&serve.listen, &name, Duration::from_secs(60))?;
+        wait_for_health(&serve.listen, &name, args.health_timeout)?;
+        // Healthy: only now does the next release take the socket from this one.
+        hand_name_to(&serve, &release)?;
         Ok(())
     })();
     if let Err(e) = result {
@@ -365,6 +429,7 @@ pub fn deploy(args: &DeployArgs) -> Result<PathBuf> {
 /// over), waits for its health, stops the live one, switches `current`.
 pub fn rollback(base: &Path) -> Result<PathBuf> {
     let current = live(base).context("no live release (no current link)")?;
+    recover(base, Some(&current))?;
     let target = releases(base)?
         .into_iter()
         .rev()
@@ -379,7 +444,9 @@ pub fn rollback(base: &Path) -> Result<PathBuf> {
     let config_str = config.to_string_lossy().into_owned();
     run(&target, &["serve", "-c", &config_str, "--daemon"])?;
     let serve = crate::config::ServeConfig::load(&config)?;
-    if let Err(e) = wait_for_health(&serve.listen, &name, Duration::from_secs(60)) {
+    if let Err(e) = wait_for_health(&serve.listen, &name, HEALTH_TIMEOUT_DEFAULT)
+        .and_then(|()| hand_name_to(&serve, &target))
+    {
         let _ = run(&target, &["serve", "-c", &config_str, "--stop-daemon"]);
         return Err(e);
     }

@@ -56,6 +56,10 @@ enum Command {
         /// Keep the previous release's directory (so `bbru rollback` can return to it).
         #[arg(long)]
         keep_previous: bool,
+        /// Seconds the new release's instance has to answer /@@health before the
+        /// release is refused (stopped and removed).
+        #[arg(long, default_value_t = bbru::deploy::HEALTH_TIMEOUT_DEFAULT.as_secs())]
+        health_timeout: u64,
     },
     /// The release's own checks against the configured database, which is not written
     /// to (a writable overlay over a read-only connection): configuration,
@@ -173,12 +177,14 @@ fn main() -> ExitCode {
             base,
             deploy,
             keep_previous,
+            health_timeout,
         } => {
             let args = bbru::deploy::DeployArgs {
                 archive,
                 base,
                 deploy_file: deploy,
                 keep_previous,
+                health_timeout: std::time::Duration::from_secs(health_timeout),
             };
             return report(bbru::deploy::deploy(&args).map(|r| {
                 println!("bbru: {} is live", r.display());
@@ -412,7 +418,8 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
     // through the handover socket when there is one, else bound with SO_REUSEPORT.
     let bound = bbru::listen::bind(&config.listen, config.handover_socket.as_deref())
         .with_context(|| format!("listening on {}", config.listen))?;
-    if bound.inherited {
+    let inherited = bound.inherited;
+    if inherited {
         tracing::info!(address = %config.listen, "took the listening socket over from the running instance");
     }
     let handover_copy = bound
@@ -443,10 +450,16 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
         if let Some(log) = log_file {
             tokio::spawn(reopen_log_on_sighup(log));
         }
-        if let Some(path) = &config.handover_socket {
-            bbru::listen::serve_handover(path, &handover_copy)
-                .with_context(|| format!("serving the handover socket {}", path.display()))?;
-        }
+        // Claimed now only when nobody live had the name; otherwise the deploy points
+        // it here once this instance is healthy (or this instance claims it when the name
+        // goes stale).
+        let _handover = match &config.handover_socket {
+            Some(path) => Some(
+                bbru::listen::serve_handover(path, &handover_copy, !inherited)
+                    .with_context(|| format!("serving the handover socket {}", path.display()))?,
+            ),
+            None => None,
+        };
         drop(handover_copy);
         // Only now may `--daemon` report success: the instance listens.
         daemon::notify_ready().context("telling the parent the instance is ready")?;
