@@ -15,9 +15,12 @@
 //! an existing release directory is never overwritten), take its shipped `bin/bbru` or
 //! build it, configure, run `bbru test`, start it as a daemon (it takes the listening
 //! socket over from the live instance through the handover socket), wait until
-//! `/@@health` answers from the new release, stop the previous one gracefully, switch
-//! `current`, remove the previous directory (unless kept).  If any step fails, the new
-//! release is stopped and removed, and the previous one keeps serving untouched.
+//! `/@@health` answers from the new release, point the handover name at it, stop the
+//! previous one gracefully, switch `current`, remove the previous directory (unless
+//! kept).  If any step fails, the new release is stopped and removed, and the previous
+//! one keeps serving untouched, still holding the handover name (a new instance gets it
+//! only once healthy).  Before all that, `recover` undoes what an interrupted deploy
+//! left: the name goes back to the live release, other releases' instances are stopped.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
