@@ -121,29 +121,10 @@ struct ServeArgs {
     /// is bbru.log beside the pid file.
     #[arg(long)]
     log_file: Option<PathBuf>,
-}
-
-/// Logs go to standard error; with a log file, standard output and error are pointed at
-/// it first (and again on SIGHUP), so nothing printed is lost.
-fn init_logging(log_file: Option<&std::path::Path>) -> Result<()> {
-    if let Some(path) = log_file {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        daemon::reopen_log(path)
-            .with_context(|| format!("opening the log file {}", path.display()))?;
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BBRU_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(log_file.is_none())
-        .with_writer(std::io::stderr)
-        .init();
-    Ok(())
+    /// Log lines as `text` (colour only on a terminal) or `json` (one object a line, for
+    /// log shippers); overrides log_format in the configuration.
+    #[arg(long)]
+    log_format: Option<daemon::LogFormat>,
 }
 
 fn report(result: Result<()>) -> ExitCode {
@@ -311,8 +292,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Err(e) = init_logging(log_file.as_deref()) {
-        eprintln!("bbru: {e:#}");
+    if let Err(e) = daemon::init_logging(log_file.as_deref(), config.log_format, "BBRU_LOG") {
+        eprintln!("bbru: {e}");
         return ExitCode::FAILURE;
     }
     match serve(args, config, log_file) {
@@ -365,6 +346,9 @@ fn serve_config(args: &ServeArgs) -> Result<ServeConfig> {
     }
     if let Some(l) = &args.log_file {
         config.log_file = Some(l.clone());
+    }
+    if let Some(f) = args.log_format {
+        config.log_format = f;
     }
     Ok(config)
 }

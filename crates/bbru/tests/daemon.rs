@@ -157,3 +157,68 @@ fn sighup_reopens_the_log_file_for_logrotate() {
             .contains("stopping")
     );
 }
+
+/// Standard error to a file (not a terminal), as under systemd or `2>log`: no ANSI colour
+/// codes from either binary; `--log-format json` writes one JSON object a line.
+#[test]
+fn logs_off_a_terminal_carry_no_colour_codes_and_json_lines_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut zeo = common::Zeo::start(&dir.path().join("Data.fs"));
+    let site = common::write_site_config(dir.path());
+    let mut instance = common::Instance::start(
+        dir.path(),
+        "text",
+        &site,
+        &common::Storage::Zeo(zeo.address.clone()),
+    );
+    reqwest::blocking::get(instance.url("/")).unwrap();
+    instance.kill();
+    zeo.kill();
+    for log in [&instance.process.log, &zeo.process.log] {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(text.contains("INFO"), "{}: {text}", log.display());
+        assert!(
+            !text.contains('\u{1b}'),
+            "{} holds ANSI escape codes: {text:?}",
+            log.display()
+        );
+    }
+
+    let json = dir.path().join("json");
+    std::fs::create_dir_all(&json).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let o = bbru(
+        &json,
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--log-format",
+            "json",
+            "--daemon",
+        ],
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    let o = bbru(&json, &["serve", "--stop-daemon"]);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    let text = std::fs::read_to_string(json.join("var/bbru.log")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "INFO" && l["fields"]["message"] == "serving"),
+        "{text}"
+    );
+    // A configuration with an unknown format is refused, saying which ones exist.
+    std::fs::create_dir_all(json.join("etc")).unwrap();
+    std::fs::write(json.join("etc/serve.toml"), "log_format = \"yaml\"\n").unwrap();
+    let o = bbru(&json, &["serve", "-c", "etc/serve.toml", "--status"]);
+    assert!(
+        !o.status.success() && output_text(&o).contains("\"text\" or \"json\""),
+        "{}",
+        output_text(&o)
+    );
+}
