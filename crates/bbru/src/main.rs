@@ -250,6 +250,15 @@ fn main() -> ExitCode {
     if args.status {
         let status = daemon::status(&config.pid_file);
         println!("bbru: {status}");
+        if let daemon::Status::Running { pid } = status
+            && let Some(s) =
+                bbru::status::InstanceStatus::read(&bbru::status::path_for(&config.pid_file))
+                    .filter(|s| s.pid == pid)
+        {
+            for line in s.describe(std::time::SystemTime::now()) {
+                println!("  {line}");
+            }
+        }
         return exit(status.exit_code());
     }
     if args.stop_daemon {
@@ -354,6 +363,10 @@ fn serve_config(args: &ServeArgs) -> Result<ServeConfig> {
 }
 
 fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Result<()> {
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
     // A daemon, or an instance given a pid file, holds it locked for its whole life, so
     // `--status` and `--stop-daemon` find it (and a second one cannot start on it).
     let _pid_file = if args.daemon
@@ -445,6 +458,23 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
             None => None,
         };
         drop(handover_copy);
+        let _status_file = match &_pid_file {
+            Some(pid_file) => {
+                let path = bbru::status::path_for(pid_file.path());
+                let status = bbru::status::InstanceStatus {
+                    pid: std::process::id(),
+                    release: config.release.clone().unwrap_or_default(),
+                    address: listener.local_addr()?.to_string(),
+                    storage: storage.name(),
+                    started: started_unix,
+                };
+                status
+                    .write(&path)
+                    .with_context(|| format!("writing the status file {}", path.display()))?;
+                Some(bbru::status::StatusFile(path))
+            }
+            None => None,
+        };
         // Only now may `--daemon` report success: the instance listens.
         daemon::notify_ready().context("telling the parent the instance is ready")?;
         bbru::web::serve(Arc::new(app), listener, shutdown)

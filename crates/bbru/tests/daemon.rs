@@ -1,6 +1,6 @@
 //! `bbru serve --daemon | --status | --stop-daemon` on the real binary: exit codes when
-//! running, stopped and with a stale pid file; a graceful stop finishes the request in
-//! flight.
+//! running, stopped and with a stale pid file, and what `--status` shows of a running
+//! instance; a graceful stop finishes the request in flight; log lines off a terminal.
 
 mod common;
 
@@ -45,6 +45,20 @@ fn status_and_stop_daemon_exit_codes() {
     }
     let o = bbru(dir.path(), &["serve", "--status"]);
     assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    // What runs: release, pid, the address it listens on, storage, uptime.
+    let text = output_text(&o);
+    let pid = std::fs::read_to_string(dir.path().join("var/bbru.pid")).unwrap();
+    for line in [
+        format!("running (pid {})", pid.trim()),
+        format!("pid:     {}", pid.trim()),
+        format!("address: {listen}"),
+        "release: (none configured)".to_owned(),
+        "storage: ".to_owned(),
+        "Data.fs".to_owned(),
+        "uptime:  ".to_owned(),
+    ] {
+        assert!(text.contains(&line), "{line:?} not in:\n{text}");
+    }
     // A second daemon on the same pid file is refused.
     let o = bbru(
         dir.path(),
@@ -61,6 +75,10 @@ fn status_and_stop_daemon_exit_codes() {
     assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     let o = bbru(dir.path(), &["serve", "--status"]);
     assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
+    assert!(
+        !dir.path().join("var/bbru.status.json").exists(),
+        "the status file goes with the instance"
+    );
     // Stopping what does not run is an error.
     let o = bbru(dir.path(), &["serve", "--stop-daemon"]);
     assert_ne!(o.status.code(), Some(0), "{}", output_text(&o));
