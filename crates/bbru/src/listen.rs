@@ -31,6 +31,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rustix::net::{
@@ -208,10 +210,13 @@ pub fn claim_if_stale(name: &Path, pid: u32) -> io::Result<bool> {
 #[derive(Debug)]
 pub struct Handover {
     socket: PathBuf,
+    /// Tells the thread watching the name to stop.
+    stop: Arc<AtomicBool>,
 }
 
 impl Drop for Handover {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         let _ = std::fs::remove_file(&self.socket);
     }
 }
@@ -232,8 +237,10 @@ pub fn serve_handover(name: &Path, listener: &TcpListener, claim: bool) -> io::R
     // A socket file of a process that had this pid before (killed, never cleaned up).
     let _ = std::fs::remove_file(&path);
     let unix = UnixListener::bind(&path)?;
+    let stop = Arc::new(AtomicBool::new(false));
     let handover = Handover {
         socket: path.clone(),
+        stop: stop.clone(),
     };
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     if claim {
@@ -248,6 +255,9 @@ pub fn serve_handover(name: &Path, listener: &TcpListener, claim: bool) -> io::R
         .spawn(move || {
             loop {
                 std::thread::sleep(NAME_CHECK_INTERVAL);
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 match claim_if_stale(&watched, pid) {
                     Ok(true) => tracing::info!(name = %watched.display(), "handover name claimed (it led to no live instance)"),
                     Ok(false) => {}
@@ -312,5 +322,44 @@ mod tests {
         // Another address than the one handed over: bind afresh.
         let other = bind("127.0.0.1:0", Some(&handover)).unwrap();
         assert!(!other.inherited);
+    }
+
+    /// After a power loss (or SIGKILL of every instance) the name links to the socket of
+    /// a process that is gone: the next instance binds afresh and claims the name, and a
+    /// later one takes the socket from it.
+    #[test]
+    fn a_stale_name_is_claimed_by_the_next_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = dir.path().join("bbru.sock");
+        // A socket file nobody serves any more, under a pid that does not run.
+        let dead = u32::MAX / 2;
+        drop(UnixListener::bind(instance_socket(&name, dead)).unwrap());
+        point_name(&name, dead).unwrap();
+        assert!(!name_is_live(&name));
+        let first = bind("127.0.0.1:0", Some(&name)).unwrap();
+        assert!(!first.inherited, "nothing to inherit from a dead instance");
+        let _served = serve_handover(&name, &first.listener, !first.inherited).unwrap();
+        assert_eq!(
+            std::fs::read_link(&name).unwrap(),
+            PathBuf::from(format!("bbru.sock.{}", std::process::id()))
+        );
+        assert!(name_is_live(&name));
+        let address = first.listener.local_addr().unwrap().to_string();
+        assert!(bind(&address, Some(&name)).unwrap().inherited);
+        // A live name is left alone.
+        assert!(!claim_if_stale(&name, dead).unwrap());
+    }
+
+    /// The instance's own socket goes when the instance does; the name then leads nowhere.
+    #[test]
+    fn the_instance_socket_is_removed_with_the_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = dir.path().join("bbru.sock");
+        let first = bind("127.0.0.1:0", Some(&name)).unwrap();
+        let served = serve_handover(&name, &first.listener, true).unwrap();
+        assert!(instance_socket(&name, std::process::id()).exists());
+        drop(served);
+        assert!(!instance_socket(&name, std::process::id()).exists());
+        assert!(!name_is_live(&name));
     }
 }
