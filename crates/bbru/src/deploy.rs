@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
+pub use crate::limits::DEPLOY_HEALTH_TIMEOUT_DEFAULT as HEALTH_TIMEOUT_DEFAULT;
+use crate::limits::DEPLOY_ORPHAN_STOP_TIMEOUT as ORPHAN_STOP_TIMEOUT;
+
 /// What `deploy` is given.
 #[derive(Debug, Clone)]
 pub struct DeployArgs {
@@ -42,14 +45,6 @@ pub struct DeployArgs {
     /// How long the new instance has to answer `/@@health` before it is refused.
     pub health_timeout: Duration,
 }
-
-/// The default of `--health-timeout`: long enough for an instance to open a large
-/// database and warm up, short enough that a broken release is refused promptly.
-pub const HEALTH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
-
-/// How long an instance left running by an interrupted deploy gets to finish its requests
-/// when the next deploy stops it (as `--stop-daemon` gives).
-const ORPHAN_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Points the handover name of `config` at its running instance (once that instance is
 /// healthy, or to repair the name before a deploy): from then on the next release takes

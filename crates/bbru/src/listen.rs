@@ -16,7 +16,7 @@
 //! the name from a live one: it is pointed at the new instance only once that one is
 //! healthy (`bbru deploy` does it, [`point_name`]), so a release that starts but is then
 //! refused leaves the name with the live instance.  Every instance checks the name at
-//! start and every [`NAME_CHECK_INTERVAL`]; when it leads to no live instance (its
+//! start and every [`NAME_CHECK_INTERVAL`](crate::limits::HANDOVER_NAME_CHECK_INTERVAL); when it leads to no live instance (its
 //! instance exited or was killed, the machine restarted), the instance claims it.  So
 //! whatever a deploy does or however it fails, some live instance answers on the name
 //! within that interval.
@@ -33,20 +33,13 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags, recvmsg, sendmsg,
 };
 
-/// How often an instance checks that the handover name leads to a live instance (and
-/// claims it otherwise). Short, because a deploy that starts while the name is stale binds
-/// with `SO_REUSEPORT` and can drop requests; the check reads a link and signals nothing.
-pub const NAME_CHECK_INTERVAL: Duration = Duration::from_millis(500);
-
-/// How long the new instance waits for the live one's answer on the handover socket.
-pub const HANDOVER_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::limits::{HANDOVER_ANSWER_TIMEOUT, HANDOVER_NAME_CHECK_INTERVAL as NAME_CHECK_INTERVAL};
 
 /// A bound listener, and whether it came from the previous instance.
 #[derive(Debug)]
@@ -224,7 +217,7 @@ impl Drop for Handover {
 /// Serves `listener`'s socket on this instance's own unix socket (`<name>.<pid>`, mode
 /// 0600) from a background thread until the process exits: every connection receives it.
 /// The name is claimed now if `claim` (this instance bound afresh: nobody live had it) or
-/// if it leads to no live instance, and checked every [`NAME_CHECK_INTERVAL`] after.
+/// if it leads to no live instance, and checked every [`NAME_CHECK_INTERVAL`](crate::limits::HANDOVER_NAME_CHECK_INTERVAL) after.
 pub fn serve_handover(name: &Path, listener: &TcpListener, claim: bool) -> io::Result<Handover> {
     let fd: OwnedFd = listener.as_fd().try_clone_to_owned()?;
     if let Some(dir) = name.parent()
