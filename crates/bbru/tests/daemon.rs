@@ -190,8 +190,21 @@ fn logs_off_a_terminal_carry_no_colour_codes_and_json_lines_parse() {
         &common::Storage::Zeo(zeo.address.clone()),
     );
     reqwest::blocking::get(instance.url("/")).unwrap();
+    let r = reqwest::blocking::Client::new()
+        .get(instance.url("/@@health"))
+        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
     instance.kill();
     zeo.kill();
+    let text = std::fs::read_to_string(&instance.process.log).unwrap();
+    assert!(
+        text.lines().any(|l| l.contains(" request ")
+            && l.contains("method=GET path=/@@health status=200")
+            && l.contains("principal=\"admin (bootstrap)\"")),
+        "the request log line names the principal: {text}"
+    );
     for log in [&instance.process.log, &zeo.process.log] {
         let text = std::fs::read_to_string(log).unwrap();
         assert!(text.contains("INFO"), "{}: {text}", log.display());
@@ -217,8 +230,12 @@ fn logs_off_a_terminal_carry_no_colour_codes_and_json_lines_parse() {
         ],
     );
     assert!(o.status.success(), "{}", output_text(&o));
+    let mut s = TcpStream::connect(&listen).unwrap();
+    s.write_all(b"GET /@@health HTTP/1.0\r\n\r\n").unwrap();
+    s.read_to_string(&mut String::new()).unwrap();
     let o = bbru(&json, &["serve", "--stop-daemon"]);
     assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    let pid = o.stdout.clone();
     let text = std::fs::read_to_string(json.join("var/bbru.log")).unwrap();
     let lines: Vec<serde_json::Value> = text
         .lines()
@@ -229,6 +246,23 @@ fn logs_off_a_terminal_carry_no_colour_codes_and_json_lines_parse() {
             .iter()
             .any(|l| l["level"] == "INFO" && l["fields"]["message"] == "serving"),
         "{text}"
+    );
+    // Every request is logged once, with what an operator filters on.
+    let requests: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "request")
+        .collect();
+    assert_eq!(requests.len(), 1, "{text}");
+    let r = &requests[0]["fields"];
+    assert_eq!(r["method"], "GET", "{r}");
+    assert_eq!(r["path"], "/@@health", "{r}");
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["principal"], "-", "{r}");
+    assert!(r["duration_ms"].as_f64().is_some(), "{r}");
+    assert!(
+        String::from_utf8_lossy(&pid).contains(r["instance"].as_str().unwrap()),
+        "{r}, {}",
+        String::from_utf8_lossy(&pid)
     );
     // A configuration with an unknown format is refused, saying which ones exist.
     std::fs::create_dir_all(json.join("etc")).unwrap();

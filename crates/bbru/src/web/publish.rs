@@ -191,7 +191,14 @@ struct Request {
 }
 
 impl App {
-    fn respond(&self, request: &Request, input: &Input) -> Result<Reply, AppError> {
+    /// The reply to `request`; `who` is set to the principal (its audit name) once known,
+    /// for the request log.
+    fn respond(
+        &self,
+        request: &Request,
+        input: &Input,
+        who: &mut String,
+    ) -> Result<Reply, AppError> {
         let (names, view) = split_path(&request.path)?;
         let Some(site) = self.site else {
             // The instance and its database are fine; the site awaits its bootstrap
@@ -236,6 +243,7 @@ impl App {
                 }
                 Credentials::Session(s) => self.session_principal(tx, site, s)?,
             };
+            principal.audit_name().clone_into(who);
             let path = traverse(tx, site, &names)?;
             // What a visitor may not see does not exist for them: a hidden item answers
             // as a missing one (404, whatever the view or method), so its name is not
@@ -346,6 +354,12 @@ async fn publish(
                 None,
             )
         });
+    let (method, path, client) = (
+        request.method.clone(),
+        request.path.clone(),
+        request.client.clone(),
+    );
+    let mut principal = String::new();
     let reply = match read_input(&app, &request.headers, body).await {
         Err(e) => Err(e),
         Ok(input) => {
@@ -354,12 +368,16 @@ async fn publish(
                 unreachable!("the semaphore is never closed")
             };
             let work = move || {
-                let reply = app2.respond(&request, &input);
+                let mut who = String::new();
+                let reply = app2.respond(&request, &input, &mut who);
                 drop(permit);
-                reply
+                (reply, who)
             };
             match tokio::task::spawn_blocking(work).await {
-                Ok(reply) => reply,
+                Ok((reply, who)) => {
+                    principal = who;
+                    reply
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "request task failed");
                     Err(AppError::Internal)
@@ -383,9 +401,36 @@ async fn publish(
     response
         .headers_mut()
         .insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
+    let elapsed = started.elapsed();
     app.metrics
-        .observe(&view, response.status().as_u16(), started.elapsed());
+        .observe(&view, response.status().as_u16(), elapsed);
+    // The request log: one line per request (README, "Logs").
+    tracing::info!(
+        target: "bbru::request",
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        principal = if principal.is_empty() { "-" } else { principal.as_str() },
+        %client,
+        instance = %Instance(&app.release),
+        "request"
+    );
     response
+}
+
+/// Which instance served, in the request log: `RELEASE/PID`, or the pid alone when the
+/// configuration names no release.
+struct Instance<'a>(&'a str);
+
+impl std::fmt::Display for Instance<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            write!(f, "{}", std::process::id())
+        } else {
+            write!(f, "{}/{}", self.0, std::process::id())
+        }
+    }
 }
 
 /// The router: everything goes to `publish`.
