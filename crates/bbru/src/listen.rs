@@ -199,6 +199,33 @@ pub fn claim_if_stale(name: &Path, pid: u32) -> io::Result<bool> {
     Ok(true)
 }
 
+/// Removes the instance sockets under `name` whose process is gone (killed with
+/// SIGKILL, or the machine stopped): they would otherwise pile up, one per such instance.
+fn remove_dead_sockets(name: &Path) {
+    let (Some(dir), Some(stem)) = (name.parent(), name.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let pid = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(stem)?.strip_prefix('.')?.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !process_alive(pid)
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// The handover socket an instance serves; removed when dropped (at the instance's exit).
 #[derive(Debug)]
 pub struct Handover {
@@ -227,8 +254,10 @@ pub fn serve_handover(name: &Path, listener: &TcpListener, claim: bool) -> io::R
     }
     let pid = std::process::id();
     let path = instance_socket(name, pid);
-    // A socket file of a process that had this pid before (killed, never cleaned up).
+    // A socket file of a process that had this pid before (killed, never cleaned up),
+    // and those of other instances that are gone.
     let _ = std::fs::remove_file(&path);
+    remove_dead_sockets(name);
     let unix = UnixListener::bind(&path)?;
     let stop = Arc::new(AtomicBool::new(false));
     let handover = Handover {
@@ -337,6 +366,10 @@ mod tests {
             PathBuf::from(format!("bbru.sock.{}", std::process::id()))
         );
         assert!(name_is_live(&name));
+        assert!(
+            !instance_socket(&name, dead).exists(),
+            "the dead instance's socket file is cleaned up"
+        );
         let address = first.listener.local_addr().unwrap().to_string();
         assert!(bind(&address, Some(&name)).unwrap().inherited);
         // A live name is left alone.
