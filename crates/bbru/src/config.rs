@@ -203,6 +203,7 @@ struct ServeFile {
     site_config: Option<PathBuf>,
     pid_file: Option<PathBuf>,
     log_file: Option<PathBuf>,
+    log_format: Option<String>,
     handover_socket: Option<PathBuf>,
     release: Option<String>,
     secret_key_file: Option<PathBuf>,
@@ -289,6 +290,8 @@ pub struct ServeConfig {
     pub site_config: PathBuf,
     pub pid_file: PathBuf,
     pub log_file: Option<PathBuf>,
+    /// Log lines as text (for people) or JSON lines (for log shippers).
+    pub log_format: daemon::LogFormat,
     /// Where the listening socket is handed from one release's instance to the next
     /// (see `listen`); `None`: no handover.
     pub handover_socket: Option<PathBuf>,
@@ -313,6 +316,7 @@ impl Default for ServeConfig {
             site_config: "etc/site.toml".into(),
             pid_file: "var/bbru.pid".into(),
             log_file: None,
+            log_format: daemon::LogFormat::Text,
             handover_socket: None,
             release: None,
             secret_key_file: None,
@@ -390,6 +394,12 @@ impl ServeConfig {
             config.pid_file = resolve(p);
         }
         config.log_file = file.log_file.map(resolve);
+        if let Some(f) = file.log_format {
+            config.log_format = f.parse().map_err(|message| ConfigError::Invalid {
+                path: path.to_owned(),
+                message: format!("log_format: {message}"),
+            })?;
+        }
         config.handover_socket = file.handover_socket.map(resolve);
         config.release = file.release;
         for proxy in &file.trusted_proxies {

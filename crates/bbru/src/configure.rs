@@ -84,6 +84,8 @@ pub struct DeployServe {
     pub file: String,
     pub pid_file: String,
     pub log_file: String,
+    /// `text` (for people) or `json` (for log shippers); empty: text.
+    pub log_format: String,
     /// Unix socket through which a new release's instance takes the listening socket
     /// over from the running one (zero-downtime deploys); empty: none.
     pub handover_socket: String,
@@ -164,6 +166,7 @@ impl Default for DeployServe {
             file: "var/Data.fs".into(),
             pid_file: "var/bbru.pid".into(),
             log_file: String::new(),
+            log_format: String::new(),
             handover_socket: String::new(),
             cache_objects: zodb::limits::CACHE_OBJECTS_DEFAULT,
             connections: 16,
@@ -378,6 +381,7 @@ mod tests {
             [serve]
             zeo = "10.0.0.5:8100"
             log_file = "/srv/bbru/log/bbru.log"
+            log_format = "json"
             "#,
         )
         .unwrap();
@@ -412,6 +416,14 @@ mod tests {
             parsed.log_file,
             Some(PathBuf::from("/srv/bbru/log/bbru.log"))
         );
+        assert_eq!(parsed.log_format, daemon::LogFormat::Json);
+        let parsed = ServeConfig::parse(
+            &serve_toml(&Deploy::default(), None).unwrap(),
+            Path::new("s"),
+            Path::new("/x"),
+        )
+        .unwrap();
+        assert_eq!(parsed.log_format, daemon::LogFormat::Text);
     }
 
     #[test]

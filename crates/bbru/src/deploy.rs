@@ -15,9 +15,12 @@
 //! an existing release directory is never overwritten), take its shipped `bin/bbru` or
 //! build it, configure, run `bbru test`, start it as a daemon (it takes the listening
 //! socket over from the live instance through the handover socket), wait until
-//! `/@@health` answers from the new release, stop the previous one gracefully, switch
-//! `current`, remove the previous directory (unless kept).  If any step fails, the new
-//! release is stopped and removed, and the previous one keeps serving untouched.
+//! `/@@health` answers from the new release, point the handover name at it, stop the
+//! previous one gracefully, switch `current`, remove the previous directory (unless
+//! kept).  If any step fails, the new release is stopped and removed, and the previous
+//! one keeps serving untouched, still holding the handover name (a new instance gets it
+//! only once healthy).  Before all that, `recover` undoes what an interrupted deploy
+//! left: the name goes back to the live release, other releases' instances are stopped.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -25,6 +28,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+
+pub use crate::limits::DEPLOY_HEALTH_TIMEOUT_DEFAULT as HEALTH_TIMEOUT_DEFAULT;
+use crate::limits::DEPLOY_ORPHAN_STOP_TIMEOUT as ORPHAN_STOP_TIMEOUT;
 
 /// What `deploy` is given.
 #[derive(Debug, Clone)]
@@ -36,6 +42,59 @@ pub struct DeployArgs {
     pub deploy_file: Option<PathBuf>,
     /// Keep the previous release's directory (for `rollback`).
     pub keep_previous: bool,
+    /// How long the new instance has to answer `/@@health` before it is refused.
+    pub health_timeout: Duration,
+}
+
+/// Points the handover name of `config` at its running instance (once that instance is
+/// healthy, or to repair the name before a deploy): from then on the next release takes
+/// the listening socket from it.  An instance of an older release, which serves no socket
+/// of its own, has already replaced the name itself: only a warning then.
+fn hand_name_to(config: &crate::config::ServeConfig, release: &Path) -> Result<()> {
+    let Some(name) = &config.handover_socket else {
+        return Ok(());
+    };
+    let daemon::Status::Running { pid } = daemon::status(&config.pid_file) else {
+        bail!("the instance of {} is not running", release.display());
+    };
+    if let Err(e) = crate::listen::point_name(name, pid) {
+        eprintln!(
+            "bbru: warning: the handover name {} was not pointed at {}: {e}",
+            name.display(),
+            release.display()
+        );
+    }
+    Ok(())
+}
+
+/// Before a release change: the handover name is given back to the live release's
+/// instance (whatever an interrupted deploy left it pointing at), then any other
+/// release's instance still running (left by a deploy killed mid-way; it shares the
+/// listening socket) is stopped gracefully.  Its directory is kept.
+fn recover(base: &Path, live_release: Option<&Path>) -> Result<()> {
+    let load = |r: &Path| crate::config::ServeConfig::load(&r.join("etc/serve.toml"));
+    if let Some(live_release) = live_release
+        && let Ok(config) = load(live_release)
+        && daemon::status(&config.pid_file).is_running()
+    {
+        hand_name_to(&config, live_release)?;
+    }
+    for r in releases(base)? {
+        if Some(r.as_path()) == live_release {
+            continue;
+        }
+        let Ok(config) = load(&r) else { continue };
+        if daemon::status(&config.pid_file).is_running() {
+            println!(
+                "bbru: stopping {}, which is not the live release but runs (left by an interrupted deploy)",
+                r.display()
+            );
+            if let Err(e) = daemon::stop(&config.pid_file, ORPHAN_STOP_TIMEOUT) {
+                eprintln!("bbru: stopping {} failed: {e}", r.display());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The release directories under `base`, oldest first.
@@ -229,6 +288,7 @@ pub fn deploy(args: &DeployArgs) -> Result<PathBuf> {
     std::fs::create_dir_all(&releases_dir)
         .with_context(|| format!("creating {}", releases_dir.display()))?;
     let previous = live(base);
+    recover(base, previous.as_deref())?;
 
     step(1, &format!("unpacking {}", args.archive));
     let bytes = read_archive(&args.archive)?;
@@ -303,7 +363,9 @@ pub fn deploy(args: &DeployArgs) -> Result<PathBuf> {
         started.set(true);
         let serve = crate::config::ServeConfig::load(&serve_toml)?;
         step(6, "waiting for /@@health from the new release");
-        wait_for_health(&serve.listen, &name, Duration::from_secs(60))?;
+        wait_for_health(&serve.listen, &name, args.health_timeout)?;
+        // Healthy: only now does the next release take the socket from this one.
+        hand_name_to(&serve, &release)?;
         Ok(())
     })();
     if let Err(e) = result {
@@ -365,6 +427,7 @@ pub fn deploy(args: &DeployArgs) -> Result<PathBuf> {
 /// over), waits for its health, stops the live one, switches `current`.
 pub fn rollback(base: &Path) -> Result<PathBuf> {
     let current = live(base).context("no live release (no current link)")?;
+    recover(base, Some(&current))?;
     let target = releases(base)?
         .into_iter()
         .rev()
@@ -379,7 +442,9 @@ pub fn rollback(base: &Path) -> Result<PathBuf> {
     let config_str = config.to_string_lossy().into_owned();
     run(&target, &["serve", "-c", &config_str, "--daemon"])?;
     let serve = crate::config::ServeConfig::load(&config)?;
-    if let Err(e) = wait_for_health(&serve.listen, &name, Duration::from_secs(60)) {
+    if let Err(e) = wait_for_health(&serve.listen, &name, HEALTH_TIMEOUT_DEFAULT)
+        .and_then(|()| hand_name_to(&serve, &target))
+    {
         let _ = run(&target, &["serve", "-c", &config_str, "--stop-daemon"]);
         return Err(e);
     }

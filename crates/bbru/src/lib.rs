@@ -7,6 +7,7 @@
 //! - [`web`]: HTTP: traversal, views, rendering, metrics.
 //! - [`config`]: `etc/site.toml` and `etc/serve.toml`; [`configure`] renders them.
 //! - [`startup`]: opening the database and creating the site.
+//! - [`status`]: the status file `bbru serve --status` reads.
 //!
 //! The instance keeps no state of its own: everything is in the database, so several
 //! instances can serve one site through a ZEO server.
@@ -20,4 +21,5 @@ pub mod model;
 pub mod security;
 pub mod selftest;
 pub mod startup;
+pub mod status;
 pub mod web;

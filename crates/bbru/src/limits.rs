@@ -195,3 +195,19 @@ pub const PAGE_HTML_DEPTH_MAX: usize = 100;
 /// Bytes of sanitised page HTML the instance keeps (by object and revision), so a view
 /// renders a page only when it changed, not at every request.
 pub const RENDERED_PAGES_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// How often an instance checks that the handover name leads to a live instance (and
+/// claims it otherwise). Short, because a deploy that starts while the name is stale binds
+/// with `SO_REUSEPORT` and can drop requests; the check reads a link and signals nothing.
+pub const HANDOVER_NAME_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long a new instance waits for the live one's answer on the handover socket.
+pub const HANDOVER_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default of `bbru deploy --health-timeout`: long enough for an instance to open a
+/// large database and warm up, short enough that a broken release is refused promptly.
+pub const DEPLOY_HEALTH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
+
+/// How long an instance left running by an interrupted deploy gets to finish its requests
+/// when the next deploy stops it (as `--stop-daemon` gives).
+pub const DEPLOY_ORPHAN_STOP_TIMEOUT: Duration = Duration::from_secs(30);

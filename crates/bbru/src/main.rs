@@ -56,6 +56,10 @@ enum Command {
         /// Keep the previous release's directory (so `bbru rollback` can return to it).
         #[arg(long)]
         keep_previous: bool,
+        /// Seconds the new release's instance has to answer /@@health before the
+        /// release is refused (stopped and removed).
+        #[arg(long, default_value_t = bbru::deploy::HEALTH_TIMEOUT_DEFAULT.as_secs())]
+        health_timeout: u64,
     },
     /// The release's own checks against the configured database, which is not written
     /// to (a writable overlay over a read-only connection): configuration,
@@ -117,29 +121,10 @@ struct ServeArgs {
     /// is bbru.log beside the pid file.
     #[arg(long)]
     log_file: Option<PathBuf>,
-}
-
-/// Logs go to standard error; with a log file, standard output and error are pointed at
-/// it first (and again on SIGHUP), so nothing printed is lost.
-fn init_logging(log_file: Option<&std::path::Path>) -> Result<()> {
-    if let Some(path) = log_file {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        daemon::reopen_log(path)
-            .with_context(|| format!("opening the log file {}", path.display()))?;
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BBRU_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(log_file.is_none())
-        .with_writer(std::io::stderr)
-        .init();
-    Ok(())
+    /// Log lines as `text` (colour only on a terminal) or `json` (one object a line, for
+    /// log shippers); overrides log_format in the configuration.
+    #[arg(long)]
+    log_format: Option<daemon::LogFormat>,
 }
 
 fn report(result: Result<()>) -> ExitCode {
@@ -173,12 +158,14 @@ fn main() -> ExitCode {
             base,
             deploy,
             keep_previous,
+            health_timeout,
         } => {
             let args = bbru::deploy::DeployArgs {
                 archive,
                 base,
                 deploy_file: deploy,
                 keep_previous,
+                health_timeout: std::time::Duration::from_secs(health_timeout),
             };
             return report(bbru::deploy::deploy(&args).map(|r| {
                 println!("bbru: {} is live", r.display());
@@ -263,6 +250,15 @@ fn main() -> ExitCode {
     if args.status {
         let status = daemon::status(&config.pid_file);
         println!("bbru: {status}");
+        if let daemon::Status::Running { pid } = status
+            && let Some(s) =
+                bbru::status::InstanceStatus::read(&bbru::status::path_for(&config.pid_file))
+                    .filter(|s| s.pid == pid)
+        {
+            for line in s.describe(std::time::SystemTime::now()) {
+                println!("  {line}");
+            }
+        }
         return exit(status.exit_code());
     }
     if args.stop_daemon {
@@ -305,8 +301,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Err(e) = init_logging(log_file.as_deref()) {
-        eprintln!("bbru: {e:#}");
+    if let Err(e) = daemon::init_logging(log_file.as_deref(), config.log_format, "BBRU_LOG") {
+        eprintln!("bbru: {e}");
         return ExitCode::FAILURE;
     }
     match serve(args, config, log_file) {
@@ -360,10 +356,17 @@ fn serve_config(args: &ServeArgs) -> Result<ServeConfig> {
     if let Some(l) = &args.log_file {
         config.log_file = Some(l.clone());
     }
+    if let Some(f) = args.log_format {
+        config.log_format = f;
+    }
     Ok(config)
 }
 
 fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Result<()> {
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
     // A daemon, or an instance given a pid file, holds it locked for its whole life, so
     // `--status` and `--stop-daemon` find it (and a second one cannot start on it).
     let _pid_file = if args.daemon
@@ -414,7 +417,8 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
     // through the handover socket when there is one, else bound with SO_REUSEPORT.
     let bound = bbru::listen::bind(&config.listen, config.handover_socket.as_deref())
         .with_context(|| format!("listening on {}", config.listen))?;
-    if bound.inherited {
+    let inherited = bound.inherited;
+    if inherited {
         tracing::info!(address = %config.listen, "took the listening socket over from the running instance");
     }
     let handover_copy = bound
@@ -445,11 +449,34 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
         if let Some(log) = log_file {
             tokio::spawn(reopen_log_on_sighup(log));
         }
-        if let Some(path) = &config.handover_socket {
-            bbru::listen::serve_handover(path, &handover_copy)
-                .with_context(|| format!("serving the handover socket {}", path.display()))?;
-        }
+        // Claimed now only when nobody live had the name; otherwise the deploy points
+        // it here once this instance is healthy (or this instance claims it when the name
+        // goes stale).
+        let _handover = match &config.handover_socket {
+            Some(path) => Some(
+                bbru::listen::serve_handover(path, &handover_copy, !inherited)
+                    .with_context(|| format!("serving the handover socket {}", path.display()))?,
+            ),
+            None => None,
+        };
         drop(handover_copy);
+        let _status_file = match &_pid_file {
+            Some(pid_file) => {
+                let path = bbru::status::path_for(pid_file.path());
+                let status = bbru::status::InstanceStatus {
+                    pid: std::process::id(),
+                    release: config.release.clone().unwrap_or_default(),
+                    address: listener.local_addr()?.to_string(),
+                    storage: storage.name(),
+                    started: started_unix,
+                };
+                status
+                    .write(&path)
+                    .with_context(|| format!("writing the status file {}", path.display()))?;
+                Some(bbru::status::StatusFile(path))
+            }
+            None => None,
+        };
         // Only now may `--daemon` report success: the instance listens.
         daemon::notify_ready().context("telling the parent the instance is ready")?;
         bbru::web::serve(Arc::new(app), listener, shutdown)

@@ -1,6 +1,6 @@
 //! `bbru serve --daemon | --status | --stop-daemon` on the real binary: exit codes when
-//! running, stopped and with a stale pid file; a graceful stop finishes the request in
-//! flight.
+//! running, stopped and with a stale pid file, and what `--status` shows of a running
+//! instance; a graceful stop finishes the request in flight; log lines off a terminal.
 
 mod common;
 
@@ -45,6 +45,20 @@ fn status_and_stop_daemon_exit_codes() {
     }
     let o = bbru(dir.path(), &["serve", "--status"]);
     assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    // What runs: release, pid, the address it listens on, storage, uptime.
+    let text = output_text(&o);
+    let pid = std::fs::read_to_string(dir.path().join("var/bbru.pid")).unwrap();
+    for line in [
+        format!("running (pid {})", pid.trim()),
+        format!("pid:     {}", pid.trim()),
+        format!("address: {listen}"),
+        "release: (none configured)".to_owned(),
+        "storage: ".to_owned(),
+        "Data.fs".to_owned(),
+        "uptime:  ".to_owned(),
+    ] {
+        assert!(text.contains(&line), "{line:?} not in:\n{text}");
+    }
     // A second daemon on the same pid file is refused.
     let o = bbru(
         dir.path(),
@@ -61,6 +75,10 @@ fn status_and_stop_daemon_exit_codes() {
     assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     let o = bbru(dir.path(), &["serve", "--status"]);
     assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
+    assert!(
+        !dir.path().join("var/bbru.status.json").exists(),
+        "the status file goes with the instance"
+    );
     // Stopping what does not run is an error.
     let o = bbru(dir.path(), &["serve", "--stop-daemon"]);
     assert_ne!(o.status.code(), Some(0), "{}", output_text(&o));
@@ -155,5 +173,104 @@ fn sighup_reopens_the_log_file_for_logrotate() {
         !std::fs::read_to_string(&rotated)
             .unwrap()
             .contains("stopping")
+    );
+}
+
+/// Standard error to a file (not a terminal), as under systemd or `2>log`: no ANSI colour
+/// codes from either binary; `--log-format json` writes one JSON object a line.
+#[test]
+fn logs_off_a_terminal_carry_no_colour_codes_and_json_lines_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut zeo = common::Zeo::start(&dir.path().join("Data.fs"));
+    let site = common::write_site_config(dir.path());
+    let mut instance = common::Instance::start(
+        dir.path(),
+        "text",
+        &site,
+        &common::Storage::Zeo(zeo.address.clone()),
+    );
+    reqwest::blocking::get(instance.url("/")).unwrap();
+    let r = reqwest::blocking::Client::new()
+        .get(instance.url("/@@health"))
+        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    instance.kill();
+    zeo.kill();
+    let text = std::fs::read_to_string(&instance.process.log).unwrap();
+    assert!(
+        text.lines().any(|l| l.contains(" request ")
+            && l.contains("method=GET path=/@@health status=200")
+            && l.contains("principal=\"admin (bootstrap)\"")),
+        "the request log line names the principal: {text}"
+    );
+    for log in [&instance.process.log, &zeo.process.log] {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(text.contains("INFO"), "{}: {text}", log.display());
+        assert!(
+            !text.contains('\u{1b}'),
+            "{} holds ANSI escape codes: {text:?}",
+            log.display()
+        );
+    }
+
+    let json = dir.path().join("json");
+    std::fs::create_dir_all(&json).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let o = bbru(
+        &json,
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--log-format",
+            "json",
+            "--daemon",
+        ],
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    let mut s = TcpStream::connect(&listen).unwrap();
+    s.write_all(b"GET /@@health HTTP/1.0\r\n\r\n").unwrap();
+    s.read_to_string(&mut String::new()).unwrap();
+    let o = bbru(&json, &["serve", "--stop-daemon"]);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    let pid = o.stdout.clone();
+    let text = std::fs::read_to_string(json.join("var/bbru.log")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "INFO" && l["fields"]["message"] == "serving"),
+        "{text}"
+    );
+    // Every request is logged once, with what an operator filters on.
+    let requests: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "request")
+        .collect();
+    assert_eq!(requests.len(), 1, "{text}");
+    let r = &requests[0]["fields"];
+    assert_eq!(r["method"], "GET", "{r}");
+    assert_eq!(r["path"], "/@@health", "{r}");
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["principal"], "-", "{r}");
+    assert!(r["duration_ms"].as_f64().is_some(), "{r}");
+    assert!(
+        String::from_utf8_lossy(&pid).contains(r["instance"].as_str().unwrap()),
+        "{r}, {}",
+        String::from_utf8_lossy(&pid)
+    );
+    // A configuration with an unknown format is refused, saying which ones exist.
+    std::fs::create_dir_all(json.join("etc")).unwrap();
+    std::fs::write(json.join("etc/serve.toml"), "log_format = \"yaml\"\n").unwrap();
+    let o = bbru(&json, &["serve", "-c", "etc/serve.toml", "--status"]);
+    assert!(
+        !o.status.success() && output_text(&o).contains("\"text\" or \"json\""),
+        "{}",
+        output_text(&o)
     );
 }

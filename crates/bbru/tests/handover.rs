@@ -1,7 +1,8 @@
 //! Zero-downtime release change: instance A serves; instance B of the next release
 //! starts on the same address, takes A's listening socket over through the handover
 //! socket, and A stops gracefully — under continuous HTTP load, no request fails.  Both
-//! are real `bbru serve --daemon` processes, ZEO clients of one server (as the seed
+//! are real `bbru serve --daemon` processes (the handover name stays with A while it
+//! lives, then B claims it), ZEO clients of one server (as the seed
 //! deploys them; an embedded Data.fs can only be open in one process at a time).
 
 mod common;
@@ -101,8 +102,28 @@ fn the_next_release_takes_the_socket_over_without_dropping_a_request() {
     let o = bbru(&b, &["serve", "-c", "etc/serve.toml", "--daemon"]);
     assert!(o.status.success(), "{}", output_text(&o));
     std::thread::sleep(Duration::from_millis(300));
+    // The name stays with the live instance A: B is not yet known to be healthy.
+    let pid = |dir: &Path| {
+        std::fs::read_to_string(dir.join("var/bbru.pid"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (pid_a, pid_b) = (pid(&a), pid(&b));
+    let linked = || std::fs::read_link(&handover).unwrap_or_default();
+    assert_eq!(linked(), Path::new(&format!("bbru.sock.{pid_a}")));
     let o = bbru(&a, &["serve", "-c", "etc/serve.toml", "--stop-daemon"]);
     assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    // A gone, the name led nowhere: B claims it (within NAME_CHECK_INTERVAL).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while linked() != Path::new(&format!("bbru.sock.{pid_b}")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B did not claim the name: {:?}",
+            linked()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let before = answered[1].load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);

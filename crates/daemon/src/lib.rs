@@ -1,5 +1,6 @@
 //! Process control shared by `bbru-zeo` (the ZEO server) and `bbru serve` (the web app):
-//! what `paster serve --daemon | --status | --stop-daemon` did, done right.
+//! what `paster serve --daemon | --status | --stop-daemon` did, done right, and the log
+//! set-up both share ([`init_logging`]).
 //!
 //! This crate owns the pid file protocol, the status/stop logic that reads it, and the
 //! re-exec based daemonizing with a readiness handshake. The servers own their command
@@ -44,12 +45,14 @@
 //! same call also serves a `Type=notify` systemd unit running the server in the foreground.
 
 mod error;
+mod logging;
 mod pidfile;
 mod signals;
 mod spawn;
 mod stop;
 
 pub use error::DaemonError;
+pub use logging::{LogFormat, init_logging};
 pub use pidfile::{PidFile, Status, status};
 pub use signals::{SighupFlag, reopen_log};
 pub use spawn::{

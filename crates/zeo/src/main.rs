@@ -67,6 +67,10 @@ struct ServeArgs {
     /// logrotate). With --daemon: default `bbru-zeo.log` beside the pid file.
     #[arg(long)]
     log_file: Option<PathBuf>,
+    /// Log lines as `text` (colour only on a terminal) or `json` (one object a
+    /// line, for log shippers).
+    #[arg(long, default_value_t = daemon::LogFormat::Text)]
+    log_format: daemon::LogFormat,
     /// Run detached in the background; returns once the server listens.
     #[arg(long)]
     daemon: bool,
@@ -132,23 +136,6 @@ enum Command {
     },
 }
 
-/// Logs go to standard error; with a log file, standard output and error are
-/// pointed at it first (and again on SIGHUP), so nothing printed is lost.
-fn init_logging(log_file: Option<&Path>) -> Result<()> {
-    if let Some(path) = log_file {
-        daemon::reopen_log(path)
-            .with_context(|| format!("opening the log file {}", path.display()))?;
-    }
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("BBRU_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(log_file.is_none())
-        .with_writer(std::io::stderr)
-        .init();
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve(cli.serve));
@@ -198,12 +185,12 @@ fn main() -> ExitCode {
             };
         }
     }
-    let log_file = match &command {
-        Command::Serve(a) => a.log_file(),
-        _ => None,
+    let (log_file, log_format) = match &command {
+        Command::Serve(a) => (a.log_file(), a.log_format),
+        _ => (None, daemon::LogFormat::Text),
     };
-    if let Err(e) = init_logging(log_file.as_deref()) {
-        eprintln!("bbru-zeo: {e:#}");
+    if let Err(e) = daemon::init_logging(log_file.as_deref(), log_format, "BBRU_LOG") {
+        eprintln!("bbru-zeo: {e}");
         return ExitCode::FAILURE;
     }
     match run(command) {

@@ -297,11 +297,14 @@ impl App {
         })
     }
 
+    /// The reply to `request`; `who` is set to the principal (its audit name) once known,
+    /// for the request log.
     fn respond(
         &self,
         request: &Request,
         credentials: &Credentials,
         input: &Input,
+        who: &std::cell::RefCell<String>,
     ) -> Result<Reply, AppError> {
         let (names, view) = split_path(&request.path)?;
         let health = names.is_empty() && view == "health";
@@ -327,6 +330,7 @@ impl App {
                 view,
                 found,
             } = self.resolve(tx, site, request, credentials, wants_json)?;
+            principal.audit_name().clone_into(&mut who.borrow_mut());
             let ctx = Ctx {
                 app: self,
                 method: request.method.clone(),
@@ -451,7 +455,12 @@ async fn publish(
                 None,
             )
         });
-    let reply = handle(&app, request, body).await;
+    let (method, path, client) = (
+        request.method.clone(),
+        request.path.clone(),
+        request.client.clone(),
+    );
+    let (reply, principal) = handle(&app, request, body).await;
     let mut response = match reply {
         Ok(reply) => render_reply(reply),
         Err(e) => render_error(&app, e, wants_json),
@@ -468,18 +477,57 @@ async fn publish(
     response
         .headers_mut()
         .insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
+    let elapsed = started.elapsed();
     app.metrics
-        .observe(label, response.status().as_u16(), started.elapsed());
+        .observe(label, response.status().as_u16(), elapsed);
+    // The request log: one line per request (README, "Logs").
+    tracing::info!(
+        target: "bbru::request",
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        principal = if principal.is_empty() { "-" } else { principal.as_str() },
+        %client,
+        instance = %Instance(&app.release),
+        "request"
+    );
     response
 }
 
+/// Which instance served, in the request log: `RELEASE/PID`, or the pid alone when the
+/// configuration names no release.
+struct Instance<'a>(&'a str);
+
+impl std::fmt::Display for Instance<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            write!(f, "{}", std::process::id())
+        } else {
+            write!(f, "{}/{}", self.0, std::process::id())
+        }
+    }
+}
+
 /// Admits the request, reads its body, parses it and answers: no step before the one
-/// that needs it.
+/// that needs it.  With the reply, the principal's audit name once it was known (empty
+/// before), for the request log.
 async fn handle(
     app: &Arc<App>,
     request: Request,
     body: axum::body::Body,
-) -> Result<Reply, AppError> {
+) -> (Result<Reply, AppError>, String) {
+    match answer(app, request, body).await {
+        Ok((reply, who)) => (reply, who),
+        Err(e) => (Err(e), String::new()),
+    }
+}
+
+async fn answer(
+    app: &Arc<App>,
+    request: Request,
+    body: axum::body::Body,
+) -> Result<(Result<Reply, AppError>, String), AppError> {
     // Reading the headers is cheap; a malformed `Authorization` ends the request here.
     let credentials = match app.credentials(&request.headers) {
         Ok(c) => Arc::new(c),
@@ -504,7 +552,9 @@ async fn handle(
     };
     app.blocking(move |app| {
         let input = parse_input(app, &request.headers, raw)?;
-        app.respond(&request, &credentials, &input)
+        let who = std::cell::RefCell::new(String::new());
+        let reply = app.respond(&request, &credentials, &input, &who);
+        Ok((reply, who.into_inner()))
     })
     .await
 }
