@@ -262,6 +262,12 @@ impl Instance {
             Storage::File(path) => command.arg("--file").arg(path),
             Storage::Zeo(address) => command.args(["--zeo", address]),
         };
+        Instance::launch(name, &listen, command, &dir)
+    }
+
+    /// Runs `command` (a `bbru serve` listening on `listen`, logging to `dir/bbru.log`)
+    /// and waits until its `/@@health` answers 200.
+    fn launch(name: &str, listen: &str, command: Command, dir: &Path) -> Instance {
         let mut process = Process::spawn(
             &format!("bbru serve ({name}, {listen})"),
             command,
@@ -310,24 +316,7 @@ impl Instance {
             .current_dir(&dir)
             .env("BBRU_LOG", "info")
             .args(["serve", "-c", "etc/serve.toml"]);
-        let mut process = Process::spawn(
-            &format!("bbru serve ({name}, {listen})"),
-            command,
-            dir.join("bbru.log"),
-        );
-        let base = format!("http://{listen}");
-        let health = format!("{base}/@@health");
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("HTTP client");
-        process.wait_until("healthy", || {
-            client
-                .get(&health)
-                .send()
-                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
-        });
-        Instance { base, process }
+        Instance::launch(name, &listen, command, &dir)
     }
 
     /// The `host:port` the instance listens on.
