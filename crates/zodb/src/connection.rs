@@ -35,6 +35,7 @@ use crate::limits;
 use crate::mapping::PersistentMapping;
 use crate::mvcc::SyncPoint;
 use crate::persistent::{PRef, Persistent};
+use crate::resolve::Resolver;
 use crate::state::{PidKind, StateError, parse_pid};
 
 /// What a connection keeps between transactions (and in the pool between uses).
@@ -174,10 +175,12 @@ impl Drop for Connection {
 
 static NEXT_TRANSACTION: AtomicU64 = AtomicU64::new(1);
 
-/// How a dirty object is turned back into a record, whatever its Rust type.
+/// How a dirty object is turned back into a record, whatever its Rust type, and how its
+/// class resolves conflicts.
 #[derive(Clone, Copy)]
 struct Codec {
     encode: fn(&(dyn Any + Send + Sync)) -> Result<Value, StateError>,
+    resolve: Resolver,
     module: &'static str,
     name: &'static str,
 }
@@ -191,6 +194,7 @@ impl Codec {
         }
         Codec {
             encode: encode::<T>,
+            resolve: T::resolve_conflict,
             module: T::MODULE,
             name: T::NAME,
         }
@@ -237,7 +241,7 @@ impl std::fmt::Debug for Savepoint {
 
 /// The old and new class of a record, without the arguments some forms carry
 /// (record-format §2).
-fn class_name(class: &Value) -> Option<(&str, &str)> {
+pub(crate) fn class_name(class: &Value) -> Option<(&str, &str)> {
     match class {
         Value::Global { module, name } => Some((module, name)),
         Value::Tuple(items) => match items.first()? {
@@ -497,6 +501,24 @@ impl<'c> Transaction<'c> {
             .ok_or_else(|| Error::Storage(StorageError::Transaction("no oid".into())))
     }
 
+    /// The serial (the tid of the revision) of `r`'s object as this transaction sees it:
+    /// what an HTTP `ETag` or an edit form carries, so that a later change can tell
+    /// whether someone else changed the object meanwhile.  For an object this transaction
+    /// changed, the serial the change is based on; `Tid::ZERO` for one it added.
+    pub fn serial<T: Persistent>(&self, r: PRef<T>) -> Result<Tid> {
+        let oid = r.oid();
+        if let Some(dirty) = self.state.borrow().dirty.get(&oid) {
+            return Ok(dirty.serial);
+        }
+        self.get(r)?;
+        let mut core = self.core.borrow_mut();
+        match core.cache.get(oid) {
+            Some(entry) => Ok(entry.serial),
+            // Evicted at once by a cache too small for it.
+            None => Ok(self.db.load_before(oid, self.snapshot)?.start),
+        }
+    }
+
     /// Makes the commit fail with a conflict unless `r`'s object is still current when the
     /// commit is voted, even though this transaction does not change it (ZODB's
     /// `readCurrent`): for decisions that depend on an object staying as read.
@@ -505,14 +527,7 @@ impl<'c> Transaction<'c> {
         if self.state.borrow().dirty.contains_key(&oid) {
             return Ok(()); // Stored objects are checked anyway.
         }
-        self.get(r)?;
-        let serial = {
-            let mut core = self.core.borrow_mut();
-            match core.cache.get(oid) {
-                Some(entry) => entry.serial,
-                None => self.db.load_before(oid, self.snapshot)?.start,
-            }
-        };
+        let serial = self.serial(r)?;
         self.state.borrow_mut().read_current.insert(oid, serial);
         Ok(())
     }
@@ -590,8 +605,14 @@ impl<'c> Transaction<'c> {
         let sizes: Vec<(Oid, usize)> = records.iter().map(|r| (r.oid, r.data.len())).collect();
         let result = db.commit_records(&state_meta(&state)?, records, &state.read_current);
         match result {
-            Ok(tid) => {
+            Ok((tid, resolved)) => {
                 for (oid, size) in sizes {
+                    if resolved.contains(&oid) {
+                        // What was stored is the merge, not the object in hand: the next
+                        // read loads it.
+                        core.cache.remove(oid);
+                        continue;
+                    }
                     let dirty = &state.dirty[&oid];
                     if let Some(obj) = &dirty.obj {
                         core.cache.put(
@@ -618,6 +639,9 @@ pub(crate) struct Record {
     pub oid: Oid,
     pub serial: Tid,
     pub data: Vec<u8>,
+    /// The record's class, and how the class merges a conflicting change.
+    pub class: (&'static str, &'static str),
+    pub resolve: Resolver,
 }
 
 fn state_meta(state: &TxState) -> Result<TransactionMeta> {
@@ -677,10 +701,13 @@ fn encode_changes(state: &TxState) -> Result<Vec<Record>> {
             continue;
         }
         if let Some((data, _)) = encoded.remove(&oid) {
+            let dirty = &state.dirty[&oid];
             records.push(Record {
                 oid,
-                serial: state.dirty[&oid].serial,
+                serial: dirty.serial,
                 data,
+                class: (dirty.codec.module, dirty.codec.name),
+                resolve: dirty.codec.resolve,
             });
         }
     }

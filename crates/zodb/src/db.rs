@@ -1,23 +1,24 @@
 //! The database: a storage, what it knows of the storage's commits, a pool of connections,
 //! and the commit path they share.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use zodb_pickle::encode_record;
+use zodb_pickle::{decode_record, encode_record};
 use zodb_storage::{
-    InvalidationListener, Oid, Revision, Storage, StorageError, Tid, TransactionMeta,
+    ConflictError, InvalidationListener, Oid, Revision, Storage, StorageError, Tid, TransactionMeta,
 };
 
-use crate::connection::{Connection, Core, Record, Transaction};
+use crate::connection::{Connection, Core, Record, Transaction, class_name};
 use crate::error::{Error, Result, Retryable};
 use crate::limits;
 use crate::mapping::PersistentMapping;
 use crate::mvcc::Mvcc;
 use crate::persistent::Persistent;
+use crate::resolve::Unresolved;
 
 /// How a [`DB`] sizes its connections.
 #[derive(Debug, Clone)]
@@ -47,6 +48,7 @@ pub(crate) struct Stats {
     pub hits: AtomicU64,
     pub commits: AtomicU64,
     pub conflicts: AtomicU64,
+    pub resolved: AtomicU64,
 }
 
 /// A snapshot of a database's counters.
@@ -58,8 +60,11 @@ pub struct DbStats {
     pub cache_hits: u64,
     /// Transactions committed.
     pub commits: u64,
-    /// Commits that failed with a conflict.
+    /// Commits that failed with a conflict no resolver merged.
     pub conflicts: u64,
+    /// Conflicting changes of one object merged by its class's resolver (the commits
+    /// they were part of went on).
+    pub resolved_conflicts: u64,
 }
 
 pub(crate) struct DbInner {
@@ -93,41 +98,146 @@ impl DbInner {
         }
     }
 
-    /// Two-phase commit of encoded records.
+    /// Two-phase commit of encoded records, resolving write conflicts (see
+    /// [`crate::resolve`]).  Returns the tid and the oids whose stored record is a merge
+    /// (not the record handed in).
+    ///
+    /// A round stores every record and votes.  When stores or the vote report write
+    /// conflicts, the round is aborted; each conflicting record is merged with what was
+    /// committed (old state: the record's base serial; committed state: the serial the
+    /// conflict names) and becomes the merge, based on the committed serial; and a new
+    /// round starts.  Starting over, rather than storing again inside the voted
+    /// transaction, is the same for every storage (local ones report conflicts at `store`,
+    /// a ZEO server at `vote`).  Any conflict a resolver cannot merge (or a read conflict)
+    /// fails the commit with the storage's conflict error.
     pub(crate) fn commit_records(
         &self,
         meta: &TransactionMeta,
-        records: Vec<Record>,
+        mut records: Vec<Record>,
         read_current: &HashMap<Oid, Tid>,
-    ) -> Result<Tid> {
+    ) -> Result<(Tid, HashSet<Oid>)> {
         let storage = &self.storage;
-        let txn = storage.tpc_begin(meta.clone())?;
-        let run = || -> std::result::Result<Tid, StorageError> {
-            let stored: std::collections::HashSet<Oid> = records.iter().map(|r| r.oid).collect();
-            for record in records {
-                storage.store(&txn, record.oid, record.serial, record.data)?;
-            }
-            for (oid, serial) in read_current {
-                if !stored.contains(oid) {
-                    storage.check_current_serial(&txn, *oid, *serial)?;
+        let mut resolved = HashSet::new();
+        let mut round = 1;
+        loop {
+            let txn = storage.tpc_begin(meta.clone())?;
+            let error = match self.commit_round(&txn, &records, read_current) {
+                Ok(tid) => {
+                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                    return Ok((tid, resolved));
                 }
-            }
-            storage.vote(&txn)?;
-            storage.finish(&txn)
-        };
-        match run() {
-            Ok(tid) => {
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                Ok(tid)
-            }
-            Err(e) => {
-                storage.abort(&txn);
-                if e.as_conflict().is_some() {
+                Err(e) => {
+                    storage.abort(&txn);
+                    e
+                }
+            };
+            let conflicts = error.conflicts();
+            let resolvable = !conflicts.is_empty()
+                && round < limits::CONFLICT_RESOLUTION_ROUNDS_MAX
+                && conflicts.iter().all(|c| !c.read_conflict);
+            let merged = resolvable
+                .then(|| self.resolve_all(&records, &conflicts))
+                .flatten();
+            let Some(merged) = merged else {
+                if !conflicts.is_empty() {
                     self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e.into())
+                return Err(error.into());
+            };
+            for (index, serial, data) in merged {
+                let record = &mut records[index];
+                record.serial = serial;
+                record.data = data;
+                resolved.insert(record.oid);
+                self.stats.resolved.fetch_add(1, Ordering::Relaxed);
+            }
+            // Writers of one hot object meet again at the next round: a short random wait
+            // spreads them out.
+            std::thread::sleep(backoff(round, limits::CONFLICT_RESOLUTION_BACKOFF_MAX));
+            round += 1;
+        }
+    }
+
+    /// One round of [`DbInner::commit_records`]: stores, checks, votes and finishes.  Write
+    /// conflicts at `store` are gathered (the other records are still stored, so a round
+    /// reports as many as it can) and returned together before voting.
+    fn commit_round(
+        &self,
+        txn: &zodb_storage::TxnHandle,
+        records: &[Record],
+        read_current: &HashMap<Oid, Tid>,
+    ) -> std::result::Result<Tid, StorageError> {
+        let storage = &self.storage;
+        let mut conflicts = Vec::new();
+        for record in records {
+            match storage.store(txn, record.oid, record.serial, record.data.clone()) {
+                Ok(()) => {}
+                Err(StorageError::Conflict(c)) if !c.read_conflict => conflicts.push(c),
+                Err(e) => return Err(e),
             }
         }
+        if !conflicts.is_empty() {
+            return Err(StorageError::from_conflicts(conflicts));
+        }
+        for (oid, serial) in read_current {
+            if !records.iter().any(|r| r.oid == *oid) {
+                storage.check_current_serial(txn, *oid, *serial)?;
+            }
+        }
+        storage.vote(txn)?;
+        storage.finish(txn)
+    }
+
+    /// The merge of every conflicting record, as `(index in records, committed serial,
+    /// merged record)`; `None` when any of them does not resolve.
+    fn resolve_all(
+        &self,
+        records: &[Record],
+        conflicts: &[&ConflictError],
+    ) -> Option<Vec<(usize, Tid, Vec<u8>)>> {
+        let mut merged = Vec::with_capacity(conflicts.len());
+        for c in conflicts {
+            let Some(index) = records.iter().position(|r| r.oid == c.oid) else {
+                tracing::debug!(oid = ?c.oid, "conflict on an object this commit does not store");
+                return None;
+            };
+            match self.resolve(&records[index], c.committed) {
+                Ok(data) => merged.push((index, c.committed, data)),
+                Err(why) => {
+                    tracing::debug!(oid = ?c.oid, %why, "conflict not resolved");
+                    return None;
+                }
+            }
+        }
+        Some(merged)
+    }
+
+    /// Merges `record` (based on its serial) with the revision `committed`.
+    fn resolve(&self, record: &Record, committed: Tid) -> std::result::Result<Vec<u8>, Unresolved> {
+        if record.serial == Tid::ZERO {
+            return Err(Unresolved::new(
+                "a new object collides with a committed one",
+            ));
+        }
+        let state_at = |serial: Tid, which: &str| {
+            let data = self
+                .storage
+                .load_serial(record.oid, serial)
+                .map_err(|e| Unresolved(format!("the {which} revision {serial}: {e}")))?;
+            decode_record(&data).map_err(|e| Unresolved(format!("the {which} revision: {e}")))
+        };
+        let (old_class, old) = state_at(record.serial, "old")?;
+        let (committed_class, committed) = state_at(committed, "committed")?;
+        let (_, new) =
+            decode_record(&record.data).map_err(|e| Unresolved(format!("the new record: {e}")))?;
+        // A class change (by a migration) is never merged.
+        for class in [&old_class, &committed_class] {
+            if class_name(class) != Some(record.class) {
+                return Err(Unresolved::new("the class changed"));
+            }
+        }
+        let merged = (record.resolve)(old, committed, new)?;
+        encode_record(record.class, &merged).map_err(|e| Unresolved(format!("the merge: {e}")))
     }
 }
 
@@ -191,6 +301,8 @@ impl DB {
             oid: Oid::ROOT,
             serial: Tid::ZERO,
             data,
+            class: (PersistentMapping::MODULE, PersistentMapping::NAME),
+            resolve: PersistentMapping::resolve_conflict,
         };
         match self
             .inner
@@ -342,8 +454,18 @@ impl DB {
             cache_hits: s.hits.load(Ordering::Relaxed),
             commits: s.commits.load(Ordering::Relaxed),
             conflicts: s.conflicts.load(Ordering::Relaxed),
+            resolved_conflicts: s.resolved.load(Ordering::Relaxed),
         }
     }
+}
+
+/// A random wait before retry `round` (1 for the first): uniform up to a millisecond
+/// doubled each round, at most `max`, so that writers that collided do not collide again
+/// in step.
+pub(crate) fn backoff(round: u32, max: std::time::Duration) -> std::time::Duration {
+    let ceiling =
+        std::time::Duration::from_millis(1u64 << round.saturating_sub(1).min(20)).min(max);
+    ceiling.mul_f64(rand::random::<f64>())
 }
 
 /// Why [`DB::undo`] refuses a transaction that wrote the database root.

@@ -7,7 +7,9 @@
 //! - A [`Connection`] caches objects; each [`Transaction`] reads one snapshot
 //!   (`load_before`), tracks changes explicitly ([`Transaction::edit`]) and commits with
 //!   two-phase commit, with user, description and extension (the audit trail).
-//! - [`TransactionManager`] retries a unit of work on conflicts.
+//! - Conflicting changes to one object merge when its class says how ([`resolve`],
+//!   ZODB's `_p_resolveConflict`); [`TransactionManager`] retries a unit of work on the
+//!   conflicts that remain.
 //! - Objects are Rust types implementing [`Persistent`] (usually through serde and the
 //!   [`persistent!`] macro); their records are real ZODB records (class pickle + state
 //!   pickle, record-format §2–§6) that Python ZODB reads, and [`PRef`] is a typed
@@ -28,6 +30,7 @@ pub mod limits;
 mod mapping;
 mod mvcc;
 mod persistent;
+pub mod resolve;
 pub mod state;
 
 pub use btree::BTree;

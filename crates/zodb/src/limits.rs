@@ -32,3 +32,15 @@ pub const NODE_CHILDREN_MAX: usize = 250;
 /// that wrote the root cannot be undone (the root changes rarely: at the creation of the
 /// database and of the application's objects).
 pub const ROOT_HISTORY_CHECKED: usize = 100;
+
+/// Rounds a commit makes when its conflicts were resolved and new ones appear meanwhile
+/// (each round merges with the newest committed state and stores again).  Bounded so a
+/// hot object under a stream of commits fails over to the application's retry instead of
+/// looping; Python's ZEO client stops after a like number of votes.
+pub const CONFLICT_RESOLUTION_ROUNDS_MAX: u32 = 10;
+
+/// The longest random wait between two conflict-resolution rounds (the wait doubles from
+/// 1 ms each round up to this): long enough to break the lockstep of writers that keep
+/// colliding on one object, short against a request's time.
+pub const CONFLICT_RESOLUTION_BACKOFF_MAX: std::time::Duration =
+    std::time::Duration::from_millis(16);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zodb_pickle::Value;
 use zodb_storage::Oid;
 
+use crate::resolve::Unresolved;
 use crate::state::{PREF_TOKEN, PidKind, StateError, parse_pid, ref_value};
 
 /// A Rust type whose values are stored as ZODB objects.
@@ -31,6 +32,17 @@ pub trait Persistent: Clone + Send + Sync + 'static {
 
     /// The object back from a stored state.
     fn from_state(state: Value) -> Result<Self, StateError>;
+
+    /// Merges a change committed by another transaction with this transaction's
+    /// (ZODB's `_p_resolveConflict`; see [`crate::resolve`]): `old` is the state this
+    /// transaction started from, `committed` the one committed since, `new` this
+    /// transaction's.  Returns the merged state, or [`Unresolved`] when the changes
+    /// overlap.  The default resolves nothing, so a conflict on the class reaches the
+    /// application (which retries the whole transaction).
+    fn resolve_conflict(old: Value, committed: Value, new: Value) -> Result<Value, Unresolved> {
+        let _ = (old, committed, new);
+        Err(Unresolved::no_resolver(Self::MODULE, Self::NAME))
+    }
 }
 
 /// Implements [`Persistent`] for a type that derives serde's `Serialize` and `Deserialize`:
@@ -46,9 +58,42 @@ pub trait Persistent: Clone + Send + Sync + 'static {
 /// }
 /// zodb::persistent!(Page, "bbru.content", "Page");
 /// ```
+///
+/// With `resolve = f`, `f(old, committed, new) -> Result<Self, Unresolved>` resolves
+/// conflicts on the type (see [`Persistent::resolve_conflict`]):
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use zodb::resolve::Unresolved;
+///
+/// /// A hit counter that concurrent increments never make conflict.
+/// #[derive(Clone, Serialize, Deserialize)]
+/// struct Hits {
+///     count: i64,
+/// }
+///
+/// fn add_both(old: Hits, committed: Hits, new: Hits) -> Result<Hits, Unresolved> {
+///     Ok(Hits { count: committed.count + new.count - old.count })
+/// }
+/// zodb::persistent!(Hits, "example", "Hits", resolve = add_both);
+/// ```
 #[macro_export]
 macro_rules! persistent {
     ($ty:ty, $module:literal, $name:literal) => {
+        $crate::persistent!(@impl $ty, $module, $name, {});
+    };
+    ($ty:ty, $module:literal, $name:literal, resolve = $resolve:expr) => {
+        $crate::persistent!(@impl $ty, $module, $name, {
+            fn resolve_conflict(
+                old: $crate::Value,
+                committed: $crate::Value,
+                new: $crate::Value,
+            ) -> ::std::result::Result<$crate::Value, $crate::resolve::Unresolved> {
+                $crate::resolve::typed::<Self>(old, committed, new, $resolve)
+            }
+        });
+    };
+    (@impl $ty:ty, $module:literal, $name:literal, { $($extra:tt)* }) => {
         impl $crate::Persistent for $ty {
             const MODULE: &'static str = $module;
             const NAME: &'static str = $name;
@@ -62,6 +107,8 @@ macro_rules! persistent {
             ) -> ::std::result::Result<Self, $crate::state::StateError> {
                 $crate::state::from_value(state)
             }
+
+            $($extra)*
         }
     };
 }

@@ -60,8 +60,9 @@
 //!   (FileStorage merges the extension into these dicts); an extension key with a
 //!   standard name is lost, as in Python.
 //! * Conflicts the server leaves to the client (vote results of a server in
-//!   client-conflict-resolution mode, as `bbru-zeo` always is) are not resolved — this
-//!   layer has no application code — but reported as `Conflict`/`Conflicts`.
+//!   client-conflict-resolution mode, as `bbru-zeo` always is) are not resolved here —
+//!   this layer knows no classes — but reported as `Conflict`/`Conflicts`; the
+//!   persistence layer (`zodb`) resolves them and commits again.
 //! * `load_serial` always asks the server (as Python's does), and a successful `pack`
 //!   empties this client's cache: pack removes revisions and, with garbage collection,
 //!   whole objects, and nothing says which.  Other clients' caches keep what they had

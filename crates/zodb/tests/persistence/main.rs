@@ -5,6 +5,7 @@ mod behaviour;
 mod btree;
 mod fixtures;
 mod python;
+mod resolve;
 mod zeo;
 
 use std::sync::Arc;

@@ -14,7 +14,7 @@ use zodb_storage::{FileStorage, Storage};
 use crate::{Page, page};
 
 /// Serves a FileStorage on a free port from a background runtime; returns its address.
-fn serve(dir: &std::path::Path) -> String {
+pub(crate) fn serve(dir: &std::path::Path) -> String {
     let storage: Arc<dyn Storage> = Arc::new(FileStorage::open(dir.join("Data.fs")).unwrap());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -36,7 +36,7 @@ fn serve(dir: &std::path::Path) -> String {
     address
 }
 
-fn client(address: &str) -> DB {
+pub(crate) fn client(address: &str) -> DB {
     let mut options = ClientOptions::new(address);
     options.wait_timeout = Duration::from_secs(10);
     let storage: Arc<dyn Storage> = Arc::new(ClientStorage::connect(options).unwrap());
