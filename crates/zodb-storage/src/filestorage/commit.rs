@@ -177,13 +177,25 @@ impl FileStorage {
         // yet is not checked, as in Python.
         let mut conflicts = Vec::new();
         for w in &p.writes {
-            let (oid, expected) = match w {
-                PendingWrite::Store { oid, expected, .. }
-                | PendingWrite::Delete { oid, expected } => (*oid, *expected),
+            let (oid, expected, seen) = match w {
+                PendingWrite::Store {
+                    oid,
+                    expected,
+                    seen,
+                    ..
+                }
+                | PendingWrite::Delete {
+                    oid,
+                    expected,
+                    seen,
+                } => (*oid, *expected, seen),
                 PendingWrite::Restore { .. } => continue,
             };
             if let Some(pos) = index_pos(oid) {
-                let committed = reader.data_header(pos)?.serial;
+                let committed = match Seen::serial_at(seen, &file, pos) {
+                    Some(serial) => serial,
+                    None => reader.data_header(pos)?.serial,
+                };
                 if committed != expected {
                     conflicts.push(ConflictError {
                         oid,

@@ -99,6 +99,28 @@ struct Snapshot {
     last_tid: Tid,
 }
 
+/// The committed revision a store or deletion was checked against: its
+/// record's position in `file` and its serial.  `prepare` trusts the serial
+/// while the index still points at that record of that file (a commit moves
+/// the index to a new position, a pack to a new file), and so does not read
+/// the record's header a second time.  The `Arc` keeps the file's address
+/// from being reused by another file while the pending write holds it.
+#[derive(Debug)]
+struct Seen {
+    file: Arc<File>,
+    pos: u64,
+    serial: Tid,
+}
+
+impl Seen {
+    /// The serial at `pos` of `file`, if that is the record this was read from.
+    fn serial_at(seen: &Option<Seen>, file: &Arc<File>, pos: u64) -> Option<Tid> {
+        seen.as_ref()
+            .filter(|s| s.pos == pos && Arc::ptr_eq(&s.file, file))
+            .map(|s| s.serial)
+    }
+}
+
 /// One write of a pending transaction.
 #[derive(Debug)]
 enum PendingWrite {
@@ -106,10 +128,12 @@ enum PendingWrite {
         oid: Oid,
         expected: Tid,
         data: Vec<u8>,
+        seen: Option<Seen>,
     },
     Delete {
         oid: Oid,
         expected: Tid,
+        seen: Option<Seen>,
     },
     /// A copied revision: data, or the data of transaction `prev_txn`, or a
     /// deletion; never serial-checked.
@@ -288,8 +312,16 @@ impl FileStorage {
 
     /// The serial of `oid`'s committed current record, `None` if it has none.
     fn committed_serial(&self, oid: Oid) -> Result<Option<Tid>> {
+        Ok(self.committed(oid)?.map(|seen| seen.serial))
+    }
+
+    /// The committed revision of `oid`: where it is and its serial.
+    fn committed(&self, oid: Oid) -> Result<Option<Seen>> {
         match self.locate(oid) {
-            Ok((file, pos, end)) => Ok(Some(self.reader(&file, end).data_header(pos)?.serial)),
+            Ok((file, pos, end)) => {
+                let serial = self.reader(&file, end).data_header(pos)?.serial;
+                Ok(Some(Seen { file, pos, serial }))
+            }
             Err(e) if e.is_pos_key() => Ok(None),
             Err(e) => Err(e),
         }
@@ -607,13 +639,15 @@ impl Storage for FileStorage {
         }
         self.pending(txn)?;
         // An oid without a record is not checked, as in Python.
-        if let Some(committed) = self.committed_serial(oid)? {
-            check_serial(oid, committed, expected, false)?;
+        let seen = self.committed(oid)?;
+        if let Some(committed) = &seen {
+            check_serial(oid, committed.serial, expected, false)?;
         }
         let write = PendingWrite::Store {
             oid,
             expected,
             data,
+            seen,
         };
         self.add_write(txn, "store", write)
     }
@@ -621,11 +655,16 @@ impl Storage for FileStorage {
     fn delete_object(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<()> {
         self.check_writable()?;
         self.pending(txn)?;
-        let committed = self
-            .committed_serial(oid)?
+        let seen = self
+            .committed(oid)?
             .ok_or_else(|| StorageError::pos_key(oid))?;
-        check_serial(oid, committed, expected, false)?;
-        self.add_write(txn, "delete", PendingWrite::Delete { oid, expected })
+        check_serial(oid, seen.serial, expected, false)?;
+        let write = PendingWrite::Delete {
+            oid,
+            expected,
+            seen: Some(seen),
+        };
+        self.add_write(txn, "delete", write)
     }
 
     fn restore(
