@@ -127,9 +127,14 @@ struct ServeArgs {
     log_format: Option<daemon::LogFormat>,
 }
 
-fn report(result: Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// Every failure ends here, once: one line on standard error, exit status 1.
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("bbru: {e:#}");
             ExitCode::FAILURE
@@ -137,22 +142,11 @@ fn report(result: Result<()>) -> ExitCode {
     }
 }
 
-fn exit(code: i32) -> ExitCode {
-    ExitCode::from(code.clamp(0, 255) as u8)
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let args = match cli.command {
-        Command::HashPassword => {
-            return match hash_password() {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("bbru: {e:#}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
+/// Runs a command; its outcome is the exit status (`--status` and `bbru test` have
+/// statuses of their own), its failure the error `main` reports.
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::HashPassword => hash_password()?,
         Command::Deploy {
             archive,
             base,
@@ -167,85 +161,67 @@ fn main() -> ExitCode {
                 keep_previous,
                 health_timeout: std::time::Duration::from_secs(health_timeout),
             };
-            return report(bbru::deploy::deploy(&args).map(|r| {
-                println!("bbru: {} is live", r.display());
-            }));
+            let live = bbru::deploy::deploy(&args)?;
+            println!("bbru: {} is live", live.display());
         }
-        Command::Test { config } => {
-            let config = match config.as_deref().map(ServeConfig::load) {
-                Some(Ok(c)) => c,
-                Some(Err(e)) => {
-                    eprintln!("bbru: {:#}", anyhow::Error::new(e));
-                    return ExitCode::FAILURE;
-                }
-                None => ServeConfig::default(),
-            };
-            let checks = bbru::selftest::run(&config);
-            for check in &checks {
-                match &check.outcome {
-                    Ok(detail) => println!("ok      {}: {detail}", check.name),
-                    Err(reason) => println!("FAILED  {}: {reason}", check.name),
-                }
-            }
-            let failed = checks.iter().filter(|c| !c.passed()).count();
-            println!(
-                "bbru test: {} passed, {failed} failed",
-                checks.len() - failed
-            );
-            return if failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            };
-        }
+        Command::Test { config } => return self_test(config.as_deref()),
         Command::Releases { base } => {
-            return report(bbru::deploy::describe(&base).map(|lines| {
-                for line in lines {
-                    println!("{line}");
-                }
-            }));
+            for line in bbru::deploy::describe(&base)? {
+                println!("{line}");
+            }
         }
         Command::Rollback { base } => {
-            return report(bbru::deploy::rollback(&base).map(|r| {
-                println!("bbru: rolled back; {} is live", r.display());
-            }));
+            let live = bbru::deploy::rollback(&base)?;
+            println!("bbru: rolled back; {} is live", live.display());
         }
         Command::Configure {
             deploy,
             dir,
             release,
         } => {
-            let mut values = match deploy.as_deref().map(bbru::configure::Deploy::load) {
-                Some(Ok(d)) => d,
-                Some(Err(e)) => {
-                    eprintln!("bbru: {:#}", anyhow::Error::new(e));
-                    return ExitCode::FAILURE;
-                }
+            let mut values = match deploy.as_deref() {
+                Some(path) => bbru::configure::Deploy::load(path)?,
                 None => bbru::configure::Deploy::default(),
             };
             values.release = release;
-            return match bbru::configure::write(&dir, &values, deploy.as_deref()) {
-                Ok(paths) => {
-                    for p in paths {
-                        println!("bbru: wrote {}", p.display());
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("bbru: {:#}", anyhow::Error::new(e));
-                    ExitCode::FAILURE
-                }
-            };
+            for p in bbru::configure::write(&dir, &values, deploy.as_deref())? {
+                println!("bbru: wrote {}", p.display());
+            }
         }
-        Command::Serve(args) => args,
+        Command::Serve(args) => return serve_command(args),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bbru test`: the checks, one line each; fails (status 1) when any fails.
+fn self_test(config: Option<&std::path::Path>) -> Result<ExitCode> {
+    let config = match config {
+        Some(path) => ServeConfig::load(path)?,
+        None => ServeConfig::default(),
     };
-    let config = match serve_config(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("bbru: {e:#}");
-            return ExitCode::FAILURE;
+    let checks = bbru::selftest::run(&config);
+    for check in &checks {
+        match &check.outcome {
+            Ok(detail) => println!("ok      {}: {detail}", check.name),
+            Err(reason) => println!("FAILED  {}: {reason}", check.name),
         }
-    };
+    }
+    let failed = checks.iter().filter(|c| !c.passed()).count();
+    println!(
+        "bbru test: {} passed, {failed} failed",
+        checks.len() - failed
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `bbru serve`: process control (`--status`, `--stop-daemon`, `--daemon`), else the
+/// instance itself.
+fn serve_command(args: ServeArgs) -> Result<ExitCode> {
+    let config = serve_config(&args)?;
     // Process control answers before anything is opened.
     if args.status {
         let status = daemon::status(&config.pid_file);
@@ -259,19 +235,12 @@ fn main() -> ExitCode {
                 println!("  {line}");
             }
         }
-        return exit(status.exit_code());
+        return Ok(exit(status.exit_code()));
     }
     if args.stop_daemon {
-        return match daemon::stop(&config.pid_file, std::time::Duration::from_secs(30)) {
-            Ok(outcome) => {
-                println!("bbru: {outcome}");
-                exit(outcome.exit_code())
-            }
-            Err(e) => {
-                eprintln!("bbru: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        let outcome = daemon::stop(&config.pid_file, std::time::Duration::from_secs(30))?;
+        println!("bbru: {outcome}");
+        return Ok(exit(outcome.exit_code()));
     }
     let log_file = config.log_file.clone().or_else(|| {
         (args.daemon || daemon::is_daemon_child())
@@ -284,35 +253,18 @@ fn main() -> ExitCode {
         for file in [&config.pid_file, &log] {
             if let Some(dir) = file.parent()
                 && !dir.as_os_str().is_empty()
-                && let Err(e) = std::fs::create_dir_all(dir)
             {
-                eprintln!("bbru: creating {}: {e}", dir.display());
-                return ExitCode::FAILURE;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
             }
         }
-        return match daemon::DaemonArgs::new(&config.pid_file, log).and_then(daemon::daemonize) {
-            Ok(o) => {
-                println!("bbru: {o}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("bbru: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        let outcome = daemon::DaemonArgs::new(&config.pid_file, log).and_then(daemon::daemonize)?;
+        println!("bbru: {outcome}");
+        return Ok(ExitCode::SUCCESS);
     }
-    if let Err(e) = daemon::init_logging(log_file.as_deref(), config.log_format, "BBRU_LOG") {
-        eprintln!("bbru: {e}");
-        return ExitCode::FAILURE;
-    }
-    match serve(args, config, log_file) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("bbru: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    daemon::init_logging(log_file.as_deref(), config.log_format, "BBRU_LOG")?;
+    serve(args, config, log_file).inspect_err(|e| tracing::error!("{e:#}"))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn hash_password() -> Result<()> {
@@ -322,8 +274,9 @@ fn hash_password() -> Result<()> {
         .context("reading the password")?;
     let password = line.trim_end_matches(['\n', '\r']);
     anyhow::ensure!(
-        password.len() >= 8,
-        "the password must have 8 characters or more"
+        password.chars().count() >= bbru::limits::PASSWORD_CHARS_MIN,
+        "the password must have {} characters or more",
+        bbru::limits::PASSWORD_CHARS_MIN
     );
     println!("{}", bbru::security::password::hash(password));
     Ok(())
