@@ -3,7 +3,9 @@
 //! It exists so that everything above the storage layer (the ZEO server,
 //! the persistence layer, the conformance suite itself) can be tested
 //! without files, and so that [`DemoStorage`](crate::demo::DemoStorage) has
-//! a writable overlay. It owns:
+//! a writable overlay: over a layer below ([`Below`]: three questions,
+//! answered by `demo.rs` for its base), whose revisions count as this
+//! storage's predecessors for serial checks, undo and pack. It owns:
 //!
 //! - the committed state: per oid, its revisions in tid order (oldest first
 //!   in the vector, so lookups walk it from the end, newest first), and the
@@ -278,6 +280,24 @@ enum UndoStep {
     FromLower(Oid, Tid),
 }
 
+/// What a `MemoryStorage` used as an overlay asks of the layer below it.
+/// The layer is DemoStorage's base; how a base answers (through which
+/// `Storage` calls, with which errors meaning "none") is `demo.rs`'s
+/// business. This storage only needs, for an oid it has no revision of (or
+/// whose first revision here an undo removes), what was there before it.
+pub(crate) trait Below: Send + Sync {
+    /// The tid of the current revision below (a deletion included), `None`
+    /// when the object never had one there.
+    fn serial(&self, oid: Oid) -> Result<Option<Tid>>;
+
+    /// The revision below current before `before`, `None` when there is
+    /// none (absent, deleted, or not created yet then).
+    fn revision_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>>;
+
+    /// The newest tid below: this storage's tids come after it.
+    fn last_transaction(&self) -> Tid;
+}
+
 /// ZODB storage semantics in memory. See the module documentation.
 pub struct MemoryStorage {
     name: String,
@@ -293,12 +313,12 @@ pub struct MemoryStorage {
     /// Serialises packs.
     pack_lock: Mutex<()>,
     closed: AtomicBool,
-    /// The read-only storage this one overlays (DemoStorage's base). It is
-    /// never written; it is consulted for the committed serial of an oid
-    /// this storage has no revision of, for the revision an undo returns to
-    /// when the undone revision is this storage's first, for reachability
-    /// when packing, and for the tid floor.
-    lower: Option<Arc<dyn Storage>>,
+    /// The layer this one overlays (DemoStorage's base), never written; it
+    /// is consulted for the committed serial of an oid this storage has no
+    /// revision of, for the revision an undo returns to when the undone
+    /// revision is this storage's first, for reachability when packing, and
+    /// for the tid floor.
+    lower: Option<Box<dyn Below>>,
     /// Told of each commit by `finish` (see the module documentation).
     listeners: Listeners,
 }
@@ -321,11 +341,11 @@ impl MemoryStorage {
 
     /// An empty overlay over `lower` (see the `lower` field): its tids come
     /// after the lower storage's last one.
-    pub(crate) fn overlay(name: impl Into<String>, lower: Arc<dyn Storage>) -> MemoryStorage {
+    pub(crate) fn overlay(name: impl Into<String>, lower: Box<dyn Below>) -> MemoryStorage {
         MemoryStorage::build(name.into(), Some(lower))
     }
 
-    fn build(name: String, lower: Option<Arc<dyn Storage>>) -> MemoryStorage {
+    fn build(name: String, lower: Option<Box<dyn Below>>) -> MemoryStorage {
         let floor = lower.as_ref().map_or(Tid::ZERO, |l| l.last_transaction());
         MemoryStorage {
             name,
@@ -417,27 +437,17 @@ impl MemoryStorage {
     }
 
     fn lower_serial(&self, oid: Oid) -> Result<Option<Tid>> {
-        let Some(lower) = &self.lower else {
-            return Ok(None);
-        };
-        // `history` also names a current deletion, which `load` would not.
-        match lower.history(oid, 1) {
-            Ok(entries) => Ok(entries.first().map(|e| e.tid)),
-            Err(e) if e.is_pos_key() => Ok(None),
-            Err(e) => Err(e),
+        match &self.lower {
+            Some(lower) => lower.serial(oid),
+            None => Ok(None),
         }
     }
 
-    /// The lower storage's revision current before `before`, `None` when it
-    /// has none (absent, deleted, or not yet created then).
+    /// The lower layer's revision current before `before` (see [`Below`]).
     fn lower_revision_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>> {
-        let Some(lower) = &self.lower else {
-            return Ok(None);
-        };
-        match lower.load_before(oid, before) {
-            Ok(rev) => Ok(rev),
-            Err(e) if e.is_pos_key() => Ok(None),
-            Err(e) => Err(e),
+        match &self.lower {
+            Some(lower) => lower.revision_before(oid, before),
+            None => Ok(None),
         }
     }
 
