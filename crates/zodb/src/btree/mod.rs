@@ -33,10 +33,18 @@ use serde::de::DeserializeOwned;
 use zodb_pickle::Value;
 use zodb_storage::Oid;
 
+pub mod compare;
+mod length;
+pub mod merge;
+
+pub use length::Length;
+pub use merge::{Reason, Refusal, resolve_bucket, resolve_tree};
+
 use crate::Transaction;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::persistent::{PRef, Persistent};
+use crate::resolve::Unresolved;
 use crate::state::{PidKind, StateError, from_value, parse_pid, ref_value, to_value};
 
 /// What a key must be.
@@ -186,6 +194,15 @@ impl<K: Key, V: Item> Persistent for Bucket<K, V> {
     fn from_state(state: Value) -> Result<Self, StateError> {
         bucket_from_state(state)
     }
+
+    /// BTrees' bucket merge (see [`merge`]).
+    fn resolve_conflict(
+        old: Value,
+        committed: Value,
+        new: Value,
+    ) -> std::result::Result<Value, Unresolved> {
+        Ok(merge::resolve_bucket::<K>(old, committed, new)?)
+    }
 }
 
 impl<K: Key, V: Item, const L: usize, const N: usize> Persistent for BTree<K, V, L, N> {
@@ -279,6 +296,15 @@ impl<K: Key, V: Item, const L: usize, const N: usize> Persistent for BTree<K, V,
                 kind,
             }),
         })
+    }
+
+    /// BTrees' rule: a tree merges only as a single inline bucket (see [`merge`]).
+    fn resolve_conflict(
+        old: Value,
+        committed: Value,
+        new: Value,
+    ) -> std::result::Result<Value, Unresolved> {
+        Ok(merge::resolve_tree::<K>(old, committed, new)?)
     }
 }
 
