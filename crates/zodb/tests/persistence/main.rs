@@ -3,6 +3,7 @@
 
 mod behaviour;
 mod btree;
+mod btree_conflicts;
 mod btree_python;
 mod fixtures;
 mod python;
