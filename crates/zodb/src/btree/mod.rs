@@ -1,11 +1,17 @@
 //! A scalable ordered container: Python's `BTrees.OOBTree.OOBTree`, record for record.
 //!
 //! A tree is a persistent root node ([`BTree`]) over persistent buckets ([`Bucket`]) of
-//! at most [`L`] items, linked in key order; nodes of more than
-//! [`N`] children split into further persistent nodes.  So an
+//! at most `L` items, linked in key order; nodes of more than
+//! `N` children split into further persistent nodes.  So an
 //! insert rewrites one small bucket (and a node when a bucket splits), and inserts into
 //! different buckets from concurrent transactions do not conflict.  A small tree keeps its
 //! one bucket inside the root's own record, as Python does.
+//!
+//! Concurrent changes to one bucket (or to a tree that is one inline bucket) merge with
+//! BTrees' own rules ([`merge`]): inserts and deletes of different keys merge; the same
+//! key changed on both sides, an emptied bucket, a deleted first item or a split conflict,
+//! with BTrees' reason codes ([`Reason`]).  Nodes never merge.  [`Length`] is
+//! `BTrees.Length.Length`, the counter kept beside a tree whose concurrent changes add up.
 //!
 //! The states are Python's (record-format §3), so Python opens a bbru tree as a real
 //! `OOBTree` (and `BTrees.check.check` accepts it), and bbru reads trees Python wrote:
