@@ -39,10 +39,16 @@ struct Case {
 
 /// A random item value: mostly small ints (so both sides often pick the same one), and
 /// every other kind BTrees meets: text, floats equal to ints, None, references (to a few
-/// oids, spelled with and without a class, weak), tuples holding references, dicts.
+/// oids, spelled with a class Python cannot import, one it can, a `(module, name)`
+/// tuple, a bare oid, weak), tuples holding references, dicts.
 fn value(rng: &mut StdRng) -> Value {
     let oid = Oid(rng.random_range(1..4));
-    match rng.random_range(0..20) {
+    match rng.random_range(0..22) {
+        20 => ref_value(oid, Some(("persistent.mapping", "PersistentMapping"))),
+        21 => Value::PersistentRef(Box::new(Value::Tuple(vec![
+            Value::Bytes(oid.to_bytes().to_vec()),
+            Value::Tuple(vec![Value::str("bbru.content"), Value::str("Page")]),
+        ]))),
         0..=8 => Value::Int(rng.random_range(0..3)),
         9 => Value::str(["a", "b", "é"][rng.random_range(0..3)]),
         10 => Value::Float(f64::from(rng.random_range(0..3))),
