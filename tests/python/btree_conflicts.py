@@ -8,8 +8,9 @@ line each on stdout:
   insert KEY VALUE   one transaction setting tree[KEY] = VALUE    -> ok | conflict
   stage KEY VALUE    a new transaction setting it, left open      -> staged
   commit             commits the open transaction                 -> ok | conflict
-  burst PREFIX N     N transactions, each inserting PREFIX-i and adding 1 to the
-                     count, no retry                               -> done CONFLICTS
+  burst PREFIX N T   T transactions, each adding 1 to the count, the first N also
+                     inserting PREFIX-i; 3 ms apart, no retry
+                                                      -> started, then done CONFLICTS
   check              the tree as a new transaction reads it        -> JSON
   quit
 
@@ -18,6 +19,7 @@ No transaction is ever retried: a ConflictError is reported as `conflict`.
 
 import json
 import sys
+import time
 
 import transaction
 from BTrees.check import check
@@ -60,13 +62,17 @@ def main():
         elif command == 'commit':
             answer = commit()
         elif command == 'burst':
+            print('started', flush=True)
             conflicts = 0
-            for i in range(int(words[2])):
+            for i in range(int(words[3])):
                 tm.begin()
-                tree()['%s-%03d' % (words[1], i)] = 'python'
+                if i < int(words[2]):
+                    tree()['%s-%03d' % (words[1], i)] = 'python'
                 conn.root()['count'].change(1)
                 if commit() != 'ok':
                     conflicts += 1
+                # Paced as the Rust side is (BURST_PAUSE there).
+                time.sleep(0.003)
             answer = 'done %d' % conflicts
         elif command == 'check':
             tm.begin()
