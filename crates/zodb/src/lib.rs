@@ -18,6 +18,8 @@
 //!   [`BTree`] is `BTrees.OOBTree.OOBTree` (buckets and nodes as separate records), so a
 //!   container with a million entries changes one small record per insert, and Python reads
 //!   it as the real thing.
+//! - [`btree::Length`] is `BTrees.Length.Length`; buckets, one-bucket trees and lengths
+//!   resolve conflicts with `BTrees`' own rules ([`btree::merge`]).
 //!
 //! This crate knows nothing of HTTP nor of ZEO: it talks to `dyn Storage`.
 

@@ -8,6 +8,10 @@
 //! [`Unresolved`] when the changes overlap.  It works on states rather than on live
 //! objects, as Python's does, so a resolver never depends on what the cache holds, and
 //! records written by Python clients resolve against ours and the other way round.
+//! The BTree classes and `BTrees.Length` resolve with the rules of Python's BTrees
+//! ([`crate::btree::merge`]), comparing values as Python does
+//! ([`crate::btree::compare`]: stricter than [`same_value`], as Python refuses to order
+//! two different references).
 //!
 //! The commit path that calls resolvers is [`crate::DB`]'s (`db.rs`): when a store or the
 //! vote reports write conflicts, it loads the old and committed revisions, merges, and

@@ -216,20 +216,36 @@ fn inserts_into_different_buckets_do_not_conflict(backend: Backend) {
     tree.insert(&tb, 29_995, 2).unwrap();
     ta.commit().unwrap();
     tb.commit().unwrap();
-    // The same bucket conflicts, and a retry resolves it.
+    assert_eq!(
+        db.stats().resolved_conflicts,
+        0,
+        "different buckets never meet"
+    );
+    // Different keys of one bucket: the bucket's resolver merges them.
     let ta = a.begin();
     let tb = b.begin();
     tree.insert(&ta, 15, 1).unwrap();
     tree.insert(&tb, 25, 2).unwrap();
+    tree.remove(&tb, &40).unwrap();
+    ta.commit().unwrap();
+    tb.commit()
+        .expect("inserts of different keys into one bucket merge");
+    assert_eq!(db.stats().resolved_conflicts, 1);
+    // The same key in one bucket conflicts, and a retry resolves it.
+    let ta = a.begin();
+    let tb = b.begin();
+    tree.insert(&ta, 35, 1).unwrap();
+    tree.insert(&tb, 35, 2).unwrap();
     ta.commit().unwrap();
     assert!(tb.commit().unwrap_err().is_conflict());
     TransactionManager::default()
-        .run(&mut b, |tx| tree.insert(tx, 25, 2))
+        .run(&mut b, |tx| tree.insert(tx, 35, 2))
         .unwrap();
     let tx = a.begin();
-    for (k, v) in [(5, 1), (15, 1), (25, 2), (29_995, 2)] {
+    for (k, v) in [(5, 1), (15, 1), (25, 2), (35, 2), (29_995, 2)] {
         assert_eq!(tree.get(&tx, &k).unwrap(), Some(v));
     }
+    assert_eq!(tree.get(&tx, &40).unwrap(), None);
     assert_eq!(tree.len(&tx).unwrap(), 3_004);
     tree.check(&tx).unwrap();
 }

@@ -3,6 +3,9 @@
 
 mod behaviour;
 mod btree;
+mod btree_conflicts;
+mod btree_interop;
+mod btree_python;
 mod fixtures;
 mod python;
 mod resolve;

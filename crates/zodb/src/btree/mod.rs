@@ -1,11 +1,17 @@
 //! A scalable ordered container: Python's `BTrees.OOBTree.OOBTree`, record for record.
 //!
 //! A tree is a persistent root node ([`BTree`]) over persistent buckets ([`Bucket`]) of
-//! at most [`L`] items, linked in key order; nodes of more than
-//! [`N`] children split into further persistent nodes.  So an
+//! at most `L` items, linked in key order; nodes of more than
+//! `N` children split into further persistent nodes.  So an
 //! insert rewrites one small bucket (and a node when a bucket splits), and inserts into
 //! different buckets from concurrent transactions do not conflict.  A small tree keeps its
 //! one bucket inside the root's own record, as Python does.
+//!
+//! Concurrent changes to one bucket (or to a tree that is one inline bucket) merge with
+//! BTrees' own rules ([`merge`]): inserts and deletes of different keys merge; the same
+//! key changed on both sides, an emptied bucket, a deleted first item or a split conflict,
+//! with BTrees' reason codes ([`Reason`]).  Nodes never merge.  [`Length`] is
+//! `BTrees.Length.Length`, the counter kept beside a tree whose concurrent changes add up.
 //!
 //! The states are Python's (record-format §3), so Python opens a bbru tree as a real
 //! `OOBTree` (and `BTrees.check.check` accepts it), and bbru reads trees Python wrote:
@@ -33,10 +39,18 @@ use serde::de::DeserializeOwned;
 use zodb_pickle::Value;
 use zodb_storage::Oid;
 
+pub mod compare;
+mod length;
+pub mod merge;
+
+pub use length::Length;
+pub use merge::{Reason, Refusal, resolve_bucket, resolve_tree};
+
 use crate::Transaction;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::persistent::{PRef, Persistent};
+use crate::resolve::Unresolved;
 use crate::state::{PidKind, StateError, from_value, parse_pid, ref_value, to_value};
 
 /// What a key must be.
@@ -186,6 +200,15 @@ impl<K: Key, V: Item> Persistent for Bucket<K, V> {
     fn from_state(state: Value) -> Result<Self, StateError> {
         bucket_from_state(state)
     }
+
+    /// BTrees' bucket merge (see [`merge`]).
+    fn resolve_conflict(
+        old: Value,
+        committed: Value,
+        new: Value,
+    ) -> std::result::Result<Value, Unresolved> {
+        Ok(merge::resolve_bucket::<K>(old, committed, new)?)
+    }
 }
 
 impl<K: Key, V: Item, const L: usize, const N: usize> Persistent for BTree<K, V, L, N> {
@@ -279,6 +302,15 @@ impl<K: Key, V: Item, const L: usize, const N: usize> Persistent for BTree<K, V,
                 kind,
             }),
         })
+    }
+
+    /// BTrees' rule: a tree merges only as a single inline bucket (see [`merge`]).
+    fn resolve_conflict(
+        old: Value,
+        committed: Value,
+        new: Value,
+    ) -> std::result::Result<Value, Unresolved> {
+        Ok(merge::resolve_tree::<K>(old, committed, new)?)
     }
 }
 

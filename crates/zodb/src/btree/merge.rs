@@ -1,0 +1,588 @@
+//! Conflict resolution of BTrees, with the rules of Python's `BTrees` (its C
+//! implementation, `BucketTemplate.c`/`MergeTemplate.c`/`BTreeTemplate.c`, which is what
+//! Python clients and servers run), so that a conflict resolves, or does not, the same
+//! whichever side (a Python process or ours) resolves it, and to the same record.
+//!
+//! A bucket merges the changes of both transactions item by item, walking the three
+//! states (old, committed, new) in key order:
+//!
+//! - an item both left alone stays; an item one side changed takes that side's value
+//!   (both sides giving it the same new value conflicts: BTrees' code refuses it,
+//!   although a comment there says otherwise);
+//! - one side may delete an item the other left alone, and insert items the other did not;
+//! - everything else refuses, with BTrees' reason code ([`Reason`]): the same key changed
+//!   differently, inserted by both (even with the same value), deleted by both, deleted
+//!   by one and changed by the other; a side that emptied the bucket (it unlinked it);
+//!   a side that deleted the bucket's first item while having no smaller one (that
+//!   could change the parent node); a merge that would be empty; a changed `next` bucket
+//!   (a split, or a neighbour unlinked);
+//! - item values compare as Python does ([`compare`](super::compare)): a comparison
+//!   Python cannot make refuses.
+//!
+//! A tree merges only when all three states are empty or a single inline bucket; any
+//! state with nodes refuses (its changes are structural).  The merged state keeps the
+//! key and value *values* of the side each item came from (a reference keeps the form
+//! its writer gave it), and the old state's `next`, as BTrees does.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use zodb_pickle::Value;
+
+use super::Key;
+use super::compare::{Incomparable, same_item};
+use crate::resolve::Unresolved;
+use crate::state::from_value;
+
+/// BTrees' reasons for refusing to merge (the numbers are its reason codes, as Python's
+/// `BTreesConflictError.reason` reports them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// 0: the `next` bucket differs between the states (a split or an unlinked neighbour).
+    NextChanged = 0,
+    /// 1: both sides changed the value of one key, to different values.
+    BothChanged = 1,
+    /// 2: the committed side changed a value the new side deleted.
+    DeletedInNewChangedInCommitted = 2,
+    /// 3: the new side changed a value the committed side deleted.
+    DeletedInCommittedChangedInNew = 3,
+    /// 4: both sides inserted, or both deleted, the same key (in the middle of the walk).
+    SameKeyInsertedOrDeleted = 4,
+    /// 5: both sides deleted the same key.
+    BothDeleted = 5,
+    /// 6: both sides inserted the same key past the old items.
+    BothInserted = 6,
+    /// 7: past the new side's items, a key deleted by both or deleted by new and changed
+    /// by committed.
+    TailDeletedOrChangedInCommitted = 7,
+    /// 8: past the committed side's items, a key deleted by both or deleted by committed
+    /// and changed by new.
+    TailDeletedOrChangedInNew = 8,
+    /// 9: old items past both sides' items: deleted by both.
+    TailDeletedByBoth = 9,
+    /// 10: the merge would leave the bucket empty.
+    EmptyMerge = 10,
+    /// 11: a tree state is not a single bucket (its nodes changed).
+    TreeNodes = 11,
+    /// 12: one side's bucket is empty (that side unlinked it).
+    EmptySide = 12,
+    /// 13: one side deleted the first item of the bucket.
+    FirstItemDeleted = 13,
+}
+
+impl Reason {
+    fn describe(self) -> &'static str {
+        match self {
+            Reason::NextChanged => "the next bucket changed (a split or an unlinked bucket)",
+            Reason::BothChanged => "both sides changed the value of one key",
+            Reason::DeletedInNewChangedInCommitted => {
+                "a key this transaction deleted had its value changed meanwhile"
+            }
+            Reason::DeletedInCommittedChangedInNew => {
+                "a key deleted meanwhile had its value changed by this transaction"
+            }
+            Reason::SameKeyInsertedOrDeleted => "both sides inserted or deleted one key",
+            Reason::BothDeleted | Reason::TailDeletedByBoth => "both sides deleted one key",
+            Reason::BothInserted => "both sides inserted one key",
+            Reason::TailDeletedOrChangedInCommitted | Reason::TailDeletedOrChangedInNew => {
+                "both sides deleted one key, or one deleted a key the other changed"
+            }
+            Reason::EmptyMerge => "the merge would leave the bucket empty",
+            Reason::TreeNodes => "the tree is not a single bucket",
+            Reason::EmptySide => "one side emptied the bucket",
+            Reason::FirstItemDeleted => "one side deleted the first item of the bucket",
+        }
+    }
+}
+
+/// Why a merge was refused: one of BTrees' reasons with the positions BTrees reports
+/// (1-based index of the item each walk was at; -1 past its end or outside the walk), or
+/// a state that is not a bucket, or a comparison Python cannot make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Conflict {
+        reason: Reason,
+        at: [i64; 3],
+    },
+    /// A key or value comparison that raises in Python (which fails the resolution).
+    Incomparable,
+    /// A state that is not a bucket (or tree) state, or a key of another type.
+    Malformed(String),
+}
+
+impl Refusal {
+    fn conflict(reason: Reason) -> Refusal {
+        Refusal::Conflict {
+            reason,
+            at: [-1; 3],
+        }
+    }
+
+    /// BTrees' reason code, when it is one of BTrees' conflicts.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Refusal::Conflict { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Conflict { reason, at } => write!(
+                f,
+                "BTrees conflict {} at {}/{}/{}: {}",
+                *reason as u8,
+                at[0],
+                at[1],
+                at[2],
+                reason.describe()
+            ),
+            Refusal::Incomparable => f.write_str("items Python cannot compare"),
+            Refusal::Malformed(why) => write!(f, "not a bucket state: {why}"),
+        }
+    }
+}
+
+impl From<Refusal> for Unresolved {
+    fn from(r: Refusal) -> Unresolved {
+        Unresolved(r.to_string())
+    }
+}
+
+impl From<Incomparable> for Refusal {
+    fn from(_: Incomparable) -> Refusal {
+        Refusal::Incomparable
+    }
+}
+
+/// One item of a bucket state: the key decoded (for ordering) and the values as stored.
+struct Item<K> {
+    key: K,
+    raw_key: Value,
+    value: Value,
+}
+
+/// A bucket state taken apart: its items, and its `next` as stored (`None`: absent).
+struct Parsed<K> {
+    items: Vec<Item<K>>,
+    next: Option<Value>,
+}
+
+fn malformed(why: impl Into<String>) -> Refusal {
+    Refusal::Malformed(why.into())
+}
+
+/// A bucket state (`None` is an empty bucket, as for BTrees).
+fn parse_bucket<K: Key>(state: Value) -> Result<Parsed<K>, Refusal> {
+    let parts = match state {
+        Value::None => {
+            return Ok(Parsed {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        Value::Tuple(parts) if matches!(parts.len(), 1 | 2) => parts,
+        _ => return Err(malformed("a bucket state is a tuple of one or two items")),
+    };
+    let mut parts = parts.into_iter();
+    let Some(Value::Tuple(flat)) = parts.next() else {
+        return Err(malformed("the bucket items are not a tuple"));
+    };
+    if flat.len() % 2 != 0 {
+        return Err(malformed("the bucket items have an odd length"));
+    }
+    let mut items = Vec::with_capacity(flat.len() / 2);
+    let mut flat = flat.into_iter();
+    while let (Some(raw_key), Some(value)) = (flat.next(), flat.next()) {
+        let key = from_value::<K>(raw_key.clone())
+            .map_err(|e| malformed(format!("a key of another type: {e}")))?;
+        items.push(Item {
+            key,
+            raw_key,
+            value,
+        });
+    }
+    Ok(Parsed {
+        items,
+        next: parts.next(),
+    })
+}
+
+/// A walk over one state's items, counting positions as BTrees does: the 1-based index
+/// of the current item, -1 once past the end.
+struct Walk<K> {
+    items: std::vec::IntoIter<Item<K>>,
+    current: Option<Item<K>>,
+    position: i64,
+}
+
+impl<K> Walk<K> {
+    fn new(items: Vec<Item<K>>) -> Walk<K> {
+        let mut walk = Walk {
+            items: items.into_iter(),
+            current: None,
+            position: 0,
+        };
+        walk.advance();
+        walk
+    }
+
+    fn advance(&mut self) -> Option<Item<K>> {
+        let previous = self.current.take();
+        self.current = self.items.next();
+        self.position = if self.current.is_some() {
+            self.position + 1
+        } else {
+            -1
+        };
+        previous
+    }
+
+    fn item(&self) -> &Item<K> {
+        self.current.as_ref().expect("the walk is not past its end")
+    }
+
+    fn key(&self) -> &K {
+        &self.item().key
+    }
+
+    fn value(&self) -> &Value {
+        &self.item().value
+    }
+
+    fn active(&self) -> bool {
+        self.current.is_some()
+    }
+}
+
+/// Merges the items of three buckets (BTrees' bucket merge).
+fn merge_items<K: Key>(
+    old: Vec<Item<K>>,
+    committed: Vec<Item<K>>,
+    new: Vec<Item<K>>,
+) -> Result<Vec<Item<K>>, Refusal> {
+    if committed.is_empty() || new.is_empty() {
+        return Err(Refusal::conflict(Reason::EmptySide));
+    }
+    let mut o = Walk::new(old);
+    let mut c = Walk::new(committed);
+    let mut n = Walk::new(new);
+    let mut out: Vec<Item<K>> = Vec::new();
+    let refuse = |reason: Reason, o: &Walk<K>, c: &Walk<K>, n: &Walk<K>| Refusal::Conflict {
+        reason,
+        at: [o.position, c.position, n.position],
+    };
+    let take = |w: &mut Walk<K>, out: &mut Vec<Item<K>>| {
+        out.extend(w.advance());
+    };
+
+    // Over the old items while both sides have items left.
+    while o.active() && c.active() && n.active() {
+        let oc = o.key().cmp(c.key());
+        let on = o.key().cmp(n.key());
+        match (oc, on) {
+            (Ordering::Equal, Ordering::Equal) => {
+                // The key is in all three: at most one side may have changed its value.
+                let from_new = if same_item(o.value(), c.value())? {
+                    true
+                } else if same_item(o.value(), n.value())? {
+                    false
+                } else {
+                    return Err(refuse(Reason::BothChanged, &o, &c, &n));
+                };
+                o.advance();
+                let (c_item, n_item) = (c.advance(), n.advance());
+                out.extend(if from_new { n_item } else { c_item });
+            }
+            (Ordering::Equal, Ordering::Greater) => take(&mut n, &mut out),
+            (Ordering::Equal, Ordering::Less) => {
+                // New deleted the key; committed must have left it alone.
+                if !same_item(o.value(), c.value())? {
+                    return Err(refuse(Reason::DeletedInNewChangedInCommitted, &o, &c, &n));
+                }
+                if n.position == 1 {
+                    return Err(refuse(Reason::FirstItemDeleted, &o, &c, &n));
+                }
+                o.advance();
+                c.advance();
+            }
+            (Ordering::Greater, Ordering::Equal) => take(&mut c, &mut out),
+            (Ordering::Less, Ordering::Equal) => {
+                if !same_item(o.value(), n.value())? {
+                    return Err(refuse(Reason::DeletedInCommittedChangedInNew, &o, &c, &n));
+                }
+                if c.position == 1 {
+                    return Err(refuse(Reason::FirstItemDeleted, &o, &c, &n));
+                }
+                o.advance();
+                n.advance();
+            }
+            (_, _) => {
+                // Neither side has the old key where the walk is.
+                let cn = c.key().cmp(n.key());
+                if cn == Ordering::Equal {
+                    return Err(refuse(Reason::SameKeyInsertedOrDeleted, &o, &c, &n));
+                }
+                if oc == Ordering::Greater {
+                    // Committed inserted a key (new may have inserted a smaller one).
+                    if cn == Ordering::Greater {
+                        take(&mut n, &mut out);
+                    } else {
+                        take(&mut c, &mut out);
+                    }
+                } else if on == Ordering::Greater {
+                    take(&mut n, &mut out);
+                } else {
+                    return Err(refuse(Reason::BothDeleted, &o, &c, &n));
+                }
+            }
+        }
+    }
+    // Past the old items: both sides' insertions.
+    while c.active() && n.active() {
+        match c.key().cmp(n.key()) {
+            Ordering::Equal => return Err(refuse(Reason::BothInserted, &o, &c, &n)),
+            Ordering::Greater => take(&mut n, &mut out),
+            Ordering::Less => take(&mut c, &mut out),
+        }
+    }
+    // Past new's items: the old items left were deleted by new.
+    while o.active() && c.active() {
+        match o.key().cmp(c.key()) {
+            Ordering::Greater => take(&mut c, &mut out),
+            Ordering::Equal if same_item(o.value(), c.value())? => {
+                o.advance();
+                c.advance();
+            }
+            _ => return Err(refuse(Reason::TailDeletedOrChangedInCommitted, &o, &c, &n)),
+        }
+    }
+    // Past committed's items: the old items left were deleted by committed.
+    while o.active() && n.active() {
+        match o.key().cmp(n.key()) {
+            Ordering::Greater => take(&mut n, &mut out),
+            Ordering::Equal if same_item(o.value(), n.value())? => {
+                o.advance();
+                n.advance();
+            }
+            _ => return Err(refuse(Reason::TailDeletedOrChangedInNew, &o, &c, &n)),
+        }
+    }
+    if o.active() {
+        return Err(refuse(Reason::TailDeletedByBoth, &o, &c, &n));
+    }
+    while c.active() {
+        take(&mut c, &mut out);
+    }
+    while n.active() {
+        take(&mut n, &mut out);
+    }
+    if out.is_empty() {
+        return Err(Refusal::conflict(Reason::EmptyMerge));
+    }
+    Ok(out)
+}
+
+fn bucket_state<K>(items: Vec<Item<K>>, next: Option<Value>) -> Value {
+    let mut flat = Vec::with_capacity(items.len() * 2);
+    for item in items {
+        flat.push(item.raw_key);
+        flat.push(item.value);
+    }
+    let mut parts = vec![Value::Tuple(flat)];
+    parts.extend(next);
+    Value::Tuple(parts)
+}
+
+/// Resolves a conflict on an `OOBucket` whose keys are `K`: the merged state, or why
+/// BTrees refuses.
+pub fn resolve_bucket<K: Key>(old: Value, committed: Value, new: Value) -> Result<Value, Refusal> {
+    let old = parse_bucket::<K>(old)?;
+    let committed = parse_bucket::<K>(committed)?;
+    let new = parse_bucket::<K>(new)?;
+    // BTrees compares the next buckets by identity: the same reference, spelled alike.
+    if committed.next != old.next || new.next != old.next {
+        return Err(Refusal::conflict(Reason::NextChanged));
+    }
+    let items = merge_items(old.items, committed.items, new.items)?;
+    Ok(bucket_state(items, old.next))
+}
+
+/// The bucket inside a tree state that is empty or one inline bucket.
+fn tree_bucket(state: Value) -> Result<Value, Refusal> {
+    let parts = match state {
+        Value::None => return Ok(Value::None),
+        Value::Tuple(parts) => parts,
+        _ => return Err(malformed("a tree state is None or a tuple")),
+    };
+    if parts.len() == 2 {
+        return Err(Refusal::conflict(Reason::TreeNodes));
+    }
+    let [Value::Tuple(inner)] = <[Value; 1]>::try_from(parts)
+        .map_err(|_| malformed("a tree state is a tuple of one or two items"))?
+    else {
+        return Err(malformed("an inline tree state holds a tuple"));
+    };
+    match <[Value; 1]>::try_from(inner) {
+        Ok([bucket @ Value::Tuple(_)]) => Ok(bucket),
+        _ => Err(malformed("an inline tree state holds one bucket state")),
+    }
+}
+
+/// Resolves a conflict on an `OOBTree` whose keys are `K`: only a tree that is empty or
+/// one inline bucket in all three states merges (as a bucket); the merged state is the
+/// one-bucket tree.
+pub fn resolve_tree<K: Key>(old: Value, committed: Value, new: Value) -> Result<Value, Refusal> {
+    let old = tree_bucket(old)?;
+    let committed = tree_bucket(committed)?;
+    let new = tree_bucket(new)?;
+    let bucket = resolve_bucket::<K>(old, committed, new)?;
+    Ok(Value::Tuple(vec![Value::Tuple(vec![bucket])]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ref_value;
+    use zodb_storage::Oid;
+
+    fn bucket(items: &[(i64, i64)]) -> Value {
+        let flat = items
+            .iter()
+            .flat_map(|(k, v)| [Value::Int(*k), Value::Int(*v)])
+            .collect();
+        Value::Tuple(vec![Value::Tuple(flat)])
+    }
+
+    fn merge(old: &[(i64, i64)], c: &[(i64, i64)], n: &[(i64, i64)]) -> Result<Value, Refusal> {
+        resolve_bucket::<i64>(bucket(old), bucket(c), bucket(n))
+    }
+
+    fn reason(old: &[(i64, i64)], c: &[(i64, i64)], n: &[(i64, i64)]) -> Option<Reason> {
+        merge(old, c, n).unwrap_err().reason()
+    }
+
+    #[test]
+    fn inserts_and_deletes_of_different_keys_merge() {
+        let old = [(1, 1), (3, 3), (5, 5)];
+        assert_eq!(
+            merge(
+                &old,
+                &[(1, 1), (2, 2), (3, 3), (5, 5)],
+                &[(1, 1), (3, 3), (4, 4), (5, 5), (6, 6)]
+            ),
+            Ok(bucket(&[(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6)]))
+        );
+        assert_eq!(
+            merge(&old, &[(1, 1), (5, 5)], &[(1, 1), (3, 3), (5, 9)]),
+            Ok(bucket(&[(1, 1), (5, 9)]))
+        );
+    }
+
+    #[test]
+    fn the_same_key_on_both_sides_conflicts_as_in_btrees() {
+        let old = [(1, 1), (3, 3)];
+        // Even the same new value, or the same item inserted, on both sides.
+        assert_eq!(
+            reason(&old, &[(1, 1), (3, 7)], &[(1, 1), (3, 7)]),
+            Some(Reason::BothChanged)
+        );
+        assert_eq!(
+            reason(&old, &[(1, 1), (3, 8)], &[(1, 1), (3, 7)]),
+            Some(Reason::BothChanged)
+        );
+        assert_eq!(
+            reason(&old, &[(1, 1), (2, 2), (3, 3)], &[(1, 1), (2, 2), (3, 3)]),
+            Some(Reason::SameKeyInsertedOrDeleted)
+        );
+        assert_eq!(
+            reason(&old, &[(1, 1), (3, 3), (4, 4)], &[(1, 1), (3, 3), (4, 4)]),
+            Some(Reason::BothInserted)
+        );
+        assert_eq!(
+            reason(
+                &[(1, 1), (3, 3), (5, 5)],
+                &[(1, 1), (5, 5)],
+                &[(1, 1), (5, 5)]
+            ),
+            Some(Reason::SameKeyInsertedOrDeleted)
+        );
+        assert_eq!(
+            reason(&old, &[(1, 1)], &[(1, 1)]),
+            Some(Reason::TailDeletedByBoth)
+        );
+        assert_eq!(
+            reason(&old, &[(1, 1), (3, 4)], &[(1, 1)]),
+            Some(Reason::TailDeletedOrChangedInCommitted)
+        );
+        assert_eq!(
+            reason(
+                &[(1, 1), (3, 3), (5, 5)],
+                &[(1, 1), (3, 4), (5, 5)],
+                &[(1, 1), (5, 5)]
+            ),
+            Some(Reason::DeletedInNewChangedInCommitted)
+        );
+    }
+
+    #[test]
+    fn emptied_buckets_first_items_and_splits_conflict() {
+        let old = [(1, 1), (3, 3)];
+        assert_eq!(
+            reason(&old, &[], &[(1, 1), (2, 2), (3, 3)]),
+            Some(Reason::EmptySide)
+        );
+        assert_eq!(
+            reason(&old, &[(1, 1), (2, 2), (3, 3)], &[(3, 3)]),
+            Some(Reason::FirstItemDeleted)
+        );
+        // Deleting the first item while inserting a smaller one is fine.
+        assert_eq!(
+            merge(&old, &[(1, 1), (2, 2), (3, 3)], &[(0, 0), (3, 3)]),
+            Ok(bucket(&[(0, 0), (2, 2), (3, 3)]))
+        );
+        let with_next = |items: &[(i64, i64)], next: u64| {
+            let Value::Tuple(mut parts) = bucket(items) else {
+                unreachable!()
+            };
+            parts.push(ref_value(Oid(next), Some(("BTrees.OOBTree", "OOBucket"))));
+            Value::Tuple(parts)
+        };
+        let split = resolve_bucket::<i64>(
+            with_next(&old, 9),
+            with_next(&[(1, 1)], 10),
+            with_next(&[(1, 1), (3, 3), (4, 4)], 9),
+        );
+        assert_eq!(split.unwrap_err().reason(), Some(Reason::NextChanged));
+        let kept = resolve_bucket::<i64>(
+            with_next(&old, 9),
+            with_next(&[(1, 1), (2, 2), (3, 3)], 9),
+            with_next(&[(1, 1), (3, 3), (4, 4)], 9),
+        );
+        assert_eq!(kept, Ok(with_next(&[(1, 1), (2, 2), (3, 3), (4, 4)], 9)));
+    }
+
+    #[test]
+    fn trees_merge_only_as_one_bucket() {
+        let tree = |items: &[(i64, i64)]| Value::Tuple(vec![Value::Tuple(vec![bucket(items)])]);
+        assert_eq!(
+            resolve_tree::<i64>(Value::None, tree(&[(1, 1)]), tree(&[(2, 2)])),
+            Ok(tree(&[(1, 1), (2, 2)]))
+        );
+        assert_eq!(
+            resolve_tree::<i64>(tree(&[(1, 1)]), Value::None, tree(&[(1, 1), (2, 2)]))
+                .unwrap_err()
+                .reason(),
+            Some(Reason::EmptySide)
+        );
+        let split = Value::Tuple(vec![Value::Tuple(vec![]), Value::None]);
+        assert_eq!(
+            resolve_tree::<i64>(tree(&[(1, 1)]), split, tree(&[(1, 1), (2, 2)]))
+                .unwrap_err()
+                .reason(),
+            Some(Reason::TreeNodes)
+        );
+    }
+}
