@@ -14,6 +14,8 @@
 //!              Z: protocol 3 pickle, 80 03 28 … 74 2e                (pickle.rs)
 //!              M: msgpack fixarray 94 …                              (msgpack.rs)
 //! error    = args of an error reply: (class_name, payload)           (exceptions.rs)
+//! call     = (name, args) of a client's call, typed                  (call.rs)
+//! reply    = a call's reply value, typed where both sides read it    (reply.rs)
 //! ```
 //!
 //! Everything here reads bytes from untrusted peers, so the module denies `unwrap`, `expect`,
@@ -27,13 +29,16 @@
     clippy::indexing_slicing
 )]
 
+mod call;
 mod error;
 pub mod exceptions;
 mod frame;
 mod message;
 mod msgpack;
 mod pickle;
+mod reply;
 
+pub use call::{BadCall, Call, TxnOp};
 pub use error::{FrameError, WireError};
 pub use exceptions::{RemoteError, error_payload_conflict, error_payload_undo, parse_error};
 pub use frame::{LENGTH_PREFIX_SIZE, parse_frame, write_frame};
@@ -43,4 +48,9 @@ pub use message::{
     parse_server_announcement,
 };
 pub use pickle::{SERVER_GLOBAL_MODULES, simplify};
+pub use reply::{
+    BadReply, TxnHeader, VoteConflict, VoteReply, as_oid, as_tid, data_record_reply,
+    extension_dict, extension_pickle, items, load_reply, read_data_record_reply, read_load_reply,
+    read_record_iternext_reply, record_iternext_reply,
+};
 pub use zodb_pickle::Value;
