@@ -102,14 +102,11 @@ use zodb_storage::{
 pub use cache::CacheStats;
 
 use crate::limits;
-use crate::wire::RemoteError;
+use crate::wire::{self, Call, RemoteError, TxnOp, as_oid, as_tid, items};
 use cache::Cache;
 use connection::{Address, CallError, CallResult, Connection, Events, FinishUpdate, Post};
-use convert::{
-    CallKind, as_oid, as_tid, bad_reply, call_error, disconnected, int_value, items, oid_value,
-    opt_tid_value, tid_value,
-};
-use txn::{Op, Phase, Txn, Txns};
+use convert::{CallKind, bad_reply, call_error, disconnected, int_value, reply_error};
+use txn::{Phase, Txn, Txns};
 
 /// How to reach and use a ZEO server.
 #[derive(Debug, Clone, PartialEq)]
@@ -281,7 +278,7 @@ impl Events for Shared {
         match (post, result) {
             (Post::Nothing, _) | (_, Err(_)) => {}
             (Post::Load(oid), Ok(reply)) => {
-                if let Ok(Some(rev)) = revision(reply) {
+                if let Ok(Some(rev)) = wire::read_load_reply(reply) {
                     self.cache
                         .lock()
                         .cache
@@ -357,25 +354,6 @@ impl Events for Shared {
     }
 }
 
-/// A `loadBefore` reply: `None`, or `(data, start, end | None)`.
-fn revision(reply: &Value) -> Result<Option<Revision>, StorageError> {
-    if *reply == Value::None {
-        return Ok(None);
-    }
-    let bad = || bad_reply("loadBefore", reply);
-    let [data, start, end] = items(reply).ok_or_else(bad)? else {
-        return Err(bad());
-    };
-    Ok(Some(Revision {
-        data: data.as_bytes().ok_or_else(bad)?.to_vec(),
-        start: as_tid(start).ok_or_else(bad)?,
-        end: match end {
-            Value::None => None,
-            v => Some(as_tid(v).ok_or_else(bad)?),
-        },
-    }))
-}
-
 impl Shared {
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
@@ -441,16 +419,11 @@ impl Shared {
     }
 
     /// A synchronous call on the current connection.
-    fn call(
-        &self,
-        method: &str,
-        args: Vec<Value>,
-        kind: CallKind,
-        oid: Option<Oid>,
-    ) -> Result<Value, StorageError> {
+    fn call(&self, call: Call, kind: CallKind, oid: Option<Oid>) -> Result<Value, StorageError> {
         self.check_open()?;
         let conn = self.wait_connection()?;
-        conn.call(method, args, Post::Nothing)
+        let method = call.method();
+        conn.call(call, Post::Nothing)
             .map_err(|e| call_error(method, kind, oid, e))
     }
 
@@ -501,7 +474,10 @@ impl Shared {
         conn: &Arc<Connection>,
         allow_fallback: bool,
     ) -> Result<Registered, AttemptError> {
-        let name = Value::str(self.options.storage.as_str());
+        let register = |read_only| Call::Register {
+            storage: self.options.storage.clone(),
+            read_only,
+        };
         let refused = |e: CallError| match e {
             CallError::Remote(RemoteError::ReadOnlyError) => AttemptError {
                 error: StorageError::ReadOnly,
@@ -517,19 +493,13 @@ impl Shared {
             CallError::Disconnected(why) | CallError::Encode(why) => AttemptError::transient(why),
         };
         let read_only = self.options.read_only;
-        let (reply, read_only, fallback) = match conn.call(
-            "register",
-            vec![name.clone(), Value::Bool(read_only)],
-            Post::Nothing,
-        ) {
+        let (reply, read_only, fallback) = match conn.call(register(read_only), Post::Nothing) {
             Ok(v) => (v, read_only, false),
             Err(CallError::Remote(RemoteError::ReadOnlyError))
                 if !read_only && allow_fallback && self.options.read_only_fallback =>
             {
                 // Spec §5.1: register again, read-only, on the same connection.
-                let v = conn
-                    .call("register", vec![name, Value::Bool(true)], Post::Nothing)
-                    .map_err(refused)?;
+                let v = conn.call(register(true), Post::Nothing).map_err(refused)?;
                 (v, true, true)
             }
             Err(e) => return Err(refused(e)),
@@ -538,7 +508,7 @@ impl Shared {
             Some(t) => t,
             None => {
                 let v = conn
-                    .call("lastTransaction", vec![], Post::Nothing)
+                    .call(Call::LastTransaction, Post::Nothing)
                     .map_err(refused)?;
                 as_tid(&v).ok_or_else(|| AttemptError {
                     error: bad_reply("lastTransaction", &v),
@@ -592,11 +562,7 @@ impl Shared {
             ))
         } else {
             let reply = conn
-                .call(
-                    "getInvalidations",
-                    vec![tid_value(cache_tid)],
-                    Post::Nothing,
-                )
+                .call(Call::GetInvalidations { tid: cache_tid }, Post::Nothing)
                 .map_err(|e| match e {
                     CallError::Remote(r) => AttemptError::transient(format!(
                         "{}: getInvalidations failed: {r}",
@@ -668,7 +634,7 @@ impl Shared {
 
     fn fetch_info(&self, conn: &Connection) -> Result<(), AttemptError> {
         let reply = conn
-            .call("get_info", vec![], Post::Nothing)
+            .call(Call::GetInfo, Post::Nothing)
             .map_err(|e| match e {
                 CallError::Remote(r) => AttemptError::transient(format!("get_info failed: {r}")),
                 CallError::Disconnected(why) | CallError::Encode(why) => {
@@ -874,8 +840,7 @@ impl Shared {
             ));
         }
         let txnid = Self::txnid(id);
-        let calls = std::iter::once(txn.begin_call(&txnid))
-            .chain(txn.ops.iter().map(|op| op.to_call(&txnid)));
+        let calls = std::iter::once(txn.begin_call(&txnid)).chain(txn.op_calls(&txnid));
         let failed = |conn: &Arc<Connection>, method: &str, e: CallError| {
             (
                 call_error(method, CallKind::Commit, None, e),
@@ -885,7 +850,7 @@ impl Shared {
         conn.send_async(calls)
             .map_err(|e| failed(&conn, "tpc_begin", e))?;
         let reply = conn
-            .call("vote", vec![txnid], Post::Nothing)
+            .call(Call::Vote { txn: txnid }, Post::Nothing)
             .map_err(|e| failed(&conn, "vote", e))?;
         let (changed, conflicts) =
             convert::vote_result(&reply).map_err(|e| (e, Some(Arc::clone(&conn))))?;
@@ -902,7 +867,8 @@ impl Shared {
     /// aborts it anyway).
     fn abort_on_server(conn: &Connection, id: u64) {
         if !conn.is_dead() {
-            let _ = conn.call("tpc_abort", vec![Self::txnid(id)], Post::Nothing);
+            let txn = Some(Self::txnid(id));
+            let _ = conn.call(Call::TpcAbort { txn }, Post::Nothing);
         }
     }
 
@@ -942,11 +908,7 @@ impl Shared {
         let conn = self.wait_connection()?;
         let method = "iterator_start";
         let reply = conn
-            .call(
-                method,
-                vec![opt_tid_value(start), opt_tid_value(stop)],
-                Post::Nothing,
-            )
+            .call(Call::IteratorStart { start, stop }, Post::Nothing)
             .map_err(|e| call_error(method, CallKind::Read, None, e))?;
         let iid = reply.as_i64().ok_or_else(|| bad_reply(method, &reply))?;
         let weak = Arc::downgrade(self);
@@ -1076,9 +1038,7 @@ impl ClientStorage {
     /// commit another client has just seen finish is among them depends on the server:
     /// Python's queues the invalidations in the same step as the committer's reply.)
     pub fn ping(&self) -> Result<(), StorageError> {
-        self.shared
-            .call("ping", vec![], CallKind::Read, None)
-            .map(drop)
+        self.shared.call(Call::Ping, CallKind::Read, None).map(drop)
     }
 
     /// A round trip that gives up after `within`, failing at once (without waiting for
@@ -1092,7 +1052,7 @@ impl ClientStorage {
                 _ => return Err(self.shared.no_connection(&st, None)),
             }
         };
-        conn.call_within("ping", vec![], within)
+        conn.call_within(Call::Ping, within)
             .map(drop)
             .map_err(|e| call_error("ping", CallKind::Read, None, e))
     }
@@ -1174,19 +1134,14 @@ impl Storage for ClientStorage {
         let reply = conn
             .load_before(oid, before)
             .map_err(|e| call_error("loadBefore", CallKind::Read, Some(oid), e))?;
-        revision(&reply)
+        wire::read_load_reply(&reply).map_err(reply_error)
     }
 
     fn load_serial(&self, oid: Oid, serial: Tid) -> Result<Vec<u8>, StorageError> {
         // Always asked of the server, as Python's client does: a pack may have removed
         // the revision while the cache still has it.
         let s = &self.shared;
-        let reply = s.call(
-            "loadSerial",
-            vec![oid_value(oid), tid_value(serial)],
-            CallKind::Read,
-            Some(oid),
-        )?;
+        let reply = s.call(Call::LoadSerial { oid, serial }, CallKind::Read, Some(oid))?;
         match reply {
             Value::Bytes(b) => Ok(b),
             other => Err(bad_reply("loadSerial", &other)),
@@ -1208,7 +1163,8 @@ impl Storage for ClientStorage {
         let mut oids = Vec::with_capacity(count);
         while oids.len() < count {
             let n = (count - oids.len()).min(limits::NEW_OIDS_PER_CALL_MAX);
-            let reply = s.call("new_oids", vec![int_value(n)], CallKind::Read, None)?;
+            let count = int_value(n);
+            let reply = s.call(Call::NewOids { count }, CallKind::Read, None)?;
             let got: Vec<Oid> = items(&reply)
                 .ok_or_else(|| bad_reply("new_oids", &reply))?
                 .iter()
@@ -1269,7 +1225,7 @@ impl Storage for ClientStorage {
             )));
         }
         self.shared.with_open_txn(txn, |t| {
-            t.push(Op::Store {
+            t.push(TxnOp::Store {
                 oid,
                 serial: expected,
                 data,
@@ -1279,7 +1235,7 @@ impl Storage for ClientStorage {
 
     fn delete_object(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<(), StorageError> {
         self.shared.with_open_txn(txn, |t| {
-            t.push(Op::Delete {
+            t.push(TxnOp::Delete {
                 oid,
                 serial: expected,
             });
@@ -1314,7 +1270,7 @@ impl Storage for ClientStorage {
         let prev_txn = if data.is_some() { prev_txn } else { None };
         self.shared.with_open_txn(txn, |t| match t.meta.tid {
             Some(serial) => {
-                t.push(Op::Restore {
+                t.push(TxnOp::Restore {
                     oid,
                     serial,
                     data,
@@ -1334,7 +1290,7 @@ impl Storage for ClientStorage {
             self.shared.wait_connection()?
         };
         let method = "record_iternext";
-        let reply = match conn.call(method, vec![oid_value(from)], Post::Nothing) {
+        let reply = match conn.call(Call::RecordIternext { from }, Post::Nothing) {
             Ok(v) => v,
             // Past the last object: our server answers POSKeyError, Python's the
             // ValueError of `index.minKey(from)`.
@@ -1346,16 +1302,9 @@ impl Storage for ClientStorage {
             }
             Err(e) => return Err(call_error(method, CallKind::Read, Some(from), e)),
         };
-        let bad = || bad_reply(method, &reply);
-        let [oid, tid, data, next, ..] = items(&reply).ok_or_else(bad)? else {
-            return Err(bad());
-        };
-        Ok(Some(RecordIterItem {
-            oid: as_oid(oid).ok_or_else(bad)?,
-            tid: as_tid(tid).ok_or_else(bad)?,
-            data: data.as_bytes().ok_or_else(bad)?.to_vec(),
-            next: as_oid(next),
-        }))
+        wire::read_record_iternext_reply(&reply)
+            .map(Some)
+            .map_err(reply_error)
     }
 
     fn check_current_serial(
@@ -1365,7 +1314,7 @@ impl Storage for ClientStorage {
         expected: Tid,
     ) -> Result<(), StorageError> {
         self.shared.with_open_txn(txn, |t| {
-            t.push(Op::Check {
+            t.push(TxnOp::Check {
                 oid,
                 serial: expected,
             });
@@ -1377,7 +1326,7 @@ impl Storage for ClientStorage {
         let oids = self.shared.transaction_oids(tid);
         let undo_oids = oids.clone();
         self.shared.with_open_txn(txn, move |t| {
-            t.push(Op::Undo(tid));
+            t.push(TxnOp::Undo(tid));
             t.undo_oids.extend(undo_oids);
         })?;
         Ok(oids)
@@ -1491,7 +1440,8 @@ impl Storage for ClientStorage {
                 }
             }
         };
-        let result = conn.call("tpc_finish", vec![Shared::txnid(id)], Post::Finish(update));
+        let txn = Shared::txnid(id);
+        let result = conn.call(Call::TpcFinish { txn }, Post::Finish(update));
         if matches!(result, Err(CallError::Remote(_))) {
             Shared::abort_on_server(&conn, id);
         }
@@ -1530,14 +1480,14 @@ impl Storage for ClientStorage {
     }
 
     fn history(&self, oid: Oid, size: usize) -> Result<Vec<HistoryEntry>, StorageError> {
-        let reply = self.shared.call(
-            "history",
-            vec![oid_value(oid), int_value(size.max(1))],
-            CallKind::Read,
-            Some(oid),
-        )?;
+        let size = size.max(1);
+        let call = Call::History {
+            oid,
+            size: int_value(size),
+        };
+        let reply = self.shared.call(call, CallKind::Read, Some(oid))?;
         let mut entries = convert::history_entries(&reply)?;
-        entries.truncate(size.max(1));
+        entries.truncate(size);
         Ok(entries)
     }
 
@@ -1546,12 +1496,10 @@ impl Storage for ClientStorage {
         if last <= first {
             return Ok(Vec::new());
         }
-        let reply = self.shared.call(
-            "undoLog",
-            vec![int_value(first), int_value(last)],
-            CallKind::Read,
-            None,
-        )?;
+        let (first, last) = (int_value(first), int_value(last));
+        let reply = self
+            .shared
+            .call(Call::UndoLog { first, last }, CallKind::Read, None)?;
         convert::undo_log_entries(&reply)
     }
 
@@ -1572,12 +1520,11 @@ impl Storage for ClientStorage {
                     .into(),
             ));
         }
-        self.shared.call(
-            "pack",
-            vec![Value::Float(pack_seconds(pack_time)), Value::Int(1)],
-            CallKind::Pack,
-            None,
-        )?;
+        let pack = Call::Pack {
+            time: pack_seconds(pack_time),
+            wait: true,
+        };
+        self.shared.call(pack, CallKind::Pack, None)?;
         // The pack removed old revisions and, with its garbage collection, whole
         // objects, which the cache may hold; nothing says which.
         self.shared.cache.lock().cache.clear();
