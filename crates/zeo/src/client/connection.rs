@@ -607,3 +607,25 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_like_runzeo() {
+        assert_eq!(
+            Address::parse("8100"),
+            Address::Tcp("127.0.0.1:8100".into())
+        );
+        assert_eq!(
+            Address::parse(":8100"),
+            Address::Tcp("127.0.0.1:8100".into())
+        );
+        assert_eq!(Address::parse("db:8100"), Address::Tcp("db:8100".into()));
+        assert_eq!(
+            Address::parse("./zeo.sock"),
+            Address::Unix("./zeo.sock".into())
+        );
+    }
+}

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 
 use zodb_pickle::Value;
-use zodb_storage::{StorageError, TransactionRecord};
+use zodb_storage::{Oid, StorageError, Tid, TransactionIter, TransactionRecord};
+
+use super::Shared;
 
 use super::connection::{Connection, Post};
 use super::convert::{CallKind, bad_reply, call_error, reply_error};
@@ -131,5 +133,40 @@ impl Drop for RemoteIter {
         if let Some(iid) = self.iid.take() {
             self.gc(vec![iid]);
         }
+    }
+}
+
+impl Shared {
+    /// The oids transaction `tid` changed, read with the iterator (for `undo`).
+    pub(super) fn transaction_oids(self: &Arc<Self>, tid: Tid) -> Vec<Oid> {
+        let Ok(mut it) = self.iterator(Some(tid), Some(tid)) else {
+            return Vec::new();
+        };
+        match it.next() {
+            Some(Ok(t)) if t.tid == tid => {
+                let mut oids: Vec<Oid> = t.records.iter().map(|r| r.oid).collect();
+                oids.sort();
+                oids.dedup();
+                oids
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub(super) fn iterator(
+        self: &Arc<Self>,
+        start: Option<Tid>,
+        stop: Option<Tid>,
+    ) -> Result<TransactionIter, StorageError> {
+        self.check_open()?;
+        let conn = self.wait_connection()?;
+        let method = "iterator_start";
+        let reply = conn
+            .call(Call::IteratorStart { start, stop }, Post::Nothing)
+            .map_err(|e| call_error(method, CallKind::Read, None, e))?;
+        let iid = reply.as_i64().ok_or_else(|| bad_reply(method, &reply))?;
+        let weak = Arc::downgrade(self);
+        let closed = Arc::new(move || weak.upgrade().is_none_or(|s| s.is_closed()));
+        Ok(Box::new(RemoteIter::new(conn, iid, closed)))
     }
 }
