@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::time::Duration;
@@ -26,39 +25,9 @@ use parking_lot::Mutex;
 use zodb_pickle::Value;
 use zodb_storage::{Oid, Tid};
 
+use crate::address::Address;
 use crate::limits;
 use crate::wire::{self, Call, Encoding, Message, RemoteError};
-
-/// Where a server listens, parsed as runzeo does: a value with a `/` is a unix socket
-/// path; `PORT` and `:PORT` mean `127.0.0.1:PORT`; anything else is `HOST:PORT`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Address {
-    Tcp(String),
-    Unix(PathBuf),
-}
-
-impl Address {
-    pub(crate) fn parse(s: &str) -> Address {
-        if s.contains('/') {
-            Address::Unix(PathBuf::from(s))
-        } else if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
-            Address::Tcp(format!("127.0.0.1:{s}"))
-        } else if let Some(port) = s.strip_prefix(':') {
-            Address::Tcp(format!("127.0.0.1:{port}"))
-        } else {
-            Address::Tcp(s.to_string())
-        }
-    }
-}
-
-impl std::fmt::Display for Address {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Address::Tcp(a) => f.write_str(a),
-            Address::Unix(p) => write!(f, "{}", p.display()),
-        }
-    }
-}
 
 /// A TCP or unix socket.
 #[derive(Debug)]
@@ -605,27 +574,5 @@ impl Connection {
                 );
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_parse_like_runzeo() {
-        assert_eq!(
-            Address::parse("8100"),
-            Address::Tcp("127.0.0.1:8100".into())
-        );
-        assert_eq!(
-            Address::parse(":8100"),
-            Address::Tcp("127.0.0.1:8100".into())
-        );
-        assert_eq!(Address::parse("db:8100"), Address::Tcp("db:8100".into()));
-        assert_eq!(
-            Address::parse("./zeo.sock"),
-            Address::Unix("./zeo.sock".into())
-        );
     }
 }

@@ -112,10 +112,10 @@ use zodb_storage::{Listeners, Oid, StorageError, Tid};
 
 pub use cache::CacheStats;
 
+use crate::address::Address;
 use crate::limits;
 use crate::wire::Call;
 use cache::Cache;
-use connection::Address;
 use connection::{Connection, Post};
 use convert::{CallKind, call_error};
 use reconnect::reconnect_delay;
@@ -125,7 +125,8 @@ use txn::Txns;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientOptions {
     /// Server addresses, tried in order: `host:port`, `port` (loopback), or a unix
-    /// socket path (anything containing `/`).  The first that registers is used.
+    /// socket path (anything containing `/`), as [`Address`](crate::address::Address)
+    /// parses them (an empty one is refused).  The first that registers is used.
     pub addresses: Vec<String>,
     /// The storage to open on the server (`'1'` by default, as runzeo names its one).
     pub storage: String,
@@ -319,8 +320,8 @@ impl ClientStorage {
     /// reconnects when the connection is lost.
     ///
     /// Fails with `ReadOnly` when the server refuses a writable registration and
-    /// `read_only_fallback` is off, with `Io` when the storage name is unknown to the
-    /// server or no server answered in time.
+    /// `read_only_fallback` is off, with `Io` when an address is empty, when the storage
+    /// name is unknown to the server or no server answered in time.
     pub fn connect(options: ClientOptions) -> Result<ClientStorage, StorageError> {
         if options.addresses.is_empty() {
             return Err(StorageError::io(
@@ -331,8 +332,18 @@ impl ClientStorage {
         let addresses = options
             .addresses
             .iter()
-            .map(|a| Address::parse(a))
-            .collect();
+            .map(|a| {
+                Address::parse(a).map_err(|e| {
+                    StorageError::io(
+                        "ZEO client",
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            format!("server address {a:?}: {e}"),
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let shared = Arc::new(Shared {
             addresses,
             closed: AtomicBool::new(false),
@@ -472,5 +483,20 @@ impl Shared {
 impl Drop for ClientStorage {
     fn drop(&mut self) {
         self.shared.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: an empty address used to be tried as a host named `""` until
+    /// `wait_timeout` ran out; it is refused at once, saying why.
+    #[test]
+    fn an_empty_server_address_is_refused() {
+        let mut options = ClientOptions::new("");
+        options.wait_timeout = Duration::from_secs(600);
+        let e = ClientStorage::connect(options).unwrap_err();
+        assert!(e.to_string().contains("empty address"), "{e}");
     }
 }

@@ -11,9 +11,9 @@ use zodb_pickle::Value;
 use zodb_storage::{Oid, StorageError, Tid};
 
 use super::Shared;
-use super::connection::Address;
 use super::connection::{CallError, Connection, Events, Post};
 use super::convert::{bad_reply, disconnected};
+use crate::address::Address;
 use crate::wire::{Call, RemoteError, as_oid, as_tid, items};
 
 /// Why a connection attempt failed; `permanent` when retrying the same server cannot

@@ -23,41 +23,10 @@ use tokio::sync::watch;
 use zodb_pickle::Value;
 use zodb_storage::Storage;
 
+pub use crate::address::Address;
 use crate::limits;
 use crate::wire::Encoding;
 pub use entry::StorageEntry;
-
-/// Where the server listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
-    Tcp(String),
-    Unix(PathBuf),
-}
-
-impl Address {
-    /// runzeo's rule: a value containing `/` is a unix socket path; a bare
-    /// port means loopback.
-    pub fn parse(s: &str) -> Address {
-        if s.contains('/') {
-            Address::Unix(PathBuf::from(s))
-        } else if s.chars().all(|c| c.is_ascii_digit()) {
-            Address::Tcp(format!("127.0.0.1:{s}"))
-        } else if let Some(port) = s.strip_prefix(':') {
-            Address::Tcp(format!("127.0.0.1:{port}"))
-        } else {
-            Address::Tcp(s.to_string())
-        }
-    }
-}
-
-impl std::fmt::Display for Address {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Address::Tcp(a) => f.write_str(a),
-            Address::Unix(p) => write!(f, "{}", p.display()),
-        }
-    }
-}
 
 /// Server settings (runzeo flags or a `zeo.conf`).
 #[derive(Debug, Clone)]
