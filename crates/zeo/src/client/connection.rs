@@ -27,7 +27,7 @@ use zodb_storage::{Oid, Tid};
 
 use crate::address::Address;
 use crate::limits;
-use crate::wire::{self, Call, Encoding, Message, RemoteError};
+use crate::wire::{self, Call, Callback, Encoding, Message, RemoteError};
 
 /// A TCP or unix socket.
 #[derive(Debug)]
@@ -177,7 +177,7 @@ pub(crate) trait Events: Send + Sync {
     /// `invalidateTransaction(tid, oids)`.
     fn invalidate(&self, conn: &Connection, tid: Tid, oids: Vec<Oid>);
     /// `info({'length': ..., 'size': ...})`.
-    fn info(&self, info: &Value);
+    fn info(&self, length: Option<i64>, size: Option<i64>);
     /// The connection ended.
     fn lost(&self, conn: &Connection, why: &str);
 }
@@ -546,31 +546,16 @@ impl Connection {
     }
 
     fn callback(&self, msg: Message, events: &dyn Events) {
-        let args = msg.positional_args().unwrap_or_default();
-        match (msg.name.as_str(), args) {
-            ("invalidateTransaction", [tid, oids, ..]) => {
-                let Some(tid) = tid.as_bytes().and_then(Tid::from_slice) else {
-                    tracing::warn!(connection = self.id, "invalidateTransaction without a tid");
-                    return;
-                };
-                let oids = match oids {
-                    Value::List(items) | Value::Tuple(items) => items
-                        .iter()
-                        .filter_map(|o| o.as_bytes().and_then(Oid::from_slice))
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                events.invalidate(self, tid, oids);
-            }
-            ("info", [info, ..]) => events.info(info),
-            ("receiveBlobStart" | "receiveBlobChunk" | "receiveBlobStop", _) => {
+        match Callback::decode(&msg.name, &msg.args) {
+            Ok(Callback::InvalidateTransaction { tid, oids }) => events.invalidate(self, tid, oids),
+            Ok(Callback::Info { length, size }) => events.info(length, size),
+            Ok(Callback::Blob) => {
                 tracing::debug!(connection = self.id, name = %msg.name, "blob message ignored");
             }
-            (name, _) => {
+            Err(e) => {
                 tracing::warn!(
                     connection = self.id,
-                    name,
-                    "unknown callback from the server ignored"
+                    "callback from the server ignored: {e}"
                 );
             }
         }

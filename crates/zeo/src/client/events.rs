@@ -8,7 +8,6 @@
 
 use std::sync::atomic::Ordering;
 
-use zodb_pickle::Value;
 use zodb_storage::{Oid, Tid};
 
 use super::Shared;
@@ -70,12 +69,12 @@ impl Events for Shared {
         self.report(&mut reported, tid, &oids);
     }
 
-    fn info(&self, info: &Value) {
+    fn info(&self, length: Option<i64>, size: Option<i64>) {
         let mut i = self.info.lock();
-        if let Some(n) = info.get("length").and_then(Value::as_i64) {
+        if let Some(n) = length {
             i.length = u64::try_from(n).unwrap_or(0);
         }
-        if let Some(n) = info.get("size").and_then(Value::as_i64) {
+        if let Some(n) = size {
             i.size = u64::try_from(n).unwrap_or(0);
         }
     }

@@ -14,7 +14,8 @@
 //!              Z: protocol 3 pickle, 80 03 28 … 74 2e                (pickle.rs)
 //!              M: msgpack fixarray 94 …                              (msgpack.rs)
 //! error    = args of an error reply: (class_name, payload)           (exceptions.rs)
-//! call     = (name, args) of a client's call, typed                  (call.rs)
+//! call     = (name, args) of a client's call, typed                  (call/)
+//! callback = (name, args) of a server's callback, typed              (callback.rs)
 //! reply    = a call's reply value, typed where both sides read it    (reply.rs)
 //! ```
 //!
@@ -30,6 +31,7 @@
 )]
 
 mod call;
+mod callback;
 mod error;
 pub mod exceptions;
 mod frame;
@@ -39,6 +41,7 @@ mod pickle;
 mod reply;
 
 pub use call::{BadCall, Call, TxnOp};
+pub use callback::Callback;
 pub use error::{FrameError, WireError};
 pub use exceptions::{RemoteError, error_payload_conflict, error_payload_undo, parse_error};
 pub use frame::{LENGTH_PREFIX_SIZE, parse_frame, write_frame};
