@@ -2,7 +2,8 @@
 //! `ClientStorage` and ours) over TCP or a unix socket.
 //!
 //! Shape after mini-redis: a listener accepts connections (up to a limit)
-//! and runs each in a task of its own (`connection.rs`); per-storage state
+//! and runs each in a task of its own (`connection/`, which reads each
+//! message into a typed `wire::Call` and dispatches on it); per-storage state
 //! shared by all connections lives in `entry.rs`; what a connection sends
 //! goes through its `outbox.rs`. A shutdown signal stops the accept loop,
 //! lets voted transactions finish, and closes the storages.

@@ -5,7 +5,7 @@
 
 use super::*;
 use zodb_pickle::Value;
-use zodb_storage::{Oid, Tid};
+use zodb_storage::{Oid, Tid, undo_id};
 
 /// Every call survives encode then decode unchanged.
 fn check_round_trip(call: Call) {
@@ -261,4 +261,86 @@ fn txn_ops_ride_their_calls() {
         assert_eq!(call.into_txn_op(), Some((op, Value::Int(4))));
     }
     assert_eq!(Call::Ping.into_txn_op(), None);
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The methods the server dispatches, and a few it does not.
+    const METHODS: &[&str] = &[
+        "register",
+        "lastTransaction",
+        "get_info",
+        "ping",
+        "set_client_label",
+        "server_status",
+        "getInvalidations",
+        "loadBefore",
+        "loadSerial",
+        "getTid",
+        "new_oids",
+        "history",
+        "undoLog",
+        "undoInfo",
+        "tpc_begin",
+        "storea",
+        "deleteObject",
+        "checkCurrentSerialInTransaction",
+        "restorea",
+        "undoa",
+        "vote",
+        "tpc_finish",
+        "tpc_abort",
+        "record_iternext",
+        "pack",
+        "iterator_start",
+        "iterator_next",
+        "iterator_record_start",
+        "iterator_record_next",
+        "iterator_gc",
+        "",
+        "loadEx",
+        "__init__",
+    ];
+
+    /// Argument values a peer might send: ids of the right and wrong sizes, undo ids,
+    /// numbers (finite: NaN is not equal to itself), text, lists and dicts.
+    fn arg() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::None),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            (-1e12f64..1e12).prop_map(Value::Float),
+            proptest::collection::vec(any::<u8>(), 8).prop_map(Value::Bytes),
+            proptest::collection::vec(any::<u8>(), 0..12).prop_map(Value::Bytes),
+            any::<u64>().prop_map(|t| Value::Bytes(undo_id(Tid(t)).into_bytes())),
+            "[a-zA-Z0-9+/=]{0,12}".prop_map(Value::Str),
+        ];
+        leaf.prop_recursive(2, 8, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::List),
+                proptest::collection::vec(("[a-z_]{1,10}", inner), 0..3).prop_map(|pairs| {
+                    Value::Dict(pairs.into_iter().map(|(k, v)| (Value::Str(k), v)).collect())
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Whatever a peer sends, decoding does not panic, and a call it accepts is
+        /// written back and read again to the same call.
+        #[test]
+        fn decoded_calls_round_trip(
+            method in proptest::sample::select(METHODS),
+            args in proptest::collection::vec(arg(), 0..7),
+        ) {
+            if let Ok(call) = Call::decode(method, Value::Tuple(args)) {
+                prop_assert_eq!(call.method(), method);
+                let again = Call::decode(method, Value::Tuple(call.clone().encode()));
+                prop_assert_eq!(again, Ok(call));
+            }
+        }
+    }
 }
