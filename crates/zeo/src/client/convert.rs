@@ -1,5 +1,5 @@
-//! Between the client's storage API and the wire's values: the replies only the client
-//! reads (history and undo-log dicts; the typed ones are in `wire::reply`), the vote
+//! Between the client's storage API and the wire's values (the calls and replies
+//! themselves are typed in `crate::wire`): the extension `tpc_begin` sends, the vote
 //! result as conflicts, and the mapping of error replies, malformed replies and lost
 //! connections onto [`StorageError`].
 //!
@@ -29,12 +29,10 @@
 use std::io;
 
 use zodb_pickle::Value;
-use zodb_storage::{
-    ConflictError, HistoryEntry, Oid, StorageError, Tid, UndoLogEntry, parse_undo_id,
-};
+use zodb_storage::{ConflictError, Oid, StorageError, Tid};
 
 use super::connection::CallError;
-use crate::wire::{self, BadReply, RemoteError, VoteReply, as_tid, items};
+use crate::wire::{self, BadReply, RemoteError, VoteReply};
 
 /// Which kind of call failed, for the errors that depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,29 +45,6 @@ pub(crate) enum CallKind {
 /// A count as a wire int (saturating).
 pub(crate) fn int_value(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// Text that Python may send as bytes or (old servers) str.
-fn text_bytes(v: Option<&Value>) -> Vec<u8> {
-    match v {
-        Some(Value::Bytes(b)) => b.clone(),
-        Some(Value::Str(s)) => s.as_bytes().to_vec(),
-        _ => Vec::new(),
-    }
-}
-
-fn number(v: Option<&Value>) -> Option<f64> {
-    match v {
-        Some(Value::Float(f)) => Some(*f),
-        Some(Value::Int(i)) => Some(*i as f64),
-        _ => None,
-    }
-}
-
-fn count(v: Option<&Value>) -> u64 {
-    v.and_then(Value::as_i64)
-        .and_then(|i| u64::try_from(i).ok())
-        .unwrap_or(0)
 }
 
 pub(crate) fn bad_reply(what: &str, got: &Value) -> StorageError {
@@ -105,66 +80,6 @@ pub(crate) fn extension_value(bytes: &[u8]) -> Result<Value, StorageError> {
             "the transaction extension is no readable pickle: {e}"
         ))),
     }
-}
-
-/// The keys `history` and `undoLog` dicts carry besides the extension's.
-const STANDARD_KEYS: &[&str] = &["id", "time", "tid", "user_name", "description", "size"];
-
-/// Splits a `history` / `undoLog` dict into its standard keys and the extension (the
-/// other keys, re-pickled; FileStorage merges the extension into these dicts).
-fn split_info_dict(v: &Value) -> Option<(&Value, Vec<u8>)> {
-    let Value::Dict(pairs) = v else {
-        return None;
-    };
-    let extension: Vec<(Value, Value)> = pairs
-        .iter()
-        .filter(|(k, _)| !k.as_str().is_some_and(|k| STANDARD_KEYS.contains(&k)))
-        .cloned()
-        .collect();
-    Some((v, wire::extension_pickle(&Value::Dict(extension))))
-}
-
-pub(crate) fn history_entries(reply: &Value) -> Result<Vec<HistoryEntry>, StorageError> {
-    let list = items(reply).ok_or_else(|| bad_reply("history", reply))?;
-    list.iter()
-        .map(|item| {
-            let (d, extension) = split_info_dict(item).ok_or_else(|| bad_reply("history", item))?;
-            let tid = d
-                .get("tid")
-                .and_then(as_tid)
-                .ok_or_else(|| bad_reply("history", item))?;
-            Ok(HistoryEntry {
-                tid,
-                time: number(d.get("time")).unwrap_or_else(|| tid.unix_seconds()),
-                user: text_bytes(d.get("user_name")),
-                description: text_bytes(d.get("description")),
-                extension,
-                size: count(d.get("size")),
-            })
-        })
-        .collect()
-}
-
-pub(crate) fn undo_log_entries(reply: &Value) -> Result<Vec<UndoLogEntry>, StorageError> {
-    let list = items(reply).ok_or_else(|| bad_reply("undoLog", reply))?;
-    list.iter()
-        .map(|item| {
-            let (d, extension) = split_info_dict(item).ok_or_else(|| bad_reply("undoLog", item))?;
-            let id = text_bytes(d.get("id"));
-            let tid = std::str::from_utf8(&id)
-                .ok()
-                .and_then(|s| parse_undo_id(s.trim()))
-                .ok_or_else(|| bad_reply("undoLog (undo id)", item))?;
-            Ok(UndoLogEntry {
-                tid,
-                time: number(d.get("time")).unwrap_or_else(|| tid.unix_seconds()),
-                user: text_bytes(d.get("user_name")),
-                description: text_bytes(d.get("description")),
-                extension,
-                size: count(d.get("size")),
-            })
-        })
-        .collect()
 }
 
 /// What a successful `vote` reply says: oids the server resolved or undo touched, and
@@ -276,28 +191,6 @@ mod tests {
 
     fn tid_value(tid: Tid) -> Value {
         Value::Bytes(tid.to_bytes().to_vec())
-    }
-
-    #[test]
-    fn history_dict_with_merged_extension() {
-        let tid = Tid(0x0405_ed58_1777_7777);
-        let d = Value::Dict(vec![
-            (Value::str("time"), Value::Float(1.5)),
-            (Value::str("user_name"), Value::Bytes(b"bob".to_vec())),
-            (Value::str("description"), Value::Bytes(b"d".to_vec())),
-            (Value::str("tid"), tid_value(tid)),
-            (Value::str("size"), Value::Int(12)),
-            (Value::str("note"), Value::str("ß")),
-        ]);
-        let h = history_entries(&Value::List(vec![d])).unwrap();
-        assert_eq!(h.len(), 1);
-        assert_eq!((h[0].tid, h[0].size, h[0].time), (tid, 12, 1.5));
-        assert_eq!(h[0].user, b"bob");
-        let (ext, _) = zodb_pickle::decode(&h[0].extension).unwrap();
-        assert_eq!(
-            ext,
-            Value::Dict(vec![(Value::str("note"), Value::str("ß"))])
-        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::Shared;
 use super::connection::{CallError, Connection, Events, Post};
 use super::convert::{bad_reply, disconnected};
 use crate::address::Address;
-use crate::wire::{Call, RemoteError, as_oid, as_tid, items};
+use crate::wire::{self, Call, RemoteError, as_tid};
 
 /// Why a connection attempt failed; `permanent` when retrying the same server cannot
 /// help without a change on its side (refused registration).
@@ -165,20 +165,11 @@ impl Shared {
                         AttemptError::transient(why)
                     }
                 })?;
-            let unknown = || {
-                Check::Unknown(format!(
+            match wire::read_invalidations_reply(&reply) {
+                Some(oids) => Check::Oids(oids),
+                None => Check::Unknown(format!(
                     "the server cannot tell what changed since {cache_tid}"
-                ))
-            };
-            match reply {
-                Value::None => unknown(),
-                ref v => match items(v) {
-                    Some([_, oids, ..]) => match items(oids) {
-                        Some(oids) => Check::Oids(oids.iter().filter_map(as_oid).collect()),
-                        None => unknown(),
-                    },
-                    _ => unknown(),
-                },
+                )),
             }
         };
         let mut s = self.cache.lock();

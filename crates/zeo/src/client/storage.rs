@@ -292,7 +292,7 @@ impl Storage for ClientStorage {
             size: int_value(size),
         };
         let reply = self.shared.call(call, CallKind::Read, Some(oid))?;
-        let mut entries = convert::history_entries(&reply)?;
+        let mut entries = wire::read_history_reply(&reply).map_err(reply_error)?;
         entries.truncate(size);
         Ok(entries)
     }
@@ -306,7 +306,7 @@ impl Storage for ClientStorage {
         let reply = self
             .shared
             .call(Call::UndoLog { first, last }, CallKind::Read, None)?;
-        convert::undo_log_entries(&reply)
+        wire::read_undo_log_reply(&reply).map_err(reply_error)
     }
 
     fn iterator(

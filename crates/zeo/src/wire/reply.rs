@@ -105,6 +105,28 @@ pub fn extension_dict(bytes: &[u8]) -> Value {
     }
 }
 
+/// `getInvalidations`' reply: `(last_tid, oids)`, the server's last transaction and
+/// every object changed after the tid asked about, or `None` when the server no longer
+/// has that history.
+pub fn invalidations_reply(invalidations: Option<(Tid, Vec<Oid>)>) -> Value {
+    match invalidations {
+        None => Value::None,
+        Some((last, oids)) => Value::Tuple(vec![
+            tid_value(last),
+            Value::List(oids.into_iter().map(oid_value).collect()),
+        ]),
+    }
+}
+
+/// Reads [`invalidations_reply`]: the oids, or `None` when the server cannot tell (or
+/// the reply is not a pair with a list).  Items that are no oid are skipped.
+pub fn read_invalidations_reply(reply: &Value) -> Option<Vec<Oid>> {
+    match items(reply)? {
+        [_, oids, ..] => Some(items(oids)?.iter().filter_map(as_oid).collect()),
+        _ => None,
+    }
+}
+
 /// `loadBefore`'s reply: `(data, start, end | None)`, or `None` when the object has no
 /// revision before the tid.
 pub fn load_reply(rev: Option<Revision>) -> Value {
@@ -359,6 +381,14 @@ mod tests {
         }
         let err = read_load_reply(&Value::Int(3)).unwrap_err();
         assert_eq!(err.to_string(), "unexpected reply to loadBefore: Int(3)");
+    }
+
+    #[test]
+    fn invalidations_replies_round_trip() {
+        let oids = vec![Oid(1), Oid(9)];
+        let reply = invalidations_reply(Some((Tid(5), oids.clone())));
+        assert_eq!(read_invalidations_reply(&reply), Some(oids));
+        assert_eq!(read_invalidations_reply(&invalidations_reply(None)), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use zodb_pickle::Value;
-use zodb_storage::{Oid, StorageError, Tid, undo_id};
+use zodb_storage::{Oid, StorageError, Tid};
 
 use super::{Connection, Step, bytes8};
 use crate::server::errors;
@@ -21,13 +21,7 @@ impl Connection {
     pub(super) fn get_invalidations(&self, msgid: Value, tid: Tid) -> Step {
         let e = self.entry()?;
         self.spawn_reply(msgid, move || {
-            Ok(match e.invalidations_since(tid)? {
-                None => Value::None,
-                Some((last, oids)) => Value::Tuple(vec![
-                    bytes8(last.to_bytes()),
-                    Value::List(oids.iter().map(|o| bytes8(o.to_bytes())).collect()),
-                ]),
-            })
+            Ok(wire::invalidations_reply(e.invalidations_since(tid)?))
         });
         Ok(())
     }
@@ -80,25 +74,7 @@ impl Connection {
         let e = self.entry()?;
         let size = size.max(1) as usize;
         self.spawn_reply(msgid, move || {
-            let h = e.storage.history(oid, size)?;
-            Ok(Value::List(
-                h.into_iter()
-                    .map(|h| {
-                        let mut d = match wire::extension_dict(&h.extension) {
-                            Value::Dict(d) => d,
-                            _ => Vec::new(),
-                        };
-                        d.extend([
-                            (Value::str("time"), Value::Float(h.time)),
-                            (Value::str("tid"), bytes8(h.tid.to_bytes())),
-                            (Value::str("user_name"), Value::Bytes(h.user)),
-                            (Value::str("description"), Value::Bytes(h.description)),
-                            (Value::str("size"), Value::Int(h.size as i64)),
-                        ]);
-                        Value::Dict(d)
-                    })
-                    .collect(),
-            ))
+            Ok(wire::history_reply(e.storage.history(oid, size)?))
         });
         Ok(())
     }
@@ -126,18 +102,7 @@ impl Connection {
             let mut out = Vec::new();
             let mut i = 0i64;
             for u in entries {
-                let mut d = match wire::extension_dict(&u.extension) {
-                    Value::Dict(d) => d,
-                    _ => Vec::new(),
-                };
-                d.extend([
-                    (Value::str("id"), Value::Bytes(undo_id(u.tid).into_bytes())),
-                    (Value::str("time"), Value::Float(u.time)),
-                    (Value::str("user_name"), Value::Bytes(u.user)),
-                    (Value::str("description"), Value::Bytes(u.description)),
-                    (Value::str("size"), Value::Int(u.size as i64)),
-                ]);
-                let dict = Value::Dict(d);
+                let dict = wire::undo_log_dict(u);
                 if !spec.is_empty() {
                     let matches = spec.iter().all(|(k, v)| {
                         k.as_str()
