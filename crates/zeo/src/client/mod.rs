@@ -108,6 +108,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use zodb_pickle::Value;
+#[cfg(doc)]
+use zodb_storage::Storage;
 use zodb_storage::{Listeners, Oid, StorageError, Tid};
 
 pub use cache::CacheStats;
@@ -125,7 +127,7 @@ use txn::Txns;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientOptions {
     /// Server addresses, tried in order: `host:port`, `port` (loopback), or a unix
-    /// socket path (anything containing `/`), as [`Address`](crate::address::Address)
+    /// socket path (anything containing `/`), as [`Address`]
     /// parses them (an empty one is refused).  The first that registers is used.
     pub addresses: Vec<String>,
     /// The storage to open on the server (`'1'` by default, as runzeo names its one).
