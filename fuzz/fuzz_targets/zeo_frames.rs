@@ -80,9 +80,8 @@ fn typed(msg: &Message) {
         let name = call.method();
         let again = Call::decode(name, wire::Value::Tuple(call.clone().encode()))
             .expect("an encoded call decodes");
-        if !has_nan(&msg.args) {
-            assert_eq!(again, call);
-        }
+        // Compared as text: a NaN anywhere in the arguments is not equal to itself.
+        assert_eq!(format!("{again:?}"), format!("{call:?}"));
         let _ = call.into_message(1);
     }
     let _ = Callback::decode(&msg.name, &msg.args);
