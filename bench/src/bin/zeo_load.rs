@@ -35,7 +35,8 @@ use clap::Parser;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use zeo::wire::{self, Encoding, Message, Value};
+use zeo::wire::{self, Call, Encoding, Message, Value};
+use zodb_storage::{Oid, Tid};
 
 /// The frame size accepted from the server (replies here are small).
 const FRAME_SIZE_MAX: usize = 16 * 1024 * 1024;
@@ -101,9 +102,12 @@ impl Conn {
         let mut reply = Vec::new();
         wire::write_frame(&mut reply, wire::handshake_announcement(conn.encoding))?;
         conn.stream.write_all(&reply).await?;
-        conn.call("register", vec![Value::str(storage), Value::Bool(false)])
-            .await
-            .context("register")?;
+        conn.call(Call::Register {
+            storage: storage.to_string(),
+            read_only: false,
+        })
+        .await
+        .context("register")?;
         Ok(conn)
     }
 
@@ -130,14 +134,15 @@ impl Conn {
     }
 
     /// A call and its reply (callbacks arriving meanwhile are skipped).
-    async fn call(&mut self, name: &str, args: Vec<Value>) -> Result<Value> {
+    async fn call(&mut self, call: Call) -> Result<Value> {
         self.next_id += 1;
-        let id = self.next_id;
-        self.send(&Message::call(id, name, args)).await?;
+        let name = call.method();
+        let sent = call.into_message(self.next_id);
+        self.send(&sent).await?;
         loop {
             let frame = self.read_frame().await?;
             let msg = wire::decode(self.encoding, &frame)?;
-            if !msg.is_reply() || msg.msgid != Value::Int(id) {
+            if !msg.is_reply() || msg.msgid != sent.msgid {
                 continue;
             }
             if let Some((class, payload)) = msg.error_parts() {
@@ -147,16 +152,16 @@ impl Conn {
         }
     }
 
-    async fn call_async(&mut self, name: &str, args: Vec<Value>) -> Result<()> {
-        self.send(&Message::async_call(name, args)).await
+    async fn call_async(&mut self, call: Call) -> Result<()> {
+        self.send(&call.into_async_message()).await
     }
 
     async fn load_before(&mut self, oid: &[u8; 8]) -> Result<()> {
         let reply = self
-            .call(
-                "loadBefore",
-                vec![Value::Bytes(oid.to_vec()), Value::Bytes(vec![0x7f; 8])],
-            )
+            .call(Call::LoadBefore {
+                oid: Oid::from_bytes(*oid),
+                tid: Tid::MAX,
+            })
             .await?;
         match reply {
             Value::Tuple(items) if items.len() == 3 => Ok(()),
@@ -167,7 +172,9 @@ impl Conn {
     /// Commits `count` new objects; returns their oids.
     async fn commit_new(&mut self, count: usize, data: &[u8]) -> Result<Vec<[u8; 8]>> {
         let oids = match self
-            .call("new_oids", vec![Value::Int(count as i64)])
+            .call(Call::NewOids {
+                count: count as i64,
+            })
             .await?
         {
             Value::List(items) | Value::Tuple(items) => items
@@ -182,32 +189,25 @@ impl Conn {
         };
         self.next_txn += 1;
         let txn = Value::Int(self.next_txn);
-        self.call_async(
-            "tpc_begin",
-            vec![
-                txn.clone(),
-                Value::Bytes(b"zeo-load".to_vec()),
-                Value::Bytes(Vec::new()),
-                Value::Dict(Vec::new()),
-                Value::None,
-                Value::str(" "),
-            ],
-        )
+        self.call_async(Call::TpcBegin {
+            txn: txn.clone(),
+            user: b"zeo-load".to_vec(),
+            description: Vec::new(),
+            extension: Value::Dict(Vec::new()),
+            tid: None,
+        })
         .await?;
         for oid in &oids {
-            self.call_async(
-                "storea",
-                vec![
-                    Value::Bytes(oid.to_vec()),
-                    Value::Bytes(vec![0; 8]),
-                    Value::Bytes(data.to_vec()),
-                    txn.clone(),
-                ],
-            )
+            self.call_async(Call::Storea {
+                oid: Oid::from_bytes(*oid),
+                serial: Tid::ZERO,
+                data: data.to_vec(),
+                txn: txn.clone(),
+            })
             .await?;
         }
-        self.call("vote", vec![txn.clone()]).await?;
-        self.call("tpc_finish", vec![txn]).await?;
+        self.call(Call::Vote { txn: txn.clone() }).await?;
+        self.call(Call::TpcFinish { txn }).await?;
         Ok(oids)
     }
 }
@@ -345,11 +345,11 @@ async fn ping(args: &Args, oids: &[[u8; 8]]) -> Result<()> {
     // Sizes of a loadBefore request and reply, for the ping-pong.
     let request = wire::encode_framed(
         conn.encoding,
-        &Message::call(
-            1,
-            "loadBefore",
-            vec![Value::Bytes(vec![0; 8]), Value::Bytes(vec![0x7f; 8])],
-        ),
+        &Call::LoadBefore {
+            oid: Oid(0),
+            tid: Tid::MAX,
+        }
+        .into_message(1),
     )?
     .len();
     let reply = record()?.len() + 60;

@@ -118,7 +118,8 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
         match section.as_ref().map(|s| s.0.as_str()) {
             Some("zeo") => match key.as_str() {
                 "address" => {
-                    server.address = Address::parse(&value);
+                    server.address =
+                        Address::parse(&value).map_err(|e| err(format!("<zeo> address: {e}")))?;
                     saw_address = true;
                 }
                 "read-only" => server.read_only = boolean(&value, line)?,
@@ -260,17 +261,23 @@ mod tests {
 
     #[test]
     fn addresses_follow_runzeo() {
+        let address = |a: &str| {
+            parse(&format!(
+                "<zeo>\n address {a}\n</zeo>\n<filestorage 1>\n path Data.fs\n</filestorage>\n"
+            ))
+            .map(|c| c.server.address)
+        };
         assert_eq!(
-            Address::parse("8100"),
+            address("8100").unwrap(),
             Address::Tcp("127.0.0.1:8100".into())
         );
         assert_eq!(
-            Address::parse("0.0.0.0:8100"),
-            Address::Tcp("0.0.0.0:8100".into())
-        );
-        assert_eq!(
-            Address::parse("/run/zeo.sock"),
+            address("/run/zeo.sock").unwrap(),
             Address::Unix("/run/zeo.sock".into())
         );
+        // An empty address is a mistake on its line, not a bind to `127.0.0.1:`.
+        let e = address("").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("empty address"), "{e}");
     }
 }

@@ -1,5 +1,6 @@
 //! The ZEO 5 protocol: wire codec, server and client.
 
+pub mod address;
 pub mod client;
 pub mod config;
 pub mod limits;

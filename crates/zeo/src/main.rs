@@ -244,7 +244,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         }
     };
     if let Some(a) = &args.address {
-        config.address = zeo::server::Address::parse(a);
+        config.address = zeo::server::Address::parse(a).context("-a ADDRESS")?;
     } else if args.config.is_none() {
         anyhow::bail!("give -a ADDRESS (HOST:PORT, PORT or a socket path)");
     }

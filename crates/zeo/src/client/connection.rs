@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::time::Duration;
@@ -26,39 +25,9 @@ use parking_lot::Mutex;
 use zodb_pickle::Value;
 use zodb_storage::{Oid, Tid};
 
+use crate::address::Address;
 use crate::limits;
-use crate::wire::{self, Encoding, Message, RemoteError};
-
-/// Where a server listens, parsed as runzeo does: a value with a `/` is a unix socket
-/// path; `PORT` and `:PORT` mean `127.0.0.1:PORT`; anything else is `HOST:PORT`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Address {
-    Tcp(String),
-    Unix(PathBuf),
-}
-
-impl Address {
-    pub(crate) fn parse(s: &str) -> Address {
-        if s.contains('/') {
-            Address::Unix(PathBuf::from(s))
-        } else if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
-            Address::Tcp(format!("127.0.0.1:{s}"))
-        } else if let Some(port) = s.strip_prefix(':') {
-            Address::Tcp(format!("127.0.0.1:{port}"))
-        } else {
-            Address::Tcp(s.to_string())
-        }
-    }
-}
-
-impl std::fmt::Display for Address {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Address::Tcp(a) => f.write_str(a),
-            Address::Unix(p) => write!(f, "{}", p.display()),
-        }
-    }
-}
+use crate::wire::{self, Call, Callback, Encoding, Message, RemoteError};
 
 /// A TCP or unix socket.
 #[derive(Debug)]
@@ -208,7 +177,7 @@ pub(crate) trait Events: Send + Sync {
     /// `invalidateTransaction(tid, oids)`.
     fn invalidate(&self, conn: &Connection, tid: Tid, oids: Vec<Oid>);
     /// `info({'length': ..., 'size': ...})`.
-    fn info(&self, info: &Value);
+    fn info(&self, length: Option<i64>, size: Option<i64>);
     /// The connection ended.
     fn lost(&self, conn: &Connection, why: &str);
 }
@@ -374,14 +343,14 @@ impl Connection {
     }
 
     /// Sends one-way calls, batching their frames into few writes.
-    pub(crate) fn send_async<'a>(
+    pub(crate) fn send_async(
         &self,
-        calls: impl IntoIterator<Item = (&'a str, Vec<Value>)>,
+        calls: impl IntoIterator<Item = Call>,
     ) -> Result<(), CallError> {
         self.check_alive()?;
         let mut batch = Vec::new();
-        for (name, args) in calls {
-            let framed = self.frame(&Message::async_call(name, args))?;
+        for call in calls {
+            let framed = self.frame(&call.into_async_message())?;
             if !batch.is_empty()
                 && batch.len().saturating_add(framed.len()) > limits::CLIENT_WRITE_BATCH_BYTES_MAX
             {
@@ -397,40 +366,33 @@ impl Connection {
     }
 
     /// A synchronous call: sends it and waits for its reply (no timeout: a vote may wait
-    /// for the commit lock, a pack may take long).
-    pub(crate) fn call(&self, name: &str, args: Vec<Value>, post: Post) -> CallResult {
+    /// for the commit lock, a pack may take long).  `loadBefore` goes through
+    /// [`Connection::load_before`].
+    pub(crate) fn call(&self, call: Call, post: Post) -> CallResult {
         let (tx, rx) = mpsc::sync_channel(1);
-        let key = {
+        let id = {
             let mut calls = self.calls.lock();
             if let Some(why) = &calls.dead {
                 return Err(CallError::Disconnected(why.clone()));
             }
             calls.next_id = calls.next_id.wrapping_add(1).max(1);
-            let key = MsgKey::Int(calls.next_id);
+            let id = calls.next_id;
             calls.waiting.insert(
-                key,
+                MsgKey::Int(id),
                 Waiting {
                     senders: vec![tx],
                     post,
                 },
             );
-            key
+            id
         };
-        let MsgKey::Int(id) = key else {
-            return Err(CallError::Encode("internal: bad message id".into()));
-        };
-        self.send_and_wait(key, &Message::call(id, name, args), rx)
+        self.send_and_wait(MsgKey::Int(id), &call.into_message(id), rx)
     }
 
     /// [`Connection::call`] that gives up after `deadline` (as `Disconnected`: a
     /// server that does not answer in time is out of reach for the caller); a reply
     /// arriving later is dropped.
-    pub(crate) fn call_within(
-        &self,
-        name: &str,
-        args: Vec<Value>,
-        deadline: Duration,
-    ) -> CallResult {
+    pub(crate) fn call_within(&self, call: Call, deadline: Duration) -> CallResult {
         let (tx, rx) = mpsc::sync_channel(1);
         let id = {
             let mut calls = self.calls.lock();
@@ -449,8 +411,9 @@ impl Connection {
             id
         };
         let key = MsgKey::Int(id);
+        let name = call.method();
         let sent = self
-            .frame(&Message::call(id, name, args))
+            .frame(&call.into_message(id))
             .and_then(|f| self.write_bytes(&f));
         if let Err(e) = sent {
             self.calls.lock().waiting.remove(&key);
@@ -496,13 +459,7 @@ impl Connection {
                 },
             );
         }
-        let oid_b = Value::Bytes(oid.to_bytes().to_vec());
-        let tid_b = Value::Bytes(before.to_bytes().to_vec());
-        let msg = Message::call_with_msgid(
-            Value::Tuple(vec![oid_b.clone(), tid_b.clone()]),
-            "loadBefore",
-            vec![oid_b, tid_b],
-        );
+        let msg = Call::LoadBefore { oid, tid: before }.into_message(0);
         self.send_and_wait(key, &msg, rx)
     }
 
@@ -589,31 +546,16 @@ impl Connection {
     }
 
     fn callback(&self, msg: Message, events: &dyn Events) {
-        let args = msg.positional_args().unwrap_or_default();
-        match (msg.name.as_str(), args) {
-            ("invalidateTransaction", [tid, oids, ..]) => {
-                let Some(tid) = tid.as_bytes().and_then(Tid::from_slice) else {
-                    tracing::warn!(connection = self.id, "invalidateTransaction without a tid");
-                    return;
-                };
-                let oids = match oids {
-                    Value::List(items) | Value::Tuple(items) => items
-                        .iter()
-                        .filter_map(|o| o.as_bytes().and_then(Oid::from_slice))
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                events.invalidate(self, tid, oids);
-            }
-            ("info", [info, ..]) => events.info(info),
-            ("receiveBlobStart" | "receiveBlobChunk" | "receiveBlobStop", _) => {
+        match Callback::decode(&msg.name, &msg.args) {
+            Ok(Callback::InvalidateTransaction { tid, oids }) => events.invalidate(self, tid, oids),
+            Ok(Callback::Info { length, size }) => events.info(length, size),
+            Ok(Callback::Blob) => {
                 tracing::debug!(connection = self.id, name = %msg.name, "blob message ignored");
             }
-            (name, _) => {
+            Err(e) => {
                 tracing::warn!(
                     connection = self.id,
-                    name,
-                    "unknown callback from the server ignored"
+                    "callback from the server ignored: {e}"
                 );
             }
         }

@@ -1,6 +1,7 @@
-//! Between the client's storage API and the wire's values: arguments we send, replies we
-//! read (history and undo-log dicts, iterator tuples, vote results), and the mapping of
-//! error replies and lost connections onto [`StorageError`].
+//! Between the client's storage API and the wire's values (the calls and replies
+//! themselves are typed in `crate::wire`): the extension `tpc_begin` sends, the vote
+//! result as conflicts, and the mapping of error replies, malformed replies and lost
+//! connections onto [`StorageError`].
 //!
 //! Error mapping (spec §2.4):
 //!
@@ -28,13 +29,10 @@
 use std::io;
 
 use zodb_pickle::Value;
-use zodb_storage::{
-    ConflictError, DataRecord, HistoryEntry, Oid, StorageError, Tid, TxnStatus, UndoLogEntry,
-    parse_undo_id,
-};
+use zodb_storage::{ConflictError, Oid, StorageError, Tid};
 
 use super::connection::CallError;
-use crate::wire::{self, RemoteError};
+use crate::wire::{self, BadReply, RemoteError, VoteReply};
 
 /// Which kind of call failed, for the errors that depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,95 +42,24 @@ pub(crate) enum CallKind {
     Pack,
 }
 
-pub(crate) fn bytes8(b: [u8; 8]) -> Value {
-    Value::Bytes(b.to_vec())
-}
-
-pub(crate) fn oid_value(oid: Oid) -> Value {
-    bytes8(oid.to_bytes())
-}
-
-pub(crate) fn tid_value(tid: Tid) -> Value {
-    bytes8(tid.to_bytes())
-}
-
-pub(crate) fn opt_tid_value(tid: Option<Tid>) -> Value {
-    tid.map_or(Value::None, tid_value)
-}
-
-pub(crate) fn as_oid(v: &Value) -> Option<Oid> {
-    v.as_bytes().and_then(Oid::from_slice)
-}
-
-pub(crate) fn as_tid(v: &Value) -> Option<Tid> {
-    v.as_bytes().and_then(Tid::from_slice)
-}
-
 /// A count as a wire int (saturating).
-pub(crate) fn int_value(n: usize) -> Value {
-    Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
-}
-
-/// The items of a list or tuple (msgpack turns every list into a tuple).
-pub(crate) fn items(v: &Value) -> Option<&[Value]> {
-    match v {
-        Value::List(items) | Value::Tuple(items) => Some(items),
-        _ => None,
-    }
-}
-
-/// Text that Python may send as bytes or (old servers) str.
-fn text_bytes(v: Option<&Value>) -> Vec<u8> {
-    match v {
-        Some(Value::Bytes(b)) => b.clone(),
-        Some(Value::Str(s)) => s.as_bytes().to_vec(),
-        _ => Vec::new(),
-    }
-}
-
-fn number(v: Option<&Value>) -> Option<f64> {
-    match v {
-        Some(Value::Float(f)) => Some(*f),
-        Some(Value::Int(i)) => Some(*i as f64),
-        _ => None,
-    }
-}
-
-fn count(v: Option<&Value>) -> u64 {
-    v.and_then(Value::as_i64)
-        .and_then(|i| u64::try_from(i).ok())
-        .unwrap_or(0)
+pub(crate) fn int_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn bad_reply(what: &str, got: &Value) -> StorageError {
-    let mut shown = format!("{got:?}");
-    if shown.len() > 200 {
-        let mut end = 200;
-        while !shown.is_char_boundary(end) {
-            end -= 1;
-        }
-        shown.truncate(end);
-        shown.push('…');
-    }
-    StorageError::io(
-        format!("ZEO reply to {what}"),
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("unexpected reply {shown}"),
-        ),
-    )
+    reply_error(BadReply::new(what, got))
 }
 
-/// A transaction extension as our storage API carries it: a protocol 3 pickle of the
-/// dict, or no bytes for an empty one.
-pub(crate) fn extension_bytes(pairs: Vec<(Value, Value)>) -> Vec<u8> {
-    if pairs.is_empty() {
-        return Vec::new();
-    }
-    match wire::simplify(Value::Dict(pairs)) {
-        v @ Value::Dict(_) => zodb_pickle::encode(&v).unwrap_or_default(),
-        _ => Vec::new(),
-    }
+/// A malformed reply as the storage error callers get (`Io`, kind `InvalidData`).
+pub(crate) fn reply_error(e: BadReply) -> StorageError {
+    StorageError::io(
+        format!("ZEO reply to {}", e.method),
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected reply {}", e.shown),
+        ),
+    )
 }
 
 /// The extension dict to send with `tpc_begin`: our pickle bytes decoded (`{}` when
@@ -155,157 +82,20 @@ pub(crate) fn extension_value(bytes: &[u8]) -> Result<Value, StorageError> {
     }
 }
 
-/// The keys `history` and `undoLog` dicts carry besides the extension's.
-const STANDARD_KEYS: &[&str] = &["id", "time", "tid", "user_name", "description", "size"];
-
-/// Splits a `history` / `undoLog` dict into its standard keys and the extension (the
-/// other keys, re-pickled; FileStorage merges the extension into these dicts).
-fn split_info_dict(v: &Value) -> Option<(&Value, Vec<u8>)> {
-    let Value::Dict(pairs) = v else {
-        return None;
-    };
-    let extension: Vec<(Value, Value)> = pairs
-        .iter()
-        .filter(|(k, _)| !k.as_str().is_some_and(|k| STANDARD_KEYS.contains(&k)))
-        .cloned()
-        .collect();
-    Some((v, extension_bytes(extension)))
-}
-
-pub(crate) fn history_entries(reply: &Value) -> Result<Vec<HistoryEntry>, StorageError> {
-    let list = items(reply).ok_or_else(|| bad_reply("history", reply))?;
-    list.iter()
-        .map(|item| {
-            let (d, extension) = split_info_dict(item).ok_or_else(|| bad_reply("history", item))?;
-            let tid = d
-                .get("tid")
-                .and_then(as_tid)
-                .ok_or_else(|| bad_reply("history", item))?;
-            Ok(HistoryEntry {
-                tid,
-                time: number(d.get("time")).unwrap_or_else(|| tid.unix_seconds()),
-                user: text_bytes(d.get("user_name")),
-                description: text_bytes(d.get("description")),
-                extension,
-                size: count(d.get("size")),
-            })
-        })
-        .collect()
-}
-
-pub(crate) fn undo_log_entries(reply: &Value) -> Result<Vec<UndoLogEntry>, StorageError> {
-    let list = items(reply).ok_or_else(|| bad_reply("undoLog", reply))?;
-    list.iter()
-        .map(|item| {
-            let (d, extension) = split_info_dict(item).ok_or_else(|| bad_reply("undoLog", item))?;
-            let id = text_bytes(d.get("id"));
-            let tid = std::str::from_utf8(&id)
-                .ok()
-                .and_then(|s| parse_undo_id(s.trim()))
-                .ok_or_else(|| bad_reply("undoLog (undo id)", item))?;
-            Ok(UndoLogEntry {
-                tid,
-                time: number(d.get("time")).unwrap_or_else(|| tid.unix_seconds()),
-                user: text_bytes(d.get("user_name")),
-                description: text_bytes(d.get("description")),
-                extension,
-                size: count(d.get("size")),
-            })
-        })
-        .collect()
-}
-
-/// One `iterator_next` tuple: `(tid, status, user, description, extension)`.
-pub(crate) struct TxnHeader {
-    pub tid: Tid,
-    pub status: TxnStatus,
-    pub user: Vec<u8>,
-    pub description: Vec<u8>,
-    pub extension: Vec<u8>,
-}
-
-pub(crate) fn txn_header(reply: &Value) -> Result<TxnHeader, StorageError> {
-    let bad = || bad_reply("iterator_next", reply);
-    let [tid, status, user, description, extension, ..] = items(reply).ok_or_else(bad)? else {
-        return Err(bad());
-    };
-    let status = match status {
-        Value::Str(s) => s.as_bytes().first().copied(),
-        Value::Bytes(b) => b.first().copied(),
-        _ => None,
-    };
-    Ok(TxnHeader {
-        tid: as_tid(tid).ok_or_else(bad)?,
-        status: match status {
-            Some(b'p') => TxnStatus::Packed,
-            Some(b'u') => TxnStatus::Undone,
-            _ => TxnStatus::Committed,
-        },
-        user: text_bytes(Some(user)),
-        description: text_bytes(Some(description)),
-        extension: match extension {
-            Value::Dict(pairs) => extension_bytes(pairs.clone()),
-            other => match wire::simplify(other.clone()) {
-                Value::Dict(pairs) => extension_bytes(pairs),
-                _ => Vec::new(),
-            },
-        },
-    })
-}
-
-/// One `iterator_record_next` tuple: `(oid, tid, data | None, data_txn | None)`.
-pub(crate) fn data_record(reply: &Value) -> Result<DataRecord, StorageError> {
-    let bad = || bad_reply("iterator_record_next", reply);
-    let [oid, tid, data, rest @ ..] = items(reply).ok_or_else(bad)? else {
-        return Err(bad());
-    };
-    Ok(DataRecord {
-        oid: as_oid(oid).ok_or_else(bad)?,
-        tid: as_tid(tid).ok_or_else(bad)?,
-        data: match data {
-            Value::Bytes(b) => Some(b.clone()),
-            _ => None,
-        },
-        data_txn: rest.first().and_then(as_tid),
-    })
-}
-
-/// What a successful `vote` reply says: oids the server resolved or undo touched
-/// (bytes items), and conflicts it left to us (dict items, client-side conflict
-/// resolution mode).
+/// What a successful `vote` reply says: oids the server resolved or undo touched, and
+/// conflicts it left to us (client-side conflict resolution mode), which we do not
+/// resolve but report.
 pub(crate) fn vote_result(reply: &Value) -> Result<(Vec<Oid>, Vec<ConflictError>), StorageError> {
-    let list = match reply {
-        Value::None => return Ok((Vec::new(), Vec::new())),
-        other => items(other).ok_or_else(|| bad_reply("vote", other))?,
-    };
-    let mut changed = Vec::new();
-    let mut conflicts = Vec::new();
-    for item in list {
-        match item {
-            Value::Bytes(_) => changed.push(as_oid(item).ok_or_else(|| bad_reply("vote", item))?),
-            Value::Dict(_) => {
-                let oid = item
-                    .get("oid")
-                    .and_then(as_oid)
-                    .ok_or_else(|| bad_reply("vote", item))?;
-                let (committed, expected) = item
-                    .get("serials")
-                    .and_then(items)
-                    .and_then(|s| match s {
-                        [c, e, ..] => Some((as_tid(c)?, as_tid(e).unwrap_or(Tid::ZERO))),
-                        _ => None,
-                    })
-                    .ok_or_else(|| bad_reply("vote", item))?;
-                conflicts.push(ConflictError {
-                    oid,
-                    committed,
-                    expected,
-                    read_conflict: false,
-                });
-            }
-            other => return Err(bad_reply("vote", other)),
-        }
-    }
+    let VoteReply { changed, conflicts } = VoteReply::decode(reply).map_err(reply_error)?;
+    let conflicts = conflicts
+        .into_iter()
+        .map(|c| ConflictError {
+            oid: c.oid,
+            committed: c.committed,
+            expected: c.expected,
+            read_conflict: false,
+        })
+        .collect();
     Ok((changed, conflicts))
 }
 
@@ -395,26 +185,12 @@ fn remote_error(method: &str, kind: CallKind, oid: Option<Oid>, e: RemoteError) 
 mod tests {
     use super::*;
 
-    #[test]
-    fn history_dict_with_merged_extension() {
-        let tid = Tid(0x0405_ed58_1777_7777);
-        let d = Value::Dict(vec![
-            (Value::str("time"), Value::Float(1.5)),
-            (Value::str("user_name"), Value::Bytes(b"bob".to_vec())),
-            (Value::str("description"), Value::Bytes(b"d".to_vec())),
-            (Value::str("tid"), tid_value(tid)),
-            (Value::str("size"), Value::Int(12)),
-            (Value::str("note"), Value::str("ß")),
-        ]);
-        let h = history_entries(&Value::List(vec![d])).unwrap();
-        assert_eq!(h.len(), 1);
-        assert_eq!((h[0].tid, h[0].size, h[0].time), (tid, 12, 1.5));
-        assert_eq!(h[0].user, b"bob");
-        let (ext, _) = zodb_pickle::decode(&h[0].extension).unwrap();
-        assert_eq!(
-            ext,
-            Value::Dict(vec![(Value::str("note"), Value::str("ß"))])
-        );
+    fn oid_value(oid: Oid) -> Value {
+        Value::Bytes(oid.to_bytes().to_vec())
+    }
+
+    fn tid_value(tid: Tid) -> Value {
+        Value::Bytes(tid.to_bytes().to_vec())
     }
 
     #[test]

@@ -9,10 +9,13 @@
 use std::sync::Arc;
 
 use zodb_pickle::Value;
-use zodb_storage::{StorageError, TransactionRecord};
+use zodb_storage::{Oid, StorageError, Tid, TransactionIter, TransactionRecord};
+
+use super::Shared;
 
 use super::connection::{Connection, Post};
-use super::convert::{self, CallKind, bad_reply, call_error};
+use super::convert::{CallKind, bad_reply, call_error, reply_error};
+use crate::wire::{self, Call, TxnHeader};
 
 /// Iterates the transactions of one `iterator_start` (see the module doc).
 pub(crate) struct RemoteIter {
@@ -49,38 +52,38 @@ impl RemoteIter {
         }
     }
 
-    fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, StorageError> {
+    fn call(&self, call: Call) -> Result<Value, StorageError> {
+        let method = call.method();
         self.conn
-            .call(method, args, Post::Nothing)
+            .call(call, Post::Nothing)
             .map_err(|e| call_error(method, CallKind::Read, None, e))
     }
 
     fn gc(&self, ids: Vec<i64>) {
         if !self.conn.is_dead() {
-            let ids = Value::List(ids.into_iter().map(Value::Int).collect());
             // Best effort: a lost connection forgets its iterators anyway.
-            let _ = self.conn.send_async([("iterator_gc", vec![ids])]);
+            let _ = self.conn.send_async([Call::IteratorGc { ids }]);
         }
     }
 
     fn next_transaction(&mut self, iid: i64) -> Result<Option<TransactionRecord>, StorageError> {
-        let reply = self.call("iterator_next", vec![Value::Int(iid)])?;
+        let reply = self.call(Call::IteratorNext { id: iid })?;
         if reply == Value::None {
             // Exhausted: the server has freed it.
             self.iid = None;
             return Ok(None);
         }
-        let header = convert::txn_header(&reply)?;
+        let header = TxnHeader::decode(&reply).map_err(reply_error)?;
         let rid = int_of(
             "iterator_record_start",
-            &self.call(
-                "iterator_record_start",
-                vec![Value::Int(iid), convert::tid_value(header.tid)],
-            )?,
+            &self.call(Call::IteratorRecordStart {
+                id: iid,
+                tid: Some(header.tid),
+            })?,
         )?;
         let mut records = Vec::new();
         loop {
-            let reply = match self.call("iterator_record_next", vec![Value::Int(rid)]) {
+            let reply = match self.call(Call::IteratorRecordNext { id: rid }) {
                 Ok(r) => r,
                 Err(e) => {
                     self.gc(vec![rid]);
@@ -90,7 +93,7 @@ impl RemoteIter {
             if reply == Value::None {
                 break;
             }
-            records.push(convert::data_record(&reply)?);
+            records.push(wire::read_data_record_reply(&reply).map_err(reply_error)?);
         }
         Ok(Some(TransactionRecord {
             tid: header.tid,
@@ -130,5 +133,40 @@ impl Drop for RemoteIter {
         if let Some(iid) = self.iid.take() {
             self.gc(vec![iid]);
         }
+    }
+}
+
+impl Shared {
+    /// The oids transaction `tid` changed, read with the iterator (for `undo`).
+    pub(super) fn transaction_oids(self: &Arc<Self>, tid: Tid) -> Vec<Oid> {
+        let Ok(mut it) = self.iterator(Some(tid), Some(tid)) else {
+            return Vec::new();
+        };
+        match it.next() {
+            Some(Ok(t)) if t.tid == tid => {
+                let mut oids: Vec<Oid> = t.records.iter().map(|r| r.oid).collect();
+                oids.sort();
+                oids.dedup();
+                oids
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub(super) fn iterator(
+        self: &Arc<Self>,
+        start: Option<Tid>,
+        stop: Option<Tid>,
+    ) -> Result<TransactionIter, StorageError> {
+        self.check_open()?;
+        let conn = self.wait_connection()?;
+        let method = "iterator_start";
+        let reply = conn
+            .call(Call::IteratorStart { start, stop }, Post::Nothing)
+            .map_err(|e| call_error(method, CallKind::Read, None, e))?;
+        let iid = reply.as_i64().ok_or_else(|| bad_reply(method, &reply))?;
+        let weak = Arc::downgrade(self);
+        let closed = Arc::new(move || weak.upgrade().is_none_or(|s| s.is_closed()));
+        Ok(Box::new(RemoteIter::new(conn, iid, closed)))
     }
 }

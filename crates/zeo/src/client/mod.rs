@@ -6,12 +6,22 @@
 //!
 //! * `connection.rs`: one socket, the handshake, calls matched to replies by message id
 //!   on a reader thread, callbacks;
-//! * this file: connecting (register, read-only fallback, cache verification),
-//!   reconnecting in the background, and the `Storage` methods;
-//! * `cache.rs`: the size-bounded cache of object revisions;
+//! * this file: the options, the state the client's threads share, connecting and the
+//!   client's own methods (`ping`, `cache_stats`, ...);
+//! * `session.rs`: one session with a server: register (read-only fallback), cache
+//!   verification, `get_info`, installing the connection;
+//! * `reconnect.rs`: the manager thread that reconnects, and upgrades a fallback;
+//! * `events.rs`: what the reader thread reports (replies' cache updates,
+//!   invalidations, `info`, a lost connection), and the listeners' reports;
+//! * `storage.rs`: `impl Storage for ClientStorage`;
 //! * `txn.rs`: buffered transactions and the connection's one transaction slot;
+//! * `commit.rs`: vote, finish and abort over the wire;
+//! * `cache.rs`: the size-bounded cache of object revisions;
 //! * `iter.rs`: the lazy transaction iterator;
-//! * `convert.rs`: wire values ↔ storage types, and error mapping.
+//! * `convert.rs`: the replies only the client reads, and error mapping.
+//!
+//! The calls and the replies both sides read are typed in `crate::wire` (`Call`,
+//! `TxnOp`, `VoteReply`, ...), shared with the server.
 //!
 //! Threads: each connection has a reader thread; a manager thread waits for the
 //! connection to be lost and reconnects (every 1–2 s while it fails), and while a
@@ -81,41 +91,44 @@
 //! * No blobs, no TLS, no heartbeat, no persistent cache file.
 
 mod cache;
+mod commit;
 mod connection;
 mod convert;
+mod events;
 mod iter;
+mod reconnect;
+mod session;
+mod storage;
 mod txn;
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use zodb_pickle::Value;
-use zodb_storage::{
-    HistoryEntry, InvalidationListener, Listeners, Oid, RecordIterItem, Revision, Storage,
-    StorageError, Tid, TransactionIter, TransactionMeta, TxnHandle, UndoLogEntry,
-};
+#[cfg(doc)]
+use zodb_storage::Storage;
+use zodb_storage::{Listeners, Oid, StorageError, Tid};
 
 pub use cache::CacheStats;
 
+use crate::address::Address;
 use crate::limits;
-use crate::wire::RemoteError;
+use crate::wire::Call;
 use cache::Cache;
-use connection::{Address, CallError, CallResult, Connection, Events, FinishUpdate, Post};
-use convert::{
-    CallKind, as_oid, as_tid, bad_reply, call_error, disconnected, int_value, items, oid_value,
-    opt_tid_value, tid_value,
-};
-use txn::{Op, Phase, Txn, Txns};
+use connection::{Connection, Post};
+use convert::{CallKind, call_error};
+use reconnect::reconnect_delay;
+use txn::Txns;
 
 /// How to reach and use a ZEO server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientOptions {
     /// Server addresses, tried in order: `host:port`, `port` (loopback), or a unix
-    /// socket path (anything containing `/`).  The first that registers is used.
+    /// socket path (anything containing `/`), as [`Address`]
+    /// parses them (an empty one is refused).  The first that registers is used.
     pub addresses: Vec<String>,
     /// The storage to open on the server (`'1'` by default, as runzeo names its one).
     pub storage: String,
@@ -221,161 +234,6 @@ pub struct ClientStorage {
     shared: Arc<Shared>,
 }
 
-/// Why a connection attempt failed; `permanent` when retrying the same server cannot
-/// help without a change on its side (refused registration).
-#[derive(Debug)]
-struct AttemptError {
-    error: StorageError,
-    permanent: bool,
-}
-
-impl AttemptError {
-    fn transient(why: impl Into<String>) -> AttemptError {
-        AttemptError {
-            error: disconnected(why),
-            permanent: false,
-        }
-    }
-}
-
-/// A registered (not yet verified) connection.
-struct Registered {
-    conn: Arc<Connection>,
-    read_only: bool,
-    fallback: bool,
-    server_tid: Tid,
-}
-
-/// A delay of 1–2 s, uniformly (Python's `1 + random()`).
-fn reconnect_delay() -> Duration {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    let span = limits::CLIENT_RECONNECT_DELAY_MAX_MILLIS
-        .saturating_sub(limits::CLIENT_RECONNECT_DELAY_MIN_MILLIS)
-        .max(1);
-    Duration::from_millis(limits::CLIENT_RECONNECT_DELAY_MIN_MILLIS + h.finish() % span)
-}
-
-/// The float seconds to send `pack` so that the server's conversion back to a tid
-/// (`TimeStamp(*gmtime(t)[:5] + (t % 60,))`) is not before `tid`: a double cannot hold
-/// a tid exactly (~17 tid units per ulp today), and rounding down would leave the
-/// transaction `tid` out of the pack.
-fn pack_seconds(tid: Tid) -> f64 {
-    let mut t = tid.unix_seconds();
-    for _ in 0..64 {
-        if Tid::from_unix_seconds(t) >= tid {
-            break;
-        }
-        t = t.next_up();
-    }
-    t
-}
-
-impl Events for Shared {
-    fn post(&self, _conn: &Connection, post: Post, result: &CallResult) {
-        match (post, result) {
-            (Post::Nothing, _) | (_, Err(_)) => {}
-            (Post::Load(oid), Ok(reply)) => {
-                if let Ok(Some(rev)) = revision(reply) {
-                    self.cache
-                        .lock()
-                        .cache
-                        .store(oid, rev.start, rev.end, rev.data);
-                }
-            }
-            (Post::Finish(update), Ok(reply)) => {
-                if let Some(tid) = as_tid(reply) {
-                    let FinishUpdate {
-                        stores,
-                        changed,
-                        oids,
-                    } = update;
-                    let mut state = self.cache.lock();
-                    for oid in changed {
-                        state.cache.invalidate(oid, tid);
-                    }
-                    for (oid, data) in stores {
-                        state.cache.invalidate(oid, tid);
-                        state.cache.store(oid, tid, None, data);
-                    }
-                    state.cache.advance(tid);
-                    // Our own commit: no invalidation will come for it.  Reported here,
-                    // in stream order with the others' invalidations, before the caller
-                    // of `finish` is woken.
-                    let mut reported = self.reported.lock();
-                    drop(state);
-                    self.report(&mut reported, tid, &oids);
-                }
-            }
-        }
-    }
-
-    fn invalidate(&self, conn: &Connection, tid: Tid, oids: Vec<Oid>) {
-        let mut state = self.cache.lock();
-        if let Some(held) = state.held.get_mut(&conn.id) {
-            // Applied, and reported, by verification.
-            held.push((tid, oids));
-            return;
-        }
-        for &oid in &oids {
-            state.cache.invalidate(oid, tid);
-        }
-        state.cache.advance(tid);
-        let mut reported = self.reported.lock();
-        drop(state);
-        self.report(&mut reported, tid, &oids);
-    }
-
-    fn info(&self, info: &Value) {
-        let mut i = self.info.lock();
-        if let Some(n) = info.get("length").and_then(Value::as_i64) {
-            i.length = u64::try_from(n).unwrap_or(0);
-        }
-        if let Some(n) = info.get("size").and_then(Value::as_i64) {
-            i.size = u64::try_from(n).unwrap_or(0);
-        }
-    }
-
-    fn lost(&self, conn: &Connection, why: &str) {
-        self.cache.lock().held.remove(&conn.id);
-        let mut st = self.conn.lock();
-        if st.current.as_ref().is_some_and(|c| c.id == conn.id) {
-            st.current = None;
-            st.read_only = false;
-            st.fallback = false;
-            st.last_error = Some(why.to_string());
-            if !self.closed.load(Ordering::Acquire) {
-                tracing::warn!("{why}; reconnecting");
-            }
-        }
-        self.conn_cv.notify_all();
-    }
-}
-
-/// A `loadBefore` reply: `None`, or `(data, start, end | None)`.
-fn revision(reply: &Value) -> Result<Option<Revision>, StorageError> {
-    if *reply == Value::None {
-        return Ok(None);
-    }
-    let bad = || bad_reply("loadBefore", reply);
-    let [data, start, end] = items(reply).ok_or_else(bad)? else {
-        return Err(bad());
-    };
-    Ok(Some(Revision {
-        data: data.as_bytes().ok_or_else(bad)?.to_vec(),
-        start: as_tid(start).ok_or_else(bad)?,
-        end: match end {
-            Value::None => None,
-            v => Some(as_tid(v).ok_or_else(bad)?),
-        },
-    }))
-}
-
 impl Shared {
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
@@ -429,28 +287,12 @@ impl Shared {
             self.conn_cv.wait_until(&mut st, deadline);
         }
     }
-
-    /// Waits `delay` unless the client closes first; false if it closed.
-    fn pause(&self, delay: Duration) -> bool {
-        let deadline = Instant::now() + delay;
-        let mut st = self.conn.lock();
-        while !st.closed && Instant::now() < deadline {
-            self.conn_cv.wait_until(&mut st, deadline);
-        }
-        !st.closed
-    }
-
     /// A synchronous call on the current connection.
-    fn call(
-        &self,
-        method: &str,
-        args: Vec<Value>,
-        kind: CallKind,
-        oid: Option<Oid>,
-    ) -> Result<Value, StorageError> {
+    fn call(&self, call: Call, kind: CallKind, oid: Option<Oid>) -> Result<Value, StorageError> {
         self.check_open()?;
         let conn = self.wait_connection()?;
-        conn.call(method, args, Post::Nothing)
+        let method = call.method();
+        conn.call(call, Post::Nothing)
             .map_err(|e| call_error(method, kind, oid, e))
     }
 
@@ -471,500 +313,6 @@ impl Shared {
         *reported = tid;
         self.listeners.committed(tid, oids);
     }
-
-    // -----------------------------------------------------------------------
-    // Connecting
-    // -----------------------------------------------------------------------
-
-    /// Connects to `address` and registers, with the read-only fallback.
-    fn register(
-        self: &Arc<Self>,
-        address: &Address,
-        allow_fallback: bool,
-    ) -> Result<Registered, AttemptError> {
-        let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let events: Arc<dyn Events> = Arc::clone(self) as Arc<dyn Events>;
-        let conn = Connection::open(id, address, self.options.frame_size_max, events)
-            .map_err(AttemptError::transient)?;
-        // Hold invalidations from now until the cache is verified.
-        self.cache.lock().held.insert(id, Vec::new());
-        let result = self.register_on(&conn, allow_fallback);
-        if result.is_err() {
-            self.cache.lock().held.remove(&id);
-            conn.close();
-        }
-        result
-    }
-
-    fn register_on(
-        &self,
-        conn: &Arc<Connection>,
-        allow_fallback: bool,
-    ) -> Result<Registered, AttemptError> {
-        let name = Value::str(self.options.storage.as_str());
-        let refused = |e: CallError| match e {
-            CallError::Remote(RemoteError::ReadOnlyError) => AttemptError {
-                error: StorageError::ReadOnly,
-                permanent: true,
-            },
-            CallError::Remote(r) => AttemptError {
-                error: StorageError::io(
-                    format!("registering storage '{}'", self.options.storage),
-                    std::io::Error::other(format!("{}: {r}", conn.address)),
-                ),
-                permanent: true,
-            },
-            CallError::Disconnected(why) | CallError::Encode(why) => AttemptError::transient(why),
-        };
-        let read_only = self.options.read_only;
-        let (reply, read_only, fallback) = match conn.call(
-            "register",
-            vec![name.clone(), Value::Bool(read_only)],
-            Post::Nothing,
-        ) {
-            Ok(v) => (v, read_only, false),
-            Err(CallError::Remote(RemoteError::ReadOnlyError))
-                if !read_only && allow_fallback && self.options.read_only_fallback =>
-            {
-                // Spec §5.1: register again, read-only, on the same connection.
-                let v = conn
-                    .call("register", vec![name, Value::Bool(true)], Post::Nothing)
-                    .map_err(refused)?;
-                (v, true, true)
-            }
-            Err(e) => return Err(refused(e)),
-        };
-        let server_tid = match as_tid(&reply) {
-            Some(t) => t,
-            None => {
-                let v = conn
-                    .call("lastTransaction", vec![], Post::Nothing)
-                    .map_err(refused)?;
-                as_tid(&v).ok_or_else(|| AttemptError {
-                    error: bad_reply("lastTransaction", &v),
-                    permanent: false,
-                })?
-            }
-        };
-        Ok(Registered {
-            conn: Arc::clone(conn),
-            read_only,
-            fallback,
-            server_tid,
-        })
-    }
-
-    /// Cache verification (spec §5.1 step 4–5), then the held invalidations; the
-    /// listeners are told what changed since the last transaction they heard of (see
-    /// "Listeners" in the module doc).
-    fn verify(&self, r: &Registered) -> Result<(), AttemptError> {
-        let conn = &r.conn;
-        let server = r.server_tid;
-        let (cache_tid, empty) = {
-            let s = self.cache.lock();
-            (s.cache.last_tid(), s.cache.is_empty())
-        };
-        // The cache's tid is also the last one reported to the listeners (both move
-        // together), so with listeners an empty cache still needs the list.
-        let listening = !self.listeners.is_empty();
-        enum Check {
-            /// Nothing was missed, or nobody needs to know.
-            Nothing,
-            /// What changed is unknown (why, for the log): drop the cache, reset the
-            /// listeners.
-            Unknown(String),
-            /// These objects changed after `cache_tid`.
-            Oids(Vec<Oid>),
-        }
-        let check = if cache_tid == server || (empty && !listening) {
-            Check::Nothing
-        } else if cache_tid > server {
-            if !empty {
-                return Err(AttemptError::transient(format!(
-                    "the server at {} is behind this client (its last transaction {server}, \
-                     the client's cache has {cache_tid}); not using it",
-                    conn.address
-                )));
-            }
-            Check::Unknown(format!(
-                "the server's last transaction {server} is before {cache_tid}, the last one \
-                 reported"
-            ))
-        } else {
-            let reply = conn
-                .call(
-                    "getInvalidations",
-                    vec![tid_value(cache_tid)],
-                    Post::Nothing,
-                )
-                .map_err(|e| match e {
-                    CallError::Remote(r) => AttemptError::transient(format!(
-                        "{}: getInvalidations failed: {r}",
-                        conn.address
-                    )),
-                    CallError::Disconnected(why) | CallError::Encode(why) => {
-                        AttemptError::transient(why)
-                    }
-                })?;
-            let unknown = || {
-                Check::Unknown(format!(
-                    "the server cannot tell what changed since {cache_tid}"
-                ))
-            };
-            match reply {
-                Value::None => unknown(),
-                ref v => match items(v) {
-                    Some([_, oids, ..]) => match items(oids) {
-                        Some(oids) => Check::Oids(oids.iter().filter_map(as_oid).collect()),
-                        None => unknown(),
-                    },
-                    _ => unknown(),
-                },
-            }
-        };
-        let mut s = self.cache.lock();
-        match &check {
-            Check::Nothing => {}
-            Check::Unknown(why) => {
-                tracing::info!("{why}: dropping the cache");
-                s.cache.clear();
-            }
-            Check::Oids(oids) => {
-                for &oid in oids {
-                    s.cache.invalidate_unknown(oid);
-                }
-            }
-        }
-        if empty || server > s.cache.last_tid() {
-            s.cache.set_last_tid(server);
-        }
-        let mut newer = Vec::new();
-        for (tid, oids) in s.held.remove(&conn.id).unwrap_or_default() {
-            if tid > server {
-                for &oid in &oids {
-                    s.cache.invalidate(oid, tid);
-                }
-                s.cache.advance(tid);
-                newer.push((tid, oids));
-            }
-        }
-        // From here the reader applies this connection's invalidations itself; it
-        // reports them only once it gets `reported`, after these reports.
-        let mut reported = self.reported.lock();
-        drop(s);
-        match check {
-            Check::Nothing => *reported = server,
-            Check::Unknown(_) => {
-                *reported = server;
-                self.listeners.reset(server);
-            }
-            Check::Oids(oids) => self.report(&mut reported, server, &oids),
-        }
-        for (tid, oids) in newer {
-            self.report(&mut reported, tid, &oids);
-        }
-        Ok(())
-    }
-
-    fn fetch_info(&self, conn: &Connection) -> Result<(), AttemptError> {
-        let reply = conn
-            .call("get_info", vec![], Post::Nothing)
-            .map_err(|e| match e {
-                CallError::Remote(r) => AttemptError::transient(format!("get_info failed: {r}")),
-                CallError::Disconnected(why) | CallError::Encode(why) => {
-                    AttemptError::transient(why)
-                }
-            })?;
-        let mut i = self.info.lock();
-        let int = |k: &str| {
-            reply
-                .get(k)
-                .and_then(Value::as_i64)
-                .and_then(|n| u64::try_from(n).ok())
-        };
-        i.length = int("length").unwrap_or(0);
-        i.size = int("size").unwrap_or(0);
-        i.name = reply
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("ZEO Client")
-            .to_string();
-        i.supports_undo = match reply.get("supportsUndo") {
-            Some(Value::Bool(b)) => *b,
-            Some(Value::Int(n)) => *n != 0,
-            _ => false,
-        };
-        Ok(())
-    }
-
-    /// Registers, verifies and installs a connection to the first address that takes
-    /// us (a writable registration preferred over a read-only fallback one).  With
-    /// `upgrade`, only writable registrations on addresses other than `skip` count.
-    fn connect_any(
-        self: &Arc<Self>,
-        skip: Option<&Address>,
-        upgrade: bool,
-    ) -> Result<(), AttemptError> {
-        let mut fallback: Option<Registered> = None;
-        let mut last: Option<AttemptError> = None;
-        for address in &self.addresses {
-            if skip == Some(address) {
-                continue;
-            }
-            if self.is_closed() {
-                break;
-            }
-            match self.register(address, !upgrade) {
-                Ok(r) if !r.fallback => {
-                    if let Some(f) = fallback.take() {
-                        self.discard(&f);
-                    }
-                    return self.install(r);
-                }
-                Ok(r) => {
-                    if fallback.is_none() {
-                        fallback = Some(r);
-                    } else {
-                        self.discard(&r);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(%address, "connection attempt failed: {}", e.error);
-                    last = Some(e);
-                }
-            }
-        }
-        match fallback {
-            Some(r) => self.install(r),
-            None => Err(last.unwrap_or_else(|| AttemptError::transient("no address to try"))),
-        }
-    }
-
-    fn discard(&self, r: &Registered) {
-        self.cache.lock().held.remove(&r.conn.id);
-        r.conn.close();
-    }
-
-    fn install(&self, r: Registered) -> Result<(), AttemptError> {
-        let outcome = self.verify(&r).and_then(|()| self.fetch_info(&r.conn));
-        if let Err(e) = outcome {
-            self.discard(&r);
-            return Err(e);
-        }
-        let old = {
-            let mut st = self.conn.lock();
-            if st.closed {
-                drop(st);
-                r.conn.close();
-                return Err(AttemptError {
-                    error: StorageError::Closed,
-                    permanent: true,
-                });
-            }
-            if r.conn.is_dead() {
-                return Err(AttemptError::transient(format!(
-                    "the connection to {} ended while connecting",
-                    r.conn.address
-                )));
-            }
-            st.read_only = r.read_only;
-            st.fallback = r.fallback;
-            st.last_error = None;
-            self.connections_made.fetch_add(1, Ordering::Relaxed);
-            self.conn_cv.notify_all();
-            st.current.replace(Arc::clone(&r.conn))
-        };
-        tracing::info!(
-            address = %r.conn.address,
-            encoding = ?r.conn.encoding,
-            read_only = r.read_only,
-            last_transaction = %r.server_tid,
-            "connected to the ZEO server"
-        );
-        if let Some(old) = old {
-            old.close();
-        }
-        Ok(())
-    }
-
-    /// The manager thread: reconnects after a loss, upgrades a read-only fallback
-    /// connection when another address takes a writable registration.
-    fn manage(self: Arc<Self>) {
-        loop {
-            let upgrade_from = {
-                let mut st = self.conn.lock();
-                loop {
-                    if st.closed {
-                        return;
-                    }
-                    match &st.current {
-                        None => break None,
-                        Some(c) if st.fallback && self.addresses.len() > 1 => {
-                            break Some(c.address.clone());
-                        }
-                        Some(_) => self.conn_cv.wait(&mut st),
-                    }
-                }
-            };
-            if !self.pause(reconnect_delay()) {
-                return;
-            }
-            let result = match &upgrade_from {
-                None => self.connect_any(None, false),
-                Some(address) => {
-                    let still = {
-                        let st = self.conn.lock();
-                        st.fallback && st.current.as_ref().is_some_and(|c| &c.address == address)
-                    };
-                    if !still {
-                        continue;
-                    }
-                    self.connect_any(Some(address), true)
-                }
-            };
-            if let Err(e) = result
-                && upgrade_from.is_none()
-            {
-                let why = e.error.to_string();
-                let mut st = self.conn.lock();
-                // Say it once, not every 1–2 s.
-                if st.last_error.as_deref() != Some(why.as_str()) {
-                    tracing::warn!("reconnecting failed, will retry: {why}");
-                }
-                st.last_error = Some(why);
-            }
-        }
-    }
-
-    // -----------------------------------------------------------------------
-    // Transactions
-    // -----------------------------------------------------------------------
-
-    fn txnid(id: u64) -> Value {
-        Value::Int(i64::try_from(id).unwrap_or(i64::MAX))
-    }
-
-    /// Applies `f` to the open (buffering) transaction `txn`.
-    fn with_open_txn<T>(
-        &self,
-        txn: &TxnHandle,
-        f: impl FnOnce(&mut Txn) -> T,
-    ) -> Result<T, StorageError> {
-        self.check_open()?;
-        let mut t = self.txns.lock();
-        match t.open.get_mut(&txn.id()) {
-            Some(e) if matches!(e.phase, Phase::Open) => Ok(f(e)),
-            Some(_) => Err(StorageError::Transaction(
-                "the transaction has been voted (or failed); it takes no more changes".into(),
-            )),
-            None => Err(unknown_txn(txn)),
-        }
-    }
-
-    /// Sends the transaction and votes; on success the caller holds the slot.
-    fn vote_on_server(&self, id: u64, txn: &Txn) -> Result<Voted, VoteFailure> {
-        let conn = self.wait_connection().map_err(|e| (e, None))?;
-        if conn.id != txn.conn_id {
-            return Err((
-                disconnected(
-                    "the connection to the ZEO server was lost since the transaction began; \
-                     retry the transaction",
-                ),
-                None,
-            ));
-        }
-        let txnid = Self::txnid(id);
-        let calls = std::iter::once(txn.begin_call(&txnid))
-            .chain(txn.ops.iter().map(|op| op.to_call(&txnid)));
-        let failed = |conn: &Arc<Connection>, method: &str, e: CallError| {
-            (
-                call_error(method, CallKind::Commit, None, e),
-                Some(Arc::clone(conn)),
-            )
-        };
-        conn.send_async(calls)
-            .map_err(|e| failed(&conn, "tpc_begin", e))?;
-        let reply = conn
-            .call("vote", vec![txnid], Post::Nothing)
-            .map_err(|e| failed(&conn, "vote", e))?;
-        let (changed, conflicts) =
-            convert::vote_result(&reply).map_err(|e| (e, Some(Arc::clone(&conn))))?;
-        if !conflicts.is_empty() {
-            return Err((
-                StorageError::from_conflicts(conflicts),
-                Some(Arc::clone(&conn)),
-            ));
-        }
-        Ok((conn, changed))
-    }
-
-    /// Tells the server to forget transaction `id` (best effort: a lost connection
-    /// aborts it anyway).
-    fn abort_on_server(conn: &Connection, id: u64) {
-        if !conn.is_dead() {
-            let _ = conn.call("tpc_abort", vec![Self::txnid(id)], Post::Nothing);
-        }
-    }
-
-    fn release_slot(&self, id: u64, remove: bool) {
-        let mut t = self.txns.lock();
-        if remove {
-            t.open.remove(&id);
-        }
-        if t.slot == Some(id) {
-            t.slot = None;
-        }
-        self.txn_cv.notify_all();
-    }
-
-    /// The oids transaction `tid` changed, read with the iterator (for `undo`).
-    fn transaction_oids(self: &Arc<Self>, tid: Tid) -> Vec<Oid> {
-        let Ok(mut it) = self.iterator(Some(tid), Some(tid)) else {
-            return Vec::new();
-        };
-        match it.next() {
-            Some(Ok(t)) if t.tid == tid => {
-                let mut oids: Vec<Oid> = t.records.iter().map(|r| r.oid).collect();
-                oids.sort();
-                oids.dedup();
-                oids
-            }
-            _ => Vec::new(),
-        }
-    }
-
-    fn iterator(
-        self: &Arc<Self>,
-        start: Option<Tid>,
-        stop: Option<Tid>,
-    ) -> Result<TransactionIter, StorageError> {
-        self.check_open()?;
-        let conn = self.wait_connection()?;
-        let method = "iterator_start";
-        let reply = conn
-            .call(
-                method,
-                vec![opt_tid_value(start), opt_tid_value(stop)],
-                Post::Nothing,
-            )
-            .map_err(|e| call_error(method, CallKind::Read, None, e))?;
-        let iid = reply.as_i64().ok_or_else(|| bad_reply(method, &reply))?;
-        let weak = Arc::downgrade(self);
-        let closed = Arc::new(move || weak.upgrade().is_none_or(|s| s.is_closed()));
-        Ok(Box::new(iter::RemoteIter::new(conn, iid, closed)))
-    }
-}
-
-/// A successful vote: the connection holding the server's transaction, and the oids the
-/// vote reported changed.
-type Voted = (Arc<Connection>, Vec<Oid>);
-
-/// A failed vote, and the connection to abort the server's transaction on (if it got
-/// that far).
-type VoteFailure = (StorageError, Option<Arc<Connection>>);
-
-fn unknown_txn(txn: &TxnHandle) -> StorageError {
-    StorageError::Transaction(format!("{txn:?} is not an open transaction of this client"))
 }
 
 impl ClientStorage {
@@ -974,8 +322,8 @@ impl ClientStorage {
     /// reconnects when the connection is lost.
     ///
     /// Fails with `ReadOnly` when the server refuses a writable registration and
-    /// `read_only_fallback` is off, with `Io` when the storage name is unknown to the
-    /// server or no server answered in time.
+    /// `read_only_fallback` is off, with `Io` when an address is empty, when the storage
+    /// name is unknown to the server or no server answered in time.
     pub fn connect(options: ClientOptions) -> Result<ClientStorage, StorageError> {
         if options.addresses.is_empty() {
             return Err(StorageError::io(
@@ -986,8 +334,18 @@ impl ClientStorage {
         let addresses = options
             .addresses
             .iter()
-            .map(|a| Address::parse(a))
-            .collect();
+            .map(|a| {
+                Address::parse(a).map_err(|e| {
+                    StorageError::io(
+                        "ZEO client",
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            format!("server address {a:?}: {e}"),
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let shared = Arc::new(Shared {
             addresses,
             closed: AtomicBool::new(false),
@@ -1076,9 +434,7 @@ impl ClientStorage {
     /// commit another client has just seen finish is among them depends on the server:
     /// Python's queues the invalidations in the same step as the committer's reply.)
     pub fn ping(&self) -> Result<(), StorageError> {
-        self.shared
-            .call("ping", vec![], CallKind::Read, None)
-            .map(drop)
+        self.shared.call(Call::Ping, CallKind::Read, None).map(drop)
     }
 
     /// A round trip that gives up after `within`, failing at once (without waiting for
@@ -1092,7 +448,7 @@ impl ClientStorage {
                 _ => return Err(self.shared.no_connection(&st, None)),
             }
         };
-        conn.call_within("ping", vec![], within)
+        conn.call_within(Call::Ping, within)
             .map(drop)
             .map_err(|e| call_error("ping", CallKind::Read, None, e))
     }
@@ -1132,519 +488,17 @@ impl Drop for ClientStorage {
     }
 }
 
-impl Storage for ClientStorage {
-    fn name(&self) -> String {
-        format!(
-            "ZEO storage '{}' at {}",
-            self.shared.options.storage,
-            self.shared.options.addresses.join(", ")
-        )
-    }
-
-    fn location(&self) -> zodb_storage::StorageLocation {
-        zodb_storage::StorageLocation {
-            kind: "zeo",
-            location: self.shared.options.addresses.join(", "),
-        }
-    }
-
-    fn is_read_only(&self) -> bool {
-        self.shared.current_read_only()
-    }
-
-    fn last_transaction(&self) -> Tid {
-        self.shared.cache.lock().cache.last_tid()
-    }
-
-    fn len(&self) -> usize {
-        usize::try_from(self.shared.info.lock().length).unwrap_or(usize::MAX)
-    }
-
-    fn size(&self) -> u64 {
-        self.shared.info.lock().size
-    }
-
-    fn load_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>, StorageError> {
-        let s = &self.shared;
-        s.check_open()?;
-        if let Some(rev) = s.cache.lock().cache.load_before(oid, before) {
-            return Ok(Some(rev));
-        }
-        let conn = s.wait_connection()?;
-        let reply = conn
-            .load_before(oid, before)
-            .map_err(|e| call_error("loadBefore", CallKind::Read, Some(oid), e))?;
-        revision(&reply)
-    }
-
-    fn load_serial(&self, oid: Oid, serial: Tid) -> Result<Vec<u8>, StorageError> {
-        // Always asked of the server, as Python's client does: a pack may have removed
-        // the revision while the cache still has it.
-        let s = &self.shared;
-        let reply = s.call(
-            "loadSerial",
-            vec![oid_value(oid), tid_value(serial)],
-            CallKind::Read,
-            Some(oid),
-        )?;
-        match reply {
-            Value::Bytes(b) => Ok(b),
-            other => Err(bad_reply("loadSerial", &other)),
-        }
-    }
-
-    fn new_oids(&self, count: usize) -> Result<Vec<Oid>, StorageError> {
-        let s = &self.shared;
-        s.check_open()?;
-        if count > zodb_storage::limits::NEW_OIDS_COUNT_MAX {
-            return Err(StorageError::Limit(format!(
-                "{count} new oids asked for at once; at most {}",
-                zodb_storage::limits::NEW_OIDS_COUNT_MAX
-            )));
-        }
-        if s.current_read_only() {
-            return Err(StorageError::ReadOnly);
-        }
-        let mut oids = Vec::with_capacity(count);
-        while oids.len() < count {
-            let n = (count - oids.len()).min(limits::NEW_OIDS_PER_CALL_MAX);
-            let reply = s.call("new_oids", vec![int_value(n)], CallKind::Read, None)?;
-            let got: Vec<Oid> = items(&reply)
-                .ok_or_else(|| bad_reply("new_oids", &reply))?
-                .iter()
-                .map(|v| as_oid(v).ok_or_else(|| bad_reply("new_oids", v)))
-                .collect::<Result<_, _>>()?;
-            if got.is_empty() {
-                return Err(bad_reply("new_oids", &reply));
-            }
-            oids.extend(got.into_iter().take(n));
-        }
-        Ok(oids)
-    }
-
-    fn tpc_begin(&self, meta: TransactionMeta) -> Result<TxnHandle, StorageError> {
-        let s = &self.shared;
-        s.check_open()?;
-        if s.options.read_only {
-            return Err(StorageError::ReadOnly);
-        }
-        let extension = convert::extension_value(&meta.extension)?;
-        let conn = s.wait_connection()?;
-        if s.current_read_only() {
-            return Err(StorageError::ReadOnly);
-        }
-        if let Some(tid) = meta.tid {
-            // Checked here: Python's FileStorage would write a tid that is not later
-            // (even an equal one), breaking the file's order.  The last transaction we
-            // know of may be older than the server's; then the server decides.
-            let last = s.cache.lock().cache.last_tid();
-            if tid <= last {
-                return Err(StorageError::Transaction(format!(
-                    "the given tid {tid} is not later than the last transaction {last}"
-                )));
-            }
-        }
-        let id = s.next_txn_id.fetch_add(1, Ordering::Relaxed);
-        s.txns
-            .lock()
-            .open
-            .insert(id, Txn::new(conn.id, meta, extension));
-        Ok(TxnHandle::new(id))
-    }
-
-    fn store(
-        &self,
-        txn: &TxnHandle,
-        oid: Oid,
-        expected: Tid,
-        data: Vec<u8>,
-    ) -> Result<(), StorageError> {
-        // Room for the message around the data.
-        const ENVELOPE: usize = 256;
-        let max = self.shared.options.frame_size_max;
-        if data.len().saturating_add(ENVELOPE) > max {
-            return Err(StorageError::Limit(format!(
-                "a record of {} bytes does not fit in a ZEO frame of at most {max} bytes",
-                data.len()
-            )));
-        }
-        self.shared.with_open_txn(txn, |t| {
-            t.push(Op::Store {
-                oid,
-                serial: expected,
-                data,
-            });
-        })
-    }
-
-    fn delete_object(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<(), StorageError> {
-        self.shared.with_open_txn(txn, |t| {
-            t.push(Op::Delete {
-                oid,
-                serial: expected,
-            });
-        })
-    }
-
-    fn restore(
-        &self,
-        txn: &TxnHandle,
-        oid: Oid,
-        data: Option<Vec<u8>>,
-        prev_txn: Option<Tid>,
-    ) -> Result<(), StorageError> {
-        let serial = self.shared.with_open_txn(txn, |t| t.meta.tid)?;
-        if serial.is_none() {
-            return Err(StorageError::Transaction(
-                "restore needs a transaction begun with a given tid".into(),
-            ));
-        }
-        // A backpointer: Python's FileStorage.restore wants the data with it (it writes
-        // a backpointer when it finds them in `prev_txn`, and fails without them), so
-        // send the data too, as Python's copyTransactionsFrom does.  If `prev_txn` has
-        // no revision of the object here, the revision is a deletion.
-        let data = match (data, prev_txn) {
-            (None, Some(prev)) => match self.load_serial(oid, prev) {
-                Ok(d) => Some(d),
-                Err(e) if e.is_pos_key() => None,
-                Err(e) => return Err(e),
-            },
-            (data, _) => data,
-        };
-        let prev_txn = if data.is_some() { prev_txn } else { None };
-        self.shared.with_open_txn(txn, |t| match t.meta.tid {
-            Some(serial) => {
-                t.push(Op::Restore {
-                    oid,
-                    serial,
-                    data,
-                    prev_txn,
-                });
-                Ok(())
-            }
-            None => Err(StorageError::Transaction(
-                "restore needs a transaction begun with a given tid".into(),
-            )),
-        })?
-    }
-
-    fn record_iternext(&self, from: Oid) -> Result<Option<RecordIterItem>, StorageError> {
-        let conn = {
-            self.shared.check_open()?;
-            self.shared.wait_connection()?
-        };
-        let method = "record_iternext";
-        let reply = match conn.call(method, vec![oid_value(from)], Post::Nothing) {
-            Ok(v) => v,
-            // Past the last object: our server answers POSKeyError, Python's the
-            // ValueError of `index.minKey(from)`.
-            Err(CallError::Remote(RemoteError::PosKeyError { .. })) => return Ok(None),
-            Err(CallError::Remote(RemoteError::Other { class_name, .. }))
-                if class_name == "builtins.ValueError" =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(call_error(method, CallKind::Read, Some(from), e)),
-        };
-        let bad = || bad_reply(method, &reply);
-        let [oid, tid, data, next, ..] = items(&reply).ok_or_else(bad)? else {
-            return Err(bad());
-        };
-        Ok(Some(RecordIterItem {
-            oid: as_oid(oid).ok_or_else(bad)?,
-            tid: as_tid(tid).ok_or_else(bad)?,
-            data: data.as_bytes().ok_or_else(bad)?.to_vec(),
-            next: as_oid(next),
-        }))
-    }
-
-    fn check_current_serial(
-        &self,
-        txn: &TxnHandle,
-        oid: Oid,
-        expected: Tid,
-    ) -> Result<(), StorageError> {
-        self.shared.with_open_txn(txn, |t| {
-            t.push(Op::Check {
-                oid,
-                serial: expected,
-            });
-        })
-    }
-
-    fn undo(&self, txn: &TxnHandle, tid: Tid) -> Result<Vec<Oid>, StorageError> {
-        self.shared.with_open_txn(txn, |_| ())?;
-        let oids = self.shared.transaction_oids(tid);
-        let undo_oids = oids.clone();
-        self.shared.with_open_txn(txn, move |t| {
-            t.push(Op::Undo(tid));
-            t.undo_oids.extend(undo_oids);
-        })?;
-        Ok(oids)
-    }
-
-    fn vote(&self, txn: &TxnHandle) -> Result<(), StorageError> {
-        let s = &self.shared;
-        s.check_open()?;
-        let id = txn.id();
-        let mut t = s.txns.lock();
-        match t.open.get_mut(&id) {
-            None => return Err(unknown_txn(txn)),
-            Some(e) => match e.phase {
-                Phase::Open => e.phase = Phase::Busy,
-                Phase::Voted { .. } => {
-                    return Err(StorageError::Transaction("already voted".into()));
-                }
-                Phase::Busy => {
-                    return Err(StorageError::Transaction(
-                        "another call on this transaction is in progress".into(),
-                    ));
-                }
-                Phase::Failed => {
-                    return Err(StorageError::Transaction(
-                        "the transaction failed at vote; abort it".into(),
-                    ));
-                }
-            },
-        }
-        // Wait for the connection's transaction slot.
-        while t.slot.is_some() {
-            if s.is_closed() {
-                if let Some(e) = t.open.get_mut(&id) {
-                    e.phase = Phase::Failed;
-                }
-                s.txn_cv.notify_all();
-                return Err(StorageError::Closed);
-            }
-            s.txn_cv.wait(&mut t);
-        }
-        t.slot = Some(id);
-        let Some(mut entry) = t.open.remove(&id) else {
-            t.slot = None;
-            return Err(unknown_txn(txn));
-        };
-        drop(t);
-        let result = s.vote_on_server(id, &entry);
-        match result {
-            Ok((conn, changed)) => {
-                entry.phase = Phase::Voted { conn, changed };
-                let mut t = s.txns.lock();
-                t.open.insert(id, entry);
-                s.txn_cv.notify_all();
-                Ok(())
-            }
-            Err((e, conn)) => {
-                if let Some(conn) = conn {
-                    // Before the slot goes: the next transaction's tpc_begin must reach
-                    // the server after this one is gone.
-                    Shared::abort_on_server(&conn, id);
-                }
-                entry.phase = Phase::Failed;
-                let mut t = s.txns.lock();
-                t.open.insert(id, entry);
-                if t.slot == Some(id) {
-                    t.slot = None;
-                }
-                s.txn_cv.notify_all();
-                Err(e)
-            }
-        }
-    }
-
-    fn finish(&self, txn: &TxnHandle) -> Result<Tid, StorageError> {
-        let s = &self.shared;
-        s.check_open()?;
-        let id = txn.id();
-        let needs_vote = match s.txns.lock().open.get(&id).map(|e| &e.phase) {
-            None => return Err(unknown_txn(txn)),
-            Some(Phase::Open) => true,
-            Some(Phase::Voted { .. }) => false,
-            Some(Phase::Busy) => {
-                return Err(StorageError::Transaction(
-                    "another call on this transaction is in progress".into(),
-                ));
-            }
-            Some(Phase::Failed) => {
-                return Err(StorageError::Transaction(
-                    "the transaction failed at vote; abort it".into(),
-                ));
-            }
-        };
-        if needs_vote {
-            self.vote(txn)?;
-        }
-        let (conn, update) = {
-            let mut t = s.txns.lock();
-            let Some(e) = t.open.get_mut(&id) else {
-                return Err(unknown_txn(txn));
-            };
-            match std::mem::replace(&mut e.phase, Phase::Busy) {
-                Phase::Voted { conn, changed } => {
-                    let update = e.finish_update(changed);
-                    (conn, update)
-                }
-                other => {
-                    e.phase = other;
-                    return Err(StorageError::Transaction(
-                        "the transaction is not voted".into(),
-                    ));
-                }
-            }
-        };
-        let result = conn.call("tpc_finish", vec![Shared::txnid(id)], Post::Finish(update));
-        if matches!(result, Err(CallError::Remote(_))) {
-            Shared::abort_on_server(&conn, id);
-        }
-        s.release_slot(id, true);
-        let reply = result.map_err(|e| call_error("tpc_finish", CallKind::Commit, None, e))?;
-        as_tid(&reply).ok_or_else(|| bad_reply("tpc_finish", &reply))
-    }
-
-    fn abort(&self, txn: &TxnHandle) {
-        let s = &self.shared;
-        let id = txn.id();
-        let conn = {
-            let mut t = s.txns.lock();
-            loop {
-                match t.open.get(&id).map(|e| &e.phase) {
-                    None => return,
-                    Some(Phase::Busy) => s.txn_cv.wait(&mut t),
-                    Some(_) => break,
-                }
-            }
-            let Some(e) = t.open.get_mut(&id) else {
-                return;
-            };
-            match std::mem::replace(&mut e.phase, Phase::Busy) {
-                // Keep the slot until the server has been told.
-                Phase::Voted { conn, .. } => conn,
-                _ => {
-                    t.open.remove(&id);
-                    s.txn_cv.notify_all();
-                    return;
-                }
-            }
-        };
-        Shared::abort_on_server(&conn, id);
-        s.release_slot(id, true);
-    }
-
-    fn history(&self, oid: Oid, size: usize) -> Result<Vec<HistoryEntry>, StorageError> {
-        let reply = self.shared.call(
-            "history",
-            vec![oid_value(oid), int_value(size.max(1))],
-            CallKind::Read,
-            Some(oid),
-        )?;
-        let mut entries = convert::history_entries(&reply)?;
-        entries.truncate(size.max(1));
-        Ok(entries)
-    }
-
-    fn undo_log(&self, first: usize, last: usize) -> Result<Vec<UndoLogEntry>, StorageError> {
-        self.shared.check_open()?;
-        if last <= first {
-            return Ok(Vec::new());
-        }
-        let reply = self.shared.call(
-            "undoLog",
-            vec![int_value(first), int_value(last)],
-            CallKind::Read,
-            None,
-        )?;
-        convert::undo_log_entries(&reply)
-    }
-
-    fn iterator(
-        &self,
-        start: Option<Tid>,
-        stop: Option<Tid>,
-    ) -> Result<TransactionIter, StorageError> {
-        self.shared.iterator(start, stop)
-    }
-
-    fn pack(&self, pack_time: Tid, gc: bool) -> Result<(), StorageError> {
-        self.shared.check_open()?;
-        if !gc {
-            return Err(StorageError::Pack(
-                "a ZEO server always packs with garbage collection; pack without gc is \
-                 not available over ZEO"
-                    .into(),
-            ));
-        }
-        self.shared.call(
-            "pack",
-            vec![Value::Float(pack_seconds(pack_time)), Value::Int(1)],
-            CallKind::Pack,
-            None,
-        )?;
-        // The pack removed old revisions and, with its garbage collection, whole
-        // objects, which the cache may hold; nothing says which.
-        self.shared.cache.lock().cache.clear();
-        Ok(())
-    }
-
-    fn close(&self) -> Result<(), StorageError> {
-        self.shared.shutdown();
-        Ok(())
-    }
-
-    fn add_listener(&self, listener: std::sync::Weak<dyn InvalidationListener>) {
-        self.shared.listeners.add(listener);
-    }
-
-    /// A ping: the server sends every invalidation queued for us before its reply, and the
-    /// reader thread reports them before it wakes us, so they are all reported on return.
-    fn sync(&self) -> Result<(), StorageError> {
-        self.ping()
-    }
-
-    /// [`ClientStorage::ping_within`]: `Disconnected` at once without a connection, or
-    /// when the server does not answer within `within`.
-    fn check_health(&self, within: Duration) -> Result<(), StorageError> {
-        self.ping_within(within)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Regression: an empty address used to be tried as a host named `""` until
+    /// `wait_timeout` ran out; it is refused at once, saying why.
     #[test]
-    fn addresses_parse_like_runzeo() {
-        assert_eq!(
-            Address::parse("8100"),
-            Address::Tcp("127.0.0.1:8100".into())
-        );
-        assert_eq!(
-            Address::parse(":8100"),
-            Address::Tcp("127.0.0.1:8100".into())
-        );
-        assert_eq!(Address::parse("db:8100"), Address::Tcp("db:8100".into()));
-        assert_eq!(
-            Address::parse("./zeo.sock"),
-            Address::Unix("./zeo.sock".into())
-        );
-    }
-
-    #[test]
-    fn pack_seconds_never_before_the_tid() {
-        for tid in [
-            Tid(0x0405_ed58_1777_7777),
-            Tid(0x0407_4691_8222_2222),
-            Tid::from_parts(2031, 7, 9, 23, 59, 59.999),
-        ] {
-            let t = pack_seconds(tid);
-            let back = Tid::from_unix_seconds(t);
-            assert!(back >= tid && back.0 - tid.0 < 64, "{tid} -> {t} -> {back}");
-        }
-    }
-
-    #[test]
-    fn reconnect_delay_in_range() {
-        for _ in 0..20 {
-            let d = reconnect_delay();
-            assert!(d >= Duration::from_millis(1000) && d < Duration::from_millis(2000));
-        }
+    fn an_empty_server_address_is_refused() {
+        let mut options = ClientOptions::new("");
+        options.wait_timeout = Duration::from_secs(600);
+        let e = ClientStorage::connect(options).unwrap_err();
+        assert!(e.to_string().contains("empty address"), "{e}");
     }
 }

@@ -15,84 +15,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use zodb_pickle::Value;
-use zodb_storage::{Oid, Tid, TransactionMeta};
+use zodb_storage::{Oid, TransactionMeta};
 
 use super::connection::{Connection, FinishUpdate};
-use super::convert::{oid_value, opt_tid_value, tid_value};
-
-/// One buffered operation, sent at vote in the order made.
-#[derive(Debug)]
-pub(crate) enum Op {
-    Store {
-        oid: Oid,
-        serial: Tid,
-        data: Vec<u8>,
-    },
-    Delete {
-        oid: Oid,
-        serial: Tid,
-    },
-    Check {
-        oid: Oid,
-        serial: Tid,
-    },
-    Undo(Tid),
-    /// A revision copied as is (`restorea`): `serial` is the transaction's tid; `data`
-    /// `None` reuses `prev_txn`'s data, or deletes without it.
-    Restore {
-        oid: Oid,
-        serial: Tid,
-        data: Option<Vec<u8>>,
-        prev_txn: Option<Tid>,
-    },
-}
-
-impl Op {
-    /// The one-way call that carries this operation (`txnid` last, as Python sends it).
-    pub(crate) fn to_call(&self, txnid: &Value) -> (&'static str, Vec<Value>) {
-        match self {
-            Op::Store { oid, serial, data } => (
-                "storea",
-                vec![
-                    oid_value(*oid),
-                    tid_value(*serial),
-                    Value::Bytes(data.clone()),
-                    txnid.clone(),
-                ],
-            ),
-            Op::Delete { oid, serial } => (
-                "deleteObject",
-                vec![oid_value(*oid), tid_value(*serial), txnid.clone()],
-            ),
-            Op::Check { oid, serial } => (
-                "checkCurrentSerialInTransaction",
-                vec![oid_value(*oid), tid_value(*serial), txnid.clone()],
-            ),
-            Op::Restore {
-                oid,
-                serial,
-                data,
-                prev_txn,
-            } => (
-                "restorea",
-                vec![
-                    oid_value(*oid),
-                    tid_value(*serial),
-                    data.clone().map_or(Value::None, Value::Bytes),
-                    opt_tid_value(*prev_txn),
-                    txnid.clone(),
-                ],
-            ),
-            Op::Undo(tid) => (
-                "undoa",
-                vec![
-                    Value::Bytes(zodb_storage::undo_id(*tid).into_bytes()),
-                    txnid.clone(),
-                ],
-            ),
-        }
-    }
-}
+use crate::wire::{Call, TxnOp};
 
 /// Where a transaction is.
 #[derive(Debug)]
@@ -118,7 +44,8 @@ pub(crate) struct Txn {
     pub meta: TransactionMeta,
     /// The extension as the dict `tpc_begin` sends.
     pub extension: Value,
-    pub ops: Vec<Op>,
+    /// The buffered operations, sent at vote in the order made.
+    pub ops: Vec<TxnOp>,
     /// Oids of the transactions `undo` was asked to undo.
     pub undo_oids: Vec<Oid>,
     pub phase: Phase,
@@ -143,36 +70,39 @@ impl Txn {
 
     /// Buffers an operation.  A store of an object already stored (and not deleted
     /// since) replaces the earlier store.
-    pub(crate) fn push(&mut self, op: Op) {
+    pub(crate) fn push(&mut self, op: TxnOp) {
         match &op {
-            Op::Store { oid, .. } => {
+            TxnOp::Store { oid, .. } => {
                 if let Some(slot) = self.stored_at.get(oid).and_then(|&i| self.ops.get_mut(i)) {
                     *slot = op;
                     return;
                 }
                 self.stored_at.insert(*oid, self.ops.len());
             }
-            Op::Delete { oid, .. } | Op::Restore { oid, .. } => {
+            TxnOp::Delete { oid, .. } | TxnOp::Restore { oid, .. } => {
                 self.stored_at.remove(oid);
             }
-            Op::Check { .. } | Op::Undo(_) => {}
+            TxnOp::Check { .. } | TxnOp::Undo(_) => {}
         }
         self.ops.push(op);
     }
 
-    /// `tpc_begin(txnid, user, description, extension, tid, status)`.
-    pub(crate) fn begin_call(&self, txnid: &Value) -> (&'static str, Vec<Value>) {
-        (
-            "tpc_begin",
-            vec![
-                txnid.clone(),
-                Value::Bytes(self.meta.user.clone()),
-                Value::Bytes(self.meta.description.clone()),
-                self.extension.clone(),
-                opt_tid_value(self.meta.tid),
-                Value::str(" "),
-            ],
-        )
+    /// The `tpc_begin` call that opens this transaction on the server as `txnid`.
+    pub(crate) fn begin_call(&self, txnid: &Value) -> Call {
+        Call::TpcBegin {
+            txn: txnid.clone(),
+            user: self.meta.user.clone(),
+            description: self.meta.description.clone(),
+            extension: self.extension.clone(),
+            tid: self.meta.tid,
+        }
+    }
+
+    /// The calls that send the buffered operations for `txnid`.
+    pub(crate) fn op_calls<'a>(&'a self, txnid: &'a Value) -> impl Iterator<Item = Call> + 'a {
+        self.ops
+            .iter()
+            .map(|op| op.clone().into_call(txnid.clone()))
     }
 
     /// The cache update for this transaction once committed: the last data stored for
@@ -184,11 +114,11 @@ impl Txn {
         let mut last: HashMap<Oid, Option<Vec<u8>>> = HashMap::new();
         for op in std::mem::take(&mut self.ops) {
             let (oid, data) = match op {
-                Op::Store { oid, data, .. } => (oid, Some(data)),
-                Op::Delete { oid, .. } => (oid, None),
+                TxnOp::Store { oid, data, .. } => (oid, Some(data)),
+                TxnOp::Delete { oid, .. } => (oid, None),
                 // Restored data is the revision's own; a backpointer's we do not hold.
-                Op::Restore { oid, data, .. } => (oid, data),
-                Op::Check { .. } | Op::Undo(_) => continue,
+                TxnOp::Restore { oid, data, .. } => (oid, data),
+                TxnOp::Check { .. } | TxnOp::Undo(_) => continue,
             };
             if last.insert(oid, data).is_none() {
                 order.push(oid);
@@ -232,11 +162,12 @@ pub(crate) struct Txns {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zodb_storage::Tid;
 
     #[test]
     fn finish_update_keeps_last_store_and_drops_changed() {
         let mut t = Txn::new(1, TransactionMeta::default(), Value::Dict(vec![]));
-        let store = |oid, data: &[u8]| Op::Store {
+        let store = |oid, data: &[u8]| TxnOp::Store {
             oid: Oid(oid),
             serial: Tid::ZERO,
             data: data.to_vec(),
@@ -246,12 +177,12 @@ mod tests {
             store(2, b"b"),
             store(1, b"a2"),
             store(3, b"c"),
-            Op::Delete {
+            TxnOp::Delete {
                 oid: Oid(3),
                 serial: Tid::ZERO,
             },
             store(4, b"d"),
-            Op::Check {
+            TxnOp::Check {
                 oid: Oid(5),
                 serial: Tid::ZERO,
             },

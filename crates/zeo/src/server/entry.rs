@@ -16,7 +16,7 @@ use zodb_storage::{Oid, Result, Storage, Tid, TxnHandle};
 
 use super::outbox::Outbox;
 use crate::limits;
-use crate::wire::Message;
+use crate::wire::{Callback, Message};
 
 #[derive(Debug)]
 struct Recent {
@@ -104,15 +104,13 @@ impl StorageEntry {
         self.subscribers.lock().len()
     }
 
-    /// The `info` callback payload.
-    pub fn info(&self) -> Value {
-        Value::Dict(vec![
-            (Value::str("length"), Value::Int(self.storage.len() as i64)),
-            (
-                Value::str("size"),
-                Value::Int(self.storage.size().min(i64::MAX as u64) as i64),
-            ),
-        ])
+    /// The `info` callback: the storage's object count and size.
+    pub fn info(&self) -> Message {
+        Callback::Info {
+            length: Some(self.storage.len() as i64),
+            size: Some(self.storage.size().min(i64::MAX as u64) as i64),
+        }
+        .into_message()
     }
 
     /// Finishes the voted transaction `handle`, then, in this order: sends
@@ -146,7 +144,7 @@ impl StorageEntry {
                 sub.invalidate(tid, &oids);
             }
         }
-        committer.send(&Message::callback("info", vec![self.info()]));
+        committer.send(&self.info());
         committer.advance(
             tid,
             Some(&Message::reply(
@@ -165,7 +163,7 @@ impl StorageEntry {
 
     /// Sends `info` to every subscriber (after a pack).
     pub fn broadcast_info(&self) {
-        let msg = Message::callback("info", vec![self.info()]);
+        let msg = self.info();
         for sub in self.subscribers.lock().values() {
             sub.send(&msg);
         }

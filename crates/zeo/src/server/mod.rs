@@ -2,7 +2,8 @@
 //! `ClientStorage` and ours) over TCP or a unix socket.
 //!
 //! Shape after mini-redis: a listener accepts connections (up to a limit)
-//! and runs each in a task of its own (`connection.rs`); per-storage state
+//! and runs each in a task of its own (`connection/`, which reads each
+//! message into a typed `wire::Call` and dispatches on it); per-storage state
 //! shared by all connections lives in `entry.rs`; what a connection sends
 //! goes through its `outbox.rs`. A shutdown signal stops the accept loop,
 //! lets voted transactions finish, and closes the storages.
@@ -23,41 +24,10 @@ use tokio::sync::watch;
 use zodb_pickle::Value;
 use zodb_storage::Storage;
 
+pub use crate::address::Address;
 use crate::limits;
 use crate::wire::Encoding;
 pub use entry::StorageEntry;
-
-/// Where the server listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
-    Tcp(String),
-    Unix(PathBuf),
-}
-
-impl Address {
-    /// runzeo's rule: a value containing `/` is a unix socket path; a bare
-    /// port means loopback.
-    pub fn parse(s: &str) -> Address {
-        if s.contains('/') {
-            Address::Unix(PathBuf::from(s))
-        } else if s.chars().all(|c| c.is_ascii_digit()) {
-            Address::Tcp(format!("127.0.0.1:{s}"))
-        } else if let Some(port) = s.strip_prefix(':') {
-            Address::Tcp(format!("127.0.0.1:{port}"))
-        } else {
-            Address::Tcp(s.to_string())
-        }
-    }
-}
-
-impl std::fmt::Display for Address {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Address::Tcp(a) => f.write_str(a),
-            Address::Unix(p) => write!(f, "{}", p.display()),
-        }
-    }
-}
 
 /// Server settings (runzeo flags or a `zeo.conf`).
 #[derive(Debug, Clone)]

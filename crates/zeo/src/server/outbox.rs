@@ -12,11 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use zodb_pickle::Value;
 use zodb_storage::{Oid, Tid};
 
 use crate::limits;
-use crate::wire::{self, Encoding, Message};
+use crate::wire::{self, Callback, Encoding, Message};
 
 #[derive(Debug)]
 struct State {
@@ -127,17 +126,11 @@ impl Outbox {
 
     /// Tells the client that `tid` changed `oids`.
     pub fn invalidate(&self, tid: Tid, oids: &[Oid]) {
-        let msg = Message::callback(
-            "invalidateTransaction",
-            vec![
-                Value::Bytes(tid.to_bytes().to_vec()),
-                Value::List(
-                    oids.iter()
-                        .map(|o| Value::Bytes(o.to_bytes().to_vec()))
-                        .collect(),
-                ),
-            ],
-        );
+        let msg = Callback::InvalidateTransaction {
+            tid,
+            oids: oids.to_vec(),
+        }
+        .into_message();
         self.advance(tid, Some(&msg));
     }
 

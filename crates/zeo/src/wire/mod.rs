@@ -14,6 +14,10 @@
 //!              Z: protocol 3 pickle, 80 03 28 … 74 2e                (pickle.rs)
 //!              M: msgpack fixarray 94 …                              (msgpack.rs)
 //! error    = args of an error reply: (class_name, payload)           (exceptions.rs)
+//! call     = (name, args) of a client's call, typed                  (call/)
+//! callback = (name, args) of a server's callback, typed              (callback.rs)
+//! reply    = a call's reply value, typed where both sides read it    (reply.rs,
+//!            history.rs)
 //! ```
 //!
 //! Everything here reads bytes from untrusted peers, so the module denies `unwrap`, `expect`,
@@ -27,20 +31,33 @@
     clippy::indexing_slicing
 )]
 
+mod call;
+mod callback;
 mod error;
 pub mod exceptions;
 mod frame;
+mod history;
 mod message;
 mod msgpack;
 mod pickle;
+mod reply;
 
+pub use call::{BadCall, Call, TxnOp};
+pub use callback::Callback;
 pub use error::{FrameError, WireError};
 pub use exceptions::{RemoteError, error_payload_conflict, error_payload_undo, parse_error};
 pub use frame::{LENGTH_PREFIX_SIZE, parse_frame, write_frame};
+pub use history::{history_reply, read_history_reply, read_undo_log_reply, undo_log_dict};
 pub use message::{
     Encoding, Flag, Handshake, Message, PROTOCOL_VERSION, REPLY, RUOK, decode, decode_from_client,
     encode, encode_framed, handshake_announcement, parse_client_handshake,
     parse_server_announcement,
 };
 pub use pickle::{SERVER_GLOBAL_MODULES, simplify};
+pub use reply::{
+    BadReply, TxnHeader, VoteConflict, VoteReply, as_oid, as_tid, data_record_reply,
+    extension_dict, extension_pickle, invalidations_reply, items, load_reply,
+    read_data_record_reply, read_invalidations_reply, read_load_reply, read_record_iternext_reply,
+    record_iternext_reply,
+};
 pub use zodb_pickle::Value;

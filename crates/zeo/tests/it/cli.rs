@@ -258,3 +258,16 @@ fn a_stopped_daemon_exits_at_once() {
         "the pid file is gone with it"
     );
 }
+
+/// Regression: `-a ""` used to listen on `127.0.0.1:` (whatever port the kernel chose);
+/// it is refused, saying what an address looks like.
+#[test]
+fn an_empty_listen_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("Data.fs");
+    let out = bbru_zeo(&["-a", "", "-f", path_str(&file)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("empty address"), "{err}");
+    assert!(!file.exists(), "nothing is created for a refused address");
+}

@@ -219,6 +219,29 @@ fn bad_bytes_close_only_that_connection() {
     bad.send(&Message::call(2, "os.system", vec![Value::str("true")]));
     assert!(bad.closed_by_server());
 
+    // Malformed arguments of known methods: a one-way store without data, a load with
+    // an oid of the wrong size.
+    for msg in [
+        Message::async_call(
+            "storea",
+            vec![
+                Value::Bytes(vec![0; 8]),
+                Value::None,
+                Value::Int(7),
+                Value::Int(1),
+            ],
+        ),
+        Message::call(
+            2,
+            "loadBefore",
+            vec![Value::Bytes(vec![0; 3]), Value::Bytes(vec![0xff; 8])],
+        ),
+    ] {
+        let mut bad = Raw::register(server.port);
+        bad.send(&msg);
+        assert!(bad.closed_by_server());
+    }
+
     // Random bytes from several clients at once.
     let mut rng = 0x1234_5678u64;
     for _ in 0..50 {
@@ -240,6 +263,9 @@ fn bad_bytes_close_only_that_connection() {
     assert_eq!(reply.args, Value::Bytes(vec![0; 8]));
     let log = server.log_text();
     assert!(log.contains("bad handshake"), "{log}");
+    // Each malformed call is named with what it lacks.
+    assert!(log.contains("storea needs data"), "{log}");
+    assert!(log.contains("loadBefore needs an oid and a tid"), "{log}");
     assert!(
         log.contains("unreadable message") || log.contains("bad frame"),
         "{log}"

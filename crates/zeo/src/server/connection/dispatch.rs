@@ -1,0 +1,159 @@
+//! The one `match` over a client's calls: a message is read into a [`Call`] (arguments
+//! checked once, in `wire::call`), then each variant goes to the piece that owns it
+//! (`txn.rs`, `reads.rs`, `iterators.rs`), or is answered here when it is a line long.
+//!
+//! Rules applied before the match: the heartbeat (msgid -1) is ignored; nothing but
+//! `register` is taken before `register`; a malformed or unknown call closes the
+//! connection.  The one-way calls may also come as ordinary calls (ZEO's own tests do
+//! so); those get `None` once done.
+
+use std::sync::Arc;
+
+use zodb_pickle::Value;
+use zodb_storage::StorageError;
+
+use super::{Connection, Step, bytes8, close};
+use crate::limits;
+use crate::wire::{BadCall, Call, Message};
+
+impl Connection {
+    pub(super) fn dispatch(&self, msg: Message) -> Step {
+        let Message {
+            msgid, name, args, ..
+        } = msg;
+        if matches!(msgid, Value::Int(-1)) {
+            return Ok(()); // heartbeat
+        }
+        let is_async = matches!(msgid, Value::Int(0));
+        let registered = self.state.lock().entry.is_some();
+        if !registered && name != "register" {
+            return Err(close(format!("{name} before register")));
+        }
+        let call = Call::decode(&name, args).map_err(|e| match e {
+            BadCall::Unknown(method) if is_async => close(format!("unknown one-way call {method}")),
+            e => close(e.to_string()),
+        })?;
+        let one_way = call.is_one_way();
+        let reply_to = (one_way && !is_async).then(|| msgid.clone());
+        self.run(msgid, call)?;
+        if let Some(msgid) = reply_to {
+            self.reply(msgid, Value::None);
+        }
+        Ok(())
+    }
+
+    /// Runs one call; one-way calls ignore `msgid` (see [`Connection::dispatch`]).
+    fn run(&self, msgid: Value, call: Call) -> Step {
+        match call {
+            Call::Register { storage, read_only } => self.register(msgid, storage, read_only),
+            Call::LastTransaction => {
+                let e = self.entry()?;
+                self.reply(msgid, bytes8(e.storage.last_transaction().to_bytes()));
+                Ok(())
+            }
+            Call::GetInfo => {
+                let e = self.entry()?;
+                self.reply(msgid, self.shared.info_dict(&e));
+                Ok(())
+            }
+            Call::Ping => {
+                self.reply(msgid, Value::None);
+                Ok(())
+            }
+            Call::SetClientLabel { label } => {
+                if let Some(label) = label {
+                    tracing::info!(peer = %self.outbox.peer, label, "client label");
+                }
+                Ok(())
+            }
+            Call::ServerStatus => {
+                let e = self.entry()?;
+                self.reply(msgid, self.shared.status_dict(&e));
+                Ok(())
+            }
+            Call::GetInvalidations { tid } => self.get_invalidations(msgid, tid),
+            Call::LoadBefore { oid, tid } => self.load_before(msgid, oid, tid),
+            Call::LoadSerial { oid, serial } => self.load_serial(msgid, oid, serial),
+            Call::GetTid { oid } => self.get_tid(msgid, oid),
+            Call::NewOids { count } => {
+                let e = self.entry()?;
+                if self.state.lock().read_only {
+                    self.reply_error(msgid, &StorageError::ReadOnly);
+                    return Ok(());
+                }
+                let n = count.clamp(1, limits::NEW_OIDS_PER_CALL_MAX as i64);
+                self.reply_result(
+                    msgid,
+                    e.storage.new_oids(n as usize).map(|oids| {
+                        Value::List(oids.iter().map(|o| bytes8(o.to_bytes())).collect())
+                    }),
+                );
+                Ok(())
+            }
+            Call::History { oid, size } => self.history(msgid, oid, size),
+            Call::UndoLog { first, last } => self.undo_log(msgid, first, last, Vec::new()),
+            Call::UndoInfo { first, last, spec } => self.undo_log(msgid, first, last, spec),
+            Call::RecordIternext { from } => self.record_iternext(msgid, from),
+            Call::TpcBegin {
+                txn,
+                user,
+                description,
+                extension,
+                tid,
+            } => self.tpc_begin(txn, user, description, &extension, tid),
+            call @ (Call::Storea { .. }
+            | Call::DeleteObject { .. }
+            | Call::CheckCurrentSerial { .. }
+            | Call::Restorea { .. }
+            | Call::Undoa { .. }) => match call.into_txn_op() {
+                Some((op, txn)) => self.buffer_op(op, &txn),
+                None => Ok(()),
+            },
+            Call::Vote { txn } => self.vote(msgid, txn),
+            Call::TpcFinish { txn } => self.tpc_finish(msgid, txn),
+            Call::TpcAbort { txn } => {
+                self.abort_transaction(txn.as_ref());
+                self.reply(msgid, Value::None);
+                Ok(())
+            }
+            Call::Pack { time, wait } => self.pack(msgid, time, wait),
+            Call::IteratorStart { start, stop } => self.iterator_start(msgid, start, stop),
+            Call::IteratorNext { id } => self.iterator_next(msgid, id),
+            Call::IteratorRecordStart { id, tid } => self.iterator_record_start(msgid, id, tid),
+            Call::IteratorRecordNext { id } => self.iterator_record_next(msgid, id),
+            Call::IteratorGc { ids } => {
+                self.iterator_gc(&ids);
+                Ok(())
+            }
+        }
+    }
+
+    fn register(&self, msgid: Value, name: String, read_only: bool) -> Step {
+        if self.state.lock().entry.is_some() {
+            return Err(close("second register"));
+        }
+        let Some(entry) = self.shared.storages.get(&name).cloned() else {
+            self.outbox.send(&Message::error(
+                msgid,
+                "builtins.ValueError",
+                Value::Tuple(vec![Value::str(format!("unknown storage: {name}"))]),
+            ));
+            return Ok(());
+        };
+        if !read_only && entry.read_only {
+            self.reply_error(msgid, &StorageError::ReadOnly);
+            return Ok(());
+        }
+        {
+            let mut s = self.state.lock();
+            s.entry = Some(Arc::clone(&entry));
+            s.read_only = read_only;
+        }
+        // Subscribing and reading the last tid are one step with respect
+        // to commits; the reply goes out under the outbox lock with it.
+        let last = entry.register(&self.outbox);
+        tracing::info!(peer = %self.outbox.peer, storage = %name, read_only, last = %last, "registered");
+        self.reply(msgid, bytes8(last.to_bytes()));
+        Ok(())
+    }
+}

@@ -1,0 +1,321 @@
+//! One client connection: the handshake, then a loop that reads messages in order and
+//! hands each to [`Connection::dispatch`] (spec §2, §3, §5).
+//!
+//! Calls that only buffer (`tpc_begin`, `storea`, ...) are handled in line, so they are
+//! applied in the order they were sent.  Loads are answered in line too, on this
+//! connection's task (`block_in_place`: a read from the page cache costs no thread
+//! hand-off).  Calls that may wait or take long (`vote` waiting for its object locks,
+//! `tpc_finish` waiting for the group commit's fdatasync, `pack`, history, iterators)
+//! run on blocking threads and reply when done, so one client's deferred vote never
+//! stops its connection from reading, and replies may leave out of order (they are
+//! matched by msgid).  Everything a connection sends goes through its `Outbox`.
+//!
+//! Pieces:
+//!
+//! * this file: the read loop, the write loop, the connection's state, replies;
+//! * `dispatch.rs`: the `match` over [`Call`](crate::wire::Call);
+//! * `txn.rs`: the buffered transaction, vote (`apply_and_vote`), finish and abort;
+//! * `reads.rs`: loads, history, undo log, invalidations, `record_iternext`, pack;
+//! * `iterators.rs`: the server-side transaction and record iterators.
+
+mod dispatch;
+mod iterators;
+mod reads;
+mod txn;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc};
+use zodb_pickle::Value;
+use zodb_storage::StorageError;
+
+use super::Shared;
+use super::entry::StorageEntry;
+use super::errors;
+use super::outbox::Outbox;
+use crate::limits;
+use crate::wire::{self, Handshake, Message};
+use iterators::Iterators;
+use txn::{Phase, Txn};
+
+/// Why a connection ends early: a protocol error, or a failed one-way call.
+#[derive(Debug)]
+struct Close(String);
+
+type Step = Result<(), Close>;
+
+fn close(why: impl Into<String>) -> Close {
+    Close(why.into())
+}
+
+#[derive(Default)]
+struct State {
+    entry: Option<Arc<StorageEntry>>,
+    read_only: bool,
+    txn: Option<Txn>,
+    iterators: Iterators,
+}
+
+pub struct Connection {
+    shared: Arc<Shared>,
+    outbox: Arc<Outbox>,
+    state: Arc<Mutex<State>>,
+    closed: Arc<AtomicBool>,
+    /// Wakes the reading loop to close the connection (transaction
+    /// timeout, shutdown).
+    kick: Arc<Notify>,
+}
+
+fn bytes8(b: [u8; 8]) -> Value {
+    Value::Bytes(b.to_vec())
+}
+
+/// Runs one connection to its end.
+pub async fn serve<S>(shared: Arc<Shared>, stream: S, peer: String, id: u64)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let encoding = shared.config.encoding;
+    let mut announcement = Vec::new();
+    if wire::write_frame(&mut announcement, wire::handshake_announcement(encoding)).is_err()
+        || writer.write_all(&announcement).await.is_err()
+    {
+        return;
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    // Until a client has registered it gets small frames only: an
+    // anonymous peer must not make us decode tens of megabytes.
+    let frame_max_registered = shared.config.frame_size_max;
+    let frame_max_anonymous = frame_max_registered.min(limits::FRAME_SIZE_MAX_UNREGISTERED);
+    let handshake = match read_frame(&mut reader, &mut buf, frame_max_anonymous).await {
+        Ok(Some(payload)) => payload,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(peer = %peer, "closing: {e}");
+            return;
+        }
+    };
+    let encoding = match wire::parse_client_handshake(&handshake) {
+        Ok(Handshake::Protocol(enc)) => enc,
+        Ok(Handshake::Ruok) => {
+            let status = shared.status_json();
+            let mut out = Vec::new();
+            if wire::write_frame(&mut out, status.as_bytes()).is_ok() {
+                let _ = writer.write_all(&out).await;
+            }
+            let _ = writer.shutdown().await;
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(peer = %peer, "bad handshake: {e}");
+            return;
+        }
+    };
+    tracing::info!(peer = %peer, encoding = ?encoding, "connected");
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let outbox = Arc::new(Outbox::new(id, peer.clone(), encoding, tx));
+    let writer_task = tokio::spawn(write_loop(writer, rx, Arc::clone(&outbox)));
+    let conn = Connection {
+        shared: Arc::clone(&shared),
+        outbox: Arc::clone(&outbox),
+        state: Arc::new(Mutex::new(State::default())),
+        closed: Arc::new(AtomicBool::new(false)),
+        kick: Arc::new(Notify::new()),
+    };
+    let mut shutdown = shared.shutdown.subscribe();
+    let why = loop {
+        let frame = tokio::select! {
+            f = read_frame(&mut reader, &mut buf, conn.frame_max(frame_max_anonymous, frame_max_registered)) => f,
+            _ = conn.kick.notified() => break "closed by the server".to_string(),
+            _ = shutdown.changed() => {
+                if conn.wait_for_voted_transaction().await {
+                    continue;
+                }
+                break "server shutting down".to_string();
+            }
+        };
+        let payload = match frame {
+            Ok(Some(p)) => p,
+            Ok(None) => break "disconnected".to_string(),
+            Err(e) => break e,
+        };
+        let msg = match wire::decode_from_client(encoding, &payload) {
+            Ok(m) => m,
+            Err(e) => break format!("unreadable message: {e}"),
+        };
+        if outbox.is_closed() {
+            break "client not reading".to_string();
+        }
+        if let Err(Close(why)) = conn.dispatch(msg) {
+            break why;
+        }
+    };
+    tracing::info!(peer = %peer, "connection closed: {why}");
+    conn.cleanup();
+    outbox.close();
+    // What is queued gets a moment to leave; a client that does not read does not
+    // keep the connection, nor a server that is stopping, waiting for it.
+    let mut writer_task = writer_task;
+    let flush = Duration::from_millis(limits::CLOSE_FLUSH_MILLIS);
+    if tokio::time::timeout(flush, &mut writer_task).await.is_err() {
+        writer_task.abort();
+        tracing::warn!(peer = %peer, "the client read nothing for {flush:?} after the close; dropped what was queued");
+    }
+}
+
+/// Reads one frame's payload; `Ok(None)` at a clean end of stream.
+async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<Option<Vec<u8>>, String> {
+    loop {
+        match wire::parse_frame(buf, max) {
+            Ok(Some((range, consumed))) => {
+                let payload = buf[range].to_vec();
+                buf.drain(..consumed);
+                return Ok(Some(payload));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("bad frame: {e}")),
+        }
+        // Read into the buffer's spare room: no zeroed bounce buffer.
+        buf.reserve(64 * 1024);
+        match reader.read_buf(buf).await {
+            Ok(0) => {
+                return if buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err("disconnected mid-frame".into())
+                };
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("read error: {e}")),
+        }
+    }
+}
+
+/// Writes queued frames, batching whatever is queued before each flush.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    outbox: Arc<Outbox>,
+) {
+    let mut out = Vec::with_capacity(64 * 1024);
+    while let Some(frame) = rx.recv().await {
+        out.clear();
+        let mut n = frame.len();
+        out.extend_from_slice(&frame);
+        while out.len() < 1 << 20 {
+            match rx.try_recv() {
+                Ok(f) => {
+                    n += f.len();
+                    out.extend_from_slice(&f);
+                }
+                Err(_) => break,
+            }
+        }
+        if writer.write_all(&out).await.is_err() {
+            outbox.close();
+            break;
+        }
+        outbox.written(n);
+    }
+    let _ = writer.shutdown().await;
+}
+
+impl Connection {
+    fn frame_max(&self, anonymous: usize, registered: usize) -> usize {
+        if self.state.lock().entry.is_some() {
+            registered
+        } else {
+            anonymous
+        }
+    }
+
+    fn reply(&self, msgid: Value, value: Value) {
+        self.outbox.send(&Message::reply(msgid, value));
+    }
+
+    fn reply_error(&self, msgid: Value, e: &StorageError) {
+        let (class, payload) = errors::to_remote(e);
+        self.outbox.send(&Message::error(msgid, class, payload));
+    }
+
+    fn reply_result(&self, msgid: Value, r: Result<Value, StorageError>) {
+        match r {
+            Ok(v) => self.reply(msgid, v),
+            Err(e) => self.reply_error(msgid, &e),
+        }
+    }
+
+    fn entry(&self) -> Result<Arc<StorageEntry>, Close> {
+        self.state
+            .lock()
+            .entry
+            .clone()
+            .ok_or_else(|| close("call before register"))
+    }
+
+    /// Runs `f` on a blocking thread and replies with its result.
+    fn spawn_reply<F>(&self, msgid: Value, f: F)
+    where
+        F: FnOnce() -> Result<Value, StorageError> + Send + 'static,
+    {
+        let outbox = Arc::clone(&self.outbox);
+        tokio::task::spawn_blocking(move || {
+            let msg = match f() {
+                Ok(v) => Message::reply(msgid, v),
+                Err(e) => {
+                    let (class, payload) = errors::to_remote(&e);
+                    Message::error(msgid, class, payload)
+                }
+            };
+            outbox.send(&msg);
+        });
+    }
+
+    /// At shutdown: lets a voted transaction finish (up to a grace
+    /// period). True while the connection should keep reading.
+    async fn wait_for_voted_transaction(&self) -> bool {
+        let voted = self
+            .state
+            .lock()
+            .txn
+            .as_ref()
+            .is_some_and(|t| t.phase != Phase::Open);
+        if !voted {
+            return false;
+        }
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(limits::SHUTDOWN_GRACE_SECONDS);
+        let state = Arc::clone(&self.state);
+        let kick = Arc::clone(&self.kick);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            if state.lock().txn.is_some() {
+                kick.notify_one();
+            }
+        });
+        true
+    }
+
+    fn cleanup(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.abort_transaction(None);
+        let entry = {
+            let mut s = self.state.lock();
+            s.iterators = Iterators::default();
+            s.entry.take()
+        };
+        if let Some(e) = entry {
+            e.unregister(self.outbox.id);
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The calls that read the storage (loads, `getTid`, history, the undo log, the
+//! invalidations since a tid, `record_iternext`) and `pack`: each replies with what the
+//! storage says, the slow ones from a blocking thread.
+//!
+//! Loads are the one read with an ordering rule: a client is never sent data newer than
+//! the invalidations it has been sent, so a load is answered as of the newest
+//! transaction the client was told of, and queued only if that has not moved meanwhile
+//! (`Outbox::send_as_of`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use zodb_pickle::Value;
+use zodb_storage::{Oid, StorageError, Tid};
+
+use super::{Connection, Step, bytes8};
+use crate::server::errors;
+use crate::wire::{self, Message};
+
+impl Connection {
+    pub(super) fn get_invalidations(&self, msgid: Value, tid: Tid) -> Step {
+        let e = self.entry()?;
+        self.spawn_reply(msgid, move || {
+            Ok(wire::invalidations_reply(e.invalidations_since(tid)?))
+        });
+        Ok(())
+    }
+
+    pub(super) fn load_before(&self, msgid: Value, oid: Oid, before: Tid) -> Step {
+        let e = self.entry()?;
+        e.stats.loads.fetch_add(1, Ordering::Relaxed);
+        let outbox = Arc::clone(&self.outbox);
+        // Answered on this connection's task (`block_in_place` hands the
+        // worker's other tasks to another thread while the read runs):
+        // a load from the page cache then costs no thread hand-off.
+        tokio::task::block_in_place(move || {
+            let mut seen = outbox.seen();
+            loop {
+                // Answer as of what the client has been told: never newer.
+                let capped = before.min(Tid(seen.0.saturating_add(1)));
+                let msg = match e.storage.load_before(oid, capped) {
+                    Ok(rev) => Message::reply(msgid.clone(), wire::load_reply(rev)),
+                    Err(err) => {
+                        let (class, payload) = errors::to_remote(&err);
+                        Message::error(msgid.clone(), class, payload)
+                    }
+                };
+                match outbox.send_as_of(&msg, seen) {
+                    Ok(()) => break,
+                    Err(newer) => seen = newer,
+                }
+            }
+        });
+        Ok(())
+    }
+
+    pub(super) fn load_serial(&self, msgid: Value, oid: Oid, serial: Tid) -> Step {
+        let e = self.entry()?;
+        self.spawn_reply(msgid, move || {
+            e.storage.load_serial(oid, serial).map(Value::Bytes)
+        });
+        Ok(())
+    }
+
+    pub(super) fn get_tid(&self, msgid: Value, oid: Oid) -> Step {
+        let e = self.entry()?;
+        self.spawn_reply(msgid, move || {
+            e.storage.load(oid).map(|(_, t)| bytes8(t.to_bytes()))
+        });
+        Ok(())
+    }
+
+    pub(super) fn history(&self, msgid: Value, oid: Oid, size: i64) -> Step {
+        let e = self.entry()?;
+        let size = size.max(1) as usize;
+        self.spawn_reply(msgid, move || {
+            Ok(wire::history_reply(e.storage.history(oid, size)?))
+        });
+        Ok(())
+    }
+
+    /// `undoLog(first, last)`, or `undoInfo(first, last, spec)` when `spec` has items:
+    /// then the entries that match every item, `first..last` of those.
+    pub(super) fn undo_log(
+        &self,
+        msgid: Value,
+        first: i64,
+        last: i64,
+        spec: Vec<(Value, Value)>,
+    ) -> Step {
+        let e = self.entry()?;
+        let first = first.max(0);
+        // Python: a negative `last` means `-last` entries after `first`.
+        let last = if last < 0 { first - last } else { last };
+        self.spawn_reply(msgid, move || {
+            let entries = if spec.is_empty() {
+                e.storage.undo_log(first as usize, last.max(0) as usize)?
+            } else {
+                // Filter first, then slice, as Python's UndoSearch does.
+                e.storage.undo_log(0, usize::MAX)?
+            };
+            let mut out = Vec::new();
+            let mut i = 0i64;
+            for u in entries {
+                let dict = wire::undo_log_dict(u);
+                if !spec.is_empty() {
+                    let matches = spec.iter().all(|(k, v)| {
+                        k.as_str()
+                            .and_then(|k| dict.get(k))
+                            .is_some_and(|have| values_equal(have, v))
+                    });
+                    if !matches {
+                        continue;
+                    }
+                    if i < first || i >= last {
+                        i += 1;
+                        continue;
+                    }
+                    i += 1;
+                }
+                out.push(dict);
+            }
+            Ok(Value::List(out))
+        });
+        Ok(())
+    }
+
+    pub(super) fn record_iternext(&self, msgid: Value, from: Oid) -> Step {
+        let e = self.entry()?;
+        self.spawn_reply(msgid, move || match e.storage.record_iternext(from)? {
+            Some(r) => Ok(wire::record_iternext_reply(r)),
+            None => Err(StorageError::pos_key(from)),
+        });
+        Ok(())
+    }
+
+    /// `pack(t, wait)`: packs as of Unix time `t` (never past the last commit), with
+    /// garbage collection; replies once done, or at once when `wait` is false.
+    pub(super) fn pack(&self, msgid: Value, t: f64, wait: bool) -> Step {
+        let entry = self.entry()?;
+        let outbox = Arc::clone(&self.outbox);
+        if !wait {
+            self.reply(msgid.clone(), Value::None);
+        }
+        tokio::task::spawn_blocking(move || {
+            // Never past what has been committed: a pack time in the future
+            // means "now".
+            let pack_tid = Tid::from_unix_seconds(t).min(entry.storage.last_transaction());
+            // Nothing to pack in an empty storage.
+            let result = if pack_tid == Tid::ZERO {
+                Ok(())
+            } else {
+                entry.storage.pack(pack_tid, true)
+            };
+            match &result {
+                Ok(()) => tracing::info!(storage = %entry.name, pack_time = %pack_tid, "packed"),
+                Err(e) => tracing::error!(storage = %entry.name, "pack failed: {e}"),
+            }
+            entry.broadcast_info();
+            if wait {
+                let msg = match result {
+                    Ok(()) => Message::reply(msgid, Value::None),
+                    Err(e) => {
+                        let (class, payload) = errors::to_remote(&e);
+                        Message::error(msgid, class, payload)
+                    }
+                };
+                outbox.send(&msg);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Python's `==` between an undo-log value and a spec value, where bytes and str of the
+/// same text are equal (old clients send str).
+fn values_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Bytes(x), Value::Str(y)) | (Value::Str(y), Value::Bytes(x)) => x == y.as_bytes(),
+        _ => a == b,
+    }
+}

@@ -1,0 +1,389 @@
+//! A connection's transaction (spec §3.2): `tpc_begin` and the one-way store-like calls
+//! only buffer [`TxnOp`]s; `vote` replays them into a storage transaction and votes it
+//! on a blocking thread (waiting there for the object locks); `tpc_finish` has the entry
+//! finish and announce it; `tpc_abort`, a closed connection or the transaction timeout
+//! abort it.
+//!
+//! Vote failure: write conflicts on stores are left to the client (client-side conflict
+//! resolution, as Python's server does in that mode): the reply lists them and the
+//! transaction stays open for new stores and another vote.  Any other failure (a
+//! conflicting deletion, a read conflict, a lock timeout, ...) is an error reply and the
+//! transaction is gone.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use zodb_pickle::Value;
+use zodb_storage::{Oid, StorageError, Tid, TransactionMeta, TxnHandle};
+
+use super::{Connection, State, Step, close};
+use crate::server::entry::{CommitInfo, StorageEntry};
+use crate::server::errors;
+use crate::wire::{self, Message, TxnOp, VoteConflict, VoteReply};
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    Open,
+    Voting,
+    Voted,
+}
+
+#[derive(Debug)]
+pub(super) struct Txn {
+    txnid: Value,
+    meta: TransactionMeta,
+    ops: Vec<TxnOp>,
+    pub(super) phase: Phase,
+    /// The storage's transaction while voting or voted.
+    handle: Option<TxnHandle>,
+    /// Oids the commit changes (stores, deletions, undone objects).
+    oids: Vec<Oid>,
+}
+
+impl Connection {
+    pub(super) fn tpc_begin(
+        &self,
+        txnid: Value,
+        user: Vec<u8>,
+        description: Vec<u8>,
+        extension: &Value,
+        tid: Option<Tid>,
+    ) -> Step {
+        let entry = self.entry()?;
+        let mut s = self.state.lock();
+        if s.read_only || entry.read_only {
+            return Err(close("tpc_begin on a read-only connection"));
+        }
+        if let Some(t) = &s.txn {
+            if t.txnid == txnid {
+                return Ok(());
+            }
+            return Err(close("tpc_begin while another transaction is open"));
+        }
+        let meta = TransactionMeta {
+            user,
+            description,
+            extension: wire::extension_pickle(extension),
+            tid,
+        };
+        s.txn = Some(Txn {
+            txnid,
+            meta,
+            ops: Vec::new(),
+            phase: Phase::Open,
+            handle: None,
+            oids: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Buffers one operation of the open transaction `txnid`; anything else open (or
+    /// nothing) closes the connection.  The last store of an oid wins.
+    pub(super) fn buffer_op(&self, op: TxnOp, txnid: &Value) -> Step {
+        if let Ok(e) = self.entry()
+            && matches!(op, TxnOp::Store { .. })
+        {
+            e.stats.stores.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut s = self.state.lock();
+        match &mut s.txn {
+            Some(t) if &t.txnid == txnid && t.phase == Phase::Open => {
+                if let TxnOp::Store { oid, .. } = &op {
+                    t.ops
+                        .retain(|o| !matches!(o, TxnOp::Store { oid: x, .. } if x == oid));
+                }
+                t.ops.push(op);
+                Ok(())
+            }
+            Some(_) => Err(close(
+                "operation for a transaction that is not the open one",
+            )),
+            None => Err(close("operation without an open transaction")),
+        }
+    }
+
+    pub(super) fn vote(&self, msgid: Value, txnid: Value) -> Step {
+        let entry = self.entry()?;
+        let (meta, ops) = {
+            let mut s = self.state.lock();
+            let Some(t) = &mut s.txn else {
+                drop(s);
+                self.reply_error(
+                    msgid,
+                    &StorageError::Transaction("vote without a transaction".into()),
+                );
+                return Ok(());
+            };
+            if t.txnid != txnid || t.phase != Phase::Open {
+                let why = match t.phase {
+                    Phase::Voting => "Already voting (waiting)",
+                    Phase::Voted => "Already voting (locked)",
+                    Phase::Open => "vote for another transaction",
+                };
+                drop(s);
+                self.reply_error(msgid, &StorageError::Transaction(why.into()));
+                return Ok(());
+            }
+            t.phase = Phase::Voting;
+            (t.meta.clone(), t.ops.clone())
+        };
+        let state = Arc::clone(&self.state);
+        let outbox = Arc::clone(&self.outbox);
+        let closed = Arc::clone(&self.closed);
+        let kick = Arc::clone(&self.kick);
+        let timeout = self.shared.config.transaction_timeout;
+        tokio::task::spawn_blocking(move || {
+            let result = apply_and_vote(&entry, meta, &ops);
+            let mut s = state.lock();
+            let msg = match result {
+                Ok((handle, oids, undone)) => {
+                    if closed.load(Ordering::Acquire) {
+                        entry.storage.abort(&handle);
+                        return;
+                    }
+                    // The transaction may have been aborted (or replaced)
+                    // while the vote waited for the commit lock: then the
+                    // lock goes back at once.
+                    match &mut s.txn {
+                        Some(t) if t.txnid == txnid && t.phase == Phase::Voting => {
+                            t.phase = Phase::Voted;
+                            t.handle = Some(handle);
+                            t.oids = oids;
+                        }
+                        _ => {
+                            entry.storage.abort(&handle);
+                            drop(s);
+                            let e = StorageError::Transaction(
+                                "the transaction was aborted while voting".into(),
+                            );
+                            let (class, payload) = errors::to_remote(&e);
+                            outbox.send(&Message::error(msgid, class, payload));
+                            return;
+                        }
+                    }
+                    if let Some(limit) = timeout {
+                        spawn_transaction_timeout(
+                            Arc::clone(&state),
+                            kick,
+                            txnid,
+                            limit,
+                            outbox.peer.clone(),
+                        );
+                    }
+                    let reply = VoteReply {
+                        changed: undone,
+                        conflicts: Vec::new(),
+                    };
+                    Message::reply(msgid, reply.encode())
+                }
+                Err(VoteFailure::Conflicts(conflicts)) => {
+                    entry.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                    if let Some(t) = &mut s.txn {
+                        t.phase = Phase::Open;
+                    }
+                    // Client-side conflict resolution: the client resolves
+                    // each, stores again, and votes again.
+                    let reply = VoteReply {
+                        changed: Vec::new(),
+                        conflicts,
+                    };
+                    Message::reply(msgid, reply.encode())
+                }
+                Err(VoteFailure::Error(e)) => {
+                    if matches!(e, StorageError::Conflict(_) | StorageError::Conflicts(_)) {
+                        entry.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    s.txn = None;
+                    entry.stats.aborts.fetch_add(1, Ordering::Relaxed);
+                    let (class, payload) = errors::to_remote(&e);
+                    Message::error(msgid, class, payload)
+                }
+            };
+            drop(s);
+            outbox.send(&msg);
+        });
+        Ok(())
+    }
+
+    pub(super) fn tpc_finish(&self, msgid: Value, txnid: Value) -> Step {
+        let entry = self.entry()?;
+        let txn = {
+            let mut s = self.state.lock();
+            match &s.txn {
+                Some(t) if t.txnid == txnid && t.phase == Phase::Voted => s.txn.take(),
+                _ => None,
+            }
+        };
+        let Some(txn) = txn else {
+            self.outbox.send(&Message::error(
+                msgid,
+                "builtins.AssertionError",
+                Value::Tuple(vec![Value::str("finished called wo lock")]),
+            ));
+            return Ok(());
+        };
+        let outbox = Arc::clone(&self.outbox);
+        let peer = self.outbox.peer.clone();
+        tokio::task::spawn_blocking(move || {
+            let Some(handle) = txn.handle else { return };
+            let who = CommitInfo {
+                user: &txn.meta.user,
+                description: &txn.meta.description,
+                peer: &peer,
+            };
+            if let Err(e) = entry.finish(&handle, &outbox, msgid.clone(), txn.oids, who) {
+                tracing::error!(peer = %peer, "finish failed: {e}");
+                entry.storage.abort(&handle);
+                let (class, payload) = errors::to_remote(&e);
+                outbox.send(&Message::error(msgid, class, payload));
+            }
+        });
+        Ok(())
+    }
+
+    /// Aborts the open transaction (if `txnid` names it, or any if `None`).
+    pub(super) fn abort_transaction(&self, txnid: Option<&Value>) {
+        let taken = {
+            let mut s = self.state.lock();
+            match &s.txn {
+                Some(t) if txnid.is_none() || Some(&t.txnid) == txnid => {
+                    s.txn.take().map(|t| (t, s.entry.clone()))
+                }
+                _ => None,
+            }
+        };
+        if let Some((t, Some(entry))) = taken {
+            if let Some(h) = t.handle {
+                entry.storage.abort(&h);
+            }
+            entry.stats.aborts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+enum VoteFailure {
+    /// Write conflicts on stores, which the client resolves.
+    Conflicts(Vec<VoteConflict>),
+    Error(StorageError),
+}
+
+/// Replays the buffered operations into a storage transaction and votes it.
+/// Returns the handle, the oids the commit changes, and the undone oids.
+fn apply_and_vote(
+    entry: &StorageEntry,
+    meta: TransactionMeta,
+    ops: &[TxnOp],
+) -> Result<(TxnHandle, Vec<Oid>, Vec<Oid>), VoteFailure> {
+    let storage = &entry.storage;
+    let handle = storage.tpc_begin(meta).map_err(VoteFailure::Error)?;
+    let fail = |e: StorageError| {
+        storage.abort(&handle);
+        e
+    };
+    let mut oids = Vec::new();
+    let mut undone = Vec::new();
+    let mut conflicts = Vec::new();
+    for op in ops {
+        let r = match op {
+            TxnOp::Store { oid, serial, data } => {
+                oids.push(*oid);
+                storage.store(&handle, *oid, *serial, data.clone())
+            }
+            TxnOp::Delete { oid, serial } => {
+                oids.push(*oid);
+                storage.delete_object(&handle, *oid, *serial)
+            }
+            TxnOp::Check { oid, serial } => storage.check_current_serial(&handle, *oid, *serial),
+            // The revision's tid is the transaction's (from `tpc_begin`).
+            TxnOp::Restore {
+                oid,
+                serial: _,
+                data,
+                prev_txn,
+            } => {
+                oids.push(*oid);
+                storage.restore(&handle, *oid, data.clone(), *prev_txn)
+            }
+            TxnOp::Undo(tid) => storage.undo(&handle, *tid).map(|changed| {
+                oids.extend_from_slice(&changed);
+                undone.extend(changed);
+            }),
+        };
+        match r {
+            Ok(()) => {}
+            Err(StorageError::Conflict(c))
+                if !c.read_conflict && matches!(op, TxnOp::Store { .. }) =>
+            {
+                conflicts.push(c)
+            }
+            Err(e) => return Err(VoteFailure::Error(fail(e))),
+        }
+    }
+    if conflicts.is_empty() {
+        match storage.vote(&handle) {
+            Ok(()) => {
+                oids.sort();
+                oids.dedup();
+                return Ok((handle, oids, undone));
+            }
+            Err(e)
+                if !e.conflicts().is_empty() && e.conflicts().iter().all(|c| !c.read_conflict) =>
+            {
+                conflicts.extend(e.conflicts().into_iter().cloned());
+            }
+            Err(e) => return Err(VoteFailure::Error(fail(e))),
+        }
+    }
+    storage.abort(&handle);
+    // Only stores can be resolved by the client: a conflicting deletion is
+    // an error.
+    let mut left = Vec::new();
+    for c in conflicts {
+        let data = ops.iter().find_map(|op| match op {
+            TxnOp::Store { oid, data, .. } if *oid == c.oid => Some(data.clone()),
+            _ => None,
+        });
+        let Some(data) = data else {
+            return Err(VoteFailure::Error(StorageError::Conflict(c)));
+        };
+        left.push(VoteConflict {
+            oid: c.oid,
+            committed: c.committed,
+            expected: c.expected,
+            data: Some(data),
+        });
+    }
+    Err(VoteFailure::Conflicts(left))
+}
+
+/// Closes the connection, which aborts its transaction and so releases its
+/// object locks (the commit locks), if transaction `txnid` is still voted
+/// and unfinished after `limit` (the server's `transaction-timeout`).
+fn spawn_transaction_timeout(
+    state: Arc<Mutex<State>>,
+    kick: Arc<Notify>,
+    txnid: Value,
+    limit: Duration,
+    peer: String,
+) {
+    tokio::spawn(async move {
+        tokio::time::sleep(limit).await;
+        let still_voted = state
+            .lock()
+            .txn
+            .as_ref()
+            .is_some_and(|t| t.txnid == txnid && t.phase == Phase::Voted);
+        if still_voted {
+            tracing::warn!(
+                peer = %peer,
+                "transaction timeout: voted {:.1} s ago and not finished; aborting it \
+                 (its object locks are released) and closing the connection",
+                limit.as_secs_f64()
+            );
+            kick.notify_one();
+        }
+    });
+}
