@@ -183,6 +183,19 @@ impl ContentRef {
         }
     }
 
+    /// The serial (version) of the object's own record as `tx` sees it: what an edit form
+    /// and an `ETag` carry, so a later change can tell whether someone else saved the
+    /// object meanwhile.  A folder's items are records of their own: adding an item does
+    /// not change the folder's serial.
+    pub fn serial(&self, tx: &Transaction<'_>) -> zodb::Result<zodb::Tid> {
+        match self {
+            ContentRef::Folder(r) => tx.serial(*r),
+            ContentRef::Page(r) => tx.serial(*r),
+            ContentRef::File(r) => tx.serial(*r),
+            ContentRef::Image(r) => tx.serial(*r),
+        }
+    }
+
     /// Loads the object.
     pub fn load(&self, tx: &Transaction<'_>) -> zodb::Result<Content> {
         Ok(match self {

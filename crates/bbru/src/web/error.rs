@@ -20,6 +20,9 @@ pub enum AppError {
     BadRequest(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// An `If-Match` that names another version than the current one: 412.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
     #[error("too many requests")]
     TooManyRequests,
     #[error("payload too large: {0}")]
@@ -88,6 +91,7 @@ pub(super) fn render_error(app: &App, error: AppError, json: bool) -> Response {
             StatusCode::METHOD_NOT_ALLOWED,
             "Method not allowed.".to_owned(),
         ),
+        AppError::PreconditionFailed(m) => (StatusCode::PRECONDITION_FAILED, m.clone()),
         AppError::TooManyRequests => (
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed logins; wait a few minutes.".to_owned(),

@@ -28,6 +28,7 @@
 //!   and the router;
 //! - `error`: [`AppError`] and the page or JSON that says what went wrong;
 //! - `reply`: what views answer ([`Reply`]) and its HTTP rendering;
+//! - `version`: an object's serial as `ETag`/`If-Match` and as the edit forms' field;
 //! - `listener`: our accept loop (header, keep-alive and drain timeouts), graceful stop;
 //! - `views/` (the table of views and their permissions), `render` (the layout),
 //!   `metrics`.
@@ -41,6 +42,7 @@ pub mod metrics;
 mod publish;
 pub mod render;
 mod reply;
+pub mod version;
 pub mod views;
 
 pub use app::{App, now, session_cookie, session_lifetime};

@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 #[derive(Debug)]
 pub enum Reply {
     Html(String),
+    /// A page with another status than 200 (a form shown again, with why).
+    HtmlStatus(StatusCode, String),
     /// A redirect (303 after a POST) to a path of this site.
     Redirect(String),
     Json(StatusCode, serde_json::Value),
@@ -114,6 +116,12 @@ pub(super) fn render_reply(reply: Reply) -> Response {
         Reply::Html(html) => {
             ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
         }
+        Reply::HtmlStatus(status, html) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response(),
         Reply::Redirect(to) => {
             // Every target is a path of this site; one that is not (or cannot be a header)
             // is a bug, answered with the site root rather than a redirect elsewhere or

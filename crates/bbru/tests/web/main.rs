@@ -22,6 +22,7 @@ mod redirects;
 mod sessions;
 mod stalled;
 mod users;
+mod versions;
 
 use std::sync::Arc;
 

@@ -14,6 +14,11 @@
 //! - `POST` to a folder: `{"@type", "id" (optional: made from the title or file name),
 //!   "title", "description", "body"}`; a File or Image takes `filename`, `content_type`
 //!   and `data` (base64) instead of `body`.  201 with `Location` and the new object.
+//! - Versions: `GET` answers an `ETag`, the serial of the object's own record (its
+//!   fields: title, description, body or file; a folder's items are records of their own,
+//!   so adding an item does not change the folder's tag).  `PATCH` and `DELETE` honour
+//!   `If-Match` (a list of tags, or `*`): another version than the current one answers 412
+//!   and changes nothing; without `If-Match` the change applies as before.
 //! - `PATCH`: any of those fields; 204.  `@type` and `id` may be sent back unchanged (a
 //!   client may PATCH what it got) but not changed; fields another type has (`body` on a
 //!   File) are refused; read-only ones (`@id`, `created`, `items`…) are ignored.
@@ -35,6 +40,7 @@ use crate::model::edit::{self, Fields, Upload};
 use crate::model::{Content, Kind};
 use crate::security::Permission;
 use crate::web::render::child_url;
+use crate::web::version;
 use crate::web::views::content::{RenderedPages, visible_items};
 use crate::web::{AppError, Ctx, Reply, now};
 
@@ -149,7 +155,8 @@ pub fn get(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         _ => None,
     };
     let name = ctx.path.last().map(|s| s.name.as_str()).unwrap_or("");
-    Ok(Reply::Json(
+    let serial = target.reference().serial(tx)?;
+    let json = Reply::Json(
         StatusCode::OK,
         serialize(
             &ctx.app.pages,
@@ -159,6 +166,10 @@ pub fn get(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
             target,
             items,
         ),
+    );
+    Ok(Reply::WithHeaders(
+        Box::new(json),
+        vec![(header::ETAG, version::etag(serial))],
     ))
 }
 
@@ -352,6 +363,7 @@ pub fn update(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         ));
     }
     check_fields(map, kind)?;
+    version::check_if_match(ctx.headers, target.reference().serial(tx)?)?;
     let fields = fields(ctx, map, kind, Some(target), name)?;
     edit::apply(tx, target.reference(), fields, now())?;
     ctx.note(tx, &format!("edit {}", ctx.location()));
@@ -373,6 +385,7 @@ pub fn delete(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let Content::Folder(parent_ref, parent) = &parent.content else {
         return Err(AppError::Internal);
     };
+    version::check_if_match(ctx.headers, step.content.reference().serial(tx)?)?;
     parent.items.remove(tx, &step.name)?;
     if parent.order.contains(&step.name) {
         tx.update(*parent_ref, |f| f.order.retain(|n| *n != step.name))?;

@@ -14,7 +14,7 @@ use crate::model::edit::{self, EditError, Fields};
 use crate::model::{Content, ContentRef, Kind};
 use crate::security::Permission;
 use crate::web::render::{self, Notice, child_url, csrf, page, redirect_with_notice, view_url};
-use crate::web::{AppError, Ctx, Reply, now};
+use crate::web::{AppError, Ctx, Reply, now, version};
 
 /// Markdown to HTML, sanitised (no scripts, no event handlers, no `javascript:` links).
 /// A body beyond the page limits (saved before they existed, or by another client) is
@@ -266,30 +266,101 @@ pub fn add(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     Ok(redirect_with_notice(&url, Notice::Added))
 }
 
-pub fn edit_form(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
+/// The edit form, filled from the object, carrying the version it was filled from.
+pub fn edit_form(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let target = ctx.target();
     let meta = target.meta();
     let body = match target {
         Content::Page(_, p) => p.body.as_str(),
         _ => "",
     };
+    let serial = target.reference().serial(tx)?;
     let markup = page(
         ctx,
         &format!("Edit {}", meta.title),
         html! {
             h1 { "Edit " (meta.title) }
-            form method="post" action=(view_url(ctx, "edit")) enctype="multipart/form-data" {
-                (csrf(ctx))
-                (kind_fields(target.kind(), &meta.title, &meta.description, body))
-                p { button type="submit" { "Save" } }
-            }
+            (edit_fields(ctx, target.kind(), serial, &meta.title, &meta.description, body))
         },
     );
     Ok(Reply::Html(markup.into_string()))
 }
 
+fn edit_fields(
+    ctx: &Ctx<'_>,
+    kind: Kind,
+    serial: zodb::Tid,
+    title: &str,
+    description: &str,
+    body: &str,
+) -> Markup {
+    html! {
+        form method="post" action=(view_url(ctx, "edit")) enctype="multipart/form-data" {
+            (csrf(ctx))
+            input type="hidden" name=(version::FORM_FIELD) value=(version::token(serial));
+            (kind_fields(kind, title, description, body))
+            p { button type="submit" { "Save" } }
+        }
+    }
+}
+
+/// Saves the edit form.  A form filled from an older version than the current one (someone
+/// else saved meanwhile) is not applied: the form comes back (409) with the other
+/// person's version beside the user's own text, and carries the current version, so that
+/// saving it again, once merged, goes through.  A post without the version field (a
+/// script) is applied as before.
 pub fn edit(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
-    edit::apply(tx, ctx.target().reference(), form_fields(ctx), now())?;
+    let target = ctx.target();
+    let current = target.reference().serial(tx)?;
+    if let Some(seen) = ctx.input.field(version::FORM_FIELD)
+        && seen != version::token(current)
+    {
+        return Ok(merge_form(ctx, current));
+    }
+    edit::apply(tx, target.reference(), form_fields(ctx), now())?;
     ctx.note(tx, &format!("edit {}", ctx.location()));
     Ok(redirect_with_notice(&ctx.url(), Notice::Saved))
+}
+
+/// The edit form shown again after someone else saved the object since the user opened
+/// it: their version, read only, and the user's own text in the form, to merge.
+fn merge_form(ctx: &Ctx<'_>, current: zodb::Tid) -> Reply {
+    let target = ctx.target();
+    let meta = target.meta();
+    let theirs_body = match target {
+        Content::Page(_, p) => Some(p.body.as_str()),
+        _ => None,
+    };
+    let mine = form_fields(ctx);
+    let mine_title = mine.title.as_deref().unwrap_or(&meta.title);
+    let mine_description = mine.description.as_deref().unwrap_or(&meta.description);
+    let mine_body = mine.body.as_deref().or(theirs_body).unwrap_or("");
+    let uploaded = mine.upload.is_some();
+    let markup = page(
+        ctx,
+        &format!("Edit {}", meta.title),
+        html! {
+            h1 { "Edit " (meta.title) }
+            div.error role="alert" id="merge-notice" {
+                p { strong { "Someone else changed this since you opened it" } " (saved " (render::time(meta.modified)) "). Your changes have not been saved." }
+                p { "Their version is shown below; your text is in the form. Merge the two in the form and save again." }
+                @if uploaded { p { "The file you chose was not kept: choose it again if you still want to replace theirs." } }
+            }
+            section aria-labelledby="theirs-heading" {
+                h2 id="theirs-heading" { "Their version" }
+                dl.theirs {
+                    dt { "Title" } dd id="theirs-title" { (meta.title) }
+                    dt { "Description" } dd id="theirs-description" { (meta.description) }
+                    @if let Some(body) = theirs_body {
+                        dt { "Body" } dd { pre id="theirs-body" { (body) } }
+                    }
+                }
+            }
+            section aria-labelledby="mine-heading" {
+                h2 id="mine-heading" { "Your version" }
+                (edit_fields(ctx, target.kind(), current, mine_title, mine_description, mine_body))
+            }
+        },
+    );
+    Reply::HtmlStatus(axum::http::StatusCode::CONFLICT, markup.into_string())
 }
