@@ -3,7 +3,8 @@
 //! `Data.fs` in a temporary directory whose `site.toml` declares the bootstrap manager.
 //! A user logs in through the form, adds a page through the Add link and its form,
 //! edits it and sees the change, then takes an edit back through the site-wide `/@@undo`
-//! and through the page's `@@history`.
+//! and through the page's `@@history`; and saves an edit form someone else saved
+//! meanwhile, to see both versions and merge them.
 //!
 //! Each test has its own site, chromedriver and browser profile.  After every step a
 //! screenshot (PNG) goes to `<target dir>/test-artifacts/browser/<test>/` (the target
@@ -506,4 +507,56 @@ fn revert_an_edit_through_the_history() {
         b.shot("history-after-revert").await;
         b.shows_the_first_version().await;
     });
+}
+
+#[test]
+fn a_stale_edit_form_shows_both_versions_to_merge() {
+    run(
+        "a_stale_edit_form_shows_both_versions_to_merge",
+        |mut b| async move {
+            b.log_in().await;
+            b.add_page().await;
+            b.click("nav.tabs a[href=\"/welcome/@@edit\"]").await;
+            assert_eq!(b.text("main h1").await, "Edit Welcome");
+            b.fill("body", "My own words.").await;
+            b.shot("editing").await;
+
+            // Someone else saves the page (through the JSON API) while the form is open.
+            let url = format!("{}/welcome", b.base);
+            tokio::task::spawn_blocking(move || {
+                let r = reqwest::blocking::Client::new()
+                    .patch(url)
+                    .basic_auth(ADMIN.0, Some(ADMIN.1))
+                    .header("accept", "application/json")
+                    .json(&json!({"body": "Their words."}))
+                    .send()
+                    .expect("the other save");
+                assert_eq!(r.status(), 204, "the other save");
+            })
+            .await
+            .expect("the other save ran");
+
+            b.click("main form button[type=submit]").await;
+            assert!(
+                b.text("#merge-notice")
+                    .await
+                    .contains("Someone else changed this since you opened it"),
+                "the merge notice"
+            );
+            assert_eq!(b.text("#theirs-body").await, "Their words.");
+            let body = b.find("textarea[name=\"body\"]").await;
+            assert_eq!(
+                body.prop("value").await.expect("textarea value").as_deref(),
+                Some("My own words."),
+                "the form keeps what the user typed"
+            );
+            b.shot("merge").await;
+
+            b.fill("body", "Their words. My own words.").await;
+            b.click("main form button[type=submit]").await;
+            assert_eq!(b.text("p.notice").await, "Changes saved.");
+            assert_eq!(b.text("div.body").await, "Their words. My own words.");
+            b.shot("merged").await;
+        },
+    );
 }
