@@ -265,3 +265,65 @@ fn by_default_a_request_is_tried_four_times_as_zope_does() {
     assert_eq!(status, 204, "{body}");
     assert_eq!(storage.rivals_committed.load(Ordering::SeqCst), 3);
 }
+
+/// The classes of the objects the newest transaction of `site`'s storage wrote.
+fn classes_written_last(site: &Site) -> Vec<(String, String)> {
+    let storage = site.db.storage();
+    let last = storage.last_transaction();
+    let txn = storage
+        .iterator(Some(last), Some(last))
+        .unwrap()
+        .next()
+        .expect("the newest transaction")
+        .unwrap();
+    let mut conn = site.db.connection();
+    let tx = conn.begin();
+    txn.records
+        .iter()
+        .map(|r| tx.class_of(r.oid).unwrap())
+        .collect()
+}
+
+/// Concurrent creations in one folder conflict only where BTrees merge them: a creation
+/// writes the new object and the folder's items tree (one bucket of it, or the tree
+/// while it is a single bucket), and nothing else every creation would share: no count,
+/// order list or modification time on the folder, nothing on the site.
+#[test]
+fn creating_an_item_writes_no_shared_object_but_the_folders_items_tree() {
+    let site = crate::start();
+    let create = |name: &str| {
+        let r = api(
+            &site,
+            "POST",
+            "/",
+            Some(ADMIN),
+            Some(&json!({"@type": "Page", "id": name, "title": name, "body": "x"})),
+        );
+        assert_eq!(r.status(), 201, "{name}");
+    };
+    let btree = |(module, _): &(String, String)| module == "BTrees.OOBTree";
+    let page = |(module, name): &(String, String)| module == "bbru.content" && name == "Page";
+    create("first");
+    let written = classes_written_last(&site);
+    assert_eq!(written.iter().filter(|c| page(c)).count(), 1, "{written:?}");
+    assert!(written.iter().all(|c| page(c) || btree(c)), "{written:?}");
+    // With many buckets: a creation writes the bucket it lands in (and a node when the
+    // bucket splits), still nothing else.
+    for n in 0..100 {
+        create(&format!("page-{n:03}"));
+        let written = classes_written_last(&site);
+        assert_eq!(written.iter().filter(|c| page(c)).count(), 1, "{written:?}");
+        assert!(written.iter().all(|c| page(c) || btree(c)), "{written:?}");
+        assert!(written.len() <= 4, "{written:?}");
+    }
+    // A form creation (`@@add`) too.
+    let admin = site.admin();
+    let r = admin.post(
+        "/@@add",
+        &[("type", "Page"), ("id", "by-form"), ("title", "By form")],
+    );
+    assert_eq!(r.status(), 303);
+    let written = classes_written_last(&site);
+    assert_eq!(written.iter().filter(|c| page(c)).count(), 1, "{written:?}");
+    assert!(written.iter().all(|c| page(c) || btree(c)), "{written:?}");
+}
