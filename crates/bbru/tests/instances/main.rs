@@ -15,6 +15,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod concurrent;
 
 use std::collections::BTreeMap;
 use std::process::Command;

@@ -1,0 +1,311 @@
+//! Concurrent writers on two instances of one `bbru-zeo`: 4 clients create pages in one
+//! folder as fast as they are answered, and 4 clients edit a page each, their requests
+//! alternating between the two instances, for a while.  Nothing may fail: no 409 (the
+//! items tree's buckets merge concurrent creations of different names, and what they do
+//! not merge, a bucket's split, is retried by the instance), no 5xx, and every change a
+//! client was told succeeded is there afterwards, on both instances.
+//!
+//! The run lasts `BBRU_CONCURRENT_WRITERS_SECONDS` seconds, 15 by default to keep CI
+//! short; the acceptance run is a minute:
+//! `BBRU_CONCURRENT_WRITERS_SECONDS=60 cargo test -p bbru --test instances concurrent -- --nocapture`
+//! (the counts are printed).  How fast it goes is measured in `bench/web/create.sh`, not
+//! here.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+use crate::common::{self, ADMIN, Instance, Storage, Zeo};
+
+/// The length of the run when `BBRU_CONCURRENT_WRITERS_SECONDS` does not say.
+const RUN_DEFAULT: Duration = Duration::from_secs(15);
+const CREATORS: usize = 4;
+const EDITORS: usize = 4;
+
+/// What went wrong with one request.
+struct Failure {
+    who: String,
+    request: String,
+    status: Option<u16>,
+    body: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(
+                f,
+                "{}: {} answered {status}: {}",
+                self.who, self.request, self.body
+            ),
+            None => write!(f, "{}: {} failed: {}", self.who, self.request, self.body),
+        }
+    }
+}
+
+/// What one client did.
+#[derive(Default)]
+struct Outcome {
+    /// Names of the pages a creator was told were created (201).
+    created: Vec<String>,
+    /// The last body an editor was told was saved (204), and how many saves it made.
+    last_saved: Option<String>,
+    saves: usize,
+    failures: Vec<Failure>,
+}
+
+/// A JSON API client with the admin's token.
+struct Api {
+    http: Client,
+    token: String,
+}
+
+impl Api {
+    fn new(at: &Instance) -> Api {
+        let http = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client");
+        let r = http
+            .post(at.url("/@login"))
+            .json(&json!({"login": ADMIN.0, "password": ADMIN.1}))
+            .send()
+            .expect("POST /@login");
+        assert_eq!(r.status(), 200, "POST /@login");
+        let token = r.json::<Value>().expect("JSON")["token"]
+            .as_str()
+            .expect("a token")
+            .to_owned();
+        Api { http, token }
+    }
+
+    /// `method path` with `body` on `at`: the status and the body, or the transport error.
+    fn call(
+        &self,
+        at: &Instance,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, String), String> {
+        let mut request = self
+            .http
+            .request(method, at.url(path))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let r = request.send().map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        Ok((status, r.text().unwrap_or_default()))
+    }
+
+    /// GET as JSON, expecting 200.
+    fn get(&self, at: &Instance, path: &str) -> Value {
+        let (status, body) = self
+            .call(at, reqwest::Method::GET, path, None)
+            .unwrap_or_else(|e| panic!("GET {}{path}: {e}", at.base));
+        assert_eq!(status, 200, "GET {}{path}: {body}", at.base);
+        serde_json::from_str(&body).expect("JSON")
+    }
+}
+
+/// Runs one client until `until`: request `n` goes to `instances[(offset + n) % 2]`.
+fn run_client(
+    who: &str,
+    instances: [&Instance; 2],
+    offset: usize,
+    until: Instant,
+    mut request: impl FnMut(usize) -> (reqwest::Method, String, Value),
+    mut acknowledged: impl FnMut(&mut Outcome, usize, u16),
+) -> Outcome {
+    let api = Api::new(instances[offset % 2]);
+    let mut outcome = Outcome::default();
+    let mut n = 0;
+    while Instant::now() < until {
+        let at = instances[(offset + n) % 2];
+        let (method, path, body) = request(n);
+        let described = format!("{method} {}{path} {body}", at.base);
+        match api.call(at, method, &path, Some(&body)) {
+            Ok((status, _)) if (200..300).contains(&status) => {
+                acknowledged(&mut outcome, n, status);
+            }
+            Ok((status, body)) => outcome.failures.push(Failure {
+                who: who.to_owned(),
+                request: described,
+                status: Some(status),
+                body,
+            }),
+            Err(e) => outcome.failures.push(Failure {
+                who: who.to_owned(),
+                request: described,
+                status: None,
+                body: e,
+            }),
+        }
+        n += 1;
+    }
+    outcome
+}
+
+/// A counter of an instance's `/@@metrics` (loopback clients may read them).
+fn metric(at: &Instance, name: &str) -> u64 {
+    let text = reqwest::blocking::get(at.url("/@@metrics"))
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    let prefix = format!("{name}_total ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics of {}", at.base))
+}
+
+#[test]
+fn concurrent_creators_and_editors_on_two_instances_lose_nothing_and_see_no_conflict() {
+    let run = std::env::var("BBRU_CONCURRENT_WRITERS_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(RUN_DEFAULT, Duration::from_secs_f64);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let root = dir.path();
+    let site_config = common::write_site_config(root);
+    let zeo = Zeo::start(&root.join("Data.fs"));
+    let storage = Storage::Zeo(zeo.address.clone());
+    // One after the other: the first creates the site (see this binary's main module).
+    let one = Instance::start(root, "one", &site_config, &storage);
+    let two = Instance::start(root, "two", &site_config, &storage);
+    let instances = [&one, &two];
+
+    // The folder, and a page for each editor in it.
+    let api = Api::new(&one);
+    let create = |path: &str, body: Value| {
+        let (status, text) = api
+            .call(&one, reqwest::Method::POST, path, Some(&body))
+            .expect("POST");
+        assert_eq!(status, 201, "POST {path} {body}: {text}");
+    };
+    create(
+        "/",
+        json!({"@type": "Folder", "id": "load", "title": "Load"}),
+    );
+    for e in 0..EDITORS {
+        create(
+            "/load",
+            json!({"@type": "Page", "id": format!("edited-{e}"), "title": format!("Edited {e}"), "body": "version 0"}),
+        );
+    }
+
+    let until = Instant::now() + run;
+    let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
+        let mut clients = Vec::new();
+        for c in 0..CREATORS {
+            clients.push(scope.spawn(move || {
+                run_client(
+                    &format!("creator {c}"),
+                    instances,
+                    c,
+                    until,
+                    |n| {
+                        (
+                            reqwest::Method::POST,
+                            "/load".to_owned(),
+                            json!({"@type": "Page", "id": format!("c{c}-{n}"), "title": format!("Creation {n} of {c}"), "body": format!("Made by creator {c}.")}),
+                        )
+                    },
+                    |outcome, n, status| {
+                        if status == 201 {
+                            outcome.created.push(format!("c{c}-{n}"));
+                        }
+                    },
+                )
+            }));
+        }
+        for e in 0..EDITORS {
+            clients.push(scope.spawn(move || {
+                run_client(
+                    &format!("editor {e}"),
+                    instances,
+                    e + 1,
+                    until,
+                    |n| {
+                        (
+                            reqwest::Method::PATCH,
+                            format!("/load/edited-{e}"),
+                            json!({"body": format!("version {}", n + 1)}),
+                        )
+                    },
+                    |outcome, n, _| {
+                        outcome.last_saved = Some(format!("version {}", n + 1));
+                        outcome.saves += 1;
+                    },
+                )
+            }));
+        }
+        clients
+            .into_iter()
+            .map(|c| c.join().expect("a client thread"))
+            .collect()
+    });
+
+    let failures: Vec<&Failure> = outcomes.iter().flat_map(|o| &o.failures).collect();
+    let created: BTreeSet<String> = outcomes
+        .iter()
+        .flat_map(|o| o.created.iter().cloned())
+        .collect();
+    let saves: usize = outcomes.iter().map(|o| o.saves).sum();
+    let [retries, resolved] = ["bbru_conflict_retries", "bbru_conflicts_resolved"]
+        .map(|name| instances.iter().map(|i| metric(i, name)).sum::<u64>());
+    eprintln!(
+        "{run:?}: {} creations, {saves} edits, {} failures; the instances merged {resolved} conflicting changes and ran {retries} requests again",
+        created.len(),
+        failures.len()
+    );
+    let first: Vec<String> = failures.iter().take(10).map(ToString::to_string).collect();
+    assert!(
+        failures.is_empty(),
+        "{} requests failed; the first ones:\n{}",
+        failures.len(),
+        first.join("\n")
+    );
+    for (i, o) in outcomes.iter().enumerate() {
+        assert!(
+            !o.created.is_empty() || o.saves > 0,
+            "client {i} got nothing done in {run:?}"
+        );
+    }
+
+    // Every acknowledged change, on both instances.
+    for at in instances {
+        let folder = api.get(at, "/load");
+        let names: BTreeSet<String> = folder["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["id"].as_str().expect("an id").to_owned())
+            .collect();
+        let missing: Vec<&String> = created.difference(&names).collect();
+        assert!(
+            missing.is_empty(),
+            "{}: {} acknowledged creations missing, such as {:?}",
+            at.base,
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        assert_eq!(
+            names.len(),
+            created.len() + EDITORS,
+            "{}: the folder holds what was created and the edited pages, nothing else",
+            at.base
+        );
+        assert_eq!(folder["items_total"], names.len(), "{}", at.base);
+        for (e, o) in outcomes[CREATORS..].iter().enumerate() {
+            let page = api.get(at, &format!("/load/edited-{e}"));
+            let expected = o.last_saved.as_deref().unwrap_or("version 0");
+            assert_eq!(page["body"], expected, "{}: editor {e}", at.base);
+        }
+    }
+}
