@@ -63,12 +63,9 @@ struct Api {
 }
 
 impl Api {
-    fn new(at: &Instance) -> Api {
-        let http = Client::builder()
-            .timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("HTTP client");
+    /// Logs in on `at` for a token (valid on both instances).
+    fn login(at: &Instance) -> Api {
+        let http = Self::http();
         let r = http
             .post(at.url("/@login"))
             .json(&json!({"login": ADMIN.0, "password": ADMIN.1}))
@@ -80,6 +77,22 @@ impl Api {
             .expect("a token")
             .to_owned();
         Api { http, token }
+    }
+
+    /// A client of its own (its own connections) with the token of `other`.
+    fn sharing_token(other: &Api) -> Api {
+        Api {
+            http: Self::http(),
+            token: other.token.clone(),
+        }
+    }
+
+    fn http() -> Client {
+        Client::builder()
+            .timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client")
     }
 
     /// `method path` with `body` on `at`: the status and the body, or the transport error.
@@ -113,16 +126,35 @@ impl Api {
     }
 }
 
-/// Runs one client until `until`: request `n` goes to `instances[(offset + n) % 2]`.
-fn run_client(
-    who: &str,
-    instances: [&Instance; 2],
+/// One writer of the run: who it is, the token it uses, where it sends request `n`
+/// (`instances[(offset + n) % 2]`), and when it starts (once every client is ready) and
+/// for how long.
+struct Writer<'a> {
+    who: String,
+    api: &'a Api,
+    instances: [&'a Instance; 2],
     offset: usize,
-    until: Instant,
+    start: &'a std::sync::Barrier,
+    run: Duration,
+}
+
+/// Runs `client`: request `n` is `request(n)`; `acknowledged` records a 2xx answer.
+fn run_client(
+    client: Writer<'_>,
     mut request: impl FnMut(usize) -> (reqwest::Method, String, Value),
     mut acknowledged: impl FnMut(&mut Outcome, usize, u16),
 ) -> Outcome {
-    let api = Api::new(instances[offset % 2]);
+    let Writer {
+        who,
+        api,
+        instances,
+        offset,
+        start,
+        run,
+    } = client;
+    let api = Api::sharing_token(api);
+    start.wait();
+    let until = Instant::now() + run;
     let mut outcome = Outcome::default();
     let mut n = 0;
     while Instant::now() < until {
@@ -180,8 +212,9 @@ fn concurrent_creators_and_editors_on_two_instances_lose_nothing_and_see_no_conf
     let two = Instance::start(root, "two", &site_config, &storage);
     let instances = [&one, &two];
 
-    // The folder, and a page for each editor in it.
-    let api = Api::new(&one);
+    // The folder, and a page for each editor in it.  One login: the clients share its
+    // token, so no password is hashed while they run.
+    let api = Api::login(&one);
     let create = |path: &str, body: Value| {
         let (status, text) = api
             .call(&one, reqwest::Method::POST, path, Some(&body))
@@ -199,16 +232,22 @@ fn concurrent_creators_and_editors_on_two_instances_lose_nothing_and_see_no_conf
         );
     }
 
-    let until = Instant::now() + run;
+    let start = std::sync::Barrier::new(CREATORS + EDITORS);
     let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
         let mut clients = Vec::new();
         for c in 0..CREATORS {
+            let (api, start) = (&api, &start);
             clients.push(scope.spawn(move || {
-                run_client(
-                    &format!("creator {c}"),
+                let client = Writer {
+                    who: format!("creator {c}"),
+                    api,
                     instances,
-                    c,
-                    until,
+                    offset: c,
+                    start,
+                    run,
+                };
+                run_client(
+                    client,
                     |n| {
                         (
                             reqwest::Method::POST,
@@ -225,12 +264,18 @@ fn concurrent_creators_and_editors_on_two_instances_lose_nothing_and_see_no_conf
             }));
         }
         for e in 0..EDITORS {
+            let (api, start) = (&api, &start);
             clients.push(scope.spawn(move || {
-                run_client(
-                    &format!("editor {e}"),
+                let client = Writer {
+                    who: format!("editor {e}"),
+                    api,
                     instances,
-                    e + 1,
-                    until,
+                    offset: e + 1,
+                    start,
+                    run,
+                };
+                run_client(
+                    client,
                     |n| {
                         (
                             reqwest::Method::PATCH,
