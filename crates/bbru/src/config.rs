@@ -276,6 +276,7 @@ struct StorageSection {
     zeo: Option<String>,
     cache_objects: Option<usize>,
     connections: Option<usize>,
+    conflict_retries: Option<u32>,
 }
 
 /// How an instance runs.
@@ -287,6 +288,9 @@ pub struct ServeConfig {
     /// Database connections (each with its cache): how many requests run at once;
     /// more wait their turn.
     pub connections: usize,
+    /// How many times a request whose transaction conflicts is run again (after a short
+    /// random wait) before it is answered 409: Zope's 3 by default.
+    pub conflict_retries: u32,
     pub site_config: PathBuf,
     pub pid_file: PathBuf,
     pub log_file: Option<PathBuf>,
@@ -313,6 +317,7 @@ impl Default for ServeConfig {
             storage: StorageConfig::File("var/Data.fs".into()),
             cache_objects: zodb::limits::CACHE_OBJECTS_DEFAULT,
             connections: 16,
+            conflict_retries: limits::CONFLICT_RETRIES_DEFAULT,
             site_config: "etc/site.toml".into(),
             pid_file: "var/bbru.pid".into(),
             log_file: None,
@@ -386,6 +391,18 @@ impl ServeConfig {
                 });
             }
             config.connections = n;
+        }
+        if let Some(n) = file.storage.conflict_retries {
+            if n > limits::CONFLICT_RETRIES_MAX {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    message: format!(
+                        "[storage] conflict_retries must be at most {}",
+                        limits::CONFLICT_RETRIES_MAX
+                    ),
+                });
+            }
+            config.conflict_retries = n;
         }
         if let Some(p) = file.site_config {
             config.site_config = resolve(p);
@@ -513,6 +530,35 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn conflict_retries_default_to_zopes_three_and_are_bounded() {
+        let base = Path::new("/srv");
+        let c = ServeConfig::parse("", Path::new("s.toml"), base).unwrap();
+        assert_eq!(c.conflict_retries, 3);
+        let c = ServeConfig::parse(
+            "[storage]\nconflict_retries = 0\n",
+            Path::new("s.toml"),
+            base,
+        )
+        .unwrap();
+        assert_eq!(c.conflict_retries, 0);
+        let err = ServeConfig::parse(
+            "[storage]\nconflict_retries = 11\n",
+            Path::new("s.toml"),
+            base,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("conflict_retries"), "{err}");
+        assert!(
+            ServeConfig::parse(
+                "[storage]\nconflict_retries = -1\n",
+                Path::new("s.toml"),
+                base
+            )
+            .is_err()
+        );
     }
 
     #[test]

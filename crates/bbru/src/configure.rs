@@ -91,6 +91,8 @@ pub struct DeployServe {
     pub handover_socket: String,
     pub cache_objects: usize,
     pub connections: usize,
+    /// How many times a request that conflicts is run again before it is answered 409.
+    pub conflict_retries: u32,
     /// The secret key file (half of the signing secret, outside the database), the same
     /// for every instance and release; created by `bbru configure` when missing.  Empty:
     /// `secret.key` beside the embedded `file`.
@@ -170,6 +172,7 @@ impl Default for DeployServe {
             handover_socket: String::new(),
             cache_objects: zodb::limits::CACHE_OBJECTS_DEFAULT,
             connections: 16,
+            conflict_retries: crate::limits::CONFLICT_RETRIES_DEFAULT,
             secret_key_file: String::new(),
             trusted_proxies: Vec::new(),
         }
@@ -365,6 +368,10 @@ mod tests {
         let serve = serve_toml(&Deploy::default(), None).unwrap();
         let parsed = ServeConfig::parse(&serve, Path::new("s"), Path::new("/srv/r")).unwrap();
         assert_eq!(
+            parsed.conflict_retries,
+            crate::limits::CONFLICT_RETRIES_DEFAULT
+        );
+        assert_eq!(
             parsed.storage,
             crate::config::StorageConfig::File("/srv/r/var/Data.fs".into())
         );
@@ -382,6 +389,7 @@ mod tests {
             zeo = "10.0.0.5:8100"
             log_file = "/srv/bbru/log/bbru.log"
             log_format = "json"
+            conflict_retries = 5
             "#,
         )
         .unwrap();
@@ -393,6 +401,7 @@ mod tests {
         assert!(site.contains("/srv/deploy.toml"));
         let serve = serve_toml(&deploy, None).unwrap();
         let parsed = ServeConfig::parse(&serve, Path::new("s"), Path::new("/x")).unwrap();
+        assert_eq!(parsed.conflict_retries, 5);
         assert_eq!(
             parsed.storage,
             crate::config::StorageConfig::Zeo("10.0.0.5:8100".into())

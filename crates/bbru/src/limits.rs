@@ -98,6 +98,27 @@ pub const HEALTH_STORAGE_DEADLINE: Duration = Duration::from_secs(1);
 /// timeout.
 pub const LOCK_TIMEOUT_RETRIES: u32 = 1;
 
+/// How many times a request whose transaction still conflicts (a change no resolver
+/// merges, such as two edits of one page or the split of a folder's bucket) is run again
+/// by default before it is answered 409 (`conflict_retries` in `[storage]` of
+/// `etc/serve.toml`).  Three, as Zope's publisher retries a `ConflictError`: each retry
+/// runs on a newer snapshot, so a conflict with one concurrent writer is over after the
+/// first, and three cover short bursts of writers on one object.
+pub const CONFLICT_RETRIES_DEFAULT: u32 = 3;
+
+/// The most `conflict_retries` a configuration may ask for: each retry runs the whole
+/// request again holding a connection slot, so a larger number only makes a contended
+/// object slower for everyone.
+pub const CONFLICT_RETRIES_MAX: u32 = 10;
+
+/// The longest random wait before a request is run again after a conflict.  The wait is
+/// random below 1 ms before the first retry, the ceiling doubling each retry up to this
+/// (`zodb::TransactionManager::with_backoff`): a few milliseconds are about a commit's
+/// time, enough for the writers that collided to commit one after the other instead of
+/// colliding again in step, and short against a request's time (at most 1 + 2 + 4 ms
+/// with the default three retries).
+pub const CONFLICT_RETRY_BACKOFF_MAX: Duration = Duration::from_millis(16);
+
 // ---- Request bodies -------------------------------------------------------------------
 
 /// Largest body of a view that takes neither an upload nor a page body (login, logout,

@@ -366,6 +366,7 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
     app.trusted_proxies = config.trusted_proxies.clone();
 
     app.http = config.http;
+    app.conflict_retries = config.conflict_retries;
     // Bound before the runtime starts: inherited from the running release's instance
     // through the handover socket when there is one, else bound with SO_REUSEPORT.
     let bound = bbru::listen::bind(&config.listen, config.handover_socket.as_deref())

@@ -185,5 +185,6 @@ pub fn app(
         basic_cache: crate::web::BasicCache::default(),
         pages: crate::web::views::content::RenderedPages::default(),
         http: crate::config::HttpSettings::default(),
+        conflict_retries: crate::limits::CONFLICT_RETRIES_DEFAULT,
     })
 }

@@ -28,12 +28,17 @@ pub struct Meta {
 /// The items of a folder: name -> reference (class recorded in the reference).
 pub type Items = BTree<String, AnyRef>;
 
+/// A folder.  Adding an item writes only its items tree (the bucket the name lands in),
+/// never the folder object: concurrent creations in one folder then meet only in a
+/// bucket, whose resolver merges different names.  So the folder keeps no item count
+/// (the count is the tree's length, counted when asked) and no list of every name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Folder {
     pub meta: Meta,
     pub items: PRef<Items>,
     /// Names in the order a manager arranged them; names not listed follow in name
-    /// order.  Empty for folders never reordered.
+    /// order.  Empty for folders never reordered.  Written when a manager reorders, and
+    /// when an arranged item is removed or renamed; never when an item is added.
     #[serde(default)]
     pub order: Vec<String>,
 }

@@ -60,6 +60,9 @@ pub struct App {
     /// Timeouts and the metrics access of `etc/serve.toml` (defaults until the
     /// command sets them).
     pub http: HttpSettings,
+    /// How many times a request whose transaction conflicts is run again before it is
+    /// answered 409 (`conflict_retries` of `etc/serve.toml`).
+    pub conflict_retries: u32,
 }
 
 impl std::fmt::Debug for App {

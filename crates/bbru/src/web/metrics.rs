@@ -1,6 +1,8 @@
 //! Request metrics in the Prometheus text format (`/@@metrics`): requests by view and
-//! status, latency histogram, and the database's counters (loads, cache hits, commits,
-//! conflicts) read at scrape time.
+//! status, latency histogram, requests run again after a conflict and those that still
+//! conflicted after every attempt, and the database's counters (loads, cache hits,
+//! commits, conflicts, conflicts resolved) read at scrape time.  No series is labelled
+//! with anything a client chose, so their number is bounded.
 
 use std::time::Duration;
 
@@ -22,6 +24,8 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     latency: Histogram,
+    conflict_retries: Counter,
+    conflicts_given_up: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -45,10 +49,24 @@ impl Default for Metrics {
             "Time to answer a request",
             latency.clone(),
         );
+        let conflict_retries = Counter::default();
+        registry.register(
+            "bbru_conflict_retries",
+            "Requests run again after their transaction conflicted",
+            conflict_retries.clone(),
+        );
+        let conflicts_given_up = Counter::default();
+        registry.register(
+            "bbru_conflicts_given_up",
+            "Requests answered 409 because their transaction still conflicted after every attempt",
+            conflicts_given_up.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
             latency,
+            conflict_retries,
+            conflicts_given_up,
         }
     }
 }
@@ -65,6 +83,16 @@ impl Metrics {
             })
             .inc();
         self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a request's transaction run again after a conflict.
+    pub fn conflict_retried(&self) {
+        self.conflict_retries.inc();
+    }
+
+    /// Counts a request that still conflicted after its last attempt (answered 409).
+    pub fn conflict_given_up(&self) {
+        self.conflicts_given_up.inc();
     }
 
     /// The text exposition, with the database counters appended.
@@ -88,8 +116,13 @@ impl Metrics {
             ("bbru_commits", "Transactions committed", db.commits),
             (
                 "bbru_conflicts",
-                "Commits that failed with a conflict",
+                "Commits that failed with a conflict no resolver merged",
                 db.conflicts,
+            ),
+            (
+                "bbru_conflicts_resolved",
+                "Conflicting changes merged by a resolver (the commit went on)",
+                db.resolved_conflicts,
             ),
             (
                 "bbru_page_renders",

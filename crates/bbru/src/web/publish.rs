@@ -373,15 +373,32 @@ impl App {
             tx.set_user(ctx.principal.audit_name());
             (found.handler)(&ctx, tx)
         };
-        // Conflicts are retried by the transaction manager; a lock timeout (the objects
-        // held by a commit that did not finish) is tried again a bounded number of
-        // times, then answered 503.
-        let mut retries = 0;
+        // A conflict no resolver merged is retried by the transaction manager, on a new
+        // snapshot after a short random wait, `conflict_retries` times, then answered
+        // 409; a lock timeout (the objects held by a commit that did not finish) is
+        // tried again a bounded number of times, then answered 503.
+        let manager = TransactionManager::new(self.conflict_retries.saturating_add(1))
+            .with_backoff(limits::CONFLICT_RETRY_BACKOFF_MAX);
+        let mut lock_retries = 0;
         loop {
-            match TransactionManager::new(3).run(&mut conn, work) {
-                Err(e) if e.is_lock_timeout() && retries < limits::LOCK_TIMEOUT_RETRIES => {
-                    retries += 1;
-                    tracing::warn!(error = %e, path = %request.path, retries, "lock timeout; trying the request again");
+            let mut runs = 0u32;
+            let result = manager.run(&mut conn, |tx: &Transaction<'_>| {
+                runs += 1;
+                if runs > 1 {
+                    self.metrics.conflict_retried();
+                    tracing::debug!(path = %request.path, retry = runs - 1, "conflict; running the request again");
+                }
+                work(tx)
+            });
+            match result {
+                Err(e) if e.is_lock_timeout() && lock_retries < limits::LOCK_TIMEOUT_RETRIES => {
+                    lock_retries += 1;
+                    tracing::warn!(error = %e, path = %request.path, retries = lock_retries, "lock timeout; trying the request again");
+                }
+                Err(e) if zodb::Retryable::is_conflict(&e) => {
+                    self.metrics.conflict_given_up();
+                    tracing::info!(error = %e, path = %request.path, attempts = runs, "still conflicting after every attempt; answering 409");
+                    return Err(e);
                 }
                 done => return done,
             }

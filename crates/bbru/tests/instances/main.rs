@@ -12,9 +12,12 @@
 //! creation, and the slower one's commit would conflict (startup does not retry), so
 //! the second instance would exit.  A deployment starts a second instance after the
 //! first is healthy, as this test does.
+//!
+//! `concurrent.rs`: clients creating and editing at the same time through both instances.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod concurrent;
 
 use std::collections::BTreeMap;
 use std::process::Command;

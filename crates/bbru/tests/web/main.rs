@@ -12,6 +12,7 @@ mod api;
 mod basics;
 mod bootstrap;
 mod bounds;
+mod conflicts;
 mod grants;
 mod headers;
 mod history;

@@ -174,6 +174,49 @@ fn retry_gives_up_after_the_attempts(b: Backend) {
     assert_eq!(attempts, 1);
 }
 
+fn retries_with_backoff_until_the_rival_stops(b: Backend) {
+    let db = DB::open(b.storage).unwrap();
+    let r = add_page(&db, "p", "0");
+    let mut conn = db.connection();
+    let mut rival = db.connection();
+    let manager = TransactionManager::new(4).with_backoff(std::time::Duration::from_millis(4));
+    assert_eq!(manager.attempts(), 4);
+    // A rival commit sneaks in during each of the first two attempts; the third commits.
+    let mut attempts = 0;
+    manager
+        .run(&mut conn, |tx| {
+            attempts += 1;
+            tx.update(r, |p| p.title.push('x'))?;
+            if attempts <= 2 {
+                let t = rival.begin();
+                t.update(r, |p| p.title.push('r'))?;
+                t.commit()?;
+            }
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    assert_eq!(attempts, 3);
+    let tx = conn.begin();
+    assert_eq!(tx.get(r).unwrap().title, "0rrx");
+    drop(tx);
+    // A rival in every attempt: the manager gives up after its four.
+    let mut attempts = 0;
+    let err = manager
+        .run(&mut conn, |tx| {
+            attempts += 1;
+            tx.update(r, |p| p.title.push('y'))?;
+            let t = rival.begin();
+            t.update(r, |p| p.title.push('r'))?;
+            t.commit()?;
+            Ok::<_, Error>(())
+        })
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert_eq!(attempts, 4);
+    let tx = conn.begin();
+    assert_eq!(tx.get(r).unwrap().title, "0rrxrrrr");
+}
+
 fn abort_discards(b: Backend) {
     let db = DB::open(b.storage.clone()).unwrap();
     let r = add_page(&db, "p", "kept");
@@ -558,6 +601,7 @@ on_every_storage!(
     invalidation_after_another_connection_commits,
     conflict_then_retry_succeeds,
     retry_gives_up_after_the_attempts,
+    retries_with_backoff_until_the_rival_stops,
     abort_discards,
     read_only_transactions_commit_nothing,
     cache_eviction_does_not_lose_unsaved_changes,
