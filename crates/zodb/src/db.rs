@@ -141,6 +141,13 @@ impl DbInner {
             let Some(merged) = merged else {
                 if !conflicts.is_empty() {
                     self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                    if round >= limits::CONFLICT_RESOLUTION_ROUNDS_MAX {
+                        tracing::warn!(
+                            rounds = round,
+                            oid = ?conflicts[0].oid,
+                            "conflict resolution gave up: other commits kept changing the object"
+                        );
+                    }
                 }
                 return Err(error.into());
             };

@@ -265,6 +265,32 @@ impl Instance {
         Instance::launch(name, &listen, command, &dir)
     }
 
+    /// [`Instance::start`] on a ZEO server at `zeo`, with `storage_lines` added to the
+    /// `[storage]` section of a serve.toml it reads (`conflict_retries = 8`, say).
+    pub fn start_zeo_configured(
+        root: &Path,
+        name: &str,
+        site_config: &Path,
+        zeo: &str,
+        storage_lines: &str,
+    ) -> Instance {
+        let dir = root.join(name);
+        std::fs::create_dir_all(dir.join("etc")).expect("instance directory");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let text = format!(
+            "listen = {listen:?}\nsite_config = {:?}\nsecret_key_file = {:?}\npid_file = \"var/bbru.pid\"\n\n[storage]\nzeo = {zeo:?}\n{storage_lines}\n",
+            site_config.display().to_string(),
+            root.join("secret.key").display().to_string(),
+        );
+        std::fs::write(dir.join("etc/serve.toml"), text).expect("write serve.toml");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bbru"));
+        command
+            .current_dir(&dir)
+            .env("BBRU_LOG", "info")
+            .args(["serve", "-c", "etc/serve.toml"]);
+        Instance::launch(name, &listen, command, &dir)
+    }
+
     /// Runs `command` (a `bbru serve` listening on `listen`, logging to `dir/bbru.log`)
     /// and waits until its `/@@health` answers 200.
     fn launch(name: &str, listen: &str, command: Command, dir: &Path) -> Instance {
