@@ -274,14 +274,21 @@ impl Instance {
         zeo: &str,
         storage_lines: &str,
     ) -> Instance {
-        let dir = root.join(name);
-        std::fs::create_dir_all(dir.join("etc")).expect("instance directory");
-        let listen = format!("127.0.0.1:{}", free_port());
-        let text = format!(
-            "listen = {listen:?}\nsite_config = {:?}\nsecret_key_file = {:?}\npid_file = \"var/bbru.pid\"\n\n[storage]\nzeo = {zeo:?}\n{storage_lines}\n",
+        let rest = format!(
+            "site_config = {:?}\nsecret_key_file = {:?}\npid_file = \"var/bbru.pid\"\n\n[storage]\nzeo = {zeo:?}\n{storage_lines}\n",
             site_config.display().to_string(),
             root.join("secret.key").display().to_string(),
         );
+        Instance::launch_configured(root, name, &rest)
+    }
+
+    /// Writes `root/name/etc/serve.toml` (`listen` on a free port, then `rest`) and runs
+    /// `bbru serve -c etc/serve.toml` in `root/name` until it is healthy.
+    fn launch_configured(root: &Path, name: &str, rest: &str) -> Instance {
+        let dir = root.join(name);
+        std::fs::create_dir_all(dir.join("etc")).expect("instance directory");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let text = format!("listen = {listen:?}\n{rest}");
         std::fs::write(dir.join("etc/serve.toml"), text).expect("write serve.toml");
         let mut command = Command::new(env!("CARGO_BIN_EXE_bbru"));
         command
@@ -328,21 +335,12 @@ impl Instance {
         data: &Path,
         extra: &str,
     ) -> Instance {
-        let dir = root.join(name);
-        std::fs::create_dir_all(dir.join("etc")).expect("instance directory");
-        let listen = format!("127.0.0.1:{}", free_port());
-        let text = format!(
-            "listen = {listen:?}\nsite_config = {:?}\npid_file = \"var/bbru.pid\"\n\n[storage]\nfile = {:?}\n\n{extra}\n",
+        let rest = format!(
+            "site_config = {:?}\npid_file = \"var/bbru.pid\"\n\n[storage]\nfile = {:?}\n\n{extra}\n",
             site_config.display().to_string(),
             data.display().to_string(),
         );
-        std::fs::write(dir.join("etc/serve.toml"), text).expect("write serve.toml");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_bbru"));
-        command
-            .current_dir(&dir)
-            .env("BBRU_LOG", "info")
-            .args(["serve", "-c", "etc/serve.toml"]);
-        Instance::launch(name, &listen, command, &dir)
+        Instance::launch_configured(root, name, &rest)
     }
 
     /// The `host:port` the instance listens on.
