@@ -43,6 +43,20 @@ pub const OUTBOX_BYTES_MAX: usize = 256 << 20;
 /// once with a log line.
 pub const CONNECTIONS_MAX_DEFAULT: usize = 1000;
 
+/// Connections that have not registered yet, held at once: past this, a new
+/// connection closes the oldest unregistered one.  An anonymous peer that
+/// opens sockets and says nothing so holds at most these slots, registered
+/// clients keep the rest of `connections_max`, and a client that connects
+/// always gets in: it registers right after the handshake (a round trip),
+/// long before this many newer sockets push it out.
+pub const UNREGISTERED_CONNECTIONS_MAX: usize = 64;
+
+/// Seconds a connection has, from its accept, to send its handshake and
+/// `register`; then it is closed.  Python's ClientStorage registers in the
+/// same breath as the handshake; 10 s covers a slow network and a busy
+/// client, and bounds how long a silent socket holds a slot.
+pub const REGISTER_TIMEOUT_SECONDS_DEFAULT: u64 = 10;
+
 /// Oids handed out by one `new_oids` call (Python clamps to 1..=100).
 pub const NEW_OIDS_PER_CALL_MAX: usize = 100;
 

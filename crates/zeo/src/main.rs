@@ -57,6 +57,11 @@ struct ServeArgs {
     /// before it fails with a lock timeout (StorageTransactionError).
     #[arg(long, default_value_t = zeo::limits::LOCK_TIMEOUT_SECONDS_DEFAULT as f64)]
     lock_timeout: f64,
+    /// Close a connection that has not sent its handshake and registered
+    /// within this many seconds of being accepted (silent sockets must not
+    /// hold the server's connection slots).
+    #[arg(long, default_value_t = zeo::limits::REGISTER_TIMEOUT_SECONDS_DEFAULT as f64)]
+    register_timeout: f64,
     /// Speak msgpack (M5) instead of pickle (Z5).
     #[arg(long)]
     msgpack: bool,
@@ -266,6 +271,11 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(m) = args.frame_size_max {
         config.frame_size_max = m;
     }
+    anyhow::ensure!(
+        args.register_timeout.is_finite() && args.register_timeout > 0.0,
+        "the register timeout must be a positive number of seconds"
+    );
+    config.register_timeout = std::time::Duration::from_secs_f64(args.register_timeout);
     let mut opened: Vec<(String, std::sync::Arc<dyn Storage>)> = Vec::new();
     for s in &storages {
         let read_only = s.read_only || config.read_only;

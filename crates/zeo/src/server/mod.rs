@@ -16,7 +16,7 @@ mod outbox;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::net::{TcpListener, UnixListener};
@@ -41,6 +41,8 @@ pub struct Config {
     /// finished) longer than this, and close its connection; `None`: never.
     pub transaction_timeout: Option<Duration>,
     pub invalidation_queue_size: usize,
+    /// Time a connection has to send its handshake and register.
+    pub register_timeout: Duration,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
                 limits::TRANSACTION_TIMEOUT_SECONDS_DEFAULT,
             )),
             invalidation_queue_size: limits::INVALIDATION_QUEUE_SIZE_DEFAULT,
+            register_timeout: Duration::from_secs(limits::REGISTER_TIMEOUT_SECONDS_DEFAULT),
         }
     }
 }
@@ -64,6 +67,9 @@ pub struct Shared {
     pub config: Config,
     pub storages: HashMap<String, Arc<StorageEntry>>,
     connections: AtomicUsize,
+    /// Connections not registered yet, oldest first, with what closes each (at most
+    /// `UNREGISTERED_CONNECTIONS_MAX`).
+    unregistered: parking_lot::Mutex<std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>>,
     next_connection: AtomicU64,
     started: SystemTime,
     shutdown: watch::Sender<bool>,
@@ -243,6 +249,7 @@ impl Server {
                 config,
                 storages,
                 connections: AtomicUsize::new(0),
+                unregistered: parking_lot::Mutex::new(std::collections::VecDeque::new()),
                 next_connection: AtomicU64::new(1),
                 started: SystemTime::now(),
                 shutdown,
@@ -287,24 +294,20 @@ impl Server {
                     continue;
                 }
             };
-            let n = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
-            if n > shared.config.connections_max {
-                shared.connections.fetch_sub(1, Ordering::AcqRel);
-                tracing::warn!(peer = %peer, "too many connections ({}); refusing", shared.config.connections_max);
+            let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+            let Some(slot) = Slot::take(&shared, &peer, id) else {
                 drop(stream);
                 continue;
-            }
-            let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+            };
             let shared2 = Arc::clone(&shared);
             tasks.spawn(async move {
                 match stream {
                     Stream::Tcp(s) => {
                         let _ = s.set_nodelay(true);
-                        connection::serve(Arc::clone(&shared2), s, peer, id).await
+                        connection::serve(shared2, s, peer, id, slot).await
                     }
-                    Stream::Unix(s) => connection::serve(Arc::clone(&shared2), s, peer, id).await,
+                    Stream::Unix(s) => connection::serve(shared2, s, peer, id, slot).await,
                 }
-                shared2.connections.fetch_sub(1, Ordering::AcqRel);
             });
             while tasks.try_join_next().is_some() {}
         }
@@ -319,6 +322,79 @@ impl Server {
             let _ = std::fs::remove_file(p);
         }
         tracing::info!("stopped");
+    }
+}
+
+/// A connection's place among `connections_max` (and, until it registers, among the
+/// `UNREGISTERED_CONNECTIONS_MAX` newest unregistered connections): given back when
+/// dropped, so a connection task that ends in any way, a panic included, frees it.
+pub struct Slot {
+    shared: Arc<Shared>,
+    id: u64,
+    unregistered: AtomicBool,
+    /// Wakes the connection's task to close it (eviction, transaction timeout, shutdown).
+    pub kick: Arc<tokio::sync::Notify>,
+}
+
+impl Slot {
+    /// A slot for connection `id` from `peer`, or `None` (logged) when the server is full.
+    /// When too many connections have not registered, the oldest of them is closed.
+    fn take(shared: &Arc<Shared>, peer: &str, id: u64) -> Option<Slot> {
+        let max = shared.config.connections_max;
+        if shared.connections.fetch_add(1, Ordering::AcqRel) >= max {
+            shared.connections.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(peer = %peer, "too many connections ({max}); refusing");
+            return None;
+        }
+        let kick = Arc::new(tokio::sync::Notify::new());
+        let mut waiting = shared.unregistered.lock();
+        while waiting.len() >= limits::UNREGISTERED_CONNECTIONS_MAX {
+            if let Some((old, close)) = waiting.pop_front() {
+                tracing::info!(
+                    connection = old,
+                    "closing a connection that has not registered: newer ones are waiting"
+                );
+                close.notify_one();
+            }
+        }
+        waiting.push_back((id, Arc::clone(&kick)));
+        drop(waiting);
+        Some(Slot {
+            shared: Arc::clone(shared),
+            id,
+            unregistered: AtomicBool::new(true),
+            kick,
+        })
+    }
+
+    /// The connection registered: it is no longer among the unregistered.
+    pub fn registered(&self) {
+        if self.unregistered.swap(false, Ordering::AcqRel) {
+            self.shared
+                .unregistered
+                .lock()
+                .retain(|(id, _)| *id != self.id);
+        }
+    }
+
+    pub fn is_registered(&self) -> bool {
+        !self.unregistered.load(Ordering::Acquire)
+    }
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("id", &self.id)
+            .field("registered", &self.is_registered())
+            .finish()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.registered();
+        self.shared.connections.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -658,3 +658,46 @@ fn a_client_that_reads_nothing_does_not_hold_up_a_stop() {
     );
     drop(c);
 }
+
+/// Sockets that connect and never speak do not lock real clients out: past
+/// `UNREGISTERED_CONNECTIONS_MAX` a new connection closes the oldest unregistered one,
+/// and each is closed anyway at the register timeout; a client that registers keeps its
+/// connection.
+#[test]
+fn silent_sockets_never_lock_clients_out_and_are_closed_at_the_register_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("Data.fs"), &["--register-timeout", "2"]);
+    let mut silent: Vec<Raw> = (0..200).map(|_| Raw::connect(server.port)).collect();
+    // A client arriving behind them gets in and works.
+    let mut client = Raw::register(server.port);
+    client.send(&Message::call(2, "new_oids", vec![Value::Int(1)]));
+    assert!(!client.reply_to(2).expect("the client's reply").is_error());
+    // Every silent socket is closed: the oldest at once, the newest at the timeout
+    // (the handshake announcement arrives first).
+    let start = std::time::Instant::now();
+    for (i, s) in silent.iter_mut().enumerate() {
+        assert_eq!(
+            s.frame().as_deref(),
+            Some(&b"Z5"[..]),
+            "socket {i}: the announcement"
+        );
+        assert!(s.closed_by_server(), "socket {i} still open");
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(9),
+        "closed late: {:?}",
+        start.elapsed()
+    );
+    // The registered client outlives the timeout.
+    std::thread::sleep(Duration::from_millis(2500));
+    client.send(&Message::call(3, "new_oids", vec![Value::Int(1)]));
+    assert!(
+        !client
+            .reply_to(3)
+            .expect("the client's reply after the timeout")
+            .is_error()
+    );
+    let log = server.log_text();
+    assert!(log.contains("newer connections took its place"), "{log}");
+    assert!(log.contains("within the register timeout"), "{log}");
+}

@@ -149,6 +149,7 @@ impl Connection {
             s.entry = Some(Arc::clone(&entry));
             s.read_only = read_only;
         }
+        self.slot.registered();
         // Subscribing and reading the last tid are one step with respect
         // to commits; the reply goes out under the outbox lock with it.
         let last = entry.register(&self.outbox);

@@ -33,10 +33,10 @@ use tokio::sync::{Notify, mpsc};
 use zodb_pickle::Value;
 use zodb_storage::StorageError;
 
-use super::Shared;
 use super::entry::StorageEntry;
 use super::errors;
 use super::outbox::Outbox;
+use super::{Shared, Slot};
 use crate::limits;
 use crate::wire::{self, Handshake, Message};
 use iterators::Iterators;
@@ -62,6 +62,8 @@ struct State {
 
 pub struct Connection {
     shared: Arc<Shared>,
+    /// This connection's place in the server's connection count.
+    slot: Slot,
     outbox: Arc<Outbox>,
     state: Arc<Mutex<State>>,
     closed: Arc<AtomicBool>,
@@ -75,10 +77,15 @@ fn bytes8(b: [u8; 8]) -> Value {
 }
 
 /// Runs one connection to its end.
-pub async fn serve<S>(shared: Arc<Shared>, stream: S, peer: String, id: u64)
+///
+/// From its accept, a connection has `register_timeout` to send its handshake and
+/// `register`; one that stays silent (or only talks) is closed then, so sockets opened
+/// and left idle do not hold the server's slots.
+pub async fn serve<S>(shared: Arc<Shared>, stream: S, peer: String, id: u64, slot: Slot)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let register_by = tokio::time::Instant::now() + shared.config.register_timeout;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let encoding = shared.config.encoding;
     let mut announcement = Vec::new();
@@ -92,10 +99,25 @@ where
     // anonymous peer must not make us decode tens of megabytes.
     let frame_max_registered = shared.config.frame_size_max;
     let frame_max_anonymous = frame_max_registered.min(limits::FRAME_SIZE_MAX_UNREGISTERED);
-    let handshake = match read_frame(&mut reader, &mut buf, frame_max_anonymous).await {
-        Ok(Some(payload)) => payload,
-        Ok(None) => return,
-        Err(e) => {
+    let kick = Arc::clone(&slot.kick);
+    let read = tokio::time::timeout_at(
+        register_by,
+        read_frame(&mut reader, &mut buf, frame_max_anonymous),
+    );
+    let handshake = match tokio::select! {
+        r = read => r,
+        _ = kick.notified() => {
+            tracing::info!(peer = %peer, "closing: newer connections took its place before a handshake");
+            return;
+        }
+    } {
+        Ok(Ok(Some(payload))) => payload,
+        Ok(Ok(None)) => return,
+        Err(_) => {
+            tracing::info!(peer = %peer, "closing: no handshake within the register timeout");
+            return;
+        }
+        Ok(Err(e)) => {
             tracing::warn!(peer = %peer, "closing: {e}");
             return;
         }
@@ -123,16 +145,20 @@ where
     let writer_task = tokio::spawn(write_loop(writer, rx, Arc::clone(&outbox)));
     let conn = Connection {
         shared: Arc::clone(&shared),
+        slot,
         outbox: Arc::clone(&outbox),
         state: Arc::new(Mutex::new(State::default())),
         closed: Arc::new(AtomicBool::new(false)),
-        kick: Arc::new(Notify::new()),
+        kick,
     };
     let mut shutdown = shared.shutdown.subscribe();
     let why = loop {
         let frame = tokio::select! {
             f = read_frame(&mut reader, &mut buf, conn.frame_max(frame_max_anonymous, frame_max_registered)) => f,
             _ = conn.kick.notified() => break "closed by the server".to_string(),
+            _ = tokio::time::sleep_until(register_by), if !conn.slot.is_registered() => {
+                break "no register within the register timeout".to_string();
+            }
             _ = shutdown.changed() => {
                 if conn.wait_for_voted_transaction().await {
                     continue;
