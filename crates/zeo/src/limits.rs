@@ -39,6 +39,12 @@ pub const VALUE_WALK_DEPTH_MAX: usize = 64;
 /// every commit would otherwise pile up in memory).
 pub const OUTBOX_BYTES_MAX: usize = 256 << 20;
 
+/// Bytes queued for all clients together.  Past this, a client that holds more
+/// than its share (this over the number of clients) is disconnected: without
+/// it, four clients asking for large records and reading nothing held over a
+/// gigabyte while each stayed under `OUTBOX_BYTES_MAX`.
+pub const OUTBOX_BYTES_TOTAL_MAX: usize = 512 << 20;
+
 /// Connections served at once by default; more are accepted and closed at
 /// once with a log line.
 pub const CONNECTIONS_MAX_DEFAULT: usize = 1000;

@@ -67,6 +67,8 @@ pub struct Shared {
     pub config: Config,
     pub storages: HashMap<String, Arc<StorageEntry>>,
     connections: AtomicUsize,
+    /// Bytes queued for all clients together.
+    pub outbox_budget: Arc<outbox::OutboxBudget>,
     /// Connections not registered yet, oldest first, with what closes each (at most
     /// `UNREGISTERED_CONNECTIONS_MAX`).
     unregistered: parking_lot::Mutex<std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>>,
@@ -249,6 +251,7 @@ impl Server {
                 config,
                 storages,
                 connections: AtomicUsize::new(0),
+                outbox_budget: Arc::new(outbox::OutboxBudget::new(limits::OUTBOX_BYTES_TOTAL_MAX)),
                 unregistered: parking_lot::Mutex::new(std::collections::VecDeque::new()),
                 next_connection: AtomicU64::new(1),
                 started: SystemTime::now(),

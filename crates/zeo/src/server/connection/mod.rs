@@ -141,7 +141,13 @@ where
     tracing::info!(peer = %peer, encoding = ?encoding, "connected");
 
     let (tx, rx) = mpsc::unbounded_channel();
-    let outbox = Arc::new(Outbox::new(id, peer.clone(), encoding, tx));
+    let outbox = Arc::new(Outbox::new(
+        id,
+        peer.clone(),
+        encoding,
+        tx,
+        Arc::clone(&shared.outbox_budget),
+    ));
     let writer_task = tokio::spawn(write_loop(writer, rx, Arc::clone(&outbox)));
     let conn = Connection {
         shared: Arc::clone(&shared),
