@@ -15,25 +15,7 @@ use crate::{Page, page};
 
 /// Serves a FileStorage on a free port from a background runtime; returns its address.
 pub(crate) fn serve(dir: &std::path::Path) -> String {
-    let storage: Arc<dyn Storage> = Arc::new(FileStorage::open(dir.join("Data.fs")).unwrap());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let config = Config {
-        address: Address::Tcp("127.0.0.1:0".into()),
-        ..Config::default()
-    };
-    let server = runtime
-        .block_on(Server::bind(config, vec![("1".into(), storage)]))
-        .unwrap();
-    let address = match server.local_address() {
-        Address::Tcp(a) => a,
-        Address::Unix(_) => unreachable!(),
-    };
-    std::thread::spawn(move || runtime.block_on(server.run()));
-    address
+    serve_on(dir, "127.0.0.1:0").0
 }
 
 pub(crate) fn client(address: &str) -> DB {
@@ -111,12 +93,13 @@ fn two_instances_on_one_zeo_server_see_each_others_commits() {
     assert_eq!(c1.begin().get(counter).unwrap().title, "30");
 }
 
-/// Serves `dir/Data.fs` on `address` until the returned handle shuts it down (the
-/// thread returned ends once the server has closed its storage).
+/// Serves `dir/Data.fs` on `address` (port 0: a free one) until the returned handle shuts
+/// it down; returns the address served, the handle, and the thread, which ends once the
+/// server has closed its storage.
 fn serve_on(
     dir: &std::path::Path,
     address: &str,
-) -> (zeo::server::Handle, std::thread::JoinHandle<()>) {
+) -> (String, zeo::server::Handle, std::thread::JoinHandle<()>) {
     let storage: Arc<dyn Storage> = Arc::new(FileStorage::open(dir.join("Data.fs")).unwrap());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -130,9 +113,13 @@ fn serve_on(
     let server = runtime
         .block_on(Server::bind(config, vec![("1".into(), storage)]))
         .unwrap();
+    let served = match server.local_address() {
+        Address::Tcp(a) => a,
+        Address::Unix(_) => unreachable!(),
+    };
     let handle = server.handle();
     let thread = std::thread::spawn(move || runtime.block_on(server.run()));
-    (handle, thread)
+    (served, handle, thread)
 }
 
 /// While the server is away, a managed transaction fails at its start with
@@ -145,7 +132,7 @@ fn a_managed_transaction_fails_fast_while_the_server_is_away_and_works_once_it_i
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
     };
-    let (handle, thread) = serve_on(dir.path(), &address);
+    let (_, handle, thread) = serve_on(dir.path(), &address);
     let mut options = ClientOptions::new(address.clone());
     options.wait_timeout = Duration::from_secs(10);
     options.disconnected_wait = Some(Duration::from_millis(100));
@@ -180,7 +167,7 @@ fn a_managed_transaction_fails_fast_while_the_server_is_away_and_works_once_it_i
     // `begin` still starts one on what was heard of last (the caches answer).
     assert_eq!(conn.begin().get(p).unwrap().title, "before");
 
-    let (handle, thread) = serve_on(dir.path(), &address);
+    let (_, handle, thread) = serve_on(dir.path(), &address);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let title = loop {
         match TransactionManager::new(3).run(&mut conn, |tx| {
