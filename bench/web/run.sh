@@ -43,10 +43,9 @@ dir=${WEB_BENCH_DIR:-$repo/target/bench-web}
 write=0
 command_line="bench/web/run.sh${*:+ $*}"
 
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
-    exit 2
-}
+bench_name=web/run.sh
+# usage, log, die, free_port, pids (stopped on exit).
+source "$repo/bench/lib.sh"
 
 while (($#)); do
     case $1 in
@@ -63,19 +62,6 @@ while (($#)); do
     shift
 done
 
-log() { echo "web/run.sh: $*" >&2; }
-die() { log "$*"; exit 1; }
-
-# The processes this script started, stopped on exit whatever happens.
-pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
 
 if ! command -v wrk >/dev/null; then
     log "installing wrk with apt-get"
@@ -111,9 +97,6 @@ login = "$login"
 password = "$password"
 EOF
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # wait_for PID WHAT COMMAND...: polls COMMAND until it succeeds (60 s at most),
 # failing with the log if the process PID exits.

@@ -32,10 +32,9 @@ objects=5000
 per_commit=10
 dir=$repo/target/bench-zeo-load
 
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
-    exit 2
-}
+bench_name=zeo/load.sh
+# usage, log, die, free_port, pids (stopped on exit).
+source "$repo/bench/lib.sh"
 
 while (($#)); do
     case $1 in
@@ -51,8 +50,6 @@ while (($#)); do
     shift
 done
 
-log() { echo "zeo/load.sh: $*" >&2; }
-
 log "building (cargo build --release -p zeo -p bbru-bench)"
 (cd "$repo" && cargo build --release -p zeo --bin bbru-zeo -p bbru-bench --bin zeo-load)
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
@@ -60,14 +57,6 @@ python=$("$repo/tools/python-env.sh" | tail -n 1)
 
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
-server_pid=
-stop_server() {
-    [[ -n $server_pid ]] || return 0
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
-}
-trap stop_server EXIT
 trap 'exit 130' INT TERM
 
 results=$dir/results.jsonl
@@ -76,12 +65,13 @@ for kind in python bbru; do
     data=$dir/$kind
     rm -rf "$data"
     mkdir -p "$data"
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(free_port)
     case $kind in
     python) "$python" -m ZEO.runzeo -a "127.0.0.1:$port" -f "$data/Data.fs" >"$data/server.log" 2>&1 & ;;
     bbru) "$target_dir/release/bbru-zeo" -a "127.0.0.1:$port" -f "$data/Data.fs" >"$data/server.log" 2>&1 & ;;
     esac
     server_pid=$!
+    pids=("$server_pid")
     for ((i = 0; i < 300; i++)); do
         [[ -n $(ss -Hltn "sport = :$port") ]] && break
         sleep 0.1
@@ -90,7 +80,8 @@ for kind in python bbru; do
     "$target_dir/release/zeo-load" --address "127.0.0.1:$port" --label "$kind" \
         --connections "$connections" --seconds "$seconds" --objects "$objects" \
         --per-commit "$per_commit" --server-pid "$server_pid" --ping >>"$results"
-    stop_server
+    stop_pids
+    pids=()
 done
 
 python3 - "$results" <<'PY'
