@@ -320,6 +320,10 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
+    // Each HTTP connection is a descriptor: the connection limit, not a login's default
+    // of 1024 open files, decides how many are served.
+    let open_files = daemon::raise_open_files_limit();
+    tracing::debug!(?open_files, "open files limit");
     // A daemon, or an instance given a pid file, holds it locked for its whole life, so
     // `--status` and `--stop-daemon` find it (and a second one cannot start on it).
     let _pid_file = if args.daemon

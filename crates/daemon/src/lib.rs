@@ -45,6 +45,7 @@
 //! same call also serves a `Type=notify` systemd unit running the server in the foreground.
 
 mod error;
+mod limits;
 mod logging;
 mod pidfile;
 mod signals;
@@ -52,6 +53,7 @@ mod spawn;
 mod stop;
 
 pub use error::DaemonError;
+pub use limits::raise_open_files_limit;
 pub use logging::{LogFormat, init_logging};
 pub use pidfile::{PidFile, Status, status};
 pub use signals::{SighupFlag, reopen_log};

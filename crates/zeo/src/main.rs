@@ -225,6 +225,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     } else {
         None
     };
+    // Up to `connections_max` clients, each a descriptor: more than a login's default.
+    let open_files = daemon::raise_open_files_limit();
+    tracing::debug!(?open_files, "open files limit");
     let (mut config, storages) = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
