@@ -54,6 +54,36 @@ pub fn encode_record(class: (&str, &str), state: &Value) -> Result<Vec<u8>, Pick
     Ok(encoder.out)
 }
 
+/// Appends to `out` the protocol 3 pickle of the tuple of `items`: the bytes [`encode`]
+/// writes for `Value::Tuple` of them, without building that tuple.  A ZEO message is such
+/// a tuple; its last item may hold a record of megabytes, which building the tuple would
+/// copy, and `out` may already hold the frame's length prefix, which saves another copy.
+pub fn encode_tuple_into(out: Vec<u8>, items: &[&Value]) -> Result<Vec<u8>, PickleError> {
+    let mut encoder = Encoder {
+        out,
+        repeated: repeated_globals(items, None),
+        ..Encoder::default()
+    };
+    encoder.header();
+    let close = match items.len() {
+        0 => None,
+        1 => Some(op::TUPLE1),
+        2 => Some(op::TUPLE2),
+        3 => Some(op::TUPLE3),
+        _ => {
+            encoder.out.push(op::MARK);
+            Some(op::TUPLE)
+        }
+    };
+    for item in items {
+        // At depth 1, as the items of an encoded tuple are.
+        encoder.value_at(item, 1)?;
+    }
+    encoder.out.push(close.unwrap_or(op::EMPTY_TUPLE));
+    encoder.out.push(op::STOP);
+    Ok(encoder.out)
+}
+
 #[derive(Debug, Default)]
 struct Encoder {
     out: Vec<u8>,
@@ -313,7 +343,12 @@ impl Encoder {
     /// stack per recursive level, so an explicit stack of steps keeps the nesting limit
     /// independent of the build and of the caller's thread.
     fn value(&mut self, root: &Value) -> Result<(), PickleError> {
-        let mut steps: Vec<Step<'_>> = vec![Step::Value(root, 0)];
+        self.value_at(root, 0)
+    }
+
+    /// [`Encoder::value`] for a value nested `depth` levels deep.
+    fn value_at(&mut self, root: &Value, depth: usize) -> Result<(), PickleError> {
+        let mut steps: Vec<Step<'_>> = vec![Step::Value(root, depth)];
         while let Some(step) = steps.pop() {
             let (value, depth) = match step {
                 Step::Op(opcode) => {

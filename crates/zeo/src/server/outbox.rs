@@ -86,16 +86,13 @@ impl Outbox {
     }
 
     fn frame(&self, msg: &Message) -> Option<Vec<u8>> {
-        let payload = match wire::encode(self.encoding, msg) {
-            Ok(p) => p,
+        match wire::encode_framed(self.encoding, msg) {
+            Ok(f) => Some(f),
             Err(e) => {
                 tracing::error!(peer = %self.peer, "cannot encode {}: {e}", msg.name);
-                return None;
+                None
             }
-        };
-        let mut out = Vec::with_capacity(payload.len() + 4);
-        wire::write_frame(&mut out, &payload).ok()?;
-        Some(out)
+        }
     }
 
     fn push(&self, state: &mut State, frame: Vec<u8>) {

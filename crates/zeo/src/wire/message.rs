@@ -287,16 +287,7 @@ impl Message {
 /// would for the same values.
 pub fn encode(enc: Encoding, msg: &Message) -> Result<Vec<u8>, WireError> {
     match enc {
-        Encoding::Pickle => {
-            // 80 03 28 <msgid> <flag> <name> <args> 74 2e
-            let tuple = Value::Tuple(vec![
-                msg.msgid.clone(),
-                msg.flag.to_value(),
-                Value::str(msg.name.as_str()),
-                msg.args.clone(),
-            ]);
-            pickle::encode_value(&tuple)
-        }
+        Encoding::Pickle => pickle_message(Vec::new(), msg),
         Encoding::Msgpack => {
             // 94 <msgid> <flag> <name> <args>
             let mut out = Vec::new();
@@ -308,23 +299,29 @@ pub fn encode(enc: Encoding, msg: &Message) -> Result<Vec<u8>, WireError> {
 
 /// Encodes `msg` as a whole frame: the 4-byte length, then [`encode`]'s payload.
 pub fn encode_framed(enc: Encoding, msg: &Message) -> Result<Vec<u8>, WireError> {
+    // The payload is written after room for its length, not copied behind it.
+    let mut out = vec![0; frame::LENGTH_PREFIX_SIZE];
     match enc {
-        Encoding::Pickle => {
-            let payload = encode(enc, msg)?;
-            let mut out = Vec::new();
-            frame::write_frame(&mut out, &payload)?;
-            Ok(out)
-        }
-        Encoding::Msgpack => {
-            let mut out = vec![0; frame::LENGTH_PREFIX_SIZE];
-            msgpack_message(&mut out, msg)?;
-            let prefix = frame::length_prefix(out.len().saturating_sub(frame::LENGTH_PREFIX_SIZE))?;
-            if let Some(head) = out.get_mut(..frame::LENGTH_PREFIX_SIZE) {
-                head.copy_from_slice(&prefix);
-            }
-            Ok(out)
-        }
+        Encoding::Pickle => out = pickle_message(out, msg)?,
+        Encoding::Msgpack => msgpack_message(&mut out, msg)?,
     }
+    let prefix = frame::length_prefix(out.len().saturating_sub(frame::LENGTH_PREFIX_SIZE))?;
+    if let Some(head) = out.get_mut(..frame::LENGTH_PREFIX_SIZE) {
+        head.copy_from_slice(&prefix);
+    }
+    Ok(out)
+}
+
+/// Appends `msg` pickled to `out`: `80 03 28 <msgid> <flag> <name> <args> 74 2e`, the
+/// 4-tuple encoded from its parts (the arguments, which may hold a whole record, are not
+/// copied into a tuple first).
+fn pickle_message(out: Vec<u8>, msg: &Message) -> Result<Vec<u8>, WireError> {
+    let flag = msg.flag.to_value();
+    let name = Value::str(msg.name.as_str());
+    Ok(zodb_pickle::encode_tuple_into(
+        out,
+        &[&msg.msgid, &flag, &name, &msg.args],
+    )?)
 }
 
 fn msgpack_message(out: &mut Vec<u8>, msg: &Message) -> Result<(), WireError> {

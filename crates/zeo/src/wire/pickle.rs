@@ -50,11 +50,6 @@ pub(crate) enum Globals {
     ServerWhitelist,
 }
 
-/// Pickles `value` as Python's protocol 3 pickler would (`80 03 … 2e`).
-pub(crate) fn encode_value(value: &Value) -> Result<Vec<u8>, WireError> {
-    Ok(zodb_pickle::encode(value)?)
-}
-
 /// Unpickles exactly one value filling the whole of `payload`, applying `globals`.
 pub(crate) fn decode_value(payload: &[u8], globals: Globals) -> Result<Value, WireError> {
     let (value, consumed) = zodb_pickle::decode(payload)?;
@@ -463,15 +458,10 @@ mod tests {
 
     #[test]
     fn encoder_writes_protocol_3_without_memo() {
-        let v = Value::Tuple(vec![
-            Value::Int(1),
-            Value::Bool(false),
-            Value::str("x"),
-            Value::Tuple(vec![Value::Int(1), Value::Int(2)]),
-        ]);
+        let m = crate::wire::Message::call(1, "x", vec![Value::Int(1), Value::Int(2)]);
         // Python: encode(1, False, 'x', (1, 2)).
         assert_eq!(
-            encode_value(&v).unwrap(),
+            crate::wire::encode(crate::wire::Encoding::Pickle, &m).unwrap(),
             b"\x80\x03(K\x01\x89X\x01\x00\x00\x00xK\x01K\x02\x86t."
         );
     }

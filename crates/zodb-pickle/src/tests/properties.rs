@@ -275,6 +275,17 @@ proptest! {
     }
 
     #[test]
+    fn a_tuple_encoded_from_its_items_is_the_tuple_encoded(
+        items in proptest::collection::vec(value_tree(true), 0..6),
+        prefix in proptest::collection::vec(any::<u8>(), 0..5),
+    ) {
+        let refs: Vec<&Value> = items.iter().collect();
+        let mut expected = prefix.clone();
+        expected.extend(encode(&Value::Tuple(items.clone())).expect("encodes"));
+        prop_assert_eq!(crate::encode_tuple_into(prefix, &refs).expect("encodes"), expected);
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         exercise(&bytes);
     }
