@@ -134,6 +134,10 @@ pub const CLIENT_CONNECT_TIMEOUT_SECONDS: u64 = 5;
 /// that accepts but never speaks (e.g. TLS expected) is given up on.
 pub const CLIENT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 10;
 
+/// Bytes of queued replies the server hands the socket in one vectored write at most:
+/// enough to batch many small replies (a prefetch of loads) into one system call.
+pub const WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
+
 /// Bytes of queued one-way messages (a transaction's stores) the client
 /// writes in one system call at most.
 pub const CLIENT_WRITE_BATCH_BYTES_MAX: usize = 1 << 20;

@@ -61,6 +61,11 @@ pub struct Outbox {
     /// disconnected rather than allowed to grow the queue without bound.
     queued: AtomicUsize,
     budget: Arc<OutboxBudget>,
+    /// Tells the writer to stop at once and drop what is queued: the client went over
+    /// its bound, and its replies must not hold memory while the connection winds down.
+    pub abandoned: tokio::sync::Notify,
+    /// Wakes the connection's reading loop to close the connection.
+    kick: Arc<tokio::sync::Notify>,
 }
 
 impl Outbox {
@@ -70,6 +75,7 @@ impl Outbox {
         encoding: Encoding,
         tx: mpsc::UnboundedSender<Vec<u8>>,
         budget: Arc<OutboxBudget>,
+        kick: Arc<tokio::sync::Notify>,
     ) -> Outbox {
         budget.clients.fetch_add(1, Ordering::AcqRel);
         Outbox {
@@ -82,6 +88,8 @@ impl Outbox {
             }),
             queued: AtomicUsize::new(0),
             budget,
+            abandoned: tokio::sync::Notify::new(),
+            kick,
         }
     }
 
@@ -116,11 +124,15 @@ impl Outbox {
             tracing::warn!(peer = %self.peer, queued, total, "{why}");
             self.written(len);
             state.tx = None;
+            self.abandoned.notify_one();
+            self.kick.notify_one();
             return;
         }
         if let Some(tx) = &state.tx
             && tx.send(frame).is_err()
         {
+            // The writer is gone: nothing was queued.
+            self.written(len);
             state.tx = None;
         }
     }
@@ -212,6 +224,7 @@ mod tests {
             Encoding::Pickle,
             tx,
             Arc::clone(budget),
+            Arc::new(tokio::sync::Notify::new()),
         );
         (outbox, rx)
     }

@@ -147,6 +147,7 @@ where
         encoding,
         tx,
         Arc::clone(&shared.outbox_budget),
+        Arc::clone(&kick),
     ));
     let writer_task = tokio::spawn(write_loop(writer, rx, Arc::clone(&outbox)));
     let conn = Connection {
@@ -233,33 +234,77 @@ async fn read_frame<R: AsyncRead + Unpin>(
     }
 }
 
-/// Writes queued frames, batching whatever is queued before each flush.
+/// Writes queued frames: whatever is queued (up to `WRITE_BATCH_BYTES_MAX`) goes out in
+/// one vectored write, without copying the frames together.  When the outbox is
+/// abandoned (the client went over its bound) it stops at once, and what was never
+/// written leaves the shared budget and memory now, not when the connection is gone.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
     outbox: Arc<Outbox>,
 ) {
-    let mut out = Vec::with_capacity(64 * 1024);
-    while let Some(frame) = rx.recv().await {
-        out.clear();
-        let mut n = frame.len();
-        out.extend_from_slice(&frame);
-        while out.len() < 1 << 20 {
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut unwritten = 0;
+    let clean = loop {
+        let frame = tokio::select! {
+            biased;
+            _ = outbox.abandoned.notified() => break false,
+            f = rx.recv() => match f {
+                Some(f) => f,
+                None => break true,
+            },
+        };
+        batch.clear();
+        unwritten = frame.len();
+        batch.push(frame);
+        while unwritten < limits::WRITE_BATCH_BYTES_MAX {
             match rx.try_recv() {
                 Ok(f) => {
-                    n += f.len();
-                    out.extend_from_slice(&f);
+                    unwritten += f.len();
+                    batch.push(f);
                 }
                 Err(_) => break,
             }
         }
-        if writer.write_all(&out).await.is_err() {
+        let written = tokio::select! {
+            biased;
+            _ = outbox.abandoned.notified() => break false,
+            r = write_frames(&mut writer, &batch) => r,
+        };
+        if written.is_err() {
             outbox.close();
-            break;
+            break false;
         }
-        outbox.written(n);
+        outbox.written(unwritten);
+        unwritten = 0;
+    };
+    drop(batch);
+    rx.close();
+    while let Ok(f) = rx.try_recv() {
+        unwritten += f.len();
     }
-    let _ = writer.shutdown().await;
+    outbox.written(unwritten);
+    if clean {
+        let _ = writer.shutdown().await;
+    }
+}
+
+/// Writes every byte of `frames`, in order, with vectored writes.
+async fn write_frames<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    frames: &[Vec<u8>],
+) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        frames.iter().map(|f| std::io::IoSlice::new(f)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = writer.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
 }
 
 impl Connection {
