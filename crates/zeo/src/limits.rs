@@ -63,6 +63,39 @@ pub const UNREGISTERED_CONNECTIONS_MAX: usize = 64;
 /// client, and bounds how long a silent socket holds a slot.
 pub const REGISTER_TIMEOUT_SECONDS_DEFAULT: u64 = 10;
 
+/// Bytes of record data one open transaction keeps in memory; its further records go
+/// to a temporary file until the vote.  Most transactions are far smaller (a page edit
+/// stores a few KiB), so they never touch the disk; a client that stores and stores
+/// without voting costs disk, not memory (it took 727 MB of RSS with 40 records of
+/// 16 MiB before).
+pub const TXN_BUFFER_MEMORY_BYTES_MAX: usize = 8 << 20;
+
+/// Bytes of record data all open transactions together keep in memory; past it, every
+/// transaction's further records go to its temporary file.  Bounds the buffers of many
+/// connections at once (a thousand clients at `TXN_BUFFER_MEMORY_BYTES_MAX` each would
+/// be 8 GiB).
+pub const TXN_BUFFER_MEMORY_BYTES_TOTAL_MAX: usize = 256 << 20;
+
+/// What a buffered operation counts for besides its data: its own size and bookkeeping,
+/// so that millions of data-less operations (`checkCurrentSerialInTransaction`) are
+/// bounded like records are.
+pub const TXN_BUFFER_OP_OVERHEAD_BYTES: usize = 64;
+
+/// Bytes one transaction's operations may carry in all, by default
+/// (`--transaction-size-max`).  Past it the transaction's buffer is dropped and its vote
+/// fails.  The storage holds a voted transaction's records in memory until they are
+/// written, so this bounds what one commit costs; Python's server has no limit, but a
+/// record of more than a few MiB belongs in a blob, and 512 MiB still takes whole
+/// copied transactions (`copyTransactionsFrom`) of sites far larger than ours.
+pub const TRANSACTION_BYTES_MAX_DEFAULT: u64 = 512 << 20;
+
+/// Bytes of transactions being voted or voted and not finished, all clients together
+/// (at least the transaction size limit, so the largest transaction fits).  A vote that
+/// would go past it waits, up to `LOCK_TIMEOUT_SECONDS_DEFAULT`, for others to finish;
+/// without it, clients voting large transactions at once would have the storage hold
+/// them all in memory.
+pub const VOTING_BYTES_TOTAL_MAX: u64 = 1 << 30;
+
 /// Oids handed out by one `new_oids` call (Python clamps to 1..=100).
 pub const NEW_OIDS_PER_CALL_MAX: usize = 100;
 

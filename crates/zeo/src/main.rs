@@ -62,6 +62,11 @@ struct ServeArgs {
     /// hold the server's connection slots).
     #[arg(long, default_value_t = zeo::limits::REGISTER_TIMEOUT_SECONDS_DEFAULT as f64)]
     register_timeout: f64,
+    /// Bytes one transaction's stores may carry in all; past it the server drops the
+    /// transaction's buffer and its vote fails. Past a few MiB a transaction's records
+    /// wait for the vote in a temporary file beside the first storage's file.
+    #[arg(long, default_value_t = zeo::limits::TRANSACTION_BYTES_MAX_DEFAULT)]
+    transaction_size_max: u64,
     /// Speak msgpack (M5) instead of pickle (Z5).
     #[arg(long)]
     msgpack: bool,
@@ -279,6 +284,11 @@ fn serve(args: ServeArgs) -> Result<()> {
         "the register timeout must be a positive number of seconds"
     );
     config.register_timeout = std::time::Duration::from_secs_f64(args.register_timeout);
+    anyhow::ensure!(
+        args.transaction_size_max > 0,
+        "the transaction size limit must be a positive number of bytes"
+    );
+    config.transaction_bytes_max = args.transaction_size_max;
     let mut opened: Vec<(String, std::sync::Arc<dyn Storage>)> = Vec::new();
     for s in &storages {
         let read_only = s.read_only || config.read_only;
@@ -310,6 +320,10 @@ fn serve(args: ServeArgs) -> Result<()> {
             "opened"
         );
         opened.push((s.name.clone(), std::sync::Arc::new(fs)));
+        if config.spill_dir.is_none() {
+            let dir = s.path.parent().filter(|d| !d.as_os_str().is_empty());
+            config.spill_dir = Some(dir.unwrap_or(Path::new(".")).to_path_buf());
+        }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_stack_size(zeo::limits::SERVER_THREAD_STACK_BYTES)

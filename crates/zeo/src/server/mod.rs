@@ -8,6 +8,7 @@
 //! goes through its `outbox.rs`. A shutdown signal stops the accept loop,
 //! lets voted transactions finish, and closes the storages.
 
+mod budget;
 mod connection;
 mod entry;
 mod errors;
@@ -43,6 +44,12 @@ pub struct Config {
     pub invalidation_queue_size: usize,
     /// Time a connection has to send its handshake and register.
     pub register_timeout: Duration,
+    /// Bytes one transaction's operations may carry in all.
+    pub transaction_bytes_max: u64,
+    /// Where transactions too large for memory are buffered (a temporary file, unnamed);
+    /// `None`: the system's temporary directory.  `bbru-zeo` uses the directory of the
+    /// first file storage, as `/tmp` may be memory.
+    pub spill_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -58,6 +65,8 @@ impl Default for Config {
             )),
             invalidation_queue_size: limits::INVALIDATION_QUEUE_SIZE_DEFAULT,
             register_timeout: Duration::from_secs(limits::REGISTER_TIMEOUT_SECONDS_DEFAULT),
+            transaction_bytes_max: limits::TRANSACTION_BYTES_MAX_DEFAULT,
+            spill_dir: None,
         }
     }
 }
@@ -69,6 +78,10 @@ pub struct Shared {
     connections: AtomicUsize,
     /// Bytes queued for all clients together.
     pub outbox_budget: Arc<outbox::OutboxBudget>,
+    /// Record data all open transactions keep in memory (`TXN_BUFFER_MEMORY_BYTES_TOTAL_MAX`).
+    txn_memory: Arc<budget::Budget>,
+    /// Bytes of transactions being voted or voted (`VOTING_BYTES_TOTAL_MAX`).
+    voting: Arc<budget::Budget>,
     /// Connections not registered yet, oldest first, with what closes each (at most
     /// `UNREGISTERED_CONNECTIONS_MAX`).
     unregistered: parking_lot::Mutex<std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>>,
@@ -246,12 +259,15 @@ impl Server {
             .collect();
         let (shutdown, _) = watch::channel(false);
         tracing::info!(address = %config.address, "serving");
+        let voting_max = limits::VOTING_BYTES_TOTAL_MAX.max(config.transaction_bytes_max);
         Ok(Server {
             shared: Arc::new(Shared {
                 config,
                 storages,
                 connections: AtomicUsize::new(0),
                 outbox_budget: Arc::new(outbox::OutboxBudget::new(limits::OUTBOX_BYTES_TOTAL_MAX)),
+                txn_memory: budget::Budget::new(limits::TXN_BUFFER_MEMORY_BYTES_TOTAL_MAX as u64),
+                voting: budget::Budget::new(voting_max),
                 unregistered: parking_lot::Mutex::new(std::collections::VecDeque::new()),
                 next_connection: AtomicU64::new(1),
                 started: SystemTime::now(),

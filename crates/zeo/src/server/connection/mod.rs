@@ -14,10 +14,13 @@
 //!
 //! * this file: the read loop, the write loop, the connection's state, replies;
 //! * `dispatch.rs`: the `match` over [`Call`](crate::wire::Call);
-//! * `txn.rs`: the buffered transaction, vote (`apply_and_vote`), finish and abort;
+//! * `txn.rs`: the transaction's phases, vote (`apply_and_vote`), finish and abort;
+//! * `buffer.rs`: the buffered operations of an open transaction, spilled to a temporary
+//!   file past a memory bound;
 //! * `reads.rs`: loads, history, undo log, invalidations, `record_iternext`, pack;
 //! * `iterators.rs`: the server-side transaction and record iterators.
 
+mod buffer;
 mod dispatch;
 mod iterators;
 mod reads;

@@ -19,7 +19,10 @@ use tokio::sync::Notify;
 use zodb_pickle::Value;
 use zodb_storage::{Oid, StorageError, Tid, TransactionMeta, TxnHandle};
 
+use super::buffer::TxnBuffer;
 use super::{Connection, State, Step, close};
+use crate::limits;
+use crate::server::budget::Permit;
 use crate::server::entry::{CommitInfo, StorageEntry};
 use crate::server::errors;
 use crate::wire::{self, Message, TxnOp, VoteConflict, VoteReply};
@@ -35,8 +38,12 @@ pub(super) enum Phase {
 pub(super) struct Txn {
     txnid: Value,
     meta: TransactionMeta,
-    ops: Vec<TxnOp>,
+    /// The buffered operations; away (with the vote) while voting.
+    ops: Option<TxnBuffer>,
     pub(super) phase: Phase,
+    /// The voted transaction's share of the server's voting budget, given back when the
+    /// transaction ends.
+    voting: Option<Permit>,
     /// The storage's transaction while voting or voted.
     handle: Option<TxnHandle>,
     /// Oids the commit changes (stores, deletions, undone objects).
@@ -72,8 +79,12 @@ impl Connection {
         s.txn = Some(Txn {
             txnid,
             meta,
-            ops: Vec::new(),
+            ops: Some(TxnBuffer::new(
+                Arc::clone(&self.shared.txn_memory),
+                self.shared.config.transaction_bytes_max,
+            )),
             phase: Phase::Open,
+            voting: None,
             handle: None,
             oids: Vec::new(),
         });
@@ -91,11 +102,12 @@ impl Connection {
         let mut s = self.state.lock();
         match &mut s.txn {
             Some(t) if &t.txnid == txnid && t.phase == Phase::Open => {
-                if let TxnOp::Store { oid, .. } = &op {
-                    t.ops
-                        .retain(|o| !matches!(o, TxnOp::Store { oid: x, .. } if x == oid));
+                let ops = t.ops.as_mut().expect("an open transaction has its buffer");
+                let failed_before = ops.failed().is_some();
+                ops.push(op, self.shared.config.spill_dir.as_deref());
+                if !failed_before && let Some(why) = ops.failed() {
+                    tracing::warn!(peer = %self.outbox.peer, "{why}; its vote will fail");
                 }
-                t.ops.push(op);
                 Ok(())
             }
             Some(_) => Err(close(
@@ -128,18 +140,40 @@ impl Connection {
                 return Ok(());
             }
             t.phase = Phase::Voting;
-            (t.meta.clone(), t.ops.clone())
+            let ops = t.ops.take().expect("an open transaction has its buffer");
+            (t.meta.clone(), ops)
         };
+        let voting_budget = Arc::clone(&self.shared.voting);
         let state = Arc::clone(&self.state);
         let outbox = Arc::clone(&self.outbox);
         let closed = Arc::clone(&self.closed);
         let kick = Arc::clone(&self.kick);
         let timeout = self.shared.config.transaction_timeout;
         tokio::task::spawn_blocking(move || {
-            let result = apply_and_vote(&entry, meta, &ops);
+            // Failed buffering, or no room in the voting budget: the transaction ends
+            // with an error, as a failed vote does.
+            let admitted = match ops.failed() {
+                Some(why) => Err(StorageError::Transaction(why.to_string())),
+                None => {
+                    let wait = Duration::from_secs(limits::LOCK_TIMEOUT_SECONDS_DEFAULT);
+                    let bytes = ops.live_bytes();
+                    voting_budget
+                        .take_by(bytes, std::time::Instant::now() + wait)
+                        .ok_or_else(|| {
+                            StorageError::Transaction(format!(
+                                "the server is busy voting other large transactions: \
+                                 no room for this one's {bytes} bytes within {wait:?}"
+                            ))
+                        })
+                }
+            };
+            let result = match admitted {
+                Ok(permit) => apply_and_vote(&entry, meta, &ops).map(|r| (r, permit)),
+                Err(e) => Err(VoteFailure::Error(e)),
+            };
             let mut s = state.lock();
             let msg = match result {
-                Ok((handle, oids, undone)) => {
+                Ok(((handle, oids, undone), permit)) => {
                     if closed.load(Ordering::Acquire) {
                         entry.storage.abort(&handle);
                         return;
@@ -152,6 +186,7 @@ impl Connection {
                             t.phase = Phase::Voted;
                             t.handle = Some(handle);
                             t.oids = oids;
+                            t.voting = Some(permit);
                         }
                         _ => {
                             entry.storage.abort(&handle);
@@ -181,8 +216,12 @@ impl Connection {
                 }
                 Err(VoteFailure::Conflicts(conflicts)) => {
                     entry.stats.conflicts.fetch_add(1, Ordering::Relaxed);
-                    if let Some(t) = &mut s.txn {
+                    if let Some(t) = &mut s.txn
+                        && t.txnid == txnid
+                        && t.phase == Phase::Voting
+                    {
                         t.phase = Phase::Open;
+                        t.ops = Some(ops);
                     }
                     // Client-side conflict resolution: the client resolves
                     // each, stores again, and votes again.
@@ -275,7 +314,7 @@ enum VoteFailure {
 fn apply_and_vote(
     entry: &StorageEntry,
     meta: TransactionMeta,
-    ops: &[TxnOp],
+    ops: &TxnBuffer,
 ) -> Result<(TxnHandle, Vec<Oid>, Vec<Oid>), VoteFailure> {
     let storage = &entry.storage;
     let handle = storage.tpc_begin(meta).map_err(VoteFailure::Error)?;
@@ -286,17 +325,26 @@ fn apply_and_vote(
     let mut oids = Vec::new();
     let mut undone = Vec::new();
     let mut conflicts = Vec::new();
-    for op in ops {
+    for op in ops.replay() {
+        let op = match op {
+            Ok(op) => op,
+            Err(e) => {
+                return Err(VoteFailure::Error(fail(StorageError::Transaction(
+                    format!("reading back the buffered transaction: {e}"),
+                ))));
+            }
+        };
+        let is_store = matches!(op, TxnOp::Store { .. });
         let r = match op {
             TxnOp::Store { oid, serial, data } => {
-                oids.push(*oid);
-                storage.store(&handle, *oid, *serial, data.clone())
+                oids.push(oid);
+                storage.store(&handle, oid, serial, data)
             }
             TxnOp::Delete { oid, serial } => {
-                oids.push(*oid);
-                storage.delete_object(&handle, *oid, *serial)
+                oids.push(oid);
+                storage.delete_object(&handle, oid, serial)
             }
-            TxnOp::Check { oid, serial } => storage.check_current_serial(&handle, *oid, *serial),
+            TxnOp::Check { oid, serial } => storage.check_current_serial(&handle, oid, serial),
             // The revision's tid is the transaction's (from `tpc_begin`).
             TxnOp::Restore {
                 oid,
@@ -304,21 +352,17 @@ fn apply_and_vote(
                 data,
                 prev_txn,
             } => {
-                oids.push(*oid);
-                storage.restore(&handle, *oid, data.clone(), *prev_txn)
+                oids.push(oid);
+                storage.restore(&handle, oid, data, prev_txn)
             }
-            TxnOp::Undo(tid) => storage.undo(&handle, *tid).map(|changed| {
+            TxnOp::Undo(tid) => storage.undo(&handle, tid).map(|changed| {
                 oids.extend_from_slice(&changed);
                 undone.extend(changed);
             }),
         };
         match r {
             Ok(()) => {}
-            Err(StorageError::Conflict(c))
-                if !c.read_conflict && matches!(op, TxnOp::Store { .. }) =>
-            {
-                conflicts.push(c)
-            }
+            Err(StorageError::Conflict(c)) if !c.read_conflict && is_store => conflicts.push(c),
             Err(e) => return Err(VoteFailure::Error(fail(e))),
         }
     }
@@ -342,10 +386,11 @@ fn apply_and_vote(
     // an error.
     let mut left = Vec::new();
     for c in conflicts {
-        let data = ops.iter().find_map(|op| match op {
-            TxnOp::Store { oid, data, .. } if *oid == c.oid => Some(data.clone()),
-            _ => None,
-        });
+        let data = ops.store_data(c.oid).map_err(|e| {
+            VoteFailure::Error(StorageError::Transaction(format!(
+                "reading back the buffered transaction: {e}"
+            )))
+        })?;
         let Some(data) = data else {
             return Err(VoteFailure::Error(StorageError::Conflict(c)));
         };
