@@ -22,7 +22,9 @@
 //!    `/proc/PID/stat`, in clock ticks of 10 ms: phases of a few seconds are needed).
 //! 3. With `--ping`: the round trip of one connection's `loadBefore` (raw codec), of the
 //!    Rust `ClientStorage::load_before` (distinct oids, so every call goes to the server),
-//!    and of a bare TCP ping-pong of the same sizes on loopback, for comparison.
+//!    and of a bare TCP ping-pong of the same sizes on loopback, for comparison: once
+//!    with both ends in this process, and once against an echo in a process of its own
+//!    (blocking calls on one thread), which, like a server, must be woken per request.
 //!
 //! Written for the benchmark only: a connection sends one request at a time, ignores the
 //! server's invalidation callbacks, and stops at the first protocol error.
@@ -73,6 +75,41 @@ struct Args {
     /// Also measure single round trips against a bare TCP ping-pong.
     #[arg(long)]
     ping: bool,
+}
+
+/// The hidden echo mode `--ping` starts in a process of its own: `zeo-load --echo
+/// REQUEST_BYTES REPLY_BYTES` listens on a free loopback port, prints it, and answers
+/// each request with a reply, with blocking calls on one thread (the least a server
+/// process can do per round trip).
+fn echo_server(request: usize, reply: usize) -> Result<()> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    println!("{}", listener.local_addr()?.port());
+    std::io::stdout().flush()?;
+    let (mut s, _) = listener.accept()?;
+    s.set_nodelay(true)?;
+    let mut inbuf = vec![0u8; request];
+    let outbuf = vec![1u8; reply];
+    while s.read_exact(&mut inbuf).is_ok() {
+        s.write_all(&outbuf)?;
+    }
+    Ok(())
+}
+
+/// Median round trip, in µs, of `ROUNDS` request/reply exchanges on `s`.
+async fn ping_pong(mut s: TcpStream, request: usize, reply: usize, rounds: usize) -> Result<f64> {
+    s.set_nodelay(true)?;
+    let out = vec![2u8; request];
+    let mut back = vec![0u8; reply];
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        s.write_all(&out).await?;
+        s.read_exact(&mut back).await?;
+        times.push(t.elapsed());
+    }
+    times.sort_unstable();
+    Ok(times[times.len() / 2].as_secs_f64() * 1e6)
 }
 
 /// One protocol connection, one request at a time.
@@ -379,6 +416,8 @@ async fn ping(args: &Args, oids: &[[u8; 8]]) -> Result<()> {
     })
     .await??;
 
+    // In this process: both ends on this runtime, so the sender's thread often runs
+    // the receiver at once, with no process woken (a floor no server can reach).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let echo_at = listener.local_addr()?;
     tokio::spawn(async move {
@@ -393,26 +432,35 @@ async fn ping(args: &Args, oids: &[[u8; 8]]) -> Result<()> {
             }
         }
     });
-    let mut s = TcpStream::connect(echo_at).await?;
-    s.set_nodelay(true)?;
-    let out = vec![2u8; request];
-    let mut back = vec![0u8; reply];
-    let mut tcp = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
-        let t = Instant::now();
-        s.write_all(&out).await?;
-        s.read_exact(&mut back).await?;
-        tcp.push(t.elapsed());
+    let tcp = ping_pong(TcpStream::connect(echo_at).await?, request, reply, ROUNDS).await?;
+    // Against another process, as with a server: each round trip wakes it.
+    let mut echo = std::process::Command::new(std::env::current_exe()?)
+        .args(["--echo", &request.to_string(), &reply.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting the echo process")?;
+    let mut port = String::new();
+    {
+        use std::io::BufRead;
+        let stdout = echo.stdout.take().context("the echo process's stdout")?;
+        std::io::BufReader::new(stdout).read_line(&mut port)?;
     }
+    let port: u16 = port.trim().parse().context("the echo process's port")?;
+    let tcp_process = ping_pong(
+        TcpStream::connect(("127.0.0.1", port)).await?,
+        request,
+        reply,
+        ROUNDS,
+    )
+    .await;
+    let _ = echo.kill();
+    let _ = echo.wait();
+    let tcp_process = tcp_process?;
     let median = |v: &mut Vec<Duration>| {
         v.sort_unstable();
         v[v.len() / 2].as_secs_f64() * 1e6
     };
-    let (raw, client, tcp) = (
-        median(&mut raw),
-        median(&mut client.clone()),
-        median(&mut tcp),
-    );
+    let (raw, client) = (median(&mut raw), median(&mut client.clone()));
     println!(
         "{}",
         json!({
@@ -421,9 +469,11 @@ async fn ping(args: &Args, oids: &[[u8; 8]]) -> Result<()> {
             "request_bytes": request,
             "reply_bytes": reply,
             "tcp_ping_pong_median_us": tcp,
+            "tcp_ping_pong_process_median_us": tcp_process,
             "raw_load_before_median_us": raw,
             "client_storage_load_before_median_us": client,
             "client_storage_over_tcp": client / tcp,
+            "client_storage_over_tcp_process": client / tcp_process,
         })
     );
     Ok(())
@@ -476,6 +526,16 @@ async fn run(args: Args) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--echo") {
+        let size = |i: usize| -> Result<usize> {
+            argv.get(i)
+                .context("--echo REQUEST_BYTES REPLY_BYTES")?
+                .parse()
+                .context("a number of bytes")
+        };
+        return echo_server(size(2)?, size(3)?);
+    }
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
