@@ -210,14 +210,19 @@ impl RateLimiter {
 
     /// Whether another attempt is allowed now.
     pub fn allowed(&self, key: &str) -> bool {
+        self.wait(key).is_none()
+    }
+
+    /// How long `key` must wait before its next attempt; `None` when it may try now.
+    pub fn wait(&self, key: &str) -> Option<Duration> {
         let mut map = self.failures.lock();
         match map.get(key) {
             Some((_, since)) if since.elapsed() > self.window => {
                 map.remove(key);
-                true
+                None
             }
-            Some((n, _)) => *n < self.max,
-            None => true,
+            Some((n, since)) if *n >= self.max => Some(self.window.saturating_sub(since.elapsed())),
+            _ => None,
         }
     }
 

@@ -14,6 +14,7 @@ use crate::model::Site;
 use crate::security::Principal;
 use crate::security::auth::{self, AccountThrottle, RateLimiter};
 use crate::security::password::Verifier;
+use crate::web::AppError;
 
 use super::auth::BasicCache;
 use super::metrics;
@@ -99,12 +100,18 @@ impl App {
     }
 
     /// Whether another login attempt for `login` from `client` may be checked now.
-    pub fn login_allowed(&self, client: &str, login: &str) -> bool {
-        self.limiter.allowed(&format!("{client}|{login}"))
-            && self
-                .account_throttle
-                .check(login, client, Instant::now())
-                .is_ok()
+    /// `Ok` when `client` may try to log in as `login` now; else
+    /// [`AppError::TooManyRequests`] with how long it must wait.
+    pub fn login_allowed(&self, client: &str, login: &str) -> Result<(), AppError> {
+        let by_address = self.limiter.wait(&format!("{client}|{login}"));
+        let by_account = self
+            .account_throttle
+            .check(login, client, Instant::now())
+            .err();
+        match by_address.max(by_account) {
+            None => Ok(()),
+            Some(wait) => Err(AppError::TooManyRequests(wait)),
+        }
     }
 
     pub fn login_failed(&self, client: &str, login: &str) {

@@ -23,8 +23,9 @@ pub enum AppError {
     /// An `If-Match` that names another version than the current one: 412.
     #[error("precondition failed: {0}")]
     PreconditionFailed(String),
+    /// Too many failed logins: 429, with how long the client must wait (`Retry-After`).
     #[error("too many requests")]
-    TooManyRequests,
+    TooManyRequests(std::time::Duration),
     #[error("payload too large: {0}")]
     TooLarge(String),
     #[error("the site is not set up yet")]
@@ -92,7 +93,7 @@ pub(super) fn render_error(app: &App, error: AppError, json: bool) -> Response {
             "Method not allowed.".to_owned(),
         ),
         AppError::PreconditionFailed(m) => (StatusCode::PRECONDITION_FAILED, m.clone()),
-        AppError::TooManyRequests => (
+        AppError::TooManyRequests(_) => (
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed logins; wait a few minutes.".to_owned(),
         ),
@@ -151,6 +152,13 @@ pub(super) fn render_error(app: &App, error: AppError, json: bool) -> Response {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if let AppError::TooManyRequests(wait) = &error {
+        // Whole seconds, rounded up: a client retrying then is let through.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        if let Ok(v) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
     }
     if matches!(error, AppError::Timeout(_)) {
         // What remains of the body is unread: the connection cannot carry another request.

@@ -225,9 +225,7 @@ impl App {
         let principal = match credentials {
             Credentials::None => Principal::Anonymous,
             Credentials::Basic(login, pass) => {
-                if !self.login_allowed(&request.client, login) {
-                    return Err(AppError::TooManyRequests);
-                }
+                self.login_allowed(&request.client, login)?;
                 match self.basic_principal(tx, site, login, pass)? {
                     Some(p) => p,
                     None => {

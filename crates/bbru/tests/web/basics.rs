@@ -159,6 +159,16 @@ fn wrong_passwords_are_rate_limited() {
     }
     let r = b.post("/@@login", &[("login", "admin"), ("password", ADMIN.1)]);
     assert_eq!(r.status(), 429);
+    // The client is told when it may try again: within the limiter's window (300 s).
+    let wait: u64 = r
+        .headers()
+        .get("retry-after")
+        .expect("a Retry-After header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("whole seconds");
+    assert!((1..=300).contains(&wait), "Retry-After: {wait}");
 }
 
 #[test]

@@ -51,9 +51,7 @@ pub fn form(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
 pub fn login(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let login = ctx.input.field("login").unwrap_or("").trim().to_owned();
     let password = ctx.input.field("password").unwrap_or("");
-    if !ctx.app.login_allowed(&ctx.client, &login) {
-        return Err(AppError::TooManyRequests);
-    }
+    ctx.app.login_allowed(&ctx.client, &login)?;
     let Some(principal) = ctx.app.check_password(tx, ctx.site, &login, password)? else {
         ctx.app.login_failed(&ctx.client, &login);
         return Ok(form_page(ctx, Some("Wrong login or password.")));
@@ -157,9 +155,7 @@ pub fn change_password(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, App
         Principal::Bootstrap { .. } => return Err(AppError::BadRequest(BOOTSTRAP_PASSWORD.into())),
         Principal::User { login, .. } => login.clone(),
     };
-    if !ctx.app.login_allowed(&ctx.client, &login) {
-        return Err(AppError::TooManyRequests);
-    }
+    ctx.app.login_allowed(&ctx.client, &login)?;
     let current = ctx.input.field("current_password").unwrap_or("");
     if ctx
         .app
@@ -212,9 +208,7 @@ pub fn token(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         ));
     };
     let login = login.trim();
-    if !ctx.app.login_allowed(&ctx.client, login) {
-        return Err(AppError::TooManyRequests);
-    }
+    ctx.app.login_allowed(&ctx.client, login)?;
     let Some(principal) = ctx.app.check_password(tx, ctx.site, login, password)? else {
         ctx.app.login_failed(&ctx.client, login);
         return Err(AppError::Unauthorized);
