@@ -20,18 +20,28 @@
 //! finishers is answered. There is one writer at a time and it writes batches
 //! in tid order, so reports come out in tid order however many threads finish
 //! at once.
+//!
+//! Pieces: this file holds the struct, its shared helpers and a thin `impl
+//! Storage`; `open.rs` opens (and recovers) a file, `reads.rs` answers loads,
+//! history and the undo log, `txn.rs` buffers and checks a transaction's writes
+//! up to its vote, `commit.rs` prepares voted transactions and runs the group
+//! commit, `iter.rs` iterates transactions, `pack.rs` packs, `check.rs` verifies
+//! a file, and `format.rs`, `io.rs`, `scan.rs`, `index_file.rs` and
+//! `oid_index.rs` hold the byte layout, record reads, file scans, the saved
+//! index and the in-memory index.
 
 mod check;
 mod commit;
-mod iter;
-use iter::FileIterator;
 pub mod format;
 mod index_file;
 mod io;
+mod iter;
 mod oid_index;
 mod open;
 mod pack;
+mod reads;
 mod scan;
+mod txn;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -61,6 +71,8 @@ use crate::storage::{
     TransactionRecord, TxnHandle, TxnStatus, UndoLogEntry,
 };
 use commit::{CommitQueue, PackGate, Prepared};
+use iter::FileIterator;
+use txn::{CurrentRecord, Pending, PendingWrite};
 
 /// How to open a file.
 #[derive(Debug, Clone, Default)]
@@ -121,39 +133,6 @@ impl Seen {
     }
 }
 
-/// One write of a pending transaction.
-#[derive(Debug)]
-enum PendingWrite {
-    Store {
-        oid: Oid,
-        expected: Tid,
-        data: Vec<u8>,
-        seen: Option<Seen>,
-    },
-    Delete {
-        oid: Oid,
-        expected: Tid,
-        seen: Option<Seen>,
-    },
-    /// A copied revision: data, or the data of transaction `prev_txn`, or a
-    /// deletion; never serial-checked.
-    Restore {
-        oid: Oid,
-        data: Option<Vec<u8>>,
-        prev_txn: Option<Tid>,
-    },
-}
-
-impl PendingWrite {
-    fn oid(&self) -> Oid {
-        match self {
-            PendingWrite::Store { oid, .. }
-            | PendingWrite::Delete { oid, .. }
-            | PendingWrite::Restore { oid, .. } => *oid,
-        }
-    }
-}
-
 /// A transaction of a batch, as written: its finisher's slot in the batch,
 /// tid, position, and the record positions to publish (oid, pos).
 #[derive(Debug)]
@@ -162,48 +141,6 @@ struct Written {
     tid: Tid,
     tpos: u64,
     positions: Vec<(u64, u64)>,
-}
-
-/// An object's current record as undo compares it with the undone one.
-#[derive(Debug, Clone)]
-struct CurrentRecord {
-    pos: u64,
-    /// Where its data are: its own position, or its backpointer (one hop,
-    /// as Python compares them); `None` for a deletion.
-    data_ptr: Option<u64>,
-    data: Option<Vec<u8>>,
-}
-
-impl CurrentRecord {
-    fn read(reader: &Reader<'_>, pos: u64, oid: Oid) -> Result<CurrentRecord> {
-        let record = reader.record(pos, Some(oid))?;
-        let data_ptr = match &record.payload {
-            RecordPayload::Data(_) => Some(pos),
-            RecordPayload::Back(0) => None,
-            RecordPayload::Back(b) => Some(*b),
-        };
-        let data = reader.resolve(record)?.map(|(d, _)| d);
-        Ok(CurrentRecord {
-            pos,
-            data_ptr,
-            data,
-        })
-    }
-}
-
-#[derive(Debug)]
-struct Pending {
-    meta: TransactionMeta,
-    writes: Vec<PendingWrite>,
-    by_oid: HashMap<Oid, usize>,
-    checks: Vec<(Oid, Tid)>,
-    undos: Vec<Tid>,
-    /// The objects undo will change, known when `undo` is called.
-    undo_oids: Vec<Oid>,
-    /// Set by a successful vote: the transaction holds its object locks
-    /// and a place at the pack gate until finish or abort.
-    voted: Option<Arc<Prepared>>,
-    done: bool,
 }
 
 /// A ZODB FileStorage.
@@ -327,135 +264,6 @@ impl FileStorage {
         }
     }
 
-    fn pending(&self, txn: &TxnHandle) -> Result<Arc<Mutex<Pending>>> {
-        self.pending.lock().get(&txn.id()).cloned().ok_or_else(|| {
-            StorageError::Transaction(format!("{txn:?} is not a transaction of this storage"))
-        })
-    }
-
-    /// Finds the transaction `tid` by walking back from the end.
-    fn find_transaction(reader: &Reader<'_>, tid: Tid) -> Result<Option<(u64, TxnHeader)>> {
-        let mut end = reader.end;
-        while end > 4 {
-            let tlen = reader.u64_at(end - 8, "redundant transaction length")?;
-            let tpos = end
-                .checked_sub(8 + tlen)
-                .filter(|p| *p >= 4)
-                .ok_or_else(|| {
-                    reader.corrupted(end - 8, "transaction length points before the file start")
-                })?;
-            let h = reader.txn_header(tpos)?;
-            if h.tlen != tlen {
-                return Err(reader.corrupted(tpos, "redundant transaction length check failed"));
-            }
-            if h.tid == tid {
-                return Ok(Some((tpos, h)));
-            }
-            if h.tid < tid {
-                return Ok(None);
-            }
-            end = tpos;
-        }
-        Ok(None)
-    }
-
-    /// The data records of the transaction at `tpos`.
-    fn transaction_records(reader: &Reader<'_>, tpos: u64, h: &TxnHeader) -> Result<Vec<Record>> {
-        let mut records = Vec::new();
-        if h.status == STATUS_UNDONE {
-            return Ok(records);
-        }
-        let mut pos = tpos + h.header_len();
-        let body_end = tpos + h.tlen;
-        while pos < body_end {
-            let r = reader.record(pos, None)?;
-            if r.header.tloc != tpos {
-                return Err(reader.corrupted(pos, "data record belongs to another transaction"));
-            }
-            pos += r.header.record_len();
-            records.push(r);
-        }
-        Ok(records)
-    }
-
-    fn read_meta(
-        reader: &Reader<'_>,
-        tpos: u64,
-        h: &TxnHeader,
-    ) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
-        let at = tpos + TXN_HEADER_SIZE as u64;
-        let meta = reader.read_exact(
-            at,
-            (h.header_len() - TXN_HEADER_SIZE as u64) as usize,
-            "transaction metadata",
-        )?;
-        let (user, rest) = meta.split_at(usize::from(h.ulen));
-        let (description, extension) = rest.split_at(usize::from(h.dlen));
-        Ok((user.to_vec(), description.to_vec(), extension.to_vec()))
-    }
-
-    /// Buffers a write in the open transaction `txn` (before its vote).
-    fn add_write(&self, txn: &TxnHandle, what: &str, w: PendingWrite) -> Result<()> {
-        let oid = w.oid();
-        let p = self.pending(txn)?;
-        let mut p = p.lock();
-        if p.voted.is_some() {
-            return Err(StorageError::Transaction(format!("{what} after vote")));
-        }
-        push_write(&mut p, w);
-        drop(p);
-        let mut max = self.max_oid.lock();
-        *max = (*max).max(oid.0);
-        Ok(())
-    }
-
-    /// The position of `oid`'s record written by transaction `tid`, walking
-    /// the object's chain back from `pos`.
-    fn record_of_transaction(
-        reader: &Reader<'_>,
-        mut pos: u64,
-        oid: Oid,
-        tid: Tid,
-    ) -> Result<Option<u64>> {
-        while pos != 0 {
-            let h = reader.data_header(pos)?;
-            if h.oid != oid {
-                return Err(reader.corrupted(pos, format!("expected a record of oid {oid}")));
-            }
-            if h.serial == tid {
-                return Ok(Some(pos));
-            }
-            if h.serial < tid || h.prev >= pos {
-                return Ok(None);
-            }
-            pos = h.prev;
-        }
-        Ok(None)
-    }
-
-    /// Checks that an undo of `tid` is possible now; returns its oids.
-    fn undo_oids(&self, tid: Tid) -> Result<Vec<Oid>> {
-        let (file, end) = {
-            let s = self.snap.read();
-            (Arc::clone(&s.file), s.end)
-        };
-        let reader = self.reader(&file, end);
-        let Some((tpos, h)) = Self::find_transaction(&reader, tid)? else {
-            return Err(StorageError::Undo(vec![
-                "Invalid undo transaction id".into(),
-            ]));
-        };
-        if h.status != STATUS_COMMITTED {
-            return Err(StorageError::Undo(vec!["non-undoable transaction".into()]));
-        }
-        let mut oids: Vec<Oid> = Self::transaction_records(&reader, tpos, &h)?
-            .iter()
-            .map(|r| r.header.oid)
-            .collect();
-        oids.dedup();
-        Ok(oids)
-    }
-
     /// Saves the index (as Python does on close) so the next open is fast.
     fn save_index(&self) -> Result<()> {
         if self.read_only {
@@ -500,85 +308,15 @@ impl Storage for FileStorage {
     }
 
     fn load(&self, oid: Oid) -> Result<(Vec<u8>, Tid)> {
-        let (file, pos, end) = self.locate(oid)?;
-        let reader = self.reader(&file, end);
-        let r = reader.record(pos, Some(oid))?;
-        let serial = r.header.serial;
-        match reader.resolve(r)? {
-            Some((data, _)) => Ok((data, serial)),
-            None => Err(StorageError::pos_key(oid)),
-        }
+        self.read_current(oid)
     }
 
     fn load_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>> {
-        let (file, mut pos, end) = self.locate(oid)?;
-        let reader = self.reader(&file, end);
-        let mut next_serial = None;
-        // The current record is read whole at once, since it is usually
-        // the answer; older ones header first.
-        let mut current = Some(reader.record(pos, Some(oid))?);
-        loop {
-            let h = match &current {
-                Some(r) => r.header,
-                None => reader.data_header(pos)?,
-            };
-            if h.oid != oid {
-                return Err(reader.corrupted(pos, format!("expected a record of oid {oid}")));
-            }
-            if h.serial < before {
-                let r = match current.take() {
-                    Some(r) => r,
-                    None => reader.record(pos, Some(oid))?,
-                };
-                return match reader.resolve(r)? {
-                    Some((data, _)) => Ok(Some(Revision {
-                        data,
-                        start: h.serial,
-                        end: next_serial,
-                    })),
-                    None => Err(StorageError::PosKey {
-                        oid,
-                        detail: Some(format!("deleted as of {}", h.serial)),
-                    }),
-                };
-            }
-            next_serial = Some(h.serial);
-            current = None;
-            if h.prev == 0 {
-                return Ok(None);
-            }
-            if h.prev >= pos {
-                return Err(
-                    reader.corrupted(pos, "previous record pointer does not point backwards")
-                );
-            }
-            pos = h.prev;
-        }
+        self.read_before(oid, before)
     }
 
     fn load_serial(&self, oid: Oid, serial: Tid) -> Result<Vec<u8>> {
-        let (file, mut pos, end) = self.locate(oid)?;
-        let reader = self.reader(&file, end);
-        loop {
-            let h = reader.data_header(pos)?;
-            if h.serial == serial {
-                let r = reader.record(pos, Some(oid))?;
-                return reader
-                    .resolve(r)?
-                    .map(|(d, _)| d)
-                    .ok_or_else(|| StorageError::PosKey {
-                        oid,
-                        detail: Some(format!("revision {serial} is a deletion")),
-                    });
-            }
-            if h.serial < serial || h.prev == 0 || h.prev >= pos {
-                return Err(StorageError::PosKey {
-                    oid,
-                    detail: Some(format!("no revision {serial}")),
-                });
-            }
-            pos = h.prev;
-        }
+        self.read_serial(oid, serial)
     }
 
     fn new_oids(&self, count: usize) -> Result<Vec<Oid>> {
@@ -596,75 +334,15 @@ impl Storage for FileStorage {
     }
 
     fn tpc_begin(&self, meta: TransactionMeta) -> Result<TxnHandle> {
-        self.check_writable()?;
-        for (what, field) in [
-            ("user name", &meta.user),
-            ("description", &meta.description),
-            ("extension", &meta.extension),
-        ] {
-            if field.len() > limits::TXN_META_FIELD_SIZE_MAX {
-                return Err(StorageError::Limit(format!(
-                    "{what} too long ({} bytes)",
-                    field.len()
-                )));
-            }
-        }
-        let id = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        let p = Pending {
-            meta,
-            writes: Vec::new(),
-            by_oid: HashMap::new(),
-            checks: Vec::new(),
-            undos: Vec::new(),
-            undo_oids: Vec::new(),
-            voted: None,
-            done: false,
-        };
-        self.pending.lock().insert(id, Arc::new(Mutex::new(p)));
-        Ok(TxnHandle::new(id))
+        self.begin_txn(meta)
     }
 
     fn store(&self, txn: &TxnHandle, oid: Oid, expected: Tid, data: Vec<u8>) -> Result<()> {
-        self.check_writable()?;
-        if data.len() as u64 > limits::RECORD_SIZE_MAX {
-            return Err(StorageError::Limit(format!(
-                "record of {} bytes over the limit",
-                data.len()
-            )));
-        }
-        if data.is_empty() {
-            return Err(StorageError::Limit(
-                "an object record cannot be empty".into(),
-            ));
-        }
-        self.pending(txn)?;
-        // An oid without a record is not checked, as in Python.
-        let seen = self.committed(oid)?;
-        if let Some(committed) = &seen {
-            check_serial(oid, committed.serial, expected, false)?;
-        }
-        let write = PendingWrite::Store {
-            oid,
-            expected,
-            data,
-            seen,
-        };
-        self.add_write(txn, "store", write)
+        self.store_txn(txn, oid, expected, data)
     }
 
     fn delete_object(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<()> {
-        self.check_writable()?;
-        self.pending(txn)?;
-        let seen = self
-            .committed(oid)?
-            .ok_or_else(|| StorageError::pos_key(oid))?;
-        check_serial(oid, seen.serial, expected, false)?;
-        let write = PendingWrite::Delete {
-            oid,
-            expected,
-            seen: Some(seen),
-        };
-        self.add_write(txn, "delete", write)
+        self.delete_txn(txn, oid, expected)
     }
 
     fn restore(
@@ -674,21 +352,7 @@ impl Storage for FileStorage {
         data: Option<Vec<u8>>,
         prev_txn: Option<Tid>,
     ) -> Result<()> {
-        self.check_writable()?;
-        if let Some(d) = &data
-            && (d.is_empty() || d.len() as u64 > limits::RECORD_SIZE_MAX)
-        {
-            return Err(StorageError::Limit(format!(
-                "cannot restore a record of {} bytes",
-                d.len()
-            )));
-        }
-        let write = PendingWrite::Restore {
-            oid,
-            data,
-            prev_txn,
-        };
-        self.add_write(txn, "restore", write)
+        self.restore_txn(txn, oid, data, prev_txn)
     }
 
     fn record_iternext(&self, from: Oid) -> Result<Option<RecordIterItem>> {
@@ -713,169 +377,31 @@ impl Storage for FileStorage {
     }
 
     fn check_current_serial(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<()> {
-        self.check_writable()?;
-        let p = self.pending(txn)?;
-        let committed = self.committed_serial(oid)?.unwrap_or(Tid::ZERO);
-        check_serial(oid, committed, expected, true)?;
-        p.lock().checks.push((oid, expected));
-        Ok(())
+        self.check_txn(txn, oid, expected)
     }
 
     fn undo(&self, txn: &TxnHandle, tid: Tid) -> Result<Vec<Oid>> {
-        self.check_writable()?;
-        if self.packing.load(Ordering::Acquire) {
-            return Err(StorageError::Undo(vec![
-                "undo is not allowed while packing".into(),
-            ]));
-        }
-        let p = self.pending(txn)?;
-        let oids = self.undo_oids(tid)?;
-        let mut p = p.lock();
-        if p.voted.is_some() {
-            return Err(StorageError::Transaction("undo after vote".into()));
-        }
-        p.undos.push(tid);
-        p.undo_oids.extend_from_slice(&oids);
-        Ok(oids)
+        self.undo_txn(txn, tid)
     }
 
     fn vote(&self, txn: &TxnHandle) -> Result<()> {
-        self.check_writable()?;
-        let p = self.pending(txn)?;
-        let mut p = p.lock();
-        if p.done {
-            return Err(StorageError::Transaction("the transaction is over".into()));
-        }
-        if p.voted.is_some() {
-            return Ok(());
-        }
-        let mut oids: Vec<Oid> = p.writes.iter().map(PendingWrite::oid).collect();
-        oids.extend(p.checks.iter().map(|(o, _)| *o));
-        oids.extend_from_slice(&p.undo_oids);
-        oids.sort();
-        oids.dedup();
-        self.gate.enter();
-        if let Err(e) = self
-            .object_locks
-            .acquire(txn.id(), &oids, self.options.lock_timeout)
-        {
-            self.gate.leave();
-            return Err(e);
-        }
-        match self.check_writable().and_then(|()| self.prepare(&p)) {
-            Ok(prepared) => {
-                p.voted = Some(Arc::new(prepared));
-                Ok(())
-            }
-            Err(e) => {
-                self.object_locks.release(txn.id());
-                self.gate.leave();
-                Err(e)
-            }
-        }
+        self.vote_txn(txn)
     }
 
     fn finish(&self, txn: &TxnHandle) -> Result<Tid> {
-        self.vote(txn)?;
-        let p = self.pending(txn)?;
-        let mut p = p.lock();
-        let Some(prepared) = p.voted.take() else {
-            return Err(StorageError::Transaction("finish without a vote".into()));
-        };
-        let result = self
-            .commits
-            .commit(prepared, |batch| self.write_batch(batch));
-        p.done = true;
-        drop(p);
-        self.pending.lock().remove(&txn.id());
-        self.object_locks.release(txn.id());
-        self.gate.leave();
-        result
+        self.finish_txn(txn)
     }
 
     fn abort(&self, txn: &TxnHandle) {
-        let Some(p) = self.pending.lock().remove(&txn.id()) else {
-            return;
-        };
-        let mut p = p.lock();
-        p.done = true;
-        // Nothing was written before finish: giving the locks back is all.
-        if p.voted.take().is_some() {
-            self.object_locks.release(txn.id());
-            self.gate.leave();
-        }
+        self.abort_txn(txn)
     }
 
     fn history(&self, oid: Oid, size: usize) -> Result<Vec<HistoryEntry>> {
-        let (file, mut pos, end) = self.locate(oid)?;
-        let reader = self.reader(&file, end);
-        let size = size.min(limits::HISTORY_SIZE_MAX);
-        let mut out = Vec::new();
-        while out.len() < size {
-            let h = reader.data_header(pos)?;
-            let th = reader.txn_header(h.tloc)?;
-            let (user, description, extension) = Self::read_meta(&reader, h.tloc, &th)?;
-            out.push(HistoryEntry {
-                tid: h.serial,
-                time: h.serial.unix_seconds(),
-                user,
-                description,
-                extension,
-                size: h.plen,
-            });
-            if h.prev == 0 {
-                break;
-            }
-            if h.prev >= pos {
-                return Err(
-                    reader.corrupted(pos, "previous record pointer does not point backwards")
-                );
-            }
-            pos = h.prev;
-        }
-        Ok(out)
+        self.read_history(oid, size)
     }
 
     fn undo_log(&self, first: usize, last: usize) -> Result<Vec<UndoLogEntry>> {
-        self.check_open()?;
-        let (file, end) = {
-            let s = self.snap.read();
-            (Arc::clone(&s.file), s.end)
-        };
-        let reader = self.reader(&file, end);
-        let mut out = Vec::new();
-        let mut i = 0usize;
-        let mut tend = end;
-        while tend > 4 && i < last {
-            let tlen = reader.u64_at(tend - 8, "redundant transaction length")?;
-            let tpos = tend
-                .checked_sub(8 + tlen)
-                .filter(|p| *p >= 4)
-                .ok_or_else(|| {
-                    reader.corrupted(tend - 8, "transaction length points before the file start")
-                })?;
-            let h = reader.txn_header(tpos)?;
-            tend = tpos;
-            if h.status == STATUS_PACKED {
-                break;
-            }
-            if h.status != STATUS_COMMITTED {
-                continue;
-            }
-            if i >= first {
-                let (user, description, extension) = Self::read_meta(&reader, tpos, &h)?;
-                out.push(UndoLogEntry {
-                    tid: h.tid,
-                    time: h.tid.unix_seconds(),
-                    user,
-                    description,
-                    extension,
-                    size: h.tlen,
-                });
-            }
-            i += 1;
-        }
-        Ok(out)
+        self.read_undo_log(first, last)
     }
 
     fn iterator(&self, start: Option<Tid>, stop: Option<Tid>) -> Result<TransactionIter> {
@@ -957,38 +483,6 @@ impl Storage for FileStorage {
                 .corrupted(0, "the file header is not a FileStorage's any more"));
         }
         Ok(())
-    }
-}
-
-/// A conflict unless `committed == expected`.
-fn check_serial(oid: Oid, committed: Tid, expected: Tid, read_conflict: bool) -> Result<()> {
-    if committed == expected {
-        return Ok(());
-    }
-    Err(ConflictError {
-        oid,
-        committed,
-        expected,
-        read_conflict,
-    }
-    .into())
-}
-
-fn push_write(p: &mut Pending, w: PendingWrite) {
-    let oid = w.oid();
-    if matches!(w, PendingWrite::Restore { .. }) {
-        // Copied transactions keep every record they had, even several of
-        // one object (an undo of several transactions writes such).
-        p.writes.push(w);
-        return;
-    }
-    match p.by_oid.get(&oid) {
-        // The last store of an oid in a transaction wins.
-        Some(&i) => p.writes[i] = w,
-        None => {
-            p.by_oid.insert(oid, p.writes.len());
-            p.writes.push(w);
-        }
     }
 }
 

@@ -1,0 +1,231 @@
+//! The read side: loads (current, before a tid, of a given serial), an object's
+//! history, the undo log, and the walks over the file they share (a transaction found
+//! from the end, its records, its metadata).  Readers take the snapshot lock only to
+//! look a position up, then `pread` committed bytes that never change.
+
+// These work on the storage's own state, as the rest of the engine does.
+use super::*;
+
+impl FileStorage {
+    /// Finds the transaction `tid` by walking back from the end.
+    pub(super) fn find_transaction(
+        reader: &Reader<'_>,
+        tid: Tid,
+    ) -> Result<Option<(u64, TxnHeader)>> {
+        let mut end = reader.end;
+        while end > 4 {
+            let tlen = reader.u64_at(end - 8, "redundant transaction length")?;
+            let tpos = end
+                .checked_sub(8 + tlen)
+                .filter(|p| *p >= 4)
+                .ok_or_else(|| {
+                    reader.corrupted(end - 8, "transaction length points before the file start")
+                })?;
+            let h = reader.txn_header(tpos)?;
+            if h.tlen != tlen {
+                return Err(reader.corrupted(tpos, "redundant transaction length check failed"));
+            }
+            if h.tid == tid {
+                return Ok(Some((tpos, h)));
+            }
+            if h.tid < tid {
+                return Ok(None);
+            }
+            end = tpos;
+        }
+        Ok(None)
+    }
+
+    /// The data records of the transaction at `tpos`.
+    pub(super) fn transaction_records(
+        reader: &Reader<'_>,
+        tpos: u64,
+        h: &TxnHeader,
+    ) -> Result<Vec<Record>> {
+        let mut records = Vec::new();
+        if h.status == STATUS_UNDONE {
+            return Ok(records);
+        }
+        let mut pos = tpos + h.header_len();
+        let body_end = tpos + h.tlen;
+        while pos < body_end {
+            let r = reader.record(pos, None)?;
+            if r.header.tloc != tpos {
+                return Err(reader.corrupted(pos, "data record belongs to another transaction"));
+            }
+            pos += r.header.record_len();
+            records.push(r);
+        }
+        Ok(records)
+    }
+
+    pub(super) fn read_meta(
+        reader: &Reader<'_>,
+        tpos: u64,
+        h: &TxnHeader,
+    ) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+        let at = tpos + TXN_HEADER_SIZE as u64;
+        let meta = reader.read_exact(
+            at,
+            (h.header_len() - TXN_HEADER_SIZE as u64) as usize,
+            "transaction metadata",
+        )?;
+        let (user, rest) = meta.split_at(usize::from(h.ulen));
+        let (description, extension) = rest.split_at(usize::from(h.dlen));
+        Ok((user.to_vec(), description.to_vec(), extension.to_vec()))
+    }
+
+    pub(super) fn read_current(&self, oid: Oid) -> Result<(Vec<u8>, Tid)> {
+        let (file, pos, end) = self.locate(oid)?;
+        let reader = self.reader(&file, end);
+        let r = reader.record(pos, Some(oid))?;
+        let serial = r.header.serial;
+        match reader.resolve(r)? {
+            Some((data, _)) => Ok((data, serial)),
+            None => Err(StorageError::pos_key(oid)),
+        }
+    }
+
+    pub(super) fn read_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>> {
+        let (file, mut pos, end) = self.locate(oid)?;
+        let reader = self.reader(&file, end);
+        let mut next_serial = None;
+        // The current record is read whole at once, since it is usually
+        // the answer; older ones header first.
+        let mut current = Some(reader.record(pos, Some(oid))?);
+        loop {
+            let h = match &current {
+                Some(r) => r.header,
+                None => reader.data_header(pos)?,
+            };
+            if h.oid != oid {
+                return Err(reader.corrupted(pos, format!("expected a record of oid {oid}")));
+            }
+            if h.serial < before {
+                let r = match current.take() {
+                    Some(r) => r,
+                    None => reader.record(pos, Some(oid))?,
+                };
+                return match reader.resolve(r)? {
+                    Some((data, _)) => Ok(Some(Revision {
+                        data,
+                        start: h.serial,
+                        end: next_serial,
+                    })),
+                    None => Err(StorageError::PosKey {
+                        oid,
+                        detail: Some(format!("deleted as of {}", h.serial)),
+                    }),
+                };
+            }
+            next_serial = Some(h.serial);
+            current = None;
+            if h.prev == 0 {
+                return Ok(None);
+            }
+            if h.prev >= pos {
+                return Err(
+                    reader.corrupted(pos, "previous record pointer does not point backwards")
+                );
+            }
+            pos = h.prev;
+        }
+    }
+
+    pub(super) fn read_serial(&self, oid: Oid, serial: Tid) -> Result<Vec<u8>> {
+        let (file, mut pos, end) = self.locate(oid)?;
+        let reader = self.reader(&file, end);
+        loop {
+            let h = reader.data_header(pos)?;
+            if h.serial == serial {
+                let r = reader.record(pos, Some(oid))?;
+                return reader
+                    .resolve(r)?
+                    .map(|(d, _)| d)
+                    .ok_or_else(|| StorageError::PosKey {
+                        oid,
+                        detail: Some(format!("revision {serial} is a deletion")),
+                    });
+            }
+            if h.serial < serial || h.prev == 0 || h.prev >= pos {
+                return Err(StorageError::PosKey {
+                    oid,
+                    detail: Some(format!("no revision {serial}")),
+                });
+            }
+            pos = h.prev;
+        }
+    }
+
+    pub(super) fn read_history(&self, oid: Oid, size: usize) -> Result<Vec<HistoryEntry>> {
+        let (file, mut pos, end) = self.locate(oid)?;
+        let reader = self.reader(&file, end);
+        let size = size.min(limits::HISTORY_SIZE_MAX);
+        let mut out = Vec::new();
+        while out.len() < size {
+            let h = reader.data_header(pos)?;
+            let th = reader.txn_header(h.tloc)?;
+            let (user, description, extension) = Self::read_meta(&reader, h.tloc, &th)?;
+            out.push(HistoryEntry {
+                tid: h.serial,
+                time: h.serial.unix_seconds(),
+                user,
+                description,
+                extension,
+                size: h.plen,
+            });
+            if h.prev == 0 {
+                break;
+            }
+            if h.prev >= pos {
+                return Err(
+                    reader.corrupted(pos, "previous record pointer does not point backwards")
+                );
+            }
+            pos = h.prev;
+        }
+        Ok(out)
+    }
+
+    pub(super) fn read_undo_log(&self, first: usize, last: usize) -> Result<Vec<UndoLogEntry>> {
+        self.check_open()?;
+        let (file, end) = {
+            let s = self.snap.read();
+            (Arc::clone(&s.file), s.end)
+        };
+        let reader = self.reader(&file, end);
+        let mut out = Vec::new();
+        let mut i = 0usize;
+        let mut tend = end;
+        while tend > 4 && i < last {
+            let tlen = reader.u64_at(tend - 8, "redundant transaction length")?;
+            let tpos = tend
+                .checked_sub(8 + tlen)
+                .filter(|p| *p >= 4)
+                .ok_or_else(|| {
+                    reader.corrupted(tend - 8, "transaction length points before the file start")
+                })?;
+            let h = reader.txn_header(tpos)?;
+            tend = tpos;
+            if h.status == STATUS_PACKED {
+                break;
+            }
+            if h.status != STATUS_COMMITTED {
+                continue;
+            }
+            if i >= first {
+                let (user, description, extension) = Self::read_meta(&reader, tpos, &h)?;
+                out.push(UndoLogEntry {
+                    tid: h.tid,
+                    time: h.tid.unix_seconds(),
+                    user,
+                    description,
+                    extension,
+                    size: h.tlen,
+                });
+            }
+            i += 1;
+        }
+        Ok(out)
+    }
+}
