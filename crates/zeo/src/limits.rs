@@ -171,6 +171,9 @@ pub const CLIENT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 10;
 /// enough to batch many small replies (a prefetch of loads) into one system call.
 pub const WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
 
+/// Frames handed to one vectored write at most (the kernel takes up to 1024).
+pub const WRITE_FRAMES_MAX: usize = 64;
+
 /// Bytes of queued one-way messages (a transaction's stores) the client
 /// writes in one system call at most.
 pub const CLIENT_WRITE_BATCH_BYTES_MAX: usize = 1 << 20;

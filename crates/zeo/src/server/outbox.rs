@@ -1,6 +1,12 @@
-//! What a connection sends: one queue of encoded frames per connection,
-//! written by the connection's writer task, fed by replies, callbacks and
-//! other connections' commits.
+//! What a connection sends: one queue of encoded frames per connection, in the
+//! order they were sent, fed by replies, callbacks and other connections' commits,
+//! and written by the connection's own task (`connection/mod.rs`).
+//!
+//! Replies to calls answered in line (loads, most calls) are queued while the
+//! connection's task is dispatching ([`Outbox::in_line`]): it takes them right
+//! after, so they wake nobody and leave in one write with whatever else came in
+//! the same read.  Frames queued from elsewhere (a vote or finish on a blocking
+//! thread, another client's commit) wake the task through [`Outbox::ready`].
 //!
 //! The bytes queued are bounded per client (`OUTBOX_BYTES_MAX`) and for all
 //! clients together ([`OutboxBudget`]): a client past its bound, or past its
@@ -15,8 +21,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
+
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use zodb_storage::{Oid, Tid};
 
 use crate::limits;
@@ -24,7 +33,10 @@ use crate::wire::{self, Callback, Encoding, Message};
 
 #[derive(Debug)]
 struct State {
-    tx: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    /// Frames not yet taken by the connection's task, oldest first.
+    queue: VecDeque<Vec<u8>>,
+    /// False once the outbox is closed: nothing more is queued.
+    open: bool,
     seen: Tid,
 }
 
@@ -61,11 +73,17 @@ pub struct Outbox {
     /// disconnected rather than allowed to grow the queue without bound.
     queued: AtomicUsize,
     budget: Arc<OutboxBudget>,
-    /// Tells the writer to stop at once and drop what is queued: the client went over
-    /// its bound, and its replies must not hold memory while the connection winds down.
-    pub abandoned: tokio::sync::Notify,
-    /// Wakes the connection's reading loop to close the connection.
-    kick: Arc<tokio::sync::Notify>,
+    /// Tells the connection's task to stop writing at once and drop what is queued:
+    /// the client went over its bound, and its replies must not hold memory while the
+    /// connection winds down.
+    pub abandoned: Notify,
+    /// Wakes the connection's task to close the connection.
+    kick: Arc<Notify>,
+    /// Wakes the connection's task: frames were queued from elsewhere.
+    pub ready: Notify,
+    /// Set while the connection's task dispatches a call: it takes the queue when done,
+    /// so frames queued meanwhile need not wake it.
+    pub in_line: AtomicBool,
 }
 
 impl Outbox {
@@ -73,9 +91,8 @@ impl Outbox {
         id: u64,
         peer: String,
         encoding: Encoding,
-        tx: mpsc::UnboundedSender<Vec<u8>>,
         budget: Arc<OutboxBudget>,
-        kick: Arc<tokio::sync::Notify>,
+        kick: Arc<Notify>,
     ) -> Outbox {
         budget.clients.fetch_add(1, Ordering::AcqRel);
         Outbox {
@@ -83,13 +100,16 @@ impl Outbox {
             peer,
             encoding,
             state: Mutex::new(State {
-                tx: Some(tx),
+                queue: VecDeque::new(),
+                open: true,
                 seen: Tid::ZERO,
             }),
             queued: AtomicUsize::new(0),
             budget,
-            abandoned: tokio::sync::Notify::new(),
+            abandoned: Notify::new(),
             kick,
+            ready: Notify::new(),
+            in_line: AtomicBool::new(false),
         }
     }
 
@@ -104,7 +124,7 @@ impl Outbox {
     }
 
     fn push(&self, state: &mut State, frame: Vec<u8>) {
-        if state.tx.is_none() {
+        if !state.open {
             return;
         }
         let len = frame.len();
@@ -122,22 +142,31 @@ impl Outbox {
         };
         if let Some(why) = over {
             tracing::warn!(peer = %self.peer, queued, total, "{why}");
-            self.written(len);
-            state.tx = None;
+            let dropped: usize = state.queue.drain(..).map(|f| f.len()).sum();
+            self.written(len + dropped);
+            state.open = false;
             self.abandoned.notify_one();
             self.kick.notify_one();
             return;
         }
-        if let Some(tx) = &state.tx
-            && tx.send(frame).is_err()
-        {
-            // The writer is gone: nothing was queued.
-            self.written(len);
-            state.tx = None;
+        state.queue.push_back(frame);
+        if !self.in_line.load(Ordering::Acquire) {
+            self.ready.notify_one();
         }
     }
 
-    /// Called by the writer after writing `len` bytes.
+    /// Moves queued frames to `out`, oldest first, until `out` holds `max` bytes.
+    pub fn take(&self, out: &mut VecDeque<Vec<u8>>, max: usize) {
+        let mut s = self.state.lock();
+        let mut bytes: usize = out.iter().map(Vec::len).sum();
+        while bytes < max {
+            let Some(f) = s.queue.pop_front() else { break };
+            bytes += f.len();
+            out.push_back(f);
+        }
+    }
+
+    /// Called after writing `len` bytes (or dropping them unwritten).
     pub fn written(&self, len: usize) {
         self.queued.fetch_sub(len, Ordering::AcqRel);
         self.budget.queued.fetch_sub(len, Ordering::AcqRel);
@@ -191,19 +220,19 @@ impl Outbox {
         self.advance(tid, Some(&msg));
     }
 
-    /// Stops sending; the writer ends once the queue is drained.
+    /// Stops queueing; what is queued may still be written.
     pub fn close(&self) {
-        self.state.lock().tx = None;
+        self.state.lock().open = false;
     }
 
     pub fn is_closed(&self) -> bool {
-        self.state.lock().tx.is_none()
+        !self.state.lock().open
     }
 }
 
 impl Drop for Outbox {
-    /// What was queued and never written (the writer gave up on the client) leaves the
-    /// shared budget with the outbox.
+    /// What was queued and never written (the connection gave up on the client) leaves
+    /// the shared budget with the outbox.
     fn drop(&mut self) {
         let left = self.queued.load(Ordering::Acquire);
         self.budget.queued.fetch_sub(left, Ordering::AcqRel);
@@ -216,17 +245,21 @@ mod tests {
     use super::*;
     use crate::wire::Value;
 
-    fn outbox(id: u64, budget: &Arc<OutboxBudget>) -> (Outbox, mpsc::UnboundedReceiver<Vec<u8>>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let outbox = Outbox::new(
+    fn outbox(id: u64, budget: &Arc<OutboxBudget>) -> Outbox {
+        Outbox::new(
             id,
             format!("peer {id}"),
             Encoding::Pickle,
-            tx,
             Arc::clone(budget),
-            Arc::new(tokio::sync::Notify::new()),
-        );
-        (outbox, rx)
+            Arc::new(Notify::new()),
+        )
+    }
+
+    /// Takes one queued frame, as the connection's task does.
+    fn take_one(o: &Outbox) -> Option<Vec<u8>> {
+        let mut out = VecDeque::new();
+        o.take(&mut out, 1);
+        out.pop_front()
     }
 
     fn reply(bytes: usize) -> Message {
@@ -236,11 +269,11 @@ mod tests {
     #[test]
     fn a_client_over_its_share_of_the_total_is_disconnected_and_the_others_are_not() {
         let budget = Arc::new(OutboxBudget::new(100_000));
-        let (greedy, _greedy_rx) = outbox(1, &budget);
-        let (modest, mut modest_rx) = outbox(2, &budget);
+        let greedy = outbox(1, &budget);
+        let modest = outbox(2, &budget);
         // The modest client's queue is small and drained.
         modest.send(&reply(1_000));
-        let frame = modest_rx.try_recv().expect("a queued frame");
+        let frame = take_one(&modest).expect("a queued frame");
         modest.written(frame.len());
         // The greedy one reads nothing: past the total it holds more than half.
         for _ in 0..9 {
@@ -252,11 +285,12 @@ mod tests {
         assert!(!modest.is_closed());
         modest.send(&reply(1_000));
         assert!(
-            modest_rx.try_recv().is_ok(),
+            take_one(&modest).is_some(),
             "the other client is still served"
         );
-        // What the greedy client had queued leaves the budget with it.
-        assert!(budget.queued() >= 90_000, "{}", budget.queued());
+        // What the greedy client had queued is dropped, and leaves the budget, at once.
+        assert!(budget.queued() < 2_000, "{}", budget.queued());
+        assert!(take_one(&greedy).is_none(), "nothing left to write");
         drop(greedy);
         assert!(budget.queued() < 2_000, "{}", budget.queued());
     }

@@ -10,9 +10,16 @@
 //! stops its connection from reading, and replies may leave out of order (they are
 //! matched by msgid).  Everything a connection sends goes through its `Outbox`.
 //!
+//! One task per connection both reads and writes: it takes what its outbox holds and
+//! writes it (before reading more), then reads; replies to calls it answers itself are
+//! written by it with no hand-off, and all the messages one read brought are answered
+//! before their replies leave, in one vectored write.  While the client does not read,
+//! replies wait in the outbox (bounded there) and requests are still read.
+//!
 //! Pieces:
 //!
-//! * this file: the read loop, the write loop, the connection's state, replies;
+//! * this file: the connection's loop (reads, and writes of what the outbox holds), the
+//!   connection's state, replies;
 //! * `dispatch.rs`: the `match` over [`Call`](crate::wire::Call);
 //! * `txn.rs`: the transaction's phases, vote (`apply_and_vote`), finish and abort;
 //! * `buffer.rs`: the buffered operations of an open transaction, spilled to a temporary
@@ -26,13 +33,14 @@ mod iterators;
 mod reads;
 mod txn;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use zodb_pickle::Value;
 use zodb_storage::StorageError;
 
@@ -143,16 +151,18 @@ where
     };
     tracing::info!(peer = %peer, encoding = ?encoding, "connected");
 
-    let (tx, rx) = mpsc::unbounded_channel();
     let outbox = Arc::new(Outbox::new(
         id,
         peer.clone(),
         encoding,
-        tx,
         Arc::clone(&shared.outbox_budget),
         Arc::clone(&kick),
     ));
-    let writer_task = tokio::spawn(write_loop(writer, rx, Arc::clone(&outbox)));
+    let mut sending = Sending {
+        writer,
+        out: VecDeque::new(),
+        head: 0,
+    };
     let conn = Connection {
         shared: Arc::clone(&shared),
         slot,
@@ -162,9 +172,26 @@ where
         kick,
     };
     let mut shutdown = shared.shutdown.subscribe();
+    let mut abandoned = false;
     let why = loop {
+        if sending.out.is_empty() {
+            outbox.take(&mut sending.out, limits::WRITE_BATCH_BYTES_MAX);
+        }
+        let pending = !sending.out.is_empty();
+        // Writes go first: replies leave before more requests are read.
         let frame = tokio::select! {
-            f = read_frame(&mut reader, &mut buf, conn.frame_max(frame_max_anonymous, frame_max_registered)) => f,
+            biased;
+            _ = outbox.abandoned.notified() => {
+                abandoned = true;
+                break "its replies went over their bound".to_string();
+            }
+            r = sending.write_some(&outbox), if pending => {
+                if let Err(e) = r {
+                    outbox.close();
+                    break format!("write error: {e}");
+                }
+                continue;
+            }
             _ = conn.kick.notified() => break "closed by the server".to_string(),
             _ = tokio::time::sleep_until(register_by), if !conn.slot.is_registered() => {
                 break "no register within the register timeout".to_string();
@@ -175,33 +202,138 @@ where
                 }
                 break "server shutting down".to_string();
             }
+            _ = outbox.ready.notified(), if !pending => continue,
+            f = read_frame(&mut reader, &mut buf, conn.frame_max(frame_max_anonymous, frame_max_registered)) => f,
         };
-        let payload = match frame {
+        let mut payload = match frame {
             Ok(Some(p)) => p,
             Ok(None) => break "disconnected".to_string(),
             Err(e) => break e,
         };
-        let msg = match wire::decode_from_client(encoding, &payload) {
-            Ok(m) => m,
-            Err(e) => break format!("unreadable message: {e}"),
+        // This message, then every whole one the same reads brought (a prefetch of
+        // loads): their replies are queued without waking anyone and leave together.
+        outbox.in_line.store(true, Ordering::Release);
+        let stop = loop {
+            let msg = match wire::decode_from_client(encoding, &payload) {
+                Ok(m) => m,
+                Err(e) => break Some(format!("unreadable message: {e}")),
+            };
+            if outbox.is_closed() {
+                break Some("client not reading".to_string());
+            }
+            if let Err(Close(why)) = conn.dispatch(msg) {
+                break Some(why);
+            }
+            match next_frame(
+                &mut buf,
+                conn.frame_max(frame_max_anonymous, frame_max_registered),
+            ) {
+                Ok(Some(p)) => payload = p,
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
         };
-        if outbox.is_closed() {
-            break "client not reading".to_string();
-        }
-        if let Err(Close(why)) = conn.dispatch(msg) {
+        outbox.in_line.store(false, Ordering::Release);
+        if let Some(why) = stop {
             break why;
         }
     };
     tracing::info!(peer = %peer, "connection closed: {why}");
     conn.cleanup();
     outbox.close();
-    // What is queued gets a moment to leave; a client that does not read does not
-    // keep the connection, nor a server that is stopping, waiting for it.
-    let mut writer_task = writer_task;
-    let flush = Duration::from_millis(limits::CLOSE_FLUSH_MILLIS);
-    if tokio::time::timeout(flush, &mut writer_task).await.is_err() {
-        writer_task.abort();
-        tracing::warn!(peer = %peer, "the client read nothing for {flush:?} after the close; dropped what was queued");
+    if !abandoned {
+        // What is queued gets a moment to leave; a client that does not read does not
+        // keep the connection, nor a server that is stopping, waiting for it.
+        let flush = Duration::from_millis(limits::CLOSE_FLUSH_MILLIS);
+        match tokio::time::timeout(flush, sending.flush(&outbox)).await {
+            Ok(_) => {}
+            Err(_) => tracing::warn!(
+                peer = %peer,
+                "the client read nothing for {flush:?} after the close; dropped what was queued"
+            ),
+        }
+    }
+    // What never left leaves the budget (and memory) now.
+    sending.drop_all(&outbox);
+}
+
+/// The connection's writing half and the frames taken from its outbox that have not
+/// been written whole yet.
+struct Sending<W> {
+    writer: W,
+    out: VecDeque<Vec<u8>>,
+    /// Bytes of `out`'s first frame already written.
+    head: usize,
+}
+
+impl<W: AsyncWrite + Unpin> Sending<W> {
+    /// One vectored write of the pending frames; those written whole leave the
+    /// outbox's count.
+    async fn write_some(&mut self, outbox: &Outbox) -> std::io::Result<()> {
+        let slices: Vec<std::io::IoSlice<'_>> = self
+            .out
+            .iter()
+            .take(limits::WRITE_FRAMES_MAX)
+            .enumerate()
+            .map(|(i, f)| std::io::IoSlice::new(if i == 0 { &f[self.head..] } else { f }))
+            .collect();
+        let mut n = self.writer.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while let Some(front) = self.out.front() {
+            let left = front.len() - self.head;
+            if n < left {
+                self.head += n;
+                break;
+            }
+            n -= left;
+            self.head = 0;
+            if let Some(f) = self.out.pop_front() {
+                outbox.written(f.len());
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes everything pending and queued, then shuts the writing half down.
+    async fn flush(&mut self, outbox: &Outbox) -> std::io::Result<()> {
+        loop {
+            if self.out.is_empty() {
+                outbox.take(&mut self.out, limits::WRITE_BATCH_BYTES_MAX);
+                if self.out.is_empty() {
+                    break;
+                }
+            }
+            self.write_some(outbox).await?;
+        }
+        self.writer.shutdown().await
+    }
+
+    /// Drops what was never written, and what is still queued.
+    fn drop_all(&mut self, outbox: &Outbox) {
+        loop {
+            let n: usize = self.out.drain(..).map(|f| f.len()).sum();
+            outbox.written(n);
+            self.head = 0;
+            outbox.take(&mut self.out, usize::MAX);
+            if self.out.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
+/// The next whole frame's payload already in `buf`, if any.
+fn next_frame(buf: &mut Vec<u8>, max: usize) -> Result<Option<Vec<u8>>, String> {
+    match wire::parse_frame(buf, max) {
+        Ok(Some((range, consumed))) => {
+            let payload = buf[range].to_vec();
+            buf.drain(..consumed);
+            Ok(Some(payload))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!("bad frame: {e}")),
     }
 }
 
@@ -212,14 +344,8 @@ async fn read_frame<R: AsyncRead + Unpin>(
     max: usize,
 ) -> Result<Option<Vec<u8>>, String> {
     loop {
-        match wire::parse_frame(buf, max) {
-            Ok(Some((range, consumed))) => {
-                let payload = buf[range].to_vec();
-                buf.drain(..consumed);
-                return Ok(Some(payload));
-            }
-            Ok(None) => {}
-            Err(e) => return Err(format!("bad frame: {e}")),
+        if let Some(payload) = next_frame(buf, max)? {
+            return Ok(Some(payload));
         }
         // Read into the buffer's spare room: no zeroed bounce buffer.
         buf.reserve(64 * 1024);
@@ -235,79 +361,6 @@ async fn read_frame<R: AsyncRead + Unpin>(
             Err(e) => return Err(format!("read error: {e}")),
         }
     }
-}
-
-/// Writes queued frames: whatever is queued (up to `WRITE_BATCH_BYTES_MAX`) goes out in
-/// one vectored write, without copying the frames together.  When the outbox is
-/// abandoned (the client went over its bound) it stops at once, and what was never
-/// written leaves the shared budget and memory now, not when the connection is gone.
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut writer: W,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
-    outbox: Arc<Outbox>,
-) {
-    let mut batch: Vec<Vec<u8>> = Vec::new();
-    let mut unwritten = 0;
-    let clean = loop {
-        let frame = tokio::select! {
-            biased;
-            _ = outbox.abandoned.notified() => break false,
-            f = rx.recv() => match f {
-                Some(f) => f,
-                None => break true,
-            },
-        };
-        batch.clear();
-        unwritten = frame.len();
-        batch.push(frame);
-        while unwritten < limits::WRITE_BATCH_BYTES_MAX {
-            match rx.try_recv() {
-                Ok(f) => {
-                    unwritten += f.len();
-                    batch.push(f);
-                }
-                Err(_) => break,
-            }
-        }
-        let written = tokio::select! {
-            biased;
-            _ = outbox.abandoned.notified() => break false,
-            r = write_frames(&mut writer, &batch) => r,
-        };
-        if written.is_err() {
-            outbox.close();
-            break false;
-        }
-        outbox.written(unwritten);
-        unwritten = 0;
-    };
-    drop(batch);
-    rx.close();
-    while let Ok(f) = rx.try_recv() {
-        unwritten += f.len();
-    }
-    outbox.written(unwritten);
-    if clean {
-        let _ = writer.shutdown().await;
-    }
-}
-
-/// Writes every byte of `frames`, in order, with vectored writes.
-async fn write_frames<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    frames: &[Vec<u8>],
-) -> std::io::Result<()> {
-    let mut slices: Vec<std::io::IoSlice<'_>> =
-        frames.iter().map(|f| std::io::IoSlice::new(f)).collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        let n = writer.write_vectored(rest).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        std::io::IoSlice::advance_slices(&mut rest, n);
-    }
-    Ok(())
 }
 
 impl Connection {
