@@ -104,6 +104,10 @@ pub enum StorageError {
     #[error("pack failed: {0}")]
     Pack(String),
 
+    /// The storage cannot do this (blobs without a blob directory, ...).
+    #[error("not supported: {0}")]
+    Unsupported(String),
+
     /// The storage was closed.
     #[error("the storage is closed")]
     Closed,

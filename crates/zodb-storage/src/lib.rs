@@ -10,6 +10,7 @@
 //! moves records (opaque byte strings) and reads them only to find
 //! references when packing.
 
+pub mod blob;
 mod commit_lock;
 mod demo;
 mod error;

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 use crate::ids::{Oid, Tid};
 
 /// Who did what: the metadata every transaction carries. This is the audit
@@ -349,4 +349,38 @@ pub trait Storage: Send + Sync {
     /// Registers a listener told of every committed transaction, in tid order, once it is
     /// visible and before its `finish` returns (see [`crate::listeners`]).  Held weakly.
     fn add_listener(&self, listener: std::sync::Weak<dyn crate::InvalidationListener>);
+
+    /// The blob directory, for storages with blobs (ZODB's `IBlobStorage`): where
+    /// files on their way in may be put (`tmp_dir`, ZODB's `temporaryDirectory()`),
+    /// and where a revision's file is.  `None`: this storage has no blobs.
+    fn blobs(&self) -> Option<&crate::blob::BlobDir> {
+        None
+    }
+
+    /// `store` of a blob's record (a `ZODB.blob.Blob` pickle) with its file: the
+    /// storage takes `blob` (moved, not copied, when it is on the blob directory's file
+    /// system) and makes it revision tid of `oid` when the transaction is written; an
+    /// abort removes it.  ZODB's `storeBlob`.
+    fn store_blob(
+        &self,
+        txn: &TxnHandle,
+        oid: Oid,
+        expected: Tid,
+        data: Vec<u8>,
+        blob: &std::path::Path,
+    ) -> Result<()> {
+        let _ = (txn, oid, expected, data, blob);
+        Err(StorageError::Unsupported(
+            "this storage has no blobs".into(),
+        ))
+    }
+
+    /// The file of `oid`'s blob revision `serial` (ZODB's `loadBlob`); `PosKey` when
+    /// there is none.  The file never changes while it exists; a pack may remove it.
+    fn load_blob(&self, oid: Oid, serial: Tid) -> Result<std::path::PathBuf> {
+        let _ = serial;
+        Err(StorageError::Unsupported(format!(
+            "this storage has no blobs (asked for one of {oid})"
+        )))
+    }
 }

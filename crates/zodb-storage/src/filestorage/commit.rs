@@ -40,6 +40,12 @@ pub struct Prepared {
     /// In file order; an oid may appear more than once (the last one is
     /// the current record).
     pub records: Vec<(Oid, Payload)>,
+    /// Blob files stored (staged in the blob directory), made revision tid of their
+    /// oid when the transaction is written.
+    pub blobs: Vec<(Oid, std::path::PathBuf)>,
+    /// Blob revisions an undo brings back: `(oid, serial)`'s file becomes revision
+    /// tid of `oid` too.
+    pub blob_links: Vec<(Oid, Tid)>,
 }
 
 /// The outcome slot of one finisher.
@@ -266,6 +272,7 @@ impl FileStorage {
         // record an earlier one wrote as the current one; those records are
         // not in the file yet, so they are remembered here.
         let mut undo_written: HashMap<Oid, CurrentRecord> = HashMap::new();
+        let mut blob_links = Vec::new();
         for undo_tid in &p.undos {
             let Some((utpos, uh)) = Self::find_transaction(&reader, *undo_tid)? else {
                 problems.push("Invalid undo transaction id".to_string());
@@ -314,12 +321,19 @@ impl FileStorage {
                 let back = r.header.prev;
                 records.push((oid, Payload::Back(back)));
                 let pos = UNWRITTEN;
-                let data = match back {
+                let resolved = match back {
                     0 => None,
-                    back => reader
-                        .resolve(reader.record(back, Some(oid))?)?
-                        .map(|(d, _)| d),
+                    back => reader.resolve(reader.record(back, Some(oid))?)?,
                 };
+                // Undoing a blob's change brings its earlier file back, as the
+                // revision of this transaction (ZODB copies it too).
+                if let (Some(blobs), Some((_, data_pos))) = (&self.blobs, &resolved) {
+                    let serial = reader.data_header(*data_pos)?.serial;
+                    if blobs.path(oid, serial).is_file() {
+                        blob_links.push((oid, serial));
+                    }
+                }
+                let data = resolved.map(|(d, _)| d);
                 let data_ptr = (back > 0).then_some(back);
                 undo_written.insert(
                     oid,
@@ -340,7 +354,43 @@ impl FileStorage {
         Ok(Prepared {
             meta: p.meta.clone(),
             records,
+            blobs: p.blobs.iter().map(|(o, f)| (*o, f.clone())).collect(),
+            blob_links,
         })
+    }
+
+    /// Makes the blob files `prepared` stored (and those its undos bring back)
+    /// revisions `tid`, durably; on failure removes what it placed.
+    fn place_blobs(&self, prepared: &Prepared, tid: Tid) -> Result<Vec<std::path::PathBuf>> {
+        let Some(blobs) = &self.blobs else {
+            return Ok(Vec::new());
+        };
+        let mut placed = Vec::new();
+        let moved = prepared
+            .blobs
+            .iter()
+            .map(|(oid, staged)| blobs.commit(staged, *oid, tid))
+            .chain(
+                prepared
+                    .blob_links
+                    .iter()
+                    .map(|(oid, from)| blobs.link(*oid, *from, tid)),
+            );
+        for r in moved {
+            match r {
+                Ok(path) => placed.push(path),
+                Err(e) => {
+                    for f in &placed {
+                        crate::blob::BlobDir::discard(f);
+                    }
+                    return Err(StorageError::io(
+                        format!("placing the blob files of transaction {tid}"),
+                        e,
+                    ));
+                }
+            }
+        }
+        Ok(placed)
     }
 
     /// `fdatasync` of the data file (failing on demand in unit tests).
@@ -373,6 +423,8 @@ impl FileStorage {
         // batch.
         let mut in_batch: HashMap<u64, u64> = HashMap::new();
         let mut written: Vec<Written> = Vec::new();
+        // Blob files made committed revisions by this batch, removed if it fails.
+        let mut placed: Vec<std::path::PathBuf> = Vec::new();
         let mut clock = self.clock.lock();
         clock.observe(last_tid);
         for (i, (prepared, slot)) in batch.iter().enumerate() {
@@ -390,6 +442,14 @@ impl FileStorage {
                 None => clock.next_tid(),
             };
             last_tid = tid;
+            // Blob files first: once the transaction is readable, so are its blobs.
+            match self.place_blobs(prepared, tid) {
+                Ok(files) => placed.extend(files),
+                Err(e) => {
+                    slot.set(Err(e));
+                    continue;
+                }
+            }
             let tpos = start + buf.len() as u64;
             let m = &prepared.meta;
             let mut b = TxnBuilder::new(
@@ -469,6 +529,9 @@ impl FileStorage {
             }),
         };
         if let Err(e) = durable {
+            for f in &placed {
+                crate::blob::BlobDir::discard(f);
+            }
             for w in &written {
                 batch[w.slot].1.set(Err(StorageError::io(
                     format!("{}: writing a transaction at {start}", self.path.display()),

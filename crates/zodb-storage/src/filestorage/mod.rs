@@ -86,6 +86,10 @@ pub struct Options {
     /// How long a vote waits for objects another transaction is
     /// committing before it fails (`None`: as long as it takes).
     pub lock_timeout: Option<std::time::Duration>,
+    /// The blob directory (ZODB's `blob_dir`), laid out as ZODB's; `None`: no blobs.
+    pub blob_dir: Option<PathBuf>,
+    /// The blob directory's layout; `None`: its marker, or ZODB's choice.
+    pub blob_layout: Option<crate::blob::Layout>,
 }
 
 /// What open found and did, for logs and tests.
@@ -175,6 +179,8 @@ pub struct FileStorage {
     open_report: OpenReport,
     /// Told of each commit by `write_batch` (see the module documentation).
     listeners: Listeners,
+    /// Where blob revisions live, if this storage has blobs.
+    blobs: Option<crate::blob::BlobDir>,
 }
 
 /// Permissions of every file the engine creates (`Data.fs`, its index, lock, pack and
@@ -431,7 +437,7 @@ impl Storage for FileStorage {
         if self.packing.swap(true, Ordering::AcqRel) {
             return Err(StorageError::Pack("Already packing".into()));
         }
-        let result = pack::pack(self, pack_time, gc);
+        let result = pack::pack(self, pack_time, gc).and_then(|()| self.pack_blobs(pack_time));
         self.packing.store(false, Ordering::Release);
         result
     }
@@ -455,6 +461,25 @@ impl Storage for FileStorage {
         // Dropping the lock file releases the flock.
         self.lock_file.lock().take();
         saved
+    }
+
+    fn blobs(&self) -> Option<&crate::blob::BlobDir> {
+        self.blobs.as_ref()
+    }
+
+    fn store_blob(
+        &self,
+        txn: &TxnHandle,
+        oid: Oid,
+        expected: Tid,
+        data: Vec<u8>,
+        blob: &Path,
+    ) -> Result<()> {
+        self.store_blob_txn(txn, oid, expected, data, blob)
+    }
+
+    fn load_blob(&self, oid: Oid, serial: Tid) -> Result<PathBuf> {
+        self.load_blob_file(oid, serial)
     }
 
     fn add_listener(&self, listener: std::sync::Weak<dyn InvalidationListener>) {

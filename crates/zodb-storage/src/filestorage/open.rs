@@ -113,7 +113,16 @@ impl FileStorage {
         index.shrink_to_fit();
         let max_oid = index.max_oid().unwrap_or(0);
         let last_tid = scanned.last_tid;
+        let blobs = match &options.blob_dir {
+            Some(dir) => Some(
+                crate::blob::BlobDir::open(dir, options.blob_layout).map_err(|e| {
+                    StorageError::io(format!("blob directory {}", dir.display()), e)
+                })?,
+            ),
+            None => None,
+        };
         Ok(FileStorage {
+            blobs,
             read_only: options.read_only,
             options,
             snap: RwLock::new(Snapshot {

@@ -316,6 +316,46 @@ pub(super) fn pack(fs: &FileStorage, pack_time: Tid, gc: bool) -> Result<()> {
     Ok(())
 }
 
+impl FileStorage {
+    /// After a pack: removes the blob files of revisions the pack dropped (older
+    /// revisions not current at `pack_time`, and objects collected), or, when the old
+    /// file is kept, moves them to `<blob dir>.old` (emptied first, as ZODB does).
+    /// Files of revisions after `pack_time` are never touched (a pack keeps every
+    /// revision after it), nor those of transactions not yet published (a commit
+    /// places its blobs before it writes its records).
+    pub(super) fn pack_blobs(&self, pack_time: Tid) -> Result<()> {
+        let Some(blobs) = &self.blobs else {
+            return Ok(());
+        };
+        let keep_old = !self.options.pack_discard_old;
+        let io = |what: &str, e| StorageError::io(format!("pack of the blob directory: {what}"), e);
+        let old = blobs.old_root();
+        if keep_old && old.exists() {
+            fs::remove_dir_all(&old).map_err(|e| io("removing the previous .old", e))?;
+        }
+        // Transactions being written now have tids past the last one published.
+        let limit = pack_time.min(self.snap.read().last_tid);
+        let mut removed = 0usize;
+        for (oid, tid, path) in blobs.revisions().map_err(|e| io("listing", e))? {
+            if tid > limit {
+                continue;
+            }
+            match self.read_serial(oid, tid) {
+                Ok(_) => {}
+                Err(e) if e.is_pos_key() => {
+                    blobs
+                        .retire(&path, keep_old)
+                        .map_err(|e| io("removing a dropped revision", e))?;
+                    removed += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::info!(removed, "pack: blob files of dropped revisions retired");
+        Ok(())
+    }
+}
+
 /// Copies the whole transactions in `[from, to)` of the source to the
 /// output, re-aiming `prev` and backpointers; returns `to`.
 fn copy_tail(

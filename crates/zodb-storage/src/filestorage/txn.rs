@@ -76,6 +76,8 @@ pub(super) struct Pending {
     pub(super) undos: Vec<Tid>,
     /// The objects undo will change, known when `undo` is called.
     pub(super) undo_oids: Vec<Oid>,
+    /// Blob files stored, staged in the blob directory's `tmp/`, by oid.
+    pub(super) blobs: HashMap<Oid, std::path::PathBuf>,
     /// Set by a successful vote: the transaction holds its object locks
     /// and a place at the pack gate until finish or abort.
     pub(super) voted: Option<Arc<Prepared>>,
@@ -210,6 +212,7 @@ impl FileStorage {
             checks: Vec::new(),
             undos: Vec::new(),
             undo_oids: Vec::new(),
+            blobs: HashMap::new(),
             voted: None,
             done: false,
         };
@@ -248,7 +251,53 @@ impl FileStorage {
             data,
             seen,
         };
-        self.add_write(txn, "store", write)
+        self.add_write(txn, "store", write)?;
+        // A later plain store of the object replaces a blob stored before.
+        if let Some(staged) = self.pending(txn)?.lock().blobs.remove(&oid) {
+            crate::blob::BlobDir::discard(&staged);
+        }
+        Ok(())
+    }
+
+    /// `store` of a blob's record, taking the file `blob` (moved into the blob
+    /// directory's `tmp/` now, made revision tid of `oid` when the transaction is
+    /// written).
+    pub(super) fn store_blob_txn(
+        &self,
+        txn: &TxnHandle,
+        oid: Oid,
+        expected: Tid,
+        data: Vec<u8>,
+        blob: &std::path::Path,
+    ) -> Result<()> {
+        let blobs = self.blobs.as_ref().ok_or_else(|| {
+            StorageError::Unsupported("this storage has no blob directory".into())
+        })?;
+        self.store_txn(txn, oid, expected, data)?;
+        let staged = blobs
+            .stage(blob)
+            .map_err(|e| StorageError::io(format!("taking blob file {}", blob.display()), e))?;
+        let p = self.pending(txn)?;
+        if let Some(old) = p.lock().blobs.insert(oid, staged) {
+            crate::blob::BlobDir::discard(&old);
+        }
+        Ok(())
+    }
+
+    /// The file of `oid`'s blob revision `serial`.
+    pub(super) fn load_blob_file(&self, oid: Oid, serial: Tid) -> Result<std::path::PathBuf> {
+        let blobs = self.blobs.as_ref().ok_or_else(|| {
+            StorageError::Unsupported("this storage has no blob directory".into())
+        })?;
+        let path = blobs.path(oid, serial);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(StorageError::PosKey {
+                oid,
+                detail: Some(format!("no blob file at {}", path.display())),
+            })
+        }
     }
 
     pub(super) fn delete_txn(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<()> {
@@ -377,6 +426,9 @@ impl FileStorage {
         };
         let mut p = p.lock();
         p.done = true;
+        for (_, staged) in p.blobs.drain() {
+            crate::blob::BlobDir::discard(&staged);
+        }
         // Nothing was written before finish: giving the locks back is all.
         if p.voted.take().is_some() {
             self.object_locks.release(txn.id());
