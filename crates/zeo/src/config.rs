@@ -31,6 +31,8 @@ pub struct StorageSection {
     pub name: String,
     pub path: PathBuf,
     pub read_only: bool,
+    /// `blob-dir`: the storage's blob directory (ZODB's layout).
+    pub blob_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +102,7 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
                         name: name.clone().unwrap_or_else(|| "1".into()),
                         path: PathBuf::new(),
                         read_only: false,
+                        blob_dir: None,
                     });
                 }
                 other => {
@@ -161,7 +164,7 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
                 match key.as_str() {
                     "path" => s.path = PathBuf::from(value),
                     "read-only" => s.read_only = boolean(&value, line)?,
-                    "blob-dir" => return Err(err("blobs are not supported yet".into())),
+                    "blob-dir" => s.blob_dir = Some(PathBuf::from(value)),
                     "create" | "quota" | "pack-gc" | "pack-keep-old" => {}
                     other => return Err(err(format!("unknown <filestorage> key {other:?}"))),
                 }
@@ -197,7 +200,7 @@ mod tests {
     #[test]
     fn reads_what_python_users_have() {
         let conf = parse(
-            "# a comment\n<zeo>\n  address 127.0.0.1:8102\n  transaction-timeout 5\n  client-conflict-resolution true\n</zeo>\n<filestorage 1>\n  path ./blob.fs\n</filestorage>\n",
+            "# a comment\n<zeo>\n  address 127.0.0.1:8102\n  transaction-timeout 5\n  client-conflict-resolution true\n</zeo>\n<filestorage 1>\n  path ./blob.fs\n  blob-dir ./blobs\n</filestorage>\n",
         )
         .unwrap();
         assert_eq!(conf.server.address, Address::Tcp("127.0.0.1:8102".into()));
@@ -210,7 +213,8 @@ mod tests {
             vec![StorageSection {
                 name: "1".into(),
                 path: "./blob.fs".into(),
-                read_only: false
+                read_only: false,
+                blob_dir: Some("./blobs".into()),
             }]
         );
     }

@@ -96,6 +96,21 @@ pub const TRANSACTION_BYTES_MAX_DEFAULT: u64 = 512 << 20;
 /// them all in memory.
 pub const VOTING_BYTES_TOTAL_MAX: u64 = 1 << 30;
 
+/// Bytes of one blob file a client may upload (`storeBlobStart`…`storeBlobEnd`); past
+/// it the upload is dropped and its transaction's vote fails.  Blobs are what large
+/// files are kept in (videos, archives), so this is generous; it bounds the disk one
+/// upload can fill.  Uploads go to disk chunk by chunk, never to memory.
+pub const BLOB_UPLOAD_BYTES_MAX: u64 = 64 << 30;
+
+/// Bytes of a blob file sent in one `receiveBlobChunk` (Python's server sends 59,000,
+/// which keeps each frame small).
+pub const BLOB_CHUNK_BYTES: usize = 59_000;
+
+/// Replies queued for a connection above which a `sendBlob` stream waits before it
+/// reads its next chunk: a file of gigabytes streams through a few chunks of memory,
+/// and never trips the outbox's bounds.
+pub const SEND_BLOB_QUEUED_BYTES_MAX: usize = 1 << 20;
+
 /// Oids handed out by one `new_oids` call (Python clamps to 1..=100).
 pub const NEW_OIDS_PER_CALL_MAX: usize = 100;
 

@@ -41,6 +41,10 @@ struct ServeArgs {
     /// The Data.fs to serve as storage "1" (created if missing).
     #[arg(short = 'f', long = "filename")]
     file: Option<PathBuf>,
+    /// The blob directory of the storage of -f (ZODB's layout; created if missing).
+    /// With -C, zeo.conf's `blob-dir` says it.
+    #[arg(long)]
+    blob_dir: Option<PathBuf>,
     /// Serve read-only.
     #[arg(short = 'r', long = "read-only")]
     read_only: bool,
@@ -252,6 +256,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                     name: "1".into(),
                     path: file,
                     read_only: false,
+                    blob_dir: args.blob_dir.clone(),
                 }],
             )
         }
@@ -306,6 +311,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             zodb_storage::filestorage::Options {
                 read_only,
                 lock_timeout: Some(std::time::Duration::from_secs_f64(args.lock_timeout)),
+                blob_dir: s.blob_dir.clone(),
                 ..Default::default()
             },
         )

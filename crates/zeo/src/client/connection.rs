@@ -549,7 +549,11 @@ impl Connection {
         match Callback::decode(&msg.name, &msg.args) {
             Ok(Callback::InvalidateTransaction { tid, oids }) => events.invalidate(self, tid, oids),
             Ok(Callback::Info { length, size }) => events.info(length, size),
-            Ok(Callback::Blob) => {
+            Ok(
+                Callback::ReceiveBlobStart { .. }
+                | Callback::ReceiveBlobChunk { .. }
+                | Callback::ReceiveBlobStop { .. },
+            ) => {
                 tracing::debug!(connection = self.id, name = %msg.name, "blob message ignored");
             }
             Err(e) => {

@@ -100,8 +100,17 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     fn info_dict(&self, e: &StorageEntry) -> Value {
-        // The order Python's server lists them in (without blobs); ZEO's
-        // tests compare the tuple as is.
+        // The order Python's server lists them in (a FileStorage's `__iro__`, the
+        // blob interfaces first when it has a blob directory); ZEO's tests compare
+        // the tuple as is, and Python's client looks for `IBlobStorage` in it.
+        let blob_interfaces: &[(&str, &str)] = if e.storage.blobs().is_some() {
+            &[
+                ("ZODB.interfaces", "IBlobStorageRestoreable"),
+                ("ZODB.interfaces", "IBlobStorage"),
+            ]
+        } else {
+            &[]
+        };
         let interfaces = [
             ("ZODB.interfaces", "IStorageRestoreable"),
             ("ZODB.interfaces", "IStorageIteration"),
@@ -123,8 +132,9 @@ impl Shared {
             (
                 Value::str("interfaces"),
                 Value::Tuple(
-                    interfaces
+                    blob_interfaces
                         .iter()
+                        .chain(interfaces.iter())
                         .map(|(m, n)| Value::Tuple(vec![Value::str(*m), Value::str(*n)]))
                         .collect(),
                 ),

@@ -84,6 +84,9 @@ pub struct Outbox {
     /// Set while the connection's task dispatches a call: it takes the queue when done,
     /// so frames queued meanwhile need not wake it.
     pub in_line: AtomicBool,
+    /// Told when queued bytes were written (or the outbox closed): a `sendBlob` stream
+    /// waits on it for room.
+    drained: Notify,
 }
 
 impl Outbox {
@@ -110,6 +113,7 @@ impl Outbox {
             kick,
             ready: Notify::new(),
             in_line: AtomicBool::new(false),
+            drained: Notify::new(),
         }
     }
 
@@ -170,6 +174,23 @@ impl Outbox {
     pub fn written(&self, len: usize) {
         self.queued.fetch_sub(len, Ordering::AcqRel);
         self.budget.queued.fetch_sub(len, Ordering::AcqRel);
+        self.drained.notify_waiters();
+    }
+
+    /// Waits until at most `max` bytes are queued; false if the outbox closed.
+    pub async fn wait_for_room(&self, max: usize) -> bool {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.is_closed() {
+                return false;
+            }
+            if self.queued.load(Ordering::Acquire) <= max {
+                return true;
+            }
+            drained.await;
+        }
     }
 
     pub fn send(&self, msg: &Message) {
@@ -223,6 +244,7 @@ impl Outbox {
     /// Stops queueing; what is queued may still be written.
     pub fn close(&self) {
         self.state.lock().open = false;
+        self.drained.notify_waiters();
     }
 
     pub fn is_closed(&self) -> bool {

@@ -30,9 +30,30 @@ pub enum Callback {
         /// Size in bytes, if the dict says.
         size: Option<i64>,
     },
-    /// `receiveBlobStart` / `receiveBlobChunk` / `receiveBlobStop`: blob transfers, which
-    /// a client without blobs never asks for.
-    Blob,
+    /// `receiveBlobStart(oid, serial)`: a blob revision's file follows (the answer to
+    /// `sendBlob`, before its reply).
+    ReceiveBlobStart {
+        /// The object.
+        oid: Oid,
+        /// The revision.
+        serial: Tid,
+    },
+    /// `receiveBlobChunk(oid, serial, chunk)`: the next bytes of that file.
+    ReceiveBlobChunk {
+        /// The object.
+        oid: Oid,
+        /// The revision.
+        serial: Tid,
+        /// Up to 59,000 bytes, as Python's server sends them.
+        chunk: Vec<u8>,
+    },
+    /// `receiveBlobStop(oid, serial)`: the file is complete.
+    ReceiveBlobStop {
+        /// The object.
+        oid: Oid,
+        /// The revision.
+        serial: Tid,
+    },
 }
 
 impl Callback {
@@ -41,7 +62,9 @@ impl Callback {
         match self {
             Callback::InvalidateTransaction { .. } => "invalidateTransaction",
             Callback::Info { .. } => "info",
-            Callback::Blob => "receiveBlobStop",
+            Callback::ReceiveBlobStart { .. } => "receiveBlobStart",
+            Callback::ReceiveBlobChunk { .. } => "receiveBlobChunk",
+            Callback::ReceiveBlobStop { .. } => "receiveBlobStop",
         }
     }
 
@@ -73,7 +96,35 @@ impl Callback {
                     size: int("size"),
                 })
             }
-            "receiveBlobStart" | "receiveBlobChunk" | "receiveBlobStop" => Ok(Callback::Blob),
+            "receiveBlobStart" | "receiveBlobChunk" | "receiveBlobStop" => {
+                let (oid, serial) = match args {
+                    [oid, serial, ..] => (as_oid(oid), as_tid(serial)),
+                    _ => (None, None),
+                };
+                let (Some(oid), Some(serial)) = (oid, serial) else {
+                    return Err(BadCall::Args {
+                        method: "receiveBlob",
+                        needs: "an oid and a serial",
+                    });
+                };
+                Ok(match name {
+                    "receiveBlobStart" => Callback::ReceiveBlobStart { oid, serial },
+                    "receiveBlobStop" => Callback::ReceiveBlobStop { oid, serial },
+                    _ => Callback::ReceiveBlobChunk {
+                        oid,
+                        serial,
+                        chunk: match args.get(2) {
+                            Some(Value::Bytes(b)) => b.clone(),
+                            _ => {
+                                return Err(BadCall::Args {
+                                    method: "receiveBlobChunk",
+                                    needs: "a chunk of bytes",
+                                });
+                            }
+                        },
+                    },
+                })
+            }
             other => Err(BadCall::Unknown(other.to_string())),
         }
     }
@@ -97,7 +148,15 @@ impl Callback {
                 }
                 vec![Value::Dict(d)]
             }
-            Callback::Blob => Vec::new(),
+            Callback::ReceiveBlobStart { oid, serial }
+            | Callback::ReceiveBlobStop { oid, serial } => {
+                vec![bytes(oid.to_bytes()), bytes(serial.to_bytes())]
+            }
+            Callback::ReceiveBlobChunk { oid, serial, chunk } => vec![
+                bytes(oid.to_bytes()),
+                bytes(serial.to_bytes()),
+                Value::Bytes(chunk),
+            ],
         };
         Message::callback(name, args)
     }
@@ -136,9 +195,19 @@ mod tests {
             "invalidateTransaction needs a tid"
         );
         assert!(Callback::decode("surprise", &Value::Tuple(vec![])).is_err());
-        assert_eq!(
-            Callback::decode("receiveBlobChunk", &Value::None).unwrap(),
-            Callback::Blob
-        );
+        assert!(Callback::decode("receiveBlobChunk", &Value::None).is_err());
+        round_trip(Callback::ReceiveBlobStart {
+            oid: Oid(1),
+            serial: Tid(2),
+        });
+        round_trip(Callback::ReceiveBlobChunk {
+            oid: Oid(1),
+            serial: Tid(2),
+            chunk: b"bytes".to_vec(),
+        });
+        round_trip(Callback::ReceiveBlobStop {
+            oid: Oid(1),
+            serial: Tid(2),
+        });
     }
 }

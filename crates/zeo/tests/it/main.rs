@@ -1,6 +1,7 @@
 //! Integration tests of `bbru-zeo`: the command line, and interop with real
 //! Python ZODB 6.4 on files each side wrote.
 
+mod blobs;
 mod bounds;
 mod cli;
 mod client;

@@ -9,12 +9,17 @@
 //! all is bounded too (`Config::transaction_bytes_max`): past it the buffer drops what
 //! it holds and the vote fails with a clear error.  A later store of an oid replaces the
 //! earlier one (its memory is given back at once), found through an index, not a scan.
+//!
+//! A blob's store comes with its file (uploaded into the storage's blob `tmp/`, or put
+//! in the shared blob directory by the client): the buffer owns the file until the
+//! transaction ends, and removes it then; a vote hands the storage a hard link to it,
+//! so that a vote that fails on a conflict leaves the file for the next one.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use zodb_storage::Oid;
@@ -49,6 +54,8 @@ pub(super) struct TxnBuffer {
     file_len: u64,
     /// Why this transaction can no longer commit (too large, the file failed).
     failed: Option<String>,
+    /// The blob file of each oid stored as a blob.
+    blobs: HashMap<Oid, PathBuf>,
 }
 
 /// The data bytes an operation carries, and what it counts for.
@@ -81,6 +88,35 @@ impl TxnBuffer {
             file: None,
             file_len: 0,
             failed: None,
+            blobs: HashMap::new(),
+        }
+    }
+
+    /// Adds a blob's store with its file, which the buffer now owns.
+    pub(super) fn push_blob(&mut self, op: TxnOp, file: PathBuf, spill_dir: Option<&Path>) {
+        let oid = match &op {
+            TxnOp::Store { oid, .. } => *oid,
+            _ => return,
+        };
+        self.push(op, spill_dir);
+        if self.failed.is_some() {
+            remove_file(&file);
+            return;
+        }
+        if let Some(old) = self.blobs.insert(oid, file) {
+            remove_file(&old);
+        }
+    }
+
+    /// The blob file of `oid`'s store, if it was stored as a blob.
+    pub(super) fn blob_of(&self, oid: Oid) -> Option<&Path> {
+        self.blobs.get(&oid).map(PathBuf::as_path)
+    }
+
+    /// Ends the transaction's chances: the vote will fail with `why`.
+    pub(super) fn fail_with(&mut self, why: String) {
+        if self.failed.is_none() {
+            self.fail(why);
         }
     }
 
@@ -201,6 +237,9 @@ impl TxnBuffer {
         self.stores = HashMap::new();
         self.memory = None;
         self.file = None;
+        for (_, f) in self.blobs.drain() {
+            remove_file(&f);
+        }
         self.failed = Some(why);
     }
 
@@ -240,6 +279,24 @@ impl TxnBuffer {
             *d = data;
         }
         Ok(op)
+    }
+}
+
+impl Drop for TxnBuffer {
+    /// The blob files of a transaction that ends go with it (a vote gave the storage
+    /// links of its own).
+    fn drop(&mut self) {
+        for (_, f) in self.blobs.drain() {
+            remove_file(&f);
+        }
+    }
+}
+
+fn remove_file(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), "cannot remove a blob file: {e}");
     }
 }
 

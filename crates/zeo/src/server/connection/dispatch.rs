@@ -125,6 +125,22 @@ impl Connection {
                 self.iterator_gc(&ids);
                 Ok(())
             }
+            Call::StoreBlobStart => self.store_blob_start(),
+            Call::StoreBlobChunk { chunk } => self.store_blob_chunk(&chunk),
+            Call::StoreBlobEnd {
+                oid,
+                serial,
+                data,
+                txn,
+            } => self.store_blob_end(oid, serial, data, &txn),
+            Call::StoreBlobShared {
+                oid,
+                serial,
+                data,
+                filename,
+                txn,
+            } => self.store_blob_shared(oid, serial, data, &filename, &txn),
+            Call::SendBlob { oid, serial } => self.send_blob(msgid, oid, serial),
         }
     }
 

@@ -24,9 +24,11 @@
 //! * `txn.rs`: the transaction's phases, vote (`apply_and_vote`), finish and abort;
 //! * `buffer.rs`: the buffered operations of an open transaction, spilled to a temporary
 //!   file past a memory bound;
+//! * `blobs.rs`: blob uploads, blobs in a shared directory, and `sendBlob`;
 //! * `reads.rs`: loads, history, undo log, invalidations, `record_iternext`, pack;
 //! * `iterators.rs`: the server-side transaction and record iterators.
 
+mod blobs;
 mod buffer;
 mod dispatch;
 mod iterators;
@@ -69,6 +71,8 @@ struct State {
     read_only: bool,
     txn: Option<Txn>,
     iterators: Iterators,
+    /// A blob file being uploaded (`storeBlobStart` to `storeBlobEnd`).
+    upload: Option<blobs::Upload>,
 }
 
 pub struct Connection {

@@ -117,6 +117,38 @@ impl Connection {
         }
     }
 
+    /// Buffers the blob's store with its file in transaction `txn`, or fails it.
+    pub(super) fn buffer_blob(
+        &self,
+        oid: Oid,
+        serial: Tid,
+        data: Vec<u8>,
+        txn: &Value,
+        file: Result<std::path::PathBuf, String>,
+    ) -> Step {
+        let spill_dir = self.shared.config.spill_dir.clone();
+        let mut s = self.state.lock();
+        match &mut s.txn {
+            Some(t) if &t.txnid == txn && t.phase == Phase::Open => {
+                let ops = t.ops.as_mut().expect("an open transaction has its buffer");
+                match file {
+                    Ok(file) => ops.push_blob(
+                        TxnOp::Store { oid, serial, data },
+                        file,
+                        spill_dir.as_deref(),
+                    ),
+                    Err(why) => {
+                        tracing::warn!(peer = %self.outbox.peer, "{why}; its vote will fail");
+                        ops.fail_with(why);
+                    }
+                }
+                Ok(())
+            }
+            Some(_) => Err(close("a blob for a transaction that is not the open one")),
+            None => Err(close("a blob without an open transaction")),
+        }
+    }
+
     pub(super) fn vote(&self, msgid: Value, txnid: Value) -> Step {
         let entry = self.entry()?;
         let (meta, ops) = {
@@ -338,7 +370,10 @@ fn apply_and_vote(
         let r = match op {
             TxnOp::Store { oid, serial, data } => {
                 oids.push(oid);
-                storage.store(&handle, oid, serial, data)
+                match ops.blob_of(oid) {
+                    Some(file) => store_blob(storage.as_ref(), &handle, oid, serial, data, file),
+                    None => storage.store(&handle, oid, serial, data),
+                }
             }
             TxnOp::Delete { oid, serial } => {
                 oids.push(oid);
@@ -402,6 +437,29 @@ fn apply_and_vote(
         });
     }
     Err(VoteFailure::Conflicts(left))
+}
+
+/// Stores a blob with a hard link to the buffer's file (the storage takes the link; the
+/// buffer keeps its file for another vote until the transaction ends).
+fn store_blob(
+    storage: &dyn zodb_storage::Storage,
+    handle: &TxnHandle,
+    oid: Oid,
+    serial: Tid,
+    data: Vec<u8>,
+    file: &std::path::Path,
+) -> Result<(), StorageError> {
+    let mut link = file.as_os_str().to_owned();
+    link.push(format!(".vote-{}", handle.id()));
+    let link = std::path::PathBuf::from(link);
+    let _ = std::fs::remove_file(&link);
+    std::fs::hard_link(file, &link)
+        .map_err(|e| StorageError::io(format!("linking the blob file {}", file.display()), e))?;
+    let r = storage.store_blob(handle, oid, serial, data, &link);
+    if r.is_err() {
+        let _ = std::fs::remove_file(&link);
+    }
+    r
 }
 
 /// Closes the connection, which aborts its transaction and so releases its

@@ -206,6 +206,59 @@ impl Call {
                     _ => Vec::new(),
                 },
             },
+            "storeBlobStart" => Call::StoreBlobStart,
+            "storeBlobChunk" => Call::StoreBlobChunk {
+                chunk: match a.next() {
+                    Some(Value::Bytes(b)) => b,
+                    _ => return Err(need("storeBlobChunk", "a chunk of bytes")),
+                },
+            },
+            "storeBlobEnd" | "storeBlobShared" => {
+                let method = if method == "storeBlobEnd" {
+                    "storeBlobEnd"
+                } else {
+                    "storeBlobShared"
+                };
+                let oid = a
+                    .next()
+                    .as_ref()
+                    .and_then(oid_of)
+                    .ok_or(need(method, "an oid"))?;
+                let serial = a.next().as_ref().and_then(tid_of).unwrap_or(Tid::ZERO);
+                let data = match a.next() {
+                    Some(Value::Bytes(d)) => d,
+                    _ => return Err(need(method, "data")),
+                };
+                if method == "storeBlobEnd" {
+                    Call::StoreBlobEnd {
+                        oid,
+                        serial,
+                        data,
+                        txn: a.next().ok_or(need(method, "a transaction id"))?,
+                    }
+                } else {
+                    let filename = match a.next() {
+                        Some(Value::Str(s)) => s,
+                        Some(Value::Bytes(b)) => String::from_utf8_lossy(&b).into_owned(),
+                        _ => return Err(need(method, "a file name")),
+                    };
+                    Call::StoreBlobShared {
+                        oid,
+                        serial,
+                        data,
+                        filename,
+                        txn: a.next().ok_or(need(method, "a transaction id"))?,
+                    }
+                }
+            }
+            "sendBlob" => {
+                let oid = a.next().as_ref().and_then(oid_of);
+                let serial = a.next().as_ref().and_then(tid_of);
+                let (Some(oid), Some(serial)) = (oid, serial) else {
+                    return Err(need("sendBlob", "an oid and a serial"));
+                };
+                Call::SendBlob { oid, serial }
+            }
             other => return Err(BadCall::Unknown(other.to_string())),
         };
         Ok(call)

@@ -80,6 +80,28 @@ impl Call {
             Call::IteratorGc { ids } => {
                 vec![Value::List(ids.into_iter().map(Value::Int).collect())]
             }
+            Call::StoreBlobStart => Vec::new(),
+            Call::StoreBlobChunk { chunk } => vec![Value::Bytes(chunk)],
+            Call::StoreBlobEnd {
+                oid,
+                serial,
+                data,
+                txn,
+            } => vec![oid_value(oid), tid_value(serial), Value::Bytes(data), txn],
+            Call::StoreBlobShared {
+                oid,
+                serial,
+                data,
+                filename,
+                txn,
+            } => vec![
+                oid_value(oid),
+                tid_value(serial),
+                Value::Bytes(data),
+                Value::Str(filename),
+                txn,
+            ],
+            Call::SendBlob { oid, serial } => vec![oid_value(oid), tid_value(serial)],
         }
     }
 }

@@ -246,6 +246,48 @@ pub enum Call {
         /// The iterator ids (non-ints are skipped).
         ids: Vec<i64>,
     },
+    /// `storeBlobStart()` (one-way): a blob file's upload begins.
+    StoreBlobStart,
+    /// `storeBlobChunk(chunk)` (one-way): the next bytes of the file being uploaded.
+    StoreBlobChunk {
+        /// The bytes (Python's client sends 59,000 at a time).
+        chunk: Vec<u8>,
+    },
+    /// `storeBlobEnd(oid, serial, data, txn)` (one-way): the upload is the blob file of
+    /// this store (which `storea` also sent).
+    StoreBlobEnd {
+        /// The object.
+        oid: Oid,
+        /// The revision the change was based on.
+        serial: Tid,
+        /// The blob's record.
+        data: Vec<u8>,
+        /// The transaction's id.
+        txn: Value,
+    },
+    /// `storeBlobShared(oid, serial, data, filename, txn)` (one-way): with a blob
+    /// directory shared by client and server, the blob file is `filename` in the
+    /// object's directory there.
+    StoreBlobShared {
+        /// The object.
+        oid: Oid,
+        /// The revision the change was based on.
+        serial: Tid,
+        /// The blob's record.
+        data: Vec<u8>,
+        /// A bare file name (no directory), ending in `.tmp` or `.tmp` and one character.
+        filename: String,
+        /// The transaction's id.
+        txn: Value,
+    },
+    /// `sendBlob(oid, serial)`: send the revision's file as `receiveBlob…` callbacks,
+    /// then reply `None`.
+    SendBlob {
+        /// The object.
+        oid: Oid,
+        /// The revision.
+        serial: Tid,
+    },
 }
 
 fn oid_value(oid: Oid) -> Value {
@@ -290,6 +332,11 @@ impl Call {
             Call::IteratorRecordStart { .. } => "iterator_record_start",
             Call::IteratorRecordNext { .. } => "iterator_record_next",
             Call::IteratorGc { .. } => "iterator_gc",
+            Call::StoreBlobStart => "storeBlobStart",
+            Call::StoreBlobChunk { .. } => "storeBlobChunk",
+            Call::StoreBlobEnd { .. } => "storeBlobEnd",
+            Call::StoreBlobShared { .. } => "storeBlobShared",
+            Call::SendBlob { .. } => "sendBlob",
         }
     }
 
@@ -306,6 +353,10 @@ impl Call {
                 | Call::Undoa { .. }
                 | Call::IteratorGc { .. }
                 | Call::SetClientLabel { .. }
+                | Call::StoreBlobStart
+                | Call::StoreBlobChunk { .. }
+                | Call::StoreBlobEnd { .. }
+                | Call::StoreBlobShared { .. }
         )
     }
 

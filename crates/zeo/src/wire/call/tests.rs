@@ -102,6 +102,24 @@ fn every_call_round_trips() {
         },
         Call::IteratorRecordNext { id: 5 },
         Call::IteratorGc { ids: vec![4, 5] },
+        Call::StoreBlobStart,
+        Call::StoreBlobChunk {
+            chunk: b"chunk".to_vec(),
+        },
+        Call::StoreBlobEnd {
+            oid,
+            serial: tid,
+            data: b"record".to_vec(),
+            txn: Value::Int(7),
+        },
+        Call::StoreBlobShared {
+            oid,
+            serial: tid,
+            data: b"record".to_vec(),
+            filename: "0x03.tmp-".into(),
+            txn: Value::Int(7),
+        },
+        Call::SendBlob { oid, serial: tid },
     ] {
         check_round_trip(call);
     }
