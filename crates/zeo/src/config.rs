@@ -7,6 +7,11 @@
 //!   read-only false
 //!   transaction-timeout 30
 //!   msgpack false
+//!   <ssl>
+//!     certificate /etc/bbru/zeo.pem
+//!     key /etc/bbru/zeo-key.pem
+//!     authenticate /etc/bbru/clients-ca.pem
+//!   </ssl>
 //! </zeo>
 //! <filestorage 1>
 //!   path /var/lib/bbru/Data.fs
@@ -17,12 +22,15 @@
 //! the value, and so do we). Unknown keys and sections are errors, so a
 //! typo does not silently change nothing; keys that only matter to Python
 //! (`client-conflict-resolution`, `invalidation-age`, `pid-filename`, ...)
-//! are accepted and ignored.
+//! are accepted and ignored.  `<ssl>` (only inside `<zeo>`) is Python's: `certificate`,
+//! `key`, `authenticate` (see [`crate::tls`]; `password-function` is refused, as it names
+//! a Python function).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::server::{Address, Config};
+use crate::tls::ServerTls;
 use crate::wire::Encoding;
 
 /// A storage section.
@@ -39,6 +47,9 @@ pub struct StorageSection {
 pub struct ZeoConf {
     pub server: Config,
     pub storages: Vec<StorageSection>,
+    /// The `<ssl>` section: the files are read when the server starts
+    /// ([`ServerTls::server_config`]), so their errors name them.
+    pub tls: Option<ServerTls>,
 }
 
 /// A config error with its line number.
@@ -66,6 +77,9 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
     let mut section: Option<(String, Option<String>, usize)> = None;
     let mut current: Option<StorageSection> = None;
     let mut saw_address = false;
+    let mut tls: Option<ServerTls> = None;
+    // An open `<ssl>` section (inside `<zeo>`): its line.
+    let mut in_ssl: Option<usize> = None;
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let l = raw.trim();
@@ -75,6 +89,17 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
         let err = |message: String| ConfigError { line, message };
         if let Some(close) = l.strip_prefix("</") {
             let name = close.trim_end_matches('>').trim().to_ascii_lowercase();
+            if in_ssl.is_some() {
+                if name != "ssl" {
+                    return Err(err(format!("unexpected </{name}> (<ssl> is open)")));
+                }
+                in_ssl = None;
+                match &tls {
+                    Some(t) if !t.certificate.as_os_str().is_empty() => {}
+                    _ => return Err(err("<ssl> needs a certificate".into())),
+                }
+                continue;
+            }
             match section.take() {
                 Some((open, _, _)) if open == name => {}
                 _ => return Err(err(format!("unexpected </{name}>"))),
@@ -88,10 +113,25 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
             continue;
         }
         if let Some(open) = l.strip_prefix('<') {
+            let inner = open.trim_end_matches('>').trim();
+            if inner.eq_ignore_ascii_case("ssl") || inner.to_ascii_lowercase().starts_with("ssl ") {
+                if section.as_ref().map(|s| s.0.as_str()) != Some("zeo") || in_ssl.is_some() {
+                    return Err(err("<ssl> belongs inside <zeo>".into()));
+                }
+                if tls.is_some() {
+                    return Err(err("a second <ssl> section".into()));
+                }
+                tls = Some(ServerTls {
+                    certificate: PathBuf::new(),
+                    key: None,
+                    authenticate: None,
+                });
+                in_ssl = Some(line);
+                continue;
+            }
             if section.is_some() {
                 return Err(err("nested sections are not supported".into()));
             }
-            let inner = open.trim_end_matches('>').trim();
             let mut parts = inner.split_whitespace();
             let kind = parts.next().unwrap_or_default().to_ascii_lowercase();
             let name = parts.next().map(str::to_string);
@@ -118,6 +158,33 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
             Some((k, v)) => (k.to_ascii_lowercase(), v.trim().to_string()),
             None => (l.to_ascii_lowercase(), String::new()),
         };
+        if let (Some(_), Some(t)) = (in_ssl, tls.as_mut()) {
+            let path = || {
+                if value.is_empty() {
+                    Err(err(format!("<ssl> {key} needs a file name")))
+                } else {
+                    Ok(PathBuf::from(&value))
+                }
+            };
+            match key.as_str() {
+                "certificate" => t.certificate = path()?,
+                "key" => t.key = Some(path()?),
+                "authenticate" if value == "DYNAMIC" => {
+                    return Err(err(
+                        "<ssl> authenticate DYNAMIC is not supported: give a CA file or directory"
+                            .into(),
+                    ));
+                }
+                "authenticate" => t.authenticate = Some(path()?),
+                "password-function" => {
+                    return Err(err(
+                        "<ssl> password-function is not supported (it names a Python function): give a decrypted key file".into(),
+                    ));
+                }
+                other => return Err(err(format!("unknown <ssl> key {other:?}"))),
+            }
+            continue;
+        }
         match section.as_ref().map(|s| s.0.as_str()) {
             Some("zeo") => match key.as_str() {
                 "address" => {
@@ -172,6 +239,12 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
             _ => return Err(err(format!("{key:?} outside a section"))),
         }
     }
+    if let Some(line) = in_ssl {
+        return Err(ConfigError {
+            line,
+            message: "<ssl> is not closed".into(),
+        });
+    }
     if let Some((kind, _, line)) = section {
         return Err(ConfigError {
             line,
@@ -190,7 +263,11 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
             message: "no <filestorage> section".into(),
         });
     }
-    Ok(ZeoConf { server, storages })
+    Ok(ZeoConf {
+        server,
+        storages,
+        tls,
+    })
 }
 
 #[cfg(test)]
@@ -261,6 +338,59 @@ mod tests {
             "unsupported section",
         );
         check("<zeo>\naddress 8100\n</zeo>", 0, "no <filestorage>");
+    }
+
+    /// Python's `<ssl>` section inside `<zeo>`, with its keys; what this server cannot do
+    /// is refused on its line, not ignored.
+    #[test]
+    fn ssl_section_as_python_writes_it() {
+        let with = |ssl: &str| {
+            parse(&format!(
+                "<zeo>\n address 8100\n {ssl}\n</zeo>\n<filestorage 1>\n path Data.fs\n</filestorage>\n"
+            ))
+        };
+        assert_eq!(with("").unwrap().tls, None);
+        let conf = with(
+            "<ssl>\n  certificate /etc/zeo/server.pem\n  key /etc/zeo/server_key.pem\n  authenticate /etc/zeo/ca.pem\n </ssl>",
+        )
+        .unwrap();
+        assert_eq!(
+            conf.tls,
+            Some(ServerTls {
+                certificate: "/etc/zeo/server.pem".into(),
+                key: Some("/etc/zeo/server_key.pem".into()),
+                authenticate: Some("/etc/zeo/ca.pem".into()),
+            })
+        );
+        let conf = with("<ssl>\n certificate both.pem\n</ssl>").unwrap();
+        assert_eq!(
+            conf.tls,
+            Some(ServerTls {
+                certificate: "both.pem".into(),
+                key: None,
+                authenticate: None,
+            })
+        );
+        let mistake = |ssl: &str, line: usize, what: &str| {
+            let e = with(ssl).unwrap_err();
+            assert_eq!(e.line, line, "{e}");
+            assert!(e.message.contains(what), "{e}");
+        };
+        mistake("<ssl>\n key k.pem\n</ssl>", 5, "needs a certificate");
+        mistake(
+            "<ssl>\n certificate c.pem\n password-function pw.get\n</ssl>",
+            5,
+            "password-function",
+        );
+        mistake(
+            "<ssl>\n certificate c.pem\n authenticate DYNAMIC\n</ssl>",
+            5,
+            "DYNAMIC",
+        );
+        mistake("<ssl>\n certificat c.pem\n</ssl>", 4, "unknown <ssl> key");
+        mistake("<ssl>\n certificate c.pem\n", 6, "unexpected </zeo>");
+        let e = parse("<ssl>\n certificate c.pem\n</ssl>\n").unwrap_err();
+        assert!(e.message.contains("inside <zeo>"), "{e}");
     }
 
     #[test]

@@ -5,4 +5,5 @@ pub mod client;
 pub mod config;
 pub mod limits;
 pub mod server;
+pub mod tls;
 pub mod wire;

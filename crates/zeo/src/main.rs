@@ -74,6 +74,17 @@ struct ServeArgs {
     /// Speak msgpack (M5) instead of pickle (Z5).
     #[arg(long)]
     msgpack: bool,
+    /// Serve TLS with this certificate (PEM, with any intermediates after it), as
+    /// zeo.conf's `<ssl> certificate`. Clients must then speak TLS from the first byte.
+    #[arg(long, value_name = "PEM")]
+    ssl_certificate: Option<PathBuf>,
+    /// The certificate's private key (PEM; default: in the certificate file).
+    #[arg(long, value_name = "PEM", requires = "ssl_certificate")]
+    ssl_key: Option<PathBuf>,
+    /// Accept only clients whose certificate is signed by a CA of this PEM file (or of
+    /// the PEM files in this directory), as `<ssl> authenticate`.
+    #[arg(long, value_name = "PEM", requires = "ssl_certificate")]
+    ssl_authenticate: Option<PathBuf>,
     /// Largest frame accepted from a client, in bytes.
     #[arg(long)]
     frame_size_max: Option<usize>,
@@ -127,7 +138,7 @@ impl ServeArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the ZEO server (the default when no subcommand is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Verify every transaction and record of a Data.fs; exit 1 on damage.
     Check {
         /// The file to check (never modified).
@@ -152,7 +163,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    let command = cli.command.unwrap_or(Command::Serve(Box::new(cli.serve)));
     if let Command::Serve(args) = &command {
         // Process control answers before anything is opened or logged.
         if args.status {
@@ -219,7 +230,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Check { file } => check(&file),
         Command::Dump { file } => dump(&file),
         Command::Pack { file, days, no_gc } => pack(&file, days, !no_gc),
@@ -237,12 +248,12 @@ fn serve(args: ServeArgs) -> Result<()> {
     // Up to `connections_max` clients, each a descriptor: more than a login's default.
     let open_files = daemon::raise_open_files_limit();
     tracing::debug!(?open_files, "open files limit");
-    let (mut config, storages) = match &args.config {
+    let (mut config, storages, mut tls) = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
             let conf = zeo::config::parse(&text).with_context(|| format!("{}", path.display()))?;
-            (conf.server, conf.storages)
+            (conf.server, conf.storages, conf.tls)
         }
         None => {
             let file = args
@@ -258,9 +269,27 @@ fn serve(args: ServeArgs) -> Result<()> {
                     read_only: false,
                     blob_dir: args.blob_dir.clone(),
                 }],
+                None,
             )
         }
     };
+    // The flags win over zeo.conf's `<ssl>`, as -a wins over its address.
+    if let Some(certificate) = &args.ssl_certificate {
+        tls = Some(zeo::tls::ServerTls {
+            certificate: certificate.clone(),
+            key: args.ssl_key.clone(),
+            authenticate: args.ssl_authenticate.clone(),
+        });
+    }
+    if let Some(tls) = &tls {
+        // Read now, before any storage is opened: a bad file stops the start, named.
+        config.tls = Some(tls.server_config().context("setting up TLS")?);
+        tracing::info!(
+            certificate = %tls.certificate.display(),
+            client_certificates = tls.authenticate.is_some(),
+            "TLS on"
+        );
+    }
     if let Some(a) = &args.address {
         config.address = zeo::server::Address::parse(a).context("-a ADDRESS")?;
     } else if args.config.is_none() {

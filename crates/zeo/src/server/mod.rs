@@ -50,6 +50,9 @@ pub struct Config {
     /// `None`: the system's temporary directory.  `bbru-zeo` uses the directory of the
     /// first file storage, as `/tmp` may be memory.
     pub spill_dir: Option<PathBuf>,
+    /// TLS from the first byte of every connection (see `crate::tls`); `None`: plain.
+    /// The TLS handshake counts against `register_timeout`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             register_timeout: Duration::from_secs(limits::REGISTER_TIMEOUT_SECONDS_DEFAULT),
             transaction_bytes_max: limits::TRANSACTION_BYTES_MAX_DEFAULT,
             spill_dir: None,
+            tls: None,
         }
     }
 }
@@ -329,13 +333,16 @@ impl Server {
                 continue;
             };
             let shared2 = Arc::clone(&shared);
+            // From its accept a connection has `register_timeout` to finish its TLS
+            // handshake (if any), send its ZEO handshake and register.
+            let register_by = tokio::time::Instant::now() + shared.config.register_timeout;
             tasks.spawn(async move {
                 match stream {
                     Stream::Tcp(s) => {
                         let _ = s.set_nodelay(true);
-                        connection::serve(shared2, s, peer, id, slot).await
+                        serve_stream(shared2, s, peer, id, slot, register_by).await
                     }
-                    Stream::Unix(s) => connection::serve(shared2, s, peer, id, slot).await,
+                    Stream::Unix(s) => serve_stream(shared2, s, peer, id, slot, register_by).await,
                 }
             });
             while tasks.try_join_next().is_some() {}
@@ -425,6 +432,50 @@ impl Drop for Slot {
         self.registered();
         self.shared.connections.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Serves one accepted socket: in TLS when the server is configured so.
+async fn serve_stream<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    peer: String,
+    id: u64,
+    slot: Slot,
+    register_by: tokio::time::Instant,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(tls) = shared.config.tls.clone() else {
+        return connection::serve(shared, stream, peer, id, slot, register_by).await;
+    };
+    let handshake = tokio::time::timeout_at(
+        register_by,
+        tokio_rustls::TlsAcceptor::from(tls).accept(stream),
+    );
+    let stream = tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::warn!(peer = %peer, "closing: TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(peer = %peer, "closing: no TLS handshake within the register timeout");
+                return;
+            }
+        },
+        _ = slot.kick.notified() => {
+            tracing::info!(peer = %peer, "closing: newer connections took its place during its TLS handshake");
+            return;
+        }
+    };
+    tracing::debug!(
+        peer = %peer,
+        version = ?stream.get_ref().1.protocol_version(),
+        client_certificate = stream.get_ref().1.peer_certificates().is_some(),
+        "TLS established"
+    );
+    connection::serve(shared, stream, peer, id, slot, register_by).await
 }
 
 enum Stream {

@@ -93,14 +93,19 @@ fn bytes8(b: [u8; 8]) -> Value {
 
 /// Runs one connection to its end.
 ///
-/// From its accept, a connection has `register_timeout` to send its handshake and
-/// `register`; one that stays silent (or only talks) is closed then, so sockets opened
-/// and left idle do not hold the server's slots.
-pub async fn serve<S>(shared: Arc<Shared>, stream: S, peer: String, id: u64, slot: Slot)
-where
+/// By `register_by` (`register_timeout` after its accept) a connection must have sent its
+/// handshake and `register`; one that stays silent (or only talks) is closed then, so
+/// sockets opened and left idle do not hold the server's slots.
+pub async fn serve<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    peer: String,
+    id: u64,
+    slot: Slot,
+    register_by: tokio::time::Instant,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let register_by = tokio::time::Instant::now() + shared.config.register_timeout;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let encoding = shared.config.encoding;
     let mut announcement = Vec::new();
