@@ -1,5 +1,5 @@
-//! One connection of the client to a server: the socket, the handshake, the calls in
-//! flight, and the reader thread that matches replies to callers and hands callbacks to
+//! One connection of the client to a server: the socket (in TLS when configured, see
+//! `tls.rs`), the handshake, the calls in flight, and the reader thread that matches replies to callers and hands callbacks to
 //! the client (spec §1, §2, §4).
 //!
 //! Blocking design, since the `Storage` trait is synchronous: a caller encodes its
@@ -25,15 +25,24 @@ use parking_lot::Mutex;
 use zodb_pickle::Value;
 use zodb_storage::{Oid, Tid};
 
+use super::tls::TlsStream;
 use crate::address::Address;
 use crate::limits;
 use crate::wire::{self, Call, Callback, Encoding, Message, RemoteError};
 
-/// A TCP or unix socket.
+/// A TCP or unix socket, or TLS over one.
 #[derive(Debug)]
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tls(TlsStream),
+}
+
+/// How a client speaks TLS: its configuration and the settings it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientTlsConfig {
+    pub config: Arc<rustls::ClientConfig>,
+    pub settings: crate::tls::ClientTls,
 }
 
 impl Stream {
@@ -61,10 +70,24 @@ impl Stream {
         }
     }
 
-    fn try_clone(&self) -> io::Result<Stream> {
+    /// TLS over this socket, handshake done (bounded by the socket's read timeout).
+    fn into_tls(self, address: &Address, tls: &ClientTlsConfig) -> io::Result<Stream> {
+        let host = match address {
+            Address::Tcp(a) => Some(a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h)),
+            Address::Unix(_) => None,
+        };
+        let name = tls
+            .settings
+            .server_name(host)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        TlsStream::handshake(self, Arc::clone(&tls.config), name).map(Stream::Tls)
+    }
+
+    pub(crate) fn try_clone(&self) -> io::Result<Stream> {
         match self {
             Stream::Tcp(s) => s.try_clone().map(Stream::Tcp),
             Stream::Unix(s) => s.try_clone().map(Stream::Unix),
+            Stream::Tls(s) => s.try_clone().map(Stream::Tls),
         }
     }
 
@@ -72,14 +95,20 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(t),
             Stream::Unix(s) => s.set_read_timeout(t),
+            Stream::Tls(s) => s.socket().set_read_timeout(t),
         }
     }
 
     fn shutdown(&self) {
-        // Already shut down or reset: nothing more to do.
+        // Already shut down or reset: nothing more to do.  (A TLS connection ends
+        // without close_notify: the server reads the end of the socket either way.)
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tls(s) => {
+                s.socket().shutdown();
+                Ok(())
+            }
         };
     }
 }
@@ -89,6 +118,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -98,6 +128,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -105,6 +136,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.flush(),
             Stream::Unix(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
         }
     }
 }
@@ -252,12 +284,14 @@ fn read_frame(stream: &mut Stream, buf: &mut Vec<u8>, max: usize) -> Result<Vec<
 }
 
 impl Connection {
-    /// Connects, does the handshake (the server announces `Z5` or `M5`, we answer the
-    /// same) and starts the reader thread.  Nothing is registered yet.
+    /// Connects (and does the TLS handshake when `tls` says so), does the ZEO handshake
+    /// (the server announces `Z5` or `M5`, we answer the same) and starts the reader
+    /// thread.  Nothing is registered yet.
     pub(crate) fn open(
         id: u64,
         address: &Address,
         frame_size_max: usize,
+        tls: Option<&ClientTlsConfig>,
         events: Arc<dyn Events>,
     ) -> Result<Arc<Connection>, String> {
         let mut stream =
@@ -266,6 +300,11 @@ impl Connection {
         stream
             .set_read_timeout(Some(handshake))
             .map_err(|e| io_text(&e))?;
+        if let Some(tls) = tls {
+            stream = stream
+                .into_tls(address, tls)
+                .map_err(|e| format!("{address}: TLS handshake: {e}"))?;
+        }
         let mut buf = Vec::new();
         let announcement = read_frame(&mut stream, &mut buf, frame_size_max)
             .map_err(|e| format!("{address}: no handshake: {e}"))?;
@@ -279,14 +318,17 @@ impl Connection {
             .map_err(|e| format!("{address}: {e}"))?;
         stream.set_read_timeout(None).map_err(|e| io_text(&e))?;
 
-        let reader = stream.try_clone().map_err(|e| io_text(&e))?;
+        // The stream that read the announcement reads on: a TLS stream keeps bytes it
+        // read ahead.
+        let writer = stream.try_clone().map_err(|e| io_text(&e))?;
         let control = stream.try_clone().map_err(|e| io_text(&e))?;
+        let reader = stream;
         let conn = Arc::new(Connection {
             id,
             address: address.clone(),
             encoding,
             frame_size_max,
-            writer: Mutex::new(stream),
+            writer: Mutex::new(writer),
             control,
             calls: Mutex::new(Calls {
                 next_id: 0,

@@ -4,6 +4,7 @@
 //!
 //! Spec: `docs/spec/zeo-protocol.md` §1–§5.  Pieces:
 //!
+//! * `tls.rs`: the TLS stream the connection's threads share;
 //! * `connection.rs`: one socket, the handshake, calls matched to replies by message id
 //!   on a reader thread, callbacks;
 //! * this file: the options, the state the client's threads share, connecting and the
@@ -88,7 +89,9 @@
 //!   Python's does; a client with an empty cache takes any server.
 //! * `len`/`size` come from `get_info` and the `info` callbacks, which follow our own
 //!   commits and packs only: other clients' commits do not update them (as in Python).
-//! * No blobs, no TLS, no heartbeat, no persistent cache file.
+//! * TLS ([`ClientOptions::tls`]) needs the CA to trust given: no system store is read
+//!   (Python's `ssl` falls back to it).
+//! * No blobs, no heartbeat, no persistent cache file.
 
 mod cache;
 mod commit;
@@ -99,6 +102,7 @@ mod iter;
 mod reconnect;
 mod session;
 mod storage;
+mod tls;
 mod txn;
 
 use std::collections::HashMap;
@@ -118,7 +122,7 @@ use crate::address::Address;
 use crate::limits;
 use crate::wire::Call;
 use cache::Cache;
-use connection::{Connection, Post};
+use connection::{ClientTlsConfig, Connection, Post};
 use convert::{CallKind, call_error};
 use reconnect::reconnect_delay;
 use txn::Txns;
@@ -150,6 +154,10 @@ pub struct ClientOptions {
     pub disconnected_wait: Option<Duration>,
     /// Largest frame accepted from, or sent to, the server.
     pub frame_size_max: usize,
+    /// Speak TLS to the server (from the first byte, as Python ZEO's `ssl`); `None`:
+    /// plain.  Its files are read by [`ClientStorage::connect`], which fails naming a
+    /// bad one.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl ClientOptions {
@@ -164,6 +172,7 @@ impl ClientOptions {
             wait_timeout: Duration::from_secs(limits::CLIENT_WAIT_TIMEOUT_SECONDS_DEFAULT),
             disconnected_wait: None,
             frame_size_max: limits::FRAME_SIZE_MAX_DEFAULT,
+            tls: None,
         }
     }
 }
@@ -207,6 +216,8 @@ struct CacheState {
 struct Shared {
     options: ClientOptions,
     addresses: Vec<Address>,
+    /// `options.tls`, read.
+    tls: Option<ClientTlsConfig>,
     closed: AtomicBool,
     conn: Mutex<ConnState>,
     /// Signalled when the connection changes or the client closes.
@@ -346,8 +357,21 @@ impl ClientStorage {
                 })
             })
             .collect::<Result<_, _>>()?;
+        let tls = match &options.tls {
+            None => None,
+            Some(settings) => Some(ClientTlsConfig {
+                config: settings.client_config().map_err(|e| {
+                    StorageError::io(
+                        "ZEO client TLS",
+                        std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+                    )
+                })?,
+                settings: settings.clone(),
+            }),
+        };
         let shared = Arc::new(Shared {
             addresses,
+            tls,
             closed: AtomicBool::new(false),
             conn: Mutex::new(ConnState::default()),
             conn_cv: Condvar::new(),

@@ -50,8 +50,14 @@ impl Shared {
     ) -> Result<Registered, AttemptError> {
         let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let events: Arc<dyn Events> = Arc::clone(self) as Arc<dyn Events>;
-        let conn = Connection::open(id, address, self.options.frame_size_max, events)
-            .map_err(AttemptError::transient)?;
+        let conn = Connection::open(
+            id,
+            address,
+            self.options.frame_size_max,
+            self.tls.as_ref(),
+            events,
+        )
+        .map_err(AttemptError::transient)?;
         // Hold invalidations from now until the cache is verified.
         self.cache.lock().held.insert(id, Vec::new());
         let result = self.register_on(&conn, allow_fallback);

@@ -8,6 +8,7 @@ mod client;
 mod interop;
 mod python_suites;
 mod server;
+mod tls;
 
 use std::path::Path;
 use std::process::{Command, Output};
