@@ -148,6 +148,22 @@ fn refusal(address: &str, tls: Option<ClientTls>) -> String {
     }
 }
 
+/// Whether the server closes `socket` (end of stream or reset) within 20 s, reading
+/// nothing from it.
+fn closed_by_server(socket: &mut TcpStream) -> bool {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    match socket.read(&mut [0u8; 64]) {
+        Ok(0) => true,
+        Ok(n) => panic!("the server sent {n} bytes"),
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
 /// Commits through `client`: a small record and one of 3 MiB (many TLS records each
 /// way), and reads both back through a second client.
 fn commit_and_read_back(client: &ClientStorage, second: &ClientStorage) {
@@ -349,12 +365,8 @@ fn plain_clients_against_a_tls_server_fail_cleanly() {
 
     // A socket that says nothing is closed at the register timeout (2 s).
     let mut silent = TcpStream::connect(&address).unwrap();
-    silent
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
     let opened = Instant::now();
-    let got = silent.read(&mut [0u8; 64]);
-    assert!(matches!(got, Ok(0) | Err(_)), "{got:?}");
+    assert!(closed_by_server(&mut silent));
     assert!(
         opened.elapsed() < Duration::from_secs(15),
         "closed after {:?}",
@@ -372,6 +384,29 @@ fn plain_clients_against_a_tls_server_fail_cleanly() {
     assert!(log.contains("TLS handshake failed"), "{log}");
     assert!(
         log.contains("no TLS handshake within the register timeout"),
+        "{log}"
+    );
+}
+
+/// Sockets that open TCP and never start TLS hold only unregistered slots: past
+/// `UNREGISTERED_CONNECTIONS_MAX` each newcomer closes the oldest, so a TLS client
+/// arriving behind 100 of them, long before the register timeout, gets in.
+#[test]
+fn silent_sockets_never_lock_tls_clients_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let server = start_bbru(dir.path(), &pki, &["--register-timeout", "60"]);
+    let address = server.address();
+    let mut silent: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(&address).unwrap())
+        .collect();
+    let c = connect(&address, pki.client(None));
+    c.ping().unwrap();
+    // The oldest were closed to make room, without waiting for the timeout.
+    assert!(closed_by_server(silent.first_mut().unwrap()));
+    let log = server.log_text();
+    assert!(
+        log.contains("newer connections took its place during its TLS handshake"),
         "{log}"
     );
 }
