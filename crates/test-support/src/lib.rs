@@ -4,7 +4,9 @@
 //!   and Python's reading of them (`expected.json`).
 //! - [`python`]: the Python ZODB/ZEO environment the interop tests run.
 //! - [`conformance`]: the storage conformance suite every backend runs.
+//! - [`tls`]: throwaway CA, server and client certificates.
 
 pub mod conformance;
 pub mod fixtures;
 pub mod python;
+pub mod tls;

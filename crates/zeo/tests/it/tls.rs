@@ -1,20 +1,16 @@
 //! ZEO over TLS, with real processes on both ends: `bbru-zeo` with `--ssl-*` and Python's
 //! `runzeo` with `<ssl>` in its `zeo.conf`; our `ClientStorage` and Python's (with an
-//! `ssl.SSLContext`).  Each test makes a throwaway CA, a server certificate for
-//! `localhost`/`127.0.0.1`, a client certificate the CA signs, and a second CA with a
-//! client certificate of its own that the server must not accept.
+//! `ssl.SSLContext`).  Each test makes its throwaway certificates
+//! ([`test_support::tls::Pki`]).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
 use test_support::conformance::{commit, fresh_oids, record, record_value};
 use test_support::python;
+use test_support::tls::Pki;
 use zeo::client::{ClientOptions, ClientStorage};
 use zeo::tls::ClientTls;
 use zodb_storage::{Oid, Storage, StorageError, Tid};
@@ -22,97 +18,6 @@ use zodb_storage::{Oid, Storage, StorageError, Tid};
 use crate::client::{Kind, Server};
 use crate::server::{ServerProcess, free_port};
 use crate::{bbru_zeo, path_str};
-
-/// A certificate authority able to sign certificates.
-struct Ca {
-    cert: Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca { cert, key }
-    }
-
-    /// A certificate for `names`, for a server or a client; `(certificate, key)` PEM.
-    fn sign(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> (String, String) {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names.clone()).unwrap();
-        params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().cloned().unwrap_or_default(),
-        );
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![usage];
-        params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
-/// The PEM files of one test.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    /// `ca.pem`, `server.pem`/`server-key.pem` (localhost, 127.0.0.1), `client.pem`/
-    /// `client-key.pem` (signed by the CA), `stranger.pem`/`stranger-key.pem` (signed by
-    /// another CA, `other-ca.pem`).
-    fn new(dir: &Path) -> Pki {
-        let ca = Ca::new("bbru test CA");
-        let other = Ca::new("someone else's CA");
-        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
-        write("ca.pem", &ca.cert.pem());
-        write("other-ca.pem", &other.cert.pem());
-        let (cert, key) = ca.sign(
-            &["localhost", "127.0.0.1"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        write("server.pem", &cert);
-        write("server-key.pem", &key);
-        let (cert, key) = ca.sign(&["zeo-client"], ExtendedKeyUsagePurpose::ClientAuth);
-        write("client.pem", &cert);
-        write("client-key.pem", &key);
-        let (cert, key) = other.sign(&["stranger"], ExtendedKeyUsagePurpose::ClientAuth);
-        write("stranger.pem", &cert);
-        write("stranger-key.pem", &key);
-        Pki {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn arg(&self, name: &str) -> String {
-        path_str(&self.path(name)).to_string()
-    }
-
-    /// Client TLS settings trusting the CA, with the client certificate `who` (`client`,
-    /// `stranger`) or none.
-    fn client(&self, who: Option<&str>) -> ClientTls {
-        ClientTls {
-            ca: self.path("ca.pem"),
-            certificate: who.map(|w| self.path(&format!("{w}.pem"))),
-            key: who.map(|w| self.path(&format!("{w}-key.pem"))),
-            server_hostname: Some("localhost".into()),
-        }
-    }
-}
 
 /// `bbru-zeo` serving TLS with the test's server certificate, plus `extra` flags.
 fn start_bbru(dir: &Path, pki: &Pki, extra: &[&str]) -> ServerProcess {
@@ -126,6 +31,17 @@ fn start_bbru(dir: &Path, pki: &Pki, extra: &[&str]) -> ServerProcess {
     ];
     args.extend_from_slice(extra);
     ServerProcess::start(&dir.join("Data.fs"), &args)
+}
+
+/// Client TLS settings trusting the test's CA, with the client certificate `who`
+/// (`client`, `stranger`) or none.
+fn client_tls(pki: &Pki, who: Option<&str>) -> ClientTls {
+    ClientTls {
+        ca: pki.path("ca.pem"),
+        certificate: who.map(|w| pki.path(&format!("{w}.pem"))),
+        key: who.map(|w| pki.path(&format!("{w}-key.pem"))),
+        server_hostname: Some("localhost".into()),
+    }
 }
 
 fn tls_options(address: &str, tls: Option<ClientTls>, wait: Duration) -> ClientOptions {
@@ -192,8 +108,8 @@ fn rust_client_commits_and_loads_through_bbru_zeo_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
     let server = start_bbru(dir.path(), &pki, &[]);
-    let a = connect(&server.address(), pki.client(None));
-    let b = connect(&server.address(), pki.client(None));
+    let a = connect(&server.address(), client_tls(&pki, None));
+    let b = connect(&server.address(), client_tls(&pki, None));
     commit_and_read_back(&a, &b);
     // The invalidation reaches the other client over its TLS connection.
     let [oid] = fresh_oids::<1>(&a);
@@ -215,16 +131,16 @@ fn rust_client_checks_the_server_name() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
     let server = start_bbru(dir.path(), &pki, &[]);
-    let mut by_address = pki.client(None);
+    let mut by_address = client_tls(&pki, None);
     by_address.server_hostname = None;
     let c = connect(&server.address(), by_address);
     c.ping().unwrap();
-    let mut wrong = pki.client(None);
+    let mut wrong = client_tls(&pki, None);
     wrong.server_hostname = Some("zodb.example.org".into());
     let why = refusal(&server.address(), Some(wrong));
     assert!(why.contains("certificate"), "{why}");
     // A client trusting another CA refuses the server.
-    let mut other = pki.client(None);
+    let mut other = client_tls(&pki, None);
     other.ca = pki.path("other-ca.pem");
     let why = refusal(&server.address(), Some(other));
     assert!(why.contains("certificate"), "{why}");
@@ -242,13 +158,13 @@ fn authenticate_admits_only_clients_with_a_certificate_the_ca_signed() {
     let address = server.address();
 
     // The server's alerts say why: a certificate is required; its CA is unknown.
-    let why = refusal(&address, Some(pki.client(None)));
+    let why = refusal(&address, Some(client_tls(&pki, None)));
     assert!(why.contains("CertificateRequired"), "{why}");
-    let why = refusal(&address, Some(pki.client(Some("stranger"))));
+    let why = refusal(&address, Some(client_tls(&pki, Some("stranger"))));
     assert!(why.contains("UnknownCA"), "{why}");
 
-    let a = connect(&address, pki.client(Some("client")));
-    let b = connect(&address, pki.client(Some("client")));
+    let a = connect(&address, client_tls(&pki, Some("client")));
+    let b = connect(&address, client_tls(&pki, Some("client")));
     commit_and_read_back(&a, &b);
 
     let refused = python::run(
@@ -302,7 +218,7 @@ fn python_client_commits_and_loads_through_bbru_zeo_over_tls() {
         ],
     );
     assert_eq!(out.trim(), "loaded hello over TLS");
-    let ours = connect(&address, pki.client(None));
+    let ours = connect(&address, client_tls(&pki, None));
     let root = ours.load(Oid::ROOT).unwrap().0;
     assert!(
         root.windows(14).any(|w| w == b"hello over TLS"),
@@ -332,10 +248,10 @@ fn rust_client_commits_and_loads_through_python_runzeo_over_tls() {
     )
     .unwrap();
     let _server = Server::start_with_config(Kind::Python, &address, &file, &config);
-    let a = connect(&address, pki.client(Some("client")));
-    let b = connect(&address, pki.client(Some("client")));
+    let a = connect(&address, client_tls(&pki, Some("client")));
+    let b = connect(&address, client_tls(&pki, Some("client")));
     commit_and_read_back(&a, &b);
-    let why = refusal(&address, Some(pki.client(Some("stranger"))));
+    let why = refusal(&address, Some(client_tls(&pki, Some("stranger"))));
     assert!(why.contains("TLS") || why.contains("handshake"), "{why}");
 }
 
@@ -378,7 +294,7 @@ fn plain_clients_against_a_tls_server_fail_cleanly() {
     assert!(why.contains("handshake"), "{why}");
 
     // The server still serves TLS clients.
-    let c = connect(&address, pki.client(None));
+    let c = connect(&address, client_tls(&pki, None));
     c.ping().unwrap();
     let log = server.log_text();
     assert!(log.contains("TLS handshake failed"), "{log}");
@@ -400,7 +316,7 @@ fn silent_sockets_never_lock_tls_clients_out() {
     let mut silent: Vec<TcpStream> = (0..100)
         .map(|_| TcpStream::connect(&address).unwrap())
         .collect();
-    let c = connect(&address, pki.client(None));
+    let c = connect(&address, client_tls(&pki, None));
     c.ping().unwrap();
     // The oldest were closed to make room, without waiting for the timeout.
     assert!(closed_by_server(silent.first_mut().unwrap()));
@@ -458,7 +374,7 @@ fn bad_certificate_or_key_files_are_named_at_start() {
     assert!(!data.exists(), "a failed start created the database");
 
     // The client names its bad file too, before connecting.
-    let mut tls = pki.client(None);
+    let mut tls = client_tls(&pki, None);
     tls.ca = missing.clone();
     let why = match ClientStorage::connect(tls_options(
         "127.0.0.1:1",
