@@ -274,6 +274,13 @@ impl Default for HttpSettings {
 struct StorageSection {
     file: Option<PathBuf>,
     zeo: Option<String>,
+    /// TLS to the ZEO server: the CA file (or directory) to trust; setting it turns TLS on.
+    ssl_ca: Option<PathBuf>,
+    /// This instance's client certificate and key, for a server that authenticates.
+    ssl_certificate: Option<PathBuf>,
+    ssl_key: Option<PathBuf>,
+    /// The name the server's certificate carries (default: the host of `zeo`).
+    ssl_server_hostname: Option<String>,
     cache_objects: Option<usize>,
     connections: Option<usize>,
     conflict_retries: Option<u32>,
@@ -284,6 +291,8 @@ struct StorageSection {
 pub struct ServeConfig {
     pub listen: String,
     pub storage: StorageConfig,
+    /// TLS to the ZEO server (`[storage]`'s `ssl_*`); `None`: plain TCP.
+    pub zeo_tls: Option<zeo::tls::ClientTls>,
     pub cache_objects: usize,
     /// Database connections (each with its cache): how many requests run at once;
     /// more wait their turn.
@@ -315,6 +324,7 @@ impl Default for ServeConfig {
         ServeConfig {
             listen: "127.0.0.1:8080".into(),
             storage: StorageConfig::File("var/Data.fs".into()),
+            zeo_tls: None,
             cache_objects: zodb::limits::CACHE_OBJECTS_DEFAULT,
             connections: 16,
             conflict_retries: limits::CONFLICT_RETRIES_DEFAULT,
@@ -380,6 +390,33 @@ impl ServeConfig {
             (None, Some(z)) => StorageConfig::Zeo(z),
             (None, None) => StorageConfig::File(resolve("var/Data.fs".into())),
         };
+        let any_ssl = file.storage.ssl_ca.is_some()
+            || file.storage.ssl_certificate.is_some()
+            || file.storage.ssl_key.is_some()
+            || file.storage.ssl_server_hostname.is_some();
+        if any_ssl {
+            let invalid = |message: &str| ConfigError::Invalid {
+                path: path.to_owned(),
+                message: message.into(),
+            };
+            if !matches!(config.storage, StorageConfig::Zeo(_)) {
+                return Err(invalid("[storage] ssl_* settings are for a zeo server"));
+            }
+            let Some(ca) = file.storage.ssl_ca.clone() else {
+                return Err(invalid(
+                    "[storage] TLS needs ssl_ca, the CA that signed the ZEO server's certificate",
+                ));
+            };
+            if file.storage.ssl_key.is_some() && file.storage.ssl_certificate.is_none() {
+                return Err(invalid("[storage] ssl_key needs ssl_certificate"));
+            }
+            config.zeo_tls = Some(zeo::tls::ClientTls {
+                ca: resolve(ca),
+                certificate: file.storage.ssl_certificate.clone().map(resolve),
+                key: file.storage.ssl_key.clone().map(resolve),
+                server_hostname: file.storage.ssl_server_hostname.clone(),
+            });
+        }
         if let Some(n) = file.storage.cache_objects {
             config.cache_objects = n;
         }
@@ -503,6 +540,45 @@ mod tests {
         let good = uncommented.replace("\"change me\"", "\"a-long-password\"");
         let c = SiteConfig::parse(&good, Path::new("site.toml")).unwrap();
         assert_eq!(c.bootstrap_manager.unwrap().login, "admin");
+    }
+
+    /// `[storage]`'s `ssl_*` make the ZEO client speak TLS, paths resolved against the
+    /// installation; mistakes are refused rather than connecting in plain text.
+    #[test]
+    fn zeo_tls_settings_parse_and_mistakes_are_refused() {
+        let base = Path::new("/srv/bbru");
+        let parse = |text: &str| ServeConfig::parse(text, Path::new("s.toml"), base);
+        assert_eq!(
+            parse("[storage]\nzeo = \"db:8100\"\n").unwrap().zeo_tls,
+            None
+        );
+        let c = parse(
+            "[storage]\nzeo = \"db:8100\"\nssl_ca = \"etc/zeo-ca.pem\"\nssl_certificate = \"/etc/bbru/client.pem\"\nssl_key = \"etc/client-key.pem\"\nssl_server_hostname = \"zeo.example.org\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.zeo_tls,
+            Some(zeo::tls::ClientTls {
+                ca: "/srv/bbru/etc/zeo-ca.pem".into(),
+                certificate: Some("/etc/bbru/client.pem".into()),
+                key: Some("/srv/bbru/etc/client-key.pem".into()),
+                server_hostname: Some("zeo.example.org".into()),
+            })
+        );
+        for (bad, what) in [
+            ("[storage]\nssl_ca = \"ca.pem\"\n", "for a zeo server"),
+            (
+                "[storage]\nzeo = \"db:8100\"\nssl_certificate = \"c.pem\"\n",
+                "needs ssl_ca",
+            ),
+            (
+                "[storage]\nzeo = \"db:8100\"\nssl_ca = \"ca.pem\"\nssl_key = \"k.pem\"\n",
+                "needs ssl_certificate",
+            ),
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(what), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub fn open_storage(config: &ServeConfig) -> Result<Arc<dyn Storage>, StartError
             options.wait_timeout = crate::limits::ZEO_CONNECT_WAIT;
             // Requests fail fast (503) while the server is away.
             options.disconnected_wait = Some(crate::limits::ZEO_DISCONNECTED_WAIT);
+            options.tls = config.zeo_tls.clone();
             zeo::client::ClientStorage::connect(options)
                 .map(|s| Arc::new(s) as Arc<dyn Storage>)
                 .map_err(|source| StartError::Storage {

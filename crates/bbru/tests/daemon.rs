@@ -176,6 +176,55 @@ fn sighup_reopens_the_log_file_for_logrotate() {
     );
 }
 
+/// `bbru serve` with `ssl_ca`, `ssl_certificate` and `ssl_key` in `[storage]` reaches a
+/// `bbru-zeo` that serves TLS and admits only clients with a certificate its CA signed:
+/// the instance creates its site through it and answers healthy (an instance that
+/// ignored them would never get past the TLS handshake, and never be healthy).
+#[test]
+fn bbru_serve_reaches_its_zeo_server_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = test_support::tls::Pki::new(dir.path());
+    let address = format!("127.0.0.1:{}", free_port());
+    let (cert, key, ca) = (
+        pki.arg("server.pem"),
+        pki.arg("server-key.pem"),
+        pki.arg("ca.pem"),
+    );
+    let zeo = common::Zeo::start_with(
+        &dir.path().join("Data.fs"),
+        &address,
+        &[
+            "--ssl-certificate",
+            &cert,
+            "--ssl-key",
+            &key,
+            "--ssl-authenticate",
+            &ca,
+        ],
+    );
+    let site = common::write_site_config(dir.path());
+    let tls = format!(
+        "ssl_ca = {:?}\nssl_certificate = {:?}\nssl_key = {:?}\nssl_server_hostname = \"localhost\"\n",
+        pki.arg("ca.pem"),
+        pki.arg("client.pem"),
+        pki.arg("client-key.pem"),
+    );
+    let instance =
+        common::Instance::start_zeo_configured(dir.path(), "tls", &site, &zeo.address, &tls);
+    let r = reqwest::blocking::Client::new()
+        .get(instance.url("/@@health"))
+        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let log = std::fs::read_to_string(&zeo.process.log).unwrap();
+    assert!(log.contains("TLS on"), "{log}");
+    assert!(
+        log.contains(" commit "),
+        "the site was created through TLS: {log}"
+    );
+}
+
 /// Standard error to a file (not a terminal), as under systemd or `2>log`: no ANSI colour
 /// codes from either binary; `--log-format json` writes one JSON object a line.
 #[test]

@@ -73,6 +73,7 @@ pub(super) fn open_database(config: &ServeConfig) -> Result<Base, String> {
         StorageConfig::Zeo(address) => {
             let mut options = zeo::client::ClientOptions::new(address.clone());
             options.read_only = true;
+            options.tls = config.zeo_tls.clone();
             options.wait_timeout = limits::SELFTEST_ZEO_WAIT;
             let storage = zeo::client::ClientStorage::connect(options).map_err(|e| {
                 format!(

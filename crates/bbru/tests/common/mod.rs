@@ -401,12 +401,18 @@ impl Zeo {
 
     /// [`Zeo::start`] on a given `host:port` (to come back where a server was).
     pub fn start_on(file: &Path, address: &str) -> Zeo {
+        Zeo::start_with(file, address, &[])
+    }
+
+    /// [`Zeo::start_on`] with more flags (`--ssl-certificate PEM`, ...).
+    pub fn start_with(file: &Path, address: &str, extra: &[&str]) -> Zeo {
         let address = address.to_owned();
         let mut command = Command::new(zeo_binary());
         command
             .env("BBRU_LOG", "info")
             .args(["-a", &address, "-f"])
-            .arg(file);
+            .arg(file)
+            .args(extra);
         let mut process = Process::spawn(
             &format!("bbru-zeo ({address})"),
             command,
