@@ -59,7 +59,8 @@ pub struct Pki {
 impl Pki {
     /// `ca.pem`, `server.pem`/`server-key.pem` (localhost, 127.0.0.1), `client.pem`/
     /// `client-key.pem` (signed by the CA), `stranger.pem`/`stranger-key.pem` (signed by
-    /// another CA, `other-ca.pem`).
+    /// another CA, `other-ca.pem`), `self-signed.pem`/`self-signed-key.pem` (a CA
+    /// certificate of its own, used as a client's, as in Python ZEO's tests).
     pub fn new(dir: &Path) -> Pki {
         let ca = Ca::new("bbru test CA");
         let other = Ca::new("someone else's CA");
@@ -78,6 +79,10 @@ impl Pki {
         let (cert, key) = other.sign(&["stranger"], ExtendedKeyUsagePurpose::ClientAuth);
         write("stranger.pem", &cert);
         write("stranger-key.pem", &key);
+        // As Python ZEO's test certificates: self-signed, a CA, an end's own.
+        let own = Ca::new("zeo-self-signed");
+        write("self-signed.pem", &own.cert.pem());
+        write("self-signed-key.pem", &own.key.serialize_pem());
         Pki {
             dir: dir.to_path_buf(),
         }

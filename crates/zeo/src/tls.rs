@@ -15,18 +15,24 @@
 //! file instead), `authenticate DYNAMIC`, and a server without `authenticate` is allowed
 //! here (TLS without client certificates), where Python's runzeo requires it.
 //! Certificates are checked by `webpki`, which is stricter than OpenSSL: a CA
-//! certificate cannot also be a client's or server's own certificate (Python ZEO's test
-//! certificates are self-signed CAs used that way, signed with SHA-1, which webpki
-//! refuses too); give each end a certificate signed by a CA.
+//! certificate cannot also be an end's own certificate, and SHA-1 signatures are
+//! refused.  One OpenSSL habit is kept for the server, as Python ZEO deployments (and
+//! ZEO's own test suite) rely on it: a client certificate listed itself in
+//! `authenticate` (`authenticate client.pem`, a self-signed certificate) is accepted as
+//! that exact certificate, the client proving it holds its key in the handshake
+//! (as listed, like a pinned key: its dates and signature are not looked at).  The
+//! client trusts only certificates a CA it is given signed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::RootCertStore;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 /// The server's TLS settings: `zeo.conf`'s `<ssl>` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +144,13 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 /// The CAs of a PEM file, or of every file in a directory (as OpenSSL's `capath`, minus
 /// its hashed names: each regular file holding PEM certificates counts).
 fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    Ok(listed_certificates(path)?.0)
+}
+
+/// [`roots`], and the certificates as they were listed.
+fn listed_certificates(
+    path: &Path,
+) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), TlsError> {
     let mut files = Vec::new();
     if path.is_dir() {
         let entries = std::fs::read_dir(path).map_err(|source| TlsError::Read {
@@ -158,6 +171,7 @@ fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
         files.push(path.to_path_buf());
     }
     let mut store = RootCertStore::empty();
+    let mut listed = Vec::new();
     for file in &files {
         // In a directory, files that hold no certificate (keys, notes) are passed over.
         let certs = match certificates(file) {
@@ -168,10 +182,11 @@ fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
             Err(e) => return Err(e),
         };
         for cert in certs {
-            store.add(cert).map_err(|e| TlsError::Invalid {
+            store.add(cert.clone()).map_err(|e| TlsError::Invalid {
                 path: file.clone(),
                 message: format!("not a usable CA certificate: {e}"),
             })?;
+            listed.push(cert);
         }
     }
     if store.is_empty() {
@@ -179,7 +194,60 @@ fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
             path: path.to_path_buf(),
         });
     }
-    Ok(store)
+    Ok((store, listed))
+}
+
+/// The server's check of client certificates (see the module doc): one a listed CA
+/// signed (webpki), or one listed itself.
+#[derive(Debug)]
+struct ClientVerifier {
+    webpki: Arc<dyn ClientCertVerifier>,
+    listed: Vec<CertificateDer<'static>>,
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.webpki.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if self
+            .listed
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
+            return Ok(ClientCertVerified::assertion());
+        }
+        self.webpki
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// Certificate chain and key, checked to belong together.
@@ -203,14 +271,15 @@ impl ServerTls {
         let builder = match &self.authenticate {
             None => builder.with_no_client_auth(),
             Some(ca) => {
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+                let (roots, listed) = listed_certificates(ca)?;
+                let webpki =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
                         .build()
                         .map_err(|e| TlsError::Invalid {
                             path: ca.clone(),
                             message: e.to_string(),
                         })?;
-                builder.with_client_cert_verifier(verifier)
+                builder.with_client_cert_verifier(Arc::new(ClientVerifier { webpki, listed }))
             }
         };
         let key_path = self.key.clone().unwrap_or_else(|| self.certificate.clone());

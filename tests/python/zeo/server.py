@@ -25,6 +25,11 @@ Kinds:
   bbru    $BBRU_ZEO serve -a 127.0.0.1:PORT -f DATA_FS [-r]
           ($BBRU_ZEO must be an absolute path to the bbru-zeo binary).
 
+With ssl=True either serves TLS with ZEO 6.2's own test certificates
+(ZEO.tests.testssl: server.pem/server_key.pem, client certificates checked
+against client.pem), as ZEO's FileStorageSSLTests configures its server:
+an <ssl> section in runzeo's zeo.conf, --ssl-* flags for bbru-zeo.
+
 extra_args are appended to the command line of either kind. The server's
 stdout and stderr go to <data_fs>.server.log; Server.log() returns it and
 start-up failures include it.
@@ -87,7 +92,12 @@ class Server:
         return self.process.wait()
 
 
-def _python_command(address, data_fs, read_only):
+def _ssl_files():
+    import ZEO.tests.testssl as testssl
+    return testssl.server_cert, testssl.server_key, testssl.client_cert
+
+
+def _python_command(address, data_fs, read_only, ssl=False):
     conf_path = data_fs + '.zeo.conf'
     # ZConfig takes a '#' after a value as part of it: no inline comments.
     lines = [
@@ -97,6 +107,10 @@ def _python_command(address, data_fs, read_only):
     ]
     if read_only:
         lines.append('  read-only true')
+    if ssl:
+        cert, key, authenticate = _ssl_files()
+        lines += ['  <ssl>', f'    certificate {cert}', f'    key {key}',
+                  f'    authenticate {authenticate}', '  </ssl>']
     lines += ['</zeo>', '<filestorage 1>', f'  path {data_fs}',
               '</filestorage>', '']
     with open(conf_path, 'w') as f:
@@ -104,7 +118,7 @@ def _python_command(address, data_fs, read_only):
     return [sys.executable, '-m', 'ZEO.runzeo', '-C', conf_path]
 
 
-def _bbru_command(address, data_fs, read_only):
+def _bbru_command(address, data_fs, read_only, ssl=False):
     exe = os.environ.get('BBRU_ZEO')
     if not exe or not os.path.isabs(exe) or not os.access(exe, os.X_OK):
         raise RuntimeError(
@@ -114,6 +128,10 @@ def _bbru_command(address, data_fs, read_only):
                '-f', data_fs]
     if read_only:
         command.append('-r')
+    if ssl:
+        cert, key, authenticate = _ssl_files()
+        command += ['--ssl-certificate', cert, '--ssl-key', key,
+                    '--ssl-authenticate', authenticate]
     return command
 
 
@@ -125,7 +143,8 @@ def _accepts_connections(address):
         return False
 
 
-def start_server(kind, data_fs, *, read_only=False, extra_args=()):
+def start_server(kind, data_fs, *, read_only=False, extra_args=(),
+                 ssl=False):
     """Start a server of `kind` on a free port serving FileStorage `data_fs`
     as storage '1'; return once the port accepts connections."""
     if kind not in KINDS:
@@ -133,7 +152,7 @@ def start_server(kind, data_fs, *, read_only=False, extra_args=()):
     data_fs = os.path.abspath(data_fs)
     address = ('127.0.0.1', free_port())
     make_command = _python_command if kind == 'python' else _bbru_command
-    command = make_command(address, data_fs, read_only) + list(extra_args)
+    command = make_command(address, data_fs, read_only, ssl) + list(extra_args)
     log_path = data_fs + '.server.log'
     with open(log_path, 'ab') as log:
         process = subprocess.Popen(

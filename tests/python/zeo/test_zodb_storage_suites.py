@@ -27,6 +27,10 @@ client) are skipped, with the reason.
 
 ZODB >= 6 mixins name their tests test*, ZEO's check*: load_tests below
 collects both (as ZEO's own test_suite() does), honouring unittest's -k.
+
+ZEOServerSSLStorageTests is ZEO's FileStorageSSLTests: every test of
+ZEOServerStorageTests again, over TLS with ZEO's own test certificates
+(the server authenticates the client's certificate).
 """
 import os
 import sys
@@ -57,11 +61,15 @@ class ExternalServer:
     the test's temporary directory (StorageTestBase.setUp chdirs there).
     ZEO's tearDown closes the client storages and calls self._servers."""
 
+    ssl = False
+
     def _new_storage(self):
         server = start_server(
-            server_kind(), os.path.abspath(f'Data{len(self._servers)}.fs'))
+            server_kind(), os.path.abspath(f'Data{len(self._servers)}.fs'),
+            ssl=self.ssl)
         self._servers.append(server.stop)
-        storage = ClientStorage(server.address, '1', wait=1, wait_timeout=30)
+        storage = ClientStorage(server.address, '1', wait=1, wait_timeout=30,
+                                **self._client_options())
         storage.registerDB(ZEO.tests.testZEO.DummyDB())
         return storage
 
@@ -102,6 +110,15 @@ class ZEOServerStorageTests(ExternalServer,
         .testUndoMultipleConflictResolutionReversed)
 
 
+class ZEOServerSSLStorageTests(ZEOServerStorageTests):
+    """ZEO's FileStorageSSLTests: the same tests over TLS; every client
+    (including the extra ones tests open) gets ZEO's test SSL context."""
+
+    ssl = True
+    getZEOConfig = ZEO.tests.testZEO.FileStorageSSLTests.getZEOConfig
+    _client_options = ZEO.tests.testZEO.FileStorageSSLTests._client_options
+
+
 class ZEOServerRecoveryTests(ExternalServer,
                              ZEO.tests.testZEO.FileStorageRecoveryTests):
     """ZODB's RecoveryStorage (copyTransactionsFrom: tpc_begin with an
@@ -118,6 +135,7 @@ def load_tests(loader, standard_tests, pattern):
         prefixed = unittest.TestLoader()
         prefixed.testMethodPrefix = prefix
         prefixed.testNamePatterns = loader.testNamePatterns
-        for case in (ZEOServerStorageTests, ZEOServerRecoveryTests):
+        for case in (ZEOServerStorageTests, ZEOServerSSLStorageTests,
+                     ZEOServerRecoveryTests):
             suite.addTests(prefixed.loadTestsFromTestCase(case))
     return suite

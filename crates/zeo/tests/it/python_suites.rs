@@ -4,7 +4,8 @@
 //! MTStorage, ReadOnlyStorage, TransactionalUndoStorage, RecoveryStorage)
 //! and ZEO 6.2's, plus application-level tests through `ZODB.DB`, all run
 //! through an unmodified Python `ClientStorage` against `bbru-zeo`
-//! (`tests/python/zeo/run_suites.py`).
+//! (`tests/python/zeo/run_suites.py`); the storage tests a second time over TLS
+//! with ZEO's own test certificates, as ZEO's `FileStorageSSLTests`.
 
 use std::process::Command;
 

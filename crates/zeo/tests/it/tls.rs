@@ -199,6 +199,25 @@ fn authenticate_admits_only_clients_with_a_certificate_the_ca_signed() {
     assert!(log.contains("TLS handshake failed"), "{log}");
 }
 
+/// A self-signed client certificate listed itself in `authenticate` (as Python ZEO
+/// deployments and tests do: `authenticate client.pem`) is admitted as that exact
+/// certificate; a certificate the listed one did not sign, and one merely like it, are
+/// not.
+#[test]
+fn authenticate_admits_a_client_certificate_listed_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let listed = pki.arg("self-signed.pem");
+    let server = start_bbru(dir.path(), &pki, &["--ssl-authenticate", &listed]);
+    let address = server.address();
+    let c = connect(&address, client_tls(&pki, Some("self-signed")));
+    c.ping().unwrap();
+    let why = refusal(&address, Some(client_tls(&pki, Some("client"))));
+    assert!(why.contains("UnknownCA"), "{why}");
+    let why = refusal(&address, Some(client_tls(&pki, None)));
+    assert!(why.contains("CertificateRequired"), "{why}");
+}
+
 /// Python's `ClientStorage` with an `ssl.SSLContext` trusting the CA commits through
 /// `bbru-zeo` over TLS and reads back on a new connection; our client then reads what
 /// Python wrote.
