@@ -30,6 +30,8 @@ pub(crate) struct TlsStream {
     tls: Arc<Mutex<ClientConnection>>,
     /// Bytes read from the socket that `tls` has not taken yet (the reading handle's).
     raw: Vec<u8>,
+    /// Where socket reads land (the reading handle's; allocated at its first read).
+    chunk: Vec<u8>,
 }
 
 impl TlsStream {
@@ -53,6 +55,7 @@ impl TlsStream {
             socket: Box::new(socket),
             tls: Arc::new(Mutex::new(tls)),
             raw: Vec::new(),
+            chunk: Vec::new(),
         })
     }
 
@@ -63,6 +66,7 @@ impl TlsStream {
             socket: Box::new(self.socket.try_clone()?),
             tls: Arc::clone(&self.tls),
             raw: Vec::new(),
+            chunk: Vec::new(),
         })
     }
 
@@ -73,7 +77,6 @@ impl TlsStream {
 
 impl Read for TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut chunk = Vec::new();
         loop {
             {
                 let mut tls = self.tls.lock();
@@ -94,11 +97,11 @@ impl Read for TlsStream {
                     continue;
                 }
             }
-            if chunk.is_empty() {
+            if self.chunk.is_empty() {
                 // As the plain reader's reads (`connection::read_frame`).
-                chunk = vec![0u8; 64 * 1024];
+                self.chunk = vec![0u8; 64 * 1024];
             }
-            let n = self.socket.read(&mut chunk)?;
+            let n = self.socket.read(&mut self.chunk)?;
             if n == 0 {
                 // Tell rustls of the end: the next read says whether it was clean.
                 let mut tls = self.tls.lock();
@@ -108,7 +111,7 @@ impl Read for TlsStream {
                 continue;
             }
             self.raw
-                .extend_from_slice(chunk.get(..n).unwrap_or_default());
+                .extend_from_slice(self.chunk.get(..n).unwrap_or_default());
         }
     }
 }

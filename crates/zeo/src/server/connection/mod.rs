@@ -109,8 +109,10 @@ pub async fn serve<S>(
     let (mut reader, mut writer) = tokio::io::split(stream);
     let encoding = shared.config.encoding;
     let mut announcement = Vec::new();
+    // (A TLS stream may keep sealed bytes until flushed.)
     if wire::write_frame(&mut announcement, wire::handshake_announcement(encoding)).is_err()
         || writer.write_all(&announcement).await.is_err()
+        || writer.flush().await.is_err()
     {
         return;
     }
@@ -171,6 +173,7 @@ pub async fn serve<S>(
         writer,
         out: VecDeque::new(),
         head: 0,
+        unflushed: false,
     };
     let conn = Connection {
         shared: Arc::clone(&shared),
@@ -186,7 +189,7 @@ pub async fn serve<S>(
         if sending.out.is_empty() {
             outbox.take(&mut sending.out, limits::WRITE_BATCH_BYTES_MAX);
         }
-        let pending = !sending.out.is_empty();
+        let pending = !sending.out.is_empty() || sending.unflushed;
         // Writes go first: replies leave before more requests are read.
         let frame = tokio::select! {
             biased;
@@ -273,12 +276,23 @@ struct Sending<W> {
     out: VecDeque<Vec<u8>>,
     /// Bytes of `out`'s first frame already written.
     head: usize,
+    /// Written bytes the writer may still hold: a TLS stream takes what it is given and
+    /// keeps the sealed records it could not send yet, so, once `out` is empty, a
+    /// flush must push them out before the connection waits for the client.
+    unflushed: bool,
 }
 
 impl<W: AsyncWrite + Unpin> Sending<W> {
-    /// One vectored write of the pending frames; those written whole leave the
-    /// outbox's count.
+    /// One vectored write of the pending frames, or, with none, the flush that follows
+    /// them; frames written whole leave the outbox's count.
     async fn write_some(&mut self, outbox: &Outbox) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            // Only a flush is pending (cancel-safe: an interrupted one is tried again).
+            self.writer.flush().await?;
+            self.unflushed = false;
+            return Ok(());
+        }
+        self.unflushed = true;
         let slices: Vec<std::io::IoSlice<'_>> = self
             .out
             .iter()
