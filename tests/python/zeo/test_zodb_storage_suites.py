@@ -63,6 +63,10 @@ class ExternalServer:
 
     ssl = False
 
+    def _client_options(self):
+        """ClientStorage options of every client (the SSL class's differ)."""
+        return {}
+
     def _new_storage(self):
         server = start_server(
             server_kind(), os.path.abspath(f'Data{len(self._servers)}.fs'),
