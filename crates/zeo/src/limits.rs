@@ -158,6 +158,11 @@ pub const SHUTDOWN_GRACE_SECONDS: u64 = 10;
 /// `ClientStorage` default `cache_size`, 20 MB).
 pub const CLIENT_CACHE_BYTES_DEFAULT: usize = 20 << 20;
 
+/// Bytes of blob files the client's blob cache keeps by default (Python's has no
+/// bound unless `blob-cache-size` is set; a cache that grows without end fills the
+/// disk of a long-lived instance).
+pub const CLIENT_BLOB_CACHE_BYTES_DEFAULT: u64 = 1 << 30;
+
 /// Bytes the client's cache counts for one cached revision besides its
 /// data (keys, index and LRU bookkeeping), so that many tiny records cannot
 /// exceed the configured size by much.

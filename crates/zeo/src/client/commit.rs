@@ -62,6 +62,10 @@ impl Shared {
         };
         conn.send_async(calls)
             .map_err(|e| failed(&conn, "tpc_begin", e))?;
+        if !txn.blobs.is_empty() {
+            self.send_blobs(&conn, txn, &txnid)
+                .map_err(|e| (e, Some(Arc::clone(&conn))))?;
+        }
         let reply = conn
             .call(Call::Vote { txn: txnid }, Post::Nothing)
             .map_err(|e| failed(&conn, "vote", e))?;
@@ -74,6 +78,31 @@ impl Shared {
             ));
         }
         Ok((conn, changed))
+    }
+
+    /// Hands the server the transaction's blob files (after their records' `storea`).
+    fn send_blobs(&self, conn: &Connection, txn: &Txn, txnid: &Value) -> Result<(), StorageError> {
+        let Some(blobs) = &self.blobs else {
+            return Err(StorageError::Unsupported(
+                "this ZEO client has no blob directory".into(),
+            ));
+        };
+        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for (oid, staged) in &txn.blobs {
+            let Some((serial, data)) = txn.store_of(*oid) else {
+                continue;
+            };
+            let calls = blobs.store_calls(*oid, serial, data, staged, txnid.clone(), &failed)?;
+            conn.send_async(calls)
+                .map_err(|e| call_error("storeBlob", CallKind::Commit, Some(*oid), e))?;
+            if failed.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(StorageError::Transaction(format!(
+                    "reading blob file {} failed while uploading it",
+                    staged.display()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Tells the server to forget transaction `id` (best effort: a lost connection
@@ -186,7 +215,7 @@ impl Shared {
         if needs_vote {
             self.vote(txn)?;
         }
-        let (conn, update) = {
+        let (conn, update, stored_blobs) = {
             let mut t = s.txns.lock();
             let Some(e) = t.open.get_mut(&id) else {
                 return Err(unknown_txn(txn));
@@ -194,7 +223,7 @@ impl Shared {
             match std::mem::replace(&mut e.phase, Phase::Busy) {
                 Phase::Voted { conn, changed } => {
                     let update = e.finish_update(changed);
-                    (conn, update)
+                    (conn, update, std::mem::take(&mut e.blobs))
                 }
                 other => {
                     e.phase = other;
@@ -210,8 +239,16 @@ impl Shared {
             Shared::abort_on_server(&conn, id);
         }
         s.release_slot(id, true);
-        let reply = result.map_err(|e| call_error("tpc_finish", CallKind::Commit, None, e))?;
-        as_tid(&reply).ok_or_else(|| bad_reply("tpc_finish", &reply))
+        let tid = result
+            .map_err(|e| call_error("tpc_finish", CallKind::Commit, None, e))
+            .and_then(|reply| as_tid(&reply).ok_or_else(|| bad_reply("tpc_finish", &reply)));
+        for (oid, staged) in stored_blobs {
+            match (&tid, &s.blobs) {
+                (Ok(tid), Some(blobs)) => blobs.committed(oid, *tid, &staged),
+                _ => zodb_storage::blob::BlobDir::discard(&staged),
+            }
+        }
+        tid
     }
 
     pub(super) fn abort(&self, txn: &TxnHandle) {

@@ -212,6 +212,8 @@ pub(crate) trait Events: Send + Sync {
     fn info(&self, length: Option<i64>, size: Option<i64>);
     /// The connection ended.
     fn lost(&self, conn: &Connection, why: &str);
+    /// `receiveBlobStart`, `receiveBlobChunk` or `receiveBlobStop`.
+    fn blob(&self, callback: Callback);
 }
 
 struct Waiting {
@@ -592,12 +594,10 @@ impl Connection {
             Ok(Callback::InvalidateTransaction { tid, oids }) => events.invalidate(self, tid, oids),
             Ok(Callback::Info { length, size }) => events.info(length, size),
             Ok(
-                Callback::ReceiveBlobStart { .. }
+                cb @ (Callback::ReceiveBlobStart { .. }
                 | Callback::ReceiveBlobChunk { .. }
-                | Callback::ReceiveBlobStop { .. },
-            ) => {
-                tracing::debug!(connection = self.id, name = %msg.name, "blob message ignored");
-            }
+                | Callback::ReceiveBlobStop { .. }),
+            ) => events.blob(cb),
             Err(e) => {
                 tracing::warn!(
                     connection = self.id,

@@ -79,6 +79,13 @@ impl Events for Shared {
         }
     }
 
+    fn blob(&self, callback: crate::wire::Callback) {
+        match &self.blobs {
+            Some(b) => b.receive(callback),
+            None => tracing::debug!("a blob from the server, and no blob directory: ignored"),
+        }
+    }
+
     fn lost(&self, conn: &Connection, why: &str) {
         self.cache.lock().held.remove(&conn.id);
         let mut st = self.conn.lock();

@@ -93,6 +93,7 @@
 //!   (Python's `ssl` falls back to it).
 //! * No blobs, no heartbeat, no persistent cache file.
 
+mod blobs;
 mod cache;
 mod commit;
 mod connection;
@@ -158,6 +159,13 @@ pub struct ClientOptions {
     /// plain.  Its files are read by [`ClientStorage::connect`], which fails naming a
     /// bad one.
     pub tls: Option<crate::tls::ClientTls>,
+    /// Blobs: this client's blob cache, or, with `shared_blob_dir`, the server's own
+    /// blob directory (`None`: no blobs; storing one fails).  Created if missing.
+    pub blob_dir: Option<std::path::PathBuf>,
+    /// `blob_dir` is the server's blob directory, read and written here directly.
+    pub shared_blob_dir: bool,
+    /// Bytes the blob cache may hold (files downloaded longest ago go first).
+    pub blob_cache_bytes: u64,
 }
 
 impl ClientOptions {
@@ -173,6 +181,9 @@ impl ClientOptions {
             disconnected_wait: None,
             frame_size_max: limits::FRAME_SIZE_MAX_DEFAULT,
             tls: None,
+            blob_dir: None,
+            shared_blob_dir: false,
+            blob_cache_bytes: limits::CLIENT_BLOB_CACHE_BYTES_DEFAULT,
         }
     }
 }
@@ -218,6 +229,8 @@ struct Shared {
     addresses: Vec<Address>,
     /// `options.tls`, read.
     tls: Option<ClientTlsConfig>,
+    /// `options.blob_dir`, open.
+    blobs: Option<blobs::Blobs>,
     closed: AtomicBool,
     conn: Mutex<ConnState>,
     /// Signalled when the connection changes or the client closes.
@@ -369,9 +382,18 @@ impl ClientStorage {
                 settings: settings.clone(),
             }),
         };
+        let blobs = match &options.blob_dir {
+            Some(dir) => Some(blobs::Blobs::open(
+                dir,
+                options.shared_blob_dir,
+                options.blob_cache_bytes,
+            )?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             addresses,
             tls,
+            blobs,
             closed: AtomicBool::new(false),
             conn: Mutex::new(ConnState::default()),
             conn_cv: Condvar::new(),

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use zodb_pickle::Value;
-use zodb_storage::{Oid, TransactionMeta};
+use zodb_storage::{Oid, Tid, TransactionMeta};
 
 use super::connection::{Connection, FinishUpdate};
 use crate::wire::{Call, TxnOp};
@@ -53,6 +53,17 @@ pub(crate) struct Txn {
     /// stored again (one revision per object and transaction, the last one stored:
     /// Python's server would write both).
     stored_at: HashMap<Oid, usize>,
+    /// The blob file of each object stored as a blob (staged in the blob directory's
+    /// `tmp/`); removed with the transaction unless its commit kept it.
+    pub blobs: HashMap<Oid, std::path::PathBuf>,
+}
+
+impl Drop for Txn {
+    fn drop(&mut self) {
+        for (_, f) in self.blobs.drain() {
+            zodb_storage::blob::BlobDir::discard(&f);
+        }
+    }
 }
 
 impl Txn {
@@ -65,6 +76,7 @@ impl Txn {
             undo_oids: Vec::new(),
             phase: Phase::Open,
             stored_at: HashMap::new(),
+            blobs: HashMap::new(),
         }
     }
 
@@ -95,6 +107,14 @@ impl Txn {
             description: self.meta.description.clone(),
             extension: self.extension.clone(),
             tid: self.meta.tid,
+        }
+    }
+
+    /// The store `(serial, data)` buffered for `oid`, if any.
+    pub(crate) fn store_of(&self, oid: Oid) -> Option<(Tid, Vec<u8>)> {
+        match self.stored_at.get(&oid).and_then(|&i| self.ops.get(i)) {
+            Some(TxnOp::Store { serial, data, .. }) => Some((*serial, data.clone())),
+            _ => None,
         }
     }
 

@@ -5,6 +5,7 @@ mod blobs;
 mod bounds;
 mod cli;
 mod client;
+mod client_blobs;
 mod interop;
 mod python_suites;
 mod server;
