@@ -501,6 +501,85 @@ mod tests {
         assert_eq!(parsed.secret_key_path(), Path::new("/srv/r/var/secret.key"));
     }
 
+    /// Every value of a deploy.toml set to something other than its default.
+    const FULL_DEPLOY: &str = r#"
+        bootstrap_login = "boss"
+        [site]
+        title = "Quote \" and \\ and\nnewline — ё"
+        public = false
+        upload_size_max = 1048576
+        [security]
+        secure_cookies = "always"
+        session_hours = 2
+        login_attempts_max = 7
+        login_window_seconds = 90
+        [serve]
+        listen = "0.0.0.0:9090"
+        zeo = "10.0.0.5:8100"
+        pid_file = "/srv/bbru/var/bbru.pid"
+        log_file = "/srv/bbru/log/bbru.log"
+        log_format = "json"
+        handover_socket = "/srv/bbru/var/handover.sock"
+        cache_objects = 1234
+        connections = 3
+        conflict_retries = 5
+        secret_key_file = "/srv/bbru/etc/secret.key"
+        trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
+        [http]
+        header_read_timeout_seconds = 2.5
+        body_read_timeout_seconds = 30
+        keep_alive_seconds = 1
+        drain_timeout_seconds = 12.25
+        metrics = "permission"
+        "#;
+
+    /// The files `bbru configure` writes are byte for byte what they were for the same
+    /// values (golden files in `tests/golden/configure/`): with the defaults, with every
+    /// value set, and with an embedded file named.  (`BBRU_BLESS=1` rewrites them, for a
+    /// change of the output that is meant.)
+    #[test]
+    fn rendered_files_are_byte_identical_to_the_golden_files() {
+        let full: Deploy = toml::from_str(FULL_DEPLOY).unwrap();
+        let full = Deploy {
+            release: Some("bbru-1.2.3".into()),
+            ..full
+        };
+        let mut file = Deploy::default();
+        file.serve.file = "/srv/bbru/var/Data.fs".into();
+        let deploy_file = Some(Path::new("/srv/bbru/deploy.toml"));
+        let cases = [
+            ("default", Deploy::default(), None),
+            ("full", full, deploy_file),
+            ("file", file, deploy_file),
+        ];
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/configure");
+        let bless = std::env::var_os("BBRU_BLESS").is_some();
+        for (name, deploy, from) in cases {
+            let service = render_in(
+                "bbru.service",
+                SERVICE_TEMPLATE,
+                &deploy,
+                from,
+                Path::new("/srv/bbru/releases/bbru-1.2.3"),
+            )
+            .unwrap();
+            for (kind, text) in [
+                ("site.toml", site_toml(&deploy, from).unwrap()),
+                ("serve.toml", serve_toml(&deploy, from).unwrap()),
+                ("bbru.service", service),
+            ] {
+                let path = golden.join(format!("{name}.{kind}"));
+                if bless {
+                    std::fs::create_dir_all(&golden).unwrap();
+                    std::fs::write(&path, &text).unwrap();
+                }
+                let expected = std::fs::read_to_string(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert_eq!(text, expected, "{}", path.display());
+            }
+        }
+    }
+
     #[test]
     fn bad_deploy_files_are_errors() {
         let dir = tempfile::tempdir().unwrap();
