@@ -34,7 +34,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, ServeConfig, SiteConfig};
+use crate::config::{
+    ConfigError, DATA_FS_DEFAULT, HttpSection, SecuritySection, ServeConfig, SiteConfig,
+    SiteSection,
+};
 
 /// The template of `etc/site.toml`.
 pub const SITE_TEMPLATE: &str = include_str!("../templates/site.toml.j2");
@@ -43,14 +46,17 @@ pub const SERVE_TEMPLATE: &str = include_str!("../templates/serve.toml.j2");
 /// The template of `etc/bbru.service` (a systemd unit).
 pub const SERVICE_TEMPLATE: &str = include_str!("../templates/bbru.service.j2");
 
-/// The site's own values (`deploy.toml`); everything has a default.
+/// The site's own values (`deploy.toml`); everything has a default.  `[site]`,
+/// `[security]` and `[http]` are the sections of `etc/site.toml` and `etc/serve.toml`
+/// (same keys, same defaults: [`crate::config`] defines them once); `[serve]` gathers, in
+/// one flat section, what `etc/serve.toml` spreads over its top level and `[storage]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Deploy {
-    pub site: DeploySite,
-    pub security: DeploySecurity,
+    pub site: SiteSection,
+    pub security: SecuritySection,
     pub serve: DeployServe,
-    pub http: DeployHttp,
+    pub http: HttpSection,
     /// Login proposed in the commented-out bootstrap manager section.
     pub bootstrap_login: String,
     /// The release being configured (set by `bbru deploy`, not in deploy.toml files).
@@ -58,23 +64,7 @@ pub struct Deploy {
     pub release: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeploySite {
-    pub title: String,
-    pub public: bool,
-    pub upload_size_max: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeploySecurity {
-    pub secure_cookies: String,
-    pub session_hours: u64,
-    pub login_attempts_max: u32,
-    pub login_window_seconds: u64,
-}
-
+/// `[serve]` of deploy.toml; its defaults are [`ServeConfig::default`]'s.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeployServe {
@@ -102,77 +92,33 @@ pub struct DeployServe {
     pub trusted_proxies: Vec<String>,
 }
 
-/// `[http]` of deploy.toml: the timeouts and the metrics access of `etc/serve.toml`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeployHttp {
-    pub header_read_timeout_seconds: f64,
-    pub body_read_timeout_seconds: f64,
-    pub keep_alive_seconds: f64,
-    pub drain_timeout_seconds: f64,
-    /// "public", "loopback" or "permission".
-    pub metrics: String,
-}
-
-impl Default for DeployHttp {
-    fn default() -> Self {
-        DeployHttp {
-            header_read_timeout_seconds: crate::limits::HEADER_READ_TIMEOUT_DEFAULT.as_secs_f64(),
-            body_read_timeout_seconds: crate::limits::BODY_READ_TIMEOUT_DEFAULT.as_secs_f64(),
-            keep_alive_seconds: crate::limits::KEEP_ALIVE_DEFAULT.as_secs_f64(),
-            drain_timeout_seconds: crate::limits::DRAIN_TIMEOUT_DEFAULT.as_secs_f64(),
-            metrics: "loopback".into(),
-        }
-    }
-}
-
 impl Default for Deploy {
     fn default() -> Self {
         Deploy {
-            site: DeploySite::default(),
-            security: DeploySecurity::default(),
+            site: SiteSection::default(),
+            security: SecuritySection::default(),
             serve: DeployServe::default(),
-            http: DeployHttp::default(),
+            http: HttpSection::default(),
             bootstrap_login: "admin".into(),
             release: None,
         }
     }
 }
 
-impl Default for DeploySite {
-    fn default() -> Self {
-        DeploySite {
-            title: "bbru".into(),
-            public: true,
-            upload_size_max: 20 * 1024 * 1024,
-        }
-    }
-}
-
-impl Default for DeploySecurity {
-    fn default() -> Self {
-        DeploySecurity {
-            secure_cookies: "auto".into(),
-            session_hours: 12,
-            login_attempts_max: 5,
-            login_window_seconds: 300,
-        }
-    }
-}
-
 impl Default for DeployServe {
     fn default() -> Self {
+        let defaults = ServeConfig::default();
         DeployServe {
-            listen: "127.0.0.1:8080".into(),
+            listen: defaults.listen,
             zeo: String::new(),
-            file: "var/Data.fs".into(),
-            pid_file: "var/bbru.pid".into(),
+            file: DATA_FS_DEFAULT.into(),
+            pid_file: defaults.pid_file.display().to_string(),
             log_file: String::new(),
             log_format: String::new(),
             handover_socket: String::new(),
-            cache_objects: zodb::limits::CACHE_OBJECTS_DEFAULT,
-            connections: 16,
-            conflict_retries: crate::limits::CONFLICT_RETRIES_DEFAULT,
+            cache_objects: defaults.cache_objects,
+            connections: defaults.connections,
+            conflict_retries: defaults.conflict_retries,
             secret_key_file: String::new(),
             trusted_proxies: Vec::new(),
         }
