@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::limits;
 use crate::security::password;
@@ -34,7 +34,8 @@ pub struct SiteConfig {
     pub bootstrap_manager: Option<BootstrapManager>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[site]` of `etc/site.toml`, and of `deploy.toml` (`bbru configure` renders it back).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteSection {
     /// Title of the root folder when the site is created.
@@ -59,7 +60,7 @@ impl Default for SiteSection {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SecureCookies {
     /// Set `Secure` when the request came over TLS (`X-Forwarded-Proto: https`).
@@ -68,7 +69,8 @@ pub enum SecureCookies {
     Never,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[security]` of `etc/site.toml`, and of `deploy.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecuritySection {
     #[serde(default = "default_secure")]
@@ -187,6 +189,14 @@ impl SiteConfig {
     }
 }
 
+/// The embedded database file when `[storage]` names neither a file nor a ZEO server
+/// (relative to the installation).
+pub const DATA_FS_DEFAULT: &str = "var/Data.fs";
+
+/// The secret key file of an instance using ZEO when none is named (no database file to
+/// sit beside; relative to the installation).
+const SECRET_KEY_WITH_ZEO_DEFAULT: &str = "var/secret.key";
+
 /// Where the database is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageConfig {
@@ -215,19 +225,34 @@ struct ServeFile {
     http: HttpSection,
 }
 
-/// `[http]`: timeouts of connections and requests, and who may read `/@@metrics`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HttpSection {
-    header_read_timeout_seconds: Option<f64>,
-    body_read_timeout_seconds: Option<f64>,
-    keep_alive_seconds: Option<f64>,
-    drain_timeout_seconds: Option<f64>,
-    metrics: Option<MetricsAccess>,
+/// `[http]` of `etc/serve.toml`, and of `deploy.toml`: timeouts of connections and
+/// requests in seconds, and who may read `/@@metrics`; a missing value is the default of
+/// [`HttpSettings`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    pub header_read_timeout_seconds: f64,
+    pub body_read_timeout_seconds: f64,
+    pub keep_alive_seconds: f64,
+    pub drain_timeout_seconds: f64,
+    pub metrics: MetricsAccess,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        let defaults = HttpSettings::default();
+        HttpSection {
+            header_read_timeout_seconds: defaults.header_read_timeout.as_secs_f64(),
+            body_read_timeout_seconds: defaults.body_read_timeout.as_secs_f64(),
+            keep_alive_seconds: defaults.keep_alive.as_secs_f64(),
+            drain_timeout_seconds: defaults.drain_timeout.as_secs_f64(),
+            metrics: defaults.metrics,
+        }
+    }
 }
 
 /// Who may read `/@@metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MetricsAccess {
     /// Anybody.
@@ -323,7 +348,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             listen: "127.0.0.1:8080".into(),
-            storage: StorageConfig::File("var/Data.fs".into()),
+            storage: StorageConfig::File(DATA_FS_DEFAULT.into()),
             zeo_tls: None,
             cache_objects: zodb::limits::CACHE_OBJECTS_DEFAULT,
             connections: 16,
@@ -349,7 +374,7 @@ impl ServeConfig {
         match (&self.secret_key_file, &self.storage) {
             (Some(p), _) => p.clone(),
             (None, StorageConfig::File(f)) => f.with_file_name("secret.key"),
-            (None, StorageConfig::Zeo(_)) => PathBuf::from("var/secret.key"),
+            (None, StorageConfig::Zeo(_)) => PathBuf::from(SECRET_KEY_WITH_ZEO_DEFAULT),
         }
     }
 
@@ -388,7 +413,7 @@ impl ServeConfig {
             }
             (Some(f), None) => StorageConfig::File(resolve(f)),
             (None, Some(z)) => StorageConfig::Zeo(z),
-            (None, None) => StorageConfig::File(resolve("var/Data.fs".into())),
+            (None, None) => StorageConfig::File(resolve(DATA_FS_DEFAULT.into())),
         };
         let any_ssl = file.storage.ssl_ca.is_some()
             || file.storage.ssl_certificate.is_some()
@@ -471,13 +496,12 @@ impl ServeConfig {
         // With ZEO there is no database file to sit beside: the installation's var/.
         config.secret_key_file = match (file.secret_key_file, &config.storage) {
             (Some(p), _) => Some(resolve(p)),
-            (None, StorageConfig::Zeo(_)) => Some(resolve("var/secret.key".into())),
+            (None, StorageConfig::Zeo(_)) => Some(resolve(SECRET_KEY_WITH_ZEO_DEFAULT.into())),
             (None, StorageConfig::File(_)) => None,
         };
-        let seconds = |name: &str, value: Option<f64>, default: Duration| match value {
-            None => Ok(default),
-            Some(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(Duration::from_secs_f64(v)),
-            Some(_) => Err(ConfigError::Invalid {
+        let seconds = |name: &str, value: f64| match value {
+            v if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(Duration::from_secs_f64(v)),
+            _ => Err(ConfigError::Invalid {
                 path: path.to_owned(),
                 message: format!(
                     "[http] {name} must be a number of seconds above 0 and at most 86400"
@@ -485,29 +509,18 @@ impl ServeConfig {
             }),
         };
         let http = &file.http;
-        let defaults = HttpSettings::default();
         config.http = HttpSettings {
             header_read_timeout: seconds(
                 "header_read_timeout_seconds",
                 http.header_read_timeout_seconds,
-                defaults.header_read_timeout,
             )?,
             body_read_timeout: seconds(
                 "body_read_timeout_seconds",
                 http.body_read_timeout_seconds,
-                defaults.body_read_timeout,
             )?,
-            keep_alive: seconds(
-                "keep_alive_seconds",
-                http.keep_alive_seconds,
-                defaults.keep_alive,
-            )?,
-            drain_timeout: seconds(
-                "drain_timeout_seconds",
-                http.drain_timeout_seconds,
-                defaults.drain_timeout,
-            )?,
-            metrics: http.metrics.unwrap_or(defaults.metrics),
+            keep_alive: seconds("keep_alive_seconds", http.keep_alive_seconds)?,
+            drain_timeout: seconds("drain_timeout_seconds", http.drain_timeout_seconds)?,
+            metrics: http.metrics,
         };
         Ok(config)
     }

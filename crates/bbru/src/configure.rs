@@ -34,7 +34,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, ServeConfig, SiteConfig};
+use crate::config::{
+    ConfigError, DATA_FS_DEFAULT, HttpSection, SecuritySection, ServeConfig, SiteConfig,
+    SiteSection,
+};
 
 /// The template of `etc/site.toml`.
 pub const SITE_TEMPLATE: &str = include_str!("../templates/site.toml.j2");
@@ -43,14 +46,17 @@ pub const SERVE_TEMPLATE: &str = include_str!("../templates/serve.toml.j2");
 /// The template of `etc/bbru.service` (a systemd unit).
 pub const SERVICE_TEMPLATE: &str = include_str!("../templates/bbru.service.j2");
 
-/// The site's own values (`deploy.toml`); everything has a default.
+/// The site's own values (`deploy.toml`); everything has a default.  `[site]`,
+/// `[security]` and `[http]` are the sections of `etc/site.toml` and `etc/serve.toml`
+/// (same keys, same defaults: [`crate::config`] defines them once); `[serve]` gathers, in
+/// one flat section, what `etc/serve.toml` spreads over its top level and `[storage]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Deploy {
-    pub site: DeploySite,
-    pub security: DeploySecurity,
+    pub site: SiteSection,
+    pub security: SecuritySection,
     pub serve: DeployServe,
-    pub http: DeployHttp,
+    pub http: HttpSection,
     /// Login proposed in the commented-out bootstrap manager section.
     pub bootstrap_login: String,
     /// The release being configured (set by `bbru deploy`, not in deploy.toml files).
@@ -58,23 +64,7 @@ pub struct Deploy {
     pub release: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeploySite {
-    pub title: String,
-    pub public: bool,
-    pub upload_size_max: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeploySecurity {
-    pub secure_cookies: String,
-    pub session_hours: u64,
-    pub login_attempts_max: u32,
-    pub login_window_seconds: u64,
-}
-
+/// `[serve]` of deploy.toml; its defaults are [`ServeConfig::default`]'s.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeployServe {
@@ -102,77 +92,33 @@ pub struct DeployServe {
     pub trusted_proxies: Vec<String>,
 }
 
-/// `[http]` of deploy.toml: the timeouts and the metrics access of `etc/serve.toml`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeployHttp {
-    pub header_read_timeout_seconds: f64,
-    pub body_read_timeout_seconds: f64,
-    pub keep_alive_seconds: f64,
-    pub drain_timeout_seconds: f64,
-    /// "public", "loopback" or "permission".
-    pub metrics: String,
-}
-
-impl Default for DeployHttp {
-    fn default() -> Self {
-        DeployHttp {
-            header_read_timeout_seconds: crate::limits::HEADER_READ_TIMEOUT_DEFAULT.as_secs_f64(),
-            body_read_timeout_seconds: crate::limits::BODY_READ_TIMEOUT_DEFAULT.as_secs_f64(),
-            keep_alive_seconds: crate::limits::KEEP_ALIVE_DEFAULT.as_secs_f64(),
-            drain_timeout_seconds: crate::limits::DRAIN_TIMEOUT_DEFAULT.as_secs_f64(),
-            metrics: "loopback".into(),
-        }
-    }
-}
-
 impl Default for Deploy {
     fn default() -> Self {
         Deploy {
-            site: DeploySite::default(),
-            security: DeploySecurity::default(),
+            site: SiteSection::default(),
+            security: SecuritySection::default(),
             serve: DeployServe::default(),
-            http: DeployHttp::default(),
+            http: HttpSection::default(),
             bootstrap_login: "admin".into(),
             release: None,
         }
     }
 }
 
-impl Default for DeploySite {
-    fn default() -> Self {
-        DeploySite {
-            title: "bbru".into(),
-            public: true,
-            upload_size_max: 20 * 1024 * 1024,
-        }
-    }
-}
-
-impl Default for DeploySecurity {
-    fn default() -> Self {
-        DeploySecurity {
-            secure_cookies: "auto".into(),
-            session_hours: 12,
-            login_attempts_max: 5,
-            login_window_seconds: 300,
-        }
-    }
-}
-
 impl Default for DeployServe {
     fn default() -> Self {
+        let defaults = ServeConfig::default();
         DeployServe {
-            listen: "127.0.0.1:8080".into(),
+            listen: defaults.listen,
             zeo: String::new(),
-            file: "var/Data.fs".into(),
-            pid_file: "var/bbru.pid".into(),
+            file: DATA_FS_DEFAULT.into(),
+            pid_file: defaults.pid_file.display().to_string(),
             log_file: String::new(),
             log_format: String::new(),
             handover_socket: String::new(),
-            cache_objects: zodb::limits::CACHE_OBJECTS_DEFAULT,
-            connections: 16,
-            conflict_retries: crate::limits::CONFLICT_RETRIES_DEFAULT,
+            cache_objects: defaults.cache_objects,
+            connections: defaults.connections,
+            conflict_retries: defaults.conflict_retries,
             secret_key_file: String::new(),
             trusted_proxies: Vec::new(),
         }
@@ -499,6 +445,85 @@ mod tests {
         let serve = serve_toml(&Deploy::default(), None).unwrap();
         let parsed = ServeConfig::parse(&serve, Path::new("s"), Path::new("/srv/r")).unwrap();
         assert_eq!(parsed.secret_key_path(), Path::new("/srv/r/var/secret.key"));
+    }
+
+    /// Every value of a deploy.toml set to something other than its default.
+    const FULL_DEPLOY: &str = r#"
+        bootstrap_login = "boss"
+        [site]
+        title = "Quote \" and \\ and\nnewline — ё"
+        public = false
+        upload_size_max = 1048576
+        [security]
+        secure_cookies = "always"
+        session_hours = 2
+        login_attempts_max = 7
+        login_window_seconds = 90
+        [serve]
+        listen = "0.0.0.0:9090"
+        zeo = "10.0.0.5:8100"
+        pid_file = "/srv/bbru/var/bbru.pid"
+        log_file = "/srv/bbru/log/bbru.log"
+        log_format = "json"
+        handover_socket = "/srv/bbru/var/handover.sock"
+        cache_objects = 1234
+        connections = 3
+        conflict_retries = 5
+        secret_key_file = "/srv/bbru/etc/secret.key"
+        trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
+        [http]
+        header_read_timeout_seconds = 2.5
+        body_read_timeout_seconds = 30
+        keep_alive_seconds = 1
+        drain_timeout_seconds = 12.25
+        metrics = "permission"
+        "#;
+
+    /// The files `bbru configure` writes are byte for byte what they were for the same
+    /// values (golden files in `tests/golden/configure/`): with the defaults, with every
+    /// value set, and with an embedded file named.  (`BBRU_BLESS=1` rewrites them, for a
+    /// change of the output that is meant.)
+    #[test]
+    fn rendered_files_are_byte_identical_to_the_golden_files() {
+        let full: Deploy = toml::from_str(FULL_DEPLOY).unwrap();
+        let full = Deploy {
+            release: Some("bbru-1.2.3".into()),
+            ..full
+        };
+        let mut file = Deploy::default();
+        file.serve.file = "/srv/bbru/var/Data.fs".into();
+        let deploy_file = Some(Path::new("/srv/bbru/deploy.toml"));
+        let cases = [
+            ("default", Deploy::default(), None),
+            ("full", full, deploy_file),
+            ("file", file, deploy_file),
+        ];
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/configure");
+        let bless = std::env::var_os("BBRU_BLESS").is_some();
+        for (name, deploy, from) in cases {
+            let service = render_in(
+                "bbru.service",
+                SERVICE_TEMPLATE,
+                &deploy,
+                from,
+                Path::new("/srv/bbru/releases/bbru-1.2.3"),
+            )
+            .unwrap();
+            for (kind, text) in [
+                ("site.toml", site_toml(&deploy, from).unwrap()),
+                ("serve.toml", serve_toml(&deploy, from).unwrap()),
+                ("bbru.service", service),
+            ] {
+                let path = golden.join(format!("{name}.{kind}"));
+                if bless {
+                    std::fs::create_dir_all(&golden).unwrap();
+                    std::fs::write(&path, &text).unwrap();
+                }
+                let expected = std::fs::read_to_string(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert_eq!(text, expected, "{}", path.display());
+            }
+        }
     }
 
     #[test]

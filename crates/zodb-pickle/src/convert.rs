@@ -1,4 +1,4 @@
-//! Turns the decoder's arena (see `machine.rs`) into the public [`Value`] tree.
+//! Turns the decoder's arena (see `machine/`) into the public [`Value`] tree.
 //!
 //! The arena can share a node between many parents (memo fetches, `DUP`) and can even hold
 //! cycles (a list appended to itself through the memo).  The tree copies shared nodes,

@@ -1,7 +1,7 @@
 //! The public, decoded form of a pickle: a plain tree of [`Value`]s.
 //!
 //! The tree is what callers match on; it is deliberately not the decoder's working form
-//! (an arena where memo fetches alias one node, see `machine.rs`).  Converting the arena
+//! (an arena where memo fetches alias one node, see `machine/`).  Converting the arena
 //! into this tree copies shared nodes, refuses cycles and is bounded by `crate::limits`.
 //!
 //! Besides the data types, the tree keeps what Python would have turned into objects —

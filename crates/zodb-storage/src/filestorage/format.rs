@@ -231,10 +231,6 @@ impl TxnBuilder {
         self.tpos + self.buf.len() as u64
     }
 
-    pub fn tpos(&self) -> u64 {
-        self.tpos
-    }
-
     /// Appends a record; returns its file position.
     pub fn push(&mut self, oid: Oid, serial: Tid, prev: u64, payload: &Payload<'_>) -> u64 {
         let pos = self.next_record_pos();

@@ -32,7 +32,7 @@
 
 mod check;
 mod commit;
-pub mod format;
+pub(crate) mod format;
 mod index_file;
 mod io;
 mod iter;
@@ -51,7 +51,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-pub use oid_index::OidIndex;
+pub(crate) use oid_index::OidIndex;
 use parking_lot::{Mutex, RwLock};
 
 pub use check::{CheckReport, check_file};

@@ -54,10 +54,6 @@ impl OidIndex {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     pub fn get(&self, oid: u64) -> Option<u64> {
         let group = self.groups.get(&(oid >> 16))?;
         let i = group.suffixes.binary_search(&(oid as u16)).ok()?;
@@ -132,6 +128,7 @@ impl OidIndex {
     }
 
     /// Entries in ascending oid order.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.groups.iter().flat_map(|(high, g)| {
             g.suffixes

@@ -40,6 +40,11 @@
 //! - listeners: told of the overlay's commits, which are all the commits
 //!   there are (the base is read-only); the overlay reports them as any
 //!   [`MemoryStorage`] does.
+//!
+//! Pieces: this file holds `DemoStorage` and its `impl Storage`; `below.rs` is the
+//! base as the overlay sees it (its serials, its revisions before a tid, its last tid).
+
+pub(crate) mod below;
 
 use std::sync::Arc;
 
@@ -48,37 +53,11 @@ use parking_lot::Mutex;
 use crate::error::{Result, StorageError};
 use crate::ids::{Oid, Tid};
 use crate::limits;
-use crate::memory::{Below, MemoryStorage};
+use crate::memory::MemoryStorage;
 use crate::storage::{
     HistoryEntry, Revision, Storage, TransactionIter, TransactionMeta, TxnHandle, UndoLogEntry,
 };
-
-/// The base as the overlay sees it (the layer below, see [`Below`]): a
-/// missing object (`PosKey`) is no revision, every other error is passed on.
-struct BaseLayer(Arc<dyn Storage>);
-
-impl Below for BaseLayer {
-    fn serial(&self, oid: Oid) -> Result<Option<Tid>> {
-        // `history` also names a current deletion, which `load` would not.
-        match self.0.history(oid, 1) {
-            Ok(entries) => Ok(entries.first().map(|e| e.tid)),
-            Err(e) if e.is_pos_key() => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn revision_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>> {
-        match self.0.load_before(oid, before) {
-            Ok(rev) => Ok(rev),
-            Err(e) if e.is_pos_key() => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn last_transaction(&self) -> Tid {
-        self.0.last_transaction()
-    }
-}
+use below::Below;
 
 /// A writable overlay over a read-only base. See the module documentation.
 pub struct DemoStorage {
@@ -106,7 +85,7 @@ impl DemoStorage {
         let name = name.into();
         let overlay = MemoryStorage::overlay(
             format!("{name} (changes)"),
-            Box::new(BaseLayer(Arc::clone(&base))),
+            Below::storage(Arc::clone(&base)),
         );
         DemoStorage {
             name,
