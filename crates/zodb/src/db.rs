@@ -177,7 +177,11 @@ impl DbInner {
         let storage = &self.storage;
         let mut conflicts = Vec::new();
         for record in records {
-            match storage.store(txn, record.oid, record.serial, record.data.clone()) {
+            let stored = match &record.blob {
+                Some(file) => store_blob(storage.as_ref(), txn, record, file),
+                None => storage.store(txn, record.oid, record.serial, record.data.clone()),
+            };
+            match stored {
                 Ok(()) => {}
                 Err(StorageError::Conflict(c)) if !c.read_conflict => conflicts.push(c),
                 Err(e) => return Err(e),
@@ -310,6 +314,7 @@ impl DB {
             data,
             class: (PersistentMapping::MODULE, PersistentMapping::NAME),
             resolve: PersistentMapping::resolve_conflict,
+            blob: None,
         };
         match self
             .inner
@@ -464,6 +469,28 @@ impl DB {
             resolved_conflicts: s.resolved.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Stores a blob's record with a hard link to its file: the storage takes the link, and
+/// the transaction keeps the file for another round of conflict resolution (it removes
+/// it when it ends).
+fn store_blob(
+    storage: &dyn zodb_storage::Storage,
+    txn: &zodb_storage::TxnHandle,
+    record: &Record,
+    file: &std::path::Path,
+) -> std::result::Result<(), StorageError> {
+    let mut link = file.as_os_str().to_owned();
+    link.push(format!(".round-{}", txn.id()));
+    let link = std::path::PathBuf::from(link);
+    let _ = std::fs::remove_file(&link);
+    std::fs::hard_link(file, &link)
+        .map_err(|e| StorageError::io(format!("linking blob file {}", file.display()), e))?;
+    let r = storage.store_blob(txn, record.oid, record.serial, record.data.clone(), &link);
+    if r.is_err() {
+        let _ = std::fs::remove_file(&link);
+    }
+    r
 }
 
 /// A random wait before retry `round` (1 for the first): uniform up to a millisecond

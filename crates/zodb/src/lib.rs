@@ -23,6 +23,7 @@
 //!
 //! This crate knows nothing of HTTP nor of ZEO: it talks to `dyn Storage`.
 
+mod blob;
 pub mod btree;
 mod cache;
 mod connection;
@@ -35,6 +36,7 @@ mod persistent;
 pub mod resolve;
 pub mod state;
 
+pub use blob::Blob;
 pub use btree::BTree;
 pub use connection::{Connection, Edit, Generic, Savepoint, Transaction};
 pub use db::{DB, DbOptions, DbStats, TransactionManager, UndoError};

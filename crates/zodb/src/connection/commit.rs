@@ -94,6 +94,8 @@ pub(crate) struct Record {
     /// The record's class, and how the class merges a conflicting change.
     pub class: (&'static str, &'static str),
     pub resolve: Resolver,
+    /// A blob's file, stored with the record (`Storage::store_blob`).
+    pub blob: Option<std::path::PathBuf>,
 }
 
 fn state_meta(state: &TxState) -> Result<TransactionMeta> {
@@ -160,6 +162,7 @@ fn encode_changes(state: &TxState) -> Result<Vec<Record>> {
                 data,
                 class: (dirty.codec.module, dirty.codec.name),
                 resolve: dirty.codec.resolve,
+                blob: state.blob_files.get(&oid).cloned(),
             });
         }
     }

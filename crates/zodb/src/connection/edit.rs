@@ -111,6 +111,23 @@ impl<'c> Transaction<'c> {
             .ok_or_else(|| Error::Storage(StorageError::Transaction("no oid".into())))
     }
 
+    /// Records `file` as the blob `oid`'s (replacing and removing an earlier one).
+    pub(crate) fn put_blob_file(&self, oid: Oid, file: std::path::PathBuf) {
+        if let Some(old) = self.state.borrow_mut().blob_files.insert(oid, file) {
+            zodb_storage::blob::BlobDir::discard(&old);
+        }
+    }
+
+    /// The blob file given to `oid` in this transaction, if any.
+    pub(crate) fn pending_blob_file(&self, oid: Oid) -> Option<std::path::PathBuf> {
+        self.state.borrow().blob_files.get(&oid).cloned()
+    }
+
+    /// The storage the transaction works on.
+    pub(crate) fn storage(&self) -> &std::sync::Arc<dyn zodb_storage::Storage> {
+        &self.db.storage
+    }
+
     /// Objects changed or added so far.
     pub fn changed(&self) -> usize {
         self.state.borrow().order.len()

@@ -233,6 +233,17 @@ struct TxState {
     user: String,
     description: String,
     extension: Vec<(String, Value)>,
+    /// The files of blobs added or changed, taken into the storage's blob `tmp/`.
+    blob_files: HashMap<Oid, std::path::PathBuf>,
+}
+
+impl Drop for TxState {
+    /// The storage stored links to the blob files; the transaction's own go with it.
+    fn drop(&mut self) {
+        for (_, f) in self.blob_files.drain() {
+            zodb_storage::blob::BlobDir::discard(&f);
+        }
+    }
 }
 
 /// One transaction of a [`Connection`]: reads see one snapshot; changes are kept until

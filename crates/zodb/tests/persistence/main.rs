@@ -2,6 +2,7 @@
 //! behaviour test runs on both (`on_every_storage!`).
 
 mod behaviour;
+mod blobs;
 mod btree;
 mod btree_conflicts;
 mod btree_interop;

@@ -18,6 +18,19 @@ pub(crate) fn serve(dir: &std::path::Path) -> String {
     serve_on(dir, "127.0.0.1:0").0
 }
 
+/// Like [`serve`], with a blob directory `dir/server-blobs`.
+pub(crate) fn serve_blobs(dir: &std::path::Path) -> String {
+    let storage = FileStorage::open_with(
+        dir.join("Data.fs"),
+        zodb_storage::filestorage::Options {
+            blob_dir: Some(dir.join("server-blobs")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    serve_storage(Arc::new(storage), "127.0.0.1:0").0
+}
+
 pub(crate) fn client(address: &str) -> DB {
     let mut options = ClientOptions::new(address);
     options.wait_timeout = Duration::from_secs(10);
@@ -100,7 +113,16 @@ fn serve_on(
     dir: &std::path::Path,
     address: &str,
 ) -> (String, zeo::server::Handle, std::thread::JoinHandle<()>) {
-    let storage: Arc<dyn Storage> = Arc::new(FileStorage::open(dir.join("Data.fs")).unwrap());
+    serve_storage(
+        Arc::new(FileStorage::open(dir.join("Data.fs")).unwrap()),
+        address,
+    )
+}
+
+fn serve_storage(
+    storage: Arc<dyn Storage>,
+    address: &str,
+) -> (String, zeo::server::Handle, std::thread::JoinHandle<()>) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
