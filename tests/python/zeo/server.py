@@ -97,7 +97,7 @@ def _ssl_files():
     return testssl.server_cert, testssl.server_key, testssl.client_cert
 
 
-def _python_command(address, data_fs, read_only, ssl=False):
+def _python_command(address, data_fs, read_only, ssl=False, blob_dir=None):
     conf_path = data_fs + '.zeo.conf'
     # ZConfig takes a '#' after a value as part of it: no inline comments.
     lines = [
@@ -111,14 +111,16 @@ def _python_command(address, data_fs, read_only, ssl=False):
         cert, key, authenticate = _ssl_files()
         lines += ['  <ssl>', f'    certificate {cert}', f'    key {key}',
                   f'    authenticate {authenticate}', '  </ssl>']
-    lines += ['</zeo>', '<filestorage 1>', f'  path {data_fs}',
-              '</filestorage>', '']
+    lines += ['</zeo>', '<filestorage 1>', f'  path {data_fs}']
+    if blob_dir:
+        lines.append(f'  blob-dir {blob_dir}')
+    lines += ['</filestorage>', '']
     with open(conf_path, 'w') as f:
         f.write('\n'.join(lines))
     return [sys.executable, '-m', 'ZEO.runzeo', '-C', conf_path]
 
 
-def _bbru_command(address, data_fs, read_only, ssl=False):
+def _bbru_command(address, data_fs, read_only, ssl=False, blob_dir=None):
     exe = os.environ.get('BBRU_ZEO')
     if not exe or not os.path.isabs(exe) or not os.access(exe, os.X_OK):
         raise RuntimeError(
@@ -128,6 +130,8 @@ def _bbru_command(address, data_fs, read_only, ssl=False):
                '-f', data_fs]
     if read_only:
         command.append('-r')
+    if blob_dir:
+        command += ['--blob-dir', blob_dir]
     if ssl:
         cert, key, authenticate = _ssl_files()
         command += ['--ssl-certificate', cert, '--ssl-key', key,
@@ -144,15 +148,17 @@ def _accepts_connections(address):
 
 
 def start_server(kind, data_fs, *, read_only=False, extra_args=(),
-                 ssl=False):
+                 ssl=False, blob_dir=None):
     """Start a server of `kind` on a free port serving FileStorage `data_fs`
-    as storage '1'; return once the port accepts connections."""
+    as storage '1' (with blob directory `blob_dir`, if given); return once
+    the port accepts connections."""
     if kind not in KINDS:
         raise ValueError(f'unknown server kind {kind!r}; use one of {KINDS}')
     data_fs = os.path.abspath(data_fs)
     address = ('127.0.0.1', free_port())
     make_command = _python_command if kind == 'python' else _bbru_command
-    command = make_command(address, data_fs, read_only, ssl) + list(extra_args)
+    command = (make_command(address, data_fs, read_only, ssl, blob_dir)
+               + list(extra_args))
     log_path = data_fs + '.server.log'
     with open(log_path, 'ab') as log:
         process = subprocess.Popen(

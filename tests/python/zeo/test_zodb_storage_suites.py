@@ -31,6 +31,10 @@ collects both (as ZEO's own test_suite() does), honouring unittest's -k.
 ZEOServerSSLStorageTests is ZEO's FileStorageSSLTests: every test of
 ZEOServerStorageTests again, over TLS with ZEO's own test certificates
 (the server authenticates the client's certificate).
+ZEOServerBlobStorageTests and ZEOServerBlobSharedTests are ZEO's
+BlobAdaptedFileStorageTests and BlobWritableCacheTests: every generic test
+and the blob tests, with a server blob directory and a client blob cache,
+or with that directory shared by the client.
 """
 import os
 import sys
@@ -62,18 +66,28 @@ class ExternalServer:
     ZEO's tearDown closes the client storages and calls self._servers."""
 
     ssl = False
+    # Blob classes: the server's blob directory (relative to the test's
+    # directory) and whether the client shares it.
+    server_blob_dir = None
 
     def _client_options(self):
         """ClientStorage options of every client (the SSL class's differ)."""
         return {}
 
     def _new_storage(self):
+        blob_dir = (os.path.abspath(self.server_blob_dir)
+                    if self.server_blob_dir else None)
         server = start_server(
             server_kind(), os.path.abspath(f'Data{len(self._servers)}.fs'),
-            ssl=self.ssl)
+            ssl=self.ssl, blob_dir=blob_dir)
         self._servers.append(server.stop)
+        options = dict(self._client_options())
+        if blob_dir:
+            # Relative, as ZEO's tests give it (they compare paths).
+            options.update(blob_dir=self.blob_cache_dir,
+                           shared_blob_dir=self.shared_blob_dir)
         storage = ClientStorage(server.address, '1', wait=1, wait_timeout=30,
-                                **self._client_options())
+                                **options)
         storage.registerDB(ZEO.tests.testZEO.DummyDB())
         return storage
 
@@ -123,6 +137,37 @@ class ZEOServerSSLStorageTests(ZEOServerStorageTests):
     _client_options = ZEO.tests.testZEO.FileStorageSSLTests._client_options
 
 
+class ZEOServerBlobStorageTests(ExternalServer,
+                                ZEO.tests.testZEO.BlobAdaptedFileStorageTests):
+    """ZEO's BlobAdaptedFileStorageTests: every generic test, and the blob
+    tests, with a server blob directory and a client blob cache (blobs
+    travel over the connection)."""
+
+    server_blob_dir = 'blobs'
+    blob_cache_dir = 'blob_cache'
+
+    def setUp(self):
+        self._start_servers('_storage')
+
+    testPackUndoLog = None
+    testUndoConflictResolution = _skip_server_side_resolution(
+        ZEO.tests.testZEO.FileStorageTests.testUndoConflictResolution)
+    testUndoMultipleConflictResolution = _skip_server_side_resolution(
+        ZEO.tests.testZEO.FileStorageTests.testUndoMultipleConflictResolution)
+    testUndoMultipleConflictResolutionReversed = _skip_server_side_resolution(
+        ZEO.tests.testZEO.FileStorageTests
+        .testUndoMultipleConflictResolutionReversed)
+
+
+class ZEOServerBlobSharedTests(ZEOServerBlobStorageTests):
+    """ZEO's BlobWritableCacheTests: the same with the server's blob
+    directory shared by the client."""
+
+    blob_cache_dir = 'blobs'
+    shared_blob_dir = True
+    checkStoreAndLoadBlob = None
+
+
 class ZEOServerRecoveryTests(ExternalServer,
                              ZEO.tests.testZEO.FileStorageRecoveryTests):
     """ZODB's RecoveryStorage (copyTransactionsFrom: tpc_begin with an
@@ -140,6 +185,7 @@ def load_tests(loader, standard_tests, pattern):
         prefixed.testMethodPrefix = prefix
         prefixed.testNamePatterns = loader.testNamePatterns
         for case in (ZEOServerStorageTests, ZEOServerSSLStorageTests,
+                     ZEOServerBlobStorageTests, ZEOServerBlobSharedTests,
                      ZEOServerRecoveryTests):
             suite.addTests(prefixed.loadTestsFromTestCase(case))
     return suite

@@ -5,7 +5,10 @@
 //! and ZEO 6.2's, plus application-level tests through `ZODB.DB`, all run
 //! through an unmodified Python `ClientStorage` against `bbru-zeo`
 //! (`tests/python/zeo/run_suites.py`); the storage tests a second time over TLS
-//! with ZEO's own test certificates, as ZEO's `FileStorageSSLTests`.
+//! with ZEO's own test certificates, as ZEO's `FileStorageSSLTests`, and twice more
+//! with blobs, as ZEO's `BlobAdaptedFileStorageTests` (a client blob cache: files
+//! travel over the connection) and `BlobWritableCacheTests` (the server's blob
+//! directory shared).
 
 use std::process::Command;
 
