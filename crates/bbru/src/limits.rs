@@ -121,6 +121,10 @@ pub const CONFLICT_RETRY_BACKOFF_MAX: Duration = Duration::from_millis(16);
 
 // ---- Request bodies -------------------------------------------------------------------
 
+/// Bytes read from a blob file per chunk of a download: a file of any size streams
+/// through this much memory.
+pub const DOWNLOAD_CHUNK_BYTES: usize = 256 << 10;
+
 /// Largest body of a view that takes neither an upload nor a page body (login, logout,
 /// grants, users, folder actions, undo, revert): their forms are a few fields, so a
 /// large body there is only ever an attack, refused before it is read.

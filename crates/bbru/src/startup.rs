@@ -37,7 +37,12 @@ pub fn open_storage(config: &ServeConfig) -> Result<Arc<dyn Storage>, StartError
             {
                 let _ = std::fs::create_dir_all(dir);
             }
-            FileStorage::open(path)
+            // Uploaded files are blobs, in `blobs/` beside the Data.fs.
+            let options = zodb_storage::filestorage::Options {
+                blob_dir: Some(blob_dir_of(path)),
+                ..Default::default()
+            };
+            FileStorage::open_with(path, options)
                 .map(|s| Arc::new(s) as Arc<dyn Storage>)
                 .map_err(|source| StartError::Storage {
                     what: path.display().to_string(),
@@ -50,6 +55,13 @@ pub fn open_storage(config: &ServeConfig) -> Result<Arc<dyn Storage>, StartError
             // Requests fail fast (503) while the server is away.
             options.disconnected_wait = Some(crate::limits::ZEO_DISCONNECTED_WAIT);
             options.tls = config.zeo_tls.clone();
+            // The blob cache, beside the pid file (blobs are used only when the
+            // server's storage has them).
+            let var = config
+                .pid_file
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty());
+            options.blob_dir = Some(var.unwrap_or(std::path::Path::new(".")).join("blob-cache"));
             zeo::client::ClientStorage::connect(options)
                 .map(|s| Arc::new(s) as Arc<dyn Storage>)
                 .map_err(|source| StartError::Storage {
@@ -58,6 +70,12 @@ pub fn open_storage(config: &ServeConfig) -> Result<Arc<dyn Storage>, StartError
                 })
         }
     }
+}
+
+/// The blob directory of an embedded `Data.fs`: `blobs` beside it.
+pub fn blob_dir_of(data_fs: &std::path::Path) -> std::path::PathBuf {
+    let dir = data_fs.parent().filter(|d| !d.as_os_str().is_empty());
+    dir.unwrap_or(std::path::Path::new(".")).join("blobs")
 }
 
 /// Whether a local manager exists: a user or a group granted Manager at the site root.

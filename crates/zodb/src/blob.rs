@@ -75,6 +75,13 @@ impl Transaction<'_> {
         Ok(self.storage().load_blob(r.oid(), serial)?)
     }
 
+    /// Where a file meant for [`Transaction::add_blob`] is best written (the storage's
+    /// blob `tmp/`, on the file system the blob directory is on, so taking it is a
+    /// rename); `None` when the storage has no blobs.
+    pub fn blob_temp_dir(&self) -> Option<PathBuf> {
+        self.storage().blobs().map(|b| b.tmp_dir())
+    }
+
     fn stage_blob(&self, file: &Path) -> Result<PathBuf> {
         let blobs = self.storage().blobs().ok_or_else(|| {
             Error::Storage(StorageError::Unsupported(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use zodb::btree::BTree;
-use zodb::{AnyRef, PRef, Transaction, persistent};
+use zodb::{AnyRef, Blob, PRef, Transaction, persistent};
 
 use crate::security::Grants;
 
@@ -52,7 +52,10 @@ pub struct Page {
 }
 persistent!(Page, "bbru.content", "Page");
 
-/// An uploaded file, served with its content type.
+/// An uploaded file, served with its content type.  Its bytes are in a blob (`blob`,
+/// one per upload: editing the title rewrites only this small record, and an older
+/// revision keeps its own blob), or, for files uploaded before blobs or on a storage
+/// without a blob directory, in the record itself (`data`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct File {
     pub meta: Meta,
@@ -60,10 +63,16 @@ pub struct File {
     pub content_type: String,
     #[serde(with = "bytes")]
     pub data: Vec<u8>,
+    #[serde(default)]
+    pub blob: Option<PRef<Blob>>,
+    /// Bytes of the file (in the blob or in `data`).
+    #[serde(default)]
+    pub size: u64,
 }
 persistent!(File, "bbru.content", "File");
 
-/// An uploaded image (a file whose type is an image format we recognised).
+/// An uploaded image (a file whose type is an image format we recognised); its bytes
+/// are kept as a [`File`]'s are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Image {
     pub meta: Meta,
@@ -71,6 +80,55 @@ pub struct Image {
     pub content_type: String,
     #[serde(with = "bytes")]
     pub data: Vec<u8>,
+    #[serde(default)]
+    pub blob: Option<PRef<Blob>>,
+    #[serde(default)]
+    pub size: u64,
+}
+
+/// Where an uploaded file's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bytes<'a> {
+    /// In a blob's file.
+    Blob(PRef<Blob>),
+    /// In the record.
+    Inline(&'a [u8]),
+}
+
+impl File {
+    pub fn bytes(&self) -> Bytes<'_> {
+        match self.blob {
+            Some(b) => Bytes::Blob(b),
+            None => Bytes::Inline(&self.data),
+        }
+    }
+
+    /// The file's length in bytes.
+    pub fn byte_len(&self) -> u64 {
+        if self.blob.is_some() {
+            self.size
+        } else {
+            self.data.len() as u64
+        }
+    }
+}
+
+impl Image {
+    pub fn bytes(&self) -> Bytes<'_> {
+        match self.blob {
+            Some(b) => Bytes::Blob(b),
+            None => Bytes::Inline(&self.data),
+        }
+    }
+
+    /// The image's length in bytes.
+    pub fn byte_len(&self) -> u64 {
+        if self.blob.is_some() {
+            self.size
+        } else {
+            self.data.len() as u64
+        }
+    }
 }
 persistent!(Image, "bbru.content", "Image");
 

@@ -1,7 +1,7 @@
 //! Creating and changing content: the rules the UI forms and the JSON API share (names,
 //! required fields, upload types and sizes).
 
-use zodb::{PRef, Transaction};
+use zodb::{Blob, PRef, Transaction};
 
 use super::content::{ContentRef, File, Folder, Image, Kind, Meta, Page};
 use crate::limits;
@@ -218,11 +218,14 @@ pub fn create(
                 .upload
                 .clone()
                 .ok_or(EditError::UploadRequired("File"))?;
+            let (data, blob, size) = keep_bytes(tx, upload.data)?;
             ContentRef::File(tx.add(File {
                 meta,
                 filename: upload.filename,
                 content_type: upload.content_type,
-                data: upload.data,
+                data,
+                blob,
+                size,
             })?)
         }
         Kind::Image => {
@@ -231,11 +234,14 @@ pub fn create(
                 .clone()
                 .ok_or(EditError::UploadRequired("Image"))?;
             let content_type = image_type(&upload.data).ok_or(EditError::NotAnImage)?;
+            let (data, blob, size) = keep_bytes(tx, upload.data)?;
             ContentRef::Image(tx.add(Image {
                 meta,
                 filename: upload.filename,
                 content_type: content_type.into(),
-                data: upload.data,
+                data,
+                blob,
+                size,
             })?)
         }
     };
@@ -273,6 +279,11 @@ pub fn apply(
         }
         m.modified = now;
     };
+    // A new upload goes to a blob of its own before the record changes.
+    let kept = match &fields.upload {
+        Some(u) => Some(keep_bytes(tx, u.data.clone())?),
+        None => None,
+    };
     match target {
         ContentRef::Folder(r) => tx.update(r, |o| meta(&mut o.meta))?,
         ContentRef::Page(r) => tx.update(r, |o| {
@@ -283,22 +294,51 @@ pub fn apply(
         })?,
         ContentRef::File(r) => tx.update(r, |o| {
             meta(&mut o.meta);
-            if let Some(u) = &fields.upload {
+            if let (Some(u), Some((data, blob, size))) = (&fields.upload, &kept) {
                 o.filename = u.filename.clone();
                 o.content_type = u.content_type.clone();
-                o.data = u.data.clone();
+                (o.data, o.blob, o.size) = (data.clone(), *blob, *size);
             }
         })?,
         ContentRef::Image(r) => tx.update(r, |o| {
             meta(&mut o.meta);
-            if let Some(u) = &fields.upload {
+            if let (Some(u), Some((data, blob, size))) = (&fields.upload, &kept) {
                 o.filename = u.filename.clone();
                 o.content_type = image_type(&u.data).unwrap_or("image/png").into();
-                o.data = u.data.clone();
+                (o.data, o.blob, o.size) = (data.clone(), *blob, *size);
             }
         })?,
     }
     Ok(())
+}
+
+/// An upload's bytes as a File or Image keeps them: `(data, blob, size)`.
+type Kept = (Vec<u8>, Option<PRef<Blob>>, u64);
+
+/// Where an upload's bytes are kept: a new blob when the storage has blobs (the record
+/// then holds no bytes), else the record.
+fn keep_bytes(tx: &Transaction<'_>, data: Vec<u8>) -> Result<Kept, EditError> {
+    let size = data.len() as u64;
+    let Some(dir) = tx.blob_temp_dir() else {
+        return Ok((data, None, size));
+    };
+    let written = tempfile::Builder::new()
+        .prefix("upload-")
+        .tempfile_in(&dir)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, &data)?;
+            f.into_temp_path().keep().map_err(|e| e.error)
+        })
+        .map_err(|e| {
+            EditError::Db(zodb::Error::Storage(zodb_storage::StorageError::io(
+                format!("writing an upload in {}", dir.display()),
+                e,
+            )))
+        })?;
+    let blob = tx.add_blob(&written).inspect_err(|_| {
+        let _ = std::fs::remove_file(&written);
+    })?;
+    Ok((Vec::new(), Some(blob), size))
 }
 
 #[cfg(test)]

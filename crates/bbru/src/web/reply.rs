@@ -20,6 +20,17 @@ pub enum Reply {
         filename: Option<String>,
     },
     Status(StatusCode, String),
+    /// A file's bytes, or a range of them, streamed from `path` (a blob revision: never
+    /// changed while it exists), with its `ETag`; `range` is `(start, end exclusive)`
+    /// of a satisfiable `Range`, answered 206.
+    File {
+        content_type: String,
+        path: std::path::PathBuf,
+        size: u64,
+        filename: String,
+        etag: String,
+        range: Option<(u64, u64)>,
+    },
     /// A reply with extra headers (cookies).
     WithHeaders(Box<Reply>, Vec<(header::HeaderName, String)>),
 }
@@ -156,6 +167,14 @@ pub(super) fn render_reply(reply: Reply) -> Response {
             response
         }
         Reply::Status(status, text) => (status, text).into_response(),
+        Reply::File {
+            content_type,
+            path,
+            size,
+            filename,
+            etag,
+            range,
+        } => file_response(&content_type, path, size, &filename, &etag, range),
         Reply::WithHeaders(inner, headers) => {
             let mut response = render_reply(*inner);
             for (name, value) in headers {
@@ -168,9 +187,123 @@ pub(super) fn render_reply(reply: Reply) -> Response {
     }
 }
 
+/// Streams `path` (all of it, or `range`) in chunks read on the blocking pool: a file of
+/// any size costs one chunk of memory per response.
+fn file_response(
+    content_type: &str,
+    path: std::path::PathBuf,
+    size: u64,
+    filename: &str,
+    etag: &str,
+    range: Option<(u64, u64)>,
+) -> Response {
+    use std::io::{Read, Seek, SeekFrom};
+    let (start, end) = range.unwrap_or((0, size));
+    let file = match std::fs::File::open(&path).and_then(|mut f| {
+        f.seek(SeekFrom::Start(start))?;
+        Ok(f)
+    }) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(path = %path.display(), "cannot open a blob to serve: {e}");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error; it has been logged.",
+            )
+                .into_response();
+        }
+    };
+    let stream =
+        futures_util::stream::unfold((Some(file), end - start), |(file, left)| async move {
+            let mut file = file?;
+            if left == 0 {
+                return None;
+            }
+            let want = left.min(crate::limits::DOWNLOAD_CHUNK_BYTES as u64) as usize;
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0; want];
+                file.read_exact(&mut buf).map(|()| (file, buf))
+            })
+            .await;
+            match read {
+                Ok(Ok((file, buf))) => {
+                    let n = buf.len() as u64;
+                    Some((
+                        Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)),
+                        (Some(file), left - n),
+                    ))
+                }
+                Ok(Err(e)) => Some((Err(e), (None, 0))),
+                Err(e) => Some((Err(std::io::Error::other(e)), (None, 0))),
+            }
+        });
+    let content_type = HeaderValue::from_str(content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let mut response = Response::new(axum::body::Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&content_disposition(filename)) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if range.is_some() {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1)) {
+            headers.insert(header::CONTENT_RANGE, v);
+        }
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
+    response
+}
+
+/// The one range of a `Range: bytes=…` header, as `(start, end exclusive)` within
+/// `size`: `Ok(None)` for no header (or one we do not honour: several ranges, another
+/// unit, as RFC 9110 allows, answered whole), `Err(())` when unsatisfiable (416).
+pub(super) fn parse_range(value: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
+        // bytes=a-b
+        (Ok(a), Ok(b)) if a <= b => (a, b.saturating_add(1).min(size)),
+        // bytes=a-
+        (Ok(a), Err(_)) if b.is_empty() => (a, size),
+        // bytes=-n: the last n bytes
+        (Err(_), Ok(n)) if a.is_empty() => (size.saturating_sub(n), size),
+        _ => return Ok(None),
+    };
+    if range.0 >= size || range.0 >= range.1 {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{content_disposition, same_origin_path};
+    use super::{content_disposition, parse_range, same_origin_path};
+
+    #[test]
+    fn ranges_are_read_as_rfc_9110_says() {
+        assert_eq!(parse_range(None, 10), Ok(None));
+        assert_eq!(parse_range(Some("bytes=0-3"), 10), Ok(Some((0, 4))));
+        assert_eq!(parse_range(Some("bytes=5-"), 10), Ok(Some((5, 10))));
+        assert_eq!(parse_range(Some("bytes=-3"), 10), Ok(Some((7, 10))));
+        assert_eq!(parse_range(Some("bytes=8-100"), 10), Ok(Some((8, 10))));
+        assert_eq!(parse_range(Some("bytes=10-"), 10), Err(()));
+        assert_eq!(parse_range(Some("bytes=0-1,4-5"), 10), Ok(None));
+        assert_eq!(parse_range(Some("items=0-1"), 10), Ok(None));
+        assert_eq!(parse_range(Some("bytes=5-2"), 10), Ok(None));
+    }
 
     #[test]
     fn download_names_survive_in_utf8_with_an_ascii_fallback() {

@@ -100,6 +100,8 @@ fn a_stored_content_type_unfit_for_a_header_is_served_as_bytes_not_an_error() {
                 filename: "old.txt".into(),
                 content_type: "text/plain;\r\nSet-Cookie: x=1".into(),
                 data: b"old bytes".to_vec(),
+                blob: None,
+                size: 0,
             })
             .unwrap();
         tx.get(root)

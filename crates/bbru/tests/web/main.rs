@@ -10,6 +10,7 @@ mod common;
 
 mod api;
 mod basics;
+mod blobs;
 mod bootstrap;
 mod bounds;
 mod conflicts;

@@ -199,6 +199,8 @@ pub struct ServerInfo {
     pub name: String,
     /// Whether the server offers undo.
     pub supports_undo: bool,
+    /// Whether the server's storage has blobs (lists `IBlobStorage`).
+    pub supports_blobs: bool,
 }
 
 /// The current connection, and whether the client was closed.

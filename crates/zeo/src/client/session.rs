@@ -250,6 +250,16 @@ impl Shared {
             Some(Value::Int(n)) => *n != 0,
             _ => false,
         };
+        // Python's client looks for this very pair too.
+        i.supports_blobs = match reply.get("interfaces") {
+            Some(Value::Tuple(items) | Value::List(items)) => items.iter().any(|item| {
+                matches!(item, Value::Tuple(pair) | Value::List(pair)
+                    if pair.len() == 2
+                        && pair[0].as_str() == Some("ZODB.interfaces")
+                        && pair[1].as_str() == Some("IBlobStorage"))
+            }),
+            _ => false,
+        };
         Ok(())
     }
 

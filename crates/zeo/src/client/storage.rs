@@ -174,7 +174,12 @@ impl Storage for ClientStorage {
         })
     }
 
+    /// The client's blob directory, when the server's storage has blobs too (an
+    /// application then falls back to keeping bytes in records).
     fn blobs(&self) -> Option<&zodb_storage::blob::BlobDir> {
+        if !self.shared.info.lock().supports_blobs {
+            return None;
+        }
         self.shared.blobs.as_ref().map(|b| &b.dir)
     }
 

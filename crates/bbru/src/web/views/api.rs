@@ -127,8 +127,8 @@ fn serialize(
             object.insert("body".into(), json!(p.body));
             object.insert("body_html".into(), json!(&*pages.html(&p.body)));
         }
-        Content::File(_, f) => file(object, &f.filename, &f.content_type, f.data.len()),
-        Content::Image(_, i) => file(object, &i.filename, &i.content_type, i.data.len()),
+        Content::File(_, f) => file(object, &f.filename, &f.content_type, f.byte_len() as usize),
+        Content::Image(_, i) => file(object, &i.filename, &i.content_type, i.byte_len() as usize),
         Content::Folder(..) => {
             let items: Vec<Value> = items
                 .unwrap_or_default()

@@ -116,10 +116,70 @@ fn inline_safe(content_type: &str) -> bool {
 /// The default view: a folder's listing, a page, a file's or image's bytes.
 pub fn default_view(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     match ctx.target() {
-        Content::File(_, f) => Ok(download(&f.content_type, &f.data, &f.filename)),
-        Content::Image(_, i) => Ok(download(&i.content_type, &i.data, &i.filename)),
+        Content::File(_, f) => {
+            serve_bytes(ctx, tx, &f.content_type, f.bytes(), f.size, &f.filename)
+        }
+        Content::Image(_, i) => {
+            serve_bytes(ctx, tx, &i.content_type, i.bytes(), i.size, &i.filename)
+        }
         _ => view_page(ctx, tx),
     }
+}
+
+/// A file's or image's bytes: from its blob, streamed, with an `ETag` (the blob's
+/// revision), `304` for a matching `If-None-Match` and `206` for a `Range`; or, kept in
+/// the record, as they are.
+fn serve_bytes(
+    ctx: &Ctx<'_>,
+    tx: &Transaction<'_>,
+    content_type: &str,
+    bytes: crate::model::content::Bytes<'_>,
+    size: u64,
+    filename: &str,
+) -> Result<Reply, AppError> {
+    use crate::model::content::Bytes;
+    let blob = match bytes {
+        Bytes::Inline(data) => return Ok(download(content_type, data, filename)),
+        Bytes::Blob(b) => b,
+    };
+    let serial = tx.serial(blob)?;
+    let etag = format!("\"{:016x}-{:016x}\"", blob.oid().0, serial.0);
+    let header = |name| ctx.headers.get(name).and_then(|v| v.to_str().ok());
+    if header(axum::http::header::IF_NONE_MATCH)
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return Ok(Reply::WithHeaders(
+            Box::new(Reply::Status(
+                axum::http::StatusCode::NOT_MODIFIED,
+                String::new(),
+            )),
+            vec![(axum::http::header::ETAG, etag)],
+        ));
+    }
+    let range = match crate::web::reply::parse_range(header(axum::http::header::RANGE), size) {
+        Ok(r) => r,
+        Err(()) => {
+            return Ok(Reply::WithHeaders(
+                Box::new(Reply::Status(
+                    axum::http::StatusCode::RANGE_NOT_SATISFIABLE,
+                    "The range asked for is not in the file.".into(),
+                )),
+                vec![(axum::http::header::CONTENT_RANGE, format!("bytes */{size}"))],
+            ));
+        }
+    };
+    let path = tx.blob_file(blob)?;
+    let Reply::Bytes { content_type, .. } = download(content_type, &[], filename) else {
+        unreachable!("download answers bytes");
+    };
+    Ok(Reply::File {
+        content_type,
+        path,
+        size,
+        filename: filename.to_owned(),
+        etag,
+        range,
+    })
 }
 
 fn download(content_type: &str, data: &[u8], filename: &str) -> Reply {
@@ -182,11 +242,11 @@ pub fn view_page(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError>
         }
         Content::Page(_, p) => html! { div.body { (PreEscaped(&*ctx.app.pages.html(&p.body))) } },
         Content::File(_, f) => html! {
-            p { a href=(ctx.url()) { "Download " (f.filename) } " (" (f.content_type) ", " (f.data.len()) " bytes)" }
+            p { a href=(ctx.url()) { "Download " (f.filename) } " (" (f.content_type) ", " (f.byte_len()) " bytes)" }
         },
         Content::Image(_, i) => html! {
             p { img src=(ctx.url()) alt=(meta.title); }
-            p { (i.filename) " (" (i.content_type) ", " (i.data.len()) " bytes)" }
+            p { (i.filename) " (" (i.content_type) ", " (i.byte_len()) " bytes)" }
         },
     };
     let markup = page(

@@ -162,8 +162,8 @@ fn version_body(pages: &RenderedPages, old: &Content) -> Markup {
         @if !meta.description.is_empty() { p.description { (meta.description) } }
         @match old {
             Content::Page(_, p) => div.body { (PreEscaped(&*pages.html(&p.body))) },
-            Content::File(_, f) => p { (f.filename) " (" (f.content_type) ", " (f.data.len()) " bytes)" },
-            Content::Image(_, i) => p { (i.filename) " (" (i.content_type) ", " (i.data.len()) " bytes)" },
+            Content::File(_, f) => p { (f.filename) " (" (f.content_type) ", " (f.byte_len()) " bytes)" },
+            Content::Image(_, i) => p { (i.filename) " (" (i.content_type) ", " (i.byte_len()) " bytes)" },
             Content::Folder(_, f) => {
                 @if !f.order.is_empty() {
                     p { "Order of the items: " (f.order.join(", ")) }
@@ -254,13 +254,15 @@ pub fn revert(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
             restore_meta(&mut f.meta, &o.meta, at);
             f.filename = o.filename.clone();
             f.content_type = o.content_type.clone();
-            f.data = o.data.clone();
+            // The old revision's blob is its own (one per upload), so it still holds
+            // the old bytes.
+            (f.data, f.blob, f.size) = (o.data.clone(), o.blob, o.size);
         })?,
         (Content::Image(r, _), Content::Image(_, o)) => update(tx, *r, |i: &mut Image| {
             restore_meta(&mut i.meta, &o.meta, at);
             i.filename = o.filename.clone();
             i.content_type = o.content_type.clone();
-            i.data = o.data.clone();
+            (i.data, i.blob, i.size) = (o.data.clone(), o.blob, o.size);
         })?,
         // Metadata and order only; see the function's documentation.
         (Content::Folder(r, _), Content::Folder(_, o)) => update(tx, *r, |f: &mut Folder| {

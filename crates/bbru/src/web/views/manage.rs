@@ -121,8 +121,8 @@ fn human_size(bytes: usize) -> String {
 
 fn size_of(content: &Content) -> Option<usize> {
     match content {
-        Content::File(_, f) => Some(f.data.len()),
-        Content::Image(_, i) => Some(i.data.len()),
+        Content::File(_, f) => Some(f.byte_len() as usize),
+        Content::Image(_, i) => Some(i.byte_len() as usize),
         _ => None,
     }
 }
