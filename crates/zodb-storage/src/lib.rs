@@ -22,6 +22,7 @@ pub mod listeners;
 mod memory;
 mod object_locks;
 mod storage;
+mod txn_op;
 
 pub use demo::DemoStorage;
 pub use error::{ConflictError, LOCK_TIMEOUT_TEXT, Result, StorageError};
@@ -33,3 +34,4 @@ pub use storage::{
     DataRecord, HistoryEntry, RecordIterItem, Revision, Storage, StorageLocation, TransactionIter,
     TransactionMeta, TransactionRecord, TxnHandle, TxnStatus, UndoLogEntry, parse_undo_id, undo_id,
 };
+pub use txn_op::TxnOp;

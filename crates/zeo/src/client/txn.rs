@@ -18,7 +18,7 @@ use zodb_pickle::Value;
 use zodb_storage::{Oid, Tid, TransactionMeta};
 
 use super::connection::{Connection, FinishUpdate};
-use crate::wire::{Call, TxnOp};
+use crate::wire::{Call, IntoCall, TxnOp};
 
 /// Where a transaction is.
 #[derive(Debug)]

@@ -14,25 +14,12 @@ use crate::error::{Result, StorageError};
 use crate::ids::{Oid, Tid};
 use crate::limits;
 use crate::storage::{TransactionMeta, TxnHandle, TxnStatus};
+use crate::txn_op::TxnOp;
 
-/// One buffered operation of an open transaction, replayed at vote.
-#[derive(Debug)]
-enum Op {
-    Store {
-        oid: Oid,
-        expected: Tid,
-        data: Arc<Vec<u8>>,
-    },
-    Delete {
-        oid: Oid,
-        expected: Tid,
-    },
-    Check {
-        oid: Oid,
-        expected: Tid,
-    },
-    Undo(Tid),
-}
+/// One buffered operation of an open transaction, replayed at vote: the shared
+/// [`TxnOp`], its data shared with the revision it becomes.  (This storage has no
+/// `restore`, so it never buffers one.)
+type Op = TxnOp<Arc<Vec<u8>>>;
 
 /// What a successful vote computed: the tid and the revisions to publish.
 #[derive(Debug)]
@@ -124,7 +111,7 @@ impl MemoryStorage {
             match op {
                 Op::Store {
                     oid,
-                    expected,
+                    serial: expected,
                     data,
                 } => {
                     match self.check_serial(*oid, *expected) {
@@ -133,15 +120,26 @@ impl MemoryStorage {
                     }
                     writes.put(*oid, Rev::pending(Some(Arc::clone(data)), None));
                 }
-                Op::Delete { oid, expected } => {
+                Op::Delete {
+                    oid,
+                    serial: expected,
+                } => {
                     self.check_delete(*oid, *expected)?;
                     writes.put(*oid, Rev::pending(None, None));
                 }
-                Op::Check { oid, expected } => self.check_read_serial(*oid, *expected)?,
+                Op::Check {
+                    oid,
+                    serial: expected,
+                } => self.check_read_serial(*oid, *expected)?,
                 Op::Undo(tid) => {
                     for (oid, rev) in self.undo_records(*tid, &writes)? {
                         writes.put(oid, rev);
                     }
+                }
+                Op::Restore { .. } => {
+                    return Err(StorageError::Unsupported(
+                        "restore in a MemoryStorage".into(),
+                    ));
                 }
             }
         }
@@ -218,7 +216,7 @@ impl MemoryStorage {
         self.with_unvoted(txn, |p| {
             p.ops.push(Op::Store {
                 oid,
-                expected,
+                serial: expected,
                 data: Arc::new(data),
             });
         })
@@ -227,13 +225,23 @@ impl MemoryStorage {
     pub(super) fn delete_txn(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<()> {
         self.with_unvoted(txn, |_| ())?;
         self.check_delete(oid, expected)?;
-        self.with_unvoted(txn, |p| p.ops.push(Op::Delete { oid, expected }))
+        self.with_unvoted(txn, |p| {
+            p.ops.push(Op::Delete {
+                oid,
+                serial: expected,
+            })
+        })
     }
 
     pub(super) fn check_txn(&self, txn: &TxnHandle, oid: Oid, expected: Tid) -> Result<()> {
         self.with_unvoted(txn, |_| ())?;
         self.check_read_serial(oid, expected)?;
-        self.with_unvoted(txn, |p| p.ops.push(Op::Check { oid, expected }))
+        self.with_unvoted(txn, |p| {
+            p.ops.push(Op::Check {
+                oid,
+                serial: expected,
+            })
+        })
     }
 
     pub(super) fn undo_txn(&self, txn: &TxnHandle, tid: Tid) -> Result<Vec<Oid>> {
@@ -254,7 +262,7 @@ impl MemoryStorage {
                     writes.put(*oid, Rev::pending(Some(Arc::clone(data)), None))
                 }
                 Op::Delete { oid, .. } => writes.put(*oid, Rev::pending(None, None)),
-                Op::Check { .. } => {}
+                Op::Check { .. } | Op::Restore { .. } => {}
                 Op::Undo(t) => {
                     for (oid, rev) in self.undo_records(*t, &writes)? {
                         writes.put(oid, rev);

@@ -26,7 +26,7 @@ use zodb_pickle::Value;
 use zodb_storage::{Oid, Tid};
 
 use super::message::Message;
-pub use op::TxnOp;
+pub use op::{IntoCall, TxnOp};
 
 /// Why a call's name or arguments could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

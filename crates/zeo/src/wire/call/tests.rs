@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use super::*;
+use crate::wire::IntoCall;
 use zodb_pickle::Value;
 use zodb_storage::{Oid, Tid, undo_id};
 
