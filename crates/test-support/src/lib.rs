@@ -5,8 +5,10 @@
 //! - [`python`]: the Python ZODB/ZEO environment the interop tests run.
 //! - [`conformance`]: the storage conformance suite every backend runs.
 //! - [`tls`]: throwaway CA, server and client certificates.
+//! - [`process`]: a started process's peak memory.
 
 pub mod conformance;
 pub mod fixtures;
+pub mod process;
 pub mod python;
 pub mod tls;

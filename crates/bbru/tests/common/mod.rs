@@ -183,19 +183,7 @@ impl Process {
 
     /// The peak resident memory of the process so far (`VmHWM`), in bytes.
     pub fn peak_rss(&self) -> u64 {
-        let pid = self.pid().expect("the process runs");
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .expect("a VmHWM line");
-        let kib: u64 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .expect("VmHWM in kB");
-        kib * 1024
+        test_support::process::peak_rss(self.pid().expect("the process runs"))
     }
 
     /// SIGKILL, and wait until it is gone.

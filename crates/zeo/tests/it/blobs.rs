@@ -7,6 +7,7 @@ use std::ffi::OsStr;
 
 use zeo::wire::{Message, Value};
 
+use crate::bounds::tpc_begin;
 use crate::server::{Raw, ServerProcess};
 
 fn python(args: &[&str]) -> String {
@@ -48,20 +49,6 @@ fn python_clients_store_and_read_blobs_through_a_blob_cache_and_a_shared_directo
     assert!(tmp.is_empty(), "no upload left behind: {tmp:?}");
 }
 
-fn begin(c: &mut Raw, txn: i64) {
-    c.send(&Message::async_call(
-        "tpc_begin",
-        vec![
-            Value::Int(txn),
-            Value::Bytes(b"u".to_vec()),
-            Value::Bytes(b"d".to_vec()),
-            Value::Dict(vec![]),
-            Value::None,
-            Value::str(" "),
-        ],
-    ));
-}
-
 const BLOB_RECORD: &[u8] = b"\x80\x03cZODB.blob\nBlob\nq\x00.\x80\x03N.";
 
 /// A blob sent to a server without a blob directory is not silently dropped: the
@@ -71,7 +58,7 @@ fn a_blob_for_a_server_without_blobs_fails_its_vote() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(&dir.path().join("Data.fs"), &[]);
     let mut c = Raw::register(server.port);
-    begin(&mut c, 1);
+    tpc_begin(&mut c, 1);
     let oid = Value::Bytes(1u64.to_be_bytes().to_vec());
     c.send(&Message::async_call("storeBlobStart", vec![]));
     c.send(&Message::async_call(
@@ -108,7 +95,7 @@ fn a_shared_blob_name_with_a_directory_closes_the_connection() {
         &["--blob-dir", blobs.to_str().unwrap()],
     );
     let mut c = Raw::register(server.port);
-    begin(&mut c, 1);
+    tpc_begin(&mut c, 1);
     c.send(&Message::async_call(
         "storeBlobShared",
         vec![

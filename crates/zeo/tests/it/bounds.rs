@@ -8,24 +8,11 @@ use std::time::{Duration, Instant};
 
 use zeo::wire::{Message, Value};
 
+use test_support::process::peak_rss;
+
 use crate::server::{Raw, ServerProcess};
 
 const MIB: u64 = 1 << 20;
-
-/// The process's peak resident set, in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM in /proc/PID/status");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("VmHWM in kB");
-    kib * 1024
-}
 
 /// Files in `dir` the process holds open after they were unlinked: the temporary files
 /// transactions spill to.
@@ -62,7 +49,7 @@ fn wait_for_count(port: u16, key: &str, n: i64) {
     }
 }
 
-fn tpc_begin(c: &mut Raw, txn: i64) {
+pub(crate) fn tpc_begin(c: &mut Raw, txn: i64) {
     c.send(&Message::async_call(
         "tpc_begin",
         vec![
