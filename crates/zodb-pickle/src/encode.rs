@@ -40,6 +40,25 @@ pub fn encode(value: &Value) -> Result<Vec<u8>, PickleError> {
     Ok(encoder.out)
 }
 
+/// Encodes `value` as CPython's protocol 3 pickler writes a value it has just loaded:
+/// every str, bytes, non-empty tuple, list, dict, set and global memoized with `BINPUT`
+/// where Python puts it, and a repeated empty or one-character str or bytes (objects
+/// CPython shares) fetched with `BINGET`.  A ZODB transaction extension is stored as such a
+/// pickle (`TransactionMetaData.extension_bytes`); ZEO carries it as a dict, so a server
+/// that stores what a copy sends must write these bytes for the copy to equal the
+/// original.  Two occurrences of one (non-shared) object in the original come out as two
+/// copies, which load as equal values: what the wire lost cannot be told apart.
+/// `REDUCE`/`NEWOBJ` results are memoized as Python's `save_reduce` does; `INST`, `OBJ`,
+/// `BUILD` and persistent references are written as [`encode`] writes them.
+pub fn encode_like_python(value: &Value) -> Result<Vec<u8>, PickleError> {
+    let mut encoder = Encoder {
+        memo_all: true,
+        ..Encoder::default()
+    };
+    encoder.pickle(value)?;
+    Ok(encoder.out)
+}
+
 /// Encodes a whole record: P1 naming the class as a bare global (form 1 of record-format
 /// §2, `80 03 63 <module> 0a <name> 0a 2e`), then P2 holding `state`.
 pub fn encode_record(class: (&str, &str), state: &Value) -> Result<Vec<u8>, PickleError> {
@@ -95,6 +114,14 @@ struct Encoder {
     /// Globals that occur more than once in what is being encoded: only those are
     /// memoized, so a record without repetition has no memo opcode at all.
     repeated: HashSet<(String, String)>,
+    /// Memoize as Python does ([`encode_like_python`]) rather than repeated globals only.
+    memo_all: bool,
+    /// The memo index the next `BINPUT` gets.
+    next_memo: u32,
+    /// With `memo_all`: the memo index of each str or bytes value CPython keeps one
+    /// shared object of (empty, or one character below U+0100 / one byte), by kind and
+    /// bytes.
+    shared: HashMap<(bool, Vec<u8>), u32>,
 }
 
 /// The globals that occur more than once among `values` (one count for `extra`, the
@@ -159,6 +186,10 @@ enum Step<'v> {
     Value(&'v Value, usize),
     Op(u8),
     Lines(&'v str, &'v str),
+    /// A `GLOBAL` memoized as [`Encoder::global`] decides.
+    Global(&'v str, &'v str),
+    /// With `memo_all`: a `BINPUT` for what was just written.
+    Memo,
 }
 
 /// The steps of one container, in writing order; its children sit at `depth`.
@@ -166,11 +197,20 @@ enum Step<'v> {
 struct Sequence<'v> {
     steps: Vec<Step<'v>>,
     depth: usize,
+    /// Memoize containers as Python does ([`encode_like_python`]).
+    memo_all: bool,
 }
 
 impl<'v> Sequence<'v> {
     fn op(&mut self, opcode: u8) {
         self.steps.push(Step::Op(opcode));
+    }
+
+    /// A `BINPUT` here when memoizing as Python does.
+    fn memo(&mut self) {
+        if self.memo_all {
+            self.steps.push(Step::Memo);
+        }
     }
 
     fn child(&mut self, value: &'v Value) {
@@ -190,23 +230,28 @@ impl<'v> Sequence<'v> {
                 [_] => {
                     self.children(items);
                     self.op(op::TUPLE1);
+                    self.memo();
                 }
                 [_, _] => {
                     self.children(items);
                     self.op(op::TUPLE2);
+                    self.memo();
                 }
                 [_, _, _] => {
                     self.children(items);
                     self.op(op::TUPLE3);
+                    self.memo();
                 }
                 _ => {
                     self.op(op::MARK);
                     self.children(items);
                     self.op(op::TUPLE);
+                    self.memo();
                 }
             },
             Value::List(items) => {
                 self.op(op::EMPTY_LIST);
+                self.memo();
                 self.appends(items);
             }
             Value::Dict(pairs) => {
@@ -214,6 +259,7 @@ impl<'v> Sequence<'v> {
                     return Err(refuse("unhashable dict key"));
                 }
                 self.op(op::EMPTY_DICT);
+                self.memo();
                 self.set_items(pairs);
             }
             Value::Set(items) => self.set("set", items)?,
@@ -227,12 +273,14 @@ impl<'v> Sequence<'v> {
                 self.child(callable);
                 self.child(args);
                 self.op(op::REDUCE);
+                self.memo();
             }
             Value::NewObj { cls, args } => {
                 require_tuple(args, "NEWOBJ")?;
                 self.child(cls);
                 self.child(args);
                 self.op(op::NEWOBJ);
+                self.memo();
             }
             Value::Inst { module, name, args } => {
                 if !module.is_ascii() || !name.is_ascii() {
@@ -313,12 +361,19 @@ impl<'v> Sequence<'v> {
         if items.iter().any(|item| !hashable(item)) {
             return Err(refuse("unhashable set item"));
         }
-        self.op(op::GLOBAL);
-        self.steps.push(Step::Lines("builtins", name));
+        if self.memo_all {
+            self.steps.push(Step::Global("builtins", name));
+        } else {
+            self.op(op::GLOBAL);
+            self.steps.push(Step::Lines("builtins", name));
+        }
         self.op(op::EMPTY_LIST);
+        self.memo();
         self.appends(items);
         self.op(op::TUPLE1);
+        self.memo();
         self.op(op::REDUCE);
+        self.memo();
         Ok(())
     }
 }
@@ -359,6 +414,14 @@ impl Encoder {
                     self.lines(module, name)?;
                     continue;
                 }
+                Step::Global(module, name) => {
+                    self.global(module, name)?;
+                    continue;
+                }
+                Step::Memo => {
+                    self.memoize()?;
+                    continue;
+                }
                 Step::Value(value, depth) => (value, depth),
             };
             if self.leaf(value)? {
@@ -372,6 +435,7 @@ impl Encoder {
             let mut seq = Sequence {
                 steps: Vec::new(),
                 depth: depth + 1,
+                memo_all: self.memo_all,
             };
             seq.container(value)?;
             steps.extend(seq.steps.into_iter().rev());
@@ -381,6 +445,27 @@ impl Encoder {
 
     /// Writes a value that contains no other value; `false` for containers.
     fn leaf(&mut self, value: &Value) -> Result<bool, PickleError> {
+        if self.memo_all
+            && let Some(key) = shared_key(value)
+        {
+            if let Some(&index) = self.shared.get(&key) {
+                self.get(index);
+            } else {
+                self.leaf_once(value)?;
+                let index = self.memoize()?;
+                self.shared.insert(key, index);
+            }
+            return Ok(true);
+        }
+        let written = self.leaf_once(value)?;
+        if written && self.memo_all && matches!(value, Value::Str(_) | Value::Bytes(_)) {
+            self.memoize()?;
+        }
+        Ok(written)
+    }
+
+    /// [`Encoder::leaf`] without the memo.
+    fn leaf_once(&mut self, value: &Value) -> Result<bool, PickleError> {
         match value {
             Value::None => self.out.push(op::NONE),
             Value::Bool(true) => self.out.push(op::NEWTRUE),
@@ -463,24 +548,30 @@ impl Encoder {
 
     fn global(&mut self, module: &str, name: &str) -> Result<(), PickleError> {
         if let Some(&index) = self.globals.get(&(module.to_owned(), name.to_owned())) {
-            match u8::try_from(index) {
-                Ok(i) => self.out.extend_from_slice(&[op::BINGET, i]),
-                Err(_) => {
-                    self.out.push(op::LONG_BINGET);
-                    self.out.extend_from_slice(&index.to_le_bytes());
-                }
-            }
+            self.get(index);
             return Ok(());
         }
         self.out.push(op::GLOBAL);
         self.lines(module, name)?;
-        if !self
-            .repeated
-            .contains(&(module.to_owned(), name.to_owned()))
+        if !self.memo_all
+            && !self
+                .repeated
+                .contains(&(module.to_owned(), name.to_owned()))
         {
             return Ok(());
         }
-        let index = u32::try_from(self.globals.len()).map_err(|_| refuse("too many globals"))?;
+        let index = self.memoize()?;
+        self.globals
+            .insert((module.to_owned(), name.to_owned()), index);
+        Ok(())
+    }
+
+    /// Puts what was just written in the memo (`BINPUT`/`LONG_BINPUT`); its index.
+    fn memoize(&mut self) -> Result<u32, PickleError> {
+        let index = self.next_memo;
+        self.next_memo = index
+            .checked_add(1)
+            .ok_or_else(|| refuse("too many memoized values"))?;
         match u8::try_from(index) {
             Ok(i) => self.out.extend_from_slice(&[op::BINPUT, i]),
             Err(_) => {
@@ -488,9 +579,18 @@ impl Encoder {
                 self.out.extend_from_slice(&index.to_le_bytes());
             }
         }
-        self.globals
-            .insert((module.to_owned(), name.to_owned()), index);
-        Ok(())
+        Ok(index)
+    }
+
+    /// Fetches memo entry `index` (`BINGET`/`LONG_BINGET`).
+    fn get(&mut self, index: u32) {
+        match u8::try_from(index) {
+            Ok(i) => self.out.extend_from_slice(&[op::BINGET, i]),
+            Err(_) => {
+                self.out.push(op::LONG_BINGET);
+                self.out.extend_from_slice(&index.to_le_bytes());
+            }
+        }
     }
 
     /// The module and name lines of `GLOBAL`/`INST`: non-empty, without newline (the
@@ -506,6 +606,24 @@ impl Encoder {
             self.out.push(b'\n');
         }
         Ok(())
+    }
+}
+
+/// The key of a str or bytes value CPython keeps one shared object of: the empty ones,
+/// one-character strs below U+0100 and one-byte bytes.  The pickler memoizes by object, so
+/// a second occurrence of such a value is a `BINGET`.
+fn shared_key(value: &Value) -> Option<(bool, Vec<u8>)> {
+    match value {
+        Value::Str(s) => {
+            let mut chars = s.chars();
+            match (chars.next(), chars.next()) {
+                (None, _) => Some((true, Vec::new())),
+                (Some(c), None) if u32::from(c) < 0x100 => Some((true, s.as_bytes().to_vec())),
+                _ => None,
+            }
+        }
+        Value::Bytes(b) if b.len() <= 1 => Some((false, b.clone())),
+        _ => None,
     }
 }
 

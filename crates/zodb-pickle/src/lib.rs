@@ -36,7 +36,7 @@ mod refs;
 mod text;
 mod value;
 
-pub use encode::{encode, encode_record, encode_tuple_into};
+pub use encode::{encode, encode_like_python, encode_record, encode_tuple_into};
 pub use error::PickleError;
 pub use refs::{Reference, class_of, scan_references, strong_references};
 pub use value::Value;

@@ -315,3 +315,51 @@ fn repeated_globals_are_memoized_across_both_pickles() {
     assert_eq!(decoded, state);
     assert_eq!(strong_references(&record).unwrap(), vec![1, 2, 3]);
 }
+
+/// `encode_like_python` against the bytes CPython 3.11 with ZODB 6.4 wrote for the same
+/// values (`ZODB._compat.dumps(value, 3)`, the transaction extension's pickler): every
+/// container, str and bytes memoized in Python's order, a repeated one-character str or
+/// bytes and the shared empty str fetched back with `BINGET`, sets as `builtins.set`.
+#[test]
+fn values_as_python_memoizes_them() {
+    let bytes = |v: &str| Value::Bytes(v.as_bytes().to_vec());
+    let extension = dict(vec![
+        (s("user_name"), s("alice")),
+        (s("size"), int(3)),
+        (s("tags"), list(vec![s("a"), s("b"), s("a")])),
+        (s("empty"), s("")),
+        (s("again"), s("")),
+        (s("pt"), tuple(vec![int(1), Value::Float(2.5)])),
+        (s("big"), int(1 << 40)),
+        (s("blob"), bytes("x")),
+        (s("blob2"), bytes("x")),
+        (s("nested"), dict(vec![(s("k"), s("v"))])),
+        (s("set"), Value::Set(vec![int(1)])),
+        (s("none"), Value::None),
+        (s("yes"), Value::Bool(true)),
+        (s("ru"), s("привет")),
+    ]);
+    let python = [
+        (
+            extension,
+            "80037d7100285809000000757365725f6e616d6571015805000000616c6963657102580400000073\
+             697a6571034b0358040000007461677371045d710528580100000061710658010000006271076806\
+             655805000000656d7074797108580000000071095805000000616761696e710a6809580200000070\
+             74710b4b0147400400000000000086710c5803000000626967710d8a060000000000015804000000\
+             626c6f62710e430178710f5805000000626c6f62327110680f58060000006e657374656471117d71\
+             1258010000006b711358010000007671147358030000007365747115636275696c74696e730a7365\
+             740a71165d71174b016185711852711958040000006e6f6e65711a4e5803000000796573711b8858\
+             020000007275711c580c000000d0bfd180d0b8d0b2d0b5d182711d752e",
+        ),
+        (
+            dict(vec![(s("a"), int(1))]),
+            "80037d710058010000006171014b01732e",
+        ),
+        (dict(vec![]), "80037d71002e"),
+    ];
+    for (value, want) in python {
+        let got = crate::encode_like_python(&value).unwrap();
+        assert_eq!(hex::encode(&got), want, "{value:?}");
+        assert_eq!(crate::decode(&got).unwrap().0, value, "it loads back");
+    }
+}
