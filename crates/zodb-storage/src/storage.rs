@@ -38,6 +38,11 @@ pub struct TransactionMeta {
     /// must be later than the storage's last transaction. `None`: the
     /// storage takes one from its clock at vote.
     pub tid: Option<Tid>,
+    /// The status a copied transaction keeps: `Packed` for one a pack wrote, so a copy
+    /// is byte for byte the original (Python's `tpc_begin(txn, tid, status)`).  New
+    /// transactions are `Committed`; `Undone` is written as `Committed` (no iterator
+    /// yields such transactions, so no copy asks for one).
+    pub status: TxnStatus,
 }
 
 impl TransactionMeta {
@@ -129,9 +134,10 @@ pub fn parse_undo_id(id: &str) -> Option<Tid> {
 }
 
 /// Status of a stored transaction (the FileStorage status byte).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum TxnStatus {
     /// `' '`: committed.
+    #[default]
     Committed,
     /// `'p'`: committed, copied by a pack; not undoable.
     Packed,

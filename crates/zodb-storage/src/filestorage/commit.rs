@@ -246,6 +246,19 @@ impl FileStorage {
                 PendingWrite::Store { data, .. } => Payload::Data(data.clone()),
                 PendingWrite::Delete { .. } => Payload::Back(0),
                 PendingWrite::Restore {
+                    data: Some(data),
+                    prev_txn: Some(t),
+                    ..
+                } => {
+                    // The copy already holds these bytes in `prev_txn`: point at them,
+                    // as Python's FileStorage does, so a copy is as small as the
+                    // original and byte for byte the same.
+                    match Self::record_of_transaction(&reader, prev, oid, *t)? {
+                        Some(pos) if Self::holds_data(&reader, pos, data)? => Payload::Back(pos),
+                        _ => Payload::Data(data.clone()),
+                    }
+                }
+                PendingWrite::Restore {
                     data: Some(data), ..
                 } => Payload::Data(data.clone()),
                 PendingWrite::Restore {
@@ -487,6 +500,10 @@ impl FileStorage {
                 slot: i,
                 tid,
                 tpos,
+                status: match prepared.meta.status {
+                    TxnStatus::Packed => STATUS_PACKED,
+                    TxnStatus::Committed | TxnStatus::Undone => STATUS_COMMITTED,
+                },
                 positions,
             });
         }
@@ -496,7 +513,7 @@ impl FileStorage {
             // The statuses flip only once every byte is in place, and the
             // one fsync covers them all.
             for w in &written {
-                file.write_all_at(&[STATUS_COMMITTED], w.tpos + TXN_STATUS as u64)?;
+                file.write_all_at(&[w.status], w.tpos + TXN_STATUS as u64)?;
             }
             Ok(())
         });

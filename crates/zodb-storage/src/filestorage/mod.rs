@@ -144,6 +144,8 @@ struct Written {
     slot: usize,
     tid: Tid,
     tpos: u64,
+    /// The status byte written once every byte is in place.
+    status: u8,
     positions: Vec<(u64, u64)>,
 }
 

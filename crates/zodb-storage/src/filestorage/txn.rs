@@ -167,6 +167,20 @@ impl FileStorage {
         Ok(None)
     }
 
+    /// Whether the record at `pos` holds `data`, or is itself a backpointer (trusted, as
+    /// Python's `FileStorage._data_find` trusts it: it points where the original did).
+    pub(super) fn holds_data(reader: &Reader<'_>, pos: u64, data: &[u8]) -> Result<bool> {
+        let h = reader.data_header(pos)?;
+        if h.plen == 0 {
+            return Ok(true);
+        }
+        if h.plen != data.len() as u64 || h.vlen != 0 {
+            return Ok(false);
+        }
+        let start = pos + format::DATA_HEADER_SIZE as u64;
+        Ok(reader.read_exact(start, data.len(), "record data")? == data)
+    }
+
     /// Checks that an undo of `tid` is possible now; returns its oids.
     pub(super) fn undo_oids(&self, tid: Tid) -> Result<Vec<Oid>> {
         let (file, end) = {
