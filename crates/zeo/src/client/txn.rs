@@ -107,6 +107,7 @@ impl Txn {
             description: self.meta.description.clone(),
             extension: self.extension.clone(),
             tid: self.meta.tid,
+            status: self.meta.status,
         }
     }
 

@@ -89,7 +89,7 @@ fn split_info_dict(v: &Value) -> Option<(&Value, Vec<u8>)> {
         .filter(|(k, _)| !k.as_str().is_some_and(|k| STANDARD_KEYS.contains(&k)))
         .cloned()
         .collect();
-    Some((v, extension_pickle(&Value::Dict(extension))))
+    Some((v, extension_pickle(&Value::Dict(extension)).ok()?))
 }
 
 /// Reads [`history_reply`] (a missing time is the tid's; a missing size zero).

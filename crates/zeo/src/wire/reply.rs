@@ -82,14 +82,18 @@ pub(crate) fn text_bytes(v: &Value) -> Vec<u8> {
     }
 }
 
-/// A transaction extension as the storages keep it: the protocol 3 pickle of the dict,
-/// no bytes for an empty (or no) dict.
-pub fn extension_pickle(v: &Value) -> Vec<u8> {
+/// A transaction extension as the storages keep it: the dict pickled as Python's
+/// `TransactionMetaData.extension_bytes` pickles it (so a copy stores the bytes the
+/// original holds), no bytes for an empty (or no) dict.  Anything else, or a dict Python
+/// could not load back, is an error: storing an empty extension instead would lose it.
+pub fn extension_pickle(v: &Value) -> Result<Vec<u8>, zodb_pickle::PickleError> {
     match pickle::simplify(v.clone()) {
-        Value::Dict(items) if !items.is_empty() => {
-            zodb_pickle::encode(&Value::Dict(items)).unwrap_or_default()
-        }
-        _ => Vec::new(),
+        Value::None => Ok(Vec::new()),
+        Value::Dict(items) if items.is_empty() => Ok(Vec::new()),
+        dict @ Value::Dict(_) => zodb_pickle::encode_like_python(&dict),
+        _ => Err(zodb_pickle::PickleError::NotEncodable(
+            "a transaction extension must be a dict".into(),
+        )),
     }
 }
 
@@ -301,7 +305,7 @@ impl TxnHeader {
             },
             user: text_bytes(user),
             description: text_bytes(description),
-            extension: extension_pickle(extension),
+            extension: extension_pickle(extension).map_err(|_| bad())?,
         })
     }
 }
@@ -447,8 +451,12 @@ mod tests {
 
     #[test]
     fn extensions_empty_both_ways() {
-        assert_eq!(extension_pickle(&Value::Dict(vec![])), Vec::<u8>::new());
-        assert_eq!(extension_pickle(&Value::None), Vec::<u8>::new());
+        assert_eq!(
+            extension_pickle(&Value::Dict(vec![])).unwrap(),
+            Vec::<u8>::new()
+        );
+        assert_eq!(extension_pickle(&Value::None).unwrap(), Vec::<u8>::new());
+        assert!(extension_pickle(&Value::Int(1)).is_err(), "not a dict");
         assert_eq!(extension_dict(b""), Value::Dict(vec![]));
         assert_eq!(extension_dict(b"garbage"), Value::Dict(vec![]));
     }

@@ -6,6 +6,7 @@ mod bounds;
 mod cli;
 mod client;
 mod client_blobs;
+mod copy;
 mod interop;
 mod python_suites;
 mod server;

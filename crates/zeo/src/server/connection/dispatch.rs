@@ -100,7 +100,8 @@ impl Connection {
                 description,
                 extension,
                 tid,
-            } => self.tpc_begin(txn, user, description, &extension, tid),
+                status,
+            } => self.tpc_begin(txn, user, description, &extension, tid, status),
             call @ (Call::Storea { .. }
             | Call::DeleteObject { .. }
             | Call::CheckCurrentSerial { .. }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use zodb_pickle::Value;
-use zodb_storage::{Oid, StorageError, Tid, TransactionMeta, TxnHandle};
+use zodb_storage::{Oid, StorageError, Tid, TransactionMeta, TxnHandle, TxnStatus};
 
 use super::buffer::TxnBuffer;
 use super::{Connection, State, Step, close};
@@ -58,6 +58,7 @@ impl Connection {
         description: Vec<u8>,
         extension: &Value,
         tid: Option<Tid>,
+        status: TxnStatus,
     ) -> Step {
         let entry = self.entry()?;
         let mut s = self.state.lock();
@@ -70,19 +71,26 @@ impl Connection {
             }
             return Err(close("tpc_begin while another transaction is open"));
         }
+        let mut ops = TxnBuffer::new(
+            Arc::clone(&self.shared.txn_memory),
+            self.shared.config.transaction_bytes_max,
+        );
+        // `tpc_begin` has no reply: a bad extension fails the vote, with the reason.
+        let extension = wire::extension_pickle(extension).unwrap_or_else(|e| {
+            ops.fail_with(format!("the transaction extension cannot be stored: {e}"));
+            Vec::new()
+        });
         let meta = TransactionMeta {
             user,
             description,
-            extension: wire::extension_pickle(extension),
+            extension,
             tid,
+            status,
         };
         s.txn = Some(Txn {
             txnid,
             meta,
-            ops: Some(TxnBuffer::new(
-                Arc::clone(&self.shared.txn_memory),
-                self.shared.config.transaction_bytes_max,
-            )),
+            ops: Some(ops),
             phase: Phase::Open,
             voting: None,
             handle: None,

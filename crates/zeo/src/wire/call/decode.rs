@@ -4,7 +4,7 @@
 //! naming the method and what it needs for anything else.
 
 use zodb_pickle::Value;
-use zodb_storage::{Oid, Tid, parse_undo_id};
+use zodb_storage::{Oid, Tid, TxnStatus, parse_undo_id};
 
 use super::{BadCall, Call};
 
@@ -135,6 +135,10 @@ impl Call {
                 description: text_bytes(a.next()),
                 extension: a.next().unwrap_or(Value::None),
                 tid: a.next().as_ref().and_then(tid_of),
+                status: match text_bytes(a.next()).as_slice() {
+                    b"p" => TxnStatus::Packed,
+                    _ => TxnStatus::Committed,
+                },
             },
             "storea" => return decode_txn_op("storea", a),
             "deleteObject" => return decode_txn_op("deleteObject", a),

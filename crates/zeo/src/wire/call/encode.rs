@@ -35,14 +35,14 @@ impl Call {
                 description,
                 extension,
                 tid,
+                status,
             } => vec![
                 txn,
                 Value::Bytes(user),
                 Value::Bytes(description),
                 extension,
                 opt_tid_value(tid),
-                // The status: ' ' for a normal commit (Python's default).
-                Value::str(" "),
+                Value::str(status.as_char().to_string()),
             ],
             Call::Storea {
                 oid,

@@ -23,7 +23,7 @@ mod op;
 mod tests;
 
 use zodb_pickle::Value;
-use zodb_storage::{Oid, Tid};
+use zodb_storage::{Oid, Tid, TxnStatus};
 
 use super::message::Message;
 pub use op::{IntoCall, TxnOp};
@@ -138,6 +138,8 @@ pub enum Call {
         extension: Value,
         /// The tid to commit with (`restore` / copying), else the server chooses.
         tid: Option<Tid>,
+        /// `'p'` for a copy of a packed transaction, else committed.
+        status: TxnStatus,
     },
     /// `storea(oid, serial, data, txn)` (one-way).
     Storea {
