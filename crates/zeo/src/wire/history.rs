@@ -142,7 +142,8 @@ mod tests {
     use super::*;
 
     fn extension() -> Vec<u8> {
-        zodb_pickle::encode(&Value::Dict(vec![(Value::str("note"), Value::str("ß"))])).unwrap()
+        zodb_pickle::encode_like_python(&Value::Dict(vec![(Value::str("note"), Value::str("ß"))]))
+            .unwrap()
     }
 
     #[test]

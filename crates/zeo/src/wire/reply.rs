@@ -418,7 +418,8 @@ mod tests {
     #[test]
     fn iterator_replies_round_trip() {
         let ext =
-            zodb_pickle::encode(&Value::Dict(vec![(Value::str("k"), Value::Int(1))])).unwrap();
+            zodb_pickle::encode_like_python(&Value::Dict(vec![(Value::str("k"), Value::Int(1))]))
+                .unwrap();
         let h = TxnHeader {
             tid: Tid(4),
             status: TxnStatus::Packed,

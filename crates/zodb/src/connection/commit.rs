@@ -109,7 +109,8 @@ fn state_meta(state: &TxState) -> Result<TransactionMeta> {
                 .map(|(k, v)| (Value::str(k.as_str()), v.clone()))
                 .collect(),
         );
-        zodb_pickle::encode(&dict).map_err(|e| Error::pickle(None, e))?
+        // As Python pickles it, so the bytes do not depend on which side committed.
+        zodb_pickle::encode_like_python(&dict).map_err(|e| Error::pickle(None, e))?
     };
     Ok(
         TransactionMeta::new(state.user.as_bytes(), state.description.as_bytes())

@@ -6,7 +6,7 @@
 use super::*;
 use crate::wire::IntoCall;
 use zodb_pickle::Value;
-use zodb_storage::{Oid, Tid, undo_id};
+use zodb_storage::{Oid, Tid, TxnStatus, undo_id};
 
 /// Every call survives encode then decode unchanged.
 fn check_round_trip(call: Call) {
@@ -49,6 +49,7 @@ fn every_call_round_trips() {
             description: b"d".to_vec(),
             extension: Value::Dict(vec![]),
             tid: Some(tid),
+            status: TxnStatus::Packed,
         },
         Call::Storea {
             oid,
@@ -196,7 +197,8 @@ fn decode_takes_what_python_sends() {
             user: b"u".to_vec(),
             description: b"d".to_vec(),
             extension: Value::None,
-            tid: None
+            tid: None,
+            status: TxnStatus::Committed,
         }
     );
 }
