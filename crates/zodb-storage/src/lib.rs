@@ -12,6 +12,7 @@
 
 pub mod blob;
 mod commit_lock;
+mod copy;
 mod demo;
 mod error;
 pub mod filestorage;
@@ -24,6 +25,7 @@ mod object_locks;
 mod storage;
 mod txn_op;
 
+pub use copy::{CopyStats, copy_transactions, is_blob_record};
 pub use demo::DemoStorage;
 pub use error::{ConflictError, LOCK_TIMEOUT_TEXT, Result, StorageError};
 pub use filestorage::FileStorage;

@@ -381,6 +381,24 @@ pub trait Storage: Send + Sync {
         ))
     }
 
+    /// `restore` of a blob's revision with its file, for copying transactions between
+    /// storages with blobs (ZODB's `restoreBlob`): `blob` is taken as `store_blob` takes
+    /// it.  `data` is the record; with `prev_txn` holding the same record the copy may
+    /// point at it, as `restore` does.
+    fn restore_blob(
+        &self,
+        txn: &TxnHandle,
+        oid: Oid,
+        data: Vec<u8>,
+        blob: &std::path::Path,
+        prev_txn: Option<Tid>,
+    ) -> Result<()> {
+        let _ = (txn, oid, data, blob, prev_txn);
+        Err(StorageError::Unsupported(
+            "this storage cannot restore blobs".into(),
+        ))
+    }
+
     /// The file of `oid`'s blob revision `serial` (ZODB's `loadBlob`); `PosKey` when
     /// there is none.  The file never changes while it exists; a pack may remove it.
     fn load_blob(&self, oid: Oid, serial: Tid) -> Result<std::path::PathBuf> {

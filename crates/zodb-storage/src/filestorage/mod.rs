@@ -480,6 +480,17 @@ impl Storage for FileStorage {
         self.store_blob_txn(txn, oid, expected, data, blob)
     }
 
+    fn restore_blob(
+        &self,
+        txn: &TxnHandle,
+        oid: Oid,
+        data: Vec<u8>,
+        blob: &Path,
+        prev_txn: Option<Tid>,
+    ) -> Result<()> {
+        self.restore_blob_txn(txn, oid, data, blob, prev_txn)
+    }
+
     fn load_blob(&self, oid: Oid, serial: Tid) -> Result<PathBuf> {
         self.load_blob_file(oid, serial)
     }

@@ -298,6 +298,29 @@ impl FileStorage {
         Ok(())
     }
 
+    /// `restore` of a blob's record with its file (taken as `store_blob_txn` takes it).
+    pub(super) fn restore_blob_txn(
+        &self,
+        txn: &TxnHandle,
+        oid: Oid,
+        data: Vec<u8>,
+        blob: &std::path::Path,
+        prev_txn: Option<Tid>,
+    ) -> Result<()> {
+        let blobs = self.blobs.as_ref().ok_or_else(|| {
+            StorageError::Unsupported("this storage has no blob directory".into())
+        })?;
+        self.restore_txn(txn, oid, Some(data), prev_txn)?;
+        let staged = blobs
+            .stage(blob)
+            .map_err(|e| StorageError::io(format!("taking blob file {}", blob.display()), e))?;
+        let p = self.pending(txn)?;
+        if let Some(old) = p.lock().blobs.insert(oid, staged) {
+            crate::blob::BlobDir::discard(&old);
+        }
+        Ok(())
+    }
+
     /// The file of `oid`'s blob revision `serial`.
     pub(super) fn load_blob_file(&self, oid: Oid, serial: Tid) -> Result<std::path::PathBuf> {
         let blobs = self.blobs.as_ref().ok_or_else(|| {

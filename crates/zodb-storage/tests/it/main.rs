@@ -4,6 +4,7 @@ mod blobs;
 mod conformance_demo;
 mod conformance_file;
 mod conformance_memory;
+mod copy;
 mod filestorage;
 mod fixtures;
 mod listeners;
