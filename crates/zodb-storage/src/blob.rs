@@ -191,11 +191,11 @@ impl BlobDir {
     /// Makes the staged file `staged` revision `tid` of `oid`, durably.
     pub fn commit(&self, staged: &Path, oid: Oid, tid: Tid) -> io::Result<PathBuf> {
         let dir = self.oid_dir(oid);
-        fs::create_dir_all(&dir)?;
+        create_private_dirs(&dir)?;
         let target = dir.join(blob_file_name(tid));
         fs::File::open(staged)?.sync_all()?;
         // Committed revisions never change: read-only, as ZODB leaves them.
-        set_read_only(staged)?;
+        set_read_only(staged, &dir)?;
         fs::rename(staged, &target)?;
         fs::File::open(&dir)?.sync_all()?;
         Ok(target)
@@ -336,9 +336,28 @@ fn choose_layout(root: &Path) -> io::Result<Layout> {
     Ok(if used { Layout::Lawn } else { Layout::Bushy })
 }
 
-fn set_read_only(file: &Path) -> io::Result<()> {
+/// ZODB's rule for a committed file: no write permission for anyone, and read
+/// permission as its directory has it (what `ZODB.blob.set_not_writable` does, and
+/// what its `test_blob_file_permissions` checks).
+fn set_read_only(file: &Path, dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(file, fs::Permissions::from_mode(0o400))
+    const WRITE: u32 = 0o222;
+    const READ: u32 = 0o444;
+    let mode = fs::metadata(file)?.permissions().mode() & 0o7777;
+    let dir_mode = fs::metadata(dir)?.permissions().mode();
+    fs::set_permissions(
+        file,
+        fs::Permissions::from_mode((mode & !WRITE) | (dir_mode & READ)),
+    )
+}
+
+/// `dir` and its missing parents, owner-only as ZODB makes them (`0o700`).
+fn create_private_dirs(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// The blob directory holds every file of value: its owner's alone, as the storage's
