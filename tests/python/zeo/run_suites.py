@@ -6,7 +6,8 @@
 MODULE is a test module of this directory, with or without .py:
 test_zodb_storage_suites (ZODB's and ZEO's storage test mixins over
 ClientStorage) and/or test_zodb_app (application-level interop through
-ZODB.DB); default: both. -k PATTERN (repeatable) keeps the tests whose
+ZODB.DB); default: both. test_blob_doctests (ZODB's reusable blob suite of
+doctests, in both blob modes) runs only when named. -k PATTERN (repeatable) keeps the tests whose
 full id contains PATTERN (a substring, or an fnmatch pattern with
 wildcards; unittest's -k semantics). --list prints the selected test ids
 and runs nothing. --failfast stops at the first failure or error (the

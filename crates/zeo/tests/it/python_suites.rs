@@ -8,7 +8,9 @@
 //! with ZEO's own test certificates, as ZEO's `FileStorageSSLTests`, and twice more
 //! with blobs, as ZEO's `BlobAdaptedFileStorageTests` (a client blob cache: files
 //! travel over the connection) and `BlobWritableCacheTests` (the server's blob
-//! directory shared).
+//! directory shared); and ZODB's reusable blob suite (the `blob_connection`,
+//! `blob_importexport`, `blob_transaction` and `blob_packing` doctests, testblob's own
+//! doctests and `BlobUndoTests`) in both blob modes, as ZEO's own tests run it.
 
 use std::process::Command;
 
@@ -59,4 +61,9 @@ fn zodb_and_zeo_storage_suites_pass_against_bbru_zeo() {
 #[test]
 fn zodb_applications_work_against_bbru_zeo() {
     run_suites(&["test_zodb_app"]);
+}
+
+#[test]
+fn zodb_blob_doctests_pass_against_bbru_zeo() {
+    run_suites(&["test_blob_doctests"]);
 }
