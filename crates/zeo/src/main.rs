@@ -3,8 +3,9 @@
 //! `bbru-zeo -a ADDRESS -f Data.fs` (or `bbru-zeo serve ...`, or
 //! `-C zeo.conf`) runs the ZEO server, with runzeo's flags. The other
 //! subcommands work on a `Data.fs` directly: `check` (like Python's
-//! `fstest`, and stricter), `dump` (one JSON object per transaction), and
-//! `pack`. This is the CLI edge: errors are `anyhow`, with the library's
+//! `fstest`, and stricter), `dump` (one JSON object per transaction),
+//! `pack`, and `copy` (every transaction into another file, blobs included,
+//! as zodbconvert does). This is the CLI edge: errors are `anyhow`, with the library's
 //! typed error as the cause; every failure exits non-zero.
 
 use std::io::{BufWriter, Write};
@@ -159,6 +160,20 @@ enum Command {
         #[arg(long)]
         no_gc: bool,
     },
+    /// Copy every transaction of SRC into DST (created; it must hold no later
+    /// transaction), with its tid, user, description and extension, and every
+    /// blob revision when both have blob directories: zodbconvert's copy. An
+    /// interrupted copy resumes where it stopped when run again.
+    Copy {
+        src: PathBuf,
+        dst: PathBuf,
+        /// SRC's blob directory.
+        #[arg(long)]
+        src_blob_dir: Option<PathBuf>,
+        /// DST's blob directory (needed when SRC has blobs).
+        #[arg(long)]
+        dst_blob_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -234,6 +249,12 @@ fn run(command: Command) -> Result<()> {
         Command::Check { file } => check(&file),
         Command::Dump { file } => dump(&file),
         Command::Pack { file, days, no_gc } => pack(&file, days, !no_gc),
+        Command::Copy {
+            src,
+            dst,
+            src_blob_dir,
+            dst_blob_dir,
+        } => copy(&src, &dst, src_blob_dir, dst_blob_dir),
     }
 }
 
@@ -481,6 +502,60 @@ fn pack(file: &Path, days: f64, gc: bool) -> Result<()> {
     println!(
         "{}: packed to {pack_time}: {before} -> {after} bytes",
         file.display()
+    );
+    Ok(())
+}
+
+fn copy(
+    src: &Path,
+    dst: &Path,
+    src_blobs: Option<PathBuf>,
+    dst_blobs: Option<PathBuf>,
+) -> Result<()> {
+    use zodb_storage::filestorage::Options;
+    let source = FileStorage::open_with(
+        src,
+        Options {
+            read_only: true,
+            must_exist: true,
+            blob_dir: src_blobs,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("opening {}", src.display()))?;
+    let dest = FileStorage::open_with(
+        dst,
+        Options {
+            blob_dir: dst_blobs,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("opening {}", dst.display()))?;
+    // What an interrupted copy already wrote is not copied again; a DST that
+    // holds anything else is refused (zodbconvert --incremental's check).
+    let last = dest.last_transaction();
+    let start = if last == Tid::ZERO {
+        None
+    } else {
+        let shared = source.iterator(Some(last), Some(last))?.next().is_some();
+        anyhow::ensure!(
+            shared,
+            "{} ends with transaction {last}, which {} does not hold: not a copy of it",
+            dst.display(),
+            src.display()
+        );
+        Some(Tid(last.0.saturating_add(1)))
+    };
+    let stats = zodb_storage::copy_transactions(&source, &dest, start, |_| {})
+        .with_context(|| format!("copying {} into {}", src.display(), dst.display()))?;
+    dest.close()?;
+    println!(
+        "{} -> {}: {} transactions, {} records, {} blob files",
+        src.display(),
+        dst.display(),
+        stats.transactions,
+        stats.records,
+        stats.blobs
     );
     Ok(())
 }

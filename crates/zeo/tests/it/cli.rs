@@ -1,4 +1,4 @@
-//! The `check`, `dump` and `pack` commands as an operator uses them.
+//! The `check`, `dump`, `pack` and `copy` commands as an operator uses them.
 
 use test_support::fixtures;
 
@@ -270,4 +270,71 @@ fn an_empty_listen_address_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("empty address"), "{err}");
     assert!(!file.exists(), "nothing is created for a refused address");
+}
+
+#[test]
+fn copy_command_copies_a_python_history_with_its_blobs_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (src, src_blobs) = (p("src.fs"), p("src-blobs"));
+    let make = ["make", &src, &src_blobs].map(std::ffi::OsStr::new);
+    test_support::python::run_ok("zeo_copy.py", &make);
+    let args = [
+        "copy",
+        &p("src.fs"),
+        &p("dst.fs"),
+        "--src-blob-dir",
+        &p("src-blobs"),
+        "--dst-blob-dir",
+        &p("dst-blobs"),
+    ];
+    let out = bbru_zeo(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 blob files"), "{stdout}");
+    assert_eq!(
+        std::fs::read(p("dst.fs")).unwrap(),
+        std::fs::read(p("src.fs")).unwrap()
+    );
+    // Run again: nothing left to copy, nothing changed.
+    let out = bbru_zeo(&args);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(": 0 transactions"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read(p("dst.fs")).unwrap(),
+        std::fs::read(p("src.fs")).unwrap()
+    );
+    // SRC's blobs with no blob directory for DST: refused, naming what would be lost.
+    let out = bbru_zeo(&[
+        "copy",
+        &p("src.fs"),
+        &p("no-blobs.fs"),
+        "--src-blob-dir",
+        &p("src-blobs"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("would be lost"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Into a file that is not a copy of SRC: refused, the file untouched.
+    let other = fixtures::copy_to(fixtures::storage_fixtures()[0], dir.path());
+    let before = std::fs::read(&other).unwrap();
+    let out = bbru_zeo(&["copy", &p("src.fs"), path_str(&other)]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a copy of it"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&other).unwrap(), before);
 }
