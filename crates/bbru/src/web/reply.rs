@@ -29,6 +29,8 @@ pub enum Reply {
         size: u64,
         filename: String,
         etag: String,
+        /// The `Last-Modified` value (an HTTP date).
+        last_modified: String,
         range: Option<(u64, u64)>,
     },
     /// A reply with extra headers (cookies).
@@ -173,8 +175,16 @@ pub(super) fn render_reply(reply: Reply) -> Response {
             size,
             filename,
             etag,
+            last_modified,
             range,
-        } => file_response(&content_type, path, size, &filename, &etag, range),
+        } => file_response(
+            &content_type,
+            path,
+            size,
+            &filename,
+            (&etag, &last_modified),
+            range,
+        ),
         Reply::WithHeaders(inner, headers) => {
             let mut response = render_reply(*inner);
             for (name, value) in headers {
@@ -194,7 +204,7 @@ fn file_response(
     path: std::path::PathBuf,
     size: u64,
     filename: &str,
-    etag: &str,
+    (etag, last_modified): (&str, &str),
     range: Option<(u64, u64)>,
 ) -> Response {
     use std::io::{Read, Seek, SeekFrom};
@@ -246,6 +256,9 @@ fn file_response(
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(v) = HeaderValue::from_str(etag) {
         headers.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(last_modified) {
+        headers.insert(header::LAST_MODIFIED, v);
     }
     if let Ok(v) = HeaderValue::from_str(&content_disposition(filename)) {
         headers.insert(header::CONTENT_DISPOSITION, v);

@@ -1,7 +1,8 @@
 //! Files and images on blobs (a FileStorage with a blob directory, as `bbru serve`
 //! opens an embedded `Data.fs`): the bytes live in the blob's file, a title edit
-//! rewrites only the small record, downloads carry an `ETag`, answer `304` to a
-//! matching `If-None-Match` and `206` to a `Range`, and an older revision keeps its
+//! rewrites only the small record, downloads carry an `ETag` and a `Last-Modified`,
+//! answer `304` to a matching `If-None-Match` or `If-Modified-Since` and `206` to a
+//! `Range` (whole when `If-Range` names another version), and an older revision keeps its
 //! own bytes.
 
 use std::sync::Arc;
@@ -49,7 +50,37 @@ fn files_live_in_blobs_and_download_with_etag_304_and_ranges() {
     assert_eq!(r.headers()["accept-ranges"], "bytes");
     assert_eq!(r.headers()["content-length"], "100000");
     let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    let last_modified = r.headers()["last-modified"].to_str().unwrap().to_owned();
+    assert!(last_modified.ends_with(" GMT"), "{last_modified}");
     assert_eq!(r.bytes().unwrap().to_vec(), content);
+
+    let get = |headers: &[(&str, &str)]| {
+        let mut request = admin.client.get(admin.url("/data.bin"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().unwrap()
+    };
+    assert_eq!(get(&[("If-Modified-Since", &last_modified)]).status(), 304);
+    let earlier = "Mon, 01 Jan 2001 00:00:00 GMT";
+    assert_eq!(get(&[("If-Modified-Since", earlier)]).status(), 200);
+    // If-None-Match decides alone when both are sent.
+    assert_eq!(
+        get(&[
+            ("If-None-Match", "\"other\""),
+            ("If-Modified-Since", &last_modified)
+        ])
+        .status(),
+        200
+    );
+    // A Range for the version the client has: 206; for another: the whole file.
+    assert_eq!(
+        get(&[("Range", "bytes=0-9"), ("If-Range", &etag)]).status(),
+        206
+    );
+    let r = get(&[("Range", "bytes=0-9"), ("If-Range", "\"older\"")]);
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().unwrap().len(), content.len());
 
     let r = admin
         .client

@@ -127,8 +127,10 @@ pub fn default_view(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppErr
 }
 
 /// A file's or image's bytes: from its blob, streamed, with an `ETag` (the blob's
-/// revision), `304` for a matching `If-None-Match` and `206` for a `Range`; or, kept in
-/// the record, as they are.
+/// revision) and a `Last-Modified` (its transaction's time), `304` for a matching
+/// `If-None-Match` (or, without one, an `If-Modified-Since` not before it) and `206`
+/// for a `Range` (unless an `If-Range` names another version: then all of it); or, kept
+/// in the record, as they are.
 fn serve_bytes(
     ctx: &Ctx<'_>,
     tx: &Transaction<'_>,
@@ -142,21 +144,36 @@ fn serve_bytes(
         Bytes::Inline(data) => return Ok(download(content_type, data, filename)),
         Bytes::Blob(b) => b,
     };
+    use axum::http::header::{
+        ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
+    };
     let serial = tx.serial(blob)?;
     let etag = format!("\"{:016x}-{:016x}\"", blob.oid().0, serial.0);
+    // HTTP dates count whole seconds.
+    let modified = std::time::UNIX_EPOCH
+        + std::time::Duration::from_secs(serial.unix_seconds().max(0.0) as u64);
+    let last_modified = httpdate::fmt_http_date(modified);
     let header = |name| ctx.headers.get(name).and_then(|v| v.to_str().ok());
-    if header(axum::http::header::IF_NONE_MATCH)
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
+    // If-None-Match, when sent, decides alone (RFC 9110 §13.2.2).
+    let not_modified = match header(IF_NONE_MATCH) {
+        Some(v) => v.split(',').any(|t| t.trim() == etag || t.trim() == "*"),
+        None => header(IF_MODIFIED_SINCE)
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .is_some_and(|since| modified <= since),
+    };
+    if not_modified {
         return Ok(Reply::WithHeaders(
             Box::new(Reply::Status(
                 axum::http::StatusCode::NOT_MODIFIED,
                 String::new(),
             )),
-            vec![(axum::http::header::ETAG, etag)],
+            vec![(ETAG, etag), (LAST_MODIFIED, last_modified)],
         ));
     }
-    let range = match crate::web::reply::parse_range(header(axum::http::header::RANGE), size) {
+    // A Range for another version than this one gets the whole file (If-Range).
+    let range_header = header(RANGE)
+        .filter(|_| header(IF_RANGE).is_none_or(|v| v.trim() == etag || v.trim() == last_modified));
+    let range = match crate::web::reply::parse_range(range_header, size) {
         Ok(r) => r,
         Err(()) => {
             return Ok(Reply::WithHeaders(
@@ -178,6 +195,7 @@ fn serve_bytes(
         size,
         filename: filename.to_owned(),
         etag,
+        last_modified,
         range,
     })
 }
