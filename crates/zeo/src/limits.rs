@@ -187,6 +187,12 @@ pub const CLIENT_CONNECT_TIMEOUT_SECONDS: u64 = 5;
 /// that accepts but never speaks (e.g. TLS expected) is given up on.
 pub const CLIENT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 10;
 
+/// How long a closing client waits (for a write in progress, then for the socket)
+/// to send TLS's close_notify, so the server reads an orderly end rather than a
+/// truncated session.  The connection closes either way; a second is plenty on a
+/// live network and short enough not to hold up a shutdown.
+pub const CLIENT_CLOSE_NOTIFY_WAIT_MILLIS: u64 = 1000;
+
 /// Bytes of queued replies the server hands the socket in one vectored write at most:
 /// enough to batch many small replies (a prefetch of loads) into one system call.
 pub const WRITE_BATCH_BYTES_MAX: usize = 1 << 20;

@@ -99,9 +99,25 @@ impl Stream {
         }
     }
 
+    pub(crate) fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(t),
+            Stream::Unix(s) => s.set_write_timeout(t),
+            Stream::Tls(s) => s.socket().set_write_timeout(t),
+        }
+    }
+
+    /// Ends a TLS session cleanly (close_notify, so the server reads an orderly end);
+    /// nothing for plain streams.  Best effort: the connection is closing anyway.
+    fn close_notify(&mut self) {
+        if let Stream::Tls(s) = self {
+            s.close_notify();
+        }
+    }
+
     fn shutdown(&self) {
-        // Already shut down or reset: nothing more to do.  (A TLS connection ends
-        // without close_notify: the server reads the end of the socket either way.)
+        // Already shut down or reset: nothing more to do.  (A TLS connection said
+        // close_notify before, in `Connection::close`.)
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
@@ -353,6 +369,12 @@ impl Connection {
     /// Ends the connection: the reader thread sees the end of the stream and fails every
     /// waiting call.
     pub(crate) fn close(&self) {
+        // After any write in progress, so the alert does not land inside a record; a
+        // writer stuck on a server that reads nothing is not waited for long.
+        let wait = Duration::from_millis(crate::limits::CLIENT_CLOSE_NOTIFY_WAIT_MILLIS);
+        if let Some(mut writer) = self.writer.try_lock_for(wait) {
+            writer.close_notify();
+        }
         self.control.shutdown();
     }
 

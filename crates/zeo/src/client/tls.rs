@@ -73,6 +73,26 @@ impl TlsStream {
     pub(crate) fn socket(&self) -> &Stream {
         &self.socket
     }
+
+    /// Sends the close_notify alert, waiting at most
+    /// `limits::CLIENT_CLOSE_NOTIFY_WAIT_MILLIS` for the socket to take it.
+    pub(crate) fn close_notify(&mut self) {
+        let mut sealed = Vec::new();
+        {
+            let mut tls = self.tls.lock();
+            tls.send_close_notify();
+            while tls.wants_write() {
+                if tls.write_tls(&mut sealed).is_err() {
+                    break;
+                }
+            }
+        }
+        let wait = crate::limits::CLIENT_CLOSE_NOTIFY_WAIT_MILLIS;
+        let _ = self
+            .socket
+            .set_write_timeout(Some(std::time::Duration::from_millis(wait)));
+        let _ = self.socket.write_all(&sealed);
+    }
 }
 
 impl Read for TlsStream {

@@ -121,6 +121,19 @@ fn rust_client_commits_and_loads_through_bbru_zeo_over_tls() {
     }
     let log = server.log_text();
     assert!(log.contains("TLS on"), "{log}");
+
+    // Closing says close_notify: the server reads an orderly end, not a truncated
+    // session.
+    a.close().unwrap();
+    b.close().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.log_text().matches("disconnected").count() < 2 {
+        assert!(Instant::now() < deadline, "{}", server.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = server.log_text();
+    let unclean = |l: &&str| l.contains("close_notify") || l.contains("read error");
+    assert_eq!(log.lines().filter(unclean).count(), 0, "{log}");
 }
 
 /// The server names the certificate host: without `server_hostname` the client checks
