@@ -130,8 +130,10 @@ impl StorageEntry {
         tracing::info!(
             storage = %self.name,
             %tid,
-            user = %String::from_utf8_lossy(who.user),
-            description = %String::from_utf8_lossy(who.description),
+            // Escaped (newlines, tabs, quotes, backslashes): a client's text cannot
+            // forge a log line or a field.
+            user = %String::from_utf8_lossy(who.user).escape_debug(),
+            description = %String::from_utf8_lossy(who.description).escape_debug(),
             client = %who.peer,
             objects = oids.len(),
             "commit"

@@ -137,6 +137,11 @@ impl Server {
         }
     }
 
+    /// What the server has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Kills the server (SIGKILL) and waits for it to be gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -1059,4 +1064,30 @@ fn a_vote_past_the_lock_timeout_is_a_lock_timeout() {
     }
     f.abort(&stalled);
     commit(&b, "after the abort", &[(x, Tid::ZERO, record(2, &[]))]);
+}
+
+/// A client's user and description cannot forge a line or a field of the server's log:
+/// the commit line escapes them.
+#[test]
+fn a_commit_description_cannot_forge_a_log_line() {
+    let f = Fixture::new(Kind::Bbru);
+    let oid = f.client.new_oids(1).unwrap()[0];
+    let forged = "edit\n2026-12-05T09:03:19.412Z  INFO zeo::server::entry: commit user=admin";
+    let meta = TransactionMeta::new("mallory\tx", forged);
+    let txn = f.client.tpc_begin(meta).unwrap();
+    f.client
+        .store(&txn, oid, Tid::ZERO, record(1, &[]))
+        .unwrap();
+    f.client.vote(&txn).unwrap();
+    f.client.finish(&txn).unwrap();
+    eventually(10, "the commit is logged", || {
+        f.server.log_text().contains(" commit ")
+    });
+    let log = f.server.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("commit")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains(r"user=mallory\tx description=edit\n2026-12-05"),
+        "{log}"
+    );
 }
