@@ -232,6 +232,7 @@ impl Conn {
             description: Vec::new(),
             extension: Value::Dict(Vec::new()),
             tid: None,
+            status: zodb_storage::TxnStatus::Committed,
         })
         .await?;
         for oid in &oids {
