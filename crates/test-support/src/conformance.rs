@@ -751,10 +751,11 @@ pub fn tids_increase_and_given_tids(s: &dyn Storage) {
 /// ASCII included) and shown by the iterator, history and the undo log.
 pub fn transaction_metadata_round_trip(s: &dyn Storage) {
     let [a] = fresh_oids(s);
-    // {'note': 'ß'} as Python pickles it (protocol 3).
+    // {'note': 'ß'} as Python pickles it (`ZODB._compat.dumps(ext, 3)`, memo opcodes
+    // included): what a ZEO server stores for the dict its client sends.
     let extension = vec![
-        0x80, 0x03, 0x7d, 0x58, 0x04, 0x00, 0x00, 0x00, b'n', b'o', b't', b'e', 0x58, 0x02, 0x00,
-        0x00, 0x00, 0xc3, 0x9f, 0x73, 0x2e,
+        0x80, 0x03, 0x7d, 0x71, 0x00, 0x58, 0x04, 0x00, 0x00, 0x00, b'n', b'o', b't', b'e', 0x71,
+        0x01, 0x58, 0x02, 0x00, 0x00, 0x00, 0xc3, 0x9f, 0x71, 0x02, 0x73, 0x2e,
     ];
     let user = "/acl_users Jürgen ☃".as_bytes().to_vec();
     let description = "Größe geändert\nzweite Zeile".as_bytes().to_vec();

@@ -622,7 +622,7 @@ fn restore_and_record_iteration_python() {
 fn msgpack_and_unix_socket_bbru() {
     let f = Fixture::with_server_args(Kind::Bbru, &["--msgpack"]);
     let [a] = test_support::conformance::fresh_oids(&*f);
-    let ext = zodb_pickle::encode(&zodb_pickle::Value::Dict(vec![(
+    let ext = zodb_pickle::encode_like_python(&zodb_pickle::Value::Dict(vec![(
         zodb_pickle::Value::str("k"),
         zodb_pickle::Value::Int(1),
     )]))
