@@ -263,7 +263,14 @@ fn serve_command(args: ServeArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     daemon::init_logging(log_file.as_deref(), config.log_format, "BBRU_LOG")?;
-    serve(args, config, log_file).inspect_err(|e| tracing::error!("{e:#}"))?;
+    // `main` reports a failure on standard error; a log file gets it too (a daemon's
+    // standard error goes nowhere an operator looks).
+    let to_file = log_file.is_some();
+    serve(args, config, log_file).inspect_err(|e| {
+        if to_file {
+            tracing::error!("{e:#}");
+        }
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,10 +19,12 @@ use crate::web::{App, metrics::Metrics, now};
 /// Why an instance cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open the storage {what}: {source}")]
+    // The storage's error is part of the message, not a `source`: a report that prints
+    // the chain (`{:#}`) would say it twice.
+    #[error("cannot open the storage {what}: {error}")]
     Storage {
         what: String,
-        source: zodb_storage::StorageError,
+        error: zodb_storage::StorageError,
     },
     #[error("database error: {0}")]
     Db(#[from] zodb::Error),
@@ -44,9 +46,9 @@ pub fn open_storage(config: &ServeConfig) -> Result<Arc<dyn Storage>, StartError
             };
             FileStorage::open_with(path, options)
                 .map(|s| Arc::new(s) as Arc<dyn Storage>)
-                .map_err(|source| StartError::Storage {
+                .map_err(|error| StartError::Storage {
                     what: path.display().to_string(),
-                    source,
+                    error,
                 })
         }
         StorageConfig::Zeo(address) => {
@@ -64,9 +66,9 @@ pub fn open_storage(config: &ServeConfig) -> Result<Arc<dyn Storage>, StartError
             options.blob_dir = Some(var.unwrap_or(std::path::Path::new(".")).join("blob-cache"));
             zeo::client::ClientStorage::connect(options)
                 .map(|s| Arc::new(s) as Arc<dyn Storage>)
-                .map_err(|source| StartError::Storage {
+                .map_err(|error| StartError::Storage {
                     what: format!("ZEO server {address}"),
-                    source,
+                    error,
                 })
         }
     }

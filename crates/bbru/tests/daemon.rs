@@ -323,3 +323,16 @@ fn logs_off_a_terminal_carry_no_colour_codes_and_json_lines_parse() {
         output_text(&o)
     );
 }
+
+/// An instance whose database server is out of reach says so once, with the cause once,
+/// and exits non-zero.
+#[test]
+fn an_unreachable_database_server_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("127.0.0.1:{}", free_port());
+    let out = bbru(dir.path(), &["serve", "--zeo", &address]);
+    assert!(!out.status.success());
+    let text = output_text(&out);
+    assert_eq!(text.matches("cannot open the storage").count(), 1, "{text}");
+    assert_eq!(text.matches("out of reach").count(), 1, "{text}");
+}
