@@ -177,3 +177,52 @@ fn the_database_alone_does_not_forge_a_session() {
     let html = home_with(&site, &format!("bbru_session={signed}"));
     assert!(shows_logged_in(&html, ADMIN.0), "{html}");
 }
+
+/// `POST /@logout` with an API token (plone.restapi's) ends that token and every other
+/// session of the user: 204, then the token is refused.
+#[test]
+fn json_logout_ends_the_token_and_the_users_sessions() {
+    let site = start();
+    let admin = site.admin();
+    add_user(&admin, "bob");
+    let (_, cookie) = captured_session(&site, "bob", "bob-password");
+    let client = reqwest::blocking::Client::new();
+    let r = client
+        .post(format!("{}/@login", site.base))
+        .json(&serde_json::json!({"login": "bob", "password": "bob-password"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token = r.json::<serde_json::Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let folder = |token: &str| {
+        client
+            .get(format!("{}/", site.base))
+            .header("accept", "application/json")
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(folder(&token), 200);
+    let logout = client
+        .post(format!("{}/@logout", site.base))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    assert_eq!(
+        last_note(&site),
+        ("bob".into(), "log bob out everywhere".into())
+    );
+    assert_eq!(folder(&token), 401, "the token no longer works");
+    assert!(!shows_logged_in(&home_with(&site, &cookie), "bob"));
+    // Without a token it is a browser's POST, which needs the CSRF token first.
+    let anonymous = client
+        .post(format!("{}/@logout", site.base))
+        .send()
+        .unwrap();
+    assert_eq!(anonymous.status(), 400);
+}

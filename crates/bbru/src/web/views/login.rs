@@ -87,6 +87,27 @@ pub fn login(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
 /// `POST /@@logout`: ends every session of the principal (a cookie captured before is
 /// worthless after) and drops this browser's cookie.
 pub fn logout(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    end_sessions(ctx, tx)?;
+    let expired = ctx.app.cookie(ctx.headers, SESSION_COOKIE, "", Some(0));
+    Ok(Reply::WithHeaders(
+        Box::new(Reply::Redirect("/".into())),
+        vec![(header::SET_COOKIE, expired)],
+    ))
+}
+
+/// `POST /@logout` (plone.restapi's): ends every session and API token of the principal
+/// who asks, as `@@logout` does; `204 No Content`, or `401` for nobody logged in.
+pub fn token_logout(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    if matches!(ctx.principal, Principal::Anonymous) {
+        return Err(AppError::Unauthorized);
+    }
+    end_sessions(ctx, tx)?;
+    Ok(Reply::Status(StatusCode::NO_CONTENT, String::new()))
+}
+
+/// Moves the principal's session generation on: every cookie and token signed before
+/// stops working.
+fn end_sessions(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<(), AppError> {
     match &ctx.principal {
         Principal::User { login, .. } => {
             if let Some(user) = tx.get(ctx.site)?.users.get(tx, login)? {
@@ -104,11 +125,7 @@ pub fn logout(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         }
         Principal::Anonymous => {}
     }
-    let expired = ctx.app.cookie(ctx.headers, SESSION_COOKIE, "", Some(0));
-    Ok(Reply::WithHeaders(
-        Box::new(Reply::Redirect("/".into())),
-        vec![(header::SET_COOKIE, expired)],
-    ))
+    Ok(())
 }
 
 /// The page of `/@@password`, with an error if given.

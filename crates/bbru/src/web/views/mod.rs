@@ -18,6 +18,7 @@
 //! | `health`       | root     | JSON status               |                            | (none) |
 //! | `metrics`      | root     | Prometheus text           |                            | (`[http] metrics` of serve.toml) |
 //! | `/@login`      | root     |                           | JSON login → `{"token"}`   | (none) |
+//! | `/@logout`     | root     |                           | ends the principal's sessions and tokens → 204 | (none; 401 for anonymous) |
 //!
 //! Views marked `uploads` below take a body up to the site's `upload_size_max`; all
 //! others take forms of at most `limits::FORM_BODY_BYTES_MAX` bytes.
@@ -85,9 +86,9 @@ fn uploads(found: Result<Found, AppError>) -> Result<Found, AppError> {
 }
 
 /// Every view name of the table, as the label of its requests in `/@@metrics`.
-const NAMES: [&str; 14] = [
+const NAMES: [&str; 15] = [
     "view", "contents", "add", "edit", "security", "history", "undo", "users", "login", "logout",
-    "password", "health", "metrics", "@login",
+    "password", "health", "metrics", "@login", "@logout",
 ];
 
 /// The metrics label of a request for the view `name`: the name if the table has it,
@@ -151,10 +152,11 @@ pub fn find(
         ("@login", false, true) => {
             root_only(public(login::token)).map(|f| Found { csrf: false, ..f })
         }
+        ("@logout", false, true) => root_only(public(login::token_logout)),
         ("", _, _)
         | (
             "view" | "contents" | "add" | "edit" | "security" | "history" | "undo" | "users"
-            | "login" | "logout" | "password" | "health" | "metrics" | "@login",
+            | "login" | "logout" | "password" | "health" | "metrics" | "@login" | "@logout",
             _,
             _,
         ) => Err(AppError::MethodNotAllowed),
