@@ -109,6 +109,11 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(u64, OidIndex), Unusable> {
     let mut index = OidIndex::new();
     loop {
         let rest = bytes.get(at..).ok_or_else(|| bad("truncated"))?;
+        if let Some((prefix, data, used)) = bucket_as_written(rest) {
+            at += used;
+            add_bucket(&mut index, prefix, data)?;
+            continue;
+        }
         let (value, used) = zodb_pickle::decode(rest).map_err(|e| Unusable(e.to_string()))?;
         at += used;
         match value {
@@ -117,29 +122,50 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(u64, OidIndex), Unusable> {
                 let [Value::Bytes(prefix), Value::Bytes(data)] = items.as_slice() else {
                     return Err(bad("bucket is not (bytes, bytes)"));
                 };
-                if prefix.len() != 6 || data.len() % 8 != 0 {
-                    return Err(bad("bucket of the wrong size"));
-                }
-                let mut p = [0u8; 8];
-                p[..6].copy_from_slice(prefix);
-                let high = u64::from_be_bytes(p);
-                let n = data.len() / 8;
-                let (suffixes, positions) = data.split_at(n * 2);
-                let entries: Vec<(u16, u64)> = suffixes
-                    .chunks_exact(2)
-                    .zip(positions.chunks_exact(6))
-                    .map(|(s, v)| {
-                        let mut pb = [0u8; 8];
-                        pb[2..].copy_from_slice(v);
-                        (u16::from_be_bytes([s[0], s[1]]), u64::from_be_bytes(pb))
-                    })
-                    .collect();
-                index.extend_group(high >> 16, &entries);
+                add_bucket(&mut index, prefix, data)?;
             }
             _ => return Err(bad("unexpected pickle in the index")),
         }
     }
     Ok((end, index))
+}
+
+/// One bucket `(prefix, data)` into `index`.
+fn add_bucket(index: &mut OidIndex, prefix: &[u8], data: &[u8]) -> Result<(), Unusable> {
+    if prefix.len() != 6 || !data.len().is_multiple_of(8) {
+        return Err(Unusable("bucket of the wrong size".into()));
+    }
+    let mut p = [0u8; 8];
+    p[..6].copy_from_slice(prefix);
+    index.extend_group_raw(u64::from_be_bytes(p) >> 16, data);
+    Ok(())
+}
+
+/// A bucket pickle exactly as Python's `fsIndex.save` and [`encode`] write it (`PROTO 3`,
+/// the prefix and the data as bytes, `TUPLE2`, `STOP`; no memo, the pickler being
+/// `fast`): the two byte strings, borrowed, and the pickle's length.  `None` for any other
+/// shape, which the general decoder then reads: the saved index of a million objects is
+/// 8 MB of such pickles, and copying each into a value tree first doubled the time of
+/// opening the file.
+fn bucket_as_written(bytes: &[u8]) -> Option<(&[u8], &[u8], usize)> {
+    fn bytes_at(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
+        let (len, start) = match *b.get(at)? {
+            0x43 => (usize::from(*b.get(at + 1)?), at + 2),
+            0x42 => {
+                let n: [u8; 4] = b.get(at + 1..at + 5)?.try_into().ok()?;
+                (usize::try_from(u32::from_le_bytes(n)).ok()?, at + 5)
+            }
+            _ => return None,
+        };
+        let end = start.checked_add(len)?;
+        Some((b.get(start..end)?, end))
+    }
+    if bytes.get(..2)? != [0x80, 0x03] {
+        return None;
+    }
+    let (prefix, at) = bytes_at(bytes, 2)?;
+    let (data, at) = bytes_at(bytes, at)?;
+    (bytes.get(at..at + 2)? == [0x86, 0x2e]).then_some((prefix, data, at + 2))
 }
 
 /// Writes the index next to `data_fs` through a temporary file and a

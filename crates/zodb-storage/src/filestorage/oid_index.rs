@@ -87,22 +87,32 @@ impl OidIndex {
         }
     }
 
-    /// Adds the entries of one group (oids sharing `oid >> 16 == high`),
-    /// as `Data.fs.index` stores them: built in one go, at exactly the
-    /// size needed, when the group is new and the suffixes ascend (as
-    /// Python writes them); entry by entry otherwise.
-    pub fn extend_group(&mut self, high: u64, entries: &[(u16, u64)]) {
-        let ascending = entries.windows(2).all(|w| w[0].0 < w[1].0);
-        if ascending && !self.groups.contains_key(&high) && !entries.is_empty() {
+    /// Adds the group `high` straight from a bucket of `Data.fs.index`: `n` big-endian
+    /// 2-byte suffixes, then their `n` big-endian 6-byte positions (fsIndex's
+    /// `toString`).  The common case, suffixes ascending in a group not seen yet, copies
+    /// the bytes into the group's arrays with no intermediate list; anything else goes
+    /// through [`OidIndex::insert`].
+    pub fn extend_group_raw(&mut self, high: u64, data: &[u8]) {
+        let n = data.len() / 8;
+        let (suffix_bytes, position_bytes) = data.split_at(n * 2);
+        let suffixes: Vec<u16> = suffix_bytes
+            .chunks_exact(2)
+            .map(|s| u16::from_be_bytes([s[0], s[1]]))
+            .collect();
+        let be16 = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+        let positions = position_bytes
+            .chunks_exact(6)
+            .map(|v| Pos48([be16(&v[0..2]), be16(&v[2..4]), be16(&v[4..6])]));
+        if n > 0 && !self.groups.contains_key(&high) && suffixes.windows(2).all(|w| w[0] < w[1]) {
+            self.len += n;
             let group = Group {
-                suffixes: entries.iter().map(|(s, _)| *s).collect(),
-                positions: entries.iter().map(|(_, p)| Pos48::new(*p)).collect(),
+                suffixes,
+                positions: positions.collect(),
             };
-            self.len += entries.len();
             self.groups.insert(high, group);
         } else {
-            for (s, p) in entries {
-                self.insert((high << 16) | u64::from(*s), *p);
+            for (s, p) in suffixes.iter().zip(positions) {
+                self.insert((high << 16) | u64::from(*s), p.get());
             }
         }
     }
@@ -197,10 +207,21 @@ mod tests {
             for (k, v) in &model {
                 grouped.entry(k >> 16).or_default().push((*k as u16, *v));
             }
+            // As Data.fs.index holds them; and once more with each group's entries
+            // reversed, which takes the slow path.
+            let raw = |entries: &[(u16, u64)]| {
+                let mut data: Vec<u8> = entries.iter().flat_map(|(s, _)| s.to_be_bytes()).collect();
+                data.extend(entries.iter().flat_map(|(_, p)| p.to_be_bytes()[2..].to_vec()));
+                data
+            };
+            let mut reversed = OidIndex::new();
             for (high, entries) in &grouped {
-                bulk.extend_group(*high, entries);
+                bulk.extend_group_raw(*high, &raw(entries));
+                let backwards: Vec<_> = entries.iter().rev().copied().collect();
+                reversed.extend_group_raw(*high, &raw(&backwards));
             }
             prop_assert_eq!(&bulk, &index);
+            prop_assert_eq!(&reversed, &index);
             for probe in [0u64, 1, 65_535, 65_536, 131_071, 299_999, 300_000] {
                 prop_assert_eq!(index.first_at_or_after(probe), model.range(probe..).next().map(|(k, _)| *k));
             }
