@@ -3,5 +3,6 @@
 //! suite, the schema checks, and commits seen across two storages.
 
 mod conformance;
+mod relstorage;
 mod schema;
 mod shared;
