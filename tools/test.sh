@@ -8,8 +8,14 @@
 #    Debian's chromium and chromium-driver, installed with apt-get when
 #    /usr/bin/chromium or /usr/bin/chromedriver is missing (in the background,
 #    while step 3 runs). The browser tests fail, never skip, without them.
-# 3. Formatting and lint checks.
-# 4. Every test of the workspace, Python's storage suites against our
+# 3. PostgreSQL for the zodb-pg tests and the RelStorage interop: a private
+#    cluster (tools/pg-cluster.sh: Debian's postgresql, installed with apt-get
+#    when initdb is missing; initdb into a temporary directory, a unix socket
+#    there and a free port on 127.0.0.1), stopped and removed at exit, its URL
+#    exported as BBRU_PG_URL. A BBRU_PG_URL set by the caller points the tests
+#    at an existing server instead. The tests fail, never skip, without one.
+# 4. Formatting and lint checks.
+# 5. Every test of the workspace, Python's storage suites against our
 #    server among them; then one closing line with the totals.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +28,20 @@ echo "python for interop tests: $BBRU_PYTHON"
 # apt-gets at once would fight over dpkg's lock.
 log=$(mktemp)
 browser_log=$(mktemp)
-trap 'rm -f "$log" "$browser_log"' EXIT
+pg_dir=
+cleanup() {
+    rm -f "$log" "$browser_log"
+    if [[ -n $pg_dir ]]; then bash tools/pg-cluster.sh stop "$pg_dir"; fi
+}
+trap cleanup EXIT
+# Before the background apt-get of chromium: pg-cluster.sh may apt-get too.
+if [[ -z ${BBRU_PG_URL:-} ]]; then
+    pg_dir=$(mktemp -d)
+    BBRU_PG_URL=$(bash tools/pg-cluster.sh start "$pg_dir" | tail -n 1)
+fi
+export BBRU_PG_URL
+echo "PostgreSQL for the tests: $BBRU_PG_URL"
+
 browser_pid=
 if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
     sudo=()

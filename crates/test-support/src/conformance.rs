@@ -594,6 +594,64 @@ pub fn second_vote_waits_for_first_finish(s: &dyn Storage) {
     assert_eq!(s.load(b).unwrap().1, tid2);
 }
 
+/// Two transactions writing one object are serialised: the second vote
+/// waits while the first has voted and not finished, then reports the
+/// conflict with the first's commit. (For storages whose serial checks take
+/// shared locks, where `second_vote_waits_for_first_finish` does not apply.)
+pub fn writers_of_one_object_are_serialised(s: &dyn Storage) {
+    let [shared] = fresh_oids(s);
+    let t0 = commit(s, "shared", &[(shared, Tid::ZERO, record(0, &[]))]);
+    let first = s.tpc_begin(meta("first")).unwrap();
+    s.store(&first, shared, t0, record(1, &[])).unwrap();
+    let second = s.tpc_begin(meta("second")).unwrap();
+    s.store(&second, shared, t0, record(2, &[])).unwrap();
+    s.vote(&first).unwrap();
+
+    let (voted_tx, voted_rx) = mpsc::channel();
+    let (waited, tid1, voted) = std::thread::scope(|scope| {
+        let worker = scope.spawn(move || {
+            let r = s.vote(&second);
+            let _ = voted_tx.send(());
+            s.abort(&second);
+            r
+        });
+        let waited = voted_rx.recv_timeout(NOT_YET);
+        let tid1 = s.finish(&first);
+        let voted = worker.join().expect("voting thread");
+        (waited, tid1, voted)
+    });
+    assert!(
+        waited.is_err(),
+        "the second vote returned while the first transaction held the object"
+    );
+    let tid1 = tid1.unwrap();
+    let c = expect_conflict(voted, "the second vote after the first finished");
+    assert_eq!((c.oid, c.committed, c.expected), (shared, tid1, t0));
+    assert_eq!(s.load(shared).unwrap(), (record(1, &[]), tid1));
+}
+
+/// Transactions that only check the same object's serial (and write
+/// different objects) vote at the same time: a checked object is read, not
+/// written, so it serialises nothing (RelStorage's shared locks).
+pub fn readers_of_one_object_vote_together(s: &dyn Storage) {
+    let [a, b, shared] = fresh_oids(s);
+    let t0 = commit(s, "shared", &[(shared, Tid::ZERO, record(0, &[]))]);
+    let first = s.tpc_begin(meta("first")).unwrap();
+    s.check_current_serial(&first, shared, t0).unwrap();
+    s.store(&first, a, Tid::ZERO, record(1, &[])).unwrap();
+    let second = s.tpc_begin(meta("second")).unwrap();
+    s.check_current_serial(&second, shared, t0).unwrap();
+    s.store(&second, b, Tid::ZERO, record(2, &[])).unwrap();
+    s.vote(&first).unwrap();
+    s.vote(&second).unwrap();
+    let tid2 = s.finish(&second).unwrap();
+    let tid1 = s.finish(&first).unwrap();
+    assert!(tid2 < tid1);
+    assert_eq!(s.load(a).unwrap().1, tid1);
+    assert_eq!(s.load(b).unwrap().1, tid2);
+    assert_eq!(s.load(shared).unwrap().1, t0);
+}
+
 // ---------------------------------------------------------------------------
 // MVCC reads
 // ---------------------------------------------------------------------------
@@ -830,6 +888,16 @@ pub fn history_newest_first(s: &dyn Storage) {
 /// Undoing the last change of objects brings back their previous data, as
 /// a new revision that reuses the old data (history size 0).
 pub fn undo_restores_previous_data(s: &dyn Storage) {
+    undo_restores_previous_data_with(s, true);
+}
+
+/// The same for a storage without backpointers (RelStorage's tables): the
+/// undo revision is a copy of the old data, with its size.
+pub fn undo_restores_previous_data_by_copy(s: &dyn Storage) {
+    undo_restores_previous_data_with(s, false);
+}
+
+fn undo_restores_previous_data_with(s: &dyn Storage, backpointers: bool) {
     let [a, b] = fresh_oids(s);
     let t1 = commit(
         s,
@@ -854,7 +922,15 @@ pub fn undo_restores_previous_data(s: &dyn Storage) {
     assert_eq!(s.load(b).unwrap(), (record(10, &[]), u));
     let h = s.history(a, 10).unwrap();
     assert_eq!(h.iter().map(|e| e.tid).collect::<Vec<_>>(), vec![u, t2, t1]);
-    assert_eq!(h[0].size, 0, "an undo revision reuses earlier data");
+    if backpointers {
+        assert_eq!(h[0].size, 0, "an undo revision reuses earlier data");
+    } else {
+        assert_eq!(
+            h[0].size,
+            record(1, &[]).len() as u64,
+            "an undo copies the data"
+        );
+    }
     assert_eq!(h[1].size, record(2, &[]).len() as u64);
     let before = s.load_before(a, u).unwrap().unwrap();
     assert_eq!(
@@ -1011,6 +1087,16 @@ pub fn iterator_range_semantics(s: &dyn Storage) {
 /// The iterator's records: data of each store, one record per oid, the
 /// reused data and its source tid for an undo, `None` for a deletion.
 pub fn iterator_records(s: &dyn Storage) {
+    iterator_records_with(s, true);
+}
+
+/// The same for a storage without backpointers: an undo's record holds the
+/// copied data and names no earlier transaction.
+pub fn iterator_records_by_copy(s: &dyn Storage) {
+    iterator_records_with(s, false);
+}
+
+fn iterator_records_with(s: &dyn Storage, backpointers: bool) {
     let [a, b, c] = fresh_oids(s);
     let t1 = commit(
         s,
@@ -1046,7 +1132,7 @@ pub fn iterator_records(s: &dyn Storage) {
     let r = &txn.records[0];
     assert_eq!(
         (r.oid, r.tid, r.data.clone(), r.data_txn),
-        (a, u, Some(record(1, &[b])), Some(t1))
+        (a, u, Some(record(1, &[b])), backpointers.then_some(t1))
     );
     let txn = transaction(s, uc);
     assert_eq!(txn.records.len(), 1);
@@ -1249,6 +1335,10 @@ pub fn pack_refuses_dangling_reference(s: &dyn Storage) {
 /// as in FileStorage, the object's history before the pack time is the
 /// pack-time revision alone.
 pub fn pack_keeps_data_reused_by_later_undo(s: &dyn Storage) {
+    pack_keeps_data_reused_by_later_undo_with(s, true);
+}
+
+fn pack_keeps_data_reused_by_later_undo_with(s: &dyn Storage, backpointers: bool) {
     let [a] = fresh_oids(s);
     let root_serial = current_serial(s, Oid::ROOT);
     let t0 = commit(
@@ -1274,6 +1364,21 @@ pub fn pack_keeps_data_reused_by_later_undo(s: &dyn Storage) {
 
     let txn = transaction(s, u);
     assert_eq!(txn.status, TxnStatus::Committed);
+    if !backpointers {
+        // The undo copied the data: nothing before the pack time is needed,
+        // and t1, left with no record, is no longer listed.
+        assert_eq!(
+            (txn.records[0].data.clone(), txn.records[0].data_txn),
+            (Some(record(1, &[])), None)
+        );
+        assert!(
+            tids_of(s, Some(t1), Some(t1)).is_empty(),
+            "t1 emptied by pack"
+        );
+        let (_, redo) = try_undo(s, u).unwrap();
+        assert_eq!(s.load(a).unwrap(), (record(2, &[]), redo));
+        return;
+    }
     assert_eq!(
         (txn.records[0].data.clone(), txn.records[0].data_txn),
         (Some(record(1, &[])), Some(t1))
@@ -1289,6 +1394,12 @@ pub fn pack_keeps_data_reused_by_later_undo(s: &dyn Storage) {
 
     let (_, redo) = try_undo(s, u).unwrap();
     assert_eq!(s.load(a).unwrap(), (record(2, &[]), redo));
+}
+
+/// The same for a storage without backpointers: the undo holds a copy of
+/// the data, so pack keeps nothing before the pack time for it.
+pub fn pack_after_undo_by_copy(s: &dyn Storage) {
+    pack_keeps_data_reused_by_later_undo_with(s, false);
 }
 
 /// Packing while another thread commits: both succeed and every committed
@@ -1364,6 +1475,47 @@ macro_rules! storage_conformance_tests {
         $crate::storage_conformance_tests!(@each $make;
             pack_without_gc_keeps_unreachable,
             pack_refuses_dangling_reference,
+        );
+    };
+    // Storages in RelStorage's tables (PostgreSQL): no backpointers, so an
+    // undo copies data; serial checks take shared locks, so transactions
+    // that only check one object do not wait for each other.
+    (relstorage_layout: $make:expr) => {
+        $crate::storage_conformance_tests!(@each $make;
+            store_load_round_trip,
+            serial_is_the_finish_tid,
+            stale_serial_conflicts,
+            conflict_detected_at_vote,
+            check_current_serial_read_conflict,
+            abort_discards,
+            tpc_misuse_is_refused,
+            same_oid_twice_in_one_transaction,
+            concurrent_transactions_both_commit,
+            writers_of_one_object_are_serialised,
+            readers_of_one_object_vote_together,
+            load_before_table,
+            load_serial_finds_each_revision,
+            old_snapshot_reads_stay_stable,
+            new_oids_unique_and_increasing,
+            tids_increase_and_given_tids,
+            transaction_metadata_round_trip,
+            history_newest_first,
+            undo_restores_previous_data_by_copy,
+            undo_of_creation,
+            undo_conflicting_with_later_change_fails,
+            undo_of_undo,
+            undo_of_unknown_transaction_fails,
+            undo_log_order_and_slicing,
+            iterator_range_semantics,
+            iterator_records_by_copy,
+            delete_object_makes_object_absent,
+            pack_keeps_current_and_later_history,
+            pack_gc_removes_unreachable,
+            pack_without_gc_keeps_unreachable,
+            pack_refuses_dangling_reference,
+            pack_after_undo_by_copy,
+            pack_while_committing,
+            closed_storage_refuses,
         );
     };
     // Storages that always pack with garbage collection (a ZEO client:

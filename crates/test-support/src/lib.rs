@@ -6,9 +6,11 @@
 //! - [`conformance`]: the storage conformance suite every backend runs.
 //! - [`tls`]: throwaway CA, server and client certificates.
 //! - [`process`]: a started process's peak memory.
+//! - [`pg`]: a fresh PostgreSQL database per test, on the server `BBRU_PG_URL` names.
 
 pub mod conformance;
 pub mod fixtures;
+pub mod pg;
 pub mod process;
 pub mod python;
 pub mod tls;

@@ -5,7 +5,8 @@
 //! subcommands work on a `Data.fs` directly: `check` (like Python's
 //! `fstest`, and stricter), `dump` (one JSON object per transaction),
 //! `pack`, and `copy` (every transaction into another file, blobs included,
-//! as zodbconvert does). This is the CLI edge: errors are `anyhow`, with the library's
+//! as zodbconvert does; either side may be a PostgreSQL database given by a
+//! `postgresql://` URL), and `init-db URL` creates the PostgreSQL schema. This is the CLI edge: errors are `anyhow`, with the library's
 //! typed error as the cause; every failure exits non-zero.
 
 use std::io::{BufWriter, Write};
@@ -164,6 +165,10 @@ enum Command {
     /// transaction), with its tid, user, description and extension, and every
     /// blob revision when both have blob directories: zodbconvert's copy. An
     /// interrupted copy resumes where it stopped when run again.
+    ///
+    /// SRC and DST are Data.fs paths or `postgresql://` URLs (a PostgreSQL
+    /// DST gets RelStorage's schema when it has none), so a site moves to
+    /// PostgreSQL and back.
     Copy {
         src: PathBuf,
         dst: PathBuf,
@@ -173,6 +178,12 @@ enum Command {
         /// DST's blob directory (needed when SRC has blobs).
         #[arg(long)]
         dst_blob_dir: Option<PathBuf>,
+    },
+    /// Create RelStorage 4.3's history-preserving schema in the PostgreSQL
+    /// database at URL (where it is missing), for `PgStorage` and RelStorage.
+    InitDb {
+        /// A `postgresql://` URL or a libpq `key=value` string.
+        url: String,
     },
 }
 
@@ -255,6 +266,12 @@ fn run(command: Command) -> Result<()> {
             src_blob_dir,
             dst_blob_dir,
         } => copy(&src, &dst, src_blob_dir, dst_blob_dir),
+        Command::InitDb { url } => {
+            let storage = zodb_pg::PgStorage::create(&url)
+                .with_context(|| format!("creating the schema in {url}"))?;
+            println!("{}: schema ready", storage.name());
+            Ok(())
+        }
     }
 }
 
@@ -506,6 +523,11 @@ fn pack(file: &Path, days: f64, gc: bool) -> Result<()> {
     Ok(())
 }
 
+/// The URL `p` holds when it names a PostgreSQL database, not a file.
+fn postgres_url(p: &Path) -> Option<&str> {
+    p.to_str().filter(|s| zodb_pg::is_postgres_url(s))
+}
+
 fn copy(
     src: &Path,
     dst: &Path,
@@ -513,24 +535,36 @@ fn copy(
     dst_blobs: Option<PathBuf>,
 ) -> Result<()> {
     use zodb_storage::filestorage::Options;
-    let source = FileStorage::open_with(
-        src,
-        Options {
-            read_only: true,
-            must_exist: true,
-            blob_dir: src_blobs,
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("opening {}", src.display()))?;
-    let dest = FileStorage::open_with(
-        dst,
-        Options {
-            blob_dir: dst_blobs,
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("opening {}", dst.display()))?;
+    // A `postgresql://` URL names a PgStorage (which has no blobs yet: a
+    // source with blobs is refused by the copy, naming the blob).
+    let source: Box<dyn Storage> = match postgres_url(src) {
+        Some(url) => Box::new(zodb_pg::PgStorage::open(url).context("opening SRC")?),
+        None => Box::new(
+            FileStorage::open_with(
+                src,
+                Options {
+                    read_only: true,
+                    must_exist: true,
+                    blob_dir: src_blobs,
+                    ..Default::default()
+                },
+            )
+            .with_context(|| format!("opening {}", src.display()))?,
+        ),
+    };
+    let dest: Box<dyn Storage> = match postgres_url(dst) {
+        Some(url) => Box::new(zodb_pg::PgStorage::create(url).context("opening DST")?),
+        None => Box::new(
+            FileStorage::open_with(
+                dst,
+                Options {
+                    blob_dir: dst_blobs,
+                    ..Default::default()
+                },
+            )
+            .with_context(|| format!("opening {}", dst.display()))?,
+        ),
+    };
     // What an interrupted copy already wrote is not copied again; a DST that
     // holds anything else is refused (zodbconvert --incremental's check).
     let last = dest.last_transaction();
@@ -546,7 +580,7 @@ fn copy(
         );
         Some(Tid(last.0.saturating_add(1)))
     };
-    let stats = zodb_storage::copy_transactions(&source, &dest, start, |_| {})
+    let stats = zodb_storage::copy_transactions(&*source, &*dest, start, |_| {})
         .with_context(|| format!("copying {} into {}", src.display(), dst.display()))?;
     dest.close()?;
     println!(

@@ -16,7 +16,7 @@ mod copy;
 mod demo;
 mod error;
 pub mod filestorage;
-mod gc;
+pub mod gc;
 mod ids;
 pub mod limits;
 pub mod listeners;

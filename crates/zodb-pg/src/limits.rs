@@ -1,0 +1,42 @@
+//! Every limit of the PostgreSQL storage, each with its reason.
+
+use std::time::Duration;
+
+/// Connections one `PgStorage` opens at most (loads, votes, polls and pack
+/// together). A voted transaction holds one until it finishes, so this also
+/// bounds the transactions voted at once; a PostgreSQL backend costs several
+/// megabytes on the server, and its default `max_connections` is 100.
+pub const CONNECTIONS_MAX: usize = 16;
+
+/// How long a vote waits for the objects another transaction (ours or a
+/// RelStorage client's) has locked before failing with `LockTimeout`; the
+/// same default as the ZEO server's lock timeout.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `finish` waits for the commit lock (advisory lock -1, shared with
+/// RelStorage). Another committer holds it only while the server runs its
+/// last statements, but RelStorage's own function waits up to 500 s, and a
+/// finish must not fail for a merely slow peer.
+pub const COMMIT_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long opening a connection may take before the storage is reported out
+/// of reach.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Rows one poll reads (an object changed by a transaction is one row). A
+/// storage further behind than this (after a long pause, or a huge import by
+/// another process) resets its listeners instead of reporting each oid, as a
+/// ZEO client does after a long disconnection.
+pub const POLL_ROWS_MAX: i64 = 100_000;
+
+/// Transactions the iterator reads in one query; their records come in the
+/// next, so memory holds at most this many transactions at once.
+pub const ITERATOR_BATCH_TRANSACTIONS: i64 = 64;
+
+/// Oids one `nextval('zoid_seq')` stands for: RelStorage allocates oids in
+/// ranges of 16 per sequence value (its `AbstractRangedOIDAllocator`), and
+/// both must agree so that neither hands out the other's oids.
+pub const OIDS_PER_SEQUENCE_VALUE: u64 = 16;
+
+/// Objects whose states pack's garbage collection reads in one query.
+pub const PACK_BATCH_OBJECTS: i64 = 1_000;

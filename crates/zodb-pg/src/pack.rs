@@ -1,0 +1,221 @@
+//! Pack: drops the revisions older than each object's revision at the pack
+//! time and, with gc, every revision up to the pack time of objects no longer
+//! reachable then. Later history is kept; transactions up to the pack time
+//! are marked `packed` (no longer undoable), and `is_empty` when nothing of
+//! them is left, as RelStorage marks them.
+//!
+//! Reachability is Python FileStorage's: from the root at the pack time,
+//! plus everything referenced by revisions after it (a transaction after the
+//! pack time may have linked an object back; `fspack`'s
+//! `findReachableFromFuture`). The plan is made without locks while commits
+//! go on; the removal then runs in one SQL transaction holding the commit
+//! lock (-1), after adding what commits made meanwhile refer to, so no commit
+//! can link an object the removal drops. The whole pack holds RelStorage's
+//! pack lock (session advisory lock -2), so two packs never overlap.
+
+use std::collections::{HashMap, HashSet};
+
+use zodb_storage::{Oid, Result, StorageError, Tid};
+
+use crate::error::PgError;
+use crate::limits::PACK_BATCH_OBJECTS;
+use crate::pool::PgConn;
+use crate::storage::{PgStorage, id, sql};
+
+/// Each object's revision at the pack time, in oid order from `$2`.
+const AT_PACK_TIME: &str = "SELECT DISTINCT ON (zoid) zoid, tid, state FROM object_state
+    WHERE tid <= $1 AND zoid > $2 ORDER BY zoid, tid DESC LIMIT $3";
+
+/// Revisions after `$1` (the pack time, then the plan's newest tid), in
+/// (tid, zoid) order from ($2, $3).
+const AFTER: &str = "SELECT tid, zoid, state FROM object_state
+    WHERE tid > $1 AND (tid, zoid) > ($2, $3) AND state IS NOT NULL
+    ORDER BY tid, zoid LIMIT $4";
+
+const REMOVE_GARBAGE_CURRENT: &str =
+    "DELETE FROM current_object WHERE zoid = ANY($1) AND tid <= $2";
+
+const REMOVE_GARBAGE: &str = "DELETE FROM object_state WHERE zoid = ANY($1) AND tid <= $2";
+
+const REMOVE_OLD: &str =
+    "DELETE FROM object_state s USING unnest($1::bigint[], $2::bigint[]) AS k(z, t)
+    WHERE s.zoid = k.z AND s.tid < k.t";
+
+const MARK_PACKED: &str = r#"UPDATE "transaction" t SET packed = TRUE,
+        is_empty = NOT EXISTS (SELECT 1 FROM object_state s WHERE s.tid = t.tid)
+    WHERE t.tid <= $1 AND t.tid > 0"#;
+
+/// What pack learned of the objects at the pack time.
+struct Plan {
+    /// oid → (tid of its revision at the pack time, strong references;
+    /// `None` when that revision is a deletion).
+    at_pack: HashMap<Oid, (Tid, Option<Vec<Oid>>)>,
+}
+
+fn refs(oid: Oid, state: &[u8]) -> Result<Vec<Oid>> {
+    zodb_pickle::strong_references(state)
+        .map(|r| r.into_iter().map(Oid).collect())
+        .map_err(|e| StorageError::Pack(format!("cannot read the references of {oid}: {e}")))
+}
+
+async fn at_pack_time(conn: &mut PgConn, pack: i64) -> Result<Plan> {
+    let st = conn.prepared(AT_PACK_TIME).await?;
+    let mut at_pack = HashMap::new();
+    let mut from = -1i64;
+    loop {
+        let rows = conn
+            .client
+            .query(&st, &[&pack, &from, &PACK_BATCH_OBJECTS])
+            .await
+            .map_err(PgError::query("reading states at the pack time"))?;
+        for r in &rows {
+            let oid = Oid(id(r.get(0)));
+            let state: Option<Vec<u8>> = r.get(2);
+            let refs = state.map(|s| refs(oid, &s)).transpose()?;
+            at_pack.insert(oid, (Tid(id(r.get(1))), refs));
+        }
+        match rows.last() {
+            Some(r) if rows.len() as i64 == PACK_BATCH_OBJECTS => from = r.get(0),
+            _ => break,
+        }
+    }
+    Ok(Plan { at_pack })
+}
+
+/// Strong references of every revision after `after`.
+async fn refs_after(conn: &mut PgConn, after: i64) -> Result<Vec<(Oid, Vec<Oid>)>> {
+    let st = conn.prepared(AFTER).await?;
+    let mut out = Vec::new();
+    let (mut tid, mut zoid) = (after, -1i64);
+    loop {
+        let rows = conn
+            .client
+            .query(&st, &[&after, &tid, &zoid, &PACK_BATCH_OBJECTS])
+            .await
+            .map_err(PgError::query("reading revisions after the pack time"))?;
+        for r in &rows {
+            let oid = Oid(id(r.get(1)));
+            let state: Vec<u8> = r.get(2);
+            out.push((oid, refs(oid, &state)?));
+        }
+        match rows.last() {
+            Some(r) if rows.len() as i64 == PACK_BATCH_OBJECTS => {
+                tid = r.get(0);
+                zoid = r.get(1);
+            }
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+impl Plan {
+    /// Strict: a reference to an object absent at the pack time refuses the
+    /// pack (it would keep a dangling reference).
+    fn refs_of(&self, oid: Oid) -> Result<Option<Vec<Oid>>> {
+        Ok(self.at_pack.get(&oid).and_then(|(_, r)| r.clone()))
+    }
+
+    /// From revisions after the pack time: an object created later has
+    /// nothing at the pack time to keep.
+    fn mark_from_future(&self, seen: &mut HashSet<Oid>, from: Vec<(Oid, Vec<Oid>)>) -> Result<()> {
+        for (referrer, targets) in from {
+            zodb_storage::gc::mark_reachable(referrer, targets, seen, |oid| {
+                Ok(Some(match self.at_pack.get(&oid) {
+                    Some((_, Some(refs))) => refs.clone(),
+                    _ => Vec::new(),
+                }))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl PgStorage {
+    pub(crate) fn pack_database(&self, pack_time: Tid, gc: bool) -> Result<()> {
+        let pool = self.pool();
+        self.run(async move {
+            let mut conn = pool.get().await?;
+            let locked: bool = conn
+                .client
+                .query_one("SELECT pg_try_advisory_lock(-2)", &[])
+                .await
+                .map_err(PgError::query("taking the pack lock"))?
+                .get(0);
+            if !locked {
+                return Ok(Err(StorageError::Pack(
+                    "a pack or undo is in progress (RelStorage's pack lock is held)".into(),
+                )));
+            }
+            let result = pack(&mut conn, pack_time, gc).await;
+            if conn
+                .client
+                .batch_execute("SELECT pg_advisory_unlock(-2)")
+                .await
+                .is_err()
+            {
+                conn.mark_broken();
+            }
+            Ok(result)
+        })?
+    }
+}
+
+async fn pack(conn: &mut crate::pool::Leased, pack_time: Tid, gc: bool) -> Result<()> {
+    let newest = crate::poll::newest_tid(conn).await?;
+    let pack = sql(pack_time.min(newest).0);
+    let plan = at_pack_time(conn, pack).await?;
+    let mut reachable = if gc {
+        let mut seen = zodb_storage::gc::reachable_from_root(|oid| plan.refs_of(oid))?;
+        plan.mark_from_future(&mut seen, refs_after(conn, pack).await?)?;
+        Some(seen)
+    } else {
+        None
+    };
+
+    conn.client
+        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(-1)")
+        .await
+        .map_err(PgError::query("taking the commit lock for pack"))?;
+    let removed = async {
+        if let Some(seen) = &mut reachable {
+            // What commits since the plan refer to stays.
+            plan.mark_from_future(seen, refs_after(conn, sql(newest.0)).await?)?;
+        }
+        let (mut garbage, mut kz, mut kt) = (Vec::new(), Vec::new(), Vec::new());
+        for (oid, (tid, _)) in &plan.at_pack {
+            if reachable.as_ref().is_some_and(|seen| !seen.contains(oid)) {
+                garbage.push(sql(oid.0));
+            } else {
+                kz.push(sql(oid.0));
+                kt.push(sql(tid.0));
+            }
+        }
+        let steps: [(&str, &'static str); 4] = [
+            (REMOVE_GARBAGE_CURRENT, "removing unreachable objects"),
+            (REMOVE_GARBAGE, "removing unreachable revisions"),
+            (REMOVE_OLD, "removing old revisions"),
+            (MARK_PACKED, "marking transactions packed"),
+        ];
+        for (statement, what) in steps {
+            let r = match statement {
+                REMOVE_OLD => conn.client.execute(statement, &[&kz, &kt]).await,
+                MARK_PACKED => conn.client.execute(statement, &[&pack]).await,
+                _ => conn.client.execute(statement, &[&garbage, &pack]).await,
+            };
+            r.map_err(PgError::query(what))?;
+        }
+        Ok::<(), StorageError>(())
+    }
+    .await;
+    let end = if removed.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    conn.client
+        .batch_execute(end)
+        .await
+        .map_err(PgError::query("ending the pack"))?;
+    removed
+}

@@ -1,0 +1,60 @@
+//! Two storages on one database, as two processes would be: a commit made
+//! through one is reported to the other's listeners at its next `sync`, in
+//! tid order, and conflicts are detected across them.
+
+use std::sync::{Arc, Mutex};
+
+use test_support::conformance::{commit, meta, record, try_commit};
+use test_support::pg::fresh_database;
+use zodb_pg::PgStorage;
+use zodb_storage::{InvalidationListener, Oid, Storage, Tid};
+
+#[derive(Default)]
+struct Heard(Mutex<Vec<(Tid, Vec<Oid>)>>);
+
+impl InvalidationListener for Heard {
+    fn committed(&self, tid: Tid, oids: &[Oid]) {
+        self.0.lock().unwrap().push((tid, oids.to_vec()));
+    }
+    fn reset(&self, _last: Tid) {}
+}
+
+#[test]
+fn commits_of_another_storage_are_heard_at_sync() {
+    let db = fresh_database();
+    let one = PgStorage::create(&db.url).unwrap();
+    let two = PgStorage::open(&db.url).unwrap();
+    let heard = Arc::new(Heard::default());
+    let weak: std::sync::Weak<dyn InvalidationListener> = Arc::downgrade(&heard) as _;
+    two.add_listener(weak);
+
+    let [a, b] = one.new_oids(2).unwrap().try_into().unwrap();
+    let t1 = commit(&one, "a", &[(a, Tid::ZERO, record(1, &[]))]);
+    let t2 = commit(
+        &one,
+        "b",
+        &[(b, Tid::ZERO, record(2, &[])), (a, t1, record(3, &[]))],
+    );
+    assert!(heard.0.lock().unwrap().is_empty(), "nothing before sync");
+    assert_eq!(two.last_transaction(), Tid::ZERO);
+    two.sync().unwrap();
+    assert_eq!(
+        *heard.0.lock().unwrap(),
+        vec![(t1, vec![a]), (t2, vec![a, b])]
+    );
+    assert_eq!(two.last_transaction(), t2);
+    assert_eq!(two.load(a).unwrap(), (record(3, &[]), t2));
+
+    // The other storage's oids do not collide with the first one's.
+    let more = two.new_oids(20).unwrap();
+    assert!(!more.contains(&a) && !more.contains(&b));
+
+    // A write based on what `two` read before `one` changed it conflicts.
+    let t3 = commit(&one, "a again", &[(a, t2, record(4, &[]))]);
+    let err = try_commit(&two, meta("stale"), |txn| {
+        two.store(txn, a, t2, record(5, &[]))
+    })
+    .unwrap_err();
+    let c = err.as_conflict().expect("a conflict");
+    assert_eq!((c.oid, c.committed, c.expected), (a, t3, t2));
+}
