@@ -62,14 +62,6 @@ if ! "$python" -m pip --version >/dev/null 2>&1; then
 fi
 
 rm -f "$stamp"
-# psycopg2 (RelStorage's driver) compiles against libpq.
-if ! command -v pg_config >/dev/null && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    echo "python-env.sh: installing libpq-dev, gcc and python3-dev with apt-get (psycopg2 builds from source)"
-    pkgs=(libpq-dev gcc python3-dev)
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}" ||
-        { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}"; } ||
-        die "apt-get install ${pkgs[*]} failed"
-fi
 echo "python-env.sh: installing $requirements into $venv"
 "$python" -m pip install --disable-pip-version-check --no-input -r "$requirements" ||
     die "pip install -r $requirements failed (is PyPI reachable?)"
