@@ -32,6 +32,7 @@ import ZEO.ClientStorage
 import ZODB.tests.testblob
 import zope.testing.setupstack
 
+from run_suites import iter_tests
 from server import server_kind, start_server
 
 
@@ -53,14 +54,6 @@ class ServerManagingClientStorage(ZEO.ClientStorage.ClientStorage):
 
 def shared(name, blob_dir):
     return ServerManagingClientStorage(name, blob_dir, shared=True)
-
-
-def iter_tests(suite):
-    for item in suite:
-        if isinstance(item, unittest.TestSuite):
-            yield from iter_tests(item)
-        else:
-            yield item
 
 
 class Layered(unittest.TestSuite):

@@ -284,11 +284,22 @@ impl FileStorage {
         data: Vec<u8>,
         blob: &std::path::Path,
     ) -> Result<()> {
-        let blobs = self.blobs.as_ref().ok_or_else(|| {
-            StorageError::Unsupported("this storage has no blob directory".into())
-        })?;
+        self.blob_dir()?;
         self.store_txn(txn, oid, expected, data)?;
-        let staged = blobs
+        self.take_blob(txn, oid, blob)
+    }
+
+    fn blob_dir(&self) -> Result<&crate::blob::BlobDir> {
+        self.blobs
+            .as_ref()
+            .ok_or_else(|| StorageError::Unsupported("this storage has no blob directory".into()))
+    }
+
+    /// Moves `blob` into the blob directory's `tmp/` as the file of `oid` in `txn`
+    /// (replacing one taken before).
+    fn take_blob(&self, txn: &TxnHandle, oid: Oid, blob: &std::path::Path) -> Result<()> {
+        let staged = self
+            .blob_dir()?
             .stage(blob)
             .map_err(|e| StorageError::io(format!("taking blob file {}", blob.display()), e))?;
         let p = self.pending(txn)?;
@@ -307,26 +318,14 @@ impl FileStorage {
         blob: &std::path::Path,
         prev_txn: Option<Tid>,
     ) -> Result<()> {
-        let blobs = self.blobs.as_ref().ok_or_else(|| {
-            StorageError::Unsupported("this storage has no blob directory".into())
-        })?;
+        self.blob_dir()?;
         self.restore_txn(txn, oid, Some(data), prev_txn)?;
-        let staged = blobs
-            .stage(blob)
-            .map_err(|e| StorageError::io(format!("taking blob file {}", blob.display()), e))?;
-        let p = self.pending(txn)?;
-        if let Some(old) = p.lock().blobs.insert(oid, staged) {
-            crate::blob::BlobDir::discard(&old);
-        }
-        Ok(())
+        self.take_blob(txn, oid, blob)
     }
 
     /// The file of `oid`'s blob revision `serial`.
     pub(super) fn load_blob_file(&self, oid: Oid, serial: Tid) -> Result<std::path::PathBuf> {
-        let blobs = self.blobs.as_ref().ok_or_else(|| {
-            StorageError::Unsupported("this storage has no blob directory".into())
-        })?;
-        let path = blobs.path(oid, serial);
+        let path = self.blob_dir()?.path(oid, serial);
         if path.is_file() {
             Ok(path)
         } else {
