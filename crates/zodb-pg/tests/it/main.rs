@@ -6,3 +6,18 @@ mod conformance;
 mod relstorage;
 mod schema;
 mod shared;
+
+use std::sync::Mutex;
+
+use zodb_storage::{InvalidationListener, Oid, Tid};
+
+/// A listener that keeps what it hears: each commit's tid and oids, in order.
+#[derive(Debug, Default)]
+pub struct Heard(pub Mutex<Vec<(Tid, Vec<Oid>)>>);
+
+impl InvalidationListener for Heard {
+    fn committed(&self, tid: Tid, oids: &[Oid]) {
+        self.0.lock().unwrap().push((tid, oids.to_vec()));
+    }
+    fn reset(&self, _last: Tid) {}
+}

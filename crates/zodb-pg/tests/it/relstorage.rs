@@ -6,8 +6,9 @@
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use crate::Heard;
 use serde_json::Value as Json;
 use test_support::conformance::{meta, try_commit};
 use test_support::pg::fresh_database;
@@ -69,16 +70,6 @@ fn py(cmd: &str, url: &str, extra: &[&str]) -> Json {
     args.extend(extra.iter().map(OsStr::new));
     let out = run_ok("relstorage_interop.py", &args);
     serde_json::from_str(out.lines().last().expect("a JSON line")).unwrap()
-}
-
-#[derive(Default)]
-struct Heard(Mutex<Vec<(Tid, Vec<Oid>)>>);
-
-impl InvalidationListener for Heard {
-    fn committed(&self, tid: Tid, oids: &[Oid]) {
-        self.0.lock().unwrap().push((tid, oids.to_vec()));
-    }
-    fn reset(&self, _last: Tid) {}
 }
 
 #[test]

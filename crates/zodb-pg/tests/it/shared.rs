@@ -2,22 +2,13 @@
 //! through one is reported to the other's listeners at its next `sync`, in
 //! tid order, and conflicts are detected across them.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use crate::Heard;
 use test_support::conformance::{commit, meta, record, try_commit};
 use test_support::pg::fresh_database;
 use zodb_pg::PgStorage;
-use zodb_storage::{InvalidationListener, Oid, Storage, Tid};
-
-#[derive(Default)]
-struct Heard(Mutex<Vec<(Tid, Vec<Oid>)>>);
-
-impl InvalidationListener for Heard {
-    fn committed(&self, tid: Tid, oids: &[Oid]) {
-        self.0.lock().unwrap().push((tid, oids.to_vec()));
-    }
-    fn reset(&self, _last: Tid) {}
-}
+use zodb_storage::{InvalidationListener, Storage, Tid};
 
 #[test]
 fn commits_of_another_storage_are_heard_at_sync() {
