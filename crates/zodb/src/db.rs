@@ -77,7 +77,8 @@ pub(crate) struct DbInner {
 
 impl DbInner {
     /// Returns a connection's core to the pool (or drops it when the pool is full).
-    pub(crate) fn release(&self, core: Core) {
+    pub(crate) fn release(&self, mut core: Core) {
+        core.flush_hits(self);
         let mut pool = self.pool.lock();
         if pool.len() < self.options.pool_size {
             pool.push(core);

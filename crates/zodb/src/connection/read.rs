@@ -3,7 +3,6 @@
 //! `read_current`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use zodb_pickle::{Value, decode_record};
 use zodb_storage::{Oid, Tid};
@@ -39,7 +38,7 @@ impl<'c> Transaction<'c> {
         let mut core = self.core.borrow_mut();
         if let Some(entry) = core.cache.get(oid) {
             let (obj, class) = (entry.obj.clone(), entry.class);
-            self.db.stats.hits.fetch_add(1, Ordering::Relaxed);
+            core.hits += 1;
             return downcast::<T>(obj, oid, class);
         }
         let (obj, serial, size) = self.load::<T>(oid)?;
