@@ -45,7 +45,8 @@ pub struct SiteSection {
     /// created; managers can change it in the security view).
     #[serde(default = "yes")]
     pub public: bool,
-    /// Largest upload accepted, in bytes.
+    /// Largest upload accepted, in bytes (the files of one request together); past it
+    /// the request is answered 413 and nothing is kept.
     #[serde(default = "default_upload_max")]
     pub upload_size_max: usize,
 }
@@ -127,7 +128,7 @@ fn yes() -> bool {
     true
 }
 fn default_upload_max() -> usize {
-    20 * 1024 * 1024
+    limits::UPLOAD_SIZE_MAX_DEFAULT
 }
 fn default_secure() -> SecureCookies {
     SecureCookies::Auto

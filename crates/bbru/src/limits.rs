@@ -12,10 +12,6 @@ use std::time::Duration;
 /// served; the graceful shutdown then waits for every request in flight.
 pub const DRAIN: Duration = Duration::from_millis(500);
 
-/// Bytes a request body may hold beyond the site's `upload_size_max`: the multipart
-/// framing and the other fields of an upload form.
-pub const BODY_OVERHEAD_BYTES: usize = 1024 * 1024;
-
 /// Largest clipboard cookie value: browsers keep cookies of about 4 KB.
 pub const CLIPBOARD_BYTES_MAX: usize = 3500;
 
@@ -121,6 +117,48 @@ pub const CONFLICT_RETRY_BACKOFF_MAX: Duration = Duration::from_millis(16);
 
 // ---- Request bodies -------------------------------------------------------------------
 
+/// Default of `[site] upload_size_max` (etc/site.toml): the largest file one request may
+/// upload, 1 GiB.  Uploads stream into a blob file, so memory per upload stays a few MiB
+/// whatever the size; what a large upload costs is disk space and time, and 1 GiB holds
+/// the videos, disk images and archives a content site publishes.
+pub const UPLOAD_SIZE_MAX_DEFAULT: usize = 1 << 30;
+
+/// Largest file kept inside its record, when the storage has no blobs (a ZEO server
+/// without a blob directory): such a file is held in memory while it is stored, travels
+/// in one ZEO frame (64 MiB at most) and is read whole with its record.  20 MiB, the
+/// upload limit of the releases that kept every file that way.
+pub const INLINE_FILE_BYTES_MAX: usize = 20 * 1024 * 1024;
+
+/// Bytes the text fields of a multipart form may hold together (title, description,
+/// CSRF token, a page body): a page body at its largest ([`PAGE_BODY_BYTES_MAX`]) and the
+/// form's other fields, with room left so a body over the page limit is refused by the
+/// page check, which says why.  Also the bound of a urlencoded body of an upload view.
+pub const FORM_TEXT_BYTES_MAX: usize = 2 * PAGE_BODY_BYTES_MAX;
+
+/// Bytes of multipart framing a form may have beyond its files and text fields: a
+/// boundary and part headers for each of its at most [`MULTIPART_PARTS_MAX`] parts.
+pub const MULTIPART_FRAMING_BYTES: usize = 256 * 1024;
+
+/// Largest JSON body of the API (create or edit): a file sent in it as base64 (`data`)
+/// is decoded in memory, where the text, the parsed value and the bytes take about three
+/// times the body, so the bound keeps a request's memory small.  16 MiB hold a file of
+/// 12 MiB; larger files go through the upload forms (`@@add`, `@@edit`), which stream.
+pub const JSON_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Bytes of an upload written to its file at a time (on the blocking pool).
+pub const UPLOAD_WRITE_BYTES: usize = 1024 * 1024;
+
+/// Bytes of the body budget ([`BODY_BUDGET_BYTES`]) a streamed upload takes for as long
+/// as it is read: its write buffer and about a chunk held by hyper and by multer each.
+/// With the default budget, 32 uploads stream at once; more wait, then get 503.
+pub const UPLOAD_STREAM_MEMORY_BYTES: usize = 2 * UPLOAD_WRITE_BYTES;
+
+/// The slowest average rate a streamed upload may arrive at: a multipart body has
+/// `body_read_timeout_seconds` plus a second per this many bytes received.  16 KiB/s
+/// (128 kbit/s, a poor mobile link) lets any real client finish, while one that stalls
+/// or trickles to hold a connection and a file open is cut off (408).
+pub const UPLOAD_RATE_MIN_BYTES_PER_SECOND: u64 = 16 * 1024;
+
 /// Bytes read from a blob file per chunk of a download: a file of any size streams
 /// through this much memory.
 pub const DOWNLOAD_CHUNK_BYTES: usize = 256 << 10;
@@ -135,6 +173,17 @@ pub const FORM_BODY_BYTES_MAX: usize = 256 * 1024;
 /// reads the answer (most HTTP libraries) then gets the answer instead of a reset
 /// connection.  Larger bodies are left unread and the connection is closed.
 pub const REFUSED_BODY_DRAIN_BYTES_MAX: usize = 64 * 1024;
+
+/// Bytes of an admitted request's body read and dropped after it was refused part way
+/// (an upload past the size limit, a form without its CSRF token before its file), so
+/// that a client still sending it gets the answer rather than a reset connection.  The
+/// client is authenticated and allowed to upload, so some waste is fine; a larger rest
+/// (announced by `Content-Length`) is left unread.
+pub const REFUSED_UPLOAD_DRAIN_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// How long a refused upload's rest is read for at most (see
+/// [`REFUSED_UPLOAD_DRAIN_BYTES_MAX`]).
+pub const REFUSED_UPLOAD_DRAIN_WAIT: Duration = Duration::from_secs(5);
 
 /// Fields a urlencoded or multipart form may have.  Our largest forms (a folder's
 /// contents with its checkboxes, the grants table) have a few hundred; without a bound,
@@ -153,10 +202,12 @@ pub const JSON_DEPTH_MAX: usize = 32;
 /// fields; a 20 MiB `[0,0,…]` is ten million `Value`s (about 400 MB) otherwise.
 pub const JSON_VALUES_MAX: usize = 10_000;
 
-/// Bytes of request bodies held at once by the whole instance (being read, parsed or
-/// used); a request whose body does not fit waits [`BODY_BUDGET_WAIT`], then gets 503.
-/// With it, concurrent large bodies cannot take the instance's memory; it is raised to
-/// one largest upload when a site allows larger ones, so such an upload can always pass.
+/// Bytes of request bodies held in memory at once by the whole instance (being read,
+/// parsed or used; a streamed upload counts [`UPLOAD_STREAM_MEMORY_BYTES`]); a request
+/// whose body does not fit waits [`BODY_BUDGET_WAIT`], then gets 503.  With it,
+/// concurrent large bodies cannot take the instance's memory.  It holds the largest
+/// body kept in memory ([`JSON_BODY_BYTES_MAX`], a file of [`INLINE_FILE_BYTES_MAX`]
+/// in a form) several times over.
 pub const BODY_BUDGET_BYTES: usize = 64 * 1024 * 1024;
 
 /// How long a request waits for room in [`BODY_BUDGET_BYTES`] before it is refused with

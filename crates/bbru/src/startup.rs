@@ -96,6 +96,9 @@ pub fn app(
     key: &SecretKey,
 ) -> Result<App, StartError> {
     let db_pool_size = db.pool_size().max(1);
+    if let Some(blobs) = db.storage().blobs() {
+        crate::web::remove_leftovers(&blobs.tmp_dir());
+    }
     let mut conn = db.connection();
     let tx = conn.begin();
     let mut site = Site::find(&tx)?;
@@ -181,10 +184,8 @@ pub fn app(
             .saturating_mul(limits::LOGIN_ADDRESSES_PER_ACCOUNT),
         window,
     );
-    // One largest request always fits, whatever the site's upload limit.
-    let body_budget = limits::BODY_BUDGET_BYTES
-        .max(config.site.upload_size_max + limits::BODY_OVERHEAD_BYTES)
-        .min(tokio::sync::Semaphore::MAX_PERMITS);
+    // Uploads stream into files: the budget bounds only what bodies hold in memory.
+    let body_budget = limits::BODY_BUDGET_BYTES.min(tokio::sync::Semaphore::MAX_PERMITS);
     Ok(App {
         db,
         config,

@@ -22,6 +22,7 @@
 //! Modules, by job:
 //! - `app`: the instance's shared state ([`App`]), cookies, login rate limits;
 //! - `input`: the body parsed into form fields, uploads and JSON;
+//! - `upload`: multipart forms read as they arrive, files streamed to disk;
 //! - `auth`: credentials (HTTP Basic, API tokens, the session cookie) and the principal
 //!   they name; the cache of recent HTTP Basic checks;
 //! - `publish`: the pipeline (traverse, find the view, permission, CSRF, run, commit)
@@ -42,6 +43,7 @@ pub mod metrics;
 mod publish;
 pub mod render;
 mod reply;
+mod upload;
 pub mod version;
 pub mod views;
 
@@ -52,3 +54,4 @@ pub use input::{Input, Upload};
 pub use listener::{Peer, serve};
 pub use publish::{Ctx, Step, router};
 pub use reply::{Reply, same_origin_path, url_of};
+pub use upload::remove_leftovers;
