@@ -174,15 +174,12 @@ pub const FORM_BODY_BYTES_MAX: usize = 256 * 1024;
 /// connection.  Larger bodies are left unread and the connection is closed.
 pub const REFUSED_BODY_DRAIN_BYTES_MAX: usize = 64 * 1024;
 
-/// Bytes of an admitted request's body read and dropped after it was refused part way
-/// (an upload past the size limit, a form without its CSRF token before its file), so
-/// that a client still sending it gets the answer rather than a reset connection.  The
-/// client is authenticated and allowed to upload, so some waste is fine; a larger rest
-/// (announced by `Content-Length`) is left unread.
-pub const REFUSED_UPLOAD_DRAIN_BYTES_MAX: usize = 16 * 1024 * 1024;
-
-/// How long a refused upload's rest is read for at most (see
-/// [`REFUSED_UPLOAD_DRAIN_BYTES_MAX`]).
+/// How long the rest of a refused upload is read and dropped beside the answer (an
+/// upload past the size limit, a form without its CSRF token before its file): most
+/// clients, browsers included, send the whole body before they read the answer, and a
+/// connection closed with their data unread is reset, the answer lost.  The client was
+/// admitted (authenticated, allowed to upload), so a few seconds of its bandwidth are
+/// fine; nginx's `lingering_timeout` is as long.  The body is dropped, never kept.
 pub const REFUSED_UPLOAD_DRAIN_WAIT: Duration = Duration::from_secs(5);
 
 /// Fields a urlencoded or multipart form may have.  Our largest forms (a folder's

@@ -9,7 +9,8 @@
 //! anonymous or unauthorised client never gets a byte read; a form that needs the CSRF
 //! token must carry it before its first file (as a field before it, as every browser
 //! sends our forms, or the `X-CSRF-Token` header), and a wrong or missing one is refused
-//! before the file is read.  Past a limit the answer is 413 and every file written is
+//! before the file is read.  Past a limit the answer is 413 (the rest of the body read
+//! and dropped for a few seconds, so the client reads it) and every file written is
 //! removed at once (the files live as long as the request, as [`tempfile::TempPath`]s);
 //! a crash leaves them behind only until the next start ([`remove_leftovers`]).
 //!
@@ -104,6 +105,11 @@ pub(super) async fn read_multipart(
     // Refused from the announced length before the body is polled: a client that asks
     // `Expect: 100-continue` sends nothing.
     if declared_length(headers).is_some_and(|n| n as u64 > plan.body_max) {
+        // A client that asked `Expect: 100-continue` sends nothing more; any other sends
+        // it all anyway.
+        if !expects_continue(headers) {
+            tokio::spawn(drain(body.into_data_stream(), 0));
+        }
         return Err(too_large_body(&plan));
     }
     let mut input = Input::default();
@@ -133,37 +139,47 @@ pub(super) async fn read_multipart(
     let multipart = multer::Multipart::with_constraints(&mut body, boundary, constraints);
     let result = reader.read(multipart, &mut input).await;
     if let Err(e) = result {
-        // The refusal is answered once the client has sent the rest, if that is little:
-        // a client still sending would otherwise see a reset connection, not the answer.
+        // The rest of a refused body, if little, is read (and dropped) while the answer
+        // goes out: a client still sending would otherwise see a reset connection
+        // instead of the answer.
         if matches!(e, AppError::TooLarge(_) | AppError::BadRequest(_)) {
-            let left = declared_length(headers).map(|n| (n as u64).saturating_sub(body.consumed));
-            drain(body.inner, left).await;
+            tokio::spawn(drain(body.inner, body.consumed));
         }
         return Err(e);
     }
     Ok(input)
 }
 
-/// Reads and drops what is left of a refused body, when the client said it is at most
-/// [`limits::REFUSED_UPLOAD_DRAIN_BYTES_MAX`] (or did not say), for at most
-/// [`limits::REFUSED_UPLOAD_DRAIN_WAIT`]; a larger rest is left unread (the connection
-/// is closed after the answer).
-async fn drain(mut stream: axum::body::BodyDataStream, left: Option<u64>) {
+/// Whether the client waits for `100 Continue` before it sends the body.
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+}
+
+/// Reads and drops what is left of a refused body, for at most
+/// [`limits::REFUSED_UPLOAD_DRAIN_WAIT`], beside its answer (hyper writes the response
+/// while the body is still read); `read` bytes of it were read before.  A client that
+/// sends its whole body before it reads the answer then gets the answer rather than a
+/// connection reset under its feet, as nginx's lingering close gives.
+async fn drain(mut stream: axum::body::BodyDataStream, read: u64) {
     use futures_util::StreamExt;
-    let max = limits::REFUSED_UPLOAD_DRAIN_BYTES_MAX as u64;
-    if left.is_some_and(|n| n > max) {
-        return;
-    }
-    let mut read = 0u64;
+    let mut drained = 0u64;
     let drain = async {
         while let Some(Ok(chunk)) = stream.next().await {
-            read += chunk.len() as u64;
-            if read > max {
-                break;
-            }
+            drained += chunk.len() as u64;
         }
     };
-    let _ = tokio::time::timeout(limits::REFUSED_UPLOAD_DRAIN_WAIT, drain).await;
+    let finished = tokio::time::timeout(limits::REFUSED_UPLOAD_DRAIN_WAIT, drain)
+        .await
+        .is_ok();
+    tracing::debug!(
+        read,
+        drained,
+        finished,
+        "the rest of a refused upload read and dropped"
+    );
 }
 
 /// One multipart body being read: what has arrived, against the plan's bounds.

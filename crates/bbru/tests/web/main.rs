@@ -23,6 +23,7 @@ mod protocol;
 mod redirects;
 mod sessions;
 mod stalled;
+mod uploads;
 mod users;
 mod versions;
 
