@@ -138,7 +138,7 @@ pub(super) async fn read_input(
         (true, t) if t.starts_with("application/json") => limits::JSON_BODY_BYTES_MAX,
         (true, _) => limits::FORM_TEXT_BYTES_MAX,
     };
-    read_body(app, headers, body, limit)
+    read_body(app, headers, body, limit, admitted.uploads)
         .await
         .map(Received::Raw)
 }
@@ -180,12 +180,16 @@ pub(super) async fn budget(app: &App, bytes: usize) -> Result<OwnedSemaphorePerm
     }
 }
 
-/// The bytes of the body, at most `limit` of them, within the body read timeout.
+/// The bytes of the body, at most `limit` of them, within the body read timeout.  Past
+/// the limit it is refused (413); with `linger` (a view that takes uploads, which its
+/// permission reserves to the users it trusts with them), the rest is read and dropped
+/// beside the answer.
 pub(super) async fn read_body(
     app: &App,
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    linger: bool,
 ) -> Result<RawBody, AppError> {
     let too_large = || {
         AppError::TooLarge(format!(
@@ -197,6 +201,9 @@ pub(super) async fn read_body(
     // whether it may send too much is told no (413) and sends nothing.
     let declared = declared_length(headers);
     if declared.is_some_and(|n| n > limit) {
+        if linger {
+            refuse_unread(headers, body);
+        }
         return Err(too_large());
     }
     let mut permit = match declared {
@@ -222,6 +229,9 @@ pub(super) async fn read_body(
             AppError::BadRequest(format!("the request body could not be read: {e}"))
         })?;
         if data.len() + chunk.len() > limit {
+            if linger {
+                tokio::spawn(drain(stream, data.len() as u64));
+            }
             return Err(too_large());
         }
         if declared.is_none() && !chunk.is_empty() {
@@ -238,6 +248,46 @@ pub(super) async fn read_body(
         bytes: data.into(),
         budget: permit,
     })
+}
+
+/// Whether the client waits for `100 Continue` before it sends the body.
+pub(super) fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+}
+
+/// Refuses an admitted request's body from its announced length, unread: a client that
+/// asked `Expect: 100-continue` sends nothing more; any other sends it all anyway, so
+/// it is read and dropped beside the answer ([`drain`]).
+pub(super) fn refuse_unread(headers: &HeaderMap, body: Body) {
+    if !expects_continue(headers) {
+        tokio::spawn(drain(body.into_data_stream(), 0));
+    }
+}
+
+/// Reads and drops what is left of a refused body, for at most
+/// [`limits::REFUSED_UPLOAD_DRAIN_WAIT`], beside its answer (hyper writes the response
+/// while the body is still read); `read` bytes of it were read before.  A client that
+/// sends its whole body before it reads the answer then gets the answer rather than a
+/// connection reset under its feet, as nginx's lingering close gives.
+pub(super) async fn drain(mut stream: axum::body::BodyDataStream, read: u64) {
+    let mut drained = 0u64;
+    let drain = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            drained += chunk.len() as u64;
+        }
+    };
+    let finished = tokio::time::timeout(limits::REFUSED_UPLOAD_DRAIN_WAIT, drain)
+        .await
+        .is_ok();
+    tracing::debug!(
+        read,
+        drained,
+        finished,
+        "the rest of a refused upload read and dropped"
+    );
 }
 
 /// Reads and drops the body of a refused request when it is small

@@ -26,7 +26,9 @@ use axum::body::Body;
 use axum::http::HeaderMap;
 use futures_util::Stream;
 
-use super::input::{Admitted, Held, Input, Upload, budget, declared_length, seconds};
+use super::input::{
+    Admitted, Held, Input, Upload, budget, declared_length, drain, refuse_unread, seconds,
+};
 use super::{App, AppError};
 use crate::limits;
 use crate::model::edit::{Data, UPLOAD_FILE_PREFIX};
@@ -48,6 +50,9 @@ pub(super) struct Plan {
     csrf_cookie: Option<String>,
     /// The token of the `X-CSRF-Token` header, if sent.
     csrf_header: Option<String>,
+    /// Whether a refused body's rest is read and dropped beside the answer (views that
+    /// take uploads, which only users trusted with them reach).
+    linger: bool,
 }
 
 impl Plan {
@@ -85,6 +90,7 @@ impl Plan {
                 .get(auth::CSRF_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+            linger: admitted.uploads,
         }
     }
 }
@@ -107,9 +113,7 @@ pub(super) async fn read_multipart(
     if declared_length(headers).is_some_and(|n| n as u64 > plan.body_max) {
         // A client that asked `Expect: 100-continue` sends nothing more; any other sends
         // it all anyway.
-        if !expects_continue(headers) {
-            tokio::spawn(drain(body.into_data_stream(), 0));
-        }
+        refuse_unread(headers, body);
         return Err(too_large_body(&plan));
     }
     let mut input = Input::default();
@@ -142,44 +146,12 @@ pub(super) async fn read_multipart(
         // The rest of a refused body, if little, is read (and dropped) while the answer
         // goes out: a client still sending would otherwise see a reset connection
         // instead of the answer.
-        if matches!(e, AppError::TooLarge(_) | AppError::BadRequest(_)) {
+        if plan.linger && matches!(e, AppError::TooLarge(_) | AppError::BadRequest(_)) {
             tokio::spawn(drain(body.inner, body.consumed));
         }
         return Err(e);
     }
     Ok(input)
-}
-
-/// Whether the client waits for `100 Continue` before it sends the body.
-fn expects_continue(headers: &HeaderMap) -> bool {
-    headers
-        .get(axum::http::header::EXPECT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-}
-
-/// Reads and drops what is left of a refused body, for at most
-/// [`limits::REFUSED_UPLOAD_DRAIN_WAIT`], beside its answer (hyper writes the response
-/// while the body is still read); `read` bytes of it were read before.  A client that
-/// sends its whole body before it reads the answer then gets the answer rather than a
-/// connection reset under its feet, as nginx's lingering close gives.
-async fn drain(mut stream: axum::body::BodyDataStream, read: u64) {
-    use futures_util::StreamExt;
-    let mut drained = 0u64;
-    let drain = async {
-        while let Some(Ok(chunk)) = stream.next().await {
-            drained += chunk.len() as u64;
-        }
-    };
-    let finished = tokio::time::timeout(limits::REFUSED_UPLOAD_DRAIN_WAIT, drain)
-        .await
-        .is_ok();
-    tracing::debug!(
-        read,
-        drained,
-        finished,
-        "the rest of a refused upload read and dropped"
-    );
 }
 
 /// One multipart body being read: what has arrived, against the plan's bounds.
