@@ -52,6 +52,20 @@ pub const LOGIN_KNOWN_ADDRESSES_MAX: usize = 8;
 /// under a spray of distinct logins or addresses).
 pub const LOGIN_LIMITER_KEYS_MAX: usize = 100_000;
 
+/// Files `bbru migrate` moves into blobs per transaction: a few hundred records and
+/// blob stores make a commit that is quick to vote and to retry after a conflict, and
+/// an interruption loses at most one batch's work.
+pub const MIGRATE_BATCH_FILES_MAX: usize = 100;
+
+/// Bytes `bbru migrate` moves per transaction (unless one file is larger): the inline
+/// bytes of a batch are loaded in memory together, and with ZEO travel to the server
+/// at its vote.
+pub const MIGRATE_BATCH_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// How many times `bbru migrate` runs a batch that conflicts with instances editing the
+/// same files before it stops (run it again: it goes on where it stopped).
+pub const MIGRATE_ATTEMPTS: u32 = 5;
+
 /// How long `bbru test`'s connectivity check waits for a ZEO server.
 pub const SELFTEST_ZEO_WAIT: Duration = Duration::from_secs(10);
 
@@ -74,6 +88,11 @@ pub const NUMBERED_NAMES_MAX: usize = 1000;
 /// How long an instance starting on a ZEO server waits for it (`bbru serve --zeo`): a
 /// server started together with the instance has this long to come up.
 pub const ZEO_CONNECT_WAIT: Duration = Duration::from_secs(30);
+
+/// Instances that may share one blob cache directory (`[storage] blob_cache_dir`), each
+/// in a subdirectory of its own (`blob_cache.rs`): a deploy runs two at once; sixteen
+/// leave room for several instances on one host, and more means a misconfiguration.
+pub const BLOB_CACHES_PER_DIRECTORY_MAX: usize = 16;
 
 /// How long a request made while the ZEO server is away waits for the client to
 /// reconnect (it tries every 1–2 s) before it is answered 503.  A request that arrives

@@ -8,6 +8,7 @@ use std::time::Duration;
 use zodb::DB;
 use zodb_storage::{FileStorage, Storage};
 
+use crate::blob_cache::BlobCache;
 use crate::config::{ServeConfig, SiteConfig, StorageConfig};
 use crate::limits;
 use crate::model::Site;
@@ -24,12 +25,33 @@ pub enum StartError {
         what: String,
         source: zodb_storage::StorageError,
     },
+    #[error("cannot use the blob cache directory {dir}")]
+    BlobCache {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("database error: {0}")]
     Db(#[from] zodb::Error),
 }
 
+/// An open storage, and the blob cache directory it uses (held as long as this lives).
+pub struct Opened {
+    pub storage: Arc<dyn Storage>,
+    /// A ZEO instance's blob cache, its own while this is held.
+    pub blob_cache: Option<BlobCache>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("storage", &self.storage.name())
+            .field("blob_cache", &self.blob_cache)
+            .finish()
+    }
+}
+
 /// Opens the storage the configuration names.
-pub fn open_storage(config: &ServeConfig) -> Result<Arc<dyn Storage>, StartError> {
+pub fn open_storage(config: &ServeConfig) -> Result<Opened, StartError> {
     match &config.storage {
         StorageConfig::File(path) => {
             if let Some(dir) = path.parent()
@@ -43,7 +65,10 @@ pub fn open_storage(config: &ServeConfig) -> Result<Arc<dyn Storage>, StartError
                 ..Default::default()
             };
             FileStorage::open_with(path, options)
-                .map(|s| Arc::new(s) as Arc<dyn Storage>)
+                .map(|s| Opened {
+                    storage: Arc::new(s),
+                    blob_cache: None,
+                })
                 .map_err(|source| StartError::Storage {
                     what: path.display().to_string(),
                     source,
@@ -55,15 +80,21 @@ pub fn open_storage(config: &ServeConfig) -> Result<Arc<dyn Storage>, StartError
             // Requests fail fast (503) while the server is away.
             options.disconnected_wait = Some(crate::limits::ZEO_DISCONNECTED_WAIT);
             options.tls = config.zeo_tls.clone();
-            // The blob cache, beside the pid file (blobs are used only when the
-            // server's storage has them).
-            let var = config
-                .pid_file
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty());
-            options.blob_dir = Some(var.unwrap_or(std::path::Path::new(".")).join("blob-cache"));
+            // The blob cache, a directory of this instance's own (blobs are used only
+            // when the server's storage has them).
+            let root = config.blob_cache_root();
+            let cache = BlobCache::claim(&root).map_err(|source| StartError::BlobCache {
+                dir: root.clone(),
+                source,
+            })?;
+            options.blob_dir = Some(cache.dir().to_owned());
+            options.blob_cache_bytes = config.blob_cache_bytes;
+            tracing::info!(dir = %cache.dir().display(), bytes_max = config.blob_cache_bytes, "blob cache");
             zeo::client::ClientStorage::connect(options)
-                .map(|s| Arc::new(s) as Arc<dyn Storage>)
+                .map(|s| Opened {
+                    storage: Arc::new(s),
+                    blob_cache: Some(cache),
+                })
                 .map_err(|source| StartError::Storage {
                     what: format!("ZEO server {address}"),
                     source,

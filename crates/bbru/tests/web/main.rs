@@ -19,6 +19,7 @@ mod headers;
 mod history;
 mod manage;
 mod matrix;
+mod migrate;
 mod protocol;
 mod redirects;
 mod sessions;

@@ -123,7 +123,7 @@ impl Read for Form {
 
 /// A browser logged in as the bootstrap manager of the instance at `base`, with no
 /// request timeout (a large upload takes a while).
-fn admin(base: &str) -> Browser {
+pub(crate) fn admin(base: &str) -> Browser {
     let browser = Browser {
         client: Client::builder()
             .cookie_store(true)
