@@ -1,5 +1,5 @@
 //! Files kept in their records become blobs, with nothing lost: uploaded while the ZEO
-//! server had no blob directory, then, once it has one, one moved by an edit (the first
+//! server had no blob directory (at most 20 MiB each then), then, once it has one, one moved by an edit (the first
 //! write) and the others by `bbru migrate` (idempotent, counting what it did); every
 //! file downloads byte for byte as uploaded, through two instances that share one blob
 //! cache directory (each in a subdirectory of its own), and the records name blobs.
@@ -90,6 +90,14 @@ fn inline_files_move_into_blobs_by_edit_and_by_migrate_with_nothing_lost() {
         );
         assert_eq!(r.status(), 303, "{}", r.text().unwrap());
     }
+    // In a record, a file may have 20 MiB at most, whatever the site allows.
+    let r = admin_one.post_multipart(
+        "/@@add",
+        &[("type", "File"), ("title", "Huge")],
+        Some(("huge.bin", "application/octet-stream", vec![0; 21 << 20])),
+    );
+    assert_eq!(r.status(), 413);
+    assert!(r.text().unwrap().contains("20971520 bytes"));
     one.kill();
     zeo.stop();
     assert!(std::fs::metadata(&data_fs).unwrap().len() > 380_000);
