@@ -15,7 +15,8 @@
 //!
 //! Database work is blocking, so each request runs on tokio's blocking pool holding a
 //! connection slot; the async part only reads the body, and only once the request has
-//! been admitted (authenticated, its view found and allowed: `publish`); the body is
+//! been admitted (authenticated, its view found and allowed: `publish`); a multipart
+//! form is parsed as it arrives, its files streamed to disk (`upload`), any other body
 //! parsed on the blocking pool.  Every piece of work a request can cause is bounded
 //! (`crate::limits`; ARCHITECTURE.md lists the bounds).
 //!

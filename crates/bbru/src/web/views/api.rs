@@ -27,7 +27,9 @@
 //!   site root cannot be deleted.
 //!
 //! Creating and editing go through [`crate::model::edit`], the rules the forms use (names,
-//! required title, image types), plus the site's upload size limit for `data`.  Each change
+//! required title, image types), plus the site's upload size limit for `data` (the JSON
+//! body itself is at most `limits::JSON_BODY_BYTES_MAX`: larger files go through the
+//! upload form, `@@add` or `@@edit`, which streams them, with an API token).  Each change
 //! is a transaction noted like the UI's ("add Page /docs/x", "edit /docs/x", "delete
 //! /docs/x").
 
