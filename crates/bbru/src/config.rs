@@ -45,7 +45,8 @@ pub struct SiteSection {
     /// created; managers can change it in the security view).
     #[serde(default = "yes")]
     pub public: bool,
-    /// Largest upload accepted, in bytes.
+    /// Largest upload accepted, in bytes (the files of one request together); past it
+    /// the request is answered 413 and nothing is kept.
     #[serde(default = "default_upload_max")]
     pub upload_size_max: usize,
 }
@@ -127,7 +128,7 @@ fn yes() -> bool {
     true
 }
 fn default_upload_max() -> usize {
-    20 * 1024 * 1024
+    limits::UPLOAD_SIZE_MAX_DEFAULT
 }
 fn default_secure() -> SecureCookies {
     SecureCookies::Auto
@@ -196,6 +197,9 @@ pub const DATA_FS_DEFAULT: &str = "var/Data.fs";
 /// The secret key file of an instance using ZEO when none is named (no database file to
 /// sit beside; relative to the installation).
 const SECRET_KEY_WITH_ZEO_DEFAULT: &str = "var/secret.key";
+
+/// The blob cache directory of a ZEO instance when none is named: beside the pid file.
+const BLOB_CACHE_DEFAULT_NAME: &str = "blob-cache";
 
 /// Where the database is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,6 +313,11 @@ struct StorageSection {
     cache_objects: Option<usize>,
     connections: Option<usize>,
     conflict_retries: Option<u32>,
+    /// Where a ZEO instance keeps its blob cache (each instance a subdirectory of its
+    /// own); default: `blob-cache` beside the pid file.
+    blob_cache_dir: Option<PathBuf>,
+    /// Bytes each instance's blob cache may hold.
+    blob_cache_size: Option<u64>,
 }
 
 /// How an instance runs.
@@ -325,6 +334,12 @@ pub struct ServeConfig {
     /// How many times a request whose transaction conflicts is run again (after a short
     /// random wait) before it is answered 409: Zope's 3 by default.
     pub conflict_retries: u32,
+    /// The directory of the blob caches of ZEO instances (each takes a subdirectory of
+    /// its own, `blob_cache.rs`); `None`: the default, see
+    /// [`ServeConfig::blob_cache_root`].
+    pub blob_cache_dir: Option<PathBuf>,
+    /// Bytes this instance's blob cache may hold (the files read longest ago go first).
+    pub blob_cache_bytes: u64,
     pub site_config: PathBuf,
     pub pid_file: PathBuf,
     pub log_file: Option<PathBuf>,
@@ -353,6 +368,8 @@ impl Default for ServeConfig {
             cache_objects: zodb::limits::CACHE_OBJECTS_DEFAULT,
             connections: 16,
             conflict_retries: limits::CONFLICT_RETRIES_DEFAULT,
+            blob_cache_dir: None,
+            blob_cache_bytes: zeo::limits::CLIENT_BLOB_CACHE_BYTES_DEFAULT,
             site_config: "etc/site.toml".into(),
             pid_file: "var/bbru.pid".into(),
             log_file: None,
@@ -375,6 +392,15 @@ impl ServeConfig {
             (Some(p), _) => p.clone(),
             (None, StorageConfig::File(f)) => f.with_file_name("secret.key"),
             (None, StorageConfig::Zeo(_)) => PathBuf::from(SECRET_KEY_WITH_ZEO_DEFAULT),
+        }
+    }
+
+    /// The directory of the blob caches of ZEO instances: the one configured, else
+    /// `blob-cache` beside the pid file.
+    pub fn blob_cache_root(&self) -> PathBuf {
+        match &self.blob_cache_dir {
+            Some(dir) => dir.clone(),
+            None => self.pid_file.with_file_name(BLOB_CACHE_DEFAULT_NAME),
         }
     }
 
@@ -465,6 +491,16 @@ impl ServeConfig {
                 });
             }
             config.conflict_retries = n;
+        }
+        config.blob_cache_dir = file.storage.blob_cache_dir.map(resolve);
+        if let Some(n) = file.storage.blob_cache_size {
+            if n == 0 {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    message: "[storage] blob_cache_size must be above 0 bytes".into(),
+                });
+            }
+            config.blob_cache_bytes = n;
         }
         if let Some(p) = file.site_config {
             config.site_config = resolve(p);
@@ -648,6 +684,23 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn the_blob_cache_defaults_to_beside_the_pid_file_and_can_be_moved_and_sized() {
+        let base = Path::new("/srv/bbru");
+        let parse = |text: &str| ServeConfig::parse(text, Path::new("s.toml"), base);
+        let c = parse("pid_file = \"/run/bbru/bbru.pid\"\n[storage]\nzeo = \"db:8100\"\n").unwrap();
+        assert_eq!(c.blob_cache_root(), Path::new("/run/bbru/blob-cache"));
+        assert_eq!(c.blob_cache_bytes, 1 << 30);
+        let c = parse(
+            "[storage]\nzeo = \"db:8100\"\nblob_cache_dir = \"cache/blobs\"\nblob_cache_size = 5000000000\n",
+        )
+        .unwrap();
+        assert_eq!(c.blob_cache_root(), Path::new("/srv/bbru/cache/blobs"));
+        assert_eq!(c.blob_cache_bytes, 5_000_000_000);
+        let e = parse("[storage]\nblob_cache_size = 0\n").unwrap_err();
+        assert!(e.to_string().contains("blob_cache_size"), "{e}");
     }
 
     #[test]

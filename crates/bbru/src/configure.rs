@@ -14,6 +14,8 @@
 //! [serve]
 //! listen = "127.0.0.1:8080"
 //! zeo = "127.0.0.1:8100"            # or file = "/srv/bbru/var/Data.fs"
+//! blob_cache_dir = "/srv/bbru/var/blob-cache"  # ZEO only; default: beside pid_file
+//! blob_cache_size = 1073741824      # bytes, per instance
 //! pid_file = "/srv/bbru/var/bbru.pid"
 //! log_file = "/srv/bbru/log/bbru.log"
 //! secret_key_file = "/srv/bbru/etc/secret.key"
@@ -83,6 +85,11 @@ pub struct DeployServe {
     pub connections: usize,
     /// How many times a request that conflicts is run again before it is answered 409.
     pub conflict_retries: u32,
+    /// The blob caches of ZEO instances (each takes a subdirectory of its own); empty:
+    /// `blob-cache` beside the pid file.
+    pub blob_cache_dir: String,
+    /// Bytes each instance's blob cache may hold.
+    pub blob_cache_size: u64,
     /// The secret key file (half of the signing secret, outside the database), the same
     /// for every instance and release; created by `bbru configure` when missing.  Empty:
     /// `secret.key` beside the embedded `file`.
@@ -119,6 +126,8 @@ impl Default for DeployServe {
             cache_objects: defaults.cache_objects,
             connections: defaults.connections,
             conflict_retries: defaults.conflict_retries,
+            blob_cache_dir: String::new(),
+            blob_cache_size: defaults.blob_cache_bytes,
             secret_key_file: String::new(),
             trusted_proxies: Vec::new(),
         }
@@ -469,6 +478,8 @@ mod tests {
         cache_objects = 1234
         connections = 3
         conflict_retries = 5
+        blob_cache_dir = "/srv/bbru/cache/blobs"
+        blob_cache_size = 5000000000
         secret_key_file = "/srv/bbru/etc/secret.key"
         trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
         [http]

@@ -6,17 +6,20 @@
 //! - [`security`]: the policy (roles, permissions, local grants), passwords, sessions.
 //! - [`web`]: HTTP: traversal, views, rendering, metrics.
 //! - [`config`]: `etc/site.toml` and `etc/serve.toml`; [`configure`] renders them.
-//! - [`startup`]: opening the database and creating the site.
+//! - [`startup`]: opening the database and creating the site; [`blob_cache`]: the blob
+//!   cache directory a ZEO instance holds; [`migrate`]: `bbru migrate`.
 //! - [`status`]: the status file `bbru serve --status` reads.
 //!
 //! The instance keeps no state of its own: everything is in the database, so several
 //! instances can serve one site through a ZEO server.
 
+pub mod blob_cache;
 pub mod config;
 pub mod configure;
 pub mod deploy;
 pub mod limits;
 pub mod listen;
+pub mod migrate;
 pub mod model;
 pub mod security;
 pub mod selftest;

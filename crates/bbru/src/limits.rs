@@ -12,10 +12,6 @@ use std::time::Duration;
 /// served; the graceful shutdown then waits for every request in flight.
 pub const DRAIN: Duration = Duration::from_millis(500);
 
-/// Bytes a request body may hold beyond the site's `upload_size_max`: the multipart
-/// framing and the other fields of an upload form.
-pub const BODY_OVERHEAD_BYTES: usize = 1024 * 1024;
-
 /// Largest clipboard cookie value: browsers keep cookies of about 4 KB.
 pub const CLIPBOARD_BYTES_MAX: usize = 3500;
 
@@ -56,6 +52,20 @@ pub const LOGIN_KNOWN_ADDRESSES_MAX: usize = 8;
 /// under a spray of distinct logins or addresses).
 pub const LOGIN_LIMITER_KEYS_MAX: usize = 100_000;
 
+/// Files `bbru migrate` moves into blobs per transaction: a few hundred records and
+/// blob stores make a commit that is quick to vote and to retry after a conflict, and
+/// an interruption loses at most one batch's work.
+pub const MIGRATE_BATCH_FILES_MAX: usize = 100;
+
+/// Bytes `bbru migrate` moves per transaction (unless one file is larger): the inline
+/// bytes of a batch are loaded in memory together, and with ZEO travel to the server
+/// at its vote.
+pub const MIGRATE_BATCH_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// How many times `bbru migrate` runs a batch that conflicts with instances editing the
+/// same files before it stops (run it again: it goes on where it stopped).
+pub const MIGRATE_ATTEMPTS: u32 = 5;
+
 /// How long `bbru test`'s connectivity check waits for a ZEO server.
 pub const SELFTEST_ZEO_WAIT: Duration = Duration::from_secs(10);
 
@@ -78,6 +88,11 @@ pub const NUMBERED_NAMES_MAX: usize = 1000;
 /// How long an instance starting on a ZEO server waits for it (`bbru serve --zeo`): a
 /// server started together with the instance has this long to come up.
 pub const ZEO_CONNECT_WAIT: Duration = Duration::from_secs(30);
+
+/// Instances that may share one blob cache directory (`[storage] blob_cache_dir`), each
+/// in a subdirectory of its own (`blob_cache.rs`): a deploy runs two at once; sixteen
+/// leave room for several instances on one host, and more means a misconfiguration.
+pub const BLOB_CACHES_PER_DIRECTORY_MAX: usize = 16;
 
 /// How long a request made while the ZEO server is away waits for the client to
 /// reconnect (it tries every 1–2 s) before it is answered 503.  A request that arrives
@@ -121,6 +136,48 @@ pub const CONFLICT_RETRY_BACKOFF_MAX: Duration = Duration::from_millis(16);
 
 // ---- Request bodies -------------------------------------------------------------------
 
+/// Default of `[site] upload_size_max` (etc/site.toml): the largest file one request may
+/// upload, 1 GiB.  Uploads stream into a blob file, so memory per upload stays a few MiB
+/// whatever the size; what a large upload costs is disk space and time, and 1 GiB holds
+/// the videos, disk images and archives a content site publishes.
+pub const UPLOAD_SIZE_MAX_DEFAULT: usize = 1 << 30;
+
+/// Largest file kept inside its record, when the storage has no blobs (a ZEO server
+/// without a blob directory): such a file is held in memory while it is stored, travels
+/// in one ZEO frame (64 MiB at most) and is read whole with its record.  20 MiB, the
+/// upload limit of the releases that kept every file that way.
+pub const INLINE_FILE_BYTES_MAX: usize = 20 * 1024 * 1024;
+
+/// Bytes the text fields of a multipart form may hold together (title, description,
+/// CSRF token, a page body): a page body at its largest ([`PAGE_BODY_BYTES_MAX`]) and the
+/// form's other fields, with room left so a body over the page limit is refused by the
+/// page check, which says why.  Also the bound of a urlencoded body of an upload view.
+pub const FORM_TEXT_BYTES_MAX: usize = 2 * PAGE_BODY_BYTES_MAX;
+
+/// Bytes of multipart framing a form may have beyond its files and text fields: a
+/// boundary and part headers for each of its at most [`MULTIPART_PARTS_MAX`] parts.
+pub const MULTIPART_FRAMING_BYTES: usize = 256 * 1024;
+
+/// Largest JSON body of the API (create or edit): a file sent in it as base64 (`data`)
+/// is decoded in memory, where the text, the parsed value and the bytes take about three
+/// times the body, so the bound keeps a request's memory small.  16 MiB hold a file of
+/// 12 MiB; larger files go through the upload forms (`@@add`, `@@edit`), which stream.
+pub const JSON_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Bytes of an upload written to its file at a time (on the blocking pool).
+pub const UPLOAD_WRITE_BYTES: usize = 1024 * 1024;
+
+/// Bytes of the body budget ([`BODY_BUDGET_BYTES`]) a streamed upload takes for as long
+/// as it is read: its write buffer and about a chunk held by hyper and by multer each.
+/// With the default budget, 32 uploads stream at once; more wait, then get 503.
+pub const UPLOAD_STREAM_MEMORY_BYTES: usize = 2 * UPLOAD_WRITE_BYTES;
+
+/// The slowest average rate a streamed upload may arrive at: a multipart body has
+/// `body_read_timeout_seconds` plus a second per this many bytes received.  16 KiB/s
+/// (128 kbit/s, a poor mobile link) lets any real client finish, while one that stalls
+/// or trickles to hold a connection and a file open is cut off (408).
+pub const UPLOAD_RATE_MIN_BYTES_PER_SECOND: u64 = 16 * 1024;
+
 /// Bytes read from a blob file per chunk of a download: a file of any size streams
 /// through this much memory.
 pub const DOWNLOAD_CHUNK_BYTES: usize = 256 << 10;
@@ -135,6 +192,14 @@ pub const FORM_BODY_BYTES_MAX: usize = 256 * 1024;
 /// reads the answer (most HTTP libraries) then gets the answer instead of a reset
 /// connection.  Larger bodies are left unread and the connection is closed.
 pub const REFUSED_BODY_DRAIN_BYTES_MAX: usize = 64 * 1024;
+
+/// How long the rest of a refused upload is read and dropped beside the answer (an
+/// upload past the size limit, a form without its CSRF token before its file): most
+/// clients, browsers included, send the whole body before they read the answer, and a
+/// connection closed with their data unread is reset, the answer lost.  The client was
+/// admitted (authenticated, allowed to upload), so a few seconds of its bandwidth are
+/// fine; nginx's `lingering_timeout` is as long.  The body is dropped, never kept.
+pub const REFUSED_UPLOAD_DRAIN_WAIT: Duration = Duration::from_secs(5);
 
 /// Fields a urlencoded or multipart form may have.  Our largest forms (a folder's
 /// contents with its checkboxes, the grants table) have a few hundred; without a bound,
@@ -153,10 +218,12 @@ pub const JSON_DEPTH_MAX: usize = 32;
 /// fields; a 20 MiB `[0,0,…]` is ten million `Value`s (about 400 MB) otherwise.
 pub const JSON_VALUES_MAX: usize = 10_000;
 
-/// Bytes of request bodies held at once by the whole instance (being read, parsed or
-/// used); a request whose body does not fit waits [`BODY_BUDGET_WAIT`], then gets 503.
-/// With it, concurrent large bodies cannot take the instance's memory; it is raised to
-/// one largest upload when a site allows larger ones, so such an upload can always pass.
+/// Bytes of request bodies held in memory at once by the whole instance (being read,
+/// parsed or used; a streamed upload counts [`UPLOAD_STREAM_MEMORY_BYTES`]); a request
+/// whose body does not fit waits [`BODY_BUDGET_WAIT`], then gets 503.  With it,
+/// concurrent large bodies cannot take the instance's memory.  It holds the largest
+/// body kept in memory ([`JSON_BODY_BYTES_MAX`], a file of [`INLINE_FILE_BYTES_MAX`]
+/// in a form) several times over.
 pub const BODY_BUDGET_BYTES: usize = 64 * 1024 * 1024;
 
 /// How long a request waits for room in [`BODY_BUDGET_BYTES`] before it is refused with

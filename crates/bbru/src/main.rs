@@ -69,6 +69,22 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
     },
+    /// Move the bytes of Files and Images still kept in their records into blobs (in
+    /// batches, one transaction each; running it again moves only what is left).  An
+    /// embedded Data.fs must not be in use by an instance; on a ZEO server (which needs
+    /// a blob directory) instances may go on serving.
+    Migrate {
+        /// The instance's configuration (etc/serve.toml); defaults apply when absent.
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Embedded FileStorage to migrate (overrides the configuration).
+        #[arg(long, conflicts_with = "zeo")]
+        file: Option<PathBuf>,
+        /// ZEO server to migrate through, HOST:PORT or a socket path (overrides the
+        /// configuration).
+        #[arg(long)]
+        zeo: Option<String>,
+    },
     /// List the installed releases; the live one is marked with `*`.
     Releases {
         #[arg(long, default_value = "/srv/bbru")]
@@ -165,6 +181,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("bbru: {} is live", live.display());
         }
         Command::Test { config } => return self_test(config.as_deref()),
+        Command::Migrate { config, file, zeo } => migrate(config.as_deref(), file, zeo)?,
         Command::Releases { base } => {
             for line in bbru::deploy::describe(&base)? {
                 println!("{line}");
@@ -191,6 +208,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => return serve_command(args),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bbru migrate`: a line per committed batch, then the totals.
+fn migrate(
+    config: Option<&std::path::Path>,
+    file: Option<PathBuf>,
+    zeo: Option<String>,
+) -> Result<()> {
+    let mut config = match config {
+        Some(path) => ServeConfig::load(path)?,
+        None => ServeConfig::default(),
+    };
+    if let Some(f) = file {
+        config.storage = StorageConfig::File(f);
+    }
+    if let Some(z) = zeo {
+        config.storage = StorageConfig::Zeo(z);
+    }
+    let opened = bbru::startup::open_storage(&config)?;
+    let db = zodb::DB::open(opened.storage.clone()).context("opening the database")?;
+    let report = bbru::migrate::migrate(&db, |so_far| {
+        println!(
+            "bbru migrate: {} files ({} bytes) moved into blobs so far",
+            so_far.migrated, so_far.bytes
+        );
+    });
+    drop(db);
+    opened.storage.close().context("closing the storage")?;
+    let report = report?;
+    println!(
+        "bbru migrate: {} files moved into blobs ({} bytes, {} transactions); {} were in blobs already",
+        report.migrated, report.bytes, report.transactions, report.in_blobs
+    );
+    Ok(())
 }
 
 /// `bbru test`: the checks, one line each; fails (status 1) when any fails.
@@ -360,7 +411,8 @@ fn serve(args: ServeArgs, config: ServeConfig, log_file: Option<PathBuf>) -> Res
         tracing::info!(path = %config.site_config.display(), "wrote the site configuration from its template");
     }
     let site = SiteConfig::load(&config.site_config)?;
-    let storage = bbru::startup::open_storage(&config)?;
+    let opened = bbru::startup::open_storage(&config)?;
+    let storage = opened.storage.clone();
     let options = zodb::DbOptions {
         cache_objects: config.cache_objects,
         pool_size: config.connections,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use zodb::DB;
 use zodb_storage::{FileStorage, Storage};
 
+use crate::blob_cache::BlobCache;
 use crate::config::{ServeConfig, SiteConfig, StorageConfig};
 use crate::limits;
 use crate::model::Site;
@@ -26,12 +27,33 @@ pub enum StartError {
         what: String,
         error: zodb_storage::StorageError,
     },
+    #[error("cannot use the blob cache directory {dir}")]
+    BlobCache {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("database error: {0}")]
     Db(#[from] zodb::Error),
 }
 
+/// An open storage, and the blob cache directory it uses (held as long as this lives).
+pub struct Opened {
+    pub storage: Arc<dyn Storage>,
+    /// A ZEO instance's blob cache, its own while this is held.
+    pub blob_cache: Option<BlobCache>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("storage", &self.storage.name())
+            .field("blob_cache", &self.blob_cache)
+            .finish()
+    }
+}
+
 /// Opens the storage the configuration names.
-pub fn open_storage(config: &ServeConfig) -> Result<Arc<dyn Storage>, StartError> {
+pub fn open_storage(config: &ServeConfig) -> Result<Opened, StartError> {
     match &config.storage {
         StorageConfig::File(path) => {
             if let Some(dir) = path.parent()
@@ -45,7 +67,10 @@ pub fn open_storage(config: &ServeConfig) -> Result<Arc<dyn Storage>, StartError
                 ..Default::default()
             };
             FileStorage::open_with(path, options)
-                .map(|s| Arc::new(s) as Arc<dyn Storage>)
+                .map(|s| Opened {
+                    storage: Arc::new(s),
+                    blob_cache: None,
+                })
                 .map_err(|error| StartError::Storage {
                     what: path.display().to_string(),
                     error,
@@ -57,15 +82,21 @@ pub fn open_storage(config: &ServeConfig) -> Result<Arc<dyn Storage>, StartError
             // Requests fail fast (503) while the server is away.
             options.disconnected_wait = Some(crate::limits::ZEO_DISCONNECTED_WAIT);
             options.tls = config.zeo_tls.clone();
-            // The blob cache, beside the pid file (blobs are used only when the
-            // server's storage has them).
-            let var = config
-                .pid_file
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty());
-            options.blob_dir = Some(var.unwrap_or(std::path::Path::new(".")).join("blob-cache"));
+            // The blob cache, a directory of this instance's own (blobs are used only
+            // when the server's storage has them).
+            let root = config.blob_cache_root();
+            let cache = BlobCache::claim(&root).map_err(|source| StartError::BlobCache {
+                dir: root.clone(),
+                source,
+            })?;
+            options.blob_dir = Some(cache.dir().to_owned());
+            options.blob_cache_bytes = config.blob_cache_bytes;
+            tracing::info!(dir = %cache.dir().display(), bytes_max = config.blob_cache_bytes, "blob cache");
             zeo::client::ClientStorage::connect(options)
-                .map(|s| Arc::new(s) as Arc<dyn Storage>)
+                .map(|s| Opened {
+                    storage: Arc::new(s),
+                    blob_cache: Some(cache),
+                })
                 .map_err(|error| StartError::Storage {
                     what: format!("ZEO server {address}"),
                     error,
@@ -98,6 +129,9 @@ pub fn app(
     key: &SecretKey,
 ) -> Result<App, StartError> {
     let db_pool_size = db.pool_size().max(1);
+    if let Some(blobs) = db.storage().blobs() {
+        crate::web::remove_leftovers(&blobs.tmp_dir());
+    }
     let mut conn = db.connection();
     let tx = conn.begin();
     let mut site = Site::find(&tx)?;
@@ -183,10 +217,8 @@ pub fn app(
             .saturating_mul(limits::LOGIN_ADDRESSES_PER_ACCOUNT),
         window,
     );
-    // One largest request always fits, whatever the site's upload limit.
-    let body_budget = limits::BODY_BUDGET_BYTES
-        .max(config.site.upload_size_max + limits::BODY_OVERHEAD_BYTES)
-        .min(tokio::sync::Semaphore::MAX_PERMITS);
+    // Uploads stream into files: the budget bounds only what bodies hold in memory.
+    let body_budget = limits::BODY_BUDGET_BYTES.min(tokio::sync::Semaphore::MAX_PERMITS);
     Ok(App {
         db,
         config,

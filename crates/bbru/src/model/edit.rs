@@ -1,10 +1,24 @@
 //! Creating and changing content: the rules the UI forms and the JSON API share (names,
-//! required fields, upload types and sizes).
+//! required fields, upload types and sizes), and where an upload's bytes are kept: a
+//! blob of its own when the storage has blobs, else the record (at most
+//! [`limits::INLINE_FILE_BYTES_MAX`]).
+//!
+//! A File or Image whose bytes are still in its record (uploaded before blobs, or on a
+//! storage without them) moves them into a blob the first time it is changed on a
+//! storage with blobs: the change rewrites the record anyway, and then it and every later
+//! edit is small.  `bbru migrate` moves the others ([`move_inline_to_blob`]).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use zodb::{Blob, PRef, Transaction};
 
-use super::content::{ContentRef, File, Folder, Image, Kind, Meta, Page};
+use super::content::{Bytes as Stored, ContentRef, File, Folder, Image, Kind, Meta, Page};
 use crate::limits;
+
+/// How the files an upload is written into are named (in the storage's blob `tmp/`), so
+/// a start can remove what a killed instance left there.
+pub const UPLOAD_FILE_PREFIX: &str = "bbru-upload-";
 
 /// Field values given by a form or a JSON body; `None` leaves a field as it is.
 #[derive(Debug, Default, Clone)]
@@ -15,11 +29,57 @@ pub struct Fields {
     pub upload: Option<Upload>,
 }
 
+/// A file given for a File or Image: its name and type, and its bytes (`None`: keep the
+/// stored ones, for a change of name or type alone).
 #[derive(Debug, Clone)]
 pub struct Upload {
     pub filename: String,
     pub content_type: String,
-    pub data: Vec<u8>,
+    pub data: Option<Data>,
+}
+
+/// An upload's bytes: in memory (form fields, the JSON API, a storage without blobs), or
+/// in a file the request streamed them into, which the request removes when it is done
+/// (a blob takes a link to it, so a retried transaction can take it again).
+#[derive(Debug, Clone)]
+pub enum Data {
+    Bytes(bytes::Bytes),
+    File { path: PathBuf, size: u64 },
+}
+
+impl Data {
+    /// The number of bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Data::Bytes(b) => b.len() as u64,
+            Data::File { size, .. } => *size,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The first bytes (enough for [`image_type`]), without reading a file whole.
+    pub fn head(&self) -> Result<Vec<u8>, EditError> {
+        const HEAD_BYTES: u64 = 16;
+        match self {
+            Data::Bytes(b) => Ok(b.iter().take(HEAD_BYTES as usize).copied().collect()),
+            Data::File { path, .. } => {
+                let mut head = Vec::new();
+                std::fs::File::open(path)
+                    .and_then(|f| f.take(HEAD_BYTES).read_to_end(&mut head))
+                    .map_err(|e| io_error(format!("reading the upload {}", path.display()), e))?;
+                Ok(head)
+            }
+        }
+    }
+}
+
+fn io_error(what: String, e: std::io::Error) -> EditError {
+    EditError::Db(zodb::Error::Storage(zodb_storage::StorageError::io(
+        what, e,
+    )))
 }
 
 /// Whether `name` may name an item: letters, digits, `-`, `_`, `.`, not starting with
@@ -59,6 +119,11 @@ pub enum EditError {
         max = limits::FILENAME_CHARS_MAX
     )]
     InvalidFilename(String),
+    /// A file too large to keep in its record, on a storage without blobs.
+    #[error(
+        "the file has {size} bytes; without a blob directory on the database server this site keeps at most {max} bytes per file"
+    )]
+    TooLargeInline { size: u64, max: usize },
     #[error(transparent)]
     Body(#[from] super::markup::BodyError),
     #[error(transparent)]
@@ -218,7 +283,8 @@ pub fn create(
                 .upload
                 .clone()
                 .ok_or(EditError::UploadRequired("File"))?;
-            let (data, blob, size) = keep_bytes(tx, upload.data)?;
+            let bytes = upload.data.ok_or(EditError::UploadRequired("File"))?;
+            let (data, blob, size) = keep_bytes(tx, &bytes)?;
             ContentRef::File(tx.add(File {
                 meta,
                 filename: upload.filename,
@@ -233,8 +299,9 @@ pub fn create(
                 .upload
                 .clone()
                 .ok_or(EditError::UploadRequired("Image"))?;
-            let content_type = image_type(&upload.data).ok_or(EditError::NotAnImage)?;
-            let (data, blob, size) = keep_bytes(tx, upload.data)?;
+            let bytes = upload.data.ok_or(EditError::UploadRequired("Image"))?;
+            let content_type = image_type(&bytes.head()?).ok_or(EditError::NotAnImage)?;
+            let (data, blob, size) = keep_bytes(tx, &bytes)?;
             ContentRef::Image(tx.add(Image {
                 meta,
                 filename: upload.filename,
@@ -249,7 +316,8 @@ pub fn create(
     Ok((name, reference))
 }
 
-/// Applies `fields` to an existing item.
+/// Applies `fields` to an existing item.  A File or Image whose bytes are in its record
+/// moves them into a blob on the way, when the storage has blobs (see the module doc).
 pub fn apply(
     tx: &Transaction<'_>,
     target: ContentRef,
@@ -265,11 +333,13 @@ pub fn apply(
     if let (ContentRef::Page(_), Some(body)) = (&target, &fields.body) {
         super::markup::check_body(body)?;
     }
-    if let (ContentRef::Image(_), Some(upload)) = (&target, &fields.upload)
-        && image_type(&upload.data).is_none()
-    {
-        return Err(EditError::NotAnImage);
-    }
+    let new_bytes = fields.upload.as_ref().and_then(|u| u.data.as_ref());
+    let image_type_of_upload = match (&target, new_bytes) {
+        (ContentRef::Image(_), Some(data)) => {
+            Some(image_type(&data.head()?).ok_or(EditError::NotAnImage)?)
+        }
+        _ => None,
+    };
     let meta = |m: &mut Meta| {
         if let Some(t) = &fields.title {
             m.title = t.clone();
@@ -279,10 +349,18 @@ pub fn apply(
         }
         m.modified = now;
     };
-    // A new upload goes to a blob of its own before the record changes.
-    let kept = match &fields.upload {
-        Some(u) => Some(keep_bytes(tx, u.data.clone())?),
-        None => None,
+    // A new upload goes to a blob of its own before the record changes; without one,
+    // bytes still in the record move to a blob.
+    let kept = match (new_bytes, &target) {
+        (Some(data), _) => Some(keep_bytes(tx, data)?),
+        (None, ContentRef::File(r)) => inline_to_blob(tx, &tx.get(*r)?.bytes())?,
+        (None, ContentRef::Image(r)) => inline_to_blob(tx, &tx.get(*r)?.bytes())?,
+        (None, _) => None,
+    };
+    let name = |filename: &mut String| {
+        if let Some(u) = &fields.upload {
+            filename.clone_from(&u.filename);
+        }
     };
     match target {
         ContentRef::Folder(r) => tx.update(r, |o| meta(&mut o.meta))?,
@@ -294,17 +372,22 @@ pub fn apply(
         })?,
         ContentRef::File(r) => tx.update(r, |o| {
             meta(&mut o.meta);
-            if let (Some(u), Some((data, blob, size))) = (&fields.upload, &kept) {
-                o.filename = u.filename.clone();
+            name(&mut o.filename);
+            if let Some(u) = &fields.upload {
                 o.content_type = u.content_type.clone();
+            }
+            if let Some((data, blob, size)) = &kept {
                 (o.data, o.blob, o.size) = (data.clone(), *blob, *size);
             }
         })?,
         ContentRef::Image(r) => tx.update(r, |o| {
             meta(&mut o.meta);
-            if let (Some(u), Some((data, blob, size))) = (&fields.upload, &kept) {
-                o.filename = u.filename.clone();
-                o.content_type = image_type(&u.data).unwrap_or("image/png").into();
+            name(&mut o.filename);
+            // An image's type is what its bytes are, never what the client says.
+            if let Some(t) = image_type_of_upload {
+                o.content_type = t.into();
+            }
+            if let Some((data, blob, size)) = &kept {
                 (o.data, o.blob, o.size) = (data.clone(), *blob, *size);
             }
         })?,
@@ -312,33 +395,105 @@ pub fn apply(
     Ok(())
 }
 
+/// Moves the bytes of the File or Image `target` from its record into a blob of its own
+/// (`bbru migrate`), leaving everything else as it is; `Ok(false)` when they are in a
+/// blob already or `target` is no File or Image.  Fails with `Unsupported` when the
+/// storage has no blobs.
+pub fn move_inline_to_blob(tx: &Transaction<'_>, target: ContentRef) -> Result<bool, EditError> {
+    if tx.blob_temp_dir().is_none() {
+        return Err(EditError::Db(zodb::Error::Storage(
+            zodb_storage::StorageError::Unsupported(
+                "the storage has no blob directory (with ZEO: start bbru-zeo with --blob-dir)"
+                    .into(),
+            ),
+        )));
+    }
+    let kept = match target {
+        ContentRef::File(r) => inline_to_blob(tx, &tx.get(r)?.bytes())?,
+        ContentRef::Image(r) => inline_to_blob(tx, &tx.get(r)?.bytes())?,
+        ContentRef::Folder(_) | ContentRef::Page(_) => None,
+    };
+    let Some((data, blob, size)) = kept else {
+        return Ok(false);
+    };
+    match target {
+        ContentRef::File(r) => tx.update(r, |o| (o.data, o.blob, o.size) = (data, blob, size))?,
+        ContentRef::Image(r) => tx.update(r, |o| (o.data, o.blob, o.size) = (data, blob, size))?,
+        ContentRef::Folder(_) | ContentRef::Page(_) => {}
+    }
+    Ok(true)
+}
+
+/// Bytes kept in a record, as a new blob: `None` when they are in a blob already or the
+/// storage has no blobs (they then stay where they are).
+fn inline_to_blob(tx: &Transaction<'_>, bytes: &Stored<'_>) -> Result<Option<Kept>, EditError> {
+    match bytes {
+        Stored::Inline(data) if tx.blob_temp_dir().is_some() => Ok(Some(keep_bytes(
+            tx,
+            &Data::Bytes(bytes::Bytes::copy_from_slice(data)),
+        )?)),
+        _ => Ok(None),
+    }
+}
+
 /// An upload's bytes as a File or Image keeps them: `(data, blob, size)`.
 type Kept = (Vec<u8>, Option<PRef<Blob>>, u64);
 
 /// Where an upload's bytes are kept: a new blob when the storage has blobs (the record
-/// then holds no bytes), else the record.
-fn keep_bytes(tx: &Transaction<'_>, data: Vec<u8>) -> Result<Kept, EditError> {
-    let size = data.len() as u64;
+/// then holds no bytes), else the record, if they are at most
+/// [`limits::INLINE_FILE_BYTES_MAX`].
+fn keep_bytes(tx: &Transaction<'_>, data: &Data) -> Result<Kept, EditError> {
+    let size = data.len();
     let Some(dir) = tx.blob_temp_dir() else {
-        return Ok((data, None, size));
+        if size > limits::INLINE_FILE_BYTES_MAX as u64 {
+            return Err(EditError::TooLargeInline {
+                size,
+                max: limits::INLINE_FILE_BYTES_MAX,
+            });
+        }
+        let bytes = match data {
+            Data::Bytes(b) => b.to_vec(),
+            Data::File { path, .. } => std::fs::read(path)
+                .map_err(|e| io_error(format!("reading the upload {}", path.display()), e))?,
+        };
+        return Ok((bytes, None, size));
     };
-    let written = tempfile::Builder::new()
-        .prefix("upload-")
-        .tempfile_in(&dir)
-        .and_then(|mut f| {
-            std::io::Write::write_all(&mut f, &data)?;
-            f.into_temp_path().keep().map_err(|e| e.error)
-        })
-        .map_err(|e| {
-            EditError::Db(zodb::Error::Storage(zodb_storage::StorageError::io(
-                format!("writing an upload in {}", dir.display()),
-                e,
-            )))
-        })?;
+    let written = match data {
+        Data::Bytes(b) => write_temp(&dir, b),
+        // The transaction takes (moves) the file it is given; the request keeps its own,
+        // so that a run again after a conflict can give it again.
+        Data::File { path, .. } => link_temp(&dir, path),
+    }
+    .map_err(|e| io_error(format!("writing an upload in {}", dir.display()), e))?;
     let blob = tx.add_blob(&written).inspect_err(|_| {
         let _ = std::fs::remove_file(&written);
     })?;
     Ok((Vec::new(), Some(blob), size))
+}
+
+/// A new file in `dir` holding `bytes`.
+fn write_temp(dir: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    let mut f = tempfile::Builder::new()
+        .prefix(UPLOAD_FILE_PREFIX)
+        .tempfile_in(dir)?;
+    std::io::Write::write_all(&mut f, bytes)?;
+    f.into_temp_path().keep().map_err(|e| e.error)
+}
+
+/// A new name in `dir` for the file `path`: a hard link (the upload was streamed into
+/// that directory), or a copy where links are refused.
+fn link_temp(dir: &Path, path: &Path) -> std::io::Result<PathBuf> {
+    let target = tempfile::Builder::new()
+        .prefix(UPLOAD_FILE_PREFIX)
+        .tempfile_in(dir)?
+        .into_temp_path()
+        .keep()
+        .map_err(|e| e.error)?;
+    std::fs::remove_file(&target)?;
+    if std::fs::hard_link(path, &target).is_err() {
+        std::fs::copy(path, &target)?;
+    }
+    Ok(target)
 }
 
 #[cfg(test)]

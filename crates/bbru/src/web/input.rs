@@ -1,13 +1,19 @@
 //! The request body as the views see it: form fields, uploads and JSON.
 //!
-//! Reading and parsing are two steps, so that neither happens before it must:
-//! [`read_body`] (async) reads the raw bytes only once the request has been admitted
-//! (authenticated, its view found and allowed), bounded by the view's limit, the
-//! instance's budget of body bytes ([`limits::BODY_BUDGET_BYTES`]) and the body read
-//! timeout; [`parse_input`] (on the blocking pool, holding a connection slot) parses them
-//! with caps on fields, parts, JSON nesting and values, so its memory stays proportional
-//! to the body.
+//! Reading and parsing happen only once the request has been admitted (authenticated,
+//! its view found and allowed), which also says what the view takes ([`Admitted`]):
+//!
+//! - a multipart form is read as it arrives (`upload.rs`): its text fields into memory
+//!   (at most [`limits::FORM_TEXT_BYTES_MAX`] together), its files streamed into files
+//!   in the storage's blob `tmp/`, or, on a storage without blobs, into memory (at most
+//!   [`limits::INLINE_FILE_BYTES_MAX`]);
+//! - any other body (a urlencoded form, JSON) is read whole by [`read_body`], bounded
+//!   by the view's limit, the instance's budget of body bytes
+//!   ([`limits::BODY_BUDGET_BYTES`]) and the body read timeout, then parsed by
+//!   [`parse_input`] on the blocking pool, holding a connection slot, with caps on
+//!   fields, JSON nesting and values, so its memory stays proportional to the body.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -18,13 +24,35 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::{App, AppError};
 use crate::limits;
+use crate::model::edit::Data;
 
-/// A request as the views see it (the body already parsed).
+/// A request as the views see it (the body already parsed).  It holds what the body
+/// costs (its share of the body budget, the files uploads were streamed into) until
+/// the request is done with it.
 #[derive(Debug, Default)]
 pub struct Input {
     pub fields: Vec<(String, String)>,
     pub files: Vec<Upload>,
     pub json: Option<serde_json::Value>,
+    pub(super) held: Held,
+}
+
+/// What a parsed body keeps until the request is done: its share of the body budget,
+/// and the files its uploads were streamed into (removed when dropped).
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    pub budget: Option<OwnedSemaphorePermit>,
+    pub spooled: Vec<tempfile::TempPath>,
+}
+
+impl Held {
+    /// Adds `more` to the budget held.
+    pub fn add_budget(&mut self, more: OwnedSemaphorePermit) {
+        match &mut self.budget {
+            Some(p) => p.merge(more),
+            None => self.budget = Some(more),
+        }
+    }
 }
 
 impl Input {
@@ -45,6 +73,7 @@ impl Input {
             .collect()
     }
 
+    /// The file uploaded as `name`, unless empty (a form's file field left blank).
     pub fn file(&self, name: &str) -> Option<&Upload> {
         self.files
             .iter()
@@ -58,7 +87,60 @@ pub struct Upload {
     pub field: String,
     pub filename: String,
     pub content_type: String,
-    pub data: Vec<u8>,
+    pub data: Data,
+}
+
+/// What an admitted request's view takes, decided before its body is read.
+#[derive(Debug, Clone)]
+pub(super) struct Admitted {
+    /// The view takes uploads and page bodies (else small forms only).
+    pub uploads: bool,
+    /// Where uploads are streamed: the storage's blob `tmp/` (a blob then takes a link
+    /// to the file); `None`: the storage has no blobs, files go into records.
+    pub spool_dir: Option<PathBuf>,
+    /// When the view needs the CSRF token from this client (a browser's credentials):
+    /// the CSRF cookie the token must match, checked before the first file of a
+    /// multipart form is read.
+    pub csrf_cookie: Option<String>,
+}
+
+/// A body read but not yet parsed, or a multipart form read and parsed as it arrived.
+#[derive(Debug)]
+pub(super) enum Received {
+    Raw(RawBody),
+    Parsed(Input),
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Reads the body of an admitted request: a multipart form streamed and parsed, any
+/// other body whole within the view's limit.
+pub(super) async fn read_input(
+    app: &App,
+    headers: &HeaderMap,
+    body: Body,
+    admitted: Admitted,
+) -> Result<Received, AppError> {
+    let content_type = content_type(headers);
+    if content_type.starts_with("multipart/form-data") {
+        let plan = super::upload::Plan::new(app, headers, &admitted);
+        return super::upload::read_multipart(app, headers, body, plan)
+            .await
+            .map(Received::Parsed);
+    }
+    let limit = match (admitted.uploads, content_type) {
+        (false, _) => limits::FORM_BODY_BYTES_MAX,
+        (true, t) if t.starts_with("application/json") => limits::JSON_BODY_BYTES_MAX,
+        (true, _) => limits::FORM_TEXT_BYTES_MAX,
+    };
+    read_body(app, headers, body, limit, admitted.uploads)
+        .await
+        .map(Received::Raw)
 }
 
 /// The raw bytes of a body, with their share of the instance's body budget (given back
@@ -66,7 +148,7 @@ pub struct Upload {
 #[derive(Debug)]
 pub(super) struct RawBody {
     pub bytes: Bytes,
-    _budget: Option<OwnedSemaphorePermit>,
+    budget: Option<OwnedSemaphorePermit>,
 }
 
 /// The `Content-Length` a request declares, if any.
@@ -83,7 +165,7 @@ pub(super) fn has_body(headers: &HeaderMap) -> bool {
 }
 
 /// Permits for `bytes` of the body budget, waiting [`limits::BODY_BUDGET_WAIT`] at most.
-async fn budget(app: &App, bytes: usize) -> Result<OwnedSemaphorePermit, AppError> {
+pub(super) async fn budget(app: &App, bytes: usize) -> Result<OwnedSemaphorePermit, AppError> {
     let n = u32::try_from(bytes).unwrap_or(u32::MAX);
     match tokio::time::timeout(
         limits::BODY_BUDGET_WAIT,
@@ -98,12 +180,16 @@ async fn budget(app: &App, bytes: usize) -> Result<OwnedSemaphorePermit, AppErro
     }
 }
 
-/// The bytes of the body, at most `limit` of them, within the body read timeout.
+/// The bytes of the body, at most `limit` of them, within the body read timeout.  Past
+/// the limit it is refused (413); with `linger` (a view that takes uploads, which its
+/// permission reserves to the users it trusts with them), the rest is read and dropped
+/// beside the answer.
 pub(super) async fn read_body(
     app: &App,
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    linger: bool,
 ) -> Result<RawBody, AppError> {
     let too_large = || {
         AppError::TooLarge(format!(
@@ -115,6 +201,9 @@ pub(super) async fn read_body(
     // whether it may send too much is told no (413) and sends nothing.
     let declared = declared_length(headers);
     if declared.is_some_and(|n| n > limit) {
+        if linger {
+            refuse_unread(headers, body);
+        }
         return Err(too_large());
     }
     let mut permit = match declared {
@@ -140,6 +229,9 @@ pub(super) async fn read_body(
             AppError::BadRequest(format!("the request body could not be read: {e}"))
         })?;
         if data.len() + chunk.len() > limit {
+            if linger {
+                tokio::spawn(drain(stream, data.len() as u64));
+            }
             return Err(too_large());
         }
         if declared.is_none() && !chunk.is_empty() {
@@ -154,8 +246,48 @@ pub(super) async fn read_body(
     }
     Ok(RawBody {
         bytes: data.into(),
-        _budget: permit,
+        budget: permit,
     })
+}
+
+/// Whether the client waits for `100 Continue` before it sends the body.
+pub(super) fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+}
+
+/// Refuses an admitted request's body from its announced length, unread: a client that
+/// asked `Expect: 100-continue` sends nothing more; any other sends it all anyway, so
+/// it is read and dropped beside the answer ([`drain`]).
+pub(super) fn refuse_unread(headers: &HeaderMap, body: Body) {
+    if !expects_continue(headers) {
+        tokio::spawn(drain(body.into_data_stream(), 0));
+    }
+}
+
+/// Reads and drops what is left of a refused body, for at most
+/// [`limits::REFUSED_UPLOAD_DRAIN_WAIT`], beside its answer (hyper writes the response
+/// while the body is still read); `read` bytes of it were read before.  A client that
+/// sends its whole body before it reads the answer then gets the answer rather than a
+/// connection reset under its feet, as nginx's lingering close gives.
+pub(super) async fn drain(mut stream: axum::body::BodyDataStream, read: u64) {
+    let mut drained = 0u64;
+    let drain = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            drained += chunk.len() as u64;
+        }
+    };
+    let finished = tokio::time::timeout(limits::REFUSED_UPLOAD_DRAIN_WAIT, drain)
+        .await
+        .is_ok();
+    tracing::debug!(
+        read,
+        drained,
+        finished,
+        "the rest of a refused upload read and dropped"
+    );
 }
 
 /// Reads and drops the body of a refused request when it is small
@@ -178,7 +310,7 @@ pub(super) async fn discard_small_body(app: &App, headers: &HeaderMap, body: Bod
     let _ = tokio::time::timeout(app.http.body_read_timeout, drain).await;
 }
 
-fn seconds(d: Duration) -> String {
+pub(super) fn seconds(d: Duration) -> String {
     format!("{} seconds", d.as_secs_f64())
 }
 
@@ -202,33 +334,23 @@ fn too_many_fields() -> AppError {
     ))
 }
 
-/// Parses a body read by [`read_body`] (on the blocking pool: it may take a while).
+/// Parses a body read by [`read_input`] (on the blocking pool: it may take a while).
 pub(super) fn parse_input(
-    app: &App,
     headers: &HeaderMap,
-    raw: Option<RawBody>,
+    received: Option<Received>,
 ) -> Result<Input, AppError> {
-    let mut input = Input::default();
-    let Some(raw) = raw.filter(|r| !r.bytes.is_empty()) else {
-        return Ok(input);
+    let raw = match received {
+        None => return Ok(Input::default()),
+        Some(Received::Parsed(input)) => return Ok(input),
+        Some(Received::Raw(raw)) => raw,
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let mut input = Input::default();
+    if raw.bytes.is_empty() {
+        return Ok(input);
+    }
+    let content_type = content_type(headers);
     if content_type.starts_with("application/x-www-form-urlencoded") {
         input.fields = form_pairs(&raw.bytes)?;
-    } else if content_type.starts_with("multipart/form-data") {
-        let boundary = multer::parse_boundary(&content_type)
-            .map_err(|e| AppError::BadRequest(format!("bad multipart form: {e}")))?;
-        // The bytes are all here: multer's futures never wait on I/O.
-        tokio::runtime::Handle::current().block_on(parse_multipart(
-            app,
-            raw.bytes.clone(),
-            boundary,
-            &mut input,
-        ))?;
     } else if content_type.starts_with("application/json") {
         check_json(&raw.bytes)?;
         input.json = Some(
@@ -240,61 +362,8 @@ pub(super) fn parse_input(
             "unsupported content type {content_type:?}"
         )));
     }
+    input.held.budget = raw.budget;
     Ok(input)
-}
-
-async fn parse_multipart(
-    app: &App,
-    bytes: Bytes,
-    boundary: String,
-    input: &mut Input,
-) -> Result<(), AppError> {
-    let stream =
-        futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(bytes) });
-    let mut multipart = multer::Multipart::new(stream, boundary);
-    let mut parts = 0;
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| AppError::BadRequest(format!("bad multipart form: {e}")))?
-    {
-        parts += 1;
-        if parts > limits::MULTIPART_PARTS_MAX {
-            return Err(AppError::TooLarge(format!(
-                "the form has more than {} parts",
-                limits::MULTIPART_PARTS_MAX
-            )));
-        }
-        let name = field.name().unwrap_or("").to_owned();
-        let filename = field.file_name().map(str::to_owned);
-        let field_type = field.content_type().map(|m| m.to_string());
-        let data = field
-            .bytes()
-            .await
-            .map_err(|e| AppError::BadRequest(format!("bad multipart form: {e}")))?;
-        if filename.is_some() && data.len() > app.config.site.upload_size_max {
-            return Err(AppError::TooLarge(format!(
-                "the file {:?} has {} bytes; this site accepts at most {}",
-                filename.unwrap_or_default(),
-                data.len(),
-                app.config.site.upload_size_max
-            )));
-        }
-        match filename {
-            Some(filename) => input.files.push(Upload {
-                field: name,
-                filename,
-                content_type: field_type.unwrap_or_else(|| "application/octet-stream".into()),
-                data: data.to_vec(),
-            }),
-            None => input.fields.push((
-                name,
-                String::from_utf8(data.to_vec())
-                    .map_err(|_| AppError::BadRequest("form field is not UTF-8".into()))?,
-            )),
-        }
-    }
-    Ok(())
 }
 
 /// Refuses JSON nested deeper than [`limits::JSON_DEPTH_MAX`] or holding more than

@@ -15,13 +15,15 @@
 //!
 //! Database work is blocking, so each request runs on tokio's blocking pool holding a
 //! connection slot; the async part only reads the body, and only once the request has
-//! been admitted (authenticated, its view found and allowed: `publish`); the body is
+//! been admitted (authenticated, its view found and allowed: `publish`); a multipart
+//! form is parsed as it arrives, its files streamed to disk (`upload`), any other body
 //! parsed on the blocking pool.  Every piece of work a request can cause is bounded
 //! (`crate::limits`; ARCHITECTURE.md lists the bounds).
 //!
 //! Modules, by job:
 //! - `app`: the instance's shared state ([`App`]), cookies, login rate limits;
 //! - `input`: the body parsed into form fields, uploads and JSON;
+//! - `upload`: multipart forms read as they arrive, files streamed to disk;
 //! - `auth`: credentials (HTTP Basic, API tokens, the session cookie) and the principal
 //!   they name; the cache of recent HTTP Basic checks;
 //! - `publish`: the pipeline (traverse, find the view, permission, CSRF, run, commit)
@@ -42,6 +44,7 @@ pub mod metrics;
 mod publish;
 pub mod render;
 mod reply;
+mod upload;
 pub mod version;
 pub mod views;
 
@@ -52,3 +55,4 @@ pub use input::{Input, Upload};
 pub use listener::{Peer, serve};
 pub use publish::{Ctx, Step, router};
 pub use reply::{Reply, same_origin_path, url_of};
+pub use upload::remove_leftovers;

@@ -5,9 +5,11 @@
 //!
 //! A request with a body is first admitted: with a slot, in a read-only transaction, it
 //! is authenticated, its view found and its permission checked, which also says how
-//! large a body the view takes.  Only then is the body read (bounded, within the
-//! instance's body budget), and it is parsed on the blocking pool with the slot held, so
-//! an anonymous or unauthorised client never gets its body read, let alone parsed.
+//! large a body the view takes and where uploads go.  Only then is the body read
+//! (bounded, within the instance's body budget; a multipart form parsed as it arrives,
+//! its files streamed to disk once the CSRF token before them checked out), and the
+//! rest is parsed on the blocking pool with the slot held, so an anonymous or
+//! unauthorised client never gets its body read, let alone parsed or stored.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,7 +26,9 @@ use crate::security::{self, Grants, Permission, Principal};
 
 use super::auth::Credentials;
 use super::error::render_error;
-use super::input::{RawBody, discard_small_body, form_pairs, has_body, parse_input, read_body};
+use super::input::{
+    Admitted, Received, discard_small_body, form_pairs, has_body, parse_input, read_input,
+};
 use super::reply::render_reply;
 use super::{App, AppError, Input, Peer, Reply, cookie, url_of, views};
 
@@ -131,6 +135,22 @@ impl Ctx<'_> {
         tx.set_user(self.principal.audit_name());
         tx.note(what);
     }
+}
+
+/// Whether `method` may change state (and so needs the CSRF token from a browser).
+fn unsafe_method(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD)
+}
+
+/// Whether a request comes from a script rather than a browser, so it needs no CSRF
+/// token.  A forged cross-site form can only POST form encodings, and a browser sends
+/// cookies (and cached Basic credentials) with it.  Script clients using Basic auth with
+/// a JSON body, PATCH or DELETE, or an API token (which no browser sends by itself)
+/// cannot be forged that way (those need a CORS preflight we never grant); everything
+/// else needs the token.
+fn scripted(credentials: &Credentials, method: &Method, json: bool) -> bool {
+    matches!(credentials, Credentials::Bearer(_))
+        || (matches!(credentials, Credentials::Basic(..)) && (json || *method != Method::POST))
 }
 
 /// Splits a request path into item names and the view name (`""` for the default view).
@@ -278,9 +298,9 @@ impl App {
         })
     }
 
-    /// Admits a request with a body: authenticated, view found and allowed; returns how
-    /// many body bytes the view takes.
-    fn admit(&self, request: &Request, credentials: &Credentials) -> Result<usize, AppError> {
+    /// Admits a request with a body: authenticated, view found and allowed; returns
+    /// what the view takes (see [`Admitted`]).
+    fn admit(&self, request: &Request, credentials: &Credentials) -> Result<Admitted, AppError> {
         let Some(site) = self.site else {
             return Err(AppError::NotSetUp);
         };
@@ -288,10 +308,15 @@ impl App {
         // Fails at once (503) while a ZEO server is away, as `respond` does.
         let tx = conn.try_begin()?;
         let resolved = self.resolve(&tx, site, request, credentials, request.wants_json)?;
-        Ok(if resolved.found.uploads {
-            self.config.site.upload_size_max + limits::BODY_OVERHEAD_BYTES
-        } else {
-            limits::FORM_BODY_BYTES_MAX
+        // A multipart form is never JSON: the token is needed unless the credentials
+        // are a script's.
+        let csrf = resolved.found.csrf
+            && unsafe_method(&request.method)
+            && !scripted(credentials, &request.method, false);
+        Ok(Admitted {
+            uploads: resolved.found.uploads,
+            spool_dir: tx.blob_temp_dir(),
+            csrf_cookie: csrf.then(|| request.csrf_cookie.clone()),
         })
     }
 
@@ -343,16 +368,8 @@ impl App {
                 site,
                 client: request.client.clone(),
             };
-            let unsafe_method = !matches!(request.method, Method::GET | Method::HEAD);
-            // A forged cross-site form can only POST form encodings, and a browser sends
-            // cookies (and cached Basic credentials) with it.  Script clients using Basic
-            // auth with a JSON body, PATCH or DELETE, or an API token (which no browser
-            // sends by itself) cannot be forged that way (those need a CORS preflight we
-            // never grant); everything else needs the token.
-            let scripted = matches!(credentials, Credentials::Bearer(_))
-                || (matches!(credentials, Credentials::Basic(..))
-                    && (input.json.is_some() || request.method != Method::POST));
-            if unsafe_method && !scripted && found.csrf {
+            let scripted = scripted(credentials, &request.method, input.json.is_some());
+            if unsafe_method(&request.method) && !scripted && found.csrf {
                 let token = input
                     .field(auth::CSRF_FIELD)
                     .or_else(|| {
@@ -552,21 +569,21 @@ async fn answer(
         }
     };
     let request = Arc::new(request);
-    let raw: Option<RawBody> = if has_body(&request.headers) {
+    let received: Option<Received> = if has_body(&request.headers) {
         let (r, c) = (request.clone(), credentials.clone());
-        let limit = match app.blocking(move |app| app.admit(&r, &c)).await {
-            Ok(limit) => limit,
+        let admitted = match app.blocking(move |app| app.admit(&r, &c)).await {
+            Ok(admitted) => admitted,
             Err(e) => {
                 discard_small_body(app, &request.headers, body).await;
                 return Err(e);
             }
         };
-        Some(read_body(app, &request.headers, body, limit).await?)
+        Some(read_input(app, &request.headers, body, admitted).await?)
     } else {
         None
     };
     app.blocking(move |app| {
-        let input = parse_input(app, &request.headers, raw)?;
+        let input = parse_input(&request.headers, received)?;
         let who = std::cell::RefCell::new(String::new());
         let reply = app.respond(&request, &credentials, &input, &who);
         Ok((reply, who.into_inner()))

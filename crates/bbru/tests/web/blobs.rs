@@ -132,3 +132,44 @@ fn files_live_in_blobs_and_download_with_etag_304_and_ranges() {
     assert_ne!(r.headers()["etag"].to_str().unwrap(), etag);
     assert_eq!(r.bytes().unwrap().to_vec(), other);
 }
+
+/// A JSON `PATCH` that renames a file in a blob keeps its bytes (it once stored the
+/// record's empty inline bytes as a new, empty blob).
+#[test]
+fn a_json_patch_of_the_filename_alone_keeps_the_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_fs = dir.path().join("Data.fs");
+    let storage = FileStorage::open_with(
+        &data_fs,
+        Options {
+            blob_dir: Some(bbru::startup::blob_dir_of(&data_fs)),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let site = start_with(Arc::new(storage) as Arc<dyn Storage>, site_config(""));
+    let admin = site.admin();
+    let content = bytes(50_000);
+    let r = admin.post_multipart(
+        "/@@add",
+        &[("type", "File"), ("title", "Data")],
+        Some(("data.bin", "application/octet-stream", content.clone())),
+    );
+    assert_eq!(r.status(), 303, "{}", r.text().unwrap());
+    let r = reqwest::blocking::Client::new()
+        .patch(admin.url("/data.bin"))
+        .basic_auth(crate::ADMIN.0, Some(crate::ADMIN.1))
+        .json(&serde_json::json!({"filename": "renamed.bin", "content_type": "text/plain"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204, "{}", r.text().unwrap());
+    let r = admin.get("/data.bin");
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("renamed.bin")
+    );
+    assert_eq!(r.bytes().unwrap().to_vec(), content);
+}

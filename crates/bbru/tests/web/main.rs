@@ -19,10 +19,12 @@ mod headers;
 mod history;
 mod manage;
 mod matrix;
+mod migrate;
 mod protocol;
 mod redirects;
 mod sessions;
 mod stalled;
+mod uploads;
 mod users;
 mod versions;
 

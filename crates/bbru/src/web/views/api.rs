@@ -27,7 +27,9 @@
 //!   site root cannot be deleted.
 //!
 //! Creating and editing go through [`crate::model::edit`], the rules the forms use (names,
-//! required title, image types), plus the site's upload size limit for `data`.  Each change
+//! required title, image types), plus the site's upload size limit for `data` (the JSON
+//! body itself is at most `limits::JSON_BODY_BYTES_MAX`: larger files go through the
+//! upload form, `@@add` or `@@edit`, which streams them, with an API token).  Each change
 //! is a transaction noted like the UI's ("add Page /docs/x", "edit /docs/x", "delete
 //! /docs/x").
 
@@ -36,7 +38,7 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 use zodb::Transaction;
 
-use crate::model::edit::{self, Fields, Upload};
+use crate::model::edit::{self, Data, Fields, Upload};
 use crate::model::{Content, Kind};
 use crate::security::Permission;
 use crate::web::render::child_url;
@@ -213,8 +215,10 @@ fn check_fields(map: &Map<String, Value>, kind: Kind) -> Result<(), AppError> {
     Ok(())
 }
 
-/// The bytes of the base64 field `data`, within the site's upload limit.
-fn data(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Result<Option<Vec<u8>>, AppError> {
+/// The bytes of the base64 field `data`, within the site's upload limit (the body's own
+/// bound, [`crate::limits::JSON_BODY_BYTES_MAX`], keeps them far below it by default:
+/// large files go through the upload form, streamed).
+fn data(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Result<Option<Data>, AppError> {
     let Some(text) = string(map, "data")? else {
         return Ok(None);
     };
@@ -234,7 +238,7 @@ fn data(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Result<Option<Vec<u8>>, AppE
             bytes.len()
         )));
     }
-    Ok(Some(bytes))
+    Ok(Some(Data::Bytes(bytes.into())))
 }
 
 /// The fields of a create (`current` = `None`, `name` = the requested id) or an edit
@@ -260,8 +264,8 @@ fn fields(
             let content_type = string(map, "content_type")?;
             let data = data(ctx, map)?;
             let current = match current {
-                Some(Content::File(_, f)) => Some((&f.filename, &f.content_type, &f.data)),
-                Some(Content::Image(_, i)) => Some((&i.filename, &i.content_type, &i.data)),
+                Some(Content::File(_, f)) => Some((&f.filename, &f.content_type)),
+                Some(Content::Image(_, i)) => Some((&i.filename, &i.content_type)),
                 _ => None,
             };
             fields.upload = match current {
@@ -283,16 +287,17 @@ fn fields(
                         filename,
                         content_type: content_type
                             .unwrap_or_else(|| "application/octet-stream".into()),
-                        data,
+                        data: Some(data),
                     })
                 }
-                Some((old_name, old_type, old_data))
+                // Without `data`, the stored bytes stay (wherever they are kept).
+                Some((old_name, old_type))
                     if filename.is_some() || content_type.is_some() || data.is_some() =>
                 {
                     Some(Upload {
                         filename: filename.unwrap_or_else(|| old_name.clone()),
                         content_type: content_type.unwrap_or_else(|| old_type.clone()),
-                        data: data.unwrap_or_else(|| old_data.clone()),
+                        data,
                     })
                 }
                 Some(_) => None,

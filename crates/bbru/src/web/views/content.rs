@@ -94,6 +94,7 @@ impl From<EditError> for AppError {
     fn from(e: EditError) -> Self {
         match e {
             EditError::Db(e) => AppError::Db(e),
+            e @ EditError::TooLargeInline { .. } => AppError::TooLarge(e.to_string()),
             other => AppError::BadRequest(other.to_string()),
         }
     }
@@ -290,7 +291,7 @@ pub fn form_fields(ctx: &Ctx<'_>) -> Fields {
         upload: input.file("file").map(|u| edit::Upload {
             filename: u.filename.clone(),
             content_type: u.content_type.clone(),
-            data: u.data.clone(),
+            data: Some(u.data.clone()),
         }),
     }
 }

@@ -20,8 +20,10 @@
 //! | `/@login`      | root     |                           | JSON login → `{"token"}`   | (none) |
 //! | `/@logout`     | root     |                           | ends the principal's sessions and tokens → 204 | (none; 401 for anonymous) |
 //!
-//! Views marked `uploads` below take a body up to the site's `upload_size_max`; all
-//! others take forms of at most `limits::FORM_BODY_BYTES_MAX` bytes.
+//! Views marked `uploads` below take upload forms, their files streamed to disk up to
+//! the site's `upload_size_max` (`web/upload.rs`), and JSON bodies of at most
+//! `limits::JSON_BODY_BYTES_MAX`; all others take forms of at most
+//! `limits::FORM_BODY_BYTES_MAX` bytes.
 
 pub mod api;
 pub mod content;
