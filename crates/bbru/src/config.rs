@@ -208,6 +208,10 @@ pub enum StorageConfig {
     File(PathBuf),
     /// A ZEO server (`host:port` or a unix socket path).
     Zeo(String),
+    /// A PostgreSQL database (`postgresql://…` or a libpq `key=value` string) in
+    /// RelStorage 4.3's schema, shared with the other instances (and RelStorage clients)
+    /// that use it: no server of ours in between.
+    Postgres(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -303,6 +307,7 @@ impl Default for HttpSettings {
 struct StorageSection {
     file: Option<PathBuf>,
     zeo: Option<String>,
+    postgres: Option<String>,
     /// TLS to the ZEO server: the CA file (or directory) to trust; setting it turns TLS on.
     ssl_ca: Option<PathBuf>,
     /// This instance's client certificate and key, for a server that authenticates.
@@ -391,7 +396,9 @@ impl ServeConfig {
         match (&self.secret_key_file, &self.storage) {
             (Some(p), _) => p.clone(),
             (None, StorageConfig::File(f)) => f.with_file_name("secret.key"),
-            (None, StorageConfig::Zeo(_)) => PathBuf::from(SECRET_KEY_WITH_ZEO_DEFAULT),
+            (None, StorageConfig::Zeo(_) | StorageConfig::Postgres(_)) => {
+                PathBuf::from(SECRET_KEY_WITH_ZEO_DEFAULT)
+            }
         }
     }
 
@@ -430,16 +437,17 @@ impl ServeConfig {
         if let Some(l) = file.listen {
             config.listen = l;
         }
-        config.storage = match (file.storage.file, file.storage.zeo) {
-            (Some(_), Some(_)) => {
+        config.storage = match (file.storage.file, file.storage.zeo, file.storage.postgres) {
+            (Some(f), None, None) => StorageConfig::File(resolve(f)),
+            (None, Some(z), None) => StorageConfig::Zeo(z),
+            (None, None, Some(url)) => StorageConfig::Postgres(url),
+            (None, None, None) => StorageConfig::File(resolve(DATA_FS_DEFAULT.into())),
+            _ => {
                 return Err(ConfigError::Invalid {
                     path: path.to_owned(),
-                    message: "[storage]: give file or zeo, not both".into(),
+                    message: "[storage]: give one of file, zeo and postgres".into(),
                 });
             }
-            (Some(f), None) => StorageConfig::File(resolve(f)),
-            (None, Some(z)) => StorageConfig::Zeo(z),
-            (None, None) => StorageConfig::File(resolve(DATA_FS_DEFAULT.into())),
         };
         let any_ssl = file.storage.ssl_ca.is_some()
             || file.storage.ssl_certificate.is_some()
@@ -529,10 +537,13 @@ impl ServeConfig {
                 })?;
             config.trusted_proxies.push(net);
         }
-        // With ZEO there is no database file to sit beside: the installation's var/.
+        // With ZEO or PostgreSQL there is no database file to sit beside: the
+        // installation's var/.
         config.secret_key_file = match (file.secret_key_file, &config.storage) {
             (Some(p), _) => Some(resolve(p)),
-            (None, StorageConfig::Zeo(_)) => Some(resolve(SECRET_KEY_WITH_ZEO_DEFAULT.into())),
+            (None, StorageConfig::Zeo(_) | StorageConfig::Postgres(_)) => {
+                Some(resolve(SECRET_KEY_WITH_ZEO_DEFAULT.into()))
+            }
             (None, StorageConfig::File(_)) => None,
         };
         let seconds = |name: &str, value: f64| match value {

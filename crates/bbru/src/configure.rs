@@ -73,6 +73,8 @@ pub struct DeployServe {
     pub listen: String,
     /// ZEO server address; when empty, the embedded `file` is used.
     pub zeo: String,
+    /// PostgreSQL database URL (when `zeo` is empty); when empty too, the embedded `file`.
+    pub postgres: String,
     pub file: String,
     pub pid_file: String,
     pub log_file: String,
@@ -118,6 +120,7 @@ impl Default for DeployServe {
         DeployServe {
             listen: defaults.listen,
             zeo: String::new(),
+            postgres: String::new(),
             file: DATA_FS_DEFAULT.into(),
             pid_file: defaults.pid_file.display().to_string(),
             log_file: String::new(),
@@ -362,6 +365,15 @@ mod tests {
             crate::config::StorageConfig::Zeo("10.0.0.5:8100".into())
         );
         assert!(parsed.trusted_proxies.is_empty(), "none by default");
+        let mut on_postgres: Deploy = deploy.clone();
+        on_postgres.serve.zeo = String::new();
+        on_postgres.serve.postgres = "postgresql://bbru@db.example/site".into();
+        let serve = serve_toml(&on_postgres, None).unwrap();
+        let parsed = ServeConfig::parse(&serve, Path::new("s"), Path::new("/x")).unwrap();
+        assert_eq!(
+            parsed.storage,
+            crate::config::StorageConfig::Postgres("postgresql://bbru@db.example/site".into())
+        );
         let mut behind: Deploy = deploy.clone();
         behind.serve.trusted_proxies = vec!["127.0.0.1".into(), "10.0.0.0/8".into()];
         let serve = serve_toml(&behind, None).unwrap();

@@ -109,8 +109,13 @@ struct ServeArgs {
     #[arg(long, conflicts_with = "zeo")]
     file: Option<PathBuf>,
     /// ZEO server to use, HOST:PORT or a socket path (overrides the configuration).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "postgres")]
     zeo: Option<String>,
+    /// PostgreSQL database to use, a `postgresql://` URL (overrides the configuration):
+    /// RelStorage 4.3's schema, made with `bbru-zeo init-db URL`; shared with the other
+    /// instances on it, no server of ours in between.
+    #[arg(long, conflicts_with = "file")]
+    postgres: Option<String>,
     /// The site configuration (overrides the configuration).
     #[arg(long)]
     site_config: Option<PathBuf>,
@@ -354,6 +359,9 @@ fn serve_config(args: &ServeArgs) -> Result<ServeConfig> {
     }
     if let Some(z) = &args.zeo {
         config.storage = StorageConfig::Zeo(z.clone());
+    }
+    if let Some(url) = &args.postgres {
+        config.storage = StorageConfig::Postgres(url.clone());
     }
     if let Some(s) = &args.site_config {
         config.site_config = s.clone();

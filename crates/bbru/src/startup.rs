@@ -76,6 +76,15 @@ pub fn open_storage(config: &ServeConfig) -> Result<Opened, StartError> {
                     error,
                 })
         }
+        StorageConfig::Postgres(url) => zodb_pg::PgStorage::open(url)
+            .map(|s| Opened {
+                storage: Arc::new(s),
+                blob_cache: None,
+            })
+            .map_err(|e| StartError::Storage {
+                what: format!("PostgreSQL {}", zodb_pg::redacted(url)),
+                error: e.into(),
+            }),
         StorageConfig::Zeo(address) => {
             let mut options = zeo::client::ClientOptions::new(address.clone());
             options.wait_timeout = crate::limits::ZEO_CONNECT_WAIT;

@@ -70,6 +70,21 @@ pub(super) fn open_database(config: &ServeConfig) -> Result<Base, String> {
                 close: true,
             })
         }
+        StorageConfig::Postgres(url) => {
+            // Opened as the instances open it; the checks write only to the overlay.
+            let shown = zodb_pg::redacted(url);
+            let storage = zodb_pg::PgStorage::open(url)
+                .map_err(|e| format!("cannot open the PostgreSQL database {shown}: {e}"))?;
+            let detail = format!(
+                "PostgreSQL {shown}: {}",
+                describe_tid(storage.last_transaction())
+            );
+            Ok(Base {
+                storage: Arc::new(storage),
+                detail,
+                close: true,
+            })
+        }
         StorageConfig::Zeo(address) => {
             let mut options = zeo::client::ClientOptions::new(address.clone());
             options.read_only = true;

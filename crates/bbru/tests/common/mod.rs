@@ -218,6 +218,8 @@ pub enum Storage {
     File(PathBuf),
     /// A ZEO server's address.
     Zeo(String),
+    /// A PostgreSQL database's URL.
+    Postgres(String),
 }
 
 /// A `bbru serve` process answering on `base`.
@@ -249,6 +251,7 @@ impl Instance {
         match storage {
             Storage::File(path) => command.arg("--file").arg(path),
             Storage::Zeo(address) => command.args(["--zeo", address]),
+            Storage::Postgres(url) => command.args(["--postgres", url]),
         };
         Instance::launch(name, &listen, command, &dir)
     }

@@ -18,6 +18,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod concurrent;
+mod postgres;
 
 use std::collections::BTreeMap;
 use std::process::Command;
