@@ -34,3 +34,46 @@ pub use storage::PgStorage;
 pub fn is_postgres_url(s: &str) -> bool {
     s.starts_with("postgresql://") || s.starts_with("postgres://")
 }
+
+/// `url` with its password, if any, replaced by `***`: what may be logged or shown of a
+/// connection string (`postgresql://user:secret@host/db`, or a libpq `key=value`
+/// string with `password=secret`).
+pub fn redacted(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if let Some((userinfo, host)) = authority.rsplit_once('@')
+            && let Some((user, _)) = userinfo.split_once(':')
+        {
+            return format!("{scheme}://{user}:***@{host}{path}");
+        }
+        return url.to_owned();
+    }
+    url.split_whitespace()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redacted("postgresql://bbru:s3cret@db.example:5432/site?sslmode=require"),
+            "postgresql://bbru:***@db.example:5432/site?sslmode=require"
+        );
+        assert_eq!(
+            redacted("postgresql://bbru@db/site"),
+            "postgresql://bbru@db/site"
+        );
+        assert_eq!(
+            redacted("host=db dbname=site password=s3cret user=bbru"),
+            "host=db dbname=site password=*** user=bbru"
+        );
+    }
+}
