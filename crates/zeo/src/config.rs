@@ -18,6 +18,26 @@
 //! </filestorage>
 //! ```
 //!
+//! A PostgreSQL database (shared with RelStorage clients and other bbru
+//! processes) is served instead of a file by a `<relstorage>` section, as
+//! RelStorage's ZConfig component spells it:
+//!
+//! ```text
+//! <relstorage 1>
+//!   poll-interval 0.25
+//!   <postgresql>
+//!     dsn dbname='zodb' user='zodb' host='db.example' password='...'
+//!   </postgresql>
+//! </relstorage>
+//! ```
+//!
+//! `dsn` is a libpq `key=value` string or a `postgresql://` URL;
+//! `create-schema` (default true, as RelStorage's) makes the schema where it is
+//! missing; `poll-interval` is how often, in seconds, the server polls for
+//! the commits of RelStorage clients (0: the default). What bbru does not
+//! do on PostgreSQL is refused (`keep-history false`, blobs, replicas);
+//! RelStorage's cache and pack tuning keys are accepted and ignored.
+//!
 //! Comments are `#` lines (ZConfig takes a `#` later in a line as part of
 //! the value, and so do we). Unknown keys and sections are errors, so a
 //! typo does not silently change nothing; keys that only matter to Python
@@ -41,6 +61,19 @@ pub struct StorageSection {
     pub read_only: bool,
     /// `blob-dir`: the storage's blob directory (ZODB's layout).
     pub blob_dir: Option<PathBuf>,
+    /// A `<relstorage>` section: the database served instead of `path`.
+    pub postgres: Option<PostgresSection>,
+}
+
+/// `<relstorage>` with its `<postgresql>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresSection {
+    /// `dsn`: a libpq `key=value` string or a `postgresql://` URL.
+    pub dsn: String,
+    /// `create-schema`: make the schema where it is missing.
+    pub create_schema: bool,
+    /// `poll-interval` (when positive).
+    pub poll_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +104,70 @@ fn boolean(v: &str, line: usize) -> Result<bool, ConfigError> {
     }
 }
 
+/// A key of `<relstorage>` (or of its `<postgresql>` when `in_pg`).
+fn relstorage_key(
+    s: &mut StorageSection,
+    key: &str,
+    value: &str,
+    in_pg: bool,
+    line: usize,
+) -> Result<(), ConfigError> {
+    let err = |message: String| ConfigError { line, message };
+    let Some(pg) = s.postgres.as_mut() else {
+        return Err(err("not a <relstorage> section".into()));
+    };
+    if in_pg {
+        return match key {
+            "dsn" => {
+                pg.dsn = value.to_string();
+                Ok(())
+            }
+            // psycopg2 or pg8000: Python's choice; we speak the protocol.
+            "driver" => Ok(()),
+            other => Err(err(format!("unknown <postgresql> key {other:?}"))),
+        };
+    }
+    match key {
+        "read-only" => s.read_only = boolean(value, line)?,
+        "create-schema" => pg.create_schema = boolean(value, line)?,
+        "poll-interval" => {
+            let secs: f64 = value
+                .parse()
+                .map_err(|_| err(format!("not a number of seconds: {value:?}")))?;
+            if !secs.is_finite() || secs < 0.0 {
+                return Err(err(format!("not a number of seconds: {value:?}")));
+            }
+            pg.poll_interval = (secs > 0.0).then(|| Duration::from_secs_f64(secs));
+        }
+        "keep-history" if !boolean(value, line)? => {
+            return Err(err(
+                "keep-history false: bbru serves RelStorage's history-preserving schema only"
+                    .into(),
+            ));
+        }
+        "keep-history" => {}
+        "blob-dir" | "shared-blob-dir" | "blob-cache-size" | "blob-chunk-size" => {
+            return Err(err(format!(
+                "<relstorage> {key}: bbru does not keep blobs in PostgreSQL yet"
+            )));
+        }
+        "replica-conf" | "ro-replica-conf" => {
+            return Err(err(format!(
+                "<relstorage> {key}: bbru-zeo does not use replicas yet"
+            )));
+        }
+        // RelStorage's own caches, pack tuning and lock settings: Python's.
+        k if k.starts_with("cache-") || k.starts_with("pack-") || k.starts_with("blob-cache") => {}
+        "name"
+        | "replica-timeout"
+        | "revert_when_stale"
+        | "commit-lock-timeout"
+        | "commit-lock-id" => {}
+        other => return Err(err(format!("unknown <relstorage> key {other:?}"))),
+    }
+    Ok(())
+}
+
 pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
     let mut server = Config::default();
     let mut storages = Vec::new();
@@ -80,6 +177,8 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
     let mut tls: Option<ServerTls> = None;
     // An open `<ssl>` section (inside `<zeo>`): its line.
     let mut in_ssl: Option<usize> = None;
+    // Whether a `<postgresql>` section (inside `<relstorage>`) is open.
+    let mut in_pg = false;
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let l = raw.trim();
@@ -100,13 +199,30 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
                 }
                 continue;
             }
+            if in_pg {
+                if name != "postgresql" {
+                    return Err(err(format!("unexpected </{name}> (<postgresql> is open)")));
+                }
+                in_pg = false;
+                continue;
+            }
             match section.take() {
                 Some((open, _, _)) if open == name => {}
                 _ => return Err(err(format!("unexpected </{name}>"))),
             }
             if let Some(s) = current.take() {
-                if s.path.as_os_str().is_empty() {
-                    return Err(err(format!("storage {} has no path", s.name)));
+                match &s.postgres {
+                    Some(pg) if pg.dsn.is_empty() => {
+                        return Err(err(format!(
+                            "storage {}: <relstorage> needs <postgresql> with a dsn",
+                            s.name
+                        )));
+                    }
+                    Some(_) => {}
+                    None if s.path.as_os_str().is_empty() => {
+                        return Err(err(format!("storage {} has no path", s.name)));
+                    }
+                    None => {}
                 }
                 storages.push(s);
             }
@@ -129,6 +245,13 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
                 in_ssl = Some(line);
                 continue;
             }
+            if inner.eq_ignore_ascii_case("postgresql") {
+                if section.as_ref().map(|s| s.0.as_str()) != Some("relstorage") || in_pg {
+                    return Err(err("<postgresql> belongs inside <relstorage>".into()));
+                }
+                in_pg = true;
+                continue;
+            }
             if section.is_some() {
                 return Err(err("nested sections are not supported".into()));
             }
@@ -137,17 +260,22 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
             let name = parts.next().map(str::to_string);
             match kind.as_str() {
                 "zeo" => {}
-                "filestorage" => {
+                "filestorage" | "relstorage" => {
                     current = Some(StorageSection {
                         name: name.clone().unwrap_or_else(|| "1".into()),
                         path: PathBuf::new(),
                         read_only: false,
                         blob_dir: None,
+                        postgres: (kind == "relstorage").then(|| PostgresSection {
+                            dsn: String::new(),
+                            create_schema: true,
+                            poll_interval: None,
+                        }),
                     });
                 }
                 other => {
                     return Err(err(format!(
-                        "unsupported section <{other}> (this server serves FileStorages)"
+                        "unsupported section <{other}> (this server serves <filestorage> and <relstorage>)"
                     )));
                 }
             }
@@ -236,6 +364,12 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
                     other => return Err(err(format!("unknown <filestorage> key {other:?}"))),
                 }
             }
+            Some("relstorage") => {
+                let s = current
+                    .as_mut()
+                    .ok_or_else(|| err("key outside a section".into()))?;
+                relstorage_key(s, &key, &value, in_pg, line)?;
+            }
             _ => return Err(err(format!("{key:?} outside a section"))),
         }
     }
@@ -260,7 +394,7 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
     if storages.is_empty() {
         return Err(ConfigError {
             line: 0,
-            message: "no <filestorage> section".into(),
+            message: "no <filestorage> or <relstorage> section".into(),
         });
     }
     Ok(ZeoConf {
@@ -292,8 +426,62 @@ mod tests {
                 path: "./blob.fs".into(),
                 read_only: false,
                 blob_dir: Some("./blobs".into()),
+                postgres: None,
             }]
         );
+    }
+
+    /// RelStorage's own spelling (its `component.xml`): `<relstorage>` with
+    /// a `<postgresql>` holding the dsn; what we cannot do is refused.
+    #[test]
+    fn relstorage_section_serves_postgresql() {
+        let with = |body: &str| {
+            parse(&format!(
+                "<zeo>\n address 8100\n</zeo>\n<relstorage 1>\n{body}\n</relstorage>\n"
+            ))
+        };
+        let conf = with(
+            "  poll-interval 0.5\n  cache-local-mb 100\n  <postgresql>\n    dsn dbname='zodb' host='db' user='z'\n  </postgresql>",
+        )
+        .unwrap();
+        assert_eq!(
+            conf.storages[0].postgres,
+            Some(PostgresSection {
+                dsn: "dbname='zodb' host='db' user='z'".into(),
+                create_schema: true,
+                poll_interval: Some(Duration::from_millis(500)),
+            })
+        );
+        assert_eq!(conf.storages[0].name, "1");
+        let conf =
+            with(" create-schema false\n <postgresql>\n dsn postgresql://h/db\n </postgresql>")
+                .unwrap();
+        let pg = conf.storages[0].postgres.clone().unwrap();
+        assert!(!pg.create_schema);
+        assert_eq!(pg.poll_interval, None);
+        let mistake = |body: &str, what: &str| {
+            let e = with(body).unwrap_err();
+            assert!(e.message.contains(what), "{e}");
+        };
+        mistake(
+            " <postgresql>\n </postgresql>",
+            "needs <postgresql> with a dsn",
+        );
+        mistake(
+            " keep-history false\n <postgresql>\n dsn x\n </postgresql>",
+            "history-preserving",
+        );
+        mistake(
+            " blob-dir /b\n <postgresql>\n dsn x\n </postgresql>",
+            "blobs",
+        );
+        mistake(
+            " <postgresql>\n dsn x\n sslmode y\n </postgresql>",
+            "unknown <postgresql> key",
+        );
+        mistake(" <postgresql>\n dsn x\n", "unexpected </relstorage>");
+        let e = parse("<zeo>\n address 1\n</zeo>\n<filestorage>\n<postgresql>\n").unwrap_err();
+        assert!(e.message.contains("inside <relstorage>"), "{e}");
     }
 
     /// Without the key the default applies; 0 turns the timeout off (rather than

@@ -114,6 +114,18 @@ pub const SEND_BLOB_QUEUED_BYTES_MAX: usize = 1 << 20;
 /// Oids handed out by one `new_oids` call (Python clamps to 1..=100).
 pub const NEW_OIDS_PER_CALL_MAX: usize = 100;
 
+/// Milliseconds between two polls of a storage other processes write too (a
+/// PostgreSQL database), by default (`--poll-interval`, `poll-interval`).
+///
+/// Commits of other `bbru` processes arrive at once (their `NOTIFY`); a
+/// RelStorage client sends none, so its commits reach this server's clients
+/// only at the next poll. Until then those clients read the older state and
+/// a write based on it fails its serial check (a conflict, resolved or
+/// retried), so the interval is a staleness bound. A poll with nothing new
+/// is one indexed query, so four a second cost the database nothing
+/// measurable.
+pub const POLL_INTERVAL_MILLIS_DEFAULT: u64 = 250;
+
 /// Recent transactions remembered for `getInvalidations`; older ones are
 /// found by reading the storage, up to `INVALIDATION_SCAN_TRANSACTIONS_MAX`.
 pub const INVALIDATION_QUEUE_SIZE_DEFAULT: usize = 1000;

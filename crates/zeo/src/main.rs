@@ -1,6 +1,7 @@
 //! `bbru-zeo`: the database server's command.
 //!
-//! `bbru-zeo -a ADDRESS -f Data.fs` (or `bbru-zeo serve ...`, or
+//! `bbru-zeo -a ADDRESS -f Data.fs` (or `--postgres URL` for a PostgreSQL
+//! database shared with RelStorage, or `bbru-zeo serve ...`, or
 //! `-C zeo.conf`) runs the ZEO server, with runzeo's flags. The other
 //! subcommands work on a `Data.fs` directly: `check` (like Python's
 //! `fstest`, and stricter), `dump` (one JSON object per transaction),
@@ -41,8 +42,18 @@ struct ServeArgs {
     #[arg(short = 'a', long = "address")]
     address: Option<String>,
     /// The Data.fs to serve as storage "1" (created if missing).
-    #[arg(short = 'f', long = "filename")]
+    #[arg(short = 'f', long = "filename", conflicts_with = "postgres")]
     file: Option<PathBuf>,
+    /// Serve the PostgreSQL database at this URL (or libpq `key=value`
+    /// string) as storage "1", shared with RelStorage clients and other bbru
+    /// processes; it must hold the schema (`bbru-zeo init-db URL`).
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// Seconds between polls of a PostgreSQL storage for commits other
+    /// processes made (bbru processes' arrive at once by NOTIFY; RelStorage
+    /// clients send none). zeo.conf's `poll-interval` wins for its storage.
+    #[arg(long, default_value_t = zeo::limits::POLL_INTERVAL_MILLIS_DEFAULT as f64 / 1000.0)]
+    poll_interval: f64,
     /// The blob directory of the storage of -f (ZODB's layout; created if missing).
     /// With -C, zeo.conf's `blob-dir` says it.
     #[arg(long)]
@@ -294,10 +305,19 @@ fn serve(args: ServeArgs) -> Result<()> {
             (conf.server, conf.storages, conf.tls)
         }
         None => {
-            let file = args
-                .file
+            let postgres = args
+                .postgres
                 .clone()
-                .context("give -f Data.fs (or -C zeo.conf)")?;
+                .map(|dsn| zeo::config::PostgresSection {
+                    dsn,
+                    create_schema: false,
+                    poll_interval: None,
+                });
+            let file = match (&args.file, &postgres) {
+                (Some(f), _) => f.clone(),
+                (None, Some(_)) => PathBuf::new(),
+                (None, None) => anyhow::bail!("give -f Data.fs, --postgres URL or -C zeo.conf"),
+            };
             let config = zeo::server::Config::default();
             (
                 config,
@@ -306,6 +326,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                     path: file,
                     read_only: false,
                     blob_dir: args.blob_dir.clone(),
+                    postgres,
                 }],
                 None,
             )
@@ -361,8 +382,28 @@ fn serve(args: ServeArgs) -> Result<()> {
         "the transaction size limit must be a positive number of bytes"
     );
     config.transaction_bytes_max = args.transaction_size_max;
+    anyhow::ensure!(
+        args.poll_interval.is_finite() && args.poll_interval > 0.0,
+        "the poll interval must be a positive number of seconds"
+    );
     let mut opened: Vec<(String, std::sync::Arc<dyn Storage>)> = Vec::new();
     for s in &storages {
+        if let Some(pg) = &s.postgres {
+            // A PgStorage has no read-only mode of its own yet: only the
+            // server's (which refuses every write) applies.
+            anyhow::ensure!(
+                !s.read_only || config.read_only,
+                "storage {}: read-only on <relstorage>: say read-only in <zeo> (or -r)",
+                s.name
+            );
+            let storage = open_postgres(pg, &s.name)?;
+            let interval = pg
+                .poll_interval
+                .unwrap_or(std::time::Duration::from_secs_f64(args.poll_interval));
+            config.polled.insert(s.name.clone(), interval);
+            opened.push((s.name.clone(), storage));
+            continue;
+        }
         let read_only = s.read_only || config.read_only;
         // A new database may go in a new directory (e.g. `-f var/Data.fs`).
         if !read_only
@@ -421,6 +462,29 @@ fn serve(args: ServeArgs) -> Result<()> {
         server.run().await;
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// Opens (or, with `create-schema`, creates) the PostgreSQL storage of a
+/// `<relstorage>` section or `--postgres`, listening for other bbru
+/// processes' commits.
+fn open_postgres(
+    pg: &zeo::config::PostgresSection,
+    name: &str,
+) -> Result<std::sync::Arc<dyn Storage>> {
+    let storage = if pg.create_schema {
+        zodb_pg::PgStorage::create(&pg.dsn)
+    } else {
+        zodb_pg::PgStorage::open(&pg.dsn)
+    }
+    .with_context(|| format!("opening storage {name} (PostgreSQL)"))?;
+    storage.listen_for_commits();
+    tracing::info!(
+        storage = %name,
+        database = %storage.name(),
+        last = %storage.last_transaction(),
+        "opened"
+    );
+    Ok(std::sync::Arc::new(storage))
 }
 
 /// Reopens the log file at each SIGHUP (logrotate moves the old one away).

@@ -11,12 +11,15 @@
 //! - `reads.rs`: loads, history, the undo log, the iterator.
 //! - `poll.rs`: commits of every client reported to the listeners, in tid
 //!   order, from the newest tid polled; oids from `zoid_seq`.
+//! - `listen.rs`: `LISTEN/NOTIFY`, so commits of other bbru processes are
+//!   reported at once.
 //! - `pack.rs`: pack with garbage collection.
 //! - `pool.rs`: the connection pool; `error.rs`: [`PgError`];
 //!   `limits.rs`: every limit.
 
 mod error;
 pub mod limits;
+mod listen;
 mod pack;
 mod poll;
 mod pool;

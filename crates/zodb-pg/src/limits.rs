@@ -40,3 +40,9 @@ pub const OIDS_PER_SEQUENCE_VALUE: u64 = 16;
 
 /// Objects whose states pack's garbage collection reads in one query.
 pub const PACK_BATCH_OBJECTS: i64 = 1_000;
+
+/// How long the connection listening for commits (`LISTEN`) waits before it
+/// is made again after breaking: commits meanwhile still arrive at each poll,
+/// so a short pause costs only latency, and a server that is down is not
+/// asked more than once a second.
+pub const LISTEN_RETRY: Duration = Duration::from_secs(1);

@@ -19,7 +19,7 @@ use zodb_storage::{Oid, Result, StorageError, Tid};
 use crate::error::{PgError, PgResult};
 use crate::limits::{OIDS_PER_SEQUENCE_VALUE, POLL_ROWS_MAX};
 use crate::pool::PgConn;
-use crate::storage::{PgStorage, id, sql};
+use crate::storage::{Inner, PgStorage, id, run_on, sql};
 
 /// Oids taken from the sequence and not handed out yet.
 #[derive(Debug, Default)]
@@ -45,58 +45,66 @@ const POLL: &str = r#"SELECT t.tid, s.zoid FROM "transaction" t
     LEFT JOIN object_state s ON s.tid = t.tid
     WHERE t.tid > $1 ORDER BY t.tid, s.zoid LIMIT $2"#;
 
+/// Reports to the listeners of the storage `inner` every transaction
+/// committed since the last poll, in tid order. Blocks: called from outside
+/// the storage's runtime (`handle`), as every `Storage` call is, or from a
+/// blocking thread of it (the `LISTEN` task's polls).
+pub(crate) fn poll_commits(inner: &Inner, handle: &tokio::runtime::Handle) -> Result<()> {
+    let mut polled = inner.polled.lock();
+    let since = *polled;
+    let pool = inner.pool.clone();
+    let rows = run_on(handle, async move {
+        let mut conn = pool.get().await?;
+        let st = conn.prepared(POLL).await?;
+        let rows = conn
+            .client
+            .query(&st, &[&sql(since.0), &(POLL_ROWS_MAX + 1)])
+            .await
+            .map_err(PgError::query("polling for commits"))?;
+        let rows: Vec<(i64, Option<i64>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        if rows.len() as i64 > POLL_ROWS_MAX {
+            return Ok(Err(newest_tid(&mut conn).await?));
+        }
+        Ok(Ok(rows))
+    })?;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(newest) => {
+            tracing::info!(
+                "more than {POLL_ROWS_MAX} objects changed since {since}: resetting listeners"
+            );
+            inner.clock.lock().observe(newest);
+            *polled = newest;
+            inner.listeners.reset(newest);
+            return Ok(());
+        }
+    };
+    let mut current: Option<(Tid, Vec<Oid>)> = None;
+    for (tid, zoid) in rows {
+        let tid = Tid(id(tid));
+        match &mut current {
+            Some((t, oids)) if *t == tid => oids.extend(zoid.map(|z| Oid(id(z)))),
+            _ => {
+                if let Some((t, oids)) = current.take() {
+                    inner.listeners.committed(t, &oids);
+                }
+                current = Some((tid, zoid.map(|z| Oid(id(z))).into_iter().collect()));
+            }
+        }
+    }
+    if let Some((t, oids)) = current {
+        inner.listeners.committed(t, &oids);
+        inner.clock.lock().observe(t);
+        *polled = t;
+    }
+    Ok(())
+}
+
 impl PgStorage {
     /// Reports to the listeners every transaction committed since the last
     /// poll, in tid order.
     pub(crate) fn poll(&self) -> Result<()> {
-        let mut polled = self.inner.polled.lock();
-        let since = *polled;
-        let pool = self.pool();
-        let rows = self.run(async move {
-            let mut conn = pool.get().await?;
-            let st = conn.prepared(POLL).await?;
-            let rows = conn
-                .client
-                .query(&st, &[&sql(since.0), &(POLL_ROWS_MAX + 1)])
-                .await
-                .map_err(PgError::query("polling for commits"))?;
-            let rows: Vec<(i64, Option<i64>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-            if rows.len() as i64 > POLL_ROWS_MAX {
-                return Ok(Err(newest_tid(&mut conn).await?));
-            }
-            Ok(Ok(rows))
-        })?;
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(newest) => {
-                tracing::info!(
-                    "more than {POLL_ROWS_MAX} objects changed since {since}: resetting listeners"
-                );
-                self.inner.clock.lock().observe(newest);
-                *polled = newest;
-                self.inner.listeners.reset(newest);
-                return Ok(());
-            }
-        };
-        let mut current: Option<(Tid, Vec<Oid>)> = None;
-        for (tid, zoid) in rows {
-            let tid = Tid(id(tid));
-            match &mut current {
-                Some((t, oids)) if *t == tid => oids.extend(zoid.map(|z| Oid(id(z)))),
-                _ => {
-                    if let Some((t, oids)) = current.take() {
-                        self.inner.listeners.committed(t, &oids);
-                    }
-                    current = Some((tid, zoid.map(|z| Oid(id(z))).into_iter().collect()));
-                }
-            }
-        }
-        if let Some((t, oids)) = current {
-            self.inner.listeners.committed(t, &oids);
-            self.inner.clock.lock().observe(t);
-            *polled = t;
-        }
-        Ok(())
+        poll_commits(&self.inner, &self.handle())
     }
 
     pub(crate) fn allocate_oids(&self, count: usize) -> Result<Vec<Oid>> {

@@ -146,6 +146,12 @@ impl Pool {
         })
     }
 
+    /// Where the connections go (for the listening connection, which is not
+    /// the pool's).
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Drops every idle connection (at close).
     pub(crate) fn clear(&self) {
         self.idle.lock().clear();

@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     pub(crate) polled: Mutex<Tid>,
     pub(crate) oids: Mutex<OidReserve>,
     pub(crate) clock: Mutex<TidClock>,
+    /// Whether the `LISTEN` task runs (`listen.rs`).
+    pub(crate) listening: AtomicBool,
 }
 
 impl std::fmt::Debug for PgStorage {
@@ -126,6 +128,7 @@ impl PgStorage {
                 polled: Mutex::new(Tid::ZERO),
                 oids: Mutex::new(OidReserve::default()),
                 clock: Mutex::new(TidClock::new(Tid::ZERO)),
+                listening: AtomicBool::new(false),
             }),
             runtime: Some(runtime),
             handle,
@@ -149,11 +152,7 @@ impl PgStorage {
         F: Future<Output = PgResult<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        rx.recv().unwrap_or(Err(PgError::RuntimeGone))
+        run_on(&self.handle, fut)
     }
 
     pub(crate) fn handle(&self) -> tokio::runtime::Handle {
@@ -171,6 +170,20 @@ impl PgStorage {
             Ok(())
         }
     }
+}
+
+/// Runs `fut` on the runtime of `handle` and waits for it (from any thread
+/// but that runtime's own workers).
+pub(crate) fn run_on<T, F>(handle: &tokio::runtime::Handle, fut: F) -> PgResult<T>
+where
+    F: Future<Output = PgResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    handle.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().unwrap_or(Err(PgError::RuntimeGone))
 }
 
 /// A tid or oid as PostgreSQL's `BIGINT`; values past `i64::MAX` (none in

@@ -4,7 +4,8 @@
 //! serial; `finish` then takes the commit lock, chooses the tid, moves the
 //! staged rows into `object_state`/`current_object` and commits, all in one
 //! pipelined round trip, so no lock shared by all writers is held while a
-//! message crosses the network.
+//! message crosses the network. The `COMMIT` carries a `NOTIFY` (see
+//! `listen.rs`), so storages listening learn of the commit at once.
 //!
 //! Locks are RelStorage's, so its clients and ours exclude each other: an
 //! exclusive transaction-level advisory lock keyed by the oid for every
@@ -486,7 +487,8 @@ async fn finish(mut conn: Leased, meta: &TransactionMeta, clock: Tid) -> PgResul
     let (locked, moved, committed) = tokio::join!(
         client.batch_execute(&lock),
         client.query_opt(&st, &params),
-        client.batch_execute("COMMIT"),
+        // The notification goes out with the commit, never without it.
+        client.batch_execute(crate::listen::NOTIFY_AND_COMMIT),
     );
     let outcome = locked
         .map_err(PgError::query("taking the commit lock"))

@@ -24,6 +24,11 @@ Kinds:
           switch for either, hence the config file.
   bbru    $BBRU_ZEO serve -a 127.0.0.1:PORT -f DATA_FS [-r]
           ($BBRU_ZEO must be an absolute path to the bbru-zeo binary).
+  bbru-pg $BBRU_ZEO serve -C CONF on a PostgreSQL database instead of
+          DATA_FS: a fresh database created for the server on the server
+          $BBRU_PG_URL names (dropped when the server stops), given in CONF
+          as RelStorage spells it (<relstorage> <postgresql> dsn URL), which
+          creates the schema. No blobs, no TLS.
 
 With ssl=True either serves TLS with ZEO 6.2's own test certificates
 (ZEO.tests.testssl: server.pem/server_key.pem, client certificates checked
@@ -43,7 +48,7 @@ import time
 
 STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
-KINDS = ('python', 'bbru')
+KINDS = ('python', 'bbru', 'bbru-pg')
 
 
 def server_kind():
@@ -65,10 +70,18 @@ def free_port():
 class Server:
     """A running server process listening on `address` ('127.0.0.1', port)."""
 
-    def __init__(self, process, address, log_path):
+    def __init__(self, process, address, log_path, cleanup=None):
         self.process = process
         self.address = address
         self.log_path = log_path
+        # Called once the process has exited (drops a bbru-pg database).
+        self.cleanup = cleanup
+
+    def _exited(self, code):
+        if self.cleanup is not None:
+            cleanup, self.cleanup = self.cleanup, None
+            cleanup()
+        return code
 
     def log(self):
         """Everything the server wrote to stdout/stderr so far."""
@@ -83,13 +96,13 @@ class Server:
                 self.process.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        return self.process.wait()
+        return self._exited(self.process.wait())
 
     def kill9(self):
         """SIGKILL the server (no clean shutdown) and reap it."""
         if self.process.poll() is None:
             self.process.kill()
-        return self.process.wait()
+        return self._exited(self.process.wait())
 
 
 def _ssl_files():
@@ -139,6 +152,56 @@ def _bbru_command(address, data_fs, read_only, ssl=False, blob_dir=None):
     return command
 
 
+_databases = 0
+
+
+def _fresh_database():
+    """A new empty database on the server $BBRU_PG_URL names: its URL, and
+    what drops it."""
+    global _databases
+    import psycopg2
+    admin_url = os.environ.get('BBRU_PG_URL')
+    if not admin_url:
+        raise RuntimeError('ZEO server kind "bbru-pg" needs env BBRU_PG_URL')
+    _databases += 1
+    name = f'bbru_pysuite_{os.getpid()}_{_databases}'
+
+    def admin(statement):
+        conn = psycopg2.connect(admin_url)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(statement)
+        finally:
+            conn.close()
+
+    admin(f'DROP DATABASE IF EXISTS {name} WITH (FORCE)')
+    admin(f'CREATE DATABASE {name}')
+    base, _, query = admin_url.partition('?')
+    scheme, _, rest = base.partition('://')
+    url = f'{scheme}://{rest.split("/", 1)[0]}/{name}'
+    if query:
+        url += '?' + query
+    return url, lambda: admin(f'DROP DATABASE IF EXISTS {name} WITH (FORCE)')
+
+
+def _bbru_pg_command(address, data_fs, read_only, url):
+    exe = os.environ.get('BBRU_ZEO')
+    if not exe or not os.path.isabs(exe) or not os.access(exe, os.X_OK):
+        raise RuntimeError(
+            'ZEO server kind "bbru-pg" needs env BBRU_ZEO = absolute path of '
+            f'an executable bbru-zeo binary (got {exe!r})')
+    conf_path = data_fs + '.zeo.conf'
+    lines = ['<zeo>', f'  address {address[0]}:{address[1]}']
+    if read_only:
+        lines.append('  read-only true')
+    lines += ['</zeo>', '<relstorage 1>', '  <postgresql>', f'    dsn {url}',
+              '  </postgresql>', '</relstorage>', '']
+    with open(conf_path, 'w') as f:
+        f.write('\n'.join(lines))
+    return [exe, 'serve', '-C', conf_path]
+
+
 def _accepts_connections(address):
     try:
         with socket.create_connection(address, timeout=1):
@@ -156,18 +219,27 @@ def start_server(kind, data_fs, *, read_only=False, extra_args=(),
         raise ValueError(f'unknown server kind {kind!r}; use one of {KINDS}')
     data_fs = os.path.abspath(data_fs)
     address = ('127.0.0.1', free_port())
-    make_command = _python_command if kind == 'python' else _bbru_command
-    command = (make_command(address, data_fs, read_only, ssl, blob_dir)
-               + list(extra_args))
+    cleanup = None
+    if kind == 'bbru-pg':
+        if ssl or blob_dir:
+            raise ValueError('bbru-pg serves neither TLS nor blobs here')
+        url, cleanup = _fresh_database()
+        command = _bbru_pg_command(address, data_fs, read_only, url)
+    else:
+        make_command = (_python_command if kind == 'python'
+                        else _bbru_command)
+        command = make_command(address, data_fs, read_only, ssl, blob_dir)
+    command += list(extra_args)
     log_path = data_fs + '.server.log'
     with open(log_path, 'ab') as log:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, cwd=os.path.dirname(data_fs))
-    server = Server(process, address, log_path)
+    server = Server(process, address, log_path, cleanup)
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while not _accepts_connections(address):
         if process.poll() is not None:
+            server.stop()
             raise RuntimeError(
                 f'{command} exited with code {process.returncode} before '
                 f'listening on {address}; its output:\n{server.log()}')

@@ -5,6 +5,11 @@
 //! `finish` and the announcement happen under one lock (`commits`), so
 //! invalidations leave in tid order, and `register` (subscribe + read the
 //! last tid) cannot fall between a commit and its announcement.
+//!
+//! A storage other processes write too (`poll.rs`) has its foreign commits
+//! announced under the same lock, and its last tid is the newest one
+//! announced, not the storage's (which may know of commits not announced
+//! yet): a client is never told of a tid before its invalidation.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -12,9 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use zodb_pickle::Value;
-use zodb_storage::{Oid, Result, Storage, Tid, TxnHandle};
+use zodb_storage::{InvalidationListener, Oid, Result, Storage, Tid, TxnHandle};
 
 use super::outbox::Outbox;
+use super::poll::{Event, Foreign};
 use crate::limits;
 use crate::wire::{Callback, Message};
 
@@ -25,6 +31,9 @@ struct Recent {
     /// Every transaction after this tid is in `queue`.
     covered_from: Tid,
     size_max: usize,
+    /// The newest transaction announced (used for storages with foreign
+    /// commits, whose own last tid may be ahead of it).
+    announced: Tid,
 }
 
 /// Counters for `server_status` and the metrics.
@@ -37,6 +46,19 @@ pub struct Stats {
     pub conflicts: AtomicU64,
 }
 
+impl Recent {
+    /// Remembers an announced transaction for `getInvalidations`.
+    fn push(&mut self, tid: Tid, oids: Vec<Oid>) {
+        self.announced = self.announced.max(tid);
+        self.queue.push_back((tid, oids));
+        while self.queue.len() > self.size_max {
+            if let Some((old, _)) = self.queue.pop_front() {
+                self.covered_from = old;
+            }
+        }
+    }
+}
+
 pub struct StorageEntry {
     pub name: String,
     pub storage: Arc<dyn Storage>,
@@ -44,6 +66,9 @@ pub struct StorageEntry {
     commits: Mutex<Recent>,
     subscribers: Mutex<HashMap<u64, Arc<Outbox>>>,
     pub stats: Stats,
+    /// Other processes' commits reported by the storage (`poll.rs`); `None`
+    /// for a storage only this server writes.
+    foreign: Option<Arc<Foreign>>,
 }
 
 impl std::fmt::Debug for StorageEntry {
@@ -78,17 +103,84 @@ impl StorageEntry {
                 queue: VecDeque::new(),
                 covered_from: last,
                 size_max: queue_size,
+                announced: last,
             }),
             subscribers: Mutex::new(HashMap::new()),
             stats: Stats::default(),
+            foreign: None,
+        }
+    }
+
+    /// This entry's storage is written by other processes too: listen to
+    /// its reports of their commits, to announce them. Returns the listener
+    /// (the poll task wakes on it).
+    pub fn listen_for_foreign_commits(&mut self) -> Arc<Foreign> {
+        let foreign = Arc::new(Foreign::default());
+        let listener: Arc<dyn InvalidationListener> = foreign.clone();
+        self.storage.add_listener(Arc::downgrade(&listener));
+        // Read after listening: what commits in between is both queued and
+        // at most this tid, and so skipped, or newer, and so announced.
+        let last = self.storage.last_transaction();
+        let recent = self.commits.get_mut();
+        recent.covered_from = last;
+        recent.announced = last;
+        self.foreign = Some(Arc::clone(&foreign));
+        foreign
+    }
+
+    /// The last tid clients may be told of: under the `commits` lock.
+    fn last(&self, recent: &Recent) -> Tid {
+        if self.foreign.is_some() {
+            recent.announced
+        } else {
+            self.storage.last_transaction()
+        }
+    }
+
+    /// Announces the foreign commits the storage reported that are older
+    /// than `before`, to every subscriber, in tid order.
+    pub fn announce_foreign(&self, before: Tid) {
+        let mut recent = self.commits.lock();
+        self.announce_foreign_in(&mut recent, before);
+    }
+
+    fn announce_foreign_in(&self, recent: &mut Recent, before: Tid) {
+        let Some(foreign) = &self.foreign else {
+            return;
+        };
+        for event in foreign.take_before(before) {
+            match event {
+                // Ours (announced by `finish`), or announced already.
+                Event::Committed(tid, _) if tid <= recent.announced => {}
+                Event::Committed(tid, oids) => {
+                    tracing::debug!(storage = %self.name, %tid, objects = oids.len(), "foreign commit");
+                    for sub in self.subscribers.lock().values() {
+                        sub.invalidate(tid, &oids);
+                    }
+                    recent.push(tid, oids);
+                }
+                Event::Reset(last) => {
+                    // Too much changed to say what: every client reconnects
+                    // and verifies its cache (`getInvalidations` answers
+                    // from the storage, or tells it to drop the cache).
+                    tracing::warn!(storage = %self.name, %last, "lost track of foreign commits: disconnecting clients");
+                    for sub in self.subscribers.lock().values() {
+                        sub.close();
+                        sub.abandoned.notify_one();
+                    }
+                    recent.queue.clear();
+                    recent.covered_from = last;
+                    recent.announced = recent.announced.max(last);
+                }
+            }
         }
     }
 
     /// Subscribes `outbox` to invalidations and returns the last tid, as
     /// one step with respect to commits.
     pub fn register(&self, outbox: &Arc<Outbox>) -> Tid {
-        let _commits = self.commits.lock();
-        let last = self.storage.last_transaction();
+        let commits = self.commits.lock();
+        let last = self.last(&commits);
         outbox.advance(last, None);
         self.subscribers
             .lock()
@@ -126,6 +218,8 @@ impl StorageEntry {
     ) -> Result<Tid> {
         let mut recent = self.commits.lock();
         let tid = self.storage.finish(handle)?;
+        // Others' commits before ours are announced before ours.
+        self.announce_foreign_in(&mut recent, tid);
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             storage = %self.name,
@@ -154,12 +248,7 @@ impl StorageEntry {
                 Value::Bytes(tid.to_bytes().to_vec()),
             )),
         );
-        recent.queue.push_back((tid, oids));
-        while recent.queue.len() > recent.size_max {
-            if let Some((old, _)) = recent.queue.pop_front() {
-                recent.covered_from = old;
-            }
-        }
+        recent.push(tid, oids);
         Ok(tid)
     }
 
@@ -175,7 +264,7 @@ impl StorageEntry {
     /// `tid`, or `None` when that history is no longer at hand.
     pub fn invalidations_since(&self, tid: Tid) -> Result<Option<(Tid, Vec<Oid>)>> {
         let recent = self.commits.lock();
-        let last = self.storage.last_transaction();
+        let last = self.last(&recent);
         let mut oids = Vec::new();
         if tid >= recent.covered_from {
             for (t, changed) in &recent.queue {

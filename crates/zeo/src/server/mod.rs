@@ -5,7 +5,8 @@
 //! and runs each in a task of its own (`connection/`, which reads each
 //! message into a typed `wire::Call` and dispatches on it); per-storage state
 //! shared by all connections lives in `entry.rs`; what a connection sends
-//! goes through its `outbox.rs`. A shutdown signal stops the accept loop,
+//! goes through its `outbox.rs`; commits other processes make to a shared
+//! storage are polled for and announced by `poll.rs`. A shutdown signal stops the accept loop,
 //! lets voted transactions finish, and closes the storages.
 
 mod budget;
@@ -13,6 +14,7 @@ mod connection;
 mod entry;
 mod errors;
 mod outbox;
+mod poll;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -53,6 +55,10 @@ pub struct Config {
     /// TLS from the first byte of every connection (see `crate::tls`); `None`: plain.
     /// The TLS handshake counts against `register_timeout`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Storages (by name) other processes write too (PostgreSQL), with how
+    /// often to poll each for their commits (`poll.rs`); the others are
+    /// written only through this server.
+    pub polled: HashMap<String, Duration>,
 }
 
 impl Default for Config {
@@ -71,6 +77,7 @@ impl Default for Config {
             transaction_bytes_max: limits::TRANSACTION_BYTES_MAX_DEFAULT,
             spill_dir: None,
             tls: None,
+            polled: HashMap::new(),
         }
     }
 }
@@ -227,6 +234,8 @@ impl Handle {
 pub struct Server {
     shared: Arc<Shared>,
     listener: Listener,
+    /// The storages to poll for foreign commits (`Config::polled`).
+    polls: Vec<(Arc<StorageEntry>, Arc<poll::Foreign>, Duration)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -259,16 +268,23 @@ impl Server {
                 Listener::Unix(UnixListener::bind(p)?, p.clone())
             }
         };
+        let mut polls = Vec::new();
         let storages = storages
             .into_iter()
             .map(|(name, s)| {
-                let entry = StorageEntry::new(
+                let mut entry = StorageEntry::new(
                     name.clone(),
                     s,
                     config.read_only,
                     config.invalidation_queue_size,
                 );
-                (name, Arc::new(entry))
+                let interval = config.polled.get(&name).copied();
+                let foreign = interval.map(|_| entry.listen_for_foreign_commits());
+                let entry = Arc::new(entry);
+                if let (Some(interval), Some(foreign)) = (interval, foreign) {
+                    polls.push((Arc::clone(&entry), foreign, interval));
+                }
+                (name, entry)
             })
             .collect();
         let (shutdown, _) = watch::channel(false);
@@ -288,6 +304,7 @@ impl Server {
                 shutdown,
             }),
             listener,
+            polls,
         })
     }
 
@@ -313,6 +330,14 @@ impl Server {
         let shared = self.shared;
         let mut shutdown = shared.shutdown.subscribe();
         let mut tasks = tokio::task::JoinSet::new();
+        for (entry, foreign, interval) in self.polls {
+            tasks.spawn(poll::run(
+                entry,
+                foreign,
+                interval,
+                shared.shutdown.subscribe(),
+            ));
+        }
         loop {
             let accepted = tokio::select! {
                 a = accept(&self.listener) => a,

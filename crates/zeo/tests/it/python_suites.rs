@@ -11,16 +11,27 @@
 //! directory shared); and ZODB's reusable blob suite (the `blob_connection`,
 //! `blob_importexport`, `blob_transaction` and `blob_packing` doctests, testblob's own
 //! doctests and `BlobUndoTests`) in both blob modes, as ZEO's own tests run it.
+//! The storage suites run again against `bbru-zeo` serving PostgreSQL.
 
 use std::process::Command;
 
 fn run_suites(modules: &[&str]) {
+    run_suites_on("bbru", modules);
+}
+
+/// The suites with servers of `kind` (`bbru`: on Data.fs files; `bbru-pg`:
+/// each on a fresh PostgreSQL database of `BBRU_PG_URL`).
+fn run_suites_on(kind: &str, modules: &[&str]) {
     let python = test_support::python::python();
     let runner = test_support::python::repo_root().join("tests/python/zeo/run_suites.py");
-    let out = Command::new(python)
+    let mut command = Command::new(python);
+    if kind == "bbru-pg" {
+        command.env("BBRU_PG_URL", test_support::pg::server_url());
+    }
+    let out = command
         .arg(runner)
         .args(modules)
-        .env("ZEO_SERVER_KIND", "bbru")
+        .env("ZEO_SERVER_KIND", kind)
         .env("BBRU_ZEO", env!("CARGO_BIN_EXE_bbru-zeo"))
         .env("PYTHONUTF8", "1")
         .output()
@@ -56,6 +67,16 @@ fn run_suites(modules: &[&str]) {
 #[test]
 fn zodb_and_zeo_storage_suites_pass_against_bbru_zeo() {
     run_suites(&["test_zodb_storage_suites"]);
+}
+
+/// ZODB's generic suites (BasicStorage with MVCC, Synchronization, History,
+/// Iterator, Packable, TransactionalUndo, ConflictResolution, Revision, MT,
+/// ReadOnly, Recovery) and ZEO's client-side ones, through `ClientStorage`
+/// against `bbru-zeo` serving PostgreSQL (`test_zodb_pg_suites.py` lists what
+/// is skipped and why).
+#[test]
+fn zodb_storage_suites_pass_against_bbru_zeo_on_postgresql() {
+    run_suites_on("bbru-pg", &["test_zodb_pg_suites"]);
 }
 
 #[test]

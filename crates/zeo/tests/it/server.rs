@@ -32,15 +32,17 @@ impl ServerProcess {
 
     pub fn start_on(port: u16, data_fs: &Path, extra: &[&str]) -> ServerProcess {
         let log = data_fs.with_extension(format!("{port}.log"));
+        let mut args = vec!["-f", data_fs.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Self::start_with(port, log, &args)
+    }
+
+    /// `bbru-zeo -a 127.0.0.1:PORT ARGS...`, its standard error in `log`.
+    pub fn start_with(port: u16, log: PathBuf, args: &[&str]) -> ServerProcess {
         let log_file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_bbru-zeo"))
-            .args([
-                "-a",
-                &format!("127.0.0.1:{port}"),
-                "-f",
-                data_fs.to_str().unwrap(),
-            ])
-            .args(extra)
+            .args(["-a", &format!("127.0.0.1:{port}")])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()

@@ -7,17 +7,19 @@ mod relstorage;
 mod schema;
 mod shared;
 
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use zodb_storage::{InvalidationListener, Oid, Tid};
 
-/// A listener that keeps what it hears: each commit's tid and oids, in order.
+/// A listener that keeps what it hears: each commit's tid and oids, in order (the
+/// condition variable wakes those waiting for more).
 #[derive(Debug, Default)]
-pub struct Heard(pub Mutex<Vec<(Tid, Vec<Oid>)>>);
+pub struct Heard(pub Mutex<Vec<(Tid, Vec<Oid>)>>, pub Condvar);
 
 impl InvalidationListener for Heard {
     fn committed(&self, tid: Tid, oids: &[Oid]) {
         self.0.lock().unwrap().push((tid, oids.to_vec()));
+        self.1.notify_all();
     }
     fn reset(&self, _last: Tid) {}
 }

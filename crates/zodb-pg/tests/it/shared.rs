@@ -1,8 +1,10 @@
 //! Two storages on one database, as two processes would be: a commit made
 //! through one is reported to the other's listeners at its next `sync`, in
-//! tid order, and conflicts are detected across them.
+//! tid order, or at once when the other listens (`LISTEN/NOTIFY`), and
+//! conflicts are detected across them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::Heard;
 use test_support::conformance::{commit, meta, record, try_commit};
@@ -48,4 +50,35 @@ fn commits_of_another_storage_are_heard_at_sync() {
     .unwrap_err();
     let c = err.as_conflict().expect("a conflict");
     assert_eq!((c.oid, c.committed, c.expected), (a, t3, t2));
+}
+
+/// A storage that listens hears of another's commits without calling
+/// `sync`: the commit's `NOTIFY` wakes its poll.
+#[test]
+fn a_listening_storage_hears_commits_without_sync() {
+    let db = fresh_database();
+    let one = PgStorage::create(&db.url).unwrap();
+    let two = PgStorage::open(&db.url).unwrap();
+    let heard = Arc::new(Heard::default());
+    let weak: std::sync::Weak<dyn InvalidationListener> = Arc::downgrade(&heard) as _;
+    two.add_listener(weak);
+    two.listen_for_commits();
+
+    let [a] = one.new_oids(1).unwrap().try_into().unwrap();
+    let mut expected = Vec::new();
+    let mut serial = Tid::ZERO;
+    // Several commits: the first may come before the `LISTEN` (found by its
+    // first poll), the later ones only by their notifications.
+    for n in 0..3 {
+        serial = commit(&one, "a", &[(a, serial, record(n, &[]))]);
+        expected.push((serial, vec![a]));
+        let guard = heard.0.lock().unwrap();
+        let (guard, timeout) = heard
+            .1
+            .wait_timeout_while(guard, Duration::from_secs(10), |h| h.len() < expected.len())
+            .unwrap();
+        assert!(!timeout.timed_out(), "commit {n} not heard: {guard:?}");
+        assert_eq!(*guard, expected);
+    }
+    assert_eq!(two.last_transaction(), serial);
 }
