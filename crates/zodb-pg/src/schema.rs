@@ -203,11 +203,14 @@ async fn check_columns(client: &impl tokio_postgres::GenericClient) -> PgResult<
 /// This session's staging table: what a voted transaction will write, moved
 /// into `object_state` at finish. `checked` rows are stores whose serial the
 /// vote compares with the committed one; restores and undo copies are not.
-/// Rows go at the end of each SQL transaction.
+/// `undo` rows were written by an undo of this transaction: a later undo in it
+/// takes them as the objects' current states. Rows go at the end of each SQL
+/// transaction.
 pub(crate) const CREATE_TEMP: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS bbru_temp_store (
     zoid     BIGINT NOT NULL PRIMARY KEY,
     prev_tid BIGINT NOT NULL,
     md5      CHAR(32),
     state    BYTEA,
-    checked  BOOLEAN NOT NULL
+    checked  BOOLEAN NOT NULL,
+    undo     BOOLEAN NOT NULL DEFAULT false
 ) ON COMMIT DELETE ROWS";

@@ -3,7 +3,9 @@
 //! transaction (its row's `prev_tid`), as RelStorage does, and is allowed
 //! only while each object's current state is the one the undone transaction
 //! wrote (same md5: RelStorage's rule). The creation of the root is never
-//! undone.
+//! undone. Several undos in one transaction apply in order, as RelStorage's
+//! (which runs each in its open SQL transaction): an object an earlier undo of
+//! the transaction staged has that staged state as its current one.
 
 use zodb_storage::{Oid, Result, StorageError, Tid};
 
@@ -18,20 +20,24 @@ const OIDS: &str = "SELECT zoid FROM object_state WHERE tid = $1 ORDER BY zoid";
 const CHANGED_LATER: &str = "SELECT p.zoid FROM object_state p
     JOIN current_object c ON c.zoid = p.zoid
     JOIN object_state cur ON cur.zoid = c.zoid AND cur.tid = c.tid
-    WHERE p.tid = $1 AND cur.md5 IS DISTINCT FROM p.md5 ORDER BY p.zoid";
+    LEFT JOIN bbru_temp_store t ON t.zoid = p.zoid AND t.undo
+    WHERE p.tid = $1
+      AND (CASE WHEN t.zoid IS NULL THEN cur.md5 ELSE t.md5 END) IS DISTINCT FROM p.md5
+    ORDER BY p.zoid";
 
 const ROOT_CREATION: &str =
     "SELECT 1 FROM object_state WHERE tid = $1 AND zoid = 0 AND prev_tid = 0";
 
 const ALSO_WRITTEN: &str = "SELECT p.zoid FROM object_state p
-    JOIN bbru_temp_store t ON t.zoid = p.zoid WHERE p.tid = $1 ORDER BY p.zoid";
+    JOIN bbru_temp_store t ON t.zoid = p.zoid AND NOT t.undo WHERE p.tid = $1 ORDER BY p.zoid";
 
-const COPY_FORWARD: &str = "INSERT INTO bbru_temp_store (zoid, prev_tid, md5, state, checked)
-    SELECT p.zoid, c.tid, old.md5, old.state, false
+const COPY_FORWARD: &str = "INSERT INTO bbru_temp_store (zoid, prev_tid, md5, state, checked, undo)
+    SELECT p.zoid, c.tid, old.md5, old.state, false, true
     FROM object_state p
     JOIN current_object c ON c.zoid = p.zoid
     LEFT JOIN object_state old ON old.zoid = p.zoid AND old.tid = p.prev_tid
-    WHERE p.tid = $1";
+    WHERE p.tid = $1
+    ON CONFLICT (zoid) DO UPDATE SET md5 = excluded.md5, state = excluded.state";
 
 fn refused(reason: String) -> StorageError {
     StorageError::Undo(vec![reason])

@@ -15,9 +15,7 @@ in PostgreSQL yet). The tests that cannot pass on RelStorage's design are
 skipped below, each with its reason, as RelStorage's own test suite does for
 its adapters; the three of test_zodb_storage_suites that need server-side
 conflict resolution of undos stay skipped (RelStorage skips them too: it
-"does not support conflict-resolving undo"). Known gaps of PgStorage, which
-RelStorage 4.3 itself passes, are expected failures, so that fixing one
-shows as an unexpected success.
+"does not support conflict-resolving undo").
 """
 import os
 import sys
@@ -36,11 +34,6 @@ NOT_ON_RELSTORAGE = {
         'data it reuses (RelStorage 4.3 fails this test the same way)',
 }
 
-# PgStorage gaps: several undos in one transaction that change the same
-# objects (undo T2 then T1). PgStorage checks every undo against the
-# committed state at vote; RelStorage applies each undo in place in its SQL
-# transaction, so the second sees the first (it passes both).
-PGSTORAGE_GAPS = ('testTwoObjectUndoAtOnce', 'testRestoreWithMultipleUndoRedo')
 
 
 def _skipping(cls):
@@ -50,10 +43,6 @@ def _skipping(cls):
         method = getattr(cls, name, None)
         if method is not None:
             attrs[name] = unittest.skip(why)(method)
-    for name in PGSTORAGE_GAPS:
-        method = getattr(cls, name, None)
-        if method is not None:
-            attrs[name] = unittest.expectedFailure(method)
     return type(cls.__name__ + 'OnPostgreSQL', (cls,), attrs)
 
 
