@@ -143,6 +143,32 @@ impl Agent {
     }
 }
 
+/// The second instance serves the site the first created; a page an admin adds through
+/// `one` is served by `two` on the very next request.  The admin's and a visitor's
+/// agents, for what the test does next.
+fn added_through_one_seen_through_two(one: &Instance, two: &Instance) -> (Agent, Agent) {
+    let mut visitor = Agent::new();
+    assert!(visitor.page(two, "/").contains("Test site"));
+    let mut admin = Agent::new();
+    admin.login(one);
+    let to = admin.submit(
+        one,
+        "/@@add",
+        &[
+            ("type", "Page"),
+            ("id", "news"),
+            ("title", "News"),
+            ("body", "The *first* version."),
+        ],
+    );
+    assert!(to.starts_with("/news?"), "redirected to {to}");
+    let html = visitor.page(two, "/news");
+    assert!(html.contains("<h1>News</h1>"), "{html}");
+    assert!(html.contains("<em>first</em>"), "{html}");
+    assert!(visitor.page(two, "/").contains("href=\"/news\""));
+    (admin, visitor)
+}
+
 #[test]
 fn two_instances_share_one_zeo_server() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -154,29 +180,7 @@ fn two_instances_share_one_zeo_server() {
     // One after the other: the first creates the site (see the module's comment).
     let mut one = Instance::start(root, "one", &site_config, &storage);
     let mut two = Instance::start(root, "two", &site_config, &storage);
-
-    // The second instance found the site the first created, and serves it.
-    let mut visitor = Agent::new();
-    assert!(visitor.page(&two, "/").contains("Test site"));
-
-    // Added and edited through one, seen through two on the next request.
-    let mut admin = Agent::new();
-    admin.login(&one);
-    let to = admin.submit(
-        &one,
-        "/@@add",
-        &[
-            ("type", "Page"),
-            ("id", "news"),
-            ("title", "News"),
-            ("body", "The *first* version."),
-        ],
-    );
-    assert!(to.starts_with("/news?"), "redirected to {to}");
-    let html = visitor.page(&two, "/news");
-    assert!(html.contains("<h1>News</h1>"), "{html}");
-    assert!(html.contains("<em>first</em>"), "{html}");
-    assert!(visitor.page(&two, "/").contains("href=\"/news\""));
+    let (mut admin, mut visitor) = added_through_one_seen_through_two(&one, &two);
 
     admin.submit(
         &one,

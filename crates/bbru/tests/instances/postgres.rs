@@ -5,7 +5,7 @@
 
 use zodb_pg::PgStorage;
 
-use super::Agent;
+use super::added_through_one_seen_through_two;
 use crate::common::{Instance, Storage, bbru, output_text, write_site_config};
 
 #[test]
@@ -18,24 +18,7 @@ fn two_instances_share_one_postgres_database() {
     let storage = Storage::Postgres(db.url.clone());
     let one = Instance::start(root, "one", &site_config, &storage);
     let two = Instance::start(root, "two", &site_config, &storage);
-
-    let mut visitor = Agent::new();
-    assert!(visitor.page(&two, "/").contains("Test site"));
-    let mut admin = Agent::new();
-    admin.login(&one);
-    let to = admin.submit(
-        &one,
-        "/@@add",
-        &[
-            ("type", "Page"),
-            ("id", "news"),
-            ("title", "News"),
-            ("body", "The *first* version."),
-        ],
-    );
-    assert!(to.starts_with("/news?"), "redirected to {to}");
-    let html = visitor.page(&two, "/news");
-    assert!(html.contains("<em>first</em>"), "{html}");
+    let (mut admin, mut visitor) = added_through_one_seen_through_two(&one, &two);
     admin.submit(
         &two,
         "/news/@@edit",

@@ -12,14 +12,10 @@ use zodb_storage::{FileStorage, Storage};
 
 use crate::{site_config, start_with};
 
-fn bytes(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
-}
-
-#[test]
-fn files_live_in_blobs_and_download_with_etag_304_and_ranges() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_fs = dir.path().join("Data.fs");
+/// A site on a FileStorage with a blob directory in `dir`, as `bbru serve` opens an
+/// embedded `Data.fs`; and the `Data.fs`.
+fn site_on_blobs(dir: &std::path::Path) -> (crate::Site, std::path::PathBuf) {
+    let data_fs = dir.join("Data.fs");
     let storage = FileStorage::open_with(
         &data_fs,
         Options {
@@ -29,6 +25,17 @@ fn files_live_in_blobs_and_download_with_etag_304_and_ranges() {
     )
     .unwrap();
     let site = start_with(Arc::new(storage) as Arc<dyn Storage>, site_config(""));
+    (site, data_fs)
+}
+
+fn bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+#[test]
+fn files_live_in_blobs_and_download_with_etag_304_and_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let (site, data_fs) = site_on_blobs(dir.path());
     let admin = site.admin();
     let content = bytes(100_000);
     let r = admin.post_multipart(
@@ -138,16 +145,7 @@ fn files_live_in_blobs_and_download_with_etag_304_and_ranges() {
 #[test]
 fn a_json_patch_of_the_filename_alone_keeps_the_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let data_fs = dir.path().join("Data.fs");
-    let storage = FileStorage::open_with(
-        &data_fs,
-        Options {
-            blob_dir: Some(bbru::startup::blob_dir_of(&data_fs)),
-            ..Options::default()
-        },
-    )
-    .unwrap();
-    let site = start_with(Arc::new(storage) as Arc<dyn Storage>, site_config(""));
+    let (site, _) = site_on_blobs(dir.path());
     let admin = site.admin();
     let content = bytes(50_000);
     let r = admin.post_multipart(
