@@ -315,8 +315,12 @@ pub fn encode_framed(enc: Encoding, msg: &Message) -> Result<Vec<u8>, WireError>
 /// Appends `msg` pickled to `out`: `80 03 28 <msgid> <flag> <name> <args> 74 2e`, the
 /// 4-tuple encoded from its parts (the arguments, which may hold a whole record, are not
 /// copied into a tuple first).
-fn pickle_message(out: Vec<u8>, msg: &Message) -> Result<Vec<u8>, WireError> {
+fn pickle_message(mut out: Vec<u8>, msg: &Message) -> Result<Vec<u8>, WireError> {
     let flag = msg.flag.to_value();
+    // Most messages are plain tuples: written directly (the same bytes).
+    if super::flat_pickle::encode_message_into(&mut out, &msg.msgid, &flag, &msg.name, &msg.args) {
+        return Ok(out);
+    }
     let name = Value::str(msg.name.as_str());
     Ok(zodb_pickle::encode_tuple_into(
         out,

@@ -35,6 +35,7 @@ mod call;
 mod callback;
 mod error;
 pub mod exceptions;
+mod flat_pickle;
 mod frame;
 mod history;
 mod message;
