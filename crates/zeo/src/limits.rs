@@ -198,6 +198,15 @@ pub const WRITE_FRAMES_MAX: usize = 64;
 /// writes in one system call at most.
 pub const CLIENT_WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
 
+/// Spare room a connection's read buffer has before each read: one read takes in this
+/// much at least (a burst of `storea` frames, a prefetch of loads) in one system call.
+pub const READ_BYTES_MIN: usize = 64 << 10;
+
+/// Capacity a connection's empty read buffer keeps; a larger one (left by a large
+/// frame: a record of many MiB) is given back once that frame is consumed, so an idle
+/// connection does not hold a large frame's memory.
+pub const READ_BUFFER_BYTES_KEPT: usize = 1 << 20;
+
 /// Largest frame accepted from a client that has not registered yet (the
 /// handshake and `register` are a few dozen bytes).
 pub const FRAME_SIZE_MAX_UNREGISTERED: usize = 64 << 10;

@@ -14,9 +14,9 @@ use parking_lot::Mutex;
 use zodb_pickle::Value;
 use zodb_storage::{Oid, Result, Storage, Tid, TxnHandle};
 
-use super::outbox::Outbox;
+use super::outbox::{Frame, Outbox, invalidation};
 use crate::limits;
-use crate::wire::{Callback, Message};
+use crate::wire::{Callback, Encoding, Message};
 
 #[derive(Debug)]
 struct Recent {
@@ -139,9 +139,21 @@ impl StorageEntry {
         // Others hear of the commit before the committer's reply leaves, so
         // nothing the committer does next can reach another client ahead
         // of its invalidation.
+        // One frame per encoding, shared by every client of it.
+        let mut frames: [Option<Frame>; 2] = [None, None];
         for (id, sub) in self.subscribers.lock().iter() {
             if *id != committer.id {
-                sub.invalidate(tid, &oids);
+                let encoding = sub.encoding();
+                let slot = match encoding {
+                    Encoding::Pickle => &mut frames[0],
+                    Encoding::Msgpack => &mut frames[1],
+                };
+                if slot.is_none() {
+                    *slot = invalidation(encoding, tid, &oids);
+                }
+                if let Some(frame) = slot {
+                    sub.invalidate(tid, frame.clone());
+                }
             }
         }
         committer.send(&self.info());

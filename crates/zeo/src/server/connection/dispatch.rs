@@ -25,7 +25,7 @@ impl Connection {
             return Ok(()); // heartbeat
         }
         let is_async = matches!(msgid, Value::Int(0));
-        let registered = self.state.lock().entry.is_some();
+        let registered = self.entry.get().is_some();
         if !registered && name != "register" {
             return Err(close(format!("{name} before register")));
         }
@@ -145,7 +145,7 @@ impl Connection {
     }
 
     fn register(&self, msgid: Value, name: String, read_only: bool) -> Step {
-        if self.state.lock().entry.is_some() {
+        if self.entry.get().is_some() {
             return Err(close("second register"));
         }
         let Some(entry) = self.shared.storages.get(&name).cloned() else {
@@ -160,10 +160,9 @@ impl Connection {
             self.reply_error(msgid, &StorageError::ReadOnly);
             return Ok(());
         }
-        {
-            let mut s = self.state.lock();
-            s.entry = Some(Arc::clone(&entry));
-            s.read_only = read_only;
+        self.state.lock().read_only = read_only;
+        if self.entry.set(Arc::clone(&entry)).is_err() {
+            return Err(close("second register"));
         }
         self.slot.registered();
         // Subscribing and reading the last tid are one step with respect

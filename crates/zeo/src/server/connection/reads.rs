@@ -27,7 +27,7 @@ impl Connection {
     }
 
     pub(super) fn load_before(&self, msgid: Value, oid: Oid, before: Tid) -> Step {
-        let e = self.entry()?;
+        let e = self.entry_ref()?;
         e.stats.loads.fetch_add(1, Ordering::Relaxed);
         let outbox = &self.outbox;
         // Answered in line, on this connection's task: a load from the page
@@ -41,19 +41,23 @@ impl Connection {
         // meanwhile. A storage whose loads wait on a network (not one we
         // serve today) would have to go back to a blocking thread.
         let mut seen = outbox.seen();
+        let mut msgid = msgid;
         loop {
             // Answer as of what the client has been told: never newer.
             let capped = before.min(Tid(seen.0.saturating_add(1)));
             let msg = match e.storage.load_before(oid, capped) {
-                Ok(rev) => Message::reply(msgid.clone(), wire::load_reply(rev)),
+                Ok(rev) => Message::reply(msgid, wire::load_reply(rev)),
                 Err(err) => {
                     let (class, payload) = errors::to_remote(&err);
-                    Message::error(msgid.clone(), class, payload)
+                    Message::error(msgid, class, payload)
                 }
             };
             match outbox.send_as_of(&msg, seen) {
                 Ok(()) => break,
-                Err(newer) => seen = newer,
+                Err(newer) => {
+                    seen = newer;
+                    msgid = msg.msgid;
+                }
             }
         }
         Ok(())
