@@ -1,6 +1,6 @@
 //! A direct decoder and encoder for the plain pickles nearly every message is: tuples
-//! of ints, bools, `None`, floats, bytes and str, without memo, globals or objects (a
-//! `storea`, a `loadBefore`, a `vote`, a load's reply).
+//! and lists of ints, bools, `None`, floats, bytes and str, without memo, globals or
+//! objects (a `storea`, a `loadBefore`, a `vote`, a load's reply, `new_oids`' list).
 //!
 //! ```text
 //! 80 03  28  4b 07  89  58 06 00 00 00 "storea"  28 43 08 <oid> 43 08 <serial>
@@ -13,7 +13,7 @@
 //! str and tuple, where `zodb_pickle::decode` (which must handle every pickle) builds an
 //! arena of nodes, a memo, and then converts the arena into a tree, copying every bytes
 //! value a second time: a `storea` cost about twenty allocations.  It takes only the
-//! protocol 0-3 opcodes listed in `step`, and answers `None` for anything else (another
+//! protocol 0-3 opcodes matched in [`decode`], and answers `None` for anything else (another
 //! opcode, a malformed or truncated pickle, a str that is not plain UTF-8, nesting past
 //! [`DEPTH_MAX`]): the caller then runs the full decoder, which decides, and errs, as
 //! before.  When it answers, its value is the one the full decoder gives (tested on
@@ -28,14 +28,18 @@
 use zodb_pickle::Value;
 use zodb_pickle::opcodes as op;
 
-/// Deepest tuple nesting taken here (a message is 2 or 3 levels deep); deeper pickles
-/// go to the full decoder, which applies the protocol's nesting limit.
+/// Deepest nesting of tuples and lists taken here (a message is 2 or 3 levels deep);
+/// deeper pickles go to the full decoder, which applies the protocol's nesting limit.
 const DEPTH_MAX: usize = 16;
 
-/// What the decoder's stack holds: a value, or a `MARK`.
+/// Items per `APPENDS` when writing a list (Python's pickler batches by 1000).
+const LIST_BATCH: usize = 1000;
+
+/// What the decoder's stack holds: a value with its nesting depth (0 for a leaf, one more
+/// than its deepest item for a container), or a `MARK`.
 #[derive(Debug)]
 enum Item {
-    Value(Value),
+    Value(Value, usize),
     Mark,
 }
 
@@ -43,8 +47,6 @@ enum Item {
 pub(crate) fn decode(payload: &[u8]) -> Option<Value> {
     let mut input = Input { bytes: payload };
     let mut stack: Vec<Item> = Vec::with_capacity(16);
-    // Open marks: the tuple depth of what is being decoded.
-    let mut marks = 0usize;
     loop {
         let opcode = input.byte()?;
         let value = match opcode {
@@ -55,16 +57,12 @@ pub(crate) fn decode(payload: &[u8]) -> Option<Value> {
                 continue;
             }
             op::MARK => {
-                marks += 1;
-                if marks > DEPTH_MAX {
-                    return None;
-                }
                 stack.push(Item::Mark);
                 continue;
             }
             op::STOP => {
                 // The one value left, nothing else: anything odder is the full decoder's.
-                let Some(Item::Value(v)) = stack.pop() else {
+                let Some(Item::Value(v, _)) = stack.pop() else {
                     return None;
                 };
                 return (stack.is_empty() && input.bytes.is_empty()).then_some(v);
@@ -105,29 +103,86 @@ pub(crate) fn decode(payload: &[u8]) -> Option<Value> {
                 let n = usize::try_from(u32::from_le_bytes(input.array()?)).ok()?;
                 Value::Str(std::str::from_utf8(input.take(n)?).ok()?.to_owned())
             }
-            op::EMPTY_TUPLE => Value::Tuple(Vec::new()),
+            op::EMPTY_TUPLE => {
+                stack.push(Item::Value(Value::Tuple(Vec::new()), 1));
+                continue;
+            }
+            op::EMPTY_LIST => {
+                stack.push(Item::Value(Value::List(Vec::new()), 1));
+                continue;
+            }
+            op::APPEND => {
+                let item = stack.pop()?;
+                append(stack.last_mut()?, vec![item])?;
+                continue;
+            }
+            op::APPENDS => {
+                let at = stack.iter().rposition(|i| matches!(i, Item::Mark))?;
+                let items = stack.split_off(at + 1);
+                stack.pop();
+                append(stack.last_mut()?, items)?;
+                continue;
+            }
             op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
                 let n = usize::from(opcode - op::TUPLE1) + 1;
                 let at = stack.len().checked_sub(n)?;
-                tuple(stack.split_off(at))?
+                let made = tuple(stack.split_off(at))?;
+                stack.push(made);
+                continue;
             }
             op::TUPLE => {
                 let at = stack.iter().rposition(|i| matches!(i, Item::Mark))?;
                 let items = stack.split_off(at + 1);
                 stack.pop();
-                marks -= 1;
-                tuple(items)?
+                stack.push(tuple(items)?);
+                continue;
             }
             _ => return None,
         };
-        stack.push(Item::Value(value));
+        stack.push(Item::Value(value, 0));
     }
+}
+
+/// The values of `items` and the depth of a container holding them, if they are all
+/// values (a `MARK` among them is for the full decoder to judge) and that depth is at
+/// most [`DEPTH_MAX`] (deeper ones too: nothing here builds a value deep enough for its
+/// drop to exhaust a stack, as `TUPLE1` after `TUPLE1` would).
+fn items(items: Vec<Item>, depth: usize) -> Option<(Vec<Value>, usize)> {
+    let mut depth = depth;
+    let mut values = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Item::Value(v, d) => {
+                depth = depth.max(d + 1);
+                values.push(v);
+            }
+            Item::Mark => return None,
+        }
+    }
+    (depth <= DEPTH_MAX).then_some((values, depth))
+}
+
+/// A tuple of `items`.
+fn tuple(items_: Vec<Item>) -> Option<Item> {
+    let (values, depth) = items(items_, 1)?;
+    Some(Item::Value(Value::Tuple(values), depth))
+}
+
+/// `APPEND(S)` of `items` to `target`, which must be a list.
+fn append(target: &mut Item, new: Vec<Item>) -> Option<()> {
+    let Item::Value(Value::List(list), depth) = target else {
+        return None;
+    };
+    let (values, d) = items(new, *depth)?;
+    list.extend(values);
+    *depth = d;
+    Some(())
 }
 
 /// Appends to `out` the pickle [`zodb_pickle::encode_tuple_into`] writes for the message
 /// `(msgid, flag, name, args)`, byte for byte, when `msgid`, `flag` and `args` are plain
-/// (ints, bools, `None`, floats, bytes, str, tuples of those, at most [`DEPTH_MAX`]
-/// deep); `false`, with `out` untouched, otherwise.  The general encoder first walks the
+/// (ints, bools, `None`, floats, bytes, str, tuples and lists of those, at most
+/// [`DEPTH_MAX`] deep); `false`, with `out` untouched, otherwise.  The general encoder first walks the
 /// values for repeated globals and keeps a list of steps per tuple, and the name would
 /// need a `Value` of its own; this writes at once, into room reserved for the whole.
 pub(crate) fn encode_message_into(
@@ -188,11 +243,12 @@ fn plain_size(v: &Value, depth: usize) -> Option<usize> {
             u32::try_from(s.len()).ok()?;
             5 + s.len()
         }
-        Value::Tuple(items) => {
+        Value::Tuple(items) | Value::List(items) => {
             if depth >= DEPTH_MAX {
                 return None;
             }
-            let mut n = 2;
+            // The opening and closing opcodes (a list's MARK and APPENDS per batch).
+            let mut n = 2 + 2 * items.len().div_ceil(LIST_BATCH);
             for item in items {
                 n += plain_size(item, depth + 1)?;
             }
@@ -233,6 +289,22 @@ fn write_plain(out: &mut Vec<u8>, v: &Value) {
             }
             out.push(close_tuple(items.len()));
         }
+        Value::List(items) => {
+            // Python's `_batch_appends`, as `zodb_pickle` writes it.
+            out.push(op::EMPTY_LIST);
+            for batch in items.chunks(LIST_BATCH) {
+                if let [item] = batch {
+                    write_plain(out, item);
+                    out.push(op::APPEND);
+                } else {
+                    out.push(op::MARK);
+                    for item in batch {
+                        write_plain(out, item);
+                    }
+                    out.push(op::APPENDS);
+                }
+            }
+        }
         // `plain_size` let nothing else through.
         _ => {}
     }
@@ -260,19 +332,6 @@ fn write_int(out: &mut Vec<u8>, i: i64) {
         out.extend_from_slice(&[op::LONG1, bytes.len() as u8]);
         out.extend_from_slice(bytes);
     }
-}
-
-/// A tuple of `items`, which must all be values (a `MARK` among them is for the full
-/// decoder to judge).
-fn tuple(items: Vec<Item>) -> Option<Value> {
-    items
-        .into_iter()
-        .map(|i| match i {
-            Item::Value(v) => Some(v),
-            Item::Mark => None,
-        })
-        .collect::<Option<Vec<Value>>>()
-        .map(Value::Tuple)
 }
 
 /// The bytes not read yet.
@@ -327,7 +386,10 @@ mod tests {
             ".{0,20}".prop_map(Value::Str),
         ];
         leaf.prop_recursive(4, 40, 6, |inner| {
-            proptest::collection::vec(inner, 0..6).prop_map(Value::Tuple)
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Tuple),
+                proptest::collection::vec(inner, 0..6).prop_map(Value::List),
+            ]
         })
     }
 
@@ -359,7 +421,7 @@ mod tests {
     fn values_it_does_not_encode_go_to_the_general_encoder() {
         let mut out = vec![1, 2];
         for v in [
-            Value::List(vec![]),
+            Value::Dict(vec![]),
             Value::Tuple(vec![Value::Int(1), Value::Dict(vec![])]),
             Value::BigInt(vec![0, 0, 0, 0, 0, 0, 0, 0, 1]),
         ] {
@@ -375,9 +437,33 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_goes_to_the_full_decoder_whatever_opcodes_make_it() {
+        // TUPLE1 after TUPLE1, and lists appended into lists, need no MARK.
+        let mut tuples = b"\x80\x03N".to_vec();
+        tuples.extend(std::iter::repeat_n(op::TUPLE1, 100_000));
+        tuples.push(op::STOP);
+        let mut lists = b"\x80\x03".to_vec();
+        lists.extend(std::iter::repeat_n(op::EMPTY_LIST, 100_000));
+        lists.extend(std::iter::repeat_n(op::APPEND, 99_999));
+        lists.push(op::STOP);
+        for pickle in [tuples, lists] {
+            assert_eq!(decode(&pickle), None);
+            assert!(
+                zodb_pickle::decode(&pickle).is_err(),
+                "too deep for the full decoder too"
+            );
+        }
+        let mut just = b"\x80\x03N".to_vec();
+        just.extend(std::iter::repeat_n(op::TUPLE1, DEPTH_MAX));
+        just.push(op::STOP);
+        assert!(decode(&just).is_some());
+        assert_eq!(decode(&just), full(&just));
+    }
+
+    #[test]
     fn what_it_does_not_take_goes_to_the_full_decoder() {
         for pickle in [
-            &b"\x80\x03]q\x00."[..],               // a list, a memo put
+            &b"\x80\x03]q\x00."[..],               // a memo put
             b"\x80\x04\x95\x00",                   // protocol 4
             b"\x80\x03cbuiltins\nset\n.",          // a global
             b"\x80\x03X\x02\x00\x00\x00\xed\xa0.", // a lone surrogate
@@ -434,6 +520,7 @@ mod tests {
                     Just(vec![op::NONE]), Just(vec![op::NEWTRUE]),
                     Just(vec![op::BININT1, 5]), Just(vec![op::SHORT_BINBYTES, 1, 7]),
                     Just(vec![op::LONG1, 2, 0xff, 0x7f]), Just(vec![op::LONG1, 0]),
+                    Just(vec![op::EMPTY_LIST]), Just(vec![op::APPEND]), Just(vec![op::APPENDS]),
                 ],
                 0..24,
             ),
