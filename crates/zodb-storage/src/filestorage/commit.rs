@@ -170,7 +170,10 @@ impl PackGate {
 impl FileStorage {
     /// With `p`'s objects locked: checks serials and computes the records
     /// (undo's backpointers included) that `finish` will write.
-    pub(super) fn prepare(&self, p: &Pending) -> Result<Prepared> {
+    ///
+    /// On success the records' data are moved out of `p`'s writes (not copied): a voted
+    /// transaction's writes are not read again.  On failure `p` is left as it was.
+    pub(super) fn prepare(&self, p: &mut Pending) -> Result<Prepared> {
         let (file, end) = {
             let s = self.snap.read();
             (Arc::clone(&s.file), s.end)
@@ -235,19 +238,22 @@ impl FileStorage {
         // yet: undo compares against the records it writes itself through
         // `undo_written`, with a position no file record can have.
         let mut records: Vec<(Oid, Payload)> = Vec::with_capacity(p.writes.len());
+        // Records whose data are still in `p.writes` (record index, write index): moved
+        // into the records once nothing can fail any more.
+        let mut data_of: Vec<(usize, usize)> = Vec::with_capacity(p.writes.len());
         const UNWRITTEN: u64 = u64::MAX;
         // Positions written by this transaction, which undo records must
         // treat as current.
-        let mut written: HashMap<Oid, u64> = HashMap::new();
-        for w in &p.writes {
+        let mut written: HashMap<Oid, u64> = HashMap::with_capacity(p.writes.len());
+        for (i, w) in p.writes.iter().enumerate() {
             let oid = w.oid();
             let prev = index_pos(oid).unwrap_or(0);
             let payload = match w {
-                PendingWrite::Store { data, .. } => Payload::Data(data.clone()),
+                PendingWrite::Store { .. } | PendingWrite::Restore { data: Some(_), .. } => {
+                    data_of.push((records.len(), i));
+                    Payload::Data(Vec::new())
+                }
                 PendingWrite::Delete { .. } => Payload::Back(0),
-                PendingWrite::Restore {
-                    data: Some(data), ..
-                } => Payload::Data(data.clone()),
                 PendingWrite::Restore {
                     data: None,
                     prev_txn,
@@ -349,6 +355,16 @@ impl FileStorage {
         }
         if !problems.is_empty() {
             return Err(StorageError::Undo(problems));
+        }
+        for (r, w) in data_of {
+            let data = match &mut p.writes[w] {
+                PendingWrite::Store { data, .. }
+                | PendingWrite::Restore {
+                    data: Some(data), ..
+                } => std::mem::take(data),
+                _ => continue,
+            };
+            records[r].1 = Payload::Data(data);
         }
 
         Ok(Prepared {
@@ -460,6 +476,19 @@ impl FileStorage {
                 &m.description,
                 &m.extension,
             );
+            b.reserve(
+                prepared
+                    .records
+                    .iter()
+                    .map(|(_, p)| {
+                        format::DATA_HEADER_SIZE
+                            + match p {
+                                Payload::Data(d) => d.len(),
+                                Payload::Back(_) => 8,
+                            }
+                    })
+                    .sum(),
+            );
             let mut positions = Vec::with_capacity(prepared.records.len());
             {
                 let snap = self.snap.read();
@@ -478,7 +507,12 @@ impl FileStorage {
                     positions.push((oid.0, pos));
                 }
             }
-            buf.extend_from_slice(&b.finish());
+            if buf.is_empty() {
+                // The batch's first transaction (often its only one): no copy.
+                buf = b.finish();
+            } else {
+                buf.extend_from_slice(&b.finish());
+            }
             // `prev` points at the object's record in an earlier
             // transaction, never at one of this transaction (as Python
             // writes it, and as undo of such a transaction expects).
