@@ -18,3 +18,10 @@ pub const HISTORY_SIZE_MAX: usize = 100_000;
 /// Hops a backpointer chain may take before the
 /// reader calls it corrupt (every hop must also point strictly backwards).
 pub const BACKPOINTER_CHAIN_LENGTH_MAX: usize = 10_000;
+
+/// Transactions a FileStorage remembers the position and tid of (the newest it wrote),
+/// so that the serial of a record in them needs no read of the file (16 bytes each:
+/// 1 MiB).  A store or deletion checks the serial of the object's current record; the
+/// objects clients change are mostly the ones changed lately, in the last few thousand
+/// transactions.
+pub const RECENT_TRANSACTIONS_MAX: usize = 1 << 16;

@@ -180,6 +180,21 @@ impl FileStorage {
         };
         let reader = self.reader(&file, end);
         let index_pos = |oid: Oid| self.snap.read().index.get(oid.0);
+        // Where `oid`'s current record is and its serial: from the recent transactions,
+        // or read from the file.
+        let current = |oid: Oid| -> Result<Option<(u64, Tid)>> {
+            let (pos, recent) = {
+                let snap = self.snap.read();
+                let Some(pos) = snap.index.get(oid.0) else {
+                    return Ok(None);
+                };
+                (pos, snap.recent.serial_at(pos))
+            };
+            match recent {
+                Some(serial) => Ok(Some((pos, serial))),
+                None => Ok(Some((pos, reader.data_header(pos)?.serial))),
+            }
+        };
 
         // Serials: stores and deletions (all conflicts are reported
         // together), then read checks. A store of an oid that has no record
@@ -200,29 +215,29 @@ impl FileStorage {
                 } => (*oid, *expected, seen),
                 PendingWrite::Restore { .. } => continue,
             };
-            if let Some(pos) = index_pos(oid) {
-                let committed = match Seen::serial_at(seen, &file, pos) {
-                    Some(serial) => serial,
-                    None => reader.data_header(pos)?.serial,
-                };
-                if committed != expected {
-                    conflicts.push(ConflictError {
-                        oid,
-                        committed,
-                        expected,
-                        read_conflict: false,
-                    });
-                }
+            let committed = match index_pos(oid) {
+                None => None,
+                Some(pos) => match Seen::serial_at(seen, &file, pos) {
+                    Some(serial) => Some(serial),
+                    None => current(oid)?.map(|(_, serial)| serial),
+                },
+            };
+            if let Some(committed) = committed
+                && committed != expected
+            {
+                conflicts.push(ConflictError {
+                    oid,
+                    committed,
+                    expected,
+                    read_conflict: false,
+                });
             }
         }
         if !conflicts.is_empty() {
             return Err(StorageError::from_conflicts(conflicts));
         }
         for &(oid, expected) in &p.checks {
-            let committed = match index_pos(oid) {
-                Some(pos) => reader.data_header(pos)?.serial,
-                None => Tid::ZERO,
-            };
+            let committed = current(oid)?.map_or(Tid::ZERO, |(_, serial)| serial);
             if committed != expected {
                 return Err(ConflictError {
                     oid,
@@ -576,11 +591,13 @@ impl FileStorage {
         }
         {
             let mut snap = self.snap.write();
-            for w in &written {
+            for (i, w) in written.iter().enumerate() {
                 for (oid, pos) in &w.positions {
                     snap.index.insert(*oid, *pos);
                 }
                 snap.last_tid = w.tid;
+                let txn_end = written.get(i + 1).map_or(end, |next| next.tpos);
+                snap.recent.push(w.tpos, txn_end, w.tid);
             }
             snap.end = end;
         }
@@ -655,6 +672,58 @@ mod tests {
         assert_eq!(fs.last_transaction(), first);
         let next = commit(&fs, Oid(0), first, b"after reopen").unwrap();
         assert_eq!(fs.load(Oid(0)).unwrap(), (b"after reopen".to_vec(), next));
+    }
+
+    /// The serials a store checks against come from the table of recent transactions
+    /// for what this process wrote, and they are the ones in the file; conflicts are
+    /// found as before, and after a reopen (an empty table) too.
+    #[test]
+    fn serials_of_recent_transactions_are_the_ones_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Data.fs");
+        let fs = FileStorage::open(&path).unwrap();
+        let mut serials = [Tid::ZERO; 5];
+        for round in 0..4u8 {
+            // Several objects per transaction and batches of one: positions at the
+            // start, inside and at the end of transactions.
+            let t = fs.tpc_begin(TransactionMeta::new("u", "t")).unwrap();
+            for oid in 0..5u64 {
+                if (oid + u64::from(round)) % 2 == 0 {
+                    fs.store(
+                        &t,
+                        Oid(oid),
+                        serials[oid as usize],
+                        vec![round; 10 + oid as usize],
+                    )
+                    .unwrap();
+                }
+            }
+            fs.vote(&t).unwrap();
+            let tid = fs.finish(&t).unwrap();
+            for oid in 0..5u64 {
+                if (oid + u64::from(round)) % 2 == 0 {
+                    serials[oid as usize] = tid;
+                }
+            }
+        }
+        let check = |fs: &FileStorage| {
+            for oid in 0..5u64 {
+                let seen = fs.committed(Oid(oid)).unwrap().unwrap();
+                let (file, pos, end) = fs.locate(Oid(oid)).unwrap();
+                let in_file = fs.reader(&file, end).data_header(pos).unwrap().serial;
+                assert_eq!((seen.pos, seen.serial), (pos, in_file), "oid {oid}");
+                assert_eq!(in_file, serials[oid as usize]);
+            }
+        };
+        assert!(fs.snap.read().recent.serial_at(4 + 1).is_some());
+        check(&fs);
+        let stale = commit(&fs, Oid(1), Tid::ZERO, b"x").unwrap_err();
+        assert!(matches!(stale, StorageError::Conflict(_)), "{stale:?}");
+        drop(fs);
+        let fs = FileStorage::open(&path).unwrap();
+        assert!(fs.snap.read().recent.serial_at(4 + 1).is_none());
+        check(&fs);
+        commit(&fs, Oid(1), serials[1], b"y").unwrap();
     }
 
     /// The health check reads the file back: a file whose header was overwritten

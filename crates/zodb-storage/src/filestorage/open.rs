@@ -130,6 +130,7 @@ impl FileStorage {
                 index,
                 end,
                 last_tid,
+                recent: RecentTxns::default(),
             }),
             object_locks: ObjectLocks::new(),
             gate: PackGate::default(),
