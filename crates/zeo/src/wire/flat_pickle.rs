@@ -112,29 +112,24 @@ pub(crate) fn decode(payload: &[u8]) -> Option<Value> {
                 continue;
             }
             op::APPEND => {
-                let item = stack.pop()?;
-                append(stack.last_mut()?, vec![item])?;
+                let at = stack.len().checked_sub(1)?;
+                append(&mut stack, at, at)?;
                 continue;
             }
             op::APPENDS => {
-                let at = stack.iter().rposition(|i| matches!(i, Item::Mark))?;
-                let items = stack.split_off(at + 1);
-                stack.pop();
-                append(stack.last_mut()?, items)?;
+                let mark = stack.iter().rposition(|i| matches!(i, Item::Mark))?;
+                append(&mut stack, mark + 1, mark)?;
                 continue;
             }
             op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
                 let n = usize::from(opcode - op::TUPLE1) + 1;
                 let at = stack.len().checked_sub(n)?;
-                let made = tuple(stack.split_off(at))?;
-                stack.push(made);
+                tuple(&mut stack, at, at)?;
                 continue;
             }
             op::TUPLE => {
-                let at = stack.iter().rposition(|i| matches!(i, Item::Mark))?;
-                let items = stack.split_off(at + 1);
-                stack.pop();
-                stack.push(tuple(items)?);
+                let mark = stack.iter().rposition(|i| matches!(i, Item::Mark))?;
+                tuple(&mut stack, mark + 1, mark)?;
                 continue;
             }
             _ => return None,
@@ -143,14 +138,20 @@ pub(crate) fn decode(payload: &[u8]) -> Option<Value> {
     }
 }
 
-/// The values of `items` and the depth of a container holding them, if they are all
-/// values (a `MARK` among them is for the full decoder to judge) and that depth is at
-/// most [`DEPTH_MAX`] (deeper ones too: nothing here builds a value deep enough for its
-/// drop to exhaust a stack, as `TUPLE1` after `TUPLE1` would).
-fn items(items: Vec<Item>, depth: usize) -> Option<(Vec<Value>, usize)> {
+/// The values of `stack[from..]` and the depth of a container holding them, taken off
+/// the stack with whatever lies at `cut..from` (the `MARK`), if they are all values (a
+/// `MARK` among them is for the full decoder to judge) and that depth, at least `depth`,
+/// is at most [`DEPTH_MAX`] (deeper ones too: nothing here builds a value deep enough
+/// for its drop to exhaust a stack, as `TUPLE1` after `TUPLE1` would).
+fn take_items(
+    stack: &mut Vec<Item>,
+    from: usize,
+    cut: usize,
+    depth: usize,
+) -> Option<(Vec<Value>, usize)> {
     let mut depth = depth;
-    let mut values = Vec::with_capacity(items.len());
-    for item in items {
+    let mut values = Vec::with_capacity(stack.len().saturating_sub(from));
+    for item in stack.drain(from..) {
         match item {
             Item::Value(v, d) => {
                 depth = depth.max(d + 1);
@@ -159,23 +160,29 @@ fn items(items: Vec<Item>, depth: usize) -> Option<(Vec<Value>, usize)> {
             Item::Mark => return None,
         }
     }
+    stack.truncate(cut);
     (depth <= DEPTH_MAX).then_some((values, depth))
 }
 
-/// A tuple of `items`.
-fn tuple(items_: Vec<Item>) -> Option<Item> {
-    let (values, depth) = items(items_, 1)?;
-    Some(Item::Value(Value::Tuple(values), depth))
+/// `TUPLE*`: the tuple of `stack[from..]` replaces `stack[cut..]`.
+fn tuple(stack: &mut Vec<Item>, from: usize, cut: usize) -> Option<()> {
+    let (values, depth) = take_items(stack, from, cut, 1)?;
+    stack.push(Item::Value(Value::Tuple(values), depth));
+    Some(())
 }
 
-/// `APPEND(S)` of `items` to `target`, which must be a list.
-fn append(target: &mut Item, new: Vec<Item>) -> Option<()> {
-    let Item::Value(Value::List(list), depth) = target else {
+/// `APPEND(S)`: `stack[from..]` (and `stack[cut..from]`) go, appended to the list below.
+fn append(stack: &mut Vec<Item>, from: usize, cut: usize) -> Option<()> {
+    let list_depth = match stack.get(cut.checked_sub(1)?)? {
+        Item::Value(Value::List(_), d) => *d,
+        _ => return None,
+    };
+    let (values, depth) = take_items(stack, from, cut, list_depth)?;
+    let Some(Item::Value(Value::List(list), d)) = stack.last_mut() else {
         return None;
     };
-    let (values, d) = items(new, *depth)?;
     list.extend(values);
-    *depth = d;
+    *d = depth;
     Some(())
 }
 
