@@ -192,6 +192,7 @@ fn append(stack: &mut Vec<Item>, from: usize, cut: usize) -> Option<()> {
 /// [`DEPTH_MAX`] deep); `false`, with `out` untouched, otherwise.  The general encoder first walks the
 /// values for repeated globals and keeps a list of steps per tuple, and the name would
 /// need a `Value` of its own; this writes at once, into room reserved for the whole.
+#[cfg(test)]
 pub(crate) fn encode_message_into(
     out: &mut Vec<u8>,
     msgid: &Value,
@@ -199,24 +200,39 @@ pub(crate) fn encode_message_into(
     name: &str,
     args: &Value,
 ) -> bool {
+    let Some(size) = message_size(msgid, flag, name, args) else {
+        return false;
+    };
+    out.reserve(size);
+    write_message(out, msgid, flag, name, args);
+    true
+}
+
+/// At least the bytes [`write_message`] writes for this message, if it can write it
+/// (see [`encode_message_into`]).
+pub(crate) fn message_size(msgid: &Value, flag: &Value, name: &str, args: &Value) -> Option<usize> {
     let mut size = 5 + 5 + name.len(); // PROTO 3, MARK, TUPLE, STOP; the name
     for item in [msgid, flag, args] {
-        match plain_size(item, 1) {
-            Some(n) => size += n,
-            None => return false,
-        }
+        size += plain_size(item, 1)?;
     }
-    if u32::try_from(name.len()).is_err() {
-        return false;
-    }
-    out.reserve(size);
+    u32::try_from(name.len()).ok()?;
+    Some(size)
+}
+
+/// Writes a message [`message_size`] accepted.
+pub(crate) fn write_message(
+    out: &mut Vec<u8>,
+    msgid: &Value,
+    flag: &Value,
+    name: &str,
+    args: &Value,
+) {
     out.extend_from_slice(&[op::PROTO, op::WRITE_PROTOCOL, op::MARK]);
     write_plain(out, msgid);
     write_plain(out, flag);
     write_str(out, name);
     write_plain(out, args);
     out.extend_from_slice(&[op::TUPLE, op::STOP]);
-    true
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {
