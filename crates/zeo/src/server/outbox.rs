@@ -247,6 +247,16 @@ impl Outbox {
         Ok(())
     }
 
+    /// [`Outbox::send_as_of`] of a frame already encoded.
+    pub fn send_frame_as_of(&self, frame: Vec<u8>, seen: Tid) -> Result<(), Tid> {
+        let mut s = self.state.lock();
+        if s.seen != seen {
+            return Err(s.seen);
+        }
+        self.push(&mut s, Frame::Own(frame));
+        Ok(())
+    }
+
     pub fn seen(&self) -> Tid {
         self.state.lock().seen
     }

@@ -38,6 +38,7 @@ pub mod exceptions;
 mod flat_pickle;
 mod frame;
 mod history;
+pub mod hot;
 mod message;
 mod msgpack;
 mod pickle;

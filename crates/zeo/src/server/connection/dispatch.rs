@@ -14,6 +14,7 @@ use zodb_storage::StorageError;
 
 use super::{Connection, Step, bytes8, close};
 use crate::limits;
+use crate::wire::hot::HotCall;
 use crate::wire::{BadCall, Call, Message};
 
 impl Connection {
@@ -40,6 +41,15 @@ impl Connection {
             self.reply(msgid, Value::None);
         }
         Ok(())
+    }
+
+    /// Runs a call `wire::hot` read (on a registered connection): what [`Connection::run`]
+    /// does with the same call, read the general way.
+    pub(super) fn run_hot(&self, call: HotCall) -> Step {
+        match call {
+            HotCall::Storea { op, txn } => self.buffer_op(op, &txn),
+            HotCall::LoadBefore { oid, tid } => self.load_before_hot(oid, tid),
+        }
     }
 
     /// Runs one call; one-way calls ignore `msgid` (see [`Connection::dispatch`]).

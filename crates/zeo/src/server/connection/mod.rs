@@ -53,7 +53,7 @@ use super::errors;
 use super::outbox::{Frame, Outbox};
 use super::{Shared, Slot};
 use crate::limits;
-use crate::wire::{self, Handshake, Message};
+use crate::wire::{self, Encoding, Handshake, Message};
 use iterators::Iterators;
 use txn::{Phase, Txn};
 
@@ -244,15 +244,24 @@ pub async fn serve<S>(
         // loads): their replies are queued without waking anyone and leave together.
         outbox.in_line.store(true, Ordering::Release);
         let stop = loop {
-            // Decoded where it lies in the read buffer: no copy of the frame.
-            let msg = match wire::decode_from_client(encoding, incoming.payload(payload)) {
-                Ok(m) => m,
-                Err(e) => break Some(format!("unreadable message: {e}")),
-            };
-            if outbox.is_closed() {
+            if outbox.is_abandoned() {
                 break Some("client not reading".to_string());
             }
-            if let Err(Close(why)) = conn.dispatch(msg) {
+            // Decoded where it lies in the read buffer: no copy of the frame.
+            let bytes = incoming.payload(payload);
+            // A registered client's stores and loads, in the shape clients send them,
+            // are read without a tree of values (`wire::hot`); anything else as usual.
+            let hot = (encoding == Encoding::Pickle && conn.entry.get().is_some())
+                .then(|| wire::hot::decode(bytes))
+                .flatten();
+            let done = match hot {
+                Some(call) => conn.run_hot(call),
+                None => match wire::decode_from_client(encoding, bytes) {
+                    Ok(msg) => conn.dispatch(msg),
+                    Err(e) => break Some(format!("unreadable message: {e}")),
+                },
+            };
+            if let Err(Close(why)) = done {
                 break Some(why);
             }
             match incoming.next_frame(conn.frame_max(frame_max_anonymous, frame_max_registered)) {
