@@ -726,6 +726,53 @@ mod tests {
         commit(&fs, Oid(1), serials[1], b"y").unwrap();
     }
 
+    /// Loads keep what they read in the record cache and answer from it, and what they
+    /// answer is what the file says, after commits (new positions), for older revisions
+    /// (walked in the file), and after a pack (a new file, a new cache).
+    #[test]
+    fn loads_from_the_record_cache_answer_what_the_file_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FileStorage::open(dir.path().join("Data.fs")).unwrap();
+        let first = commit(&fs, Oid(1), Tid::ZERO, b"first").unwrap();
+        let current = |fs: &FileStorage| {
+            let snap = fs.snap.read();
+            let pos = snap.index.get(1).unwrap();
+            snap.records.get(Oid(1), pos)
+        };
+        assert_eq!(current(&fs), None);
+        let rev = fs.load_before(Oid(1), Tid::MAX).unwrap().unwrap();
+        assert_eq!(
+            (rev.data.as_slice(), rev.start, rev.end),
+            (&b"first"[..], first, None)
+        );
+        assert_eq!(current(&fs), Some((first, b"first".to_vec())));
+        let again = fs.load_before(Oid(1), Tid::MAX).unwrap().unwrap();
+        assert_eq!(again, rev);
+        // Before the revision's own tid: not the cached one, the file's answer.
+        assert_eq!(fs.load_before(Oid(1), first).unwrap(), None);
+        let second = commit(&fs, Oid(1), first, b"second").unwrap();
+        assert_eq!(current(&fs), None, "a new record, a new position");
+        let rev = fs.load_before(Oid(1), Tid::MAX).unwrap().unwrap();
+        assert_eq!(
+            (rev.data.as_slice(), rev.start, rev.end),
+            (&b"second"[..], second, None)
+        );
+        let old = fs.load_before(Oid(1), second).unwrap().unwrap();
+        assert_eq!(
+            (old.data.as_slice(), old.start, old.end),
+            (&b"first"[..], first, Some(second))
+        );
+        fs.pack(second, false).unwrap();
+        assert_eq!(
+            current(&fs),
+            None,
+            "the packed file comes with an empty cache"
+        );
+        let rev = fs.load_before(Oid(1), Tid::MAX).unwrap().unwrap();
+        assert_eq!((rev.data.as_slice(), rev.start), (&b"second"[..], second));
+        assert_eq!(current(&fs), Some((second, b"second".to_vec())));
+    }
+
     /// The health check reads the file back: a file whose header was overwritten
     /// under the storage (another program, a restore gone wrong) is reported.
     #[test]

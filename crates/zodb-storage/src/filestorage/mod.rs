@@ -41,6 +41,7 @@ mod open;
 mod pack;
 mod reads;
 mod recent;
+mod record_cache;
 mod scan;
 mod txn;
 
@@ -74,6 +75,7 @@ use crate::storage::{
 use commit::{CommitQueue, PackGate, Prepared};
 use iter::FileIterator;
 use recent::RecentTxns;
+use record_cache::RecordCache;
 use txn::{CurrentRecord, Pending, PendingWrite};
 
 /// How to open a file.
@@ -117,6 +119,9 @@ struct Snapshot {
     last_tid: Tid,
     /// The newest transactions written to `file`: serials without reads.
     recent: RecentTxns,
+    /// Records of `file` loads read lately (shared with loads that took it before a
+    /// pack replaced this snapshot: what they put in goes with the old file).
+    records: Arc<RecordCache>,
 }
 
 /// The committed revision a store or deletion was checked against: its

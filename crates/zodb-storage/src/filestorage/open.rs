@@ -131,6 +131,7 @@ impl FileStorage {
                 end,
                 last_tid,
                 recent: RecentTxns::default(),
+                records: Arc::default(),
             }),
             object_locks: ObjectLocks::new(),
             gate: PackGate::default(),

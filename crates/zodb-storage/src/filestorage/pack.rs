@@ -301,6 +301,7 @@ pub(super) fn pack(fs: &FileStorage, pack_time: Tid, gc: bool) -> Result<()> {
             end: out.pos,
             last_tid,
             recent: RecentTxns::default(),
+            records: Arc::default(),
         };
         Ok(())
     })();
