@@ -101,6 +101,14 @@ struct ServeArgs {
     /// Largest frame accepted from a client, in bytes.
     #[arg(long)]
     frame_size_max: Option<usize>,
+    /// Threads that serve the connections (read, decode, answer loads, write); votes,
+    /// finishes and other slow calls run on a pool of their own whatever this says.
+    /// 1: one thread for all connections, as Python's server, and the least CPU per
+    /// request (no hand-offs between threads); more: connections spread over them.
+    /// With --postgres a load waits for the database on its thread (as it does in
+    /// Python's server over RelStorage): more threads let other connections go on.
+    #[arg(long, default_value_t = zeo::limits::IO_THREADS_DEFAULT)]
+    io_threads: usize,
     /// Log to this file instead of standard error (reopened on SIGHUP, for
     /// logrotate). With --daemon: default `bbru-zeo.log` beside the pid file.
     #[arg(long)]
@@ -439,7 +447,16 @@ fn serve(args: ServeArgs) -> Result<()> {
             config.spill_dir = Some(dir.unwrap_or(Path::new(".")).to_path_buf());
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = match args.io_threads {
+        0 => anyhow::bail!("--io-threads must be at least 1"),
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    let runtime = runtime
         .thread_stack_size(zeo::limits::SERVER_THREAD_STACK_BYTES)
         .enable_all()
         .build()

@@ -19,10 +19,10 @@ use parking_lot::Mutex;
 use zodb_pickle::Value;
 use zodb_storage::{InvalidationListener, Oid, Result, Storage, Tid, TxnHandle};
 
-use super::outbox::Outbox;
+use super::outbox::{Frame, Outbox, invalidation};
 use super::poll::{Event, Foreign};
 use crate::limits;
-use crate::wire::{Callback, Message};
+use crate::wire::{Callback, Encoding, Message};
 
 #[derive(Debug)]
 struct Recent {
@@ -154,9 +154,7 @@ impl StorageEntry {
                 Event::Committed(tid, _) if tid <= recent.announced => {}
                 Event::Committed(tid, oids) => {
                     tracing::debug!(storage = %self.name, %tid, objects = oids.len(), "foreign commit");
-                    for sub in self.subscribers.lock().values() {
-                        sub.invalidate(tid, &oids);
-                    }
+                    self.invalidate_all(tid, &oids, None);
                     recent.push(tid, oids);
                 }
                 Event::Reset(last) => {
@@ -165,8 +163,7 @@ impl StorageEntry {
                     // from the storage, or tells it to drop the cache).
                     tracing::warn!(storage = %self.name, %last, "lost track of foreign commits: disconnecting clients");
                     for sub in self.subscribers.lock().values() {
-                        sub.close();
-                        sub.abandoned.notify_one();
+                        sub.disconnect();
                     }
                     recent.queue.clear();
                     recent.covered_from = last;
@@ -235,11 +232,7 @@ impl StorageEntry {
         // Others hear of the commit before the committer's reply leaves, so
         // nothing the committer does next can reach another client ahead
         // of its invalidation.
-        for (id, sub) in self.subscribers.lock().iter() {
-            if *id != committer.id {
-                sub.invalidate(tid, &oids);
-            }
-        }
+        self.invalidate_all(tid, &oids, Some(committer.id));
         committer.send(&self.info());
         committer.advance(
             tid,
@@ -250,6 +243,28 @@ impl StorageEntry {
         );
         recent.push(tid, oids);
         Ok(tid)
+    }
+
+    /// Tells every subscriber but `except` that `tid` changed `oids`: one frame per
+    /// encoding, shared by every client of it.
+    fn invalidate_all(&self, tid: Tid, oids: &[Oid], except: Option<u64>) {
+        let mut frames: [Option<Frame>; 2] = [None, None];
+        for (id, sub) in self.subscribers.lock().iter() {
+            if Some(*id) == except {
+                continue;
+            }
+            let encoding = sub.encoding();
+            let slot = match encoding {
+                Encoding::Pickle => &mut frames[0],
+                Encoding::Msgpack => &mut frames[1],
+            };
+            if slot.is_none() {
+                *slot = invalidation(encoding, tid, oids);
+            }
+            if let Some(frame) = slot {
+                sub.invalidate(tid, frame.clone());
+            }
+        }
     }
 
     /// Sends `info` to every subscriber (after a pack).

@@ -31,10 +31,29 @@ use zodb_storage::{Oid, Tid};
 use crate::limits;
 use crate::wire::{self, Callback, Encoding, Message};
 
+/// One encoded frame, as queued: a reply of its own, or a callback encoded once for
+/// every client it goes to (a commit's invalidation, whose oids are many).
+#[derive(Debug, Clone)]
+pub enum Frame {
+    Own(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl std::ops::Deref for Frame {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Frame::Own(v) => v,
+            Frame::Shared(a) => a,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct State {
     /// Frames not yet taken by the connection's task, oldest first.
-    queue: VecDeque<Vec<u8>>,
+    queue: VecDeque<Frame>,
     /// False once the outbox is closed: nothing more is queued.
     open: bool,
     seen: Tid,
@@ -73,10 +92,10 @@ pub struct Outbox {
     /// disconnected rather than allowed to grow the queue without bound.
     queued: AtomicUsize,
     budget: Arc<OutboxBudget>,
-    /// Tells the connection's task to stop writing at once and drop what is queued:
-    /// the client went over its bound, and its replies must not hold memory while the
-    /// connection winds down.
-    pub abandoned: Notify,
+    /// Set when the client went over its bound (and the connection kicked): the
+    /// connection's task stops writing at once and drops what is queued, so that its
+    /// replies do not hold memory while the connection winds down.
+    is_abandoned: AtomicBool,
     /// Wakes the connection's task to close the connection.
     kick: Arc<Notify>,
     /// Wakes the connection's task: frames were queued from elsewhere.
@@ -109,7 +128,7 @@ impl Outbox {
             }),
             queued: AtomicUsize::new(0),
             budget,
-            abandoned: Notify::new(),
+            is_abandoned: AtomicBool::new(false),
             kick,
             ready: Notify::new(),
             in_line: AtomicBool::new(false),
@@ -127,7 +146,7 @@ impl Outbox {
         }
     }
 
-    fn push(&self, state: &mut State, frame: Vec<u8>) {
+    fn push(&self, state: &mut State, frame: Frame) {
         if !state.open {
             return;
         }
@@ -149,7 +168,7 @@ impl Outbox {
             let dropped: usize = state.queue.drain(..).map(|f| f.len()).sum();
             self.written(len + dropped);
             state.open = false;
-            self.abandoned.notify_one();
+            self.is_abandoned.store(true, Ordering::Release);
             self.kick.notify_one();
             return;
         }
@@ -159,10 +178,15 @@ impl Outbox {
         }
     }
 
+    /// True once the client went over its bound.
+    pub fn is_abandoned(&self) -> bool {
+        self.is_abandoned.load(Ordering::Acquire)
+    }
+
     /// Moves queued frames to `out`, oldest first, until `out` holds `max` bytes.
-    pub fn take(&self, out: &mut VecDeque<Vec<u8>>, max: usize) {
+    pub fn take(&self, out: &mut VecDeque<Frame>, max: usize) {
         let mut s = self.state.lock();
-        let mut bytes: usize = out.iter().map(Vec::len).sum();
+        let mut bytes: usize = out.iter().map(|f| f.len()).sum();
         while bytes < max {
             let Some(f) = s.queue.pop_front() else { break };
             bytes += f.len();
@@ -196,8 +220,13 @@ impl Outbox {
     pub fn send(&self, msg: &Message) {
         if let Some(frame) = self.frame(msg) {
             let mut s = self.state.lock();
-            self.push(&mut s, frame);
+            self.push(&mut s, Frame::Own(frame));
         }
+    }
+
+    /// How this client's messages are encoded.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
     }
 
     /// Sends `msg` only if the client has been told of nothing newer than
@@ -210,7 +239,17 @@ impl Outbox {
         if s.seen != seen {
             return Err(s.seen);
         }
-        self.push(&mut s, frame);
+        self.push(&mut s, Frame::Own(frame));
+        Ok(())
+    }
+
+    /// [`Outbox::send_as_of`] of a frame already encoded.
+    pub fn send_frame_as_of(&self, frame: Vec<u8>, seen: Tid) -> Result<(), Tid> {
+        let mut s = self.state.lock();
+        if s.seen != seen {
+            return Err(s.seen);
+        }
+        self.push(&mut s, Frame::Own(frame));
         Ok(())
     }
 
@@ -221,7 +260,12 @@ impl Outbox {
     /// Records that the client knows of `tid` (its register result, or its
     /// own commit) and sends `msg` under the same lock.
     pub fn advance(&self, tid: Tid, msg: Option<&Message>) {
-        let frame = msg.and_then(|m| self.frame(m));
+        let frame = msg.and_then(|m| self.frame(m)).map(Frame::Own);
+        self.advance_with(tid, frame);
+    }
+
+    /// [`Outbox::advance`] with a frame already encoded.
+    fn advance_with(&self, tid: Tid, frame: Option<Frame>) {
         let mut s = self.state.lock();
         if tid > s.seen {
             s.seen = tid;
@@ -231,14 +275,20 @@ impl Outbox {
         }
     }
 
-    /// Tells the client that `tid` changed `oids`.
-    pub fn invalidate(&self, tid: Tid, oids: &[Oid]) {
-        let msg = Callback::InvalidateTransaction {
-            tid,
-            oids: oids.to_vec(),
-        }
-        .into_message();
-        self.advance(tid, Some(&msg));
+    /// Tells the client that `tid` changed some objects: `frame` is the
+    /// [`invalidation`] in this client's encoding.
+    pub fn invalidate(&self, tid: Tid, frame: Frame) {
+        self.advance_with(tid, Some(frame));
+    }
+
+    /// Ends the connection from outside (the server can no longer say what changed
+    /// since its client's cache was filled): nothing more is queued or written, and
+    /// the connection's task closes it.
+    pub fn disconnect(&self) {
+        self.state.lock().open = false;
+        self.is_abandoned.store(true, Ordering::Release);
+        self.drained.notify_waiters();
+        self.kick.notify_one();
     }
 
     /// Stops queueing; what is queued may still be written.
@@ -249,6 +299,26 @@ impl Outbox {
 
     pub fn is_closed(&self) -> bool {
         !self.state.lock().open
+    }
+}
+
+/// The `invalidateTransaction(tid, oids)` callback framed in `encoding`, to be queued for
+/// every client of that encoding (encoded once per commit, not once per client).
+pub fn invalidation(encoding: Encoding, tid: Tid, oids: &[Oid]) -> Option<Frame> {
+    let msg = Callback::InvalidateTransaction {
+        tid,
+        oids: oids.to_vec(),
+    }
+    .into_message();
+    match wire::encode_framed(encoding, &msg) {
+        Ok(f) => Some(Frame::Shared(f.into())),
+        Err(e) => {
+            tracing::error!(
+                "cannot encode an invalidation of {} objects: {e}",
+                oids.len()
+            );
+            None
+        }
     }
 }
 
@@ -278,7 +348,7 @@ mod tests {
     }
 
     /// Takes one queued frame, as the connection's task does.
-    fn take_one(o: &Outbox) -> Option<Vec<u8>> {
+    fn take_one(o: &Outbox) -> Option<Frame> {
         let mut out = VecDeque::new();
         o.take(&mut out, 1);
         out.pop_front()

@@ -29,6 +29,7 @@
 use zodb_pickle::Value;
 
 use super::error::WireError;
+use super::flat_pickle;
 use super::frame;
 use super::msgpack;
 use super::pickle::{self, Globals};
@@ -300,10 +301,25 @@ pub fn encode(enc: Encoding, msg: &Message) -> Result<Vec<u8>, WireError> {
 /// Encodes `msg` as a whole frame: the 4-byte length, then [`encode`]'s payload.
 pub fn encode_framed(enc: Encoding, msg: &Message) -> Result<Vec<u8>, WireError> {
     // The payload is written after room for its length, not copied behind it.
-    let mut out = vec![0; frame::LENGTH_PREFIX_SIZE];
+    let mut out;
     match enc {
-        Encoding::Pickle => out = pickle_message(out, msg)?,
-        Encoding::Msgpack => msgpack_message(&mut out, msg)?,
+        Encoding::Pickle => {
+            let flag = msg.flag.to_value();
+            // Most messages are plain tuples: written directly (the same bytes), into
+            // one allocation of the right size.
+            match flat_pickle::message_size(&msg.msgid, &flag, &msg.name, &msg.args) {
+                Some(n) => {
+                    out = Vec::with_capacity(frame::LENGTH_PREFIX_SIZE + n);
+                    out.extend_from_slice(&[0; frame::LENGTH_PREFIX_SIZE]);
+                    flat_pickle::write_message(&mut out, &msg.msgid, &flag, &msg.name, &msg.args);
+                }
+                None => out = pickle_message(vec![0; frame::LENGTH_PREFIX_SIZE], msg)?,
+            }
+        }
+        Encoding::Msgpack => {
+            out = vec![0; frame::LENGTH_PREFIX_SIZE];
+            msgpack_message(&mut out, msg)?;
+        }
     }
     let prefix = frame::length_prefix(out.len().saturating_sub(frame::LENGTH_PREFIX_SIZE))?;
     if let Some(head) = out.get_mut(..frame::LENGTH_PREFIX_SIZE) {
@@ -315,8 +331,14 @@ pub fn encode_framed(enc: Encoding, msg: &Message) -> Result<Vec<u8>, WireError>
 /// Appends `msg` pickled to `out`: `80 03 28 <msgid> <flag> <name> <args> 74 2e`, the
 /// 4-tuple encoded from its parts (the arguments, which may hold a whole record, are not
 /// copied into a tuple first).
-fn pickle_message(out: Vec<u8>, msg: &Message) -> Result<Vec<u8>, WireError> {
+fn pickle_message(mut out: Vec<u8>, msg: &Message) -> Result<Vec<u8>, WireError> {
     let flag = msg.flag.to_value();
+    // Most messages are plain tuples: written directly (the same bytes).
+    if let Some(n) = flat_pickle::message_size(&msg.msgid, &flag, &msg.name, &msg.args) {
+        out.reserve(n);
+        flat_pickle::write_message(&mut out, &msg.msgid, &flag, &msg.name, &msg.args);
+        return Ok(out);
+    }
     let name = Value::str(msg.name.as_str());
     Ok(zodb_pickle::encode_tuple_into(
         out,

@@ -52,6 +52,11 @@ pub(crate) enum Globals {
 
 /// Unpickles exactly one value filling the whole of `payload`, applying `globals`.
 pub(crate) fn decode_value(payload: &[u8], globals: Globals) -> Result<Value, WireError> {
+    // Most messages are plain tuples: decoded directly (it holds no global or reference
+    // to check).
+    if let Some(value) = super::flat_pickle::decode(payload) {
+        return Ok(value);
+    }
     let (value, consumed) = zodb_pickle::decode(payload)?;
     if consumed != payload.len() {
         return Err(WireError::TrailingBytes {

@@ -170,13 +170,31 @@ impl PackGate {
 impl FileStorage {
     /// With `p`'s objects locked: checks serials and computes the records
     /// (undo's backpointers included) that `finish` will write.
-    pub(super) fn prepare(&self, p: &Pending) -> Result<Prepared> {
+    ///
+    /// On success the records' data are moved out of `p`'s writes (not copied): a voted
+    /// transaction's writes are not read again.  On failure `p` is left as it was.
+    pub(super) fn prepare(&self, p: &mut Pending) -> Result<Prepared> {
         let (file, end) = {
             let s = self.snap.read();
             (Arc::clone(&s.file), s.end)
         };
         let reader = self.reader(&file, end);
         let index_pos = |oid: Oid| self.snap.read().index.get(oid.0);
+        // Where `oid`'s current record is and its serial: from the recent transactions,
+        // or read from the file.
+        let current = |oid: Oid| -> Result<Option<(u64, Tid)>> {
+            let (pos, recent) = {
+                let snap = self.snap.read();
+                let Some(pos) = snap.index.get(oid.0) else {
+                    return Ok(None);
+                };
+                (pos, snap.recent.serial_at(pos))
+            };
+            match recent {
+                Some(serial) => Ok(Some((pos, serial))),
+                None => Ok(Some((pos, reader.data_header(pos)?.serial))),
+            }
+        };
 
         // Serials: stores and deletions (all conflicts are reported
         // together), then read checks. A store of an oid that has no record
@@ -197,29 +215,29 @@ impl FileStorage {
                 } => (*oid, *expected, seen),
                 PendingWrite::Restore { .. } => continue,
             };
-            if let Some(pos) = index_pos(oid) {
-                let committed = match Seen::serial_at(seen, &file, pos) {
-                    Some(serial) => serial,
-                    None => reader.data_header(pos)?.serial,
-                };
-                if committed != expected {
-                    conflicts.push(ConflictError {
-                        oid,
-                        committed,
-                        expected,
-                        read_conflict: false,
-                    });
-                }
+            let committed = match index_pos(oid) {
+                None => None,
+                Some(pos) => match Seen::serial_at(seen, &file, pos) {
+                    Some(serial) => Some(serial),
+                    None => current(oid)?.map(|(_, serial)| serial),
+                },
+            };
+            if let Some(committed) = committed
+                && committed != expected
+            {
+                conflicts.push(ConflictError {
+                    oid,
+                    committed,
+                    expected,
+                    read_conflict: false,
+                });
             }
         }
         if !conflicts.is_empty() {
             return Err(StorageError::from_conflicts(conflicts));
         }
         for &(oid, expected) in &p.checks {
-            let committed = match index_pos(oid) {
-                Some(pos) => reader.data_header(pos)?.serial,
-                None => Tid::ZERO,
-            };
+            let committed = current(oid)?.map_or(Tid::ZERO, |(_, serial)| serial);
             if committed != expected {
                 return Err(ConflictError {
                     oid,
@@ -235,32 +253,37 @@ impl FileStorage {
         // yet: undo compares against the records it writes itself through
         // `undo_written`, with a position no file record can have.
         let mut records: Vec<(Oid, Payload)> = Vec::with_capacity(p.writes.len());
+        // Records whose data are still in `p.writes` (record index, write index): moved
+        // into the records once nothing can fail any more.
+        let mut data_of: Vec<(usize, usize)> = Vec::with_capacity(p.writes.len());
         const UNWRITTEN: u64 = u64::MAX;
         // Positions written by this transaction, which undo records must
         // treat as current.
-        let mut written: HashMap<Oid, u64> = HashMap::new();
-        for w in &p.writes {
+        let mut written: HashMap<Oid, u64> = HashMap::with_capacity(p.writes.len());
+        for (i, w) in p.writes.iter().enumerate() {
             let oid = w.oid();
             let prev = index_pos(oid).unwrap_or(0);
-            let payload = match w {
-                PendingWrite::Store { data, .. } => Payload::Data(data.clone()),
-                PendingWrite::Delete { .. } => Payload::Back(0),
+            // A restored record whose bytes the copy already holds in `prev_txn`
+            // points at them, as Python's FileStorage does, so a copy is as small as
+            // the original and byte for byte the same.
+            let back_to = match w {
                 PendingWrite::Restore {
                     data: Some(data),
                     prev_txn: Some(t),
                     ..
-                } => {
-                    // The copy already holds these bytes in `prev_txn`: point at them,
-                    // as Python's FileStorage does, so a copy is as small as the
-                    // original and byte for byte the same.
-                    match Self::record_of_transaction(&reader, prev, oid, *t)? {
-                        Some(pos) if Self::holds_data(&reader, pos, data)? => Payload::Back(pos),
-                        _ => Payload::Data(data.clone()),
-                    }
+                } => match Self::record_of_transaction(&reader, prev, oid, *t)? {
+                    Some(pos) if Self::holds_data(&reader, pos, data)? => Some(pos),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let payload = match w {
+                _ if back_to.is_some() => Payload::Back(back_to.unwrap_or(0)),
+                PendingWrite::Store { .. } | PendingWrite::Restore { data: Some(_), .. } => {
+                    data_of.push((records.len(), i));
+                    Payload::Data(Vec::new())
                 }
-                PendingWrite::Restore {
-                    data: Some(data), ..
-                } => Payload::Data(data.clone()),
+                PendingWrite::Delete { .. } => Payload::Back(0),
                 PendingWrite::Restore {
                     data: None,
                     prev_txn,
@@ -362,6 +385,16 @@ impl FileStorage {
         }
         if !problems.is_empty() {
             return Err(StorageError::Undo(problems));
+        }
+        for (r, w) in data_of {
+            let data = match &mut p.writes[w] {
+                PendingWrite::Store { data, .. }
+                | PendingWrite::Restore {
+                    data: Some(data), ..
+                } => std::mem::take(data),
+                _ => continue,
+            };
+            records[r].1 = Payload::Data(data);
         }
 
         Ok(Prepared {
@@ -473,6 +506,19 @@ impl FileStorage {
                 &m.description,
                 &m.extension,
             );
+            b.reserve(
+                prepared
+                    .records
+                    .iter()
+                    .map(|(_, p)| {
+                        format::DATA_HEADER_SIZE
+                            + match p {
+                                Payload::Data(d) => d.len(),
+                                Payload::Back(_) => 8,
+                            }
+                    })
+                    .sum(),
+            );
             let mut positions = Vec::with_capacity(prepared.records.len());
             {
                 let snap = self.snap.read();
@@ -491,7 +537,12 @@ impl FileStorage {
                     positions.push((oid.0, pos));
                 }
             }
-            buf.extend_from_slice(&b.finish());
+            if buf.is_empty() {
+                // The batch's first transaction (often its only one): no copy.
+                buf = b.finish();
+            } else {
+                buf.extend_from_slice(&b.finish());
+            }
             // `prev` points at the object's record in an earlier
             // transaction, never at one of this transaction (as Python
             // writes it, and as undo of such a transaction expects).
@@ -559,11 +610,13 @@ impl FileStorage {
         }
         {
             let mut snap = self.snap.write();
-            for w in &written {
+            for (i, w) in written.iter().enumerate() {
                 for (oid, pos) in &w.positions {
                     snap.index.insert(*oid, *pos);
                 }
                 snap.last_tid = w.tid;
+                let txn_end = written.get(i + 1).map_or(end, |next| next.tpos);
+                snap.recent.push(w.tpos, txn_end, w.tid);
             }
             snap.end = end;
         }
@@ -638,6 +691,105 @@ mod tests {
         assert_eq!(fs.last_transaction(), first);
         let next = commit(&fs, Oid(0), first, b"after reopen").unwrap();
         assert_eq!(fs.load(Oid(0)).unwrap(), (b"after reopen".to_vec(), next));
+    }
+
+    /// The serials a store checks against come from the table of recent transactions
+    /// for what this process wrote, and they are the ones in the file; conflicts are
+    /// found as before, and after a reopen (an empty table) too.
+    #[test]
+    fn serials_of_recent_transactions_are_the_ones_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Data.fs");
+        let fs = FileStorage::open(&path).unwrap();
+        let mut serials = [Tid::ZERO; 5];
+        for round in 0..4u8 {
+            // Several objects per transaction and batches of one: positions at the
+            // start, inside and at the end of transactions.
+            let t = fs.tpc_begin(TransactionMeta::new("u", "t")).unwrap();
+            for oid in 0..5u64 {
+                if (oid + u64::from(round)) % 2 == 0 {
+                    fs.store(
+                        &t,
+                        Oid(oid),
+                        serials[oid as usize],
+                        vec![round; 10 + oid as usize],
+                    )
+                    .unwrap();
+                }
+            }
+            fs.vote(&t).unwrap();
+            let tid = fs.finish(&t).unwrap();
+            for oid in 0..5u64 {
+                if (oid + u64::from(round)) % 2 == 0 {
+                    serials[oid as usize] = tid;
+                }
+            }
+        }
+        let check = |fs: &FileStorage| {
+            for oid in 0..5u64 {
+                let seen = fs.committed(Oid(oid)).unwrap().unwrap();
+                let (file, pos, end) = fs.locate(Oid(oid)).unwrap();
+                let in_file = fs.reader(&file, end).data_header(pos).unwrap().serial;
+                assert_eq!((seen.pos, seen.serial), (pos, in_file), "oid {oid}");
+                assert_eq!(in_file, serials[oid as usize]);
+            }
+        };
+        assert!(fs.snap.read().recent.serial_at(4 + 1).is_some());
+        check(&fs);
+        let stale = commit(&fs, Oid(1), Tid::ZERO, b"x").unwrap_err();
+        assert!(matches!(stale, StorageError::Conflict(_)), "{stale:?}");
+        drop(fs);
+        let fs = FileStorage::open(&path).unwrap();
+        assert!(fs.snap.read().recent.serial_at(4 + 1).is_none());
+        check(&fs);
+        commit(&fs, Oid(1), serials[1], b"y").unwrap();
+    }
+
+    /// Loads keep what they read in the record cache and answer from it, and what they
+    /// answer is what the file says, after commits (new positions), for older revisions
+    /// (walked in the file), and after a pack (a new file, a new cache).
+    #[test]
+    fn loads_from_the_record_cache_answer_what_the_file_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FileStorage::open(dir.path().join("Data.fs")).unwrap();
+        let first = commit(&fs, Oid(1), Tid::ZERO, b"first").unwrap();
+        let current = |fs: &FileStorage| {
+            let snap = fs.snap.read();
+            let pos = snap.index.get(1).unwrap();
+            snap.records.get(Oid(1), pos)
+        };
+        assert_eq!(current(&fs), None);
+        let rev = fs.load_before(Oid(1), Tid::MAX).unwrap().unwrap();
+        assert_eq!(
+            (rev.data.as_slice(), rev.start, rev.end),
+            (&b"first"[..], first, None)
+        );
+        assert_eq!(current(&fs), Some((first, b"first".to_vec())));
+        let again = fs.load_before(Oid(1), Tid::MAX).unwrap().unwrap();
+        assert_eq!(again, rev);
+        // Before the revision's own tid: not the cached one, the file's answer.
+        assert_eq!(fs.load_before(Oid(1), first).unwrap(), None);
+        let second = commit(&fs, Oid(1), first, b"second").unwrap();
+        assert_eq!(current(&fs), None, "a new record, a new position");
+        let rev = fs.load_before(Oid(1), Tid::MAX).unwrap().unwrap();
+        assert_eq!(
+            (rev.data.as_slice(), rev.start, rev.end),
+            (&b"second"[..], second, None)
+        );
+        let old = fs.load_before(Oid(1), second).unwrap().unwrap();
+        assert_eq!(
+            (old.data.as_slice(), old.start, old.end),
+            (&b"first"[..], first, Some(second))
+        );
+        fs.pack(second, false).unwrap();
+        assert_eq!(
+            current(&fs),
+            None,
+            "the packed file comes with an empty cache"
+        );
+        let rev = fs.load_before(Oid(1), Tid::MAX).unwrap().unwrap();
+        assert_eq!((rev.data.as_slice(), rev.start), (&b"second"[..], second));
+        assert_eq!(current(&fs), Some((second, b"second".to_vec())));
     }
 
     /// The health check reads the file back: a file whose header was overwritten

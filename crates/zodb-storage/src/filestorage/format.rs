@@ -226,6 +226,12 @@ impl TxnBuilder {
         TxnBuilder { buf, tpos }
     }
 
+    /// Makes room for `records` more bytes of records (and the trailing length), so
+    /// that a large transaction is not copied as its buffer grows.
+    pub fn reserve(&mut self, records: usize) {
+        self.buf.reserve(records + 8);
+    }
+
     /// The file position the next pushed record will have.
     pub fn next_record_pos(&self) -> u64 {
         self.tpos + self.buf.len() as u64

@@ -101,9 +101,12 @@ impl<'a> Reader<'a> {
         if window < DATA_HEADER_SIZE {
             return Err(self.corrupted(pos, "data record header runs past the end"));
         }
-        let mut buf = vec![0u8; window];
+        // On the stack: a heap buffer of this size would be a large allocation per
+        // load (one that also makes glibc's malloc sweep its small free chunks).
+        let mut ahead = [0u8; RECORD_READ_AHEAD];
+        let buf = &mut ahead[..window];
         self.file
-            .read_exact_at(&mut buf, pos)
+            .read_exact_at(buf, pos)
             .map_err(|e| StorageError::io(format!("{}: read at {pos}", self.path.display()), e))?;
         let (head, rest) = buf.split_at(DATA_HEADER_SIZE);
         let head: &[u8; DATA_HEADER_SIZE] = head.try_into().expect("split at the header size");

@@ -40,6 +40,8 @@ mod oid_index;
 mod open;
 mod pack;
 mod reads;
+mod recent;
+mod record_cache;
 mod scan;
 mod txn;
 
@@ -72,6 +74,8 @@ use crate::storage::{
 };
 use commit::{CommitQueue, PackGate, Prepared};
 use iter::FileIterator;
+use recent::RecentTxns;
+use record_cache::RecordCache;
 use txn::{CurrentRecord, Pending, PendingWrite};
 
 /// How to open a file.
@@ -113,6 +117,11 @@ struct Snapshot {
     index: OidIndex,
     end: u64,
     last_tid: Tid,
+    /// The newest transactions written to `file`: serials without reads.
+    recent: RecentTxns,
+    /// Records of `file` loads read lately (shared with loads that took it before a
+    /// pack replaced this snapshot: what they put in goes with the old file).
+    records: Arc<RecordCache>,
 }
 
 /// The committed revision a store or deletion was checked against: its
@@ -260,16 +269,23 @@ impl FileStorage {
         Ok(self.committed(oid)?.map(|seen| seen.serial))
     }
 
-    /// The committed revision of `oid`: where it is and its serial.
+    /// The committed revision of `oid`: where it is and its serial (read from the file
+    /// only when its transaction is not a recent one).
     fn committed(&self, oid: Oid) -> Result<Option<Seen>> {
-        match self.locate(oid) {
-            Ok((file, pos, end)) => {
-                let serial = self.reader(&file, end).data_header(pos)?.serial;
-                Ok(Some(Seen { file, pos, serial }))
-            }
-            Err(e) if e.is_pos_key() => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.check_open()?;
+        let (file, pos, end, serial) = {
+            let snap = self.snap.read();
+            let Some(pos) = snap.index.get(oid.0) else {
+                return Ok(None);
+            };
+            let serial = snap.recent.serial_at(pos);
+            (Arc::clone(&snap.file), pos, snap.end, serial)
+        };
+        let serial = match serial {
+            Some(serial) => serial,
+            None => self.reader(&file, end).data_header(pos)?.serial,
+        };
+        Ok(Some(Seen { file, pos, serial }))
     }
 
     /// Saves the index (as Python does on close) so the next open is fast.

@@ -130,6 +130,8 @@ impl FileStorage {
                 index,
                 end,
                 last_tid,
+                recent: RecentTxns::default(),
+                records: Arc::default(),
             }),
             object_locks: ObjectLocks::new(),
             gate: PackGate::default(),

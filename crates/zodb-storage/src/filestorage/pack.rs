@@ -24,6 +24,7 @@ use rustc_hash::FxHashMap;
 use super::format::{MAGIC, Payload, STATUS_PACKED, TxnBuilder};
 use super::io::{Reader, RecordPayload};
 use super::oid_index::OidIndex;
+use super::recent::RecentTxns;
 use super::{FileStorage, Snapshot, index_file};
 use crate::error::{Result, StorageError};
 use crate::gc;
@@ -299,6 +300,8 @@ pub(super) fn pack(fs: &FileStorage, pack_time: Tid, gc: bool) -> Result<()> {
             index: std::mem::take(&mut out.index),
             end: out.pos,
             last_tid,
+            recent: RecentTxns::default(),
+            records: Arc::default(),
         };
         Ok(())
     })();

@@ -87,7 +87,31 @@ impl FileStorage {
     }
 
     pub(super) fn read_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>> {
-        let (file, mut pos, end) = self.locate(oid)?;
+        self.check_open()?;
+        let (file, mut pos, end, records) = {
+            let snap = self.snap.read();
+            let pos = snap
+                .index
+                .get(oid.0)
+                .ok_or_else(|| StorageError::pos_key(oid))?;
+            (
+                Arc::clone(&snap.file),
+                pos,
+                snap.end,
+                Arc::clone(&snap.records),
+            )
+        };
+        // The current revision is usually the answer, and may have been read lately.
+        let current_pos = pos;
+        if let Some((serial, data)) = records.get(oid, pos)
+            && serial < before
+        {
+            return Ok(Some(Revision {
+                data,
+                start: serial,
+                end: None,
+            }));
+        }
         let reader = self.reader(&file, end);
         let mut next_serial = None;
         // The current record is read whole at once, since it is usually
@@ -107,11 +131,16 @@ impl FileStorage {
                     None => reader.record(pos, Some(oid))?,
                 };
                 return match reader.resolve(r)? {
-                    Some((data, _)) => Ok(Some(Revision {
-                        data,
-                        start: h.serial,
-                        end: next_serial,
-                    })),
+                    Some((data, _)) => {
+                        if pos == current_pos {
+                            records.put(oid, pos, h.serial, &data);
+                        }
+                        Ok(Some(Revision {
+                            data,
+                            start: h.serial,
+                            end: next_serial,
+                        }))
+                    }
                     None => Err(StorageError::PosKey {
                         oid,
                         detail: Some(format!("deleted as of {}", h.serial)),

@@ -130,17 +130,28 @@ impl FileStorage {
 
     /// Buffers a write in the open transaction `txn` (before its vote).
     pub(super) fn add_write(&self, txn: &TxnHandle, what: &str, w: PendingWrite) -> Result<()> {
-        let oid = w.oid();
         let p = self.pending(txn)?;
+        self.add_write_to(&p, what, w).map(drop)
+    }
+
+    /// [`FileStorage::add_write`] to the transaction already looked up, returning its
+    /// state, still locked, for what the caller does next.
+    pub(super) fn add_write_to<'p>(
+        &self,
+        p: &'p Mutex<Pending>,
+        what: &str,
+        w: PendingWrite,
+    ) -> Result<parking_lot::MutexGuard<'p, Pending>> {
+        let oid = w.oid();
         let mut p = p.lock();
         if p.voted.is_some() {
             return Err(StorageError::Transaction(format!("{what} after vote")));
         }
         push_write(&mut p, w);
-        drop(p);
         let mut max = self.max_oid.lock();
         *max = (*max).max(oid.0);
-        Ok(())
+        drop(max);
+        Ok(p)
     }
 
     /// The position of `oid`'s record written by transaction `tid`, walking
@@ -253,7 +264,7 @@ impl FileStorage {
                 "an object record cannot be empty".into(),
             ));
         }
-        self.pending(txn)?;
+        let p = self.pending(txn)?;
         // An oid without a record is not checked, as in Python.
         let seen = self.committed(oid)?;
         if let Some(committed) = &seen {
@@ -265,9 +276,11 @@ impl FileStorage {
             data,
             seen,
         };
-        self.add_write(txn, "store", write)?;
+        let mut p = self.add_write_to(&p, "store", write)?;
         // A later plain store of the object replaces a blob stored before.
-        if let Some(staged) = self.pending(txn)?.lock().blobs.remove(&oid) {
+        if !p.blobs.is_empty()
+            && let Some(staged) = p.blobs.remove(&oid)
+        {
             crate::blob::BlobDir::discard(&staged);
         }
         Ok(())
@@ -425,7 +438,7 @@ impl FileStorage {
             self.gate.leave();
             return Err(e);
         }
-        match self.check_writable().and_then(|()| self.prepare(&p)) {
+        match self.check_writable().and_then(|()| self.prepare(&mut p)) {
             Ok(prepared) => {
                 p.voted = Some(Arc::new(prepared));
                 Ok(())

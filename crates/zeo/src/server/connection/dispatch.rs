@@ -14,6 +14,7 @@ use zodb_storage::StorageError;
 
 use super::{Connection, Step, bytes8, close};
 use crate::limits;
+use crate::wire::hot::HotCall;
 use crate::wire::{BadCall, Call, Message};
 
 impl Connection {
@@ -25,7 +26,7 @@ impl Connection {
             return Ok(()); // heartbeat
         }
         let is_async = matches!(msgid, Value::Int(0));
-        let registered = self.state.lock().entry.is_some();
+        let registered = self.entry.get().is_some();
         if !registered && name != "register" {
             return Err(close(format!("{name} before register")));
         }
@@ -40,6 +41,15 @@ impl Connection {
             self.reply(msgid, Value::None);
         }
         Ok(())
+    }
+
+    /// Runs a call `wire::hot` read (on a registered connection): what [`Connection::run`]
+    /// does with the same call, read the general way.
+    pub(super) fn run_hot(&self, call: HotCall) -> Step {
+        match call {
+            HotCall::Storea { op, txn } => self.buffer_op(op, &txn),
+            HotCall::LoadBefore { oid, tid } => self.load_before_hot(oid, tid),
+        }
     }
 
     /// Runs one call; one-way calls ignore `msgid` (see [`Connection::dispatch`]).
@@ -146,7 +156,7 @@ impl Connection {
     }
 
     fn register(&self, msgid: Value, name: String, read_only: bool) -> Step {
-        if self.state.lock().entry.is_some() {
+        if self.entry.get().is_some() {
             return Err(close("second register"));
         }
         let Some(entry) = self.shared.storages.get(&name).cloned() else {
@@ -161,10 +171,9 @@ impl Connection {
             self.reply_error(msgid, &StorageError::ReadOnly);
             return Ok(());
         }
-        {
-            let mut s = self.state.lock();
-            s.entry = Some(Arc::clone(&entry));
-            s.read_only = read_only;
+        self.state.lock().read_only = read_only;
+        if self.entry.set(Arc::clone(&entry)).is_err() {
+            return Err(close("second register"));
         }
         self.slot.registered();
         // Subscribing and reading the last tid are one step with respect

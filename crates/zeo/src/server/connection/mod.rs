@@ -36,8 +36,10 @@ mod reads;
 mod txn;
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -48,10 +50,10 @@ use zodb_storage::StorageError;
 
 use super::entry::StorageEntry;
 use super::errors;
-use super::outbox::Outbox;
+use super::outbox::{Frame, Outbox};
 use super::{Shared, Slot};
 use crate::limits;
-use crate::wire::{self, Handshake, Message};
+use crate::wire::{self, Encoding, Handshake, Message};
 use iterators::Iterators;
 use txn::{Phase, Txn};
 
@@ -67,7 +69,6 @@ fn close(why: impl Into<String>) -> Close {
 
 #[derive(Default)]
 struct State {
-    entry: Option<Arc<StorageEntry>>,
     read_only: bool,
     txn: Option<Txn>,
     iterators: Iterators,
@@ -80,6 +81,9 @@ pub struct Connection {
     /// This connection's place in the server's connection count.
     slot: Slot,
     outbox: Arc<Outbox>,
+    /// The storage registered with, set once by `register` (read without a lock, at
+    /// every call).
+    entry: OnceLock<Arc<StorageEntry>>,
     state: Arc<Mutex<State>>,
     closed: Arc<AtomicBool>,
     /// Wakes the reading loop to close the connection (transaction
@@ -116,7 +120,7 @@ pub async fn serve<S>(
     {
         return;
     }
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut incoming = Incoming::default();
     // Until a client has registered it gets small frames only: an
     // anonymous peer must not make us decode tens of megabytes.
     let frame_max_registered = shared.config.frame_size_max;
@@ -124,7 +128,7 @@ pub async fn serve<S>(
     let kick = Arc::clone(&slot.kick);
     let read = tokio::time::timeout_at(
         register_by,
-        read_frame(&mut reader, &mut buf, frame_max_anonymous),
+        read_frame(&mut reader, &mut incoming, frame_max_anonymous),
     );
     let handshake = match tokio::select! {
         r = read => r,
@@ -133,7 +137,7 @@ pub async fn serve<S>(
             return;
         }
     } {
-        Ok(Ok(Some(payload))) => payload,
+        Ok(Ok(Some(payload))) => incoming.payload(payload).to_vec(),
         Ok(Ok(None)) => return,
         Err(_) => {
             tracing::info!(peer = %peer, "closing: no handshake within the register timeout");
@@ -179,23 +183,53 @@ pub async fn serve<S>(
         shared: Arc::clone(&shared),
         slot,
         outbox: Arc::clone(&outbox),
+        entry: OnceLock::new(),
         state: Arc::new(Mutex::new(State::default())),
         closed: Arc::new(AtomicBool::new(false)),
         kick,
     };
     let mut shutdown = shared.shutdown.subscribe();
     let mut abandoned = false;
+    // The events the loop waits for besides the socket, made once and polled in every
+    // round (a `Notified` made and dropped each round registers with its `Notify` and
+    // leaves it again, under its lock, twice per request): remade only once fired.
+    let kicked = conn.kick.notified();
+    tokio::pin!(kicked);
+    let ready = outbox.ready.notified();
+    tokio::pin!(ready);
+    let register_deadline = tokio::time::sleep_until(register_by);
+    tokio::pin!(register_deadline);
+    let mut shutdown_seen = false;
+    let shutdown_changed = shutdown.changed();
+    tokio::pin!(shutdown_changed);
     let why = loop {
         if sending.out.is_empty() {
             outbox.take(&mut sending.out, limits::WRITE_BATCH_BYTES_MAX);
         }
         let pending = !sending.out.is_empty() || sending.unflushed;
+        // A write the socket takes at once needs no select (which registers with, and
+        // then leaves, every event source): the usual case for replies just answered
+        // in line, once per request.
+        if pending && !outbox.is_abandoned() {
+            match sending.try_write_some(&outbox).await {
+                Some(Ok(())) => continue,
+                Some(Err(e)) => {
+                    outbox.close();
+                    break format!("write error: {e}");
+                }
+                None => {}
+            }
+        }
         // Writes go first: replies leave before more requests are read.
         let frame = tokio::select! {
             biased;
-            _ = outbox.abandoned.notified() => {
-                abandoned = true;
-                break "its replies went over their bound".to_string();
+            // A client over its bound is kicked too (`Outbox::push`).
+            _ = &mut kicked => {
+                if outbox.is_abandoned() {
+                    abandoned = true;
+                    break "its replies went over their bound".to_string();
+                }
+                break "closed by the server".to_string();
             }
             r = sending.write_some(&outbox), if pending => {
                 if let Err(e) = r {
@@ -204,18 +238,21 @@ pub async fn serve<S>(
                 }
                 continue;
             }
-            _ = conn.kick.notified() => break "closed by the server".to_string(),
-            _ = tokio::time::sleep_until(register_by), if !conn.slot.is_registered() => {
+            _ = &mut register_deadline, if !conn.slot.is_registered() => {
                 break "no register within the register timeout".to_string();
             }
-            _ = shutdown.changed() => {
+            _ = &mut shutdown_changed, if !shutdown_seen => {
+                shutdown_seen = true;
                 if conn.wait_for_voted_transaction().await {
                     continue;
                 }
                 break "server shutting down".to_string();
             }
-            _ = outbox.ready.notified(), if !pending => continue,
-            f = read_frame(&mut reader, &mut buf, conn.frame_max(frame_max_anonymous, frame_max_registered)) => f,
+            _ = &mut ready, if !pending => {
+                ready.set(outbox.ready.notified());
+                continue;
+            }
+            f = read_frame(&mut reader, &mut incoming, conn.frame_max(frame_max_anonymous, frame_max_registered)) => f,
         };
         let mut payload = match frame {
             Ok(Some(p)) => p,
@@ -226,20 +263,27 @@ pub async fn serve<S>(
         // loads): their replies are queued without waking anyone and leave together.
         outbox.in_line.store(true, Ordering::Release);
         let stop = loop {
-            let msg = match wire::decode_from_client(encoding, &payload) {
-                Ok(m) => m,
-                Err(e) => break Some(format!("unreadable message: {e}")),
-            };
-            if outbox.is_closed() {
+            if outbox.is_abandoned() {
                 break Some("client not reading".to_string());
             }
-            if let Err(Close(why)) = conn.dispatch(msg) {
+            // Decoded where it lies in the read buffer: no copy of the frame.
+            let bytes = incoming.payload(payload);
+            // A registered client's stores and loads, in the shape clients send them,
+            // are read without a tree of values (`wire::hot`); anything else as usual.
+            let hot = (encoding == Encoding::Pickle && conn.entry.get().is_some())
+                .then(|| wire::hot::decode(bytes))
+                .flatten();
+            let done = match hot {
+                Some(call) => conn.run_hot(call),
+                None => match wire::decode_from_client(encoding, bytes) {
+                    Ok(msg) => conn.dispatch(msg),
+                    Err(e) => break Some(format!("unreadable message: {e}")),
+                },
+            };
+            if let Err(Close(why)) = done {
                 break Some(why);
             }
-            match next_frame(
-                &mut buf,
-                conn.frame_max(frame_max_anonymous, frame_max_registered),
-            ) {
+            match incoming.next_frame(conn.frame_max(frame_max_anonymous, frame_max_registered)) {
                 Ok(Some(p)) => payload = p,
                 Ok(None) => break None,
                 Err(e) => break Some(e),
@@ -273,7 +317,7 @@ pub async fn serve<S>(
 /// been written whole yet.
 struct Sending<W> {
     writer: W,
-    out: VecDeque<Vec<u8>>,
+    out: VecDeque<Frame>,
     /// Bytes of `out`'s first frame already written.
     head: usize,
     /// Written bytes the writer may still hold: a TLS stream takes what it is given and
@@ -293,14 +337,14 @@ impl<W: AsyncWrite + Unpin> Sending<W> {
             return Ok(());
         }
         self.unflushed = true;
-        let slices: Vec<std::io::IoSlice<'_>> = self
-            .out
-            .iter()
-            .take(limits::WRITE_FRAMES_MAX)
-            .enumerate()
-            .map(|(i, f)| std::io::IoSlice::new(if i == 0 { &f[self.head..] } else { f }))
-            .collect();
-        let mut n = self.writer.write_vectored(&slices).await?;
+        // On the stack: no allocation per write.
+        let mut slices = [std::io::IoSlice::new(&[]); limits::WRITE_FRAMES_MAX];
+        let mut count = 0;
+        for (slot, (i, f)) in slices.iter_mut().zip(self.out.iter().enumerate()) {
+            *slot = std::io::IoSlice::new(if i == 0 { &f[self.head..] } else { f });
+            count += 1;
+        }
+        let mut n = self.writer.write_vectored(&slices[..count]).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -317,6 +361,18 @@ impl<W: AsyncWrite + Unpin> Sending<W> {
             }
         }
         Ok(())
+    }
+
+    /// [`Sending::write_some`] if the writer takes it without waiting; `None` if it
+    /// would wait (nothing was written then: `write_some` is cancel-safe).
+    async fn try_write_some(&mut self, outbox: &Outbox) -> Option<std::io::Result<()>> {
+        let write = self.write_some(outbox);
+        tokio::pin!(write);
+        std::future::poll_fn(|cx| match write.as_mut().poll(cx) {
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await
     }
 
     /// Writes everything pending and queued, then shuts the writing half down.
@@ -347,34 +403,74 @@ impl<W: AsyncWrite + Unpin> Sending<W> {
     }
 }
 
-/// The next whole frame's payload already in `buf`, if any.
-fn next_frame(buf: &mut Vec<u8>, max: usize) -> Result<Option<Vec<u8>>, String> {
-    match wire::parse_frame(buf, max) {
-        Ok(Some((range, consumed))) => {
-            let payload = buf[range].to_vec();
-            buf.drain(..consumed);
-            Ok(Some(payload))
+/// What the connection has read and not yet consumed: `buf[start..]`.  Frames are
+/// decoded where they lie (no copy per frame), and the bytes before `start` are dropped
+/// only before the next read, moving just the partial frame that follows them (once per
+/// read, not once per frame: a read bringing a hundred `storea` frames moves no more
+/// than one frame's bytes).
+#[derive(Debug, Default)]
+struct Incoming {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Incoming {
+    /// The next whole frame already read, if any: where its payload lies in
+    /// [`Incoming::payload`], valid until the next read.
+    fn next_frame(&mut self, max: usize) -> Result<Option<Range<usize>>, String> {
+        let unread = self.buf.get(self.start..).unwrap_or_default();
+        match wire::parse_frame(unread, max) {
+            Ok(Some((range, consumed))) => {
+                let payload = self.start + range.start..self.start + range.end;
+                self.start += consumed;
+                Ok(Some(payload))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(format!("bad frame: {e}")),
         }
-        Ok(None) => Ok(None),
-        Err(e) => Err(format!("bad frame: {e}")),
+    }
+
+    fn payload(&self, range: Range<usize>) -> &[u8] {
+        self.buf.get(range).unwrap_or_default()
+    }
+
+    /// Reads more bytes into the buffer's spare room (no zeroed bounce buffer), after
+    /// dropping what was consumed; `Ok(0)` at the end of the stream.
+    async fn fill<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> std::io::Result<usize> {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            // A large frame's room is not kept for the small ones that follow.
+            if self.buf.capacity() > limits::READ_BUFFER_BYTES_KEPT {
+                self.buf = Vec::new();
+            }
+        } else if self.start > 0 {
+            self.buf.copy_within(self.start.., 0);
+            self.buf.truncate(self.buf.len() - self.start);
+        }
+        self.start = 0;
+        self.buf.reserve(limits::READ_BYTES_MIN);
+        reader.read_buf(&mut self.buf).await
+    }
+
+    /// True when no byte of a next frame has arrived.
+    fn is_empty(&self) -> bool {
+        self.start == self.buf.len()
     }
 }
 
-/// Reads one frame's payload; `Ok(None)` at a clean end of stream.
+/// Reads one frame; `Ok(None)` at a clean end of stream.
 async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
-    buf: &mut Vec<u8>,
+    incoming: &mut Incoming,
     max: usize,
-) -> Result<Option<Vec<u8>>, String> {
+) -> Result<Option<Range<usize>>, String> {
     loop {
-        if let Some(payload) = next_frame(buf, max)? {
+        if let Some(payload) = incoming.next_frame(max)? {
             return Ok(Some(payload));
         }
-        // Read into the buffer's spare room: no zeroed bounce buffer.
-        buf.reserve(64 * 1024);
-        match reader.read_buf(buf).await {
+        match incoming.fill(reader).await {
             Ok(0) => {
-                return if buf.is_empty() {
+                return if incoming.is_empty() {
                     Ok(None)
                 } else {
                     Err("disconnected mid-frame".into())
@@ -388,7 +484,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
 
 impl Connection {
     fn frame_max(&self, anonymous: usize, registered: usize) -> usize {
-        if self.state.lock().entry.is_some() {
+        if self.entry.get().is_some() {
             registered
         } else {
             anonymous
@@ -412,10 +508,13 @@ impl Connection {
     }
 
     fn entry(&self) -> Result<Arc<StorageEntry>, Close> {
-        self.state
-            .lock()
-            .entry
-            .clone()
+        self.entry_ref().cloned()
+    }
+
+    /// [`Connection::entry`] without taking a reference of its own.
+    fn entry_ref(&self) -> Result<&Arc<StorageEntry>, Close> {
+        self.entry
+            .get()
             .ok_or_else(|| close("call before register"))
     }
 
@@ -465,12 +564,8 @@ impl Connection {
     fn cleanup(&self) {
         self.closed.store(true, Ordering::Release);
         self.abort_transaction(None);
-        let entry = {
-            let mut s = self.state.lock();
-            s.iterators = Iterators::default();
-            s.entry.take()
-        };
-        if let Some(e) = entry {
+        self.state.lock().iterators = Iterators::default();
+        if let Some(e) = self.entry.get() {
             e.unregister(self.outbox.id);
         }
     }

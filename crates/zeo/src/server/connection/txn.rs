@@ -102,7 +102,7 @@ impl Connection {
     /// Buffers one operation of the open transaction `txnid`; anything else open (or
     /// nothing) closes the connection.  The last store of an oid wins.
     pub(super) fn buffer_op(&self, op: TxnOp, txnid: &Value) -> Step {
-        if let Ok(e) = self.entry()
+        if let Ok(e) = self.entry_ref()
             && matches!(op, TxnOp::Store { .. })
         {
             e.stats.stores.fetch_add(1, Ordering::Relaxed);
@@ -329,7 +329,7 @@ impl Connection {
             let mut s = self.state.lock();
             match &s.txn {
                 Some(t) if txnid.is_none() || Some(&t.txnid) == txnid => {
-                    s.txn.take().map(|t| (t, s.entry.clone()))
+                    s.txn.take().map(|t| (t, self.entry.get().cloned()))
                 }
                 _ => None,
             }

@@ -1,0 +1,143 @@
+//! [`RecordCache`]: records loads read lately, found by oid and position, so that reading
+//! one again (an object every client reloads after a commit changed it, the same objects
+//! loaded by several clients) costs no read of the file.
+//!
+//! The bytes at a position never change: a commit writes new records at new positions
+//! and points the index there, and a pack, which rewrites the file, replaces the snapshot
+//! this cache belongs to, cache included.  So an entry stays right for as long as it is
+//! found by its (oid, position); the entries of records the index no longer points at
+//! are never asked for again and give their room to others.
+//!
+//! Bounded whatever is read: one entry per slot, the slot chosen by the oid (a new record
+//! takes the slot's place, so crafted oids can only evict each other), at most
+//! [`limits::RECORD_CACHE_RECORD_BYTES_MAX`] per record and
+//! [`limits::RECORD_CACHE_BYTES_MAX`] in all; the slots of a shard are allocated at its
+//! first record.  Sharded so that concurrent loads rarely meet on a lock.
+
+use parking_lot::Mutex;
+
+use crate::ids::{Oid, Tid};
+use crate::limits;
+
+const SHARDS: usize = 16;
+const SLOTS_PER_SHARD: usize = limits::RECORD_CACHE_SLOTS / SHARDS;
+const SHARD_BYTES_MAX: usize = limits::RECORD_CACHE_BYTES_MAX / SHARDS;
+
+#[derive(Debug)]
+struct Entry {
+    oid: u64,
+    pos: u64,
+    serial: Tid,
+    data: Box<[u8]>,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    slots: Vec<Option<Entry>>,
+    bytes: usize,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RecordCache {
+    shards: [Mutex<Shard>; SHARDS],
+}
+
+/// The shard and slot of `oid`: a multiplicative hash, so consecutive oids spread.
+fn place(oid: u64) -> (usize, usize) {
+    let h = oid.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let slot = (h >> 32) as usize % SLOTS_PER_SHARD;
+    ((h >> 60) as usize % SHARDS, slot)
+}
+
+impl RecordCache {
+    /// The serial and data of `oid`'s record at `pos`, if cached.
+    pub(super) fn get(&self, oid: Oid, pos: u64) -> Option<(Tid, Vec<u8>)> {
+        let (shard, slot) = place(oid.0);
+        let s = self.shards.get(shard)?.lock();
+        match s.slots.get(slot) {
+            Some(Some(e)) if e.oid == oid.0 && e.pos == pos => Some((e.serial, e.data.to_vec())),
+            _ => None,
+        }
+    }
+
+    /// Remembers that `oid`'s record at `pos` has `serial` and `data` (resolved through
+    /// any backpointer).
+    pub(super) fn put(&self, oid: Oid, pos: u64, serial: Tid, data: &[u8]) {
+        if data.len() > limits::RECORD_CACHE_RECORD_BYTES_MAX {
+            return;
+        }
+        let (shard, slot) = place(oid.0);
+        let Some(shard) = self.shards.get(shard) else {
+            return;
+        };
+        let mut s = shard.lock();
+        if s.slots.is_empty() {
+            s.slots.resize_with(SLOTS_PER_SHARD, || None);
+        }
+        let old = s
+            .slots
+            .get_mut(slot)
+            .and_then(Option::take)
+            .map_or(0, |e| e.data.len());
+        s.bytes -= old;
+        if s.bytes + data.len() > SHARD_BYTES_MAX {
+            return;
+        }
+        s.bytes += data.len();
+        if let Some(place) = s.slots.get_mut(slot) {
+            *place = Some(Entry {
+                oid: oid.0,
+                pos,
+                serial,
+                data: data.into(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_found_by_its_oid_and_position_only() {
+        let c = RecordCache::default();
+        assert_eq!(c.get(Oid(1), 10), None);
+        c.put(Oid(1), 10, Tid(5), b"one");
+        assert_eq!(c.get(Oid(1), 10), Some((Tid(5), b"one".to_vec())));
+        assert_eq!(c.get(Oid(1), 20), None, "a newer record of the object");
+        assert_eq!(c.get(Oid(2), 10), None);
+        c.put(Oid(1), 20, Tid(6), b"two");
+        assert_eq!(c.get(Oid(1), 10), None, "the slot holds the newer one");
+        assert_eq!(c.get(Oid(1), 20), Some((Tid(6), b"two".to_vec())));
+    }
+
+    #[test]
+    fn bytes_stay_within_the_bound_whatever_is_put() {
+        let c = RecordCache::default();
+        let big = vec![0u8; limits::RECORD_CACHE_RECORD_BYTES_MAX + 1];
+        c.put(Oid(1), 4, Tid(1), &big);
+        assert_eq!(c.get(Oid(1), 4), None, "too large to keep");
+        let record = vec![7u8; limits::RECORD_CACHE_RECORD_BYTES_MAX];
+        let n = 4 * limits::RECORD_CACHE_BYTES_MAX / record.len();
+        for oid in 0..n as u64 {
+            c.put(Oid(oid), oid * 8, Tid(1), &record);
+        }
+        let total: usize = c.shards.iter().map(|s| s.lock().bytes).sum();
+        assert!(total <= limits::RECORD_CACHE_BYTES_MAX, "{total}");
+        let kept: usize = c
+            .shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .slots
+                    .iter()
+                    .flatten()
+                    .map(|e| e.data.len())
+                    .sum::<usize>()
+            })
+            .sum();
+        assert_eq!(kept, total);
+        assert!(total > limits::RECORD_CACHE_BYTES_MAX / 2, "{total}");
+    }
+}
