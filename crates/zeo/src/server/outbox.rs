@@ -92,9 +92,11 @@ pub struct Outbox {
     /// disconnected rather than allowed to grow the queue without bound.
     queued: AtomicUsize,
     budget: Arc<OutboxBudget>,
-    /// Set when the client went over its bound (and the connection kicked): the
-    /// connection's task stops writing at once and drops what is queued, so that its
-    /// replies do not hold memory while the connection winds down.
+    /// Tells the connection's task to stop writing at once and drop what is queued:
+    /// the client went over its bound, and its replies must not hold memory while the
+    /// connection winds down.
+    pub abandoned: Notify,
+    /// Set with `abandoned`, for a check that waits for nothing.
     is_abandoned: AtomicBool,
     /// Wakes the connection's task to close the connection.
     kick: Arc<Notify>,
@@ -128,6 +130,7 @@ impl Outbox {
             }),
             queued: AtomicUsize::new(0),
             budget,
+            abandoned: Notify::new(),
             is_abandoned: AtomicBool::new(false),
             kick,
             ready: Notify::new(),
@@ -169,6 +172,7 @@ impl Outbox {
             self.written(len + dropped);
             state.open = false;
             self.is_abandoned.store(true, Ordering::Release);
+            self.abandoned.notify_one();
             self.kick.notify_one();
             return;
         }
@@ -178,7 +182,7 @@ impl Outbox {
         }
     }
 
-    /// True once the client went over its bound.
+    /// True once the client went over its bound (see [`Outbox::abandoned`]).
     pub fn is_abandoned(&self) -> bool {
         self.is_abandoned.load(Ordering::Acquire)
     }
