@@ -461,24 +461,36 @@ fn serve(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async move {
-        let server = zeo::server::Server::bind(config.clone(), opened)
-            .await
-            .with_context(|| format!("listening on {}", config.address))?;
-        let handle = server.handle();
-        tokio::spawn(async move {
-            wait_for_stop_signal().await;
-            tracing::info!("stop signal received");
-            handle.shutdown();
-        });
-        if let Some(log) = args.log_file() {
-            tokio::spawn(reopen_log_on_sighup(log));
-        }
-        // Only now may `--daemon` report success: the server listens.
-        daemon::notify_ready().context("telling the parent the server is ready")?;
-        server.run().await;
-        Ok::<(), anyhow::Error>(())
-    })
+    // A current-thread runtime runs the connections on the thread that calls `block_on`:
+    // one of our own, with the stack every server thread has (see the limit), not the
+    // main thread's.
+    let serve = move || {
+        runtime.block_on(async move {
+            let server = zeo::server::Server::bind(config.clone(), opened)
+                .await
+                .with_context(|| format!("listening on {}", config.address))?;
+            let handle = server.handle();
+            tokio::spawn(async move {
+                wait_for_stop_signal().await;
+                tracing::info!("stop signal received");
+                handle.shutdown();
+            });
+            if let Some(log) = args.log_file() {
+                tokio::spawn(reopen_log_on_sighup(log));
+            }
+            // Only now may `--daemon` report success: the server listens.
+            daemon::notify_ready().context("telling the parent the server is ready")?;
+            server.run().await;
+            Ok::<(), anyhow::Error>(())
+        })
+    };
+    std::thread::Builder::new()
+        .name("bbru-zeo".into())
+        .stack_size(zeo::limits::SERVER_THREAD_STACK_BYTES)
+        .spawn(serve)
+        .context("starting the server thread")?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the server thread panicked"))?
 }
 
 /// Opens (or, with `create-schema`, creates) the PostgreSQL storage of a
