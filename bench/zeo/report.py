@@ -7,7 +7,8 @@ named KIND-cC-rR.json (KIND python or bbru, C clients, round R), and
 meta.json (machine, versions, command). For each phase and concurrency the
 table shows the median over the rounds of each server's rate (objects/s)
 and the ratio bbru/Python (> 1 = bbru better), plus each server's CPU time
-per object during the phase (median over the rounds). With --write,
+per object during the phase (median over the rounds) and their ratio
+Python/bbru (> 1 = bbru cheaper). With --write,
 replaces the part of BENCHMARKS.md between the ZEO markers (appending the
 section if the markers are missing); the FileStorage part is left alone.
 
@@ -81,14 +82,17 @@ def summary(runs):
 def table(runs):
     lines = ['| phase | clients | Python ZEO (objects/s) | bbru-zeo (objects/s) '
              '| ratio bbru/Python | server CPU µs/object, Python | '
-             'server CPU µs/object, bbru | client CPU µs/object '
-             '(Python run / bbru run) |',
-             '|---|---:|---:|---:|---:|---:|---:|---:|']
+             'server CPU µs/object, bbru | server CPU ratio Python/bbru '
+             '| client CPU µs/object (Python run / bbru run) |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|---:|']
     for phase, c, cells in summary(runs):
         (py, py_cpu, py_cl), (rs, rs_cpu, rs_cl) = cells['python'], cells['bbru']
         r = 'n/a' if not py or rs is None else f'{rs / py:.2f}×'
+        # Idle phases (warm, hot) round to 0 µs: no ratio there.
+        cpu_r = ('n/a' if not py_cpu or not rs_cpu or rs_cpu < 0.05
+                 else f'{py_cpu / rs_cpu:.2f}×')
         lines.append(f'| {phase} | {c} | {fmt_rate(py)} | {fmt_rate(rs)} | {r} '
-                     f'| {fmt_us(py_cpu)} | {fmt_us(rs_cpu)} '
+                     f'| {fmt_us(py_cpu)} | {fmt_us(rs_cpu)} | {cpu_r} '
                      f'| {fmt_us(py_cl)} / {fmt_us(rs_cl)} |')
     return '\n'.join(lines)
 
@@ -192,6 +196,14 @@ def section(runs, meta, results_dir, extra):
     for (kind, c), group in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         per = ', '.join(f'{p} ' + '/'.join(f'{r["phases"][p]["per_s"]:.0f}' for r in group)
                         for p in PHASES)
+        lines.append(f'{kind:6} c={c}: {per}')
+    lines += ['```', '', '</details>', '',
+              '<details><summary>Per-round server CPU (µs/object)</summary>', '', '```']
+    for (kind, c), group in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        per = ', '.join(
+            f'{p} ' + '/'.join(fmt_us(r['phases'][p]['server_cpu_us_per_object'])
+                               for r in group)
+            for p in ('add', 'update', 'cold'))
         lines.append(f'{kind:6} c={c}: {per}')
     lines += ['```', '', '</details>', '', END]
     return '\n'.join(lines)
