@@ -78,17 +78,7 @@ pub(crate) fn decode(payload: &[u8]) -> Option<Value> {
                 if n > 8 {
                     return None;
                 }
-                let bytes = input.take(n)?;
-                // Little-endian two's complement, sign-extended to 64 bits.
-                let fill = match bytes.last() {
-                    Some(&top) if top & 0x80 != 0 => 0xff,
-                    _ => 0,
-                };
-                let mut buf = [fill; 8];
-                for (slot, &b) in buf.iter_mut().zip(bytes) {
-                    *slot = b;
-                }
-                Value::Int(i64::from_le_bytes(buf))
+                Value::Int(long1_to_i64(input.take(n)?))
             }
             op::BINFLOAT => Value::Float(f64::from_be_bytes(input.array()?)),
             op::SHORT_BINBYTES => {
@@ -192,6 +182,19 @@ fn append(stack: &mut Vec<Item>, from: usize, cut: usize) -> Option<()> {
 /// [`DEPTH_MAX`] deep); `false`, with `out` untouched, otherwise.  The general encoder first walks the
 /// values for repeated globals and keeps a list of steps per tuple, and the name would
 /// need a `Value` of its own; this writes at once, into room reserved for the whole.
+/// A `LONG1` of at most 8 bytes (little-endian two's complement) sign-extended to 64 bits.
+pub(super) fn long1_to_i64(bytes: &[u8]) -> i64 {
+    let fill = match bytes.last() {
+        Some(&top) if top & 0x80 != 0 => 0xff,
+        _ => 0,
+    };
+    let mut buf = [fill; 8];
+    for (slot, &b) in buf.iter_mut().zip(bytes) {
+        *slot = b;
+    }
+    i64::from_le_bytes(buf)
+}
+
 #[cfg(test)]
 pub(crate) fn encode_message_into(
     out: &mut Vec<u8>,

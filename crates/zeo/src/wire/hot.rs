@@ -186,16 +186,7 @@ impl<'a> Reader<'a> {
                 if n > 8 {
                     return None;
                 }
-                let bytes = self.take(n)?;
-                let fill = match bytes.last() {
-                    Some(&top) if top & 0x80 != 0 => 0xff,
-                    _ => 0,
-                };
-                let mut buf = [fill; 8];
-                for (slot, &b) in buf.iter_mut().zip(bytes) {
-                    *slot = b;
-                }
-                i64::from_le_bytes(buf)
+                super::flat_pickle::long1_to_i64(self.take(n)?)
             }
             _ => return None,
         };
