@@ -80,6 +80,21 @@ pub fn fresh_database() -> FreshDatabase {
     }
 }
 
+impl FreshDatabase {
+    /// The one integer `sql` answers on this database (a count, for tests
+    /// that wait for a state of the server, such as sessions waiting on locks).
+    ///
+    /// # Panics
+    /// When the query fails or answers no integer.
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        let mut c = postgres::Client::connect(&self.url, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.name));
+        c.query_one(sql, &[])
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+}
+
 impl Drop for FreshDatabase {
     fn drop(&mut self) {
         let dropped =

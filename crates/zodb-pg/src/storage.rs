@@ -214,6 +214,10 @@ impl Storage for PgStorage {
         false
     }
 
+    fn waits_on_network(&self) -> bool {
+        true
+    }
+
     fn last_transaction(&self) -> Tid {
         *self.inner.polled.lock()
     }

@@ -352,6 +352,15 @@ pub trait Storage: Send + Sync {
         Ok(())
     }
 
+    /// Whether calls may wait on another server (a database across a network, whose
+    /// locks and connections other clients hold), rather than on a local file. A server
+    /// that answers quick calls in line on its I/O thread makes this storage's calls
+    /// from blocking threads instead: one call waiting there must not stop the messages
+    /// (a `tpc_finish`, a `tpc_abort`) that would end its wait.
+    fn waits_on_network(&self) -> bool {
+        false
+    }
+
     /// Registers a listener told of every committed transaction, in tid order, once it is
     /// visible and before its `finish` returns (see [`crate::listeners`]).  Held weakly.
     fn add_listener(&self, listener: std::sync::Weak<dyn crate::InvalidationListener>);

@@ -25,16 +25,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_zodb_storage_suites as suites  # noqa: E402
 
 # Why each skipped test cannot pass on RelStorage's tables.
-# A defect of ours, not a limit of RelStorage's design: to fix, not to keep.
-KNOWN_DEFECTS = {
-    'test_race_external_invalidate_vs_disconnect':
-        'a known defect of bbru-zeo on PostgreSQL since the server\'s CPU work '
-        '(one I/O thread, requests answered in line): now and then a vote '
-        'waits out the lock timeout on locks a disconnected client\'s '
-        'transaction still holds; it passed in one full run and failed in '
-        'another of the same code',
-}
-
 NOT_ON_RELSTORAGE = {
     # RelStorage's own hptestbase replaces this test by its
     # checkTransactionalUndoIterator, which expects what we give.
@@ -49,7 +39,7 @@ NOT_ON_RELSTORAGE = {
 def _skipping(cls):
     """A subclass of `cls` with the tests of NOT_ON_RELSTORAGE skipped."""
     attrs = {}
-    for name, why in {**NOT_ON_RELSTORAGE, **KNOWN_DEFECTS}.items():
+    for name, why in NOT_ON_RELSTORAGE.items():
         method = getattr(cls, name, None)
         if method is not None:
             attrs[name] = unittest.skip(why)(method)

@@ -402,6 +402,10 @@ impl Storage for ClientStorage {
 
     /// [`ClientStorage::ping_within`]: `Disconnected` at once without a connection, or
     /// when the server does not answer within `within`.
+    fn waits_on_network(&self) -> bool {
+        true
+    }
+
     fn check_health(&self, within: Duration) -> Result<(), StorageError> {
         self.ping_within(within)
     }

@@ -108,3 +108,82 @@ fn two_servers_on_one_database_invalidate_each_others_clients() {
         assert!(out["seconds"].as_f64().unwrap() < 5.0, "{out}");
     }
 }
+
+/// A transaction voted and waiting for its `tpc_finish`, while more votes than
+/// the server has PostgreSQL connections to spare wait for the objects it
+/// locked, and a load waits for a connection: the load waits on a blocking
+/// thread, not on the server's one I/O thread, so the `tpc_finish` that ends
+/// every wait is read at once. (Answered in line, the load held that thread
+/// until a vote gave up after the 10 s lock timeout.)
+#[test]
+fn a_load_waiting_for_a_database_connection_does_not_stop_a_finish() {
+    use std::time::{Duration, Instant};
+    use zeo::client::{ClientOptions, ClientStorage};
+    use zodb_storage::{Oid, Storage, StorageError, Tid, TransactionMeta};
+
+    let db = fresh_database();
+    zodb_pg::PgStorage::create(&db.url).expect("the schema");
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&db, dir.path(), &[]);
+    let connect = || {
+        let mut o = ClientOptions::new(server.address());
+        o.wait_timeout = Duration::from_secs(30);
+        ClientStorage::connect(o).expect("a client")
+    };
+    let commit = |c: &ClientStorage, serial: Tid, data: &[u8]| {
+        let t = c.tpc_begin(TransactionMeta::new("", "")).unwrap();
+        c.store(&t, Oid(0), serial, data.to_vec())?;
+        c.vote(&t)?;
+        c.finish(&t)
+    };
+    let first = commit(&connect(), Tid::ZERO, b"first").expect("the first commit");
+
+    let holder = connect();
+    let held = holder.tpc_begin(TransactionMeta::new("", "")).unwrap();
+    holder
+        .store(&held, Oid(0), first, b"holder".to_vec())
+        .unwrap();
+    holder.vote(&held).expect("the holder's vote");
+
+    // More votes on the same object than the pool has connections: each
+    // waits for the holder's lock on a connection of its own, the last for a
+    // connection.
+    // (Connected first: a client's `get_info` at connect is a query too.)
+    let clients: Vec<_> = (0..zodb_pg::limits::CONNECTIONS_MAX)
+        .map(|_| connect())
+        .collect();
+    let reader = connect();
+    let voters: Vec<_> = clients
+        .into_iter()
+        .map(|c| std::thread::spawn(move || commit(&c, first, b"voter").map(|_| ())))
+        .collect();
+    let waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'advisory'";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while db.query_i64(waiting) < zodb_pg::limits::CONNECTIONS_MAX as i64 - 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the votes never waited on the lock: {}",
+            db.query_i64("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let load = std::thread::spawn(move || reader.load_before(Oid(0), Tid::MAX));
+    // The load has reached the server and waits for a connection.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let started = Instant::now();
+    let tid = holder.finish(&held).expect("the holder's finish");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the finish waited {took:?} (a lock timeout is 10 s)"
+    );
+    for v in voters {
+        match v.join().unwrap() {
+            Err(StorageError::Conflict(_) | StorageError::Conflicts(_)) => {}
+            other => panic!("a voter should see the holder's commit as a conflict: {other:?}"),
+        }
+    }
+    let rev = load.join().unwrap().expect("the load").expect("a revision");
+    assert!(rev.start == tid || rev.start == first, "{rev:?}");
+}

@@ -63,7 +63,9 @@ impl Connection {
             }
             Call::GetInfo => {
                 let e = self.entry()?;
-                self.reply(msgid, self.shared.info_dict(&e));
+                // The object count and size are queries on a database.
+                let (shared, entry) = (Arc::clone(&self.shared), Arc::clone(&e));
+                self.reply_with(&e, msgid, move || Ok(shared.info_dict(&entry)));
                 Ok(())
             }
             Call::Ping => {
@@ -92,12 +94,12 @@ impl Connection {
                     return Ok(());
                 }
                 let n = count.clamp(1, limits::NEW_OIDS_PER_CALL_MAX as i64);
-                self.reply_result(
-                    msgid,
-                    e.storage.new_oids(n as usize).map(|oids| {
+                let storage = Arc::clone(&e.storage);
+                self.reply_with(&e, msgid, move || {
+                    storage.new_oids(n as usize).map(|oids| {
                         Value::List(oids.iter().map(|o| bytes8(o.to_bytes())).collect())
-                    }),
-                );
+                    })
+                });
                 Ok(())
             }
             Call::History { oid, size } => self.history(msgid, oid, size),
@@ -123,8 +125,15 @@ impl Connection {
             Call::Vote { txn } => self.vote(msgid, txn),
             Call::TpcFinish { txn } => self.tpc_finish(msgid, txn),
             Call::TpcAbort { txn } => {
-                self.abort_transaction(txn.as_ref());
-                self.reply(msgid, Value::None);
+                match self.take_transaction(txn.as_ref()) {
+                    // Replied once the storage has let go of the transaction's
+                    // locks, so the client's next transaction finds them free.
+                    Some((t, e)) => self.reply_with(&Arc::clone(&e), msgid, move || {
+                        t.abort_in(&e);
+                        Ok(Value::None)
+                    }),
+                    None => self.reply(msgid, Value::None),
+                }
                 Ok(())
             }
             Call::Pack { time, wait } => self.pack(msgid, time, wait),

@@ -499,6 +499,20 @@ impl Connection {
             .ok_or_else(|| close("call before register"))
     }
 
+    /// Replies with `f`'s result: made in line for a local storage (a quick
+    /// call), from a blocking thread for one that waits on a network
+    /// ([`zodb_storage::Storage::waits_on_network`]).
+    fn reply_with<F>(&self, e: &StorageEntry, msgid: Value, f: F)
+    where
+        F: FnOnce() -> Result<Value, StorageError> + Send + 'static,
+    {
+        if e.storage.waits_on_network() {
+            self.spawn_reply(msgid, f);
+        } else {
+            self.reply_result(msgid, f());
+        }
+    }
+
     /// Runs `f` on a blocking thread and replies with its result.
     fn spawn_reply<F>(&self, msgid: Value, f: F)
     where

@@ -14,7 +14,9 @@ use zodb_pickle::Value;
 use zodb_storage::{Oid, StorageError, Tid};
 
 use super::{Connection, Step, bytes8};
+use crate::server::entry::StorageEntry;
 use crate::server::errors;
+use crate::server::outbox::Outbox;
 use crate::wire::{self, Call, Message, hot};
 
 impl Connection {
@@ -38,6 +40,9 @@ impl Connection {
     /// before)`): the reply is written straight from the record, as the same bytes.
     pub(super) fn load_before_hot(&self, oid: Oid, before: Tid) -> Step {
         let e = self.entry_ref()?;
+        if e.storage.waits_on_network() {
+            return self.load_before(Call::load_msgid(oid, before), oid, before);
+        }
         e.stats.loads.fetch_add(1, Ordering::Relaxed);
         let mut seen = self.outbox.seen();
         loop {
@@ -58,7 +63,6 @@ impl Connection {
 
     fn answer_load(&self, msgid: Value, oid: Oid, before: Tid) -> Step {
         let e = self.entry_ref()?;
-        let outbox = &self.outbox;
         // Answered in line, on this connection's task: a load from the page
         // cache is an index lookup and one `pread` (a few µs), cheaper than
         // any hand-off. `block_in_place` was measured here at three times the
@@ -67,27 +71,16 @@ impl Connection {
         // with bench/zeo/load.sh). A read that misses the page cache holds
         // this worker for the disk's latency, as it holds Python's whole
         // server; the runtime's other workers take the queued tasks
-        // meanwhile. A storage whose loads wait on a network (not one we
-        // serve today) would have to go back to a blocking thread.
-        let mut seen = outbox.seen();
-        let mut msgid = msgid;
-        loop {
-            // Answer as of what the client has been told: never newer.
-            let capped = before.min(Tid(seen.0.saturating_add(1)));
-            let msg = match e.storage.load_before(oid, capped) {
-                Ok(rev) => Message::reply(msgid, wire::load_reply(rev)),
-                Err(err) => {
-                    let (class, payload) = errors::to_remote(&err);
-                    Message::error(msgid, class, payload)
-                }
-            };
-            match outbox.send_as_of(&msg, seen) {
-                Ok(()) => break,
-                Err(newer) => {
-                    seen = newer;
-                    msgid = msg.msgid;
-                }
-            }
+        // meanwhile. A storage whose loads wait on a network (PostgreSQL)
+        // is read from a blocking thread: a load waiting there for one of
+        // its connections, all lent to transactions, must not stop this
+        // thread from reading the `tpc_finish` that gives one back.
+        if e.storage.waits_on_network() {
+            let e = Arc::clone(e);
+            let outbox = Arc::clone(&self.outbox);
+            tokio::task::spawn_blocking(move || load_as_of_seen(&e, &outbox, msgid, oid, before));
+        } else {
+            load_as_of_seen(e, &self.outbox, msgid, oid, before);
         }
         Ok(())
     }
@@ -216,5 +209,29 @@ fn values_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Bytes(x), Value::Str(y)) | (Value::Str(y), Value::Bytes(x)) => x == y.as_bytes(),
         _ => a == b,
+    }
+}
+
+/// Answers a load as of what the client has been told: never newer than the
+/// invalidations sent to it, and queued only if those have not moved meanwhile.
+fn load_as_of_seen(e: &StorageEntry, outbox: &Outbox, msgid: Value, oid: Oid, before: Tid) {
+    let mut seen = outbox.seen();
+    let mut msgid = msgid;
+    loop {
+        let capped = before.min(Tid(seen.0.saturating_add(1)));
+        let msg = match e.storage.load_before(oid, capped) {
+            Ok(rev) => Message::reply(msgid, wire::load_reply(rev)),
+            Err(err) => {
+                let (class, payload) = errors::to_remote(&err);
+                Message::error(msgid, class, payload)
+            }
+        };
+        match outbox.send_as_of(&msg, seen) {
+            Ok(()) => return,
+            Err(newer) => {
+                seen = newer;
+                msgid = msg.msgid;
+            }
+        }
     }
 }

@@ -323,23 +323,42 @@ impl Connection {
         Ok(())
     }
 
-    /// Aborts the open transaction (if `txnid` names it, or any if `None`).
+    /// Aborts the open transaction (if `txnid` names it, or any if `None`), from
+    /// a blocking thread when the storage waits on a network.
     pub(super) fn abort_transaction(&self, txnid: Option<&Value>) {
-        let taken = {
-            let mut s = self.state.lock();
-            match &s.txn {
-                Some(t) if txnid.is_none() || Some(&t.txnid) == txnid => {
-                    s.txn.take().map(|t| (t, self.entry.get().cloned()))
-                }
-                _ => None,
+        if let Some((t, e)) = self.take_transaction(txnid) {
+            if e.storage.waits_on_network() {
+                tokio::task::spawn_blocking(move || t.abort_in(&e));
+            } else {
+                t.abort_in(&e);
             }
-        };
-        if let Some((t, Some(entry))) = taken {
-            if let Some(h) = t.handle {
-                entry.storage.abort(&h);
-            }
-            entry.stats.aborts.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Takes the open transaction out of the connection (if `txnid` names it, or
+    /// any if `None`), with the storage it is on.
+    pub(super) fn take_transaction(
+        &self,
+        txnid: Option<&Value>,
+    ) -> Option<(Txn, Arc<StorageEntry>)> {
+        let mut s = self.state.lock();
+        match &s.txn {
+            Some(t) if txnid.is_none() || Some(&t.txnid) == txnid => {
+                let entry = self.entry.get().cloned()?;
+                s.txn.take().map(|t| (t, entry))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Txn {
+    /// Ends the transaction in the storage (releasing what its vote locked).
+    pub(super) fn abort_in(self, entry: &StorageEntry) {
+        if let Some(h) = self.handle {
+            entry.storage.abort(&h);
+        }
+        entry.stats.aborts.fetch_add(1, Ordering::Relaxed);
     }
 }
 
