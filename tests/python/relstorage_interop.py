@@ -19,7 +19,14 @@ prints one JSON object per line.
         new transaction and prints py['n'] as RelStorage's poll lets it see it
     python relstorage_interop.py pack DSN
         packs (with GC) to now; prints the tid of the newest transaction
+    python relstorage_interop.py blob-write DSN BLOB_CACHE_DIR
+        root['blob'] = a Blob of 'written by RelStorage' * 1000, kept in the
+        database (shared-blob-dir false); prints its oid and tid
+    python relstorage_interop.py blob-read DSN BLOB_CACHE_DIR
+        reads root['blob'] (downloaded from the database into an empty
+        cache); prints its serial, size and md5
 """
+import hashlib
 import json
 import sys
 import time
@@ -27,6 +34,7 @@ import time
 import transaction
 import ZODB
 from persistent.mapping import PersistentMapping
+from ZODB.blob import Blob
 from psycopg2.extensions import parse_dsn
 from relstorage.adapters.postgresql import PostgreSQLAdapter
 from relstorage.options import Options
@@ -35,11 +43,13 @@ from ZODB.POSException import ConflictError
 from ZODB.utils import u64
 
 
-def open_db(dsn):
+def open_db(dsn, blob_dir=None):
     # RelStorage appends `application_name=...` to the DSN, so it must be in
     # libpq's key=value form, not a URL.
     dsn = ' '.join('%s=%s' % kv for kv in parse_dsn(dsn).items())
-    options = Options(keep_history=True, create_schema=True)
+    blobs = {} if blob_dir is None else dict(blob_dir=blob_dir,
+                                              shared_blob_dir=False)
+    options = Options(keep_history=True, create_schema=True, **blobs)
     adapter = PostgreSQLAdapter(dsn=dsn, options=options)
     return ZODB.DB(RelStorage(adapter, options=options))
 
@@ -50,7 +60,7 @@ def out(**kw):
 
 def main():
     cmd, dsn = sys.argv[1], sys.argv[2]
-    db = open_db(dsn)
+    db = open_db(dsn, sys.argv[3] if cmd.startswith('blob-') else None)
     try:
         conn = db.open()
         root = conn.root()
@@ -95,6 +105,19 @@ def main():
                 out(conflict=True, oid=u64(e.oid), serials=[u64(s) for s in e.serials])
             transaction.begin()
             out(n=root['py']['n'], serial=u64(root['py']._p_serial))
+        elif cmd == 'blob-write':
+            transaction.begin()
+            blob = Blob(b'written by RelStorage' * 1000)
+            root['blob'] = blob
+            transaction.commit()
+            out(oid=u64(blob._p_oid), tid=u64(db.storage.lastTransaction()))
+        elif cmd == 'blob-read':
+            transaction.begin()
+            blob = root['blob']
+            with blob.open('r') as f:
+                data = f.read()
+            out(serial=u64(blob._p_serial), size=len(data),
+                md5=hashlib.md5(data).hexdigest())
         elif cmd == 'pack':
             db.pack(time.time() + 1)
             out(last=u64(db.storage.lastTransaction()))

@@ -76,15 +76,27 @@ pub fn open_storage(config: &ServeConfig) -> Result<Opened, StartError> {
                     error,
                 })
         }
-        StorageConfig::Postgres(url) => zodb_pg::PgStorage::open(url)
-            .map(|s| Opened {
-                storage: Arc::new(s),
-                blob_cache: None,
+        StorageConfig::Postgres(url) => {
+            // Blobs are kept in the database; the instance's blob cache (as on
+            // ZEO, a directory of its own) holds the files it stored or read.
+            let root = config.blob_cache_root();
+            let cache = BlobCache::claim(&root).map_err(|source| StartError::BlobCache {
+                dir: root.clone(),
+                source,
+            })?;
+            let what = || format!("PostgreSQL {}", zodb_pg::redacted(url));
+            let storage = zodb_pg::PgStorage::open(url)
+                .and_then(|s| s.with_blob_dir(cache.dir()))
+                .map_err(|e| StartError::Storage {
+                    what: what(),
+                    error: e.into(),
+                })?;
+            tracing::info!(dir = %cache.dir().display(), "blob cache");
+            Ok(Opened {
+                storage: Arc::new(storage),
+                blob_cache: Some(cache),
             })
-            .map_err(|e| StartError::Storage {
-                what: format!("PostgreSQL {}", zodb_pg::redacted(url)),
-                error: e.into(),
-            }),
+        }
         StorageConfig::Zeo(address) => {
             let mut options = zeo::client::ClientOptions::new(address.clone());
             options.wait_timeout = crate::limits::ZEO_CONNECT_WAIT;

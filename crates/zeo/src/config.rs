@@ -146,11 +146,20 @@ fn relstorage_key(
             ));
         }
         "keep-history" => {}
-        "blob-dir" | "shared-blob-dir" | "blob-cache-size" | "blob-chunk-size" => {
-            return Err(err(format!(
-                "<relstorage> {key}: bbru does not keep blobs in PostgreSQL yet"
-            )));
+        // Blobs are kept in the database (`blob_chunk`), the directory being
+        // the server's cache of them: RelStorage's `shared-blob-dir false`.
+        "blob-dir" => s.blob_dir = Some(PathBuf::from(value)),
+        "shared-blob-dir" if boolean(value, line)? => {
+            return Err(err(
+                "<relstorage> shared-blob-dir true: bbru keeps blobs in the database \
+                 (blob_chunk) with blob-dir as its cache; say shared-blob-dir false"
+                    .into(),
+            ));
         }
+        "shared-blob-dir" => {}
+        // RelStorage 3 and later ignore the chunk size too: one large object
+        // a blob.
+        "blob-chunk-size" => {}
         "replica-conf" | "ro-replica-conf" => {
             return Err(err(format!(
                 "<relstorage> {key}: bbru-zeo does not use replicas yet"

@@ -404,7 +404,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                 "storage {}: read-only on <relstorage>: say read-only in <zeo> (or -r)",
                 s.name
             );
-            let storage = open_postgres(pg, &s.name)?;
+            let storage = open_postgres(pg, &s.name, s.blob_dir.as_deref())?;
             let interval = pg
                 .poll_interval
                 .unwrap_or(std::time::Duration::from_secs_f64(args.poll_interval));
@@ -499,6 +499,7 @@ fn serve(args: ServeArgs) -> Result<()> {
 fn open_postgres(
     pg: &zeo::config::PostgresSection,
     name: &str,
+    blob_dir: Option<&Path>,
 ) -> Result<std::sync::Arc<dyn Storage>> {
     let storage = if pg.create_schema {
         zodb_pg::PgStorage::create(&pg.dsn)
@@ -506,6 +507,12 @@ fn open_postgres(
         zodb_pg::PgStorage::open(&pg.dsn)
     }
     .with_context(|| format!("opening storage {name} (PostgreSQL)"))?;
+    let storage = match blob_dir {
+        Some(dir) => storage
+            .with_blob_dir(dir)
+            .with_context(|| format!("opening storage {name}'s blob cache {}", dir.display()))?,
+        None => storage,
+    };
     storage.listen_for_commits();
     tracing::info!(
         storage = %name,
@@ -628,10 +635,19 @@ fn copy(
     dst_blobs: Option<PathBuf>,
 ) -> Result<()> {
     use zodb_storage::filestorage::Options;
-    // A `postgresql://` URL names a PgStorage (which has no blobs yet: a
-    // source with blobs is refused by the copy, naming the blob).
+    // A `postgresql://` URL names a PgStorage, whose blob directory is the
+    // cache of the blobs it keeps in the database.
+    let with_blobs = |pg: zodb_pg::PgStorage, dir: Option<PathBuf>| match dir {
+        Some(d) => pg
+            .with_blob_dir(&d)
+            .with_context(|| format!("opening the blob cache {}", d.display())),
+        None => Ok(pg),
+    };
     let source: Box<dyn Storage> = match postgres_url(src) {
-        Some(url) => Box::new(zodb_pg::PgStorage::open(url).context("opening SRC")?),
+        Some(url) => Box::new(with_blobs(
+            zodb_pg::PgStorage::open(url).context("opening SRC")?,
+            src_blobs,
+        )?),
         None => Box::new(
             FileStorage::open_with(
                 src,
@@ -646,7 +662,10 @@ fn copy(
         ),
     };
     let dest: Box<dyn Storage> = match postgres_url(dst) {
-        Some(url) => Box::new(zodb_pg::PgStorage::create(url).context("opening DST")?),
+        Some(url) => Box::new(with_blobs(
+            zodb_pg::PgStorage::create(url).context("opening DST")?,
+            dst_blobs,
+        )?),
         None => Box::new(
             FileStorage::open_with(
                 dst,

@@ -51,6 +51,15 @@ pub enum PgError {
     #[error("cannot start the storage's runtime: {0}")]
     Runtime(#[source] std::io::Error),
 
+    /// A blob's file could not be read (to upload it) or written (to keep a
+    /// downloaded revision in the blob cache).
+    #[error("{context}: {source}")]
+    BlobFile {
+        context: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The storage's runtime went away (the storage is being dropped).
     #[error("the storage's runtime is gone")]
     RuntimeGone,
@@ -59,6 +68,10 @@ pub enum PgError {
 impl PgError {
     pub(crate) fn query(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> PgError {
         move |source| PgError::Query { context, source }
+    }
+
+    pub(crate) fn blob_file(context: &'static str) -> impl FnOnce(std::io::Error) -> PgError {
+        move |source| PgError::BlobFile { context, source }
     }
 
     fn sqlstate(&self) -> Option<&str> {

@@ -17,6 +17,7 @@
 //! - `pool.rs`: the connection pool; `error.rs`: [`PgError`];
 //!   `limits.rs`: every limit.
 
+mod blobs;
 mod error;
 pub mod limits;
 mod listen;

@@ -46,3 +46,8 @@ pub const PACK_BATCH_OBJECTS: i64 = 1_000;
 /// so a short pause costs only latency, and a server that is down is not
 /// asked more than once a second.
 pub const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// Bytes of a blob sent or fetched in one statement (`lo_put`, `lo_get`):
+/// a blob of any size crosses in pieces, so neither side holds more of it
+/// in memory than this, and each statement stays short.
+pub const BLOB_PIECE_BYTES: usize = 1 << 20;

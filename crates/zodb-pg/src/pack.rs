@@ -133,9 +133,9 @@ impl Plan {
 
 impl PgStorage {
     pub(crate) fn pack_database(&self, pack_time: Tid, gc: bool) -> Result<()> {
-        let pool = self.pool();
+        let inner = std::sync::Arc::clone(&self.inner);
         self.run(async move {
-            let mut conn = pool.get().await?;
+            let mut conn = inner.pool.get().await?;
             let locked: bool = conn
                 .client
                 .query_one("SELECT pg_try_advisory_lock(-2)", &[])
@@ -147,7 +147,13 @@ impl PgStorage {
                     "a pack or undo is in progress (RelStorage's pack lock is held)".into(),
                 )));
             }
-            let result = pack(&mut conn, pack_time, gc).await;
+            let mut result = pack(&mut conn, pack_time, gc).await;
+            if result.is_ok()
+                && let Some(dir) = inner.blob_dir.get()
+                && let Err(e) = crate::blobs::prune_cache(&mut conn, dir).await
+            {
+                result = Err(e.into());
+            }
             if conn
                 .client
                 .batch_execute("SELECT pg_advisory_unlock(-2)")

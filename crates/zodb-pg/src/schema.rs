@@ -87,6 +87,34 @@ CREATE OR REPLACE VIEW current_object_state AS
     SELECT zoid, tid, state FROM object_state JOIN current_object USING (zoid, tid);
 "#;
 
+/// The large object of a `blob_chunk` row goes with the last row naming it
+/// (a pack's deletions cascade here). The function and trigger have
+/// RelStorage's names, so a database has one of each whichever side made
+/// it; ours are created only where there is none, so RelStorage's own are
+/// never replaced (RelStorage, finding ours, installs its own over it as it
+/// does for any procedure that is not its source).
+const BLOB_TRIGGER: &str = r#"
+DO $init$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'blob_chunk_delete_trigger') THEN
+        EXECUTE $fn$
+        CREATE FUNCTION blob_chunk_delete_trigger() RETURNS TRIGGER AS $body$
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM blob_chunk WHERE chunk = OLD.chunk
+                           AND (zoid, tid, chunk_num) <> (OLD.zoid, OLD.tid, OLD.chunk_num)) THEN
+                PERFORM lo_unlink(OLD.chunk);
+            END IF;
+            RETURN OLD;
+        END;
+        $body$ LANGUAGE plpgsql
+        $fn$;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'blob_chunk_delete') THEN
+        CREATE TRIGGER blob_chunk_delete BEFORE DELETE ON blob_chunk
+            FOR EACH ROW EXECUTE PROCEDURE blob_chunk_delete_trigger();
+    END IF;
+END $init$;
+"#;
+
 /// The rows a new database starts with: transaction 0, which
 /// `object_state.prev_tid` names for a creation, and the one row of
 /// `commit_row_lock`.
@@ -140,6 +168,9 @@ pub(crate) async fn init(client: &mut Client) -> PgResult<()> {
     txn.batch_execute(SEED)
         .await
         .map_err(PgError::query("seeding the schema"))?;
+    txn.batch_execute(BLOB_TRIGGER)
+        .await
+        .map_err(PgError::query("creating the blob_chunk trigger"))?;
     txn.commit()
         .await
         .map_err(PgError::query("committing the schema"))?;
@@ -213,4 +244,8 @@ pub(crate) const CREATE_TEMP: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS bbru_
     state    BYTEA,
     checked  BOOLEAN NOT NULL,
     undo     BOOLEAN NOT NULL DEFAULT false
+) ON COMMIT DELETE ROWS;
+CREATE TEMPORARY TABLE IF NOT EXISTS bbru_temp_blob (
+    zoid  BIGINT NOT NULL PRIMARY KEY,
+    chunk OID NOT NULL
 ) ON COMMIT DELETE ROWS";

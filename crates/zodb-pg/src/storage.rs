@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio_postgres::Config;
+use zodb_storage::blob::BlobDir;
 use zodb_storage::{
     HistoryEntry, InvalidationListener, Listeners, Oid, RecordIterItem, Result, Revision, Storage,
     StorageError, StorageLocation, Tid, TidClock, TransactionIter, TransactionMeta, TxnHandle,
@@ -50,6 +51,8 @@ pub(crate) struct Inner {
     pub(crate) clock: Mutex<TidClock>,
     /// Whether the `LISTEN` task runs (`listen.rs`).
     pub(crate) listening: AtomicBool,
+    /// The blob cache (`blobs.rs`), set once by [`PgStorage::with_blob_dir`].
+    pub(crate) blob_dir: std::sync::OnceLock<BlobDir>,
 }
 
 impl std::fmt::Debug for PgStorage {
@@ -129,6 +132,7 @@ impl PgStorage {
                 oids: Mutex::new(OidReserve::default()),
                 clock: Mutex::new(TidClock::new(Tid::ZERO)),
                 listening: AtomicBool::new(false),
+                blob_dir: std::sync::OnceLock::new(),
             }),
             runtime: Some(runtime),
             handle,
@@ -153,6 +157,25 @@ impl PgStorage {
         T: Send + 'static,
     {
         run_on(&self.handle, fut)
+    }
+
+    /// Gives the storage blobs, kept in `blob_chunk` and cached in `dir`
+    /// (ZODB's blob directory layout; made when missing). A storage without
+    /// one refuses blobs, as a FileStorage without a blob directory does.
+    pub fn with_blob_dir(self, dir: &std::path::Path) -> std::result::Result<Self, PgError> {
+        let blobs =
+            BlobDir::open(dir, None).map_err(PgError::blob_file("opening the blob cache"))?;
+        // A fresh storage: nothing has set it.
+        let _ = self.inner.blob_dir.set(blobs);
+        Ok(self)
+    }
+
+    pub(crate) fn blob_dir(&self) -> Result<&BlobDir> {
+        self.inner.blob_dir.get().ok_or_else(|| {
+            StorageError::Unsupported(
+                "this PostgreSQL storage has no blob cache directory, so it takes no blobs".into(),
+            )
+        })
     }
 
     pub(crate) fn handle(&self) -> tokio::runtime::Handle {
@@ -373,6 +396,66 @@ impl Storage for PgStorage {
     fn sync(&self) -> Result<()> {
         self.check_open()?;
         self.poll()
+    }
+
+    fn blobs(&self) -> Option<&BlobDir> {
+        self.inner.blob_dir.get()
+    }
+
+    fn store_blob(
+        &self,
+        txn: &TxnHandle,
+        oid: Oid,
+        expected: Tid,
+        data: Vec<u8>,
+        blob: &std::path::Path,
+    ) -> Result<()> {
+        let op = zodb_storage::TxnOp::Store {
+            oid,
+            serial: expected,
+            data,
+        };
+        self.push_blob(txn, op, oid, blob)
+    }
+
+    fn restore_blob(
+        &self,
+        txn: &TxnHandle,
+        oid: Oid,
+        data: Vec<u8>,
+        blob: &std::path::Path,
+        prev_txn: Option<Tid>,
+    ) -> Result<()> {
+        let op = zodb_storage::TxnOp::Restore {
+            oid,
+            serial: Tid::ZERO,
+            data: Some(data),
+            prev_txn,
+        };
+        self.push_blob(txn, op, oid, blob)
+    }
+
+    fn load_blob(&self, oid: Oid, serial: Tid) -> Result<std::path::PathBuf> {
+        self.check_open()?;
+        let dir = self.blob_dir()?;
+        let cached = dir.path(oid, serial);
+        if cached.exists() {
+            return Ok(cached);
+        }
+        let inner = Arc::clone(&self.inner);
+        match self.run(async move {
+            let Some(dir) = inner.blob_dir.get() else {
+                return Ok(None);
+            };
+            let mut conn = inner.pool.get().await?;
+            crate::blobs::download(&mut conn, dir, oid, serial).await
+        })? {
+            Some(path) => Ok(path),
+            None => Err(StorageError::PosKey {
+                oid,
+                detail: Some(format!("no blob for revision {serial}")),
+            }),
+        }
     }
 
     fn check_health(&self, within: Duration) -> Result<()> {

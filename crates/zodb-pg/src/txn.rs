@@ -17,11 +17,13 @@
 //! broken by PostgreSQL's deadlock detector and reported as `LockTimeout`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use md5::{Digest, Md5};
+use zodb_storage::blob::BlobDir;
 use zodb_storage::{
     ConflictError, Oid, Result, StorageError, Tid, TransactionMeta, TxnHandle, TxnOp, TxnStatus,
 };
@@ -42,6 +44,18 @@ pub(crate) struct Txn {
     /// After a successful vote: the connection whose SQL transaction holds
     /// the locks and the staged rows.
     voted: Option<Leased>,
+    /// The blobs stored, each staged in the blob directory's `tmp/` until the
+    /// transaction ends (the last one stored for an oid is the one written).
+    blobs: BTreeMap<Oid, PathBuf>,
+}
+
+impl Drop for Txn {
+    /// An aborted or abandoned transaction's blob files go.
+    fn drop(&mut self) {
+        for staged in self.blobs.values() {
+            BlobDir::discard(staged);
+        }
+    }
 }
 
 /// A written object as the vote stages it.
@@ -101,7 +115,10 @@ s AS (
     RETURNING zoid, tid),
 c AS (
     INSERT INTO current_object (zoid, tid) SELECT zoid, tid FROM s
-    ON CONFLICT (zoid) DO UPDATE SET tid = excluded.tid)
+    ON CONFLICT (zoid) DO UPDATE SET tid = excluded.tid),
+b AS (
+    INSERT INTO blob_chunk (zoid, tid, chunk_num, chunk)
+    SELECT b.zoid, t.tid, 0, b.chunk FROM bbru_temp_blob b CROSS JOIN t)
 SELECT tid FROM t"#;
 
 impl PgStorage {
@@ -114,6 +131,7 @@ impl PgStorage {
                 ops: Vec::new(),
                 undos: Vec::new(),
                 voted: None,
+                blobs: BTreeMap::new(),
             },
         );
         Ok(TxnHandle::new(id))
@@ -150,6 +168,35 @@ impl PgStorage {
         }
         txn.ops.push(op);
         Ok(())
+    }
+
+    /// [`PgStorage::push`] of a blob's record, with its file, staged in the
+    /// blob directory until the transaction ends.
+    pub(crate) fn push_blob(
+        &self,
+        handle: &TxnHandle,
+        op: TxnOp,
+        oid: Oid,
+        file: &std::path::Path,
+    ) -> Result<()> {
+        let dir = self.blob_dir()?;
+        self.push(handle, op)?;
+        let staged = dir
+            .stage(file)
+            .map_err(|e| StorageError::io("staging a blob", e))?;
+        let mut txns = self.inner.txns.lock();
+        match txns.get_mut(&handle.id()) {
+            Some(txn) => {
+                if let Some(older) = txn.blobs.insert(oid, staged) {
+                    BlobDir::discard(&older);
+                }
+                Ok(())
+            }
+            None => {
+                BlobDir::discard(&staged);
+                Err(Self::unknown(handle))
+            }
+        }
     }
 
     pub(crate) fn undo_in(&self, handle: &TxnHandle, tid: Tid) -> Result<Vec<Oid>> {
@@ -221,16 +268,35 @@ impl PgStorage {
             ))
         })?;
         self.inner.clock.lock().observe(tid);
+        // The files uploaded become the blob cache's copies of the revisions,
+        // and the blobs an undo brought back are fetched into it: a client
+        // sharing the directory reads them there.
+        if let Some(dir) = self.inner.blob_dir.get() {
+            for (oid, staged) in std::mem::take(&mut txn.blobs) {
+                if let Err(e) = dir.commit(&staged, oid, tid) {
+                    tracing::warn!(%oid, %tid, "keeping a committed blob in the blob cache: {e}");
+                    BlobDir::discard(&staged);
+                }
+            }
+            for &oid in txn.undos.iter().flat_map(|(_, oids)| oids) {
+                match zodb_storage::Storage::load_blob(self, oid, tid) {
+                    Ok(_) | Err(StorageError::PosKey { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(%oid, %tid, "caching a blob an undo brought back: {e}")
+                    }
+                }
+            }
+        }
         // Reports this commit (and any other client's before it).
         self.poll()?;
         Ok(tid)
     }
 
     pub(crate) fn abort_txn(&self, handle: &TxnHandle) {
-        let Some(txn) = self.inner.txns.lock().remove(&handle.id()) else {
+        let Some(mut txn) = self.inner.txns.lock().remove(&handle.id()) else {
             return;
         };
-        if let Some(mut conn) = txn.voted {
+        if let Some(mut conn) = txn.voted.take() {
             let done = self.run(async move {
                 if conn.client.batch_execute("ROLLBACK").await.is_err() {
                     conn.mark_broken();
@@ -446,6 +512,10 @@ async fn staged(conn: &mut Leased, txn: &Txn, floor: Option<i64>) -> PgResult<Re
         if let Err(refused) = crate::undo::stage(conn, *tid).await? {
             return Ok(Err(refused));
         }
+    }
+
+    for (oid, file) in &txn.blobs {
+        crate::blobs::upload(conn, *oid, file).await?;
     }
 
     if let Some(n) = floor {

@@ -39,6 +39,18 @@ const COPY_FORWARD: &str = "INSERT INTO bbru_temp_store (zoid, prev_tid, md5, st
     WHERE p.tid = $1
     ON CONFLICT (zoid) DO UPDATE SET md5 = excluded.md5, state = excluded.state";
 
+/// The blobs of the states copied forward: the large object of each prior
+/// revision, staged again for the undo's tid (as RelStorage copies its
+/// `blob_chunk` rows forward); an object whose prior revision had none has
+/// none staged.
+const DROP_STAGED_BLOBS: &str =
+    "DELETE FROM bbru_temp_blob WHERE zoid IN (SELECT zoid FROM object_state WHERE tid = $1)";
+
+const COPY_BLOBS_FORWARD: &str = "INSERT INTO bbru_temp_blob (zoid, chunk)
+    SELECT p.zoid, b.chunk FROM object_state p
+    JOIN blob_chunk b ON b.zoid = p.zoid AND b.tid = p.prev_tid AND b.chunk_num = 0
+    WHERE p.tid = $1";
+
 fn refused(reason: String) -> StorageError {
     StorageError::Undo(vec![reason])
 }
@@ -110,5 +122,12 @@ pub(crate) async fn stage(conn: &mut PgConn, tid: Tid) -> PgResult<Result<()>> {
         .execute(&st, &[&t])
         .await
         .map_err(PgError::query("copying undone states forward"))?;
+    for query in [DROP_STAGED_BLOBS, COPY_BLOBS_FORWARD] {
+        let st = conn.prepared(query).await?;
+        conn.client
+            .execute(&st, &[&t])
+            .await
+            .map_err(PgError::query("copying undone blobs forward"))?;
+    }
     Ok(Ok(()))
 }

@@ -28,7 +28,8 @@ Kinds:
           DATA_FS: a fresh database created for the server on the server
           $BBRU_PG_URL names (dropped when the server stops), given in CONF
           as RelStorage spells it (<relstorage> <postgresql> dsn URL), which
-          creates the schema. No blobs, no TLS.
+          creates the schema; with a blob directory, blobs are kept in the
+          database and the directory is the server's cache. No TLS.
 
 With ssl=True either serves TLS with ZEO 6.2's own test certificates
 (ZEO.tests.testssl: server.pem/server_key.pem, client certificates checked
@@ -185,7 +186,7 @@ def _fresh_database():
     return url, lambda: admin(f'DROP DATABASE IF EXISTS {name} WITH (FORCE)')
 
 
-def _bbru_pg_command(address, data_fs, read_only, url):
+def _bbru_pg_command(address, data_fs, read_only, url, blob_dir=None):
     exe = os.environ.get('BBRU_ZEO')
     if not exe or not os.path.isabs(exe) or not os.access(exe, os.X_OK):
         raise RuntimeError(
@@ -195,8 +196,12 @@ def _bbru_pg_command(address, data_fs, read_only, url):
     lines = ['<zeo>', f'  address {address[0]}:{address[1]}']
     if read_only:
         lines.append('  read-only true')
-    lines += ['</zeo>', '<relstorage 1>', '  <postgresql>', f'    dsn {url}',
-              '  </postgresql>', '</relstorage>', '']
+    lines += ['</zeo>', '<relstorage 1>']
+    if blob_dir:
+        # Blobs in the database, the directory the server's cache of them.
+        lines += [f'  blob-dir {blob_dir}', '  shared-blob-dir false']
+    lines += ['  <postgresql>', f'    dsn {url}', '  </postgresql>',
+              '</relstorage>', '']
     with open(conf_path, 'w') as f:
         f.write('\n'.join(lines))
     return [exe, 'serve', '-C', conf_path]
@@ -221,10 +226,10 @@ def start_server(kind, data_fs, *, read_only=False, extra_args=(),
     address = ('127.0.0.1', free_port())
     cleanup = None
     if kind == 'bbru-pg':
-        if ssl or blob_dir:
-            raise ValueError('bbru-pg serves neither TLS nor blobs here')
+        if ssl:
+            raise ValueError('bbru-pg serves no TLS here')
         url, cleanup = _fresh_database()
-        command = _bbru_pg_command(address, data_fs, read_only, url)
+        command = _bbru_pg_command(address, data_fs, read_only, url, blob_dir)
     else:
         make_command = (_python_command if kind == 'python'
                         else _bbru_command)

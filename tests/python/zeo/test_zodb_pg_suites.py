@@ -10,9 +10,9 @@ HistoryStorage, and FileStorageRecoveryTests), run as they are: BasicStorage
 with its MVCC race tests, Synchronization, History, Iterator, Packable (and
 PackableUndo), TransactionalUndo, ConflictResolution (and its undo form),
 RevisionStorage, MTStorage, ReadOnlyStorage, RecoveryStorage and ZEO's
-client-side tests. Not run: the TLS and blob classes (bbru-zeo keeps no blobs
-in PostgreSQL yet). The tests that cannot pass on RelStorage's design are
-skipped below, each with its reason, as RelStorage's own test suite does for
+client-side tests. Not run here: the TLS classes, and the blob classes
+(test_blob_doctests runs ZODB's blob suite against bbru-pg). The tests
+that cannot pass on RelStorage's design are skipped below, each with its reason, as RelStorage's own test suite does for
 its adapters; the three of test_zodb_storage_suites that need server-side
 conflict resolution of undos stay skipped (RelStorage skips them too: it
 "does not support conflict-resolving undo").

@@ -119,9 +119,27 @@ impl Agent {
     /// POSTs the multipart form `fields` (with this agent's CSRF token for `at`) and
     /// expects a redirect; returns where to.
     fn submit(&mut self, at: &Instance, path: &str, fields: &[(&str, &str)]) -> String {
+        self.submit_with_file(at, path, fields, None)
+    }
+
+    /// [`Agent::submit`] with a file in the form's `file` field: `(name, bytes)`.
+    fn submit_with_file(
+        &mut self,
+        at: &Instance,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: Option<(&str, Vec<u8>)>,
+    ) -> String {
         let mut form = multipart::Form::new().text("_csrf", self.csrf(at));
         for (k, v) in fields {
             form = form.text(k.to_string(), v.to_string());
+        }
+        if let Some((name, data)) = file {
+            let part = multipart::Part::bytes(data)
+                .file_name(name.to_owned())
+                .mime_str("application/octet-stream")
+                .expect("a MIME type");
+            form = form.part("file", part);
         }
         let request = self.http.post(at.url(path)).multipart(form);
         let r = self.send(request);

@@ -88,3 +88,11 @@ fn zodb_applications_work_against_bbru_zeo() {
 fn zodb_blob_doctests_pass_against_bbru_zeo() {
     run_suites(&["test_blob_doctests"]);
 }
+
+/// The same blob doctests against `bbru-zeo` serving PostgreSQL: blobs kept
+/// in the database (`blob_chunk` large objects), the server's blob directory
+/// its cache, with a client cache and with the directory shared.
+#[test]
+fn zodb_blob_doctests_pass_against_bbru_zeo_on_postgresql() {
+    run_suites_on("bbru-pg", &["test_blob_doctests"]);
+}

@@ -2,6 +2,7 @@
 //! (`BBRU_PG_URL`; `tools/test.sh` starts one): the storage conformance
 //! suite, the schema checks, and commits seen across two storages.
 
+mod blobs;
 mod conformance;
 mod relstorage;
 mod schema;
