@@ -481,9 +481,14 @@ mod tests {
             "history-preserving",
         );
         mistake(
-            " blob-dir /b\n <postgresql>\n dsn x\n </postgresql>",
-            "blobs",
+            " blob-dir /b\n shared-blob-dir true\n <postgresql>\n dsn x\n </postgresql>",
+            "shared-blob-dir false",
         );
+        let conf = with(
+            " blob-dir /b\n shared-blob-dir false\n blob-cache-size 10mb\n <postgresql>\n dsn x\n </postgresql>",
+        )
+        .unwrap();
+        assert_eq!(conf.storages[0].blob_dir, Some(PathBuf::from("/b")));
         mistake(
             " <postgresql>\n dsn x\n sslmode y\n </postgresql>",
             "unknown <postgresql> key",
