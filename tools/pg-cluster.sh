@@ -3,9 +3,13 @@
 # interop), in a temporary directory, listening on a unix socket there and on a
 # free TCP port of 127.0.0.1 only.
 #
-#   tools/pg-cluster.sh start DIR   initdb into DIR (created, given to the
+#   tools/pg-cluster.sh start DIR [--durable]
+#                                   initdb into DIR (created, given to the
 #                                   `postgres` user when run as root), start the
-#                                   server, print the URL on the last line
+#                                   server, print the URL on the last line;
+#                                   --durable keeps PostgreSQL's fsync and
+#                                   synchronous commit (for benchmarks), which
+#                                   a test cluster turns off
 #   tools/pg-cluster.sh stop DIR    stop it (fast) and remove DIR
 #
 # Debian's `postgresql` package is installed with apt-get when no initdb is
@@ -43,6 +47,8 @@ free_port() {
 
 cmd=${1:-}
 dir=${2:-}
+durable=0
+[[ ${3:-} == --durable ]] && durable=1
 [[ -n $cmd && -n $dir ]] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 
 case $cmd in
@@ -53,9 +59,10 @@ start)
     as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-locale --no-sync >"$dir/initdb.log" 2>&1 ||
         { cat "$dir/initdb.log" >&2; exit 1; }
     port=$(free_port)
-    # fsync off: a test cluster is thrown away, never recovered.
     opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir"
-    opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    opts+=" -c max_connections=200"
+    # fsync off: a test cluster is thrown away, never recovered.
+    ((durable)) || opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$opts" start >/dev/null ||
         { cat "$dir/server.log" >&2; exit 1; }
     echo "postgresql://postgres@127.0.0.1:$port/postgres"

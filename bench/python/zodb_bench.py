@@ -1,7 +1,14 @@
 """Python half of the side-by-side persistence-layer benchmark: zodbshootout's
 measures for ZODB 6.4 (DB, Connection, persistent objects) on FileStorage.
 
-    python zodb_bench.py --dir DIR [--objects N] [--rounds R]
+    python zodb_bench.py --dir DIR [--objects N] [--rounds R] [--postgres DSN]
+
+With --postgres the storage is RelStorage 4.3 (history-preserving, no blobs,
+its default caches) on the PostgreSQL database DSN names, emptied at the
+start (zap_all), instead of a FileStorage: "open a FileStorage" below reads
+"open a RelStorage", whose caches start empty each time (no persistent
+cache is configured), so cold loads come from the database. The Rust half
+then runs on PgStorage (bench/pg/run.sh).
 
 The Rust half (the zodb-bench binary, crate `zodb` on bbru's FileStorage)
 does the same work and prints the same JSON keys; bench/zodb/run.sh runs
@@ -117,8 +124,24 @@ def remove_storage_files(path):
             os.remove(path + suffix)
 
 
+POSTGRES = None
+
+
 def open_db(path):
+    if POSTGRES is not None:
+        return ZODB.DB(open_relstorage(POSTGRES), cache_size=CACHE_OBJECTS)
     return ZODB.DB(FileStorage(path), cache_size=CACHE_OBJECTS)
+
+
+def open_relstorage(dsn):
+    from psycopg2.extensions import parse_dsn
+    from relstorage.adapters.postgresql import PostgreSQLAdapter
+    from relstorage.options import Options
+    from relstorage.storage import RelStorage
+    # RelStorage appends to the DSN: libpq's key=value form, not a URL.
+    dsn = ' '.join('%s=%s' % kv for kv in parse_dsn(dsn).items())
+    options = Options(keep_history=True, create_schema=True)
+    return RelStorage(PostgreSQLAdapter(dsn=dsn, options=options), options=options)
 
 
 def read_all(conn, tm, key, n):
@@ -197,7 +220,14 @@ def main():
                         help='objects per round (default 1000)')
     parser.add_argument('--rounds', type=int, default=10,
                         help='rounds; the medians are over them (default 10)')
+    parser.add_argument('--postgres', help='RelStorage on this PostgreSQL DSN')
     args = parser.parse_args()
+    global POSTGRES
+    POSTGRES = args.postgres
+    if POSTGRES is not None:
+        storage = open_relstorage(POSTGRES)
+        storage.zap_all()
+        storage.close()
     if args.objects < 1 or args.rounds < 1:
         parser.error('--objects and --rounds must be >= 1')
     register_module()
@@ -215,7 +245,7 @@ def main():
 
     n = args.objects
     results = {
-        'implementation': 'python ZODB 6.4',
+        'implementation': 'python ZODB 6.4' + (' on RelStorage 4.3' if POSTGRES else ''),
         'objects': n,
         'rounds': args.rounds,
         'object_record_bytes': sizes['object'],

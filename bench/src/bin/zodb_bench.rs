@@ -3,8 +3,12 @@
 //! FileStorage.
 //!
 //! ```text
-//! zodb-bench --dir DIR [--objects N] [--rounds R]
+//! zodb-bench --dir DIR [--objects N] [--rounds R] [--postgres URL]
 //! ```
+//!
+//! With `--postgres` the storage is `zodb_pg::PgStorage` on that database
+//! (which must hold the schema and nothing else), and the Python half runs
+//! RelStorage 4.3 (`bench/pg/run.sh`).
 //!
 //! The contract (objects, phases, what each timer covers, JSON keys) is the
 //! docstring of `bench/python/zodb_bench.py`; this program does the same work
@@ -14,7 +18,7 @@
 
 use bbru_bench::remove_storage_files;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,11 +92,27 @@ struct Args {
     /// Rounds; the medians are over them.
     #[arg(long, default_value_t = 10)]
     rounds: u64,
+    /// Use PgStorage on this PostgreSQL database instead of a FileStorage.
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
-fn open_db(path: &Path) -> Result<(Arc<dyn Storage>, DB)> {
-    let storage: Arc<dyn Storage> =
-        Arc::new(FileStorage::open(path).with_context(|| format!("open {}", path.display()))?);
+/// Where the rounds keep their objects.
+#[derive(Debug, Clone)]
+enum Place {
+    File(PathBuf),
+    Postgres(String),
+}
+
+fn open_db(place: &Place) -> Result<(Arc<dyn Storage>, DB)> {
+    let storage: Arc<dyn Storage> = match place {
+        Place::File(path) => {
+            Arc::new(FileStorage::open(path).with_context(|| format!("open {}", path.display()))?)
+        }
+        Place::Postgres(url) => {
+            Arc::new(zodb_pg::PgStorage::create(url).context("opening PostgreSQL")?)
+        }
+    };
     let options = DbOptions {
         cache_objects: CACHE_OBJECTS,
         ..DbOptions::default()
@@ -142,7 +162,7 @@ struct Sizes {
 }
 
 fn one_round(
-    path: &Path,
+    place: &Place,
     round: u64,
     n: u64,
     first_k: u64,
@@ -152,7 +172,7 @@ fn one_round(
     let key = format!("round-{round:03}");
     let data: Vec<String> = (first_k..first_k + n).map(|k| format!("{k:032}")).collect();
 
-    let (storage, db) = open_db(path)?;
+    let (storage, db) = open_db(place)?;
     {
         let start = Instant::now();
         let mut conn = db.connection();
@@ -190,7 +210,7 @@ fn one_round(
     }
     close(storage, db)?;
 
-    let (storage, db) = open_db(path)?;
+    let (storage, db) = open_db(place)?;
     {
         let start = Instant::now();
         let mut conn = db.connection();
@@ -228,13 +248,19 @@ fn main() -> Result<()> {
     );
     fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     let path = args.dir.join("zodb-bench.fs");
-    remove_storage_files(&path)?;
+    let place = match &args.postgres {
+        Some(url) => Place::Postgres(url.clone()),
+        None => {
+            remove_storage_files(&path)?;
+            Place::File(path.clone())
+        }
+    };
 
     let mut times = Times::default();
     let mut sizes = None;
     let run = (0..args.rounds).try_for_each(|r| {
         one_round(
-            &path,
+            &place,
             r,
             args.objects,
             r * args.objects + 1,
@@ -243,13 +269,19 @@ fn main() -> Result<()> {
         )
         .with_context(|| format!("round {r}"))
     });
-    remove_storage_files(&path)?;
+    if let Place::File(path) = &place {
+        remove_storage_files(path)?;
+    }
     run?;
 
     let n = args.objects as f64;
     let sizes = sizes.context("no round ran")?;
     let mut out = Map::new();
-    out.insert("implementation".into(), json!("bbru-rust"));
+    let implementation = match place {
+        Place::File(_) => "bbru-rust",
+        Place::Postgres(_) => "bbru-rust on PgStorage",
+    };
+    out.insert("implementation".into(), json!(implementation));
     out.insert("objects".into(), json!(args.objects));
     out.insert("rounds".into(), json!(args.rounds));
     out.insert("object_record_bytes".into(), json!(sizes.object));

@@ -18,6 +18,7 @@
 //!   `limits.rs`: every limit.
 
 mod blobs;
+mod cache;
 mod error;
 pub mod limits;
 mod listen;

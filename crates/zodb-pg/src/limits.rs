@@ -51,3 +51,13 @@ pub const LISTEN_RETRY: Duration = Duration::from_secs(1);
 /// a blob of any size crosses in pieces, so neither side holds more of it
 /// in memory than this, and each statement stays short.
 pub const BLOB_PIECE_BYTES: usize = 1 << 20;
+
+/// Bytes of object states the storage keeps in memory by default, shared by
+/// every connection of the process (`cache.rs`; `PgStorage::with_cache_bytes`
+/// sets another): enough for the working set of a site of a few hundred
+/// thousand small objects, a small part of an instance's memory.
+pub const CACHE_BYTES_DEFAULT: usize = 64 << 20;
+
+/// What an entry of that cache costs beside its data (key, tid, the LRU
+/// list's links, the allocation), counted against its bound.
+pub const CACHE_ENTRY_OVERHEAD_BYTES: usize = 64;

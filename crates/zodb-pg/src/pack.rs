@@ -148,6 +148,9 @@ impl PgStorage {
                 )));
             }
             let mut result = pack(&mut conn, pack_time, gc).await;
+            // Garbage collection removes current revisions too, which no poll
+            // reports: the cached states go.
+            inner.cache.clear(Tid::ZERO);
             if result.is_ok()
                 && let Some(dir) = inner.blob_dir.get()
                 && let Err(e) = crate::blobs::prune_cache(&mut conn, dir).await

@@ -74,6 +74,7 @@ pub(crate) fn poll_commits(inner: &Inner, handle: &tokio::runtime::Handle) -> Re
                 "more than {POLL_ROWS_MAX} objects changed since {since}: resetting listeners"
             );
             inner.clock.lock().observe(newest);
+            inner.cache.clear(newest);
             *polled = newest;
             inner.listeners.reset(newest);
             return Ok(());
@@ -86,6 +87,7 @@ pub(crate) fn poll_commits(inner: &Inner, handle: &tokio::runtime::Handle) -> Re
             Some((t, oids)) if *t == tid => oids.extend(zoid.map(|z| Oid(id(z)))),
             _ => {
                 if let Some((t, oids)) = current.take() {
+                    inner.cache.committed(t, &oids);
                     inner.listeners.committed(t, &oids);
                 }
                 current = Some((tid, zoid.map(|z| Oid(id(z))).into_iter().collect()));
@@ -93,6 +95,7 @@ pub(crate) fn poll_commits(inner: &Inner, handle: &tokio::runtime::Handle) -> Re
         }
     }
     if let Some((t, oids)) = current {
+        inner.cache.committed(t, &oids);
         inner.listeners.committed(t, &oids);
         inner.clock.lock().observe(t);
         *polled = t;

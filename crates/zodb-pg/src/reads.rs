@@ -76,6 +76,19 @@ fn bytes(v: Option<Vec<u8>>) -> Vec<u8> {
 
 impl PgStorage {
     pub(crate) fn read_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>> {
+        let cache = &self.inner.cache;
+        if let Some(rev) = cache.get(oid, before) {
+            return Ok(Some(rev));
+        }
+        let epoch = cache.epoch();
+        let rev = self.query_before(oid, before)?;
+        if let Some(rev) = &rev {
+            cache.put(oid, rev, epoch);
+        }
+        Ok(rev)
+    }
+
+    fn query_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>> {
         let (z, b) = (sql(oid.0), sql(before.0));
         let rows = query!(self, BEFORE, "loading before a tid", [z, b])?;
         let Some(row) = rows.first() else {

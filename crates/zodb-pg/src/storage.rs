@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     pub(crate) clock: Mutex<TidClock>,
     /// Whether the `LISTEN` task runs (`listen.rs`).
     pub(crate) listening: AtomicBool,
+    /// Current object states, shared by every connection (`cache.rs`).
+    pub(crate) cache: crate::cache::StateCache,
     /// The blob cache (`blobs.rs`), set once by [`PgStorage::with_blob_dir`].
     pub(crate) blob_dir: std::sync::OnceLock<BlobDir>,
 }
@@ -133,6 +135,7 @@ impl PgStorage {
                 clock: Mutex::new(TidClock::new(Tid::ZERO)),
                 listening: AtomicBool::new(false),
                 blob_dir: std::sync::OnceLock::new(),
+                cache: crate::cache::StateCache::new(crate::limits::CACHE_BYTES_DEFAULT),
             }),
             runtime: Some(runtime),
             handle,
@@ -146,6 +149,7 @@ impl PgStorage {
             crate::poll::newest_tid(&mut conn).await
         })?;
         *storage.inner.polled.lock() = last;
+        storage.inner.cache.start_at(last);
         storage.inner.clock.lock().observe(last);
         Ok(storage)
     }
@@ -168,6 +172,12 @@ impl PgStorage {
         // A fresh storage: nothing has set it.
         let _ = self.inner.blob_dir.set(blobs);
         Ok(self)
+    }
+
+    /// Bounds the cache of object states at `bytes` (0: no cache).
+    pub fn with_cache_bytes(self, bytes: usize) -> Self {
+        self.inner.cache.set_max_bytes(bytes);
+        self
     }
 
     pub(crate) fn blob_dir(&self) -> Result<&BlobDir> {

@@ -82,3 +82,39 @@ fn a_listening_storage_hears_commits_without_sync() {
     }
     assert_eq!(two.last_transaction(), serial);
 }
+
+/// The cache of object states answers a storage's loads as of its last poll,
+/// never past it: a state another storage replaced is served for snapshots
+/// before the replacement, and the new one once a poll has reported it (or to
+/// a load asking for everything, which goes to the database).
+#[test]
+fn cached_states_are_served_as_of_the_last_poll_and_replaced_by_the_next() {
+    let db = fresh_database();
+    let one = PgStorage::create(&db.url).unwrap();
+    let two = PgStorage::open(&db.url).unwrap();
+    let [a] = one.new_oids(1).unwrap().try_into().unwrap();
+    let t1 = commit(&one, "a", &[(a, Tid::ZERO, record(1, &[]))]);
+    two.sync().unwrap();
+    let before = Tid(two.last_transaction().0 + 1);
+    assert_eq!(
+        two.load_before(a, before).unwrap().unwrap().data,
+        record(1, &[])
+    );
+    // Now in two's cache; one replaces it.
+    let t2 = commit(&one, "a again", &[(a, t1, record(2, &[]))]);
+    let old = two.load_before(a, before).unwrap().unwrap();
+    assert_eq!((old.data, old.start), (record(1, &[]), t1));
+    let newest = two.load_before(a, Tid::MAX).unwrap().unwrap();
+    assert_eq!((newest.data, newest.start), (record(2, &[]), t2));
+    two.sync().unwrap();
+    let now = two
+        .load_before(a, Tid(two.last_transaction().0 + 1))
+        .unwrap()
+        .unwrap();
+    assert_eq!((now.data, now.start), (record(2, &[]), t2));
+    // The older snapshot still reads the older state (from the database).
+    assert_eq!(
+        two.load_before(a, before).unwrap().unwrap().data,
+        record(1, &[])
+    );
+}
