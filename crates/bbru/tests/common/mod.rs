@@ -415,6 +415,25 @@ impl Zeo {
         Zeo { address, process }
     }
 
+    /// Serves the PostgreSQL database at `url` (which holds the schema), logging to
+    /// `log`, and waits until the port accepts connections.
+    pub fn start_postgres(url: &str, log: &Path) -> Zeo {
+        let address = format!("127.0.0.1:{}", free_port());
+        let mut command = Command::new(zeo_binary());
+        command
+            .env("BBRU_LOG", "info")
+            .args(["-a", &address, "--postgres", url]);
+        let mut process = Process::spawn(
+            &format!("bbru-zeo on PostgreSQL ({address})"),
+            command,
+            log.to_owned(),
+        );
+        process.wait_until("accepting connections", || {
+            TcpStream::connect(&address).is_ok()
+        });
+        Zeo { address, process }
+    }
+
     /// SIGKILL: only what was committed (fdatasynced before `finish` returned) remains.
     pub fn kill(&mut self) {
         self.process.kill();

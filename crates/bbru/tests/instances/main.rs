@@ -143,6 +143,31 @@ impl Agent {
         }
         let request = self.http.post(at.url(path)).multipart(form);
         let r = self.send(request);
+        Self::redirected(at, path, r)
+    }
+
+    /// [`Agent::submit`] that also takes a 409 (a conflict left after the retries):
+    /// `None` then. Anything else but a redirect fails the test.
+    fn submit_allowing_conflict(
+        &mut self,
+        at: &Instance,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Option<String> {
+        let mut form = multipart::Form::new().text("_csrf", self.csrf(at));
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        let request = self.http.post(at.url(path)).multipart(form);
+        let r = self.send(request);
+        if r.status() == 409 {
+            return None;
+        }
+        Some(Self::redirected(at, path, r))
+    }
+
+    /// Where a 303 answer sends; fails the test on any other.
+    fn redirected(at: &Instance, path: &str, r: Response) -> String {
         let status = r.status();
         let location = r
             .headers()
