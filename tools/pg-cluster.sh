@@ -10,6 +10,12 @@
 #                                   --durable keeps PostgreSQL's fsync and
 #                                   synchronous commit (for benchmarks), which
 #                                   a test cluster turns off
+#   tools/pg-cluster.sh standby PRIMARY_URL DIR
+#                                   a hot standby of the cluster at PRIMARY_URL
+#                                   (a postgresql://user@host:port/db URL):
+#                                   pg_basebackup into DIR, streaming
+#                                   replication, read-only queries allowed;
+#                                   prints its URL on the last line
 #   tools/pg-cluster.sh stop DIR    stop it (fast) and remove DIR
 #
 # Debian's `postgresql` package is installed with apt-get when no initdb is
@@ -49,7 +55,7 @@ cmd=${1:-}
 dir=${2:-}
 durable=0
 [[ ${3:-} == --durable ]] && durable=1
-[[ -n $cmd && -n $dir ]] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+[[ -n $cmd && -n $dir ]] || { echo "usage: $0 start|stop DIR, or standby PRIMARY_URL DIR" >&2; exit 2; }
 
 case $cmd in
 start)
@@ -63,6 +69,27 @@ start)
     opts+=" -c max_connections=200"
     # fsync off: a test cluster is thrown away, never recovered.
     ((durable)) || opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$opts" start >/dev/null ||
+        { cat "$dir/server.log" >&2; exit 1; }
+    echo "postgresql://postgres@127.0.0.1:$port/postgres"
+    ;;
+standby)
+    primary=${3:?usage: $0 standby PRIMARY_URL DIR}
+    # Arguments: standby DIR is $2 in the other commands; here PRIMARY_URL comes
+    # first, so swap.
+    dir=$3 primary=$2
+    bin=$(bindir) || { install_postgres; bin=$(bindir); }
+    hostport=${primary#*://}
+    hostport=${hostport#*@}
+    hostport=${hostport%%/*}
+    host=${hostport%%:*} port_primary=${hostport##*:}
+    mkdir -p "$dir"
+    ((EUID == 0)) && chown postgres: "$dir"
+    as_owner "$bin/pg_basebackup" -h "$host" -p "$port_primary" -U postgres -D "$dir/data" -R \
+        -X stream --no-sync --checkpoint=fast >"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log" >&2; exit 1; }
+    port=$(free_port)
+    opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir"
+    opts+=" -c max_connections=200 -c hot_standby=on -c fsync=off"
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$opts" start >/dev/null ||
         { cat "$dir/server.log" >&2; exit 1; }
     echo "postgresql://postgres@127.0.0.1:$port/postgres"

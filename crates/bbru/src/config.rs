@@ -308,6 +308,9 @@ struct StorageSection {
     file: Option<PathBuf>,
     zeo: Option<String>,
     postgres: Option<String>,
+    /// Read replicas (hot standbys) of `postgres` for loads.
+    #[serde(default)]
+    postgres_replicas: Vec<String>,
     /// TLS to the ZEO server: the CA file (or directory) to trust; setting it turns TLS on.
     ssl_ca: Option<PathBuf>,
     /// This instance's client certificate and key, for a server that authenticates.
@@ -343,6 +346,9 @@ pub struct ServeConfig {
     /// its own, `blob_cache.rs`); `None`: the default, see
     /// [`ServeConfig::blob_cache_root`].
     pub blob_cache_dir: Option<PathBuf>,
+    /// Read replicas of the PostgreSQL database, for loads (`[storage]
+    /// postgres_replicas`).
+    pub postgres_replicas: Vec<String>,
     /// Bytes this instance's blob cache may hold (the files read longest ago go first).
     pub blob_cache_bytes: u64,
     pub site_config: PathBuf,
@@ -374,6 +380,7 @@ impl Default for ServeConfig {
             connections: 16,
             conflict_retries: limits::CONFLICT_RETRIES_DEFAULT,
             blob_cache_dir: None,
+            postgres_replicas: Vec::new(),
             blob_cache_bytes: zeo::limits::CLIENT_BLOB_CACHE_BYTES_DEFAULT,
             site_config: "etc/site.toml".into(),
             pid_file: "var/bbru.pid".into(),
@@ -449,6 +456,17 @@ impl ServeConfig {
                 });
             }
         };
+        if !file.storage.postgres_replicas.is_empty()
+            && !matches!(config.storage, StorageConfig::Postgres(_))
+        {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: "[storage] postgres_replicas: read replicas are of a postgres database; \
+                          give postgres too"
+                    .into(),
+            });
+        }
+        config.postgres_replicas = file.storage.postgres_replicas.clone();
         let any_ssl = file.storage.ssl_ca.is_some()
             || file.storage.ssl_certificate.is_some()
             || file.storage.ssl_key.is_some()
@@ -695,6 +713,21 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn postgres_replicas_are_read_only_beside_postgres() {
+        let base = Path::new("/srv");
+        let parse = |text: &str| ServeConfig::parse(text, Path::new("s.toml"), base);
+        let c = parse(
+            "[storage]\npostgres = \"postgresql://db/site\"\npostgres_replicas = [\"postgresql://r1/site\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.postgres_replicas, vec!["postgresql://r1/site".to_owned()]);
+        let e =
+            parse("[storage]\nzeo = \"db:8100\"\npostgres_replicas = [\"postgresql://r1/site\"]\n")
+                .unwrap_err();
+        assert!(e.to_string().contains("give postgres too"), "{e}");
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub fn open_storage(config: &ServeConfig) -> Result<Opened, StartError> {
             })?;
             let what = || format!("PostgreSQL {}", zodb_pg::redacted(url));
             let storage = zodb_pg::PgStorage::open(url)
+                .and_then(|s| s.with_replicas(&config.postgres_replicas))
                 .and_then(|s| s.with_blob_dir(cache.dir()))
                 .map_err(|e| StartError::Storage {
                     what: what(),

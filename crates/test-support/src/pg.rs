@@ -110,6 +110,85 @@ impl Drop for FreshDatabase {
     }
 }
 
+/// A hot standby of the test server (`tools/pg-cluster.sh standby`): a copy
+/// of every database on it, kept up by streaming replication, answering
+/// read-only queries. Stopped and removed when dropped.
+#[derive(Debug)]
+pub struct Standby {
+    /// The standby's `postgres` database.
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+/// Starts a standby of the server `BBRU_PG_URL` names.
+///
+/// # Panics
+/// When the server is unset or the standby cannot be made.
+pub fn standby() -> Standby {
+    let dir = tempfile::tempdir().expect("a directory for the standby");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/pg-cluster.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("standby")
+        .arg(server_url())
+        .arg(dir.path().join("cluster"))
+        .output()
+        .expect("running tools/pg-cluster.sh");
+    assert!(
+        out.status.success(),
+        "tools/pg-cluster.sh standby failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .expect("the standby's URL")
+        .to_owned();
+    Standby { url, dir }
+}
+
+impl Standby {
+    /// The URL of database `name` on the standby.
+    pub fn database(&self, name: &str) -> String {
+        with_database(&self.url, name)
+    }
+
+    /// Runs `sql` on the standby's `postgres` database (`pg_wal_replay_pause()`, say).
+    ///
+    /// # Panics
+    /// When it fails.
+    pub fn execute(&self, sql: &str) {
+        let mut c = postgres::Client::connect(&self.url, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("cannot connect to the standby: {e}"));
+        c.batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The one integer `sql` answers on database `name` of the standby.
+    ///
+    /// # Panics
+    /// When the query fails.
+    pub fn query_i64(&self, name: &str, sql: &str) -> i64 {
+        let mut c = postgres::Client::connect(&self.database(name), postgres::NoTls)
+            .unwrap_or_else(|e| panic!("cannot connect to the standby: {e}"));
+        c.query_one(sql, &[])
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+}
+
+impl Drop for Standby {
+    fn drop(&mut self) {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/pg-cluster.sh");
+        let _ = std::process::Command::new("bash")
+            .arg(&script)
+            .arg("stop")
+            .arg(self.dir.path().join("cluster"))
+            .output();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -34,8 +34,11 @@
 //! `dsn` is a libpq `key=value` string or a `postgresql://` URL;
 //! `create-schema` (default true, as RelStorage's) makes the schema where it is
 //! missing; `poll-interval` is how often, in seconds, the server polls for
-//! the commits of RelStorage clients (0: the default). What bbru does not
-//! do on PostgreSQL is refused (`keep-history false`, blobs, replicas);
+//! the commits of RelStorage clients (0: the default); `blob-dir` (with
+//! `shared-blob-dir false`: blobs are kept in the database, the directory is
+//! the server's cache); `ro-replica-conf` names a file of read replicas for
+//! loads, one DSN a line. What bbru does not do on PostgreSQL is refused
+//! (`keep-history false`, `shared-blob-dir true`, `replica-conf`'s failover);
 //! RelStorage's cache and pack tuning keys are accepted and ignored.
 //!
 //! Comments are `#` lines (ZConfig takes a `#` later in a line as part of
@@ -74,6 +77,9 @@ pub struct PostgresSection {
     pub create_schema: bool,
     /// `poll-interval` (when positive).
     pub poll_interval: Option<Duration>,
+    /// `ro-replica-conf`: a file naming read replicas for loads, one DSN a
+    /// line (`#` comments), read when the server starts.
+    pub ro_replica_conf: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,10 +166,13 @@ fn relstorage_key(
         // RelStorage 3 and later ignore the chunk size too: one large object
         // a blob.
         "blob-chunk-size" => {}
-        "replica-conf" | "ro-replica-conf" => {
-            return Err(err(format!(
-                "<relstorage> {key}: bbru-zeo does not use replicas yet"
-            )));
+        "ro-replica-conf" => pg.ro_replica_conf = Some(PathBuf::from(value)),
+        "replica-conf" => {
+            return Err(err(
+                "<relstorage> replica-conf (failover between primaries): bbru-zeo serves one \
+                 primary; read replicas go in ro-replica-conf"
+                    .into(),
+            ));
         }
         // RelStorage's own caches, pack tuning and lock settings: Python's.
         k if k.starts_with("cache-") || k.starts_with("pack-") || k.starts_with("blob-cache") => {}
@@ -276,6 +285,7 @@ pub fn parse(text: &str) -> Result<ZeoConf, ConfigError> {
                         read_only: false,
                         blob_dir: None,
                         postgres: (kind == "relstorage").then(|| PostgresSection {
+                            ro_replica_conf: None,
                             dsn: String::new(),
                             create_schema: true,
                             poll_interval: None,
@@ -456,6 +466,7 @@ mod tests {
         assert_eq!(
             conf.storages[0].postgres,
             Some(PostgresSection {
+                ro_replica_conf: None,
                 dsn: "dbname='zodb' host='db' user='z'".into(),
                 create_schema: true,
                 poll_interval: Some(Duration::from_millis(500)),
@@ -489,6 +500,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(conf.storages[0].blob_dir, Some(PathBuf::from("/b")));
+        let conf =
+            with(" ro-replica-conf /etc/replicas.conf\n <postgresql>\n dsn x\n </postgresql>")
+                .unwrap();
+        let pg = conf.storages[0].postgres.clone().unwrap();
+        assert_eq!(
+            pg.ro_replica_conf,
+            Some(PathBuf::from("/etc/replicas.conf"))
+        );
+        mistake(
+            " replica-conf /etc/r.conf\n <postgresql>\n dsn x\n </postgresql>",
+            "ro-replica-conf",
+        );
         mistake(
             " <postgresql>\n dsn x\n sslmode y\n </postgresql>",
             "unknown <postgresql> key",

@@ -10,16 +10,14 @@
 //! `postgresql://` URL), and `init-db URL` creates the PostgreSQL schema. This is the CLI edge: errors are `anyhow`, with the library's
 //! typed error as the cause; every failure exits non-zero.
 
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use serde_json::json;
-use sha1::{Digest, Sha1};
-use zodb_storage::{FileStorage, Storage, Tid};
+use zodb_storage::{FileStorage, Storage};
+
+mod tools;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +47,10 @@ struct ServeArgs {
     /// processes; it must hold the schema (`bbru-zeo init-db URL`).
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
+    /// A read replica (hot standby) of the --postgres database that answers
+    /// loads once it has replayed the commits they need (repeatable).
+    #[arg(long, value_name = "URL", requires = "postgres")]
+    postgres_replica: Vec<String>,
     /// Seconds between polls of a PostgreSQL storage for commits other
     /// processes made (bbru processes' arrive at once by NOTIFY; RelStorage
     /// clients send none). zeo.conf's `poll-interval` wins for its storage.
@@ -276,15 +278,15 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<()> {
     match command {
         Command::Serve(args) => serve(*args),
-        Command::Check { file } => check(&file),
-        Command::Dump { file } => dump(&file),
-        Command::Pack { file, days, no_gc } => pack(&file, days, !no_gc),
+        Command::Check { file } => tools::check(&file),
+        Command::Dump { file } => tools::dump(&file),
+        Command::Pack { file, days, no_gc } => tools::pack(&file, days, !no_gc),
         Command::Copy {
             src,
             dst,
             src_blob_dir,
             dst_blob_dir,
-        } => copy(&src, &dst, src_blob_dir, dst_blob_dir),
+        } => tools::copy(&src, &dst, src_blob_dir, dst_blob_dir),
         Command::InitDb { url } => {
             let storage = zodb_pg::PgStorage::create(&url)
                 .with_context(|| format!("creating the schema in {url}"))?;
@@ -317,6 +319,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                 .postgres
                 .clone()
                 .map(|dsn| zeo::config::PostgresSection {
+                    ro_replica_conf: None,
                     dsn,
                     create_schema: false,
                     poll_interval: None,
@@ -404,7 +407,8 @@ fn serve(args: ServeArgs) -> Result<()> {
                 "storage {}: read-only on <relstorage>: say read-only in <zeo> (or -r)",
                 s.name
             );
-            let storage = open_postgres(pg, &s.name, s.blob_dir.as_deref())?;
+            let storage =
+                open_postgres(pg, &s.name, s.blob_dir.as_deref(), &args.postgres_replica)?;
             let interval = pg
                 .poll_interval
                 .unwrap_or(std::time::Duration::from_secs_f64(args.poll_interval));
@@ -500,6 +504,7 @@ fn open_postgres(
     pg: &zeo::config::PostgresSection,
     name: &str,
     blob_dir: Option<&Path>,
+    extra_replicas: &[String],
 ) -> Result<std::sync::Arc<dyn Storage>> {
     let storage = if pg.create_schema {
         zodb_pg::PgStorage::create(&pg.dsn)
@@ -507,6 +512,25 @@ fn open_postgres(
         zodb_pg::PgStorage::open(&pg.dsn)
     }
     .with_context(|| format!("opening storage {name} (PostgreSQL)"))?;
+    let mut replicas = extra_replicas.to_vec();
+    if let Some(path) = &pg.ro_replica_conf {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading ro-replica-conf {}", path.display()))?;
+        replicas.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    let storage = if replicas.is_empty() {
+        storage
+    } else {
+        tracing::info!(storage = %name, replicas = replicas.len(), "read replicas");
+        storage
+            .with_replicas(&replicas)
+            .with_context(|| format!("storage {name}'s read replicas"))?
+    };
     let storage = match blob_dir {
         Some(dir) => storage
             .with_blob_dir(dir)
@@ -550,158 +574,4 @@ async fn wait_for_stop_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-}
-
-fn check(file: &Path) -> Result<()> {
-    let report = zodb_storage::filestorage::check_file(file)?;
-    println!(
-        "{}: ok: {} transactions, {} records, {} objects, {} bytes, last transaction {}",
-        file.display(),
-        report.transactions,
-        report.records,
-        report.objects,
-        report.size,
-        report.last_tid
-    );
-    Ok(())
-}
-
-fn dump(file: &Path) -> Result<()> {
-    let storage = FileStorage::open_read_only(file)?;
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    for txn in storage.iterator(None, None)? {
-        let txn = txn?;
-        let records: Vec<_> = txn
-            .records
-            .iter()
-            .map(|r| {
-                json!({
-                    "oid": r.oid.to_string(),
-                    "data_sha1": r.data.as_ref().map(|d| hex::encode(Sha1::digest(d))),
-                })
-            })
-            .collect();
-        let line = json!({
-            "tid": txn.tid.to_string(),
-            "status": txn.status.as_char().to_string(),
-            "user": String::from_utf8_lossy(&txn.user),
-            "description": String::from_utf8_lossy(&txn.description),
-            "extension": hex::encode(&txn.extension),
-            "records": records,
-        });
-        writeln!(out, "{line}").context("writing to stdout")?;
-    }
-    out.flush().context("writing to stdout")?;
-    Ok(())
-}
-
-fn pack(file: &Path, days: f64, gc: bool) -> Result<()> {
-    anyhow::ensure!(
-        days.is_finite() && days >= 0.0,
-        "--days must be a non-negative number"
-    );
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the clock is before 1970")?;
-    let pack_time = Tid::from_unix_seconds(now.as_secs_f64() - days * 86_400.0);
-    let storage = FileStorage::open_with(
-        file,
-        zodb_storage::filestorage::Options {
-            must_exist: true,
-            ..Default::default()
-        },
-    )?;
-    let before = storage.size();
-    storage.pack(pack_time, gc)?;
-    let after = storage.size();
-    storage.close()?;
-    println!(
-        "{}: packed to {pack_time}: {before} -> {after} bytes",
-        file.display()
-    );
-    Ok(())
-}
-
-/// The URL `p` holds when it names a PostgreSQL database, not a file.
-fn postgres_url(p: &Path) -> Option<&str> {
-    p.to_str().filter(|s| zodb_pg::is_postgres_url(s))
-}
-
-fn copy(
-    src: &Path,
-    dst: &Path,
-    src_blobs: Option<PathBuf>,
-    dst_blobs: Option<PathBuf>,
-) -> Result<()> {
-    use zodb_storage::filestorage::Options;
-    // A `postgresql://` URL names a PgStorage, whose blob directory is the
-    // cache of the blobs it keeps in the database.
-    let with_blobs = |pg: zodb_pg::PgStorage, dir: Option<PathBuf>| match dir {
-        Some(d) => pg
-            .with_blob_dir(&d)
-            .with_context(|| format!("opening the blob cache {}", d.display())),
-        None => Ok(pg),
-    };
-    let source: Box<dyn Storage> = match postgres_url(src) {
-        Some(url) => Box::new(with_blobs(
-            zodb_pg::PgStorage::open(url).context("opening SRC")?,
-            src_blobs,
-        )?),
-        None => Box::new(
-            FileStorage::open_with(
-                src,
-                Options {
-                    read_only: true,
-                    must_exist: true,
-                    blob_dir: src_blobs,
-                    ..Default::default()
-                },
-            )
-            .with_context(|| format!("opening {}", src.display()))?,
-        ),
-    };
-    let dest: Box<dyn Storage> = match postgres_url(dst) {
-        Some(url) => Box::new(with_blobs(
-            zodb_pg::PgStorage::create(url).context("opening DST")?,
-            dst_blobs,
-        )?),
-        None => Box::new(
-            FileStorage::open_with(
-                dst,
-                Options {
-                    blob_dir: dst_blobs,
-                    ..Default::default()
-                },
-            )
-            .with_context(|| format!("opening {}", dst.display()))?,
-        ),
-    };
-    // What an interrupted copy already wrote is not copied again; a DST that
-    // holds anything else is refused (zodbconvert --incremental's check).
-    let last = dest.last_transaction();
-    let start = if last == Tid::ZERO {
-        None
-    } else {
-        let shared = source.iterator(Some(last), Some(last))?.next().is_some();
-        anyhow::ensure!(
-            shared,
-            "{} ends with transaction {last}, which {} does not hold: not a copy of it",
-            dst.display(),
-            src.display()
-        );
-        Some(Tid(last.0.saturating_add(1)))
-    };
-    let stats = zodb_storage::copy_transactions(&*source, &*dest, start, |_| {})
-        .with_context(|| format!("copying {} into {}", src.display(), dst.display()))?;
-    dest.close()?;
-    println!(
-        "{} -> {}: {} transactions, {} records, {} blob files",
-        src.display(),
-        dst.display(),
-        stats.transactions,
-        stats.records,
-        stats.blobs
-    );
-    Ok(())
 }

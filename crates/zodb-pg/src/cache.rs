@@ -123,6 +123,12 @@ impl StateCache {
         self.as_of.fetch_max(tid.0, Ordering::AcqRel);
     }
 
+    /// The newest tid every commit up to which has been applied here (the
+    /// storage's newest poll).
+    pub(crate) fn as_of(&self) -> u64 {
+        self.as_of.load(Ordering::Acquire)
+    }
+
     /// The newest tid applied (at open: the newest tid then).
     pub(crate) fn start_at(&self, tid: Tid) {
         self.as_of.fetch_max(tid.0, Ordering::AcqRel);

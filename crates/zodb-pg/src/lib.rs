@@ -26,6 +26,7 @@ mod pack;
 mod poll;
 mod pool;
 mod reads;
+mod replicas;
 mod schema;
 mod storage;
 mod txn;

@@ -61,3 +61,14 @@ pub const CACHE_BYTES_DEFAULT: usize = 64 << 20;
 /// What an entry of that cache costs beside its data (key, tid, the LRU
 /// list's links, the allocation), counted against its bound.
 pub const CACHE_ENTRY_OVERHEAD_BYTES: usize = 64;
+
+/// How often a read replica that lags is asked again how far it has come,
+/// at most (loads it cannot serve go to the primary meanwhile): a standby
+/// replays within milliseconds when healthy, and asking on every load would
+/// double the queries while it catches up.
+pub const REPLICA_RECHECK: Duration = Duration::from_millis(100);
+
+/// How long a read replica that failed (down, refused, broken connection) is
+/// left alone, its loads going to the primary (RelStorage's `replica-timeout`
+/// plays this part there).
+pub const REPLICA_RETRY: Duration = Duration::from_secs(10);

@@ -14,11 +14,11 @@ use crate::error::PgError;
 use crate::limits::ITERATOR_BATCH_TRANSACTIONS;
 use crate::storage::{PgStorage, id, sql};
 
-const BEFORE: &str = "SELECT s.tid, s.state,
+pub(crate) const BEFORE: &str = "SELECT s.tid, s.state,
         (SELECT MIN(n.tid) FROM object_state n WHERE n.zoid = $1 AND n.tid > s.tid)
     FROM object_state s WHERE s.zoid = $1 AND s.tid < $2 ORDER BY s.tid DESC LIMIT 1";
 
-const EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM object_state WHERE zoid = $1)";
+pub(crate) const EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM object_state WHERE zoid = $1)";
 
 const CURRENT: &str = "SELECT c.tid, s.state FROM current_object c
     JOIN object_state s ON s.zoid = c.zoid AND s.tid = c.tid WHERE c.zoid = $1";
@@ -70,6 +70,19 @@ macro_rules! query {
     }};
 }
 
+/// A row of [`BEFORE`] as a revision (a deletion as the error it is).
+pub(crate) fn revision(oid: Oid, row: &tokio_postgres::Row) -> Result<Option<Revision>> {
+    let state: Option<Vec<u8>> = row.get(1);
+    let Some(data) = state else {
+        return Err(deleted(oid));
+    };
+    Ok(Some(Revision {
+        data,
+        start: Tid(id(row.get(0))),
+        end: row.get::<_, Option<i64>>(2).map(|t| Tid(id(t))),
+    }))
+}
+
 fn bytes(v: Option<Vec<u8>>) -> Vec<u8> {
     v.unwrap_or_default()
 }
@@ -88,27 +101,24 @@ impl PgStorage {
         Ok(rev)
     }
 
+    /// The load from the database: a read replica that has every commit of
+    /// the snapshot, else the primary.
     fn query_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>> {
-        let (z, b) = (sql(oid.0), sql(before.0));
-        let rows = query!(self, BEFORE, "loading before a tid", [z, b])?;
-        let Some(row) = rows.first() else {
-            let rows = query!(self, EXISTS, "checking an object exists", [z])?;
-            let exists = rows.first().is_some_and(|r| r.get::<_, bool>(0));
-            return if exists {
-                Ok(None)
-            } else {
-                Err(StorageError::pos_key(oid))
-            };
-        };
-        let state: Option<Vec<u8>> = row.get(1);
-        let Some(data) = state else {
-            return Err(deleted(oid));
-        };
-        Ok(Some(Revision {
-            data,
-            start: Tid(id(row.get(0))),
-            end: row.get::<_, Option<i64>>(2).map(|t| Tid(id(t))),
-        }))
+        let inner = std::sync::Arc::clone(&self.inner);
+        // A snapshot this storage has polled to; later `before`s ask for the
+        // newest state, which only the primary surely has.
+        let snapshot = before.0 <= inner.cache.as_of().saturating_add(1);
+        self.run(async move {
+            if snapshot && !inner.replicas.is_empty() {
+                let replicas = &inner.replicas;
+                if let Some(answer) =
+                    crate::replicas::load_from_replicas(replicas, oid, before).await
+                {
+                    return Ok(answer);
+                }
+            }
+            crate::replicas::load_before_on(&inner.pool, oid, before).await
+        })?
     }
 
     pub(crate) fn read_current(&self, oid: Oid) -> Result<(Vec<u8>, Tid)> {

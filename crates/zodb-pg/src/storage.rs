@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     pub(crate) clock: Mutex<TidClock>,
     /// Whether the `LISTEN` task runs (`listen.rs`).
     pub(crate) listening: AtomicBool,
+    /// Read replicas for loads (`replicas.rs`), set by `with_replicas`.
+    pub(crate) replicas: Vec<crate::replicas::Replica>,
     /// Current object states, shared by every connection (`cache.rs`).
     pub(crate) cache: crate::cache::StateCache,
     /// The blob cache (`blobs.rs`), set once by [`PgStorage::with_blob_dir`].
@@ -136,6 +138,7 @@ impl PgStorage {
                 listening: AtomicBool::new(false),
                 blob_dir: std::sync::OnceLock::new(),
                 cache: crate::cache::StateCache::new(crate::limits::CACHE_BYTES_DEFAULT),
+                replicas: Vec::new(),
             }),
             runtime: Some(runtime),
             handle,
@@ -171,6 +174,25 @@ impl PgStorage {
             BlobDir::open(dir, None).map_err(PgError::blob_file("opening the blob cache"))?;
         // A fresh storage: nothing has set it.
         let _ = self.inner.blob_dir.set(blobs);
+        Ok(self)
+    }
+
+    /// Sends loads to these read replicas (hot standbys of this database,
+    /// URLs or libpq strings) when they have replayed the commits a load
+    /// needs; the primary answers the others and every write.
+    pub fn with_replicas(mut self, urls: &[String]) -> std::result::Result<Self, PgError> {
+        let mut replicas = Vec::new();
+        for url in urls {
+            let mut config = Config::from_str(url).map_err(PgError::Url)?;
+            if config.get_application_name().is_none() {
+                config.application_name("bbru-replica");
+            }
+            let location = redacted(&config);
+            replicas.push(crate::replicas::Replica::new(config, location));
+        }
+        Arc::get_mut(&mut self.inner)
+            .ok_or(PgError::RuntimeGone)?
+            .replicas = replicas;
         Ok(self)
     }
 

@@ -187,3 +187,65 @@ fn a_load_waiting_for_a_database_connection_does_not_stop_a_finish() {
     let rev = load.join().unwrap().expect("the load").expect("a revision");
     assert!(rev.start == tid || rev.start == first, "{rev:?}");
 }
+
+/// `ro-replica-conf` in zeo.conf names a hot standby: the server's loads for
+/// its clients go there once it has replayed what they need.
+#[test]
+fn a_read_replica_named_in_zeo_conf_answers_the_servers_loads() {
+    use std::time::{Duration, Instant};
+    use zeo::client::{ClientOptions, ClientStorage};
+    use zodb_storage::{Oid, Storage, Tid, TransactionMeta};
+
+    let db = fresh_database();
+    zodb_pg::PgStorage::create(&db.url).expect("the schema");
+    let replica = test_support::pg::standby();
+    let dir = tempfile::tempdir().unwrap();
+    let replicas = dir.path().join("replicas.conf");
+    std::fs::write(
+        &replicas,
+        format!("# the standby\n{}\n", replica.database(&db.name)),
+    )
+    .unwrap();
+    let conf = dir.path().join("zeo.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "<zeo>\n address 127.0.0.1:{port}\n</zeo>\n<relstorage 1>\n ro-replica-conf {r}\n \
+             <postgresql>\n  dsn {url}\n </postgresql>\n</relstorage>\n",
+            port = 0,
+            r = replicas.display(),
+            url = db.url
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let server = ServerProcess::start_with(
+        port,
+        dir.path().join("zeo.log"),
+        &["-C", conf.to_str().unwrap()],
+    );
+    let mut o = ClientOptions::new(server.address());
+    o.wait_timeout = Duration::from_secs(30);
+    let client = ClientStorage::connect(o).unwrap();
+    let t = client.tpc_begin(TransactionMeta::new("", "")).unwrap();
+    client.store(&t, Oid(0), Tid::ZERO, b"root".to_vec()).unwrap();
+    client.vote(&t).unwrap();
+    let tid = client.finish(&t).unwrap();
+    let newest = r#"SELECT COALESCE(MAX(tid), 0) FROM "transaction""#;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (replica.query_i64(&db.name, newest) as u64) < tid.0 {
+        assert!(Instant::now() < deadline, "the standby never replayed {tid}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A second client: its load is not answered from the first's cache.
+    let mut o = ClientOptions::new(server.address());
+    o.wait_timeout = Duration::from_secs(30);
+    let reader = ClientStorage::connect(o).unwrap();
+    let rev = reader.load_before(Oid(0), Tid(tid.0 + 1)).unwrap().unwrap();
+    assert_eq!(rev.data, b"root");
+    let on_standby = replica.query_i64(
+        &db.name,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bbru-replica'",
+    );
+    assert!(on_standby >= 1, "the server's load did not go to the standby");
+}

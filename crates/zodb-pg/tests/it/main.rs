@@ -5,6 +5,7 @@
 mod blobs;
 mod conformance;
 mod relstorage;
+mod replicas;
 mod schema;
 mod shared;
 
