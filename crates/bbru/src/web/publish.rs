@@ -20,7 +20,7 @@ use axum::response::Response;
 use zodb::{PRef, Transaction, TransactionManager};
 
 use crate::limits;
-use crate::model::{Content, ContentRef, Site};
+use crate::model::{Content, ContentRef, Site, publication};
 use crate::security::auth;
 use crate::security::{self, Grants, Permission, Principal};
 
@@ -123,11 +123,23 @@ impl Ctx<'_> {
         }
     }
 
-    /// Whether the principal has `permission` on the item `child` of the addressed folder.
+    /// Whether the principal has `permission` on the item `child` of the addressed folder
+    /// (for `View`: and may see it, [`Ctx::may_see`]; listings skip private items).
     pub fn allowed_on(&self, child: &Content, permission: Permission) -> bool {
+        if permission == Permission::View {
+            return self.may_see(child);
+        }
         let mut path = self.grants_path();
         path.push(&child.meta().grants);
         security::allowed(&self.principal, &path, permission)
+    }
+
+    /// Whether the principal may see the item `child` of the addressed object (View, and
+    /// Edit on the private ones: `security::visible`).
+    pub fn may_see(&self, child: &Content) -> bool {
+        let metas = self.path.iter().map(|s| s.content.meta());
+        let levels = publication::levels(metas.chain(std::iter::once(child.meta())));
+        security::visible(&self.principal, &levels)
     }
 
     /// Marks the transaction with who does what where (the audit trail).
@@ -271,6 +283,11 @@ impl App {
             && path.len() > 1
             && !security::allowed(&principal, &grants, Permission::View)
         {
+            return Err(AppError::NotFound);
+        }
+        // A private item is missing for whoever may not edit it (`model::publication`).
+        let levels = publication::levels(path.iter().map(|s| s.content.meta()));
+        if levels.iter().any(|(_, private)| *private) && !security::visible(&principal, &levels) {
             return Err(AppError::NotFound);
         }
         let kind = path.last().expect("non-empty").content.kind();

@@ -21,6 +21,7 @@ mod manage;
 mod matrix;
 mod migrate;
 mod protocol;
+mod publication;
 mod redirects;
 mod sessions;
 mod stalled;

@@ -118,6 +118,7 @@ fn serialize(
     object.insert("creator".into(), json!(meta.creator));
     object.insert("created".into(), json!(iso(meta.created)));
     object.insert("modified".into(), json!(iso(meta.modified)));
+    object.insert("review_state".into(), json!(meta.state.name()));
     let file = |object: &mut Map<String, Value>, filename: &str, content_type: &str, size| {
         object.insert("filename".into(), json!(filename));
         object.insert("content_type".into(), json!(content_type));

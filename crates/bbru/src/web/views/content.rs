@@ -273,6 +273,7 @@ pub fn view_page(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError>
         &meta.title,
         html! {
             h1 { (meta.title) }
+            (super::publication::state_box(ctx))
             @if !meta.description.is_empty() { p.description { (meta.description) } }
             (body)
             p.byline { small { "Created by " (if meta.creator.is_empty() { "unknown" } else { &meta.creator }) " on " (render::time(meta.created)) ", modified " (render::time(meta.modified)) } }
@@ -318,6 +319,7 @@ pub fn add_form(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError>
                 input type="hidden" name="type" value=(kind.name());
                 label { "Name (in the URL; made from the title if empty)" input type="text" name="id"; }
                 (kind_fields(kind, "", "", ""))
+                (super::publication::add_form_field())
                 p { button type="submit" { "Add" } }
             }
         },
@@ -331,7 +333,7 @@ pub fn add(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     };
     let kind = Kind::parse(ctx.input.field("type").unwrap_or(""))
         .ok_or_else(|| AppError::BadRequest("unknown content type".into()))?;
-    let (name, _) = edit::create(
+    let (name, item) = edit::create(
         tx,
         *folder,
         ctx.input.field("id").unwrap_or(""),
@@ -340,6 +342,7 @@ pub fn add(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         &ctx.principal.audit_name(),
         now(),
     )?;
+    super::publication::apply_new_state(ctx, tx, item)?;
     let url = child_url(ctx, &name);
     ctx.note(tx, &format!("add {} {url}", kind.name()));
     Ok(redirect_with_notice(&url, Notice::Added))

@@ -19,6 +19,7 @@
 //! | `metrics`      | root     | Prometheus text           |                            | (`[http] metrics` of serve.toml) |
 //! | `/@login`      | root     |                           | JSON login → `{"token"}`   | (none) |
 //! | `/@logout`     | root     |                           | ends the principal's sessions and tokens → 204 | (none; 401 for anonymous) |
+//! | `publish`      | not root |                           | set the state (`state=private|published`) | Publish |
 //!
 //! Views marked `uploads` below take upload forms, their files streamed to disk up to
 //! the site's `upload_size_max` (`web/upload.rs`), and JSON bodies of at most
@@ -31,6 +32,7 @@ pub mod history;
 pub mod login;
 pub mod manage;
 pub mod ops;
+pub mod publication;
 pub mod security;
 pub mod users;
 
@@ -88,9 +90,9 @@ fn uploads(found: Result<Found, AppError>) -> Result<Found, AppError> {
 }
 
 /// Every view name of the table, as the label of its requests in `/@@metrics`.
-const NAMES: [&str; 15] = [
+const NAMES: [&str; 16] = [
     "view", "contents", "add", "edit", "security", "history", "undo", "users", "login", "logout",
-    "password", "health", "metrics", "@login", "@logout",
+    "password", "health", "metrics", "@login", "@logout", "publish",
 ];
 
 /// The metrics label of a request for the view `name`: the name if the table has it,
@@ -155,10 +157,12 @@ pub fn find(
             root_only(public(login::token)).map(|f| Found { csrf: false, ..f })
         }
         ("@logout", false, true) => root_only(public(login::token_logout)),
+        ("publish", false, true) => view(Publish, publication::change),
         ("", _, _)
         | (
             "view" | "contents" | "add" | "edit" | "security" | "history" | "undo" | "users"
-            | "login" | "logout" | "password" | "health" | "metrics" | "@login" | "@logout",
+            | "login" | "logout" | "password" | "health" | "metrics" | "@login" | "@logout"
+            | "publish",
             _,
             _,
         ) => Err(AppError::MethodNotAllowed),
