@@ -176,6 +176,11 @@ fn split_path(path: &str) -> Result<(Vec<String>, String), AppError> {
             .map_err(|_| AppError::BadRequest("path is not UTF-8".into()))?
             .into_owned();
         if let Some(v) = decoded.strip_prefix("@@") {
+            // `@@images/<scale>` (views/images.rs) is a view with one segment more.
+            if v == "images" && i + 2 == segments.len() {
+                view = format!("images/{}", segments[i + 1]);
+                break;
+            }
             if i + 1 != segments.len() {
                 return Err(AppError::NotFound);
             }

@@ -17,6 +17,7 @@ mod conflicts;
 mod grants;
 mod headers;
 mod history;
+mod images;
 mod manage;
 mod matrix;
 mod migrate;

@@ -253,7 +253,7 @@ pub fn view_page(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError>
                 @if items.is_empty() { p { em { "This folder is empty." } } }
                 ul.items {
                     @for (name, item) in &items {
-                        li { a href=(child_url(ctx, name)) { (item.meta().title) } " " small { "(" (item.kind().name()) ")" }
+                        li { (super::images::listing_thumb(ctx, tx, name, item)?) a href=(child_url(ctx, name)) { (item.meta().title) } " " small { "(" (item.kind().name()) ")" }
                             @if !item.meta().description.is_empty() { br; span.description { (item.meta().description) } } }
                     }
                 }
@@ -264,7 +264,7 @@ pub fn view_page(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError>
             p { a href=(ctx.url()) { "Download " (f.filename) } " (" (f.content_type) ", " (f.byte_len()) " bytes)" }
         },
         Content::Image(_, i) => html! {
-            p { img src=(ctx.url()) alt=(meta.title); }
+            (super::images::picture(ctx, tx, &meta.title)?)
             p { (i.filename) " (" (i.content_type) ", " (i.byte_len()) " bytes)" }
         },
     };

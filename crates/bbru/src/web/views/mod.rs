@@ -19,6 +19,7 @@
 //! | `metrics`      | root     | Prometheus text           |                            | (`[http] metrics` of serve.toml) |
 //! | `/@login`      | root     |                           | JSON login → `{"token"}`   | (none) |
 //! | `/@logout`     | root     |                           | ends the principal's sessions and tokens → 204 | (none; 401 for anonymous) |
+//! | `images/<scale>` | Image  | a scale (`thumb`, `preview`, `large`) |               | View |
 //! | `publish`      | not root |                           | set the state (`state=private|published`) | Publish |
 //!
 //! Views marked `uploads` below take upload forms, their files streamed to disk up to
@@ -29,6 +30,7 @@
 pub mod api;
 pub mod content;
 pub mod history;
+pub mod images;
 pub mod login;
 pub mod manage;
 pub mod ops;
@@ -90,9 +92,9 @@ fn uploads(found: Result<Found, AppError>) -> Result<Found, AppError> {
 }
 
 /// Every view name of the table, as the label of its requests in `/@@metrics`.
-const NAMES: [&str; 16] = [
+const NAMES: [&str; 17] = [
     "view", "contents", "add", "edit", "security", "history", "undo", "users", "login", "logout",
-    "password", "health", "metrics", "@login", "@logout", "publish",
+    "password", "health", "metrics", "@login", "@logout", "publish", "images",
 ];
 
 /// The metrics label of a request for the view `name`: the name if the table has it,
@@ -101,6 +103,7 @@ pub fn label(name: &str) -> &'static str {
     if name.is_empty() {
         return "default";
     }
+    let name = name.split('/').next().unwrap_or(name);
     NAMES
         .iter()
         .find(|n| **n == name)
@@ -158,6 +161,9 @@ pub fn find(
         }
         ("@logout", false, true) => root_only(public(login::token_logout)),
         ("publish", false, true) => view(Publish, publication::change),
+        (n, true, _) if n.starts_with("images/") && kind == Kind::Image => {
+            view(View, images::scale_view)
+        }
         ("", _, _)
         | (
             "view" | "contents" | "add" | "edit" | "security" | "history" | "undo" | "users"

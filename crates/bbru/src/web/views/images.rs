@@ -1,0 +1,331 @@
+//! Image scales: `@@images/thumb`, `@@images/preview`, `@@images/large` (Plone's
+//! names; at most 128, 400 and 768 pixels on the longest side, never enlarged), made
+//! with the `image` crate once per image revision and kept in memory
+//! ([`ImageScales`]), and the `srcset` of the image view and the thumbnails of listings.
+//!
+//! - The key of a scale is the image's oid, the serial of its record and the scale: a new
+//!   upload (or any edit) makes new scales, an old revision's scales age out.  Nothing is
+//!   written to the database on a read.
+//! - EXIF orientation is applied (a phone's portrait photo stands up), then the image
+//!   is scaled and encoded again: JPEG stays JPEG (quality [`JPEG_QUALITY`]), anything
+//!   else becomes PNG (transparency kept).  Encoding from pixels writes no EXIF, XMP nor
+//!   comments: a scale never carries the original's metadata (camera, GPS position).
+//! - Decoding is bounded before it starts: the dimensions from the header against
+//!   [`limits::IMAGE_PIXELS_MAX`], allocations against
+//!   [`limits::IMAGE_DECODE_BYTES_MAX`], and at most [`limits::IMAGE_SCALINGS_AT_ONCE`]
+//!   decodes at a time; a decompression bomb gets a clear refusal (422), never an OOM.
+//! - Replies carry an `ETag` (oid, serial, scale) and answer `If-None-Match` with 304.
+//!   URLs the site writes carry the serial (`?v=`); such a request for the current
+//!   revision may be kept by caches for a year (`immutable`; `private` unless anonymous
+//!   visitors may see the image), any other must be revalidated.
+
+use std::io::{BufRead, Cursor, Seek};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+use maud::{Markup, html};
+use parking_lot::{Condvar, Mutex};
+use zodb::Transaction;
+
+use crate::limits;
+use crate::model::content::Bytes;
+use crate::model::{Content, Image, publication};
+use crate::security::{self, Principal};
+use crate::web::render::child_url;
+use crate::web::{AppError, Ctx, Reply};
+
+/// Quality of the JPEG scales: visually close to the original at a third of its size.
+pub const JPEG_QUALITY: u8 = 85;
+
+/// The scales, smallest first: name and longest side in pixels (Plone's defaults).
+pub const SCALES: [(&str, u32); 3] = [("thumb", 128), ("preview", 400), ("large", 768)];
+
+/// The longest side of scale `name`.
+pub fn scale_side(name: &str) -> Option<u32> {
+    SCALES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+/// One scale, encoded.
+#[derive(Debug)]
+pub struct Scaled {
+    pub content_type: &'static str,
+    pub data: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Why an image could not be scaled.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaleError {
+    #[error(
+        "the image is {width}×{height} pixels; this site scales images of at most {max} pixels"
+    )]
+    TooLarge { width: u32, height: u32, max: u64 },
+    #[error("the image cannot be decoded: {0}")]
+    Decode(#[from] image::ImageError),
+    #[error("the image's format is not one this site reads")]
+    UnknownFormat,
+    #[error("the image cannot be read: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The scales made by this instance, least recently used first out, at most
+/// [`limits::IMAGE_SCALES_BYTES_MAX`] bytes; and the gate that bounds decodes at once.
+#[derive(Debug)]
+pub struct ImageScales {
+    cache: Mutex<lru::LruCache<(u64, u64, u32), Arc<Scaled>>>,
+    bytes: AtomicU64,
+    made: AtomicU64,
+    running: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Default for ImageScales {
+    fn default() -> Self {
+        ImageScales {
+            cache: Mutex::new(lru::LruCache::unbounded()),
+            bytes: AtomicU64::new(0),
+            made: AtomicU64::new(0),
+            running: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+}
+
+impl ImageScales {
+    /// How many scales this instance made (cache misses).
+    pub fn made(&self) -> u64 {
+        self.made.load(Ordering::Relaxed)
+    }
+
+    fn get(&self, key: (u64, u64, u32)) -> Option<Arc<Scaled>> {
+        self.cache.lock().get(&key).cloned()
+    }
+
+    fn put(&self, key: (u64, u64, u32), scaled: Arc<Scaled>) {
+        let size = scaled.data.len() as u64;
+        let mut cache = self.cache.lock();
+        if let Some(old) = cache.put(key, scaled) {
+            self.bytes
+                .fetch_sub(old.data.len() as u64, Ordering::Relaxed);
+        }
+        let mut bytes = self.bytes.fetch_add(size, Ordering::Relaxed) + size;
+        while bytes > limits::IMAGE_SCALES_BYTES_MAX as u64 {
+            let Some((_, evicted)) = cache.pop_lru() else {
+                break;
+            };
+            let n = evicted.data.len() as u64;
+            bytes = self.bytes.fetch_sub(n, Ordering::Relaxed) - n;
+        }
+    }
+
+    /// Runs `work` once fewer than [`limits::IMAGE_SCALINGS_AT_ONCE`] decodes run, or
+    /// answers `Busy` after [`limits::IMAGE_SCALING_WAIT`].
+    fn gated<T>(&self, work: impl FnOnce() -> T) -> Result<T, AppError> {
+        let mut running = self.running.lock();
+        let deadline = std::time::Instant::now() + limits::IMAGE_SCALING_WAIT;
+        while *running >= limits::IMAGE_SCALINGS_AT_ONCE {
+            if self.freed.wait_until(&mut running, deadline).timed_out() {
+                return Err(AppError::Busy(
+                    "Too many images are being scaled right now; try again in a moment.".into(),
+                ));
+            }
+        }
+        *running += 1;
+        drop(running);
+        let result = work();
+        *self.running.lock() -= 1;
+        self.freed.notify_one();
+        Ok(result)
+    }
+}
+
+/// The decoding limits: the pixel bound as a side bound too (no side longer than the
+/// whole budget) and the allocation bound.
+fn decode_limits() -> image::Limits {
+    let mut l = image::Limits::default();
+    let side = u32::try_from(limits::IMAGE_PIXELS_MAX).unwrap_or(u32::MAX);
+    l.max_image_width = Some(side);
+    l.max_image_height = Some(side);
+    l.max_alloc = Some(limits::IMAGE_DECODE_BYTES_MAX);
+    l
+}
+
+/// Decodes `reader` with the orientation applied, refusing before decoding an image of
+/// more than [`limits::IMAGE_PIXELS_MAX`] pixels.
+fn decode<R: BufRead + Seek>(reader: R) -> Result<(DynamicImage, ImageFormat), ScaleError> {
+    let mut reader = ImageReader::new(reader).with_guessed_format()?;
+    reader.limits(decode_limits());
+    let format = reader.format().ok_or(ScaleError::UnknownFormat)?;
+    let mut decoder = reader.into_decoder()?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > limits::IMAGE_PIXELS_MAX {
+        return Err(ScaleError::TooLarge {
+            width,
+            height,
+            max: limits::IMAGE_PIXELS_MAX,
+        });
+    }
+    let orientation = decoder.orientation()?;
+    let mut image = DynamicImage::from_decoder(decoder)?;
+    image.apply_orientation(orientation);
+    Ok((image, format))
+}
+
+/// Scales encoded image bytes to at most `side` pixels on the longest side (never
+/// enlarging), orientation applied, metadata dropped.
+pub fn scale<R: BufRead + Seek>(reader: R, side: u32) -> Result<Scaled, ScaleError> {
+    let (image, format) = decode(reader)?;
+    let image = if image.width() > side || image.height() > side {
+        image.resize(side, side, image::imageops::FilterType::Triangle)
+    } else {
+        image
+    };
+    let (width, height) = (image.width(), image.height());
+    let mut data = Vec::new();
+    let content_type = if format == ImageFormat::Jpeg {
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut data, JPEG_QUALITY);
+        image.to_rgb8().write_with_encoder(encoder)?;
+        "image/jpeg"
+    } else {
+        image.write_to(&mut Cursor::new(&mut data), ImageFormat::Png)?;
+        "image/png"
+    };
+    Ok(Scaled {
+        content_type,
+        data,
+        width,
+        height,
+    })
+}
+
+/// The scale `side` of `image` (the object `oid` at `serial`), from the cache or made.
+fn scaled(
+    ctx: &Ctx<'_>,
+    tx: &Transaction<'_>,
+    image: &Image,
+    key: (u64, u64, u32),
+) -> Result<Result<Arc<Scaled>, ScaleError>, AppError> {
+    let scales = &ctx.app.scales;
+    if let Some(s) = scales.get(key) {
+        return Ok(Ok(s));
+    }
+    let side = key.2;
+    let made = match image.bytes() {
+        Bytes::Inline(data) => scales.gated(|| scale(Cursor::new(data), side))?,
+        Bytes::Blob(blob) => {
+            let path = tx.blob_file(blob)?;
+            scales.gated(|| {
+                let file = std::fs::File::open(&path)?;
+                scale(std::io::BufReader::new(file), side)
+            })?
+        }
+    };
+    Ok(made.map(|s| {
+        let s = Arc::new(s);
+        scales.made.fetch_add(1, Ordering::Relaxed);
+        scales.put(key, s.clone());
+        s
+    }))
+}
+
+/// `GET @@images/<scale>` of an Image.
+pub fn scale_view(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let Content::Image(r, image) = ctx.target() else {
+        return Err(AppError::NotFound);
+    };
+    let name = ctx.view.strip_prefix("images/").unwrap_or("");
+    let side = scale_side(name).ok_or(AppError::NotFound)?;
+    let serial = tx.serial(*r)?;
+    let etag = format!("\"{:016x}-{:016x}-{name}\"", r.oid().0, serial.0);
+    let fresh_url = ctx.query("v") == Some(format!("{:016x}", serial.0).as_str());
+    let cache_control = if !fresh_url {
+        "no-cache".to_owned()
+    } else {
+        let levels = publication::levels(ctx.path.iter().map(|s| s.content.meta()));
+        let public = security::visible(&Principal::Anonymous, &levels);
+        let scope = if public { "public" } else { "private" };
+        format!("{scope}, max-age=31536000, immutable")
+    };
+    let headers = vec![(ETAG, etag.clone()), (CACHE_CONTROL, cache_control)];
+    let matches = ctx
+        .headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if matches {
+        return Ok(Reply::WithHeaders(
+            Box::new(Reply::Status(StatusCode::NOT_MODIFIED, String::new())),
+            headers,
+        ));
+    }
+    match scaled(ctx, tx, image, (r.oid().0, serial.0, side))? {
+        Ok(s) => Ok(Reply::WithHeaders(
+            Box::new(Reply::Bytes {
+                content_type: s.content_type.to_owned(),
+                data: s.data.clone(),
+                filename: None,
+            }),
+            headers,
+        )),
+        Err(e) => {
+            tracing::info!(oid = %r.oid(), error = %e, "image not scaled");
+            Ok(Reply::Status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("This image has no {name} scale: {e}."),
+            ))
+        }
+    }
+}
+
+/// The URL of scale `name` of the image at `url`, carrying the serial (cache key).
+fn scale_url(url: &str, name: &str, serial: zodb::Tid) -> String {
+    let base = if url == "/" { "" } else { url };
+    format!("{base}/@@images/{name}?v={:016x}", serial.0)
+}
+
+/// The image of the image view: the large scale, with every scale in `srcset` (each
+/// labelled with its longest side: scales are made to fit a square), so a phone loads
+/// the preview and a wide screen the large one; a link to the original.
+pub fn picture(ctx: &Ctx<'_>, tx: &Transaction<'_>, alt: &str) -> Result<Markup, AppError> {
+    let Content::Image(r, _) = ctx.target() else {
+        return Ok(html! {});
+    };
+    let serial = tx.serial(*r)?;
+    let url = ctx.url();
+    let srcset = SCALES
+        .iter()
+        .map(|(n, side)| format!("{} {side}w", scale_url(&url, n, serial)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(html! {
+        p.image {
+            a href=(url) {
+                img src=(scale_url(&url, "large", serial)) srcset=(srcset)
+                    sizes="(max-width: 800px) 100vw, 768px" alt=(alt);
+            }
+        }
+        p { a href=(url) { "Original image" } }
+    })
+}
+
+/// A thumbnail for an image in a folder listing (nothing for other items).
+pub fn listing_thumb(
+    ctx: &Ctx<'_>,
+    tx: &Transaction<'_>,
+    name: &str,
+    item: &Content,
+) -> Result<Markup, AppError> {
+    let Content::Image(r, _) = item else {
+        return Ok(html! {});
+    };
+    let serial = tx.serial(*r)?;
+    let url = child_url(ctx, name);
+    Ok(html! {
+        img.thumb src=(scale_url(&url, "thumb", serial)) alt="" loading="lazy";
+        " "
+    })
+}
