@@ -1,0 +1,89 @@
+//! Publishing in the browser: an editor prepares a private page (the add form's
+//! default), a visitor gets "not found" for it, the editor publishes it with the button
+//! on the page, and the visitor then reads it.
+
+use super::{Browser, run};
+
+impl Browser {
+    async fn log_out(&self) {
+        self.click("header form[action=\"/@@logout\"] button").await;
+        self.arrive("/").await;
+        assert!(
+            !self.has("#user").await,
+            "still logged in after logging out"
+        );
+    }
+
+    /// Whether the page shown is the "not found" page.
+    async fn is_not_found(&self) -> bool {
+        self.text("main h1").await.starts_with("404")
+    }
+}
+
+#[test]
+fn an_editor_prepares_a_private_page_and_publishes_it_for_visitors() {
+    run(
+        "an_editor_prepares_a_private_page_and_publishes_it_for_visitors",
+        |mut b| async move {
+            b.log_in().await;
+            b.goto("/@@add?type=Page").await;
+            // Private is the add form's choice unless the editor picks Published.
+            let private = b.find("input[name=\"state\"][value=\"private\"]").await;
+            assert_eq!(
+                private.prop("checked").await.unwrap().as_deref(),
+                Some("true")
+            );
+            b.fill("id", "draft").await;
+            b.fill("title", "Draft news").await;
+            b.fill("body", "Coming *soon*.").await;
+            b.shot("add-private-page").await;
+            b.click("main form button[type=submit]").await;
+            b.arrive("/draft?").await;
+            assert_eq!(
+                b.find("#publication-state")
+                    .await
+                    .attr("data-state")
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some("private")
+            );
+            b.shot("private-page-for-the-editor").await;
+
+            b.log_out().await;
+            b.goto("/draft").await;
+            assert!(b.is_not_found().await, "a visitor sees the private page");
+            b.shot("visitor-gets-not-found").await;
+            b.goto("/").await;
+            assert!(
+                !b.has("ul.items a[href=\"/draft\"]").await,
+                "listed for a visitor"
+            );
+
+            b.log_in().await;
+            b.goto("/draft").await;
+            b.click("#publication-change").await;
+            b.arrive("/draft?").await;
+            assert_eq!(
+                b.find("#publication-state")
+                    .await
+                    .attr("data-state")
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some("published")
+            );
+            b.shot("published").await;
+
+            b.log_out().await;
+            b.click("ul.items a[href=\"/draft\"]").await;
+            assert_eq!(b.text("main h1").await, "Draft news");
+            assert_eq!(b.text("div.body em").await, "soon");
+            assert!(
+                !b.has("#publication-state").await,
+                "visitors see no state box"
+            );
+            b.shot("visitor-reads-it").await;
+        },
+    );
+}
