@@ -307,6 +307,17 @@ pub const IMAGE_DECODE_BYTES_MAX: u64 = 256 * 1024 * 1024;
 /// more at once would only slow each down on a small machine).
 pub const IMAGE_SCALINGS_AT_ONCE: usize = 2;
 
+/// Items a feed or the sitemap visits walking the content tree: each is loaded, so a
+/// request's work is bounded on a large site (past it, the walk stops and says so in
+/// the log).
+pub const DISCOVERY_VISITS_MAX: usize = 50_000;
+
+/// Entries of an Atom feed (`@@feed`): the latest changes, as feed readers poll.
+pub const FEED_ENTRIES_MAX: usize = 30;
+
+/// URLs of `/sitemap.xml`: the sitemap protocol's bound for one file.
+pub const SITEMAP_URLS_MAX: usize = 50_000;
+
 /// How long a request for a scale waits for a decoding slot before a 503.
 pub const IMAGE_SCALING_WAIT: Duration = Duration::from_secs(10);
 

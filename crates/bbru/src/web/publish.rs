@@ -170,6 +170,11 @@ fn split_path(path: &str) -> Result<(Vec<String>, String), AppError> {
     let mut names = Vec::new();
     let mut view = String::new();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Discovery files live at the root by convention (views/feeds.rs); an item of the
+    // root with one of these names is shadowed.
+    if let [only @ ("robots.txt" | "sitemap.xml")] = segments.as_slice() {
+        return Ok((Vec::new(), (*only).to_owned()));
+    }
     for (i, segment) in segments.iter().enumerate() {
         let decoded = percent_encoding::percent_decode_str(segment)
             .decode_utf8()

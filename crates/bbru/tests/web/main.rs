@@ -14,6 +14,7 @@ mod blobs;
 mod bootstrap;
 mod bounds;
 mod conflicts;
+mod feeds;
 mod grants;
 mod headers;
 mod history;

@@ -20,6 +20,8 @@
 //! | `/@login`      | root     |                           | JSON login → `{"token"}`   | (none) |
 //! | `/@logout`     | root     |                           | ends the principal's sessions and tokens → 204 | (none; 401 for anonymous) |
 //! | `images/<scale>` | Image  | a scale (`thumb`, `preview`, `large`) |               | View |
+//! | `feed`         | Folder   | Atom feed of public items |                            | View |
+//! | `/robots.txt`, `/sitemap.xml` | root | discovery files (public content only) | | (none) |
 //! | `publish`      | not root |                           | set the state (`state=private|published`) | Publish |
 //!
 //! Views marked `uploads` below take upload forms, their files streamed to disk up to
@@ -29,6 +31,7 @@
 
 pub mod api;
 pub mod content;
+pub mod feeds;
 pub mod history;
 pub mod images;
 pub mod login;
@@ -92,9 +95,27 @@ fn uploads(found: Result<Found, AppError>) -> Result<Found, AppError> {
 }
 
 /// Every view name of the table, as the label of its requests in `/@@metrics`.
-const NAMES: [&str; 17] = [
-    "view", "contents", "add", "edit", "security", "history", "undo", "users", "login", "logout",
-    "password", "health", "metrics", "@login", "@logout", "publish", "images",
+const NAMES: [&str; 20] = [
+    "view",
+    "contents",
+    "add",
+    "edit",
+    "security",
+    "history",
+    "undo",
+    "users",
+    "login",
+    "logout",
+    "password",
+    "health",
+    "metrics",
+    "@login",
+    "@logout",
+    "publish",
+    "images",
+    "feed",
+    "robots.txt",
+    "sitemap.xml",
 ];
 
 /// The metrics label of a request for the view `name`: the name if the table has it,
@@ -161,6 +182,9 @@ pub fn find(
         }
         ("@logout", false, true) => root_only(public(login::token_logout)),
         ("publish", false, true) => view(Publish, publication::change),
+        ("feed", true, _) if kind == Kind::Folder => view(View, feeds::feed),
+        ("robots.txt", true, _) => root_only(public(feeds::robots)),
+        ("sitemap.xml", true, _) => root_only(public(feeds::sitemap)),
         (n, true, _) if n.starts_with("images/") && kind == Kind::Image => {
             view(View, images::scale_view)
         }
@@ -168,7 +192,7 @@ pub fn find(
         | (
             "view" | "contents" | "add" | "edit" | "security" | "history" | "undo" | "users"
             | "login" | "logout" | "password" | "health" | "metrics" | "@login" | "@logout"
-            | "publish",
+            | "publish" | "robots.txt" | "sitemap.xml",
             _,
             _,
         ) => Err(AppError::MethodNotAllowed),
