@@ -318,6 +318,20 @@ pub const FEED_ENTRIES_MAX: usize = 30;
 /// URLs of `/sitemap.xml`: the sitemap protocol's bound for one file.
 pub const SITEMAP_URLS_MAX: usize = 50_000;
 
+/// Transactions `@@changes` reads from the log, newest first (most may be filtered out:
+/// other folders, users, what the reader may not see).
+pub const CHANGES_SCAN_MAX: usize = 500;
+
+/// Changes `@@changes` lists.
+pub const CHANGES_ENTRIES_MAX: usize = 50;
+
+/// Unchanged lines shown around each change of a page's text (`@@diff`).
+pub const DIFF_CONTEXT_LINES: usize = 3;
+
+/// How long a diff looks for the smallest difference (pages are at most
+/// `PAGE_BODY_BYTES_MAX`; the worst case of Myers' algorithm is quadratic).
+pub const DIFF_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// How long a request for a scale waits for a decoding slot before a 503.
 pub const IMAGE_SCALING_WAIT: Duration = Duration::from_secs(10);
 

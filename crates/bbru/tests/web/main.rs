@@ -13,6 +13,7 @@ mod basics;
 mod blobs;
 mod bootstrap;
 mod bounds;
+mod changes;
 mod conflicts;
 mod feeds;
 mod grants;

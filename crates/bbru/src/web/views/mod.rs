@@ -22,6 +22,8 @@
 //! | `images/<scale>` | Image  | a scale (`thumb`, `preview`, `large`) |               | View |
 //! | `feed`         | Folder   | Atom feed of public items |                            | View |
 //! | `/robots.txt`, `/sitemap.xml` | root | discovery files (public content only) | | (none) |
+//! | `changes`      | Folder   | recent changes under it (transaction log) |        | View (entries: what the reader may see) |
+//! | `diff`         | Page     | text changes of a revision, `?serial=[&from=]` |   | ViewHistory |
 //! | `publish`      | not root |                           | set the state (`state=private|published`) | Publish |
 //!
 //! Views marked `uploads` below take upload forms, their files streamed to disk up to
@@ -30,6 +32,7 @@
 //! `limits::FORM_BODY_BYTES_MAX` bytes.
 
 pub mod api;
+pub mod changes;
 pub mod content;
 pub mod feeds;
 pub mod history;
@@ -95,27 +98,12 @@ fn uploads(found: Result<Found, AppError>) -> Result<Found, AppError> {
 }
 
 /// Every view name of the table, as the label of its requests in `/@@metrics`.
-const NAMES: [&str; 20] = [
-    "view",
-    "contents",
-    "add",
-    "edit",
-    "security",
-    "history",
-    "undo",
-    "users",
-    "login",
-    "logout",
-    "password",
-    "health",
-    "metrics",
-    "@login",
-    "@logout",
-    "publish",
-    "images",
-    "feed",
-    "robots.txt",
-    "sitemap.xml",
+// Kept compact (rustfmt would list one name a line): helpers add names at once.
+#[rustfmt::skip]
+const NAMES: [&str; 22] = [
+    "view", "contents", "add", "edit", "security", "history", "undo", "users", "login", "logout",
+    "password", "health", "metrics", "@login", "@logout",
+    "publish", "images", "feed", "robots.txt", "sitemap.xml", "changes", "diff",
 ];
 
 /// The metrics label of a request for the view `name`: the name if the table has it,
@@ -183,6 +171,8 @@ pub fn find(
         ("@logout", false, true) => root_only(public(login::token_logout)),
         ("publish", false, true) => view(Publish, publication::change),
         ("feed", true, _) if kind == Kind::Folder => view(View, feeds::feed),
+        ("changes", true, _) if kind == Kind::Folder => view(View, changes::changes),
+        ("diff", true, _) if kind == Kind::Page => view(ViewHistory, changes::diff_view),
         ("robots.txt", true, _) => root_only(public(feeds::robots)),
         ("sitemap.xml", true, _) => root_only(public(feeds::sitemap)),
         (n, true, _) if n.starts_with("images/") && kind == Kind::Image => {
