@@ -63,6 +63,16 @@ pub fn may_see(
     principal: &Principal,
     path: &str,
 ) -> zodb::Result<bool> {
+    Ok(visible_item(tx, site, principal, path)?.is_some())
+}
+
+/// The item at the URL path `path` if `principal` may see it (see [`may_see`]).
+pub fn visible_item(
+    tx: &Transaction<'_>,
+    site: PRef<Site>,
+    principal: &Principal,
+    path: &str,
+) -> zodb::Result<Option<Content>> {
     let decoded: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
@@ -73,8 +83,11 @@ pub fn may_see(
         })
         .collect();
     let names: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    Ok(match load_path(tx, site, &names)? {
-        Some(objects) => security::visible(principal, &levels(objects.iter().map(Content::meta))),
-        None => false,
-    })
+    let Some(mut objects) = load_path(tx, site, &names)? else {
+        return Ok(None);
+    };
+    if !security::visible(principal, &levels(objects.iter().map(Content::meta))) {
+        return Ok(None);
+    }
+    Ok(objects.pop())
 }

@@ -66,7 +66,7 @@ fn a_revisions_diff_shows_removed_and_added_lines_escaped() {
     assert_eq!(r.status(), 303);
     let history = admin.page("/p/@@history");
     let at = history
-        .find("/p/@@diff?serial=")
+        .find("/p/@@diff?rev=")
         .expect("a diff link in the history");
     let link: String = history[at..].chars().take_while(|c| *c != '"').collect();
     let html = admin.page(&link);
@@ -77,9 +77,9 @@ fn a_revisions_diff_shows_removed_and_added_lines_escaped() {
     assert!(html.contains("<ins>+ new &amp; better\n</ins>"), "{html}");
     assert!(html.contains("<span>  keep\n</span>"));
     // The first version's diff is from nothing; readers may not see diffs.
-    let first = history.rfind("/p/@@diff?serial=").unwrap();
+    let first = history.rfind("/p/@@diff?rev=").unwrap();
     let link: String = history[first..].chars().take_while(|c| *c != '"').collect();
     assert!(admin.page(&link).contains("<ins>+ old &lt;b&gt;line"));
     assert_eq!(site.browser().get(&link).status(), 401);
-    assert_eq!(admin.get("/p/@@diff?serial=zz").status(), 400);
+    assert_eq!(admin.get("/p/@@diff?rev=zz").status(), 400);
 }

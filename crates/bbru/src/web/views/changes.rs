@@ -38,6 +38,8 @@ struct Change {
     user: String,
     what: String,
     path: String,
+    /// Whether it is a page (whose revisions have a text diff).
+    page: bool,
 }
 
 /// `GET @@changes` of a folder: the latest changes under it the reader may see.
@@ -58,15 +60,16 @@ pub fn changes(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         if path != here && !path.starts_with(&prefix) {
             continue;
         }
-        if !publication::may_see(tx, ctx.site, &ctx.principal, path)? {
+        let Some(item) = publication::visible_item(tx, ctx.site, &ctx.principal, path)? else {
             continue;
-        }
+        };
         shown.push(Change {
             tid: e.tid,
             time: e.time,
             user: String::from_utf8_lossy(&e.user).into_owned(),
             what: description.clone(),
             path: path.to_owned(),
+            page: matches!(item, Content::Page(..)),
         });
         if shown.len() == limits::CHANGES_ENTRIES_MAX {
             break;
@@ -87,8 +90,8 @@ pub fn changes(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
                             td { (render::time(c.time)) }
                             td { @if c.user.is_empty() { "(anonymous)" } @else { (c.user) } }
                             td { (c.what) }
-                            td { a href=(c.path) { "Open" } " "
-                                a href={(diff_base(&c.path)) "?serial=" (tid_text(c.tid))} { "Changes" } }
+                            td { a href=(c.path) { "Open" }
+                                @if c.page { " " a href={(diff_base(&c.path)) "?rev=" (tid_text(c.tid))} { "Changes" } } }
                         }
                     }
                 }
@@ -162,7 +165,7 @@ pub fn diff(old: &str, new: &str) -> Markup {
     }
 }
 
-/// `GET @@diff?serial=<tid>[&from=<tid>]` of a page: what the revision `serial`
+/// `GET @@diff?rev=<tid>[&from=<tid>]` of a page: what the revision `serial`
 /// changed in the text (from the revision before it, or from `from`).
 pub fn diff_view(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
     if !matches!(ctx.target(), Content::Page(..)) {
@@ -177,10 +180,17 @@ pub fn diff_view(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError
         .db
         .storage()
         .history(oid, limits::HISTORY_ENTRIES_MAX)?;
-    let serial = match ctx.query("serial") {
+    let serial = match ctx.query("rev") {
         Some(s) => parse_tid(s)?,
         None => history.first().map(|e| e.tid).ok_or(AppError::NotFound)?,
     };
+    if ctx.query("from").is_none() && !history.iter().any(|e| e.tid == serial) {
+        // A rename, a move or a change of grants is a transaction that did not write
+        // the page (or a revision older than the history listed).
+        return Err(AppError::BadRequest(
+            "That change did not change this page's text (it was renamed, moved or its grants changed), or it is too old to compare.".into(),
+        ));
+    }
     let from = match ctx.query("from") {
         Some(s) => Some(parse_tid(s)?),
         None => history

@@ -142,7 +142,7 @@ pub fn history(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> 
                             td { (description_text(&e.description)) }
                             td {
                                 a href={(base) "?serial=" (tid_text(e.tid))} { "View" }
-                                @if matches!(target, Content::Page(..)) { " " a href={(view_url(ctx, "diff")) "?serial=" (tid_text(e.tid))} { "Changes" } }
+                                @if matches!(target, Content::Page(..)) { " " a href={(view_url(ctx, "diff")) "?rev=" (tid_text(e.tid))} { "Changes" } }
                                 @if i == 0 { " (current)" }
                             }
                         }

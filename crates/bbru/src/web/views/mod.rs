@@ -23,7 +23,7 @@
 //! | `feed`         | Folder   | Atom feed of public items |                            | View |
 //! | `/robots.txt`, `/sitemap.xml` | root | discovery files (public content only) | | (none) |
 //! | `changes`      | Folder   | recent changes under it (transaction log) |        | View (entries: what the reader may see) |
-//! | `diff`         | Page     | text changes of a revision, `?serial=[&from=]` |   | ViewHistory |
+//! | `diff`         | Page     | text changes of a revision, `?rev=[&from=]` |   | ViewHistory |
 //! | `publish`      | not root |                           | set the state (`state=private|published`) | Publish |
 //!
 //! Views marked `uploads` below take upload forms, their files streamed to disk up to
