@@ -18,6 +18,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod images;
 mod publication;
 
 use std::future::Future;

@@ -7,7 +7,8 @@ use super::{Browser, run};
 impl Browser {
     async fn log_out(&self) {
         self.click("header form[action=\"/@@logout\"] button").await;
-        self.arrive("/").await;
+        // The page reached after the logout has the "Log in" link.
+        self.find("header a[href^=\"/@@login\"]").await;
         assert!(
             !self.has("#user").await,
             "still logged in after logging out"
