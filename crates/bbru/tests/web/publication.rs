@@ -163,3 +163,35 @@ fn existing_and_unspecified_items_stay_published_and_the_form_offers_private_fir
         .unwrap();
     assert_eq!(json["review_state"], "published");
 }
+
+#[test]
+fn the_json_api_creates_private_items_when_asked_and_says_their_state() {
+    let (site, _admin, _ed, _mo) = site_with_editor();
+    let client = reqwest::blocking::Client::new();
+    let create = |body: serde_json::Value| {
+        client
+            .post(format!("{}/docs", site.base))
+            .basic_auth("ed", Some("ed-password"))
+            .header("accept", "application/json")
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    let r = create(
+        serde_json::json!({"@type": "Page", "id": "api-draft", "title": "D", "review_state": "private"}),
+    );
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["review_state"],
+        "private"
+    );
+    assert_eq!(status(&site.browser(), "/docs/api-draft"), 404);
+    let r = create(serde_json::json!({"@type": "Page", "id": "api-open", "title": "O"}));
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["review_state"],
+        "published"
+    );
+    assert_eq!(status(&site.browser(), "/docs/api-open"), 200);
+    let r = create(serde_json::json!({"@type": "Page", "title": "X", "review_state": "draft"}));
+    assert_eq!(r.status(), 400);
+}

@@ -56,7 +56,11 @@ pub fn add_form_field() -> Markup {
 /// The state a create request asked for: `None` without the field (published, as
 /// before states existed), an error for an unknown one.
 fn asked(ctx: &Ctx<'_>) -> Result<Option<State>, AppError> {
-    match ctx.input.field(FIELD) {
+    parse(ctx.input.field(FIELD))
+}
+
+fn parse(name: Option<&str>) -> Result<Option<State>, AppError> {
+    match name {
         None => Ok(None),
         Some(name) => State::parse(name).map(Some).ok_or_else(|| {
             AppError::BadRequest(format!(
@@ -73,7 +77,17 @@ pub fn apply_new_state(
     tx: &Transaction<'_>,
     item: ContentRef,
 ) -> Result<(), AppError> {
-    match asked(ctx)? {
+    apply_named_state(ctx, tx, item, ctx.input.field(FIELD))
+}
+
+/// [`apply_new_state`] for a state given by name (the JSON API's `review_state`).
+pub fn apply_named_state(
+    ctx: &Ctx<'_>,
+    tx: &Transaction<'_>,
+    item: ContentRef,
+    name: Option<&str>,
+) -> Result<(), AppError> {
+    match parse(name)? {
         Some(State::Private) if ctx.allowed(Permission::Edit) => {
             item.update_meta(tx, |m| m.state = State::Private)?;
             Ok(())
