@@ -175,16 +175,8 @@ fn decode<R: BufRead + Seek>(reader: R) -> Result<(DynamicImage, ImageFormat), S
     Ok((image, format))
 }
 
-/// Scales encoded image bytes to at most `side` pixels on the longest side (never
-/// enlarging), orientation applied, metadata dropped.
-pub fn scale<R: BufRead + Seek>(reader: R, side: u32) -> Result<Scaled, ScaleError> {
-    let (image, format) = decode(reader)?;
-    let image = if image.width() > side || image.height() > side {
-        image.resize(side, side, image::imageops::FilterType::Triangle)
-    } else {
-        image
-    };
-    let (width, height) = (image.width(), image.height());
+/// Encodes `image`: JPEG for a JPEG original, else PNG.
+fn encode(image: &DynamicImage, format: ImageFormat) -> Result<Scaled, ScaleError> {
     let mut data = Vec::new();
     let content_type = if format == ImageFormat::Jpeg {
         let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut data, JPEG_QUALITY);
@@ -197,12 +189,30 @@ pub fn scale<R: BufRead + Seek>(reader: R, side: u32) -> Result<Scaled, ScaleErr
     Ok(Scaled {
         content_type,
         data,
-        width,
-        height,
+        width: image.width(),
+        height: image.height(),
     })
 }
 
-/// The scale `side` of `image` (the object `oid` at `serial`), from the cache or made.
+/// Every scale of encoded image bytes (in the order of [`SCALES`]), from one decode:
+/// each at most its side on the longest side (never enlarged), orientation applied,
+/// metadata dropped.  The largest is made from the original, each smaller one from the
+/// one above it (a fraction of the work, the same result to the eye).
+pub fn scale_all<R: BufRead + Seek>(reader: R) -> Result<Vec<Scaled>, ScaleError> {
+    let (mut image, format) = decode(reader)?;
+    let mut out = Vec::with_capacity(SCALES.len());
+    for (_, side) in SCALES.iter().rev() {
+        if image.width() > *side || image.height() > *side {
+            image = image.resize(*side, *side, image::imageops::FilterType::Triangle);
+        }
+        out.push(encode(&image, format)?);
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// The scale `side` of `image` (the object `oid` at `serial`), from the cache or made
+/// with the others (one decode makes them all).
 fn scaled(
     ctx: &Ctx<'_>,
     tx: &Transaction<'_>,
@@ -213,23 +223,30 @@ fn scaled(
     if let Some(s) = scales.get(key) {
         return Ok(Ok(s));
     }
-    let side = key.2;
     let made = match image.bytes() {
-        Bytes::Inline(data) => scales.gated(|| scale(Cursor::new(data), side))?,
+        Bytes::Inline(data) => scales.gated(|| scale_all(Cursor::new(data)))?,
         Bytes::Blob(blob) => {
             let path = tx.blob_file(blob)?;
             scales.gated(|| {
                 let file = std::fs::File::open(&path)?;
-                scale(std::io::BufReader::new(file), side)
+                scale_all(std::io::BufReader::new(file))
             })?
         }
     };
-    Ok(made.map(|s| {
-        let s = Arc::new(s);
+    let made = match made {
+        Ok(made) => made,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut wanted = None;
+    for ((_, side), scaled) in SCALES.iter().zip(made) {
+        let scaled = Arc::new(scaled);
         scales.made.fetch_add(1, Ordering::Relaxed);
-        scales.put(key, s.clone());
-        s
-    }))
+        scales.put((key.0, key.1, *side), scaled.clone());
+        if *side == key.2 {
+            wanted = Some(scaled);
+        }
+    }
+    Ok(wanted.ok_or(ScaleError::UnknownFormat))
 }
 
 /// `GET @@images/<scale>` of an Image.
