@@ -193,3 +193,17 @@ fn pages_carry_their_description_canonical_link_and_feed_link() {
         );
     }
 }
+
+#[test]
+fn a_closed_site_has_an_empty_sitemap_and_folders_link_their_changes_and_feed() {
+    let site = start_with(
+        Arc::new(MemoryStorage::new("t")),
+        site_config("public = false"),
+    );
+    let admin = site.admin();
+    assert_eq!(admin.add("", "Page", "p", "P", "").status(), 303);
+    let (_, _, map) = text_of(&site.browser(), "/sitemap.xml");
+    assert!(!map.contains("<url>"), "{map}");
+    let home = admin.page("/");
+    assert!(home.contains("href=\"/@@changes\"") && home.contains("href=\"/@@feed\""));
+}

@@ -251,6 +251,7 @@ pub fn view_page(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError>
                     p { "Add: " @for k in Kind::ALL { a href={(view_url(ctx, "add")) "?type=" (k.name())} { (k.name()) } " " } }
                 }
                 @if items.is_empty() { p { em { "This folder is empty." } } }
+                (super::feeds::folder_links(ctx))
                 ul.items {
                     @for (name, item) in &items {
                         li { (super::images::listing_thumb(ctx, tx, name, item)?) a href=(child_url(ctx, name)) { (item.meta().title) } " " small { "(" (item.kind().name()) ")" }
@@ -319,7 +320,7 @@ pub fn add_form(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError>
                 input type="hidden" name="type" value=(kind.name());
                 label { "Name (in the URL; made from the title if empty)" input type="text" name="id"; }
                 (kind_fields(kind, "", "", ""))
-                (super::publication::add_form_field())
+                (super::publication::add_form_field(ctx))
                 p { button type="submit" { "Add" } }
             }
         },

@@ -249,3 +249,13 @@ pub fn head(ctx: &Ctx<'_>) -> Markup {
         }
     }
 }
+
+/// The links under a folder's listing: its recent changes and its feed.
+pub fn folder_links(ctx: &Ctx<'_>) -> Markup {
+    html! {
+        p.folder-links {
+            a href=(view_url(ctx, "changes")) { "Recent changes" } " · "
+            a href=(view_url(ctx, "feed")) type="application/atom+xml" { "Atom feed" }
+        }
+    }
+}

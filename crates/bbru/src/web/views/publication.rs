@@ -42,8 +42,12 @@ pub fn state_box(ctx: &Ctx<'_>) -> Markup {
     }
 }
 
-/// The add form's choice: Private first, as Plone creates items private.
-pub fn add_form_field() -> Markup {
+/// The add form's choice: Private first, as Plone creates items private.  Only for
+/// those who may edit here (a private item is theirs to see); others add published.
+pub fn add_form_field(ctx: &Ctx<'_>) -> Markup {
+    if !ctx.allowed(Permission::Edit) {
+        return html! {};
+    }
     html! {
         fieldset.state {
             legend { "State" }
