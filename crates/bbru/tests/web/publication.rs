@@ -63,7 +63,12 @@ fn a_private_page_is_missing_for_readers_until_an_editor_publishes_it() {
             .unwrap();
         assert_eq!(json["items_total"], 0, "{json}");
     }
-    assert!(ed.page("/docs").contains("/docs/draft"));
+    let listing = ed.page("/docs");
+    assert!(listing.contains("/docs/draft"));
+    assert!(
+        listing.contains("<small class=\"state-private\">private</small>"),
+        "{listing}"
+    );
 
     // A reader may not publish it (it does not exist for them).
     assert_eq!(

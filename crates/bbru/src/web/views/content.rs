@@ -254,7 +254,7 @@ pub fn view_page(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError>
                 (super::feeds::folder_links(ctx))
                 ul.items {
                     @for (name, item) in &items {
-                        li { (super::images::listing_thumb(ctx, tx, name, item)?) a href=(child_url(ctx, name)) { (item.meta().title) } " " small { "(" (item.kind().name()) ")" }
+                        li { (super::images::listing_thumb(ctx, tx, name, item)?) a href=(child_url(ctx, name)) { (item.meta().title) } " " small { "(" (item.kind().name()) ")" } (super::publication::listing_marker(item))
                             @if !item.meta().description.is_empty() { br; span.description { (item.meta().description) } } }
                     }
                 }

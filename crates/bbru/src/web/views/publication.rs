@@ -4,7 +4,7 @@
 use maud::{Markup, html};
 use zodb::Transaction;
 
-use crate::model::{ContentRef, State};
+use crate::model::{Content, ContentRef, State};
 use crate::security::Permission;
 use crate::web::render::{Notice, csrf, redirect_with_notice, view_url};
 use crate::web::{AppError, Ctx, Reply};
@@ -39,6 +39,16 @@ pub fn state_box(ctx: &Ctx<'_>) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// What a listing says after a private item (only those who may edit it see it
+/// listed at all).
+pub fn listing_marker(item: &Content) -> Markup {
+    if item.meta().state == State::Private {
+        html! { " " small.state-private { "private" } }
+    } else {
+        html! {}
     }
 }
 
