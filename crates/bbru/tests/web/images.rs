@@ -227,3 +227,21 @@ fn a_decompression_bomb_is_refused_with_a_reason_and_the_site_goes_on() {
     let (_, img, _) = get_image(&admin, "/fine.jpg/@@images/thumb");
     assert_eq!(img.width(), 128);
 }
+
+#[test]
+fn gif_and_webp_images_get_png_scales() {
+    let site = start();
+    let admin = site.admin();
+    let img = image::RgbaImage::from_fn(300, 200, |x, y| image::Rgba([x as u8, y as u8, 0, 255]));
+    for (name, mime, format) in [
+        ("a.gif", "image/gif", ImageFormat::Gif),
+        ("a.webp", "image/webp", ImageFormat::WebP),
+    ] {
+        let mut data = Vec::new();
+        img.write_to(&mut Cursor::new(&mut data), format).unwrap();
+        upload(&admin, name, mime, data);
+        let (headers, thumb, _) = get_image(&admin, &format!("/{name}/@@images/thumb"));
+        assert_eq!(headers["content-type"], "image/png", "{name}");
+        assert_eq!((thumb.width(), thumb.height()), (128, 85), "{name}");
+    }
+}
