@@ -16,7 +16,7 @@ use zodb::{PRef, Transaction};
 
 use super::content::{Content, ContentRef, Meta, State};
 use super::site::Site;
-use crate::security::{self, Grants, Principal};
+use crate::security::{self, Grants, Permission, Principal};
 
 /// Whether the object of `meta` is private.
 pub fn is_private(meta: &Meta) -> bool {
@@ -28,6 +28,15 @@ pub fn levels<'a>(path: impl IntoIterator<Item = &'a Meta>) -> Vec<(&'a Grants, 
     path.into_iter()
         .map(|m| (&m.grants, is_private(m)))
         .collect()
+}
+
+/// Whether `principal` sees an item whose grants path (root first, its own last) is
+/// `grants` and whose metadata is `meta`, its containers known to be seen: `View`, and
+/// `Edit` if it is private.  For walks that check each level on the way down (a copy
+/// must not carry what its maker may not see).
+pub fn seen_at(principal: &Principal, grants: &[&Grants], meta: &Meta) -> bool {
+    security::allowed(principal, grants, Permission::View)
+        && (!is_private(meta) || security::allowed(principal, grants, Permission::Edit))
 }
 
 /// The objects along the path of item names `names` from the site's root folder (root

@@ -200,3 +200,25 @@ fn the_json_api_creates_private_items_when_asked_and_says_their_state() {
     let r = create(serde_json::json!({"@type": "Page", "title": "X", "review_state": "draft"}));
     assert_eq!(r.status(), 400);
 }
+
+#[test]
+fn a_copy_cannot_carry_a_private_item_to_where_its_maker_would_see_it() {
+    let site = start();
+    let admin = site.admin();
+    assert_eq!(admin.add("", "Folder", "src", "Source", "").status(), 303);
+    assert_eq!(admin.add("", "Folder", "mine", "Mine", "").status(), 303);
+    add_page(&admin, "/src", "draft", "private");
+    add_user(&admin, "bob");
+    grant(&admin, "/mine", "user:bob", "Editor", "allow");
+    let bob = logged_in(&site, "bob");
+    let r = bob.post("/@@contents", &[("action", "copy"), ("ids", "src")]);
+    assert_eq!(r.status(), 303);
+    let r = bob.post("/mine/@@contents", &[("action", "paste")]);
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text()
+            .unwrap()
+            .contains("/src/draft, which you may not see")
+    );
+    assert_eq!(admin.get("/mine/src").status(), 404);
+}
