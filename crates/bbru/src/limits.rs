@@ -292,6 +292,10 @@ pub const RENDERED_PAGES_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// KiB, a large scale 50–150 KiB, so some hundreds of images' scales, made once each.
 pub const IMAGE_SCALES_BYTES_MAX: usize = 32 * 1024 * 1024;
 
+/// Image sizes (read from their headers) the instance remembers, for the `width`,
+/// `height` and `srcset` of pages: a few dozen bytes each.
+pub const IMAGE_SIZES_CACHED_MAX: usize = 10_000;
+
 /// Most pixels of an image the site decodes to scale it: 40 megapixels is more than a
 /// phone or a consumer camera takes (and 160 MiB as RGBA).  A larger image, or a small
 /// file claiming huge dimensions (a decompression bomb), is refused from its header,

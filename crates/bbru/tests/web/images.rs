@@ -102,6 +102,19 @@ fn scales_fit_their_size_stand_up_as_exif_says_and_carry_no_metadata() {
         assert!(top[0] > 200 && top[2] < 60, "top {top:?}");
         assert!(bottom[2] > 200 && bottom[0] < 60, "bottom {bottom:?}");
     }
+    // The page gives each scale's real width and the large one's size.
+    let html = anon.page("/photo.jpg/@@view");
+    for (scale, width) in [("thumb", 64), ("preview", 200), ("large", 384)] {
+        let srcset = &html[html.find("srcset=").unwrap()..];
+        let rest = &srcset[srcset.find(&format!("@@images/{scale}?v=")).unwrap()..];
+        let descriptor = rest[rest.find(' ').unwrap() + 1..]
+            .split([',', '"'])
+            .next()
+            .unwrap();
+        assert_eq!(descriptor, format!("{width}w"), "{scale}: {html}");
+    }
+    assert!(html.contains("width=\"384\" height=\"768\""), "{html}");
+    assert!(anon.page("/").contains("width=\"64\" height=\"128\""));
     // Unknown scales do not exist; nor do scales of what is no image.
     assert_eq!(anon.get("/photo.jpg/@@images/huge").status(), 404);
     assert_eq!(admin.add("", "Page", "p", "P", "x").status(), 303);

@@ -72,6 +72,12 @@ pub enum ScaleError {
     Io(#[from] std::io::Error),
 }
 
+/// An image revision: its oid and serial.
+type Revision = (u64, u64);
+
+/// Width and height in pixels.
+type Size = (u32, u32);
+
 /// The scales made by this instance, least recently used first out, at most
 /// [`limits::IMAGE_SCALES_BYTES_MAX`] bytes; and the gate that bounds decodes at once.
 #[derive(Debug)]
@@ -81,6 +87,10 @@ pub struct ImageScales {
     made: AtomicU64,
     running: Mutex<usize>,
     freed: Condvar,
+    /// Oriented sizes of originals by (oid, serial), read from their headers, for the
+    /// `width`, `height` and `srcset` of pages (at most
+    /// [`limits::IMAGE_SIZES_CACHED_MAX`]; `None`: unreadable).
+    sizes: Mutex<lru::LruCache<Revision, Option<Size>>>,
 }
 
 impl Default for ImageScales {
@@ -91,6 +101,10 @@ impl Default for ImageScales {
             made: AtomicU64::new(0),
             running: Mutex::new(0),
             freed: Condvar::new(),
+            sizes: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(limits::IMAGE_SIZES_CACHED_MAX)
+                    .unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
         }
     }
 }
@@ -173,6 +187,64 @@ fn decode<R: BufRead + Seek>(reader: R) -> Result<(DynamicImage, ImageFormat), S
     let mut image = DynamicImage::from_decoder(decoder)?;
     image.apply_orientation(orientation);
     Ok((image, format))
+}
+
+/// `size` fitted into a `side`×`side` square (rounded as `image`'s resize rounds),
+/// never enlarged.
+fn fit((w, h): (u32, u32), side: u32) -> (u32, u32) {
+    if w <= side && h <= side {
+        return (w, h);
+    }
+    let ratio = (f64::from(side) / f64::from(w)).min(f64::from(side) / f64::from(h));
+    let round = |v: u32| ((f64::from(v) * ratio).round() as u32).max(1);
+    (round(w), round(h))
+}
+
+/// The sizes of the scales of an original of (oriented) size `size`, in the order of
+/// [`SCALES`], made as [`scale_all`] makes them (each from the one above).
+pub fn scale_sizes(size: (u32, u32)) -> [(u32, u32); 3] {
+    let large = fit(size, SCALES[2].1);
+    let preview = fit(large, SCALES[1].1);
+    [fit(preview, SCALES[0].1), preview, large]
+}
+
+/// The size of an image as shown (EXIF orientation applied), from its header alone.
+fn oriented_size<R: BufRead + Seek>(reader: R) -> Result<(u32, u32), ScaleError> {
+    use image::metadata::Orientation::{Rotate90, Rotate90FlipH, Rotate270, Rotate270FlipH};
+    let mut reader = ImageReader::new(reader).with_guessed_format()?;
+    reader.limits(decode_limits());
+    let mut decoder = reader.into_decoder()?;
+    let (w, h) = decoder.dimensions();
+    Ok(match decoder.orientation()? {
+        Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH => (h, w),
+        _ => (w, h),
+    })
+}
+
+/// The oriented size of the image `r` at `serial`, read once per revision.
+fn size_of(
+    ctx: &Ctx<'_>,
+    tx: &Transaction<'_>,
+    r: zodb::PRef<Image>,
+    image: &Image,
+) -> Result<Option<(u32, u32)>, AppError> {
+    let serial = tx.serial(r)?;
+    let key = (r.oid().0, serial.0);
+    if let Some(size) = ctx.app.scales.sizes.lock().get(&key) {
+        return Ok(*size);
+    }
+    let size = match image.bytes() {
+        Bytes::Inline(data) => oriented_size(Cursor::new(data)),
+        Bytes::Blob(blob) => {
+            let path = tx.blob_file(blob)?;
+            std::fs::File::open(&path)
+                .map_err(ScaleError::from)
+                .and_then(|f| oriented_size(std::io::BufReader::new(f)))
+        }
+    }
+    .ok();
+    ctx.app.scales.sizes.lock().put(key, size);
+    Ok(size)
 }
 
 /// Encodes `image`: JPEG for a JPEG original, else PNG.
@@ -305,24 +377,32 @@ fn scale_url(url: &str, name: &str, serial: zodb::Tid) -> String {
 }
 
 /// The image of the image view: the large scale, with every scale in `srcset` (each
-/// labelled with its longest side: scales are made to fit a square), so a phone loads
-/// the preview and a wide screen the large one; a link to the original.
+/// with its real width), so a phone loads the preview and a wide screen the large one;
+/// `width` and `height` so the page does not jump when it arrives; a link to the
+/// original.
 pub fn picture(ctx: &Ctx<'_>, tx: &Transaction<'_>, alt: &str) -> Result<Markup, AppError> {
-    let Content::Image(r, _) = ctx.target() else {
+    let Content::Image(r, image) = ctx.target() else {
         return Ok(html! {});
     };
     let serial = tx.serial(*r)?;
     let url = ctx.url();
+    let sizes = size_of(ctx, tx, *r, image)?.map(scale_sizes);
     let srcset = SCALES
         .iter()
-        .map(|(n, side)| format!("{} {side}w", scale_url(&url, n, serial)))
+        .enumerate()
+        .map(|(i, (n, side))| {
+            let width = sizes.map_or(*side, |s| s[i].0);
+            format!("{} {width}w", scale_url(&url, n, serial))
+        })
         .collect::<Vec<_>>()
         .join(", ");
+    let large = sizes.map(|s| s[2]);
     Ok(html! {
         p.image {
             a href=(url) {
                 img src=(scale_url(&url, "large", serial)) srcset=(srcset)
-                    sizes="(max-width: 800px) 100vw, 768px" alt=(alt);
+                    sizes="(max-width: 800px) 100vw, 768px" alt=(alt)
+                    width=[large.map(|s| s.0)] height=[large.map(|s| s.1)];
             }
         }
         p { a href=(url) { "Original image" } }
@@ -336,13 +416,33 @@ pub fn listing_thumb(
     name: &str,
     item: &Content,
 ) -> Result<Markup, AppError> {
-    let Content::Image(r, _) = item else {
+    let Content::Image(r, image) = item else {
         return Ok(html! {});
     };
     let serial = tx.serial(*r)?;
     let url = child_url(ctx, name);
+    let thumb = size_of(ctx, tx, *r, image)?.map(|s| scale_sizes(s)[0]);
     Ok(html! {
-        img.thumb src=(scale_url(&url, "thumb", serial)) alt="" loading="lazy";
+        img.thumb src=(scale_url(&url, "thumb", serial)) alt="" loading="lazy"
+            width=[thumb.map(|s| s.0)] height=[thumb.map(|s| s.1)];
         " "
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sizes_pages_announce_are_the_sizes_of_the_scales_made() {
+        for (w, h) in [(1001, 333), (333, 1001), (769, 768), (100, 50), (3000, 7)] {
+            let mut png = Vec::new();
+            DynamicImage::new_rgb8(w, h)
+                .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+                .unwrap();
+            let made = scale_all(Cursor::new(&png)).unwrap();
+            let made: Vec<(u32, u32)> = made.iter().map(|s| (s.width, s.height)).collect();
+            assert_eq!(made, scale_sizes((w, h)), "{w}×{h}");
+        }
+    }
 }
