@@ -49,6 +49,12 @@ pub struct SiteSection {
     /// the request is answered 413 and nothing is kept.
     #[serde(default = "default_upload_max")]
     pub upload_size_max: usize,
+    /// The site's public address (`https://example.org`), for absolute URLs in feeds,
+    /// the sitemap, `robots.txt` and canonical links.  Unset: canonical links are paths,
+    /// and feeds and the sitemap use the request's `Host` (checked, and not cached by
+    /// shared caches, so a forged `Host` reaches no one else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl Default for SiteSection {
@@ -57,6 +63,7 @@ impl Default for SiteSection {
             title: default_title(),
             public: true,
             upload_size_max: default_upload_max(),
+            url: None,
         }
     }
 }
@@ -156,6 +163,24 @@ impl SiteConfig {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
+        if let Some(url) = &config.site.url {
+            let parsed = url::Url::parse(url).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.username().is_empty()
+                    && u.path() == "/"
+            });
+            if parsed.is_none() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    message: format!(
+                        "[site] url {url:?} is not a site address such as \"https://example.org\" (http or https, no path, query or user)"
+                    ),
+                });
+            }
+        }
         if let Some(b) = &config.bootstrap_manager {
             let invalid = |message: &str| ConfigError::Invalid {
                 path: path.to_owned(),

@@ -288,6 +288,57 @@ pub const PAGE_HTML_DEPTH_MAX: usize = 100;
 /// renders a page only when it changed, not at every request.
 pub const RENDERED_PAGES_BYTES_MAX: usize = 32 * 1024 * 1024;
 
+/// Bytes of image scales the instance keeps (`views/images.rs`): a thumbnail is a few
+/// KiB, a large scale 50–150 KiB, so some hundreds of images' scales, made once each.
+pub const IMAGE_SCALES_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// Image sizes (read from their headers) the instance remembers, for the `width`,
+/// `height` and `srcset` of pages: a few dozen bytes each.
+pub const IMAGE_SIZES_CACHED_MAX: usize = 10_000;
+
+/// Most pixels of an image the site decodes to scale it: 40 megapixels is more than a
+/// phone or a consumer camera takes (and 160 MiB as RGBA).  A larger image, or a small
+/// file claiming huge dimensions (a decompression bomb), is refused from its header,
+/// before any pixel is decoded.
+pub const IMAGE_PIXELS_MAX: u64 = 40_000_000;
+
+/// Most bytes the decoder may allocate for one image (`image::Limits::max_alloc`):
+/// [`IMAGE_PIXELS_MAX`] as RGBA with room for the decoder's own buffers.
+pub const IMAGE_DECODE_BYTES_MAX: u64 = 256 * 1024 * 1024;
+
+/// Images decoded at once by an instance: with [`IMAGE_DECODE_BYTES_MAX`] each, what
+/// scaling can hold is bounded whatever the number of requests (and it is CPU work:
+/// more at once would only slow each down on a small machine).
+pub const IMAGE_SCALINGS_AT_ONCE: usize = 2;
+
+/// Items a feed or the sitemap visits walking the content tree: each is loaded, so a
+/// request's work is bounded on a large site (past it, the walk stops and says so in
+/// the log).
+pub const DISCOVERY_VISITS_MAX: usize = 50_000;
+
+/// Entries of an Atom feed (`@@feed`): the latest changes, as feed readers poll.
+pub const FEED_ENTRIES_MAX: usize = 30;
+
+/// URLs of `/sitemap.xml`: the sitemap protocol's bound for one file.
+pub const SITEMAP_URLS_MAX: usize = 50_000;
+
+/// Transactions `@@changes` reads from the log, newest first (most may be filtered out:
+/// other folders, users, what the reader may not see).
+pub const CHANGES_SCAN_MAX: usize = 500;
+
+/// Changes `@@changes` lists.
+pub const CHANGES_ENTRIES_MAX: usize = 50;
+
+/// Unchanged lines shown around each change of a page's text (`@@diff`).
+pub const DIFF_CONTEXT_LINES: usize = 3;
+
+/// How long a diff looks for the smallest difference (pages are at most
+/// `PAGE_BODY_BYTES_MAX`; the worst case of Myers' algorithm is quadratic).
+pub const DIFF_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long a request for a scale waits for a decoding slot before a 503.
+pub const IMAGE_SCALING_WAIT: Duration = Duration::from_secs(10);
+
 /// How often an instance checks that the handover name leads to a live instance (and
 /// claims it otherwise). Short, because a deploy that starts while the name is stale binds
 /// with `SO_REUSEPORT` and can drop requests; the check reads a link and signals nothing.

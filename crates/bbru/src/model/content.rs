@@ -23,6 +23,42 @@ pub struct Meta {
     pub modified: f64,
     #[serde(default)]
     pub grants: Grants,
+    /// Private or published (`model::publication`).  Records written before states
+    /// existed have none and are published, so existing content stays visible; a
+    /// published item's record carries no field, as before.
+    #[serde(default, skip_serializing_if = "State::is_published")]
+    pub state: State,
+}
+
+/// An item's publication state, after Plone's simple publication workflow without its
+/// review step: a private item (and everything under it) is seen only by those who may
+/// edit it; a published one by whoever may view it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Private,
+    #[default]
+    Published,
+}
+
+impl State {
+    pub fn is_published(&self) -> bool {
+        *self == State::Published
+    }
+
+    /// The name in forms, URLs and the JSON API (`review_state`, as plone.restapi).
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Private => "private",
+            State::Published => "published",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<State> {
+        [State::Private, State::Published]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
 }
 
 /// The items of a folder: name -> reference (class recorded in the reference).

@@ -18,9 +18,10 @@ pub mod content;
 pub mod edit;
 pub mod markup;
 pub mod principals;
+pub mod publication;
 pub mod site;
 pub mod tree;
 
-pub use content::{Content, ContentRef, File, Folder, Image, Kind, Meta, Page};
+pub use content::{Content, ContentRef, File, Folder, Image, Kind, Meta, Page, State};
 pub use principals::{Group, User};
 pub use site::Site;

@@ -43,10 +43,12 @@ pub enum Permission {
     ManageUsers,
     /// Undo transactions site-wide.
     Undo,
+    /// Publish or retract an item (its publication state, `model::publication`).
+    Publish,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 9] = [
         Permission::View,
         Permission::Add,
         Permission::Edit,
@@ -55,6 +57,7 @@ impl Permission {
         Permission::ManageSecurity,
         Permission::ManageUsers,
         Permission::Undo,
+        Permission::Publish,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +70,7 @@ impl Permission {
             Permission::ManageSecurity => "bbru.ManageSecurity",
             Permission::ManageUsers => "bbru.ManageUsers",
             Permission::Undo => "bbru.Undo",
+            Permission::Publish => "bbru.Publish",
         }
     }
 }
@@ -104,7 +108,7 @@ impl Role {
         use Permission::*;
         match self {
             Role::Manager => &Permission::ALL,
-            Role::Editor => &[View, Add, Edit, Delete, ViewHistory],
+            Role::Editor => &[View, Add, Edit, Delete, ViewHistory, Publish],
             Role::Member => &[View],
             // Everybody holds it: a site is public when `group:everybody` is granted
             // Member at the root, not through this role.
@@ -252,6 +256,25 @@ pub fn allowed(principal: &Principal, path: &[&Grants], permission: Permission) 
         .any(|r| r.permissions().contains(&permission))
 }
 
+/// One level of a containment path as [`visible`] reads it: the object's grants and
+/// whether it is private.
+pub type Level<'a> = (&'a Grants, bool);
+
+/// Whether `principal` may see the object at the end of `path` (root first): it has
+/// `View` there, and every private object along the path (the object itself included)
+/// is one it may edit.  What a private folder holds is as private as the folder: an
+/// editor of a page inside, but not of the folder, does not see it.  The one rule the
+/// traversal, listings, feeds, the sitemap, recent changes and search results share.
+pub fn visible(principal: &Principal, path: &[Level<'_>]) -> bool {
+    let grants: Vec<&Grants> = path.iter().map(|(g, _)| *g).collect();
+    if !allowed(principal, &grants, Permission::View) {
+        return false;
+    }
+    path.iter()
+        .enumerate()
+        .all(|(i, (_, private))| !private || allowed(principal, &grants[..=i], Permission::Edit))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +315,33 @@ mod tests {
         // Unset removes.
         docs.set("user:bob", Role::Editor, None);
         assert!(docs.is_empty());
+    }
+
+    #[test]
+    fn private_items_and_what_they_hold_are_seen_by_their_editors_only() {
+        let mut site = Grants::default();
+        site.set(EVERYBODY, Role::Member, Some(Setting::Allow));
+        let mut drafts = Grants::default();
+        drafts.set("user:eve", Role::Editor, Some(Setting::Allow));
+        let mut page = Grants::default();
+        page.set("user:pat", Role::Editor, Some(Setting::Allow));
+        let (eve, pat) = (user("eve", &[]), user("pat", &[]));
+        let public = [(&site, false), (&drafts, false), (&page, false)];
+        let private_folder = [(&site, false), (&drafts, true), (&page, false)];
+        let private_page = [(&site, false), (&drafts, false), (&page, true)];
+        for p in [&Principal::Anonymous, &eve, &pat] {
+            assert!(visible(p, &public));
+        }
+        assert!(!visible(&Principal::Anonymous, &private_folder));
+        assert!(visible(&eve, &private_folder));
+        // An editor of the page alone does not see it inside a private folder.
+        assert!(!visible(&pat, &private_folder));
+        assert!(!visible(&Principal::Anonymous, &private_page));
+        assert!(visible(&eve, &private_page));
+        assert!(visible(&pat, &private_page));
+        assert!(visible(
+            &Principal::Bootstrap { login: "a".into() },
+            &private_folder
+        ));
     }
 }

@@ -58,6 +58,8 @@ pub struct App {
     pub basic_cache: BasicCache,
     /// Sanitised HTML of pages, by object and revision.
     pub pages: RenderedPages,
+    /// Image scales made by this instance (`views/images.rs`).
+    pub scales: super::views::images::ImageScales,
     /// Timeouts and the metrics access of `etc/serve.toml` (defaults until the
     /// command sets them).
     pub http: HttpSettings,

@@ -20,7 +20,7 @@ use axum::response::Response;
 use zodb::{PRef, Transaction, TransactionManager};
 
 use crate::limits;
-use crate::model::{Content, ContentRef, Site};
+use crate::model::{Content, ContentRef, Site, publication};
 use crate::security::auth;
 use crate::security::{self, Grants, Permission, Principal};
 
@@ -123,11 +123,23 @@ impl Ctx<'_> {
         }
     }
 
-    /// Whether the principal has `permission` on the item `child` of the addressed folder.
+    /// Whether the principal has `permission` on the item `child` of the addressed folder
+    /// (for `View`: and may see it, [`Ctx::may_see`]; listings skip private items).
     pub fn allowed_on(&self, child: &Content, permission: Permission) -> bool {
+        if permission == Permission::View {
+            return self.may_see(child);
+        }
         let mut path = self.grants_path();
         path.push(&child.meta().grants);
         security::allowed(&self.principal, &path, permission)
+    }
+
+    /// Whether the principal may see the item `child` of the addressed object (View, and
+    /// Edit on the private ones: `security::visible`).
+    pub fn may_see(&self, child: &Content) -> bool {
+        let metas = self.path.iter().map(|s| s.content.meta());
+        let levels = publication::levels(metas.chain(std::iter::once(child.meta())));
+        security::visible(&self.principal, &levels)
     }
 
     /// Marks the transaction with who does what where (the audit trail).
@@ -158,12 +170,22 @@ fn split_path(path: &str) -> Result<(Vec<String>, String), AppError> {
     let mut names = Vec::new();
     let mut view = String::new();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Discovery files live at the root by convention (views/feeds.rs); an item of the
+    // root with one of these names is shadowed.
+    if let [only @ ("robots.txt" | "sitemap.xml")] = segments.as_slice() {
+        return Ok((Vec::new(), (*only).to_owned()));
+    }
     for (i, segment) in segments.iter().enumerate() {
         let decoded = percent_encoding::percent_decode_str(segment)
             .decode_utf8()
             .map_err(|_| AppError::BadRequest("path is not UTF-8".into()))?
             .into_owned();
         if let Some(v) = decoded.strip_prefix("@@") {
+            // `@@images/<scale>` (views/images.rs) is a view with one segment more.
+            if v == "images" && i + 2 == segments.len() {
+                view = format!("images/{}", segments[i + 1]);
+                break;
+            }
             if i + 1 != segments.len() {
                 return Err(AppError::NotFound);
             }
@@ -271,6 +293,11 @@ impl App {
             && path.len() > 1
             && !security::allowed(&principal, &grants, Permission::View)
         {
+            return Err(AppError::NotFound);
+        }
+        // A private item is missing for whoever may not edit it (`model::publication`).
+        let levels = publication::levels(path.iter().map(|s| s.content.meta()));
+        if levels.iter().any(|(_, private)| *private) && !security::visible(&principal, &levels) {
             return Err(AppError::NotFound);
         }
         let kind = path.last().expect("non-empty").content.kind();

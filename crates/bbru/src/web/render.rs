@@ -97,6 +97,7 @@ pub fn page(ctx: &Ctx<'_>, title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " — " (site_title) }
+                (crate::web::views::feeds::head(ctx))
                 style { (PreEscaped(STYLE)) }
             }
             body {

@@ -18,6 +18,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod images;
+mod publication;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -380,6 +382,9 @@ fn log_in_add_a_page_edit_it_and_see_the_change() {
             b.add_page().await;
             b.edit_page().await;
 
+            // The add form made it private: published, a visitor sees it.
+            b.click("#publication-change").await;
+            b.arrive("/welcome?").await;
             // The folder lists the new title; after logging out, a visitor sees the edit.
             b.goto("/").await;
             assert_eq!(

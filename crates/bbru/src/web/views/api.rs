@@ -12,7 +12,8 @@
 //!   `X-Forwarded-Proto` (else `http`), the host from the `Host` header.  The site root's
 //!   `id` is `""`.
 //! - `POST` to a folder: `{"@type", "id" (optional: made from the title or file name),
-//!   "title", "description", "body"}`; a File or Image takes `filename`, `content_type`
+//!   "title", "description", "body", "review_state" (optional: "private" or, by
+//!   default, "published")}`; a File or Image takes `filename`, `content_type`
 //!   and `data` (base64) instead of `body`.  201 with `Location` and the new object.
 //! - Versions: `GET` answers an `ETag`, the serial of the object's own record (its
 //!   fields: title, description, body or file; a folder's items are records of their own,
@@ -118,6 +119,7 @@ fn serialize(
     object.insert("creator".into(), json!(meta.creator));
     object.insert("created".into(), json!(iso(meta.created)));
     object.insert("modified".into(), json!(iso(meta.modified)));
+    object.insert("review_state".into(), json!(meta.state.name()));
     let file = |object: &mut Map<String, Value>, filename: &str, content_type: &str, size| {
         object.insert("filename".into(), json!(filename));
         object.insert("content_type".into(), json!(content_type));
@@ -333,6 +335,8 @@ pub fn create(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         &ctx.principal.audit_name(),
         now(),
     )?;
+    let state = string(map, "review_state")?;
+    super::publication::apply_named_state(ctx, tx, reference, state.as_deref())?;
     let url = child_url(ctx, &name);
     ctx.note(tx, &format!("add {} {url}", kind.name()));
     let content = reference.load(tx)?;

@@ -251,9 +251,10 @@ pub fn view_page(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError>
                     p { "Add: " @for k in Kind::ALL { a href={(view_url(ctx, "add")) "?type=" (k.name())} { (k.name()) } " " } }
                 }
                 @if items.is_empty() { p { em { "This folder is empty." } } }
+                (super::feeds::folder_links(ctx))
                 ul.items {
                     @for (name, item) in &items {
-                        li { a href=(child_url(ctx, name)) { (item.meta().title) } " " small { "(" (item.kind().name()) ")" }
+                        li { (super::images::listing_thumb(ctx, tx, name, item)?) a href=(child_url(ctx, name)) { (item.meta().title) } " " small { "(" (item.kind().name()) ")" } (super::publication::listing_marker(item))
                             @if !item.meta().description.is_empty() { br; span.description { (item.meta().description) } } }
                     }
                 }
@@ -264,7 +265,7 @@ pub fn view_page(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError>
             p { a href=(ctx.url()) { "Download " (f.filename) } " (" (f.content_type) ", " (f.byte_len()) " bytes)" }
         },
         Content::Image(_, i) => html! {
-            p { img src=(ctx.url()) alt=(meta.title); }
+            (super::images::picture(ctx, tx, &meta.title)?)
             p { (i.filename) " (" (i.content_type) ", " (i.byte_len()) " bytes)" }
         },
     };
@@ -273,6 +274,7 @@ pub fn view_page(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError>
         &meta.title,
         html! {
             h1 { (meta.title) }
+            (super::publication::state_box(ctx))
             @if !meta.description.is_empty() { p.description { (meta.description) } }
             (body)
             p.byline { small { "Created by " (if meta.creator.is_empty() { "unknown" } else { &meta.creator }) " on " (render::time(meta.created)) ", modified " (render::time(meta.modified)) } }
@@ -318,6 +320,7 @@ pub fn add_form(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError>
                 input type="hidden" name="type" value=(kind.name());
                 label { "Name (in the URL; made from the title if empty)" input type="text" name="id"; }
                 (kind_fields(kind, "", "", ""))
+                (super::publication::add_form_field(ctx))
                 p { button type="submit" { "Add" } }
             }
         },
@@ -331,7 +334,7 @@ pub fn add(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     };
     let kind = Kind::parse(ctx.input.field("type").unwrap_or(""))
         .ok_or_else(|| AppError::BadRequest("unknown content type".into()))?;
-    let (name, _) = edit::create(
+    let (name, item) = edit::create(
         tx,
         *folder,
         ctx.input.field("id").unwrap_or(""),
@@ -340,6 +343,7 @@ pub fn add(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         &ctx.principal.audit_name(),
         now(),
     )?;
+    super::publication::apply_new_state(ctx, tx, item)?;
     let url = child_url(ctx, &name);
     ctx.note(tx, &format!("add {} {url}", kind.name()));
     Ok(redirect_with_notice(&url, Notice::Added))

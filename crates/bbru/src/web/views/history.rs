@@ -57,7 +57,7 @@ fn description_text(description: &[u8]) -> String {
 
 /// The version of the addressed object written by transaction `serial`, decoded as the
 /// object's content type.  `NotFound` when the object has no such version.
-fn old_version(ctx: &Ctx<'_>, serial: Tid) -> Result<Content, AppError> {
+pub(super) fn old_version(ctx: &Ctx<'_>, serial: Tid) -> Result<Content, AppError> {
     let target = ctx.target();
     let oid = target.reference().oid();
     let data = match ctx.app.db.storage().load_serial(oid, serial) {
@@ -142,6 +142,7 @@ pub fn history(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> 
                             td { (description_text(&e.description)) }
                             td {
                                 a href={(base) "?serial=" (tid_text(e.tid))} { "View" }
+                                @if matches!(target, Content::Page(..)) { " " a href={(view_url(ctx, "diff")) "?rev=" (tid_text(e.tid))} { "Changes" } }
                                 @if i == 0 { " (current)" }
                             }
                         }

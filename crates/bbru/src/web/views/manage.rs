@@ -27,7 +27,7 @@ use zodb::Transaction;
 use crate::limits;
 use crate::model::edit::EditError;
 use crate::model::edit::valid_name;
-use crate::model::{Content, ContentRef, Folder, tree};
+use crate::model::{Content, ContentRef, Folder, publication, tree};
 use crate::security::{self, Grants, Permission, Principal, auth};
 use crate::web::render::{self, Notice, child_url, csrf, page, redirect_with_notice, view_url};
 use crate::web::{AppError, Ctx, Reply, url_of};
@@ -462,7 +462,7 @@ fn hidden_inside(
         grants.push(child.meta().grants.clone());
         names.push(name);
         let path: Vec<&Grants> = grants.iter().collect();
-        let found = if !security::allowed(principal, &path, Permission::View) {
+        let found = if !publication::seen_at(principal, &path, child.meta()) {
             Some(path_url(names))
         } else {
             hidden_inside(tx, principal, grants, names, &child)?

@@ -19,6 +19,12 @@
 //! | `metrics`      | root     | Prometheus text           |                            | (`[http] metrics` of serve.toml) |
 //! | `/@login`      | root     |                           | JSON login → `{"token"}`   | (none) |
 //! | `/@logout`     | root     |                           | ends the principal's sessions and tokens → 204 | (none; 401 for anonymous) |
+//! | `images/<scale>` | Image  | a scale (`thumb`, `preview`, `large`) |               | View |
+//! | `feed`         | Folder   | Atom feed of public items |                            | View |
+//! | `/robots.txt`, `/sitemap.xml` | root | discovery files (public content only) | | (none) |
+//! | `changes`      | Folder   | recent changes under it (transaction log) |        | View (entries: what the reader may see) |
+//! | `diff`         | Page     | text changes of a revision, `?rev=[&from=]` |   | ViewHistory |
+//! | `publish`      | not root |                           | set the state (`state=private|published`) | Publish |
 //!
 //! Views marked `uploads` below take upload forms, their files streamed to disk up to
 //! the site's `upload_size_max` (`web/upload.rs`), and JSON bodies of at most
@@ -26,11 +32,15 @@
 //! `limits::FORM_BODY_BYTES_MAX` bytes.
 
 pub mod api;
+pub mod changes;
 pub mod content;
+pub mod feeds;
 pub mod history;
+pub mod images;
 pub mod login;
 pub mod manage;
 pub mod ops;
+pub mod publication;
 pub mod security;
 pub mod users;
 
@@ -88,9 +98,12 @@ fn uploads(found: Result<Found, AppError>) -> Result<Found, AppError> {
 }
 
 /// Every view name of the table, as the label of its requests in `/@@metrics`.
-const NAMES: [&str; 15] = [
+// Kept compact (rustfmt would list one name a line): helpers add names at once.
+#[rustfmt::skip]
+const NAMES: [&str; 22] = [
     "view", "contents", "add", "edit", "security", "history", "undo", "users", "login", "logout",
     "password", "health", "metrics", "@login", "@logout",
+    "publish", "images", "feed", "robots.txt", "sitemap.xml", "changes", "diff",
 ];
 
 /// The metrics label of a request for the view `name`: the name if the table has it,
@@ -99,6 +112,7 @@ pub fn label(name: &str) -> &'static str {
     if name.is_empty() {
         return "default";
     }
+    let name = name.split('/').next().unwrap_or(name);
     NAMES
         .iter()
         .find(|n| **n == name)
@@ -155,10 +169,20 @@ pub fn find(
             root_only(public(login::token)).map(|f| Found { csrf: false, ..f })
         }
         ("@logout", false, true) => root_only(public(login::token_logout)),
+        ("publish", false, true) => view(Publish, publication::change),
+        ("feed", true, _) if kind == Kind::Folder => view(View, feeds::feed),
+        ("changes", true, _) if kind == Kind::Folder => view(View, changes::changes),
+        ("diff", true, _) if kind == Kind::Page => view(ViewHistory, changes::diff_view),
+        ("robots.txt", true, _) => root_only(public(feeds::robots)),
+        ("sitemap.xml", true, _) => root_only(public(feeds::sitemap)),
+        (n, true, _) if n.starts_with("images/") && kind == Kind::Image => {
+            view(View, images::scale_view)
+        }
         ("", _, _)
         | (
             "view" | "contents" | "add" | "edit" | "security" | "history" | "undo" | "users"
-            | "login" | "logout" | "password" | "health" | "metrics" | "@login" | "@logout",
+            | "login" | "logout" | "password" | "health" | "metrics" | "@login" | "@logout"
+            | "publish" | "robots.txt" | "sitemap.xml",
             _,
             _,
         ) => Err(AppError::MethodNotAllowed),
