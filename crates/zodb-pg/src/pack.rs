@@ -8,10 +8,13 @@
 //! plus everything referenced by revisions after it (a transaction after the
 //! pack time may have linked an object back; `fspack`'s
 //! `findReachableFromFuture`). The plan is made without locks while commits
-//! go on; the removal then runs in one SQL transaction holding the commit
-//! lock (-1), after adding what commits made meanwhile refer to, so no commit
-//! can link an object the removal drops. The whole pack holds RelStorage's
-//! pack lock (session advisory lock -2), so two packs never overlap.
+//! go on, and so is the removal of old revisions of the objects kept (no
+//! commit reads or writes them), in batches. Unreachable objects go in
+//! batches too, each in an SQL transaction holding the commit lock (-1) for
+//! that batch only, after adding what every commit since the last batch
+//! refers to, so no commit can link an object a batch drops, and commits
+//! run between batches. The whole pack holds RelStorage's pack lock (session
+//! advisory lock -2), so two packs (or a pack and an undo) never overlap.
 
 use std::collections::{HashMap, HashSet};
 
@@ -182,49 +185,77 @@ async fn pack(conn: &mut crate::pool::Leased, pack_time: Tid, gc: bool) -> Resul
         None
     };
 
-    conn.client
-        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(-1)")
-        .await
-        .map_err(PgError::query("taking the commit lock for pack"))?;
-    let removed = async {
-        if let Some(seen) = &mut reachable {
-            // What commits since the plan refer to stays.
-            plan.mark_from_future(seen, refs_after(conn, sql(newest.0)).await?)?;
+    // Old revisions of what is kept: no commit reads or writes them, so they
+    // go in batches, each its own SQL transaction, while commits go on.
+    let (mut garbage, mut kept) = (Vec::new(), Vec::new());
+    for (oid, (tid, _)) in &plan.at_pack {
+        if reachable.as_ref().is_some_and(|seen| !seen.contains(oid)) {
+            garbage.push(*oid);
+        } else {
+            kept.push((sql(oid.0), sql(tid.0)));
         }
-        let (mut garbage, mut kz, mut kt) = (Vec::new(), Vec::new(), Vec::new());
-        for (oid, (tid, _)) in &plan.at_pack {
-            if reachable.as_ref().is_some_and(|seen| !seen.contains(oid)) {
-                garbage.push(sql(oid.0));
-            } else {
-                kz.push(sql(oid.0));
-                kt.push(sql(tid.0));
-            }
-        }
-        let steps: [(&str, &'static str); 4] = [
-            (REMOVE_GARBAGE_CURRENT, "removing unreachable objects"),
-            (REMOVE_GARBAGE, "removing unreachable revisions"),
-            (REMOVE_OLD, "removing old revisions"),
-            (MARK_PACKED, "marking transactions packed"),
-        ];
-        for (statement, what) in steps {
-            let r = match statement {
-                REMOVE_OLD => conn.client.execute(statement, &[&kz, &kt]).await,
-                MARK_PACKED => conn.client.execute(statement, &[&pack]).await,
-                _ => conn.client.execute(statement, &[&garbage, &pack]).await,
-            };
-            r.map_err(PgError::query(what))?;
-        }
-        Ok::<(), StorageError>(())
     }
-    .await;
-    let end = if removed.is_ok() {
-        "COMMIT"
-    } else {
-        "ROLLBACK"
-    };
+    let st = conn.prepared(REMOVE_OLD).await?;
+    for batch in kept.chunks(PACK_BATCH_OBJECTS as usize) {
+        let (kz, kt): (Vec<i64>, Vec<i64>) = batch.iter().copied().unzip();
+        conn.client
+            .execute(&st, &[&kz, &kt])
+            .await
+            .map_err(PgError::query("removing old revisions"))?;
+    }
+
+    // Garbage: each batch under the commit lock, after adding what every
+    // commit since the last look refers to, so no commit can link an object
+    // the batch drops; commits go on between batches.
+    if let Some(seen) = &mut reachable {
+        let mut checked = sql(newest.0);
+        garbage.sort();
+        let mut left: &[Oid] = &garbage;
+        while !left.is_empty() {
+            let take = left.len().min(PACK_BATCH_OBJECTS as usize);
+            let (batch, rest) = left.split_at(take);
+            left = rest;
+            conn.client
+                .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(-1)")
+                .await
+                .map_err(PgError::query("taking the commit lock for pack"))?;
+            let removed = async {
+                plan.mark_from_future(seen, refs_after(conn, checked).await?)?;
+                checked = sql(crate::poll::newest_tid(conn).await?.0);
+                let drop: Vec<i64> = batch
+                    .iter()
+                    .filter(|oid| !seen.contains(oid))
+                    .map(|oid| sql(oid.0))
+                    .collect();
+                for (statement, what) in [
+                    (REMOVE_GARBAGE_CURRENT, "removing unreachable objects"),
+                    (REMOVE_GARBAGE, "removing unreachable revisions"),
+                ] {
+                    conn.client
+                        .execute(statement, &[&drop, &pack])
+                        .await
+                        .map_err(PgError::query(what))?;
+                }
+                Ok::<(), StorageError>(())
+            }
+            .await;
+            let end = if removed.is_ok() {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            };
+            conn.client
+                .batch_execute(end)
+                .await
+                .map_err(PgError::query("ending a pack batch"))?;
+            removed?;
+        }
+    }
+
+    // Transactions only up to the pack time, which no commit touches.
     conn.client
-        .batch_execute(end)
+        .execute(MARK_PACKED, &[&pack])
         .await
-        .map_err(PgError::query("ending the pack"))?;
-    removed
+        .map_err(PgError::query("marking transactions packed"))?;
+    Ok(())
 }

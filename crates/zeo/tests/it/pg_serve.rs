@@ -228,13 +228,18 @@ fn a_read_replica_named_in_zeo_conf_answers_the_servers_loads() {
     o.wait_timeout = Duration::from_secs(30);
     let client = ClientStorage::connect(o).unwrap();
     let t = client.tpc_begin(TransactionMeta::new("", "")).unwrap();
-    client.store(&t, Oid(0), Tid::ZERO, b"root".to_vec()).unwrap();
+    client
+        .store(&t, Oid(0), Tid::ZERO, b"root".to_vec())
+        .unwrap();
     client.vote(&t).unwrap();
     let tid = client.finish(&t).unwrap();
     let newest = r#"SELECT COALESCE(MAX(tid), 0) FROM "transaction""#;
     let deadline = Instant::now() + Duration::from_secs(30);
     while (replica.query_i64(&db.name, newest) as u64) < tid.0 {
-        assert!(Instant::now() < deadline, "the standby never replayed {tid}");
+        assert!(
+            Instant::now() < deadline,
+            "the standby never replayed {tid}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // A second client: its load is not answered from the first's cache.
@@ -247,5 +252,8 @@ fn a_read_replica_named_in_zeo_conf_answers_the_servers_loads() {
         &db.name,
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bbru-replica'",
     );
-    assert!(on_standby >= 1, "the server's load did not go to the standby");
+    assert!(
+        on_standby >= 1,
+        "the server's load did not go to the standby"
+    );
 }
