@@ -48,6 +48,11 @@ const MARK_PACKED: &str = r#"UPDATE "transaction" t SET packed = TRUE,
         is_empty = NOT EXISTS (SELECT 1 FROM object_state s WHERE s.tid = t.tid)
     WHERE t.tid <= $1 AND t.tid > 0"#;
 
+/// RelStorage's `object_ref` rows (its pre-pack's record of each revision's
+/// references) of revisions up to the pack time that no longer exist.
+const FORGET_REFS: &str = "DELETE FROM object_ref r WHERE r.tid <= $1 AND NOT EXISTS
+    (SELECT 1 FROM object_state s WHERE s.zoid = r.zoid AND s.tid = r.tid)";
+
 /// What pack learned of the objects at the pack time.
 struct Plan {
     /// oid → (tid of its revision at the pack time, strong references;
@@ -252,10 +257,16 @@ async fn pack(conn: &mut crate::pool::Leased, pack_time: Tid, gc: bool) -> Resul
         }
     }
 
-    // Transactions only up to the pack time, which no commit touches.
+    // Transactions only up to the pack time, which no commit touches; and the
+    // references RelStorage's pre-pack recorded for revisions now gone, which
+    // its next pack would otherwise count.
     conn.client
         .execute(MARK_PACKED, &[&pack])
         .await
         .map_err(PgError::query("marking transactions packed"))?;
+    conn.client
+        .execute(FORGET_REFS, &[&pack])
+        .await
+        .map_err(PgError::query("removing the references of removed revisions"))?;
     Ok(())
 }
