@@ -267,6 +267,8 @@ async fn pack(conn: &mut crate::pool::Leased, pack_time: Tid, gc: bool) -> Resul
     conn.client
         .execute(FORGET_REFS, &[&pack])
         .await
-        .map_err(PgError::query("removing the references of removed revisions"))?;
+        .map_err(PgError::query(
+            "removing the references of removed revisions",
+        ))?;
     Ok(())
 }

@@ -227,3 +227,123 @@ fn database_made_by_relstorage_opens() {
     assert!(t > serial);
     assert_eq!(py("read", &db.url, &[])["n"], 2);
 }
+
+/// libpq's `key=value` form of a `postgresql://user@host:port/db` URL, as
+/// RelStorage's ZConfig `dsn` wants it.
+fn libpq_dsn(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (user, rest) = rest.split_once('@').unwrap_or(("", rest));
+    let (hostport, db) = rest.split_once('/').unwrap_or((rest, "postgres"));
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+    let db = db.split('?').next().unwrap_or(db);
+    format!("host={host} port={port} user={user} dbname={db}")
+}
+
+/// A console script of the Python environment (zodbconvert, zodbpack).
+fn venv_script(name: &str) -> std::path::PathBuf {
+    python()
+        .parent()
+        .expect("the interpreter's directory")
+        .join(name)
+}
+
+/// RelStorage's own tools on a database bbru made: `zodbconvert` copies a
+/// Python-written `Data.fs` into it (bbru then reads every transaction and
+/// object), and `zodbpack` packs it with bbru's commits in (bbru then reads
+/// the current state); `zodbconvert` copies it back out into a FileStorage
+/// that holds every transaction bbru reads there.
+#[test]
+fn relstorage_zodbconvert_and_zodbpack_work_on_a_database_bbru_made() {
+    let db = fresh_database();
+    let storage = PgStorage::create(&db.url).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = test_support::python::repo_root().join("tests/fixtures/zodb/Data.fs");
+    let source = dir.path().join("source.fs");
+    std::fs::copy(&fixture, &source).unwrap();
+    let dsn = libpq_dsn(&db.url);
+    let relstorage = |name: &str| {
+        format!(
+            "<relstorage {name}>\n  <postgresql>\n    dsn {dsn}\n  </postgresql>\n</relstorage>\n"
+        )
+    };
+    let run = |script: &str, args: &[&OsStr]| {
+        let out = Command::new(venv_script(script))
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{script}: {e}"));
+        assert!(
+            out.status.success(),
+            "{script} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    // In: the fixture's transactions, with their tids.
+    let convert_in = dir.path().join("in.conf");
+    std::fs::write(
+        &convert_in,
+        format!(
+            "%import relstorage\n<filestorage source>\n  path {}\n  read-only true\n</filestorage>\n{}",
+            source.display(),
+            relstorage("destination")
+        ),
+    )
+    .unwrap();
+    run("zodbconvert", &[convert_in.as_os_str()]);
+    storage.sync().unwrap();
+    let python_fs = zodb_storage::FileStorage::open_read_only(&source).expect("the fixture opens");
+    let tids = |s: &dyn Storage| -> Vec<Tid> {
+        s.iterator(None, None)
+            .unwrap()
+            .map(|t| t.unwrap().tid)
+            .collect()
+    };
+    assert_eq!(tids(&storage), tids(&python_fs));
+    assert_eq!(storage.last_transaction(), python_fs.last_transaction());
+    assert_eq!(
+        storage.load(Oid(0)).unwrap(),
+        python_fs.load(Oid(0)).unwrap()
+    );
+
+    // bbru commits on top; zodbpack packs (with GC) to now.
+    let root = storage.load(Oid(0)).unwrap();
+    let mine = try_commit(&storage, meta("bbru"), |txn| {
+        storage.store(txn, Oid(0), root.1, root.0.clone())
+    })
+    .unwrap();
+    let pack_conf = dir.path().join("pack.conf");
+    std::fs::write(
+        &pack_conf,
+        format!("%import relstorage\n{}", relstorage("main")),
+    )
+    .unwrap();
+    run(
+        "zodbpack",
+        &[OsStr::new("-d"), OsStr::new("0"), pack_conf.as_os_str()],
+    );
+    storage.sync().unwrap();
+    assert_eq!(storage.load(Oid(0)).unwrap(), (root.0.clone(), mine));
+    assert_eq!(
+        storage.history(Oid(0), 10).unwrap().len(),
+        1,
+        "packed to one revision"
+    );
+
+    // Out: back into a FileStorage.
+    let back = dir.path().join("back.fs");
+    let convert_out = dir.path().join("out.conf");
+    std::fs::write(
+        &convert_out,
+        format!(
+            "%import relstorage\n{}<filestorage destination>\n  path {}\n</filestorage>\n",
+            relstorage("source"),
+            back.display()
+        ),
+    )
+    .unwrap();
+    run("zodbconvert", &[convert_out.as_os_str()]);
+    let copy = zodb_storage::FileStorage::open_read_only(&back).unwrap();
+    assert_eq!(tids(&copy), tids(&storage));
+    assert_eq!(copy.load(Oid(0)).unwrap(), (root.0, mine));
+}
