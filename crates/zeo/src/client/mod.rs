@@ -103,6 +103,7 @@ mod iter;
 mod reconnect;
 mod session;
 mod storage;
+mod sync;
 mod tls;
 mod txn;
 
@@ -252,6 +253,8 @@ struct Shared {
     /// the cache takes it before releasing the cache lock and holds it while the
     /// listeners run.  Lock order: `cache`, then `reported`.
     reported: Mutex<Tid>,
+    /// Round trips of `sync`, shared by concurrent callers.
+    sync_gate: sync::SyncGate,
 }
 
 /// A ZEO client storage (see the module doc).  Dropping it closes it.
@@ -411,6 +414,7 @@ impl ClientStorage {
             connections_made: AtomicU64::new(0),
             listeners: Listeners::new(),
             reported: Mutex::new(Tid::ZERO),
+            sync_gate: sync::SyncGate::default(),
             options,
         });
         let deadline = Instant::now() + shared.options.wait_timeout;

@@ -396,16 +396,17 @@ impl Storage for ClientStorage {
 
     /// A ping: the server sends every invalidation queued for us before its reply, and the
     /// reader thread reports them before it wakes us, so they are all reported on return.
+    /// A round trip, shared with the callers at the same moment (`client/sync.rs`).
     fn sync(&self) -> Result<(), StorageError> {
-        self.ping()
+        self.shared.sync_gate.sync(|| self.ping())
     }
 
-    /// [`ClientStorage::ping_within`]: `Disconnected` at once without a connection, or
-    /// when the server does not answer within `within`.
     fn waits_on_network(&self) -> bool {
         true
     }
 
+    /// [`ClientStorage::ping_within`]: `Disconnected` at once without a connection, or
+    /// when the server does not answer within `within`.
     fn check_health(&self, within: Duration) -> Result<(), StorageError> {
         self.ping_within(within)
     }
