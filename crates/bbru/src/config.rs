@@ -49,6 +49,10 @@ pub struct SiteSection {
     /// the request is answered 413 and nothing is kept.
     #[serde(default = "default_upload_max")]
     pub upload_size_max: usize,
+    /// The interface language of visitors who chose none and whose browser asks for
+    /// none bbru has (`en` or `ru`; `ru` unless set).  Any other value is an error.
+    #[serde(default)]
+    pub language: crate::i18n::Lang,
 }
 
 impl Default for SiteSection {
@@ -57,6 +61,7 @@ impl Default for SiteSection {
             title: default_title(),
             public: true,
             upload_size_max: default_upload_max(),
+            language: crate::i18n::Lang::default(),
         }
     }
 }
@@ -718,5 +723,18 @@ mod tests {
     fn typos_are_errors() {
         let err = SiteConfig::parse("[site]\ntitel = 'x'\n", Path::new("s.toml")).unwrap_err();
         assert!(err.to_string().contains("titel"), "{err}");
+    }
+
+    #[test]
+    fn the_site_language_is_russian_unless_set_and_must_be_known() {
+        let parse = |text: &str| SiteConfig::parse(text, Path::new("s.toml"));
+        assert_eq!(parse("").unwrap().site.language, crate::i18n::Lang::Ru);
+        let en = parse("[site]\nlanguage = 'en'\n").unwrap();
+        assert_eq!(en.site.language, crate::i18n::Lang::En);
+        let err = parse("[site]\nlanguage = 'de'\n").unwrap_err().to_string();
+        assert!(
+            err.contains("de") && err.contains("en") && err.contains("ru"),
+            "{err}"
+        );
     }
 }

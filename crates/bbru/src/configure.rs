@@ -475,6 +475,7 @@ mod tests {
         title = "Quote \" and \\ and\nnewline — ё"
         public = false
         upload_size_max = 1048576
+        language = "en"
         [security]
         secure_cookies = "always"
         session_hours = 2

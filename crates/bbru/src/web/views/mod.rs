@@ -15,6 +15,7 @@
 //! | `login`        | root     | form                      | log in                     | (none) |
 //! | `logout`       | root     |                           | log out (ends all the principal's sessions) | (none) |
 //! | `password`     | root     | change-my-password form   | change it (current one asked) | (none; any logged-in user) |
+//! | `language`     | root     | `?lang=&came_from=`: sets the language cookie, back to the page | | (none) |
 //! | `health`       | root     | JSON status               |                            | (none) |
 //! | `metrics`      | root     | Prometheus text           |                            | (`[http] metrics` of serve.toml) |
 //! | `/@login`      | root     |                           | JSON login → `{"token"}`   | (none) |
@@ -28,6 +29,7 @@
 pub mod api;
 pub mod content;
 pub mod history;
+pub mod language;
 pub mod login;
 pub mod manage;
 pub mod ops;
@@ -88,9 +90,9 @@ fn uploads(found: Result<Found, AppError>) -> Result<Found, AppError> {
 }
 
 /// Every view name of the table, as the label of its requests in `/@@metrics`.
-const NAMES: [&str; 15] = [
+const NAMES: [&str; 16] = [
     "view", "contents", "add", "edit", "security", "history", "undo", "users", "login", "logout",
-    "password", "health", "metrics", "@login", "@logout",
+    "password", "health", "metrics", "@login", "@logout", "language",
 ];
 
 /// The metrics label of a request for the view `name`: the name if the table has it,
@@ -149,6 +151,7 @@ pub fn find(
         // Any logged-in user, for their own password (the view checks who asks).
         ("password", true, _) => root_only(public(login::password_form)),
         ("password", false, true) => root_only(public(login::change_password)),
+        ("language", true, _) => root_only(public(language::switch)),
         ("health", true, _) => root_only(public(ops::health)),
         ("metrics", true, _) => root_only(public(ops::metrics)),
         ("@login", false, true) => {
@@ -158,7 +161,8 @@ pub fn find(
         ("", _, _)
         | (
             "view" | "contents" | "add" | "edit" | "security" | "history" | "undo" | "users"
-            | "login" | "logout" | "password" | "health" | "metrics" | "@login" | "@logout",
+            | "login" | "logout" | "password" | "health" | "metrics" | "@login" | "@logout"
+            | "language",
             _,
             _,
         ) => Err(AppError::MethodNotAllowed),
