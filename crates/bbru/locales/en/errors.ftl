@@ -34,7 +34,8 @@ edit-error-title-required = a title is required
 edit-error-title-too-long = the title is longer than 200 characters
 edit-error-upload-required = a { $kind } needs an uploaded file
 edit-error-not-an-image = the uploaded file is not an image this site accepts (PNG, JPEG, GIF or WebP)
-edit-error-body = { $reason }
+body-too-large = the page body has { $size } bytes; a page holds at most { $max }
+body-too-deep = the page body nests HTML elements { $depth } deep; at most { $max } levels are allowed (close the tags you open)
 
 contents-clipboard-full = Too many items to put on the clipboard at once ({ $count }): the clipboard is kept in a browser cookie. Select fewer items.
 contents-no-item = There is no item { $name } in this folder (it may have been renamed, moved or deleted meanwhile); reload the page.

@@ -12,6 +12,7 @@ use zodb::Transaction;
 use crate::i18n::Lang;
 use crate::limits;
 use crate::model::edit::{self, EditError, Fields};
+use crate::model::markup::BodyError;
 use crate::model::{Content, ContentRef, Kind};
 use crate::security::Permission;
 use crate::tr;
@@ -64,7 +65,7 @@ impl RenderedPages {
             Ok(html) => html.into(),
             Err(e) => {
                 return html! {
-                    p.error { (tr!(lang, "page-not-html", reason = e.to_string())) }
+                    p.error { (tr!(lang, "page-not-html", reason = body_error_text(lang, &e))) }
                     pre { (source) }
                 }
                 .into_string()
@@ -353,9 +354,28 @@ fn edit_error_text(lang: Lang, e: &EditError) -> String {
             kind = Kind::parse(kind).map_or_else(|| (*kind).to_owned(), |k| kind_name(lang, k))
         ),
         EditError::NotAnImage => tr!(lang, "edit-error-not-an-image"),
-        EditError::Body(b) => tr!(lang, "edit-error-body", reason = b.to_string()),
+        EditError::Body(b) => body_error_text(lang, b),
         // Rare, technical and mostly met through the API: as the model says it.
         other => other.to_string(),
+    }
+}
+
+/// Why a page body is refused, in `lang` (sizes as plain digits: they are limits the
+/// author compares with what they wrote).
+pub fn body_error_text(lang: Lang, e: &BodyError) -> String {
+    match e {
+        BodyError::TooLarge(n) => tr!(
+            lang,
+            "body-too-large",
+            size = n.to_string(),
+            max = limits::PAGE_BODY_BYTES_MAX.to_string()
+        ),
+        BodyError::TooDeep(n) => tr!(
+            lang,
+            "body-too-deep",
+            depth = n.to_string(),
+            max = limits::PAGE_HTML_DEPTH_MAX.to_string()
+        ),
     }
 }
 
