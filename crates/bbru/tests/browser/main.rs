@@ -21,6 +21,7 @@
 mod common;
 
 mod a11y;
+mod preview;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

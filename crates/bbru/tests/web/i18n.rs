@@ -344,3 +344,57 @@ fn the_json_api_stays_english_whatever_the_language() {
     let body: serde_json::Value = r.json().unwrap();
     assert_eq!(body["error"]["message"], "Not found.");
 }
+
+#[test]
+fn the_preview_renders_sanitised_markdown_for_editors_only() {
+    let site = russian_site();
+    let admin = site.admin();
+    admin.add("", "Page", "p", "P", "old text");
+    let body = "**bold** <script>alert(1)</script><img src=x onerror=alert(2)>";
+    let r = admin.post("/p/@@preview", &[("body", body)]);
+    assert_eq!(r.status(), 200);
+    let html = r.text().unwrap();
+    assert!(html.contains("<strong>bold</strong>"), "{html}");
+    assert!(
+        !html.contains("<script") && !html.contains("onerror"),
+        "{html}"
+    );
+    // A refused body says why, in the language.
+    let r = admin.post("/p/@@preview", &[("body", &"<div>".repeat(200))]);
+    assert!(r.text().unwrap().contains("вложены на 200 уровней"));
+    // Without the CSRF token, or without Edit, nothing is rendered.
+    let r = admin
+        .client
+        .post(admin.url("/p/@@preview"))
+        .form(&[("body", "x")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let visitor = site.browser();
+    assert_eq!(visitor.post("/p/@@preview", &[("body", "x")]).status(), 401);
+    assert_eq!(visitor.get("/p/@@preview").status(), 405);
+    // Without scripts, the Preview button brings the form back with the preview, unsaved.
+    let form = admin.page("/p/@@edit");
+    let marker = "name=\"serial\" value=\"";
+    let at = form.find(marker).expect("the version field") + marker.len();
+    let version = &form[at..at + 16];
+    let fields = [
+        ("title", "P"),
+        ("body", "*new* text"),
+        ("preview", "1"),
+        ("serial", version),
+    ];
+    let r = admin.post_multipart("/p/@@edit", &fields, None);
+    assert_eq!(r.status(), 200);
+    let page = r.text().unwrap();
+    assert!(page.contains("<em>new</em> text"), "{page}");
+    assert!(page.contains(">*new* text</textarea>"), "{page}");
+    assert!(
+        page.contains(&format!("name=\"serial\" value=\"{version}\"")),
+        "{page}"
+    );
+    assert!(
+        admin.page("/p").contains("old text"),
+        "the preview saved nothing"
+    );
+}

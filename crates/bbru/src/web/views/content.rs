@@ -517,11 +517,17 @@ pub fn edit_form(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError>
         body,
         ..FormState::default()
     };
-    Ok(Reply::Html(edit_page(ctx, serial, &state)))
+    Ok(Reply::Html(edit_page(
+        ctx,
+        &version::token(serial),
+        &state,
+        None,
+    )))
 }
 
-/// The edit page with `state` in its form.
-fn edit_page(ctx: &Ctx<'_>, serial: zodb::Tid, state: &FormState<'_>) -> String {
+/// The edit page with `state` in its form (filled from the version `token`), and the
+/// preview of its body when asked for without scripts.
+fn edit_page(ctx: &Ctx<'_>, token: &str, state: &FormState<'_>, preview: Option<&str>) -> String {
     let meta = ctx.target().meta();
     let heading = tr!(ctx.lang, "edit-heading", title = meta.title.as_str());
     page(
@@ -529,20 +535,74 @@ fn edit_page(ctx: &Ctx<'_>, serial: zodb::Tid, state: &FormState<'_>) -> String 
         &heading,
         html! {
             h1 { (heading) }
-            (edit_fields(ctx, ctx.target().kind(), serial, state))
+            (edit_fields(ctx, ctx.target().kind(), token, state, preview))
         },
     )
     .into_string()
 }
 
-fn edit_fields(ctx: &Ctx<'_>, kind: Kind, serial: zodb::Tid, state: &FormState<'_>) -> Markup {
+/// The edit form; a page's has a preview of its body: live with the script (which asks
+/// `@@preview` as the text changes), or through the Preview button without it (the form
+/// comes back with the preview, nothing saved).
+fn edit_fields(
+    ctx: &Ctx<'_>,
+    kind: Kind,
+    token: &str,
+    state: &FormState<'_>,
+    preview: Option<&str>,
+) -> Markup {
+    let lang = ctx.lang;
+    let page = kind == Kind::Page;
     html! {
-        form method="post" action=(view_url(ctx, "edit")) enctype="multipart/form-data" novalidate[state.error.is_some()] {
+        form #edit-form method="post" action=(view_url(ctx, "edit")) enctype="multipart/form-data" novalidate[state.error.is_some()] data-preview=[page.then(|| view_url(ctx, "preview"))] {
             (csrf(ctx))
-            input type="hidden" name=(version::FORM_FIELD) value=(version::token(serial));
-            (kind_fields(ctx.lang, kind, state))
-            p { button type="submit" { (tr!(ctx.lang, "button-save")) } }
+            input type="hidden" name=(version::FORM_FIELD) value=(token);
+            (kind_fields(lang, kind, state))
+            @if page {
+                section #preview-section aria-labelledby="preview-heading" hidden[preview.is_none()] {
+                    h2 #preview-heading { (tr!(lang, "preview-heading")) }
+                    div #preview .preview .body aria-live="polite" { @if let Some(html) = preview { (PreEscaped(html)) } }
+                }
+            }
+            p.actions {
+                button type="submit" { (tr!(lang, "button-save")) }
+                @if page { button.secondary type="submit" name="preview" value="1" { (tr!(lang, "preview-button")) } }
+            }
         }
+        @if page { script { (PreEscaped(PREVIEW_SCRIPT)) } }
+    }
+}
+
+/// The live preview: after a pause in typing (or on the Preview button), the body goes
+/// to `@@preview` with the form's CSRF token; the answer is HTML the server sanitised
+/// with the renderer pages use.  Without scripts the button posts the form instead.
+const PREVIEW_SCRIPT: &str = r#"(function(){
+var f=document.getElementById('edit-form'),ta=document.getElementById('body'),
+out=document.getElementById('preview'),sec=document.getElementById('preview-section');
+if(!f||!ta||!out||!window.fetch||!window.FormData)return;
+var timer,seq=0;
+function go(){var d=new FormData(),n=++seq;d.append('_csrf',f.elements['_csrf'].value);d.append('body',ta.value);
+fetch(f.getAttribute('data-preview'),{method:'POST',body:d,credentials:'same-origin'})
+.then(function(r){if(!r.ok)throw r.status;return r.text();})
+.then(function(h){if(n===seq){out.innerHTML=h;sec.hidden=false;}}).catch(function(){});}
+ta.addEventListener('input',function(){clearTimeout(timer);timer=setTimeout(go,400);});
+var b=f.querySelector('button[name=preview]');
+if(b)b.addEventListener('click',function(e){e.preventDefault();go();});
+})();"#;
+
+/// `POST @@preview` (Edit, with the CSRF token): the sanitised HTML of the posted
+/// `body`, rendered as pages are (not kept: drafts would push pages out of the cache).
+pub fn preview(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    Ok(Reply::Html(preview_html(
+        ctx.lang,
+        ctx.input.field("body").unwrap_or(""),
+    )))
+}
+
+fn preview_html(lang: Lang, body: &str) -> String {
+    match markdown(body) {
+        Ok(html) => html,
+        Err(e) => html! { p.error { (body_error_text(lang, &e)) } }.into_string(),
     }
 }
 
@@ -554,6 +614,23 @@ fn edit_fields(ctx: &Ctx<'_>, kind: Kind, serial: zodb::Tid, state: &FormState<'
 pub fn edit(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let target = ctx.target();
     let current = target.reference().serial(tx)?;
+    if ctx.input.field("preview").is_some() {
+        // The Preview button without scripts: the form again, with the text, unsaved,
+        // still carrying the version it was opened at.
+        let field = |n| ctx.input.field(n).unwrap_or("");
+        let state = FormState {
+            title: field("title"),
+            description: field("description"),
+            body: field("body"),
+            ..FormState::default()
+        };
+        let token = ctx
+            .input
+            .field(version::FORM_FIELD)
+            .map_or_else(|| version::token(current), str::to_owned);
+        let html = preview_html(ctx.lang, field("body"));
+        return Ok(Reply::Html(edit_page(ctx, &token, &state, Some(&html))));
+    }
     if let Some(seen) = ctx.input.field(version::FORM_FIELD)
         && seen != version::token(current)
     {
@@ -570,7 +647,7 @@ pub fn edit(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
                 error: Some((error_field(&e), edit_error_text(ctx.lang, &e))),
                 ..FormState::default()
             };
-            let html = edit_page(ctx, current, &state);
+            let html = edit_page(ctx, &version::token(current), &state, None);
             return Ok(Reply::HtmlStatus(axum::http::StatusCode::BAD_REQUEST, html));
         }
         Err(e) => return Err(e.into()),
@@ -623,7 +700,7 @@ fn merge_form(ctx: &Ctx<'_>, current: zodb::Tid) -> Reply {
             }
             section aria-labelledby="mine-heading" {
                 h2 id="mine-heading" { (tr!(lang, "merge-mine")) }
-                (edit_fields(ctx, target.kind(), current, &state))
+                (edit_fields(ctx, target.kind(), &version::token(current), &state, None))
             }
         },
     );

@@ -8,6 +8,7 @@
 //! | `contents`     | Folder   | management listing        | rename, cut, copy, paste, delete, reorder | View (each action checks its own, on the folder: rename/reorder Edit, delete/cut Delete, paste Add and Delete on each source folder of a cut) |
 //! | `add`          | Folder   | add form (`?type=Page`)   | create                     | Add |
 //! | `edit`         | all      | edit form                 | save                       | Edit |
+//! | `preview`      | all      |                           | the posted `body` as sanitised HTML | Edit |
 //! | `security`     | all      | local grants              | grant / revoke             | ManageSecurity |
 //! | `history`      | all      | past versions, `?serial=` | revert                     | ViewHistory (revert: Edit too) |
 //! | `undo`         | root     | transactions              | undo chosen ones           | Undo |
@@ -90,9 +91,9 @@ fn uploads(found: Result<Found, AppError>) -> Result<Found, AppError> {
 }
 
 /// Every view name of the table, as the label of its requests in `/@@metrics`.
-const NAMES: [&str; 16] = [
+const NAMES: [&str; 17] = [
     "view", "contents", "add", "edit", "security", "history", "undo", "users", "login", "logout",
-    "password", "health", "metrics", "@login", "@logout", "language",
+    "password", "health", "metrics", "@login", "@logout", "language", "preview",
 ];
 
 /// The metrics label of a request for the view `name`: the name if the table has it,
@@ -137,6 +138,7 @@ pub fn find(
         ("add", false, true) if kind == Kind::Folder => uploads(view(Add, content::add)),
         ("edit", true, _) => view(Edit, content::edit_form),
         ("edit", false, true) => uploads(view(Edit, content::edit)),
+        ("preview", false, true) => uploads(view(Edit, content::preview)),
         ("security", true, _) => view(ManageSecurity, security::form),
         ("security", false, true) => view(ManageSecurity, security::change),
         ("history", true, _) => view(ViewHistory, history::history),
@@ -162,7 +164,7 @@ pub fn find(
         | (
             "view" | "contents" | "add" | "edit" | "security" | "history" | "undo" | "users"
             | "login" | "logout" | "password" | "health" | "metrics" | "@login" | "@logout"
-            | "language",
+            | "language" | "preview",
             _,
             _,
         ) => Err(AppError::MethodNotAllowed),
