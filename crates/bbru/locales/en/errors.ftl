@@ -25,6 +25,9 @@ error-internal = Internal error; it has been logged.
 error-unavailable = The database is out of reach at the moment; please try again shortly.
 error-lock-timeout = Someone else is saving this at the same moment and has not finished; please try again in a moment.
 error-csrf = the form has expired or did not come from this site (CSRF check failed); reload the page and try again
+error-too-large = The request is larger than this site accepts.
+error-timeout = The request took too long to arrive.
+error-busy = The server is busy at the moment; please try again shortly.
 error-unknown-type = unknown content type
 error-unknown-language = Unknown language: choose English (en) or Russian (ru).
 
@@ -37,6 +40,8 @@ edit-error-not-an-image = the uploaded file is not an image this site accepts (P
 body-too-large = the page body has { $size } bytes; a page holds at most { $max }
 body-too-deep = the page body nests HTML elements { $depth } deep; at most { $max } levels are allowed (close the tags you open)
 
+edit-error-content-type = { $value } is not a valid content type: give a MIME type such as "text/plain" or "application/pdf; charset=utf-8"
+edit-error-filename = { $name } is not a valid file name: it must be 1 to { $max } characters, without control characters (such as line breaks)
 contents-clipboard-full = Too many items to put on the clipboard at once ({ $count }): the clipboard is kept in a browser cookie. Select fewer items.
 contents-no-item = There is no item { $name } in this folder (it may have been renamed, moved or deleted meanwhile); reload the page.
 contents-select = Select at least one item first.

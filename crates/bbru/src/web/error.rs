@@ -136,15 +136,20 @@ pub(super) fn render_error(app: &App, error: AppError, json: bool, lang: Lang) -
     let mut response = if json {
         (status, axum::Json(serde_json::json!({"error": {"type": status.canonical_reason(), "message": english}}))).into_response()
     } else {
-        let message = if lang == Lang::En {
-            english
-        } else {
-            message(app, &error, lang).1
+        // Limits and timeouts are worded where they are met, before a language is at
+        // hand: another language says what happened in its own words and shows the
+        // details as they are, marked as English.
+        let (message, detail) = match &error {
+            _ if lang == Lang::En => (english, None),
+            AppError::TooLarge(d) => (tr!(lang, "error-too-large"), Some(d.as_str())),
+            AppError::Timeout(d) => (tr!(lang, "error-timeout"), Some(d.as_str())),
+            AppError::Busy(d) => (tr!(lang, "error-busy"), Some(d.as_str())),
+            _ => (message(app, &error, lang).1, None),
         };
         (
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            render::error_page(status, &message, lang),
+            render::error_page(status, &message, detail, lang),
         )
             .into_response()
     };

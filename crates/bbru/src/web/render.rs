@@ -223,8 +223,8 @@ pub fn page(ctx: &Ctx<'_>, title: &str, body: Markup) -> Markup {
     }
 }
 
-/// A plain page for errors (no context needed).
-pub fn error_page(status: StatusCode, message: &str, lang: Lang) -> String {
+/// A plain page for errors (no context needed); `detail`, if any, is English.
+pub fn error_page(status: StatusCode, message: &str, detail: Option<&str>, lang: Lang) -> String {
     let heading = status_text(status, lang);
     html! {
         (DOCTYPE)
@@ -236,6 +236,7 @@ pub fn error_page(status: StatusCode, message: &str, lang: Lang) -> String {
                 main #main tabindex="-1" {
                     h1 { (heading) }
                     p.error role="alert" { (message) }
+                    @if let Some(detail) = detail { p.detail lang="en" { small { (detail) } } }
                     @if status == StatusCode::UNAUTHORIZED { p { a href="/@@login" { (tr!(lang, "log-in")) } } }
                     // Hidden items answer visitors as missing ones: logging in may show them.
                     @if status == StatusCode::NOT_FOUND { p { (tr!(lang, "not-found-hint")) " " a href="/@@login" { (tr!(lang, "not-found-hint-login")) } } }

@@ -398,3 +398,28 @@ fn the_preview_renders_sanitised_markdown_for_editors_only() {
         "the preview saved nothing"
     );
 }
+
+#[test]
+fn limits_met_before_the_view_are_explained_in_the_language_with_the_details() {
+    let site = russian_site();
+    let admin = site.admin();
+    let r = admin.post_multipart(
+        "/@@add",
+        &[("type", "File"), ("title", "Big")],
+        Some(("big.bin", "application/octet-stream", vec![0; 200_000])),
+    );
+    assert_eq!(r.status(), 413);
+    let page = r.text().unwrap();
+    assert_eq!(html_lang(&page), "ru");
+    assert!(page.contains("413 Слишком большой запрос"), "{page}");
+    assert!(
+        page.contains("Запрос больше, чем принимает этот сайт."),
+        "{page}"
+    );
+    // The limit itself, as worded where it was met, marked as English.
+    assert!(
+        page.contains("<p class=\"detail\" lang=\"en\"><small>"),
+        "{page}"
+    );
+    assert!(page.contains("100000"), "{page}");
+}

@@ -355,7 +355,16 @@ fn edit_error_text(lang: Lang, e: &EditError) -> String {
         ),
         EditError::NotAnImage => tr!(lang, "edit-error-not-an-image"),
         EditError::Body(b) => body_error_text(lang, b),
-        // Rare, technical and mostly met through the API: as the model says it.
+        EditError::InvalidContentType(t) => {
+            tr!(lang, "edit-error-content-type", value = format!("{t:?}"))
+        }
+        EditError::InvalidFilename(n) => tr!(
+            lang,
+            "edit-error-filename",
+            name = format!("{n:?}"),
+            max = limits::FILENAME_CHARS_MAX
+        ),
+        // Failures of the request rather than of the form (see `form_error`).
         other => other.to_string(),
     }
 }
