@@ -181,7 +181,7 @@ pub fn page(ctx: &Ctx<'_>, title: &str, body: Markup) -> Markup {
                     div.user {
                         @match ctx.principal.login() {
                             Some(login) => {
-                                (tr!(lang, "logged-in-as")) " " strong #user { (login) } " "
+                                span.who { (tr!(lang, "logged-in-as")) " " } strong #user { (login) } " "
                                 a href="/@@password" { (tr!(lang, "password-link")) } " "
                                 form.inline method="post" action="/@@logout" {
                                     (csrf(ctx))

@@ -1,7 +1,8 @@
 //! Accessibility and layout in the browser: axe-core (vendored in `vendor/axe.min.js`,
 //! from the npm registry, MPL-2.0, its licence beside it) run on the main pages — home,
 //! a folder, a page, the login form, the edit form, the contents view — in English and
-//! in Russian, chosen through the header's language switch; no serious or critical
+//! in Russian, chosen through the header's language switch (and the management views:
+//! security, history, undo, users, password, an add form); no serious or critical
 //! violation may be reported.  Each page is photographed at a phone's size (375×812)
 //! and a desktop's (1200×900).
 
@@ -75,6 +76,28 @@ impl Browser {
                 .await
                 .expect("resize the window");
             self.axe(&format!("{name} at {size}")).await;
+            // Nothing sticks out sideways: the page never scrolls horizontally (wide
+            // tables scroll inside their own box).
+            let overflow = self
+                .client
+                .execute(
+                    "const w = document.documentElement.clientWidth; \
+                     if (document.documentElement.scrollWidth > w) \
+                       return ['scrollWidth ' + document.documentElement.scrollWidth + ' > ' + w]; \
+                     return [...document.querySelectorAll('body *')] \
+                       .filter(e => e.getBoundingClientRect().right > w + 1 \
+                         && !(e.parentElement && e.parentElement.closest('.table-wrap'))) \
+                       .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + \
+                         Math.round(e.getBoundingClientRect().right));",
+                    vec![],
+                )
+                .await
+                .expect("measure the page");
+            assert_eq!(
+                overflow,
+                serde_json::json!([]),
+                "{name} at {size}: wider than the window"
+            );
             self.shot(&format!("{name}-{size}")).await;
         }
     }
@@ -143,12 +166,19 @@ fn main_pages_have_no_serious_accessibility_violations_in_either_language() {
                     ("/docs/install/@@edit", "edit-form"),
                     ("/docs/@@contents", "contents"),
                     ("/@@login", "login"),
+                    ("/docs/@@security", "security"),
+                    ("/docs/install/@@history", "history"),
+                    ("/@@undo", "undo"),
+                    ("/@@users", "users"),
+                    ("/@@password", "password"),
+                    ("/docs/@@add?type=File", "add-file"),
                 ] {
                     b.goto(path).await;
                     b.find("main h1").await;
                     b.check_page(&format!("{lang}-{name}")).await;
                 }
-                // Still logged in: the login form's own button says it in the language.
+                // The login form's own button says it in the language.
+                b.goto("/@@login").await;
                 assert_eq!(
                     b.text("main form[action=\"/@@login\"] button").await,
                     log_in
