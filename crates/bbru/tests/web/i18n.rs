@@ -423,3 +423,26 @@ fn limits_met_before_the_view_are_explained_in_the_language_with_the_details() {
     );
     assert!(page.contains("100000"), "{page}");
 }
+
+#[test]
+fn the_section_navigation_lists_only_what_the_reader_may_see() {
+    let site = russian_site();
+    let admin = site.admin();
+    admin.add("", "Folder", "open", "Открытая папка", "");
+    admin.add("", "Folder", "hidden", "Скрытая папка", "");
+    super::users::grant(&admin, "/hidden", "group:everybody", "Member", "deny");
+    let nav = |page: &str| {
+        let at = page
+            .find("class=\"sections\"")
+            .expect("a section navigation");
+        page[at..at + page[at..].find("</nav>").unwrap()].to_owned()
+    };
+    let seen_by_admin = nav(&admin.page("/open"));
+    assert!(seen_by_admin.contains("Скрытая папка"), "{seen_by_admin}");
+    let seen_by_visitor = nav(&site.browser().page("/open"));
+    assert!(
+        seen_by_visitor.contains("Открытая папка"),
+        "{seen_by_visitor}"
+    );
+    assert!(!seen_by_visitor.contains("Скрытая"), "{seen_by_visitor}");
+}
