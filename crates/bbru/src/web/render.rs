@@ -157,7 +157,8 @@ pub fn page(ctx: &Ctx<'_>, title: &str, body: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " — " (site_title) }
+                // The home page is the site's own title, not "Site — Site".
+                title { @if title != site_title { (title) " — " } (site_title) }
                 style { (PreEscaped(STYLE)) }
             }
             body {

@@ -213,6 +213,7 @@ fn breadcrumbs_and_titles_use_item_titles() {
         page.contains("<title>Установка — Test site</title>"),
         "{page}"
     );
+    assert!(admin.page("/").contains("<title>Test site</title>"));
     let crumbs = &page[page.find("class=\"crumbs\"").unwrap()..];
     let crumbs = &crumbs[..crumbs.find("</nav>").unwrap()];
     assert!(crumbs.contains(">Главная</a>"), "{crumbs}");
