@@ -133,12 +133,19 @@ fn end_sessions(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<(), AppError> {
 }
 
 /// The page of `/@@password`, with an error if given.
-fn password_page(ctx: &Ctx<'_>, error: Option<&str>) -> Result<Reply, AppError> {
+/// The page of `/@@password`; `error` is shown beside its field (`current_password` or
+/// `password`).
+fn password_page(ctx: &Ctx<'_>, error: Option<(&str, &str)>) -> Result<Reply, AppError> {
     let lang = ctx.lang;
     let heading = tr!(lang, "password-heading");
-    let current = field("current_password", tr!(lang, "field-current-password"));
+    let error_for = |id: &str| error.filter(|(f, _)| *f == id).map(|(_, m)| m.to_owned());
+    let current = render::Field {
+        error: error_for("current_password"),
+        ..field("current_password", tr!(lang, "field-current-password"))
+    };
     let new = render::Field {
         help: Some(tr!(lang, "password-min", min = limits::PASSWORD_CHARS_MIN)),
+        error: error_for("password"),
         ..field("password", tr!(lang, "field-new-password"))
     };
     let again = field("password2", tr!(lang, "field-new-password-again"));
@@ -150,18 +157,18 @@ fn password_page(ctx: &Ctx<'_>, error: Option<&str>) -> Result<Reply, AppError> 
         },
         Principal::User { login, .. } => html! {
             h1 { (heading) }
-            @if let Some(e) = error { p.error role="alert" { (e) } }
             p { (tr!(lang, "password-intro", login = login.as_str())) }
             form method="post" action="/@@password" {
                 (csrf(ctx))
                 input type="text" name="login" value=(login) autocomplete="username" hidden;
-                (current.wrap(html! { input #current_password type="password" name="current_password" autocomplete="current-password" required; }))
-                (new.wrap(html! { input #password type="password" name="password" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required aria-describedby=[new.described_by()]; }))
+                (current.wrap(html! { input #current_password type="password" name="current_password" autocomplete="current-password" required aria-describedby=[current.described_by()] aria-invalid=[current.error.as_ref().map(|_| "true")]; }))
+                (new.wrap(html! { input #password type="password" name="password" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required aria-describedby=[new.described_by()] aria-invalid=[new.error.as_ref().map(|_| "true")]; }))
                 (again.wrap(html! { input #password2 type="password" name="password2" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required; }))
                 p { button type="submit" { (tr!(lang, "password-button")) } }
             }
         },
     };
+    // 200 with an error, as the login form answers a wrong password.
     Ok(Reply::Html(page(ctx, &heading, body).into_string()))
 }
 
@@ -188,12 +195,15 @@ pub fn change_password(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, App
         .is_none()
     {
         ctx.app.login_failed(&ctx.client, &login);
-        return password_page(ctx, Some(&tr!(ctx.lang, "password-current-wrong")));
+        let message = tr!(ctx.lang, "password-current-wrong");
+        return password_page(ctx, Some(("current_password", &message)));
     }
     ctx.app.login_succeeded(&ctx.client, &login);
     let new = match check_new_password(ctx) {
         Ok(p) => p,
-        Err(AppError::BadRequest(message)) => return password_page(ctx, Some(&message)),
+        Err(AppError::BadRequest(message)) => {
+            return password_page(ctx, Some(("password", &message)));
+        }
         Err(e) => return Err(e),
     };
     let Some(user) = tx.get(ctx.site)?.users.get(tx, &login)? else {
