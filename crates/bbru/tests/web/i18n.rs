@@ -447,3 +447,48 @@ fn the_section_navigation_lists_only_what_the_reader_may_see() {
     );
     assert!(!seen_by_visitor.contains("Скрытая"), "{seen_by_visitor}");
 }
+
+#[test]
+fn the_add_user_form_shows_its_errors_beside_the_fields() {
+    let site = russian_site();
+    let admin = site.admin();
+    let r = admin.post(
+        "/@@users",
+        &[
+            ("action", "add_user"),
+            ("login", "Bob!"),
+            ("title", "Боб"),
+            ("password", "long-enough"),
+            ("password2", "long-enough"),
+        ],
+    );
+    assert_eq!(r.status(), 400);
+    let page = r.text().unwrap();
+    assert!(
+        page.contains("id=\"new-login-error\">Логин должен быть длиной от 1 до 64"),
+        "{page}"
+    );
+    assert!(
+        page.contains("value=\"Bob!\""),
+        "the login typed is kept: {page}"
+    );
+    assert!(
+        page.contains("value=\"Боб\""),
+        "the title typed is kept: {page}"
+    );
+    let r = admin.post(
+        "/@@users",
+        &[
+            ("action", "add_user"),
+            ("login", "bob"),
+            ("password", "long-enough"),
+            ("password2", "other-words"),
+        ],
+    );
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text()
+            .unwrap()
+            .contains("id=\"new-password-error\">Пароли не совпадают")
+    );
+}

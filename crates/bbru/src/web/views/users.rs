@@ -118,6 +118,20 @@ fn group_boxes(
 /// `GET /@@users`.
 pub fn list(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     root_only(ctx)?;
+    Ok(Reply::Html(list_page(ctx, tx, None)?))
+}
+
+/// Why the add-user form was refused: the id of the field it is about (`new-login`,
+/// `new-title`, `new-password`, or `new-groups`) and what to say there.
+type FormError = (&'static str, String);
+
+/// The users page; with `add_error`, the add-user form shows it beside its field and
+/// keeps the login and title typed.
+fn list_page(
+    ctx: &Ctx<'_>,
+    tx: &Transaction<'_>,
+    add_error: Option<FormError>,
+) -> Result<String, AppError> {
     let site = tx.get(ctx.site)?;
     let mut users: Vec<User> = Vec::new();
     for item in site.users.iter(tx)? {
@@ -131,6 +145,13 @@ pub fn list(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     }
     let action = view_url(ctx, "users");
     let lang = ctx.lang;
+    let error_for = |id: &str| {
+        add_error
+            .as_ref()
+            .filter(|(f, _)| *f == id)
+            .map(|(_, m)| m.clone())
+    };
+    let kept = |name: &str| add_error.as_ref().and_then(|_| ctx.input.field(name));
     let min = limits::PASSWORD_CHARS_MIN;
     let id_help = tr!(lang, "users-id-help");
     let heading = tr!(lang, "users-heading");
@@ -192,11 +213,15 @@ pub fn list(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
             form method="post" action=(action) {
                 (csrf(ctx))
                 input type="hidden" name="action" value="add_user";
-                (render::Field { help: Some(id_help.clone()), ..render::field("new-login", tr!(lang, "field-login")) }.wrap(html! { input #new-login type="text" name="login" pattern="[a-z0-9._\\-]{1,64}" required aria-describedby="new-login-help"; }))
-                (render::field("new-title", tr!(lang, "users-full-name")).wrap(html! { input #new-title type="text" name="title"; }))
-                (render::Field { help: Some(tr!(lang, "password-min", min = min)), ..render::field("new-password", tr!(lang, "field-password")) }.wrap(html! { input #new-password type="password" name="password" autocomplete="new-password" minlength=(min) required aria-describedby="new-password-help"; }))
+                @let login = render::Field { help: Some(id_help.clone()), error: error_for("new-login"), ..render::field("new-login", tr!(lang, "field-login")) };
+                (login.wrap(html! { input #new-login type="text" name="login" value=[kept("login")] pattern="[a-z0-9._\\-]{1,64}" required aria-describedby=[login.described_by()] aria-invalid=[login.error.as_ref().map(|_| "true")]; }))
+                @let title = render::Field { error: error_for("new-title"), ..render::field("new-title", tr!(lang, "users-full-name")) };
+                (title.wrap(html! { input #new-title type="text" name="title" value=[kept("title")] aria-describedby=[title.described_by()]; }))
+                @let pw = render::Field { help: Some(tr!(lang, "password-min", min = min)), error: error_for("new-password"), ..render::field("new-password", tr!(lang, "field-password")) };
+                (pw.wrap(html! { input #new-password type="password" name="password" autocomplete="new-password" minlength=(min) required aria-describedby=[pw.described_by()] aria-invalid=[pw.error.as_ref().map(|_| "true")]; }))
                 (render::field("new-password2", tr!(lang, "field-password-again")).wrap(html! { input #new-password2 type="password" name="password2" autocomplete="new-password" minlength=(min) required; }))
                 (group_boxes(lang, "new", &groups, &[]))
+                @if let Some(e) = error_for("new-groups") { p.field-error #new-groups-error { (e) } }
                 p { button type="submit" { (tr!(lang, "users-add-user-button")) } }
             }
             h2 { (tr!(lang, "users-groups")) }
@@ -235,7 +260,7 @@ pub fn list(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
             }
         },
     );
-    Ok(Reply::Html(markup.into_string()))
+    Ok(markup.into_string())
 }
 
 /// `POST /@@users`.
@@ -269,10 +294,41 @@ fn existing_user(
         .ok_or_else(|| bad(tr!(ctx.lang, "users-no-user", login = format!("{login:?}"))))
 }
 
+/// Adds a user; a refused form comes back (400) with the error beside its field.
 fn add_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let (login, user) = match new_user(ctx, tx)? {
+        Ok(new) => new,
+        Err(error) => {
+            let html = list_page(ctx, tx, Some(error))?;
+            return Ok(Reply::HtmlStatus(axum::http::StatusCode::BAD_REQUEST, html));
+        }
+    };
+    let user = tx.add(user)?;
+    tx.get(ctx.site)?.users.insert(tx, login.clone(), user)?;
+    ctx.note(tx, &format!("add user {login}"));
+    Ok(back(ctx, Notice::UserAdded))
+}
+
+/// The user the add form describes, or the field it is refused for and why.
+fn new_user(
+    ctx: &Ctx<'_>,
+    tx: &Transaction<'_>,
+) -> Result<Result<(String, User), FormError>, AppError> {
+    // A refusal from a shared check, placed beside `field`; other errors are failures.
+    fn at<T>(
+        field: &'static str,
+        r: Result<T, AppError>,
+    ) -> Result<Result<T, FormError>, AppError> {
+        match r {
+            Ok(v) => Ok(Ok(v)),
+            Err(AppError::BadRequest(m)) => Ok(Err((field, m))),
+            Err(e) => Err(e),
+        }
+    }
+    let lang = ctx.lang;
     let login = field(ctx, "login");
     if !valid_id(login) {
-        return Err(bad(tr!(ctx.lang, "users-bad-login")));
+        return Ok(Err(("new-login", tr!(lang, "users-bad-login"))));
     }
     if ctx
         .app
@@ -280,39 +336,44 @@ fn add_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         .as_ref()
         .is_some_and(|(boot, _)| boot == login)
     {
-        return Err(bad(tr!(
-            ctx.lang,
-            "users-bootstrap-login",
-            login = format!("{login:?}")
-        )));
+        let message = tr!(lang, "users-bootstrap-login", login = format!("{login:?}"));
+        return Ok(Err(("new-login", message)));
     }
-    let users = tx.get(ctx.site)?.users;
-    if users.contains_key(tx, &login.to_owned())? {
-        return Err(bad(tr!(
-            ctx.lang,
-            "users-user-exists",
-            login = format!("{login:?}")
-        )));
+    if tx
+        .get(ctx.site)?
+        .users
+        .contains_key(tx, &login.to_owned())?
+    {
+        let message = tr!(lang, "users-user-exists", login = format!("{login:?}"));
+        return Ok(Err(("new-login", message)));
     }
     let title = match field(ctx, "title") {
         "" => login,
         t => t,
     };
-    check_title(ctx.lang, title)?;
-    let password = check_password(ctx)?;
-    let groups = posted_groups(ctx, tx)?;
-    let user = tx.add(User {
-        login: login.to_owned(),
-        title: title.to_owned(),
-        password_hash: password::hash(&password),
-        groups,
-        // Not 0: sessions of an earlier user of the same login (deleted since) must not
-        // be valid for this one.
-        session_generation: u64::from(rand::random::<u32>()),
-    })?;
-    users.insert(tx, login.to_owned(), user)?;
-    ctx.note(tx, &format!("add user {login}"));
-    Ok(back(ctx, Notice::UserAdded))
+    if let Err(e) = at("new-title", check_title(lang, title))? {
+        return Ok(Err(e));
+    }
+    let password = match at("new-password", check_password(ctx))? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let groups = match at("new-groups", posted_groups(ctx, tx))? {
+        Ok(g) => g,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok((
+        login.to_owned(),
+        User {
+            login: login.to_owned(),
+            title: title.to_owned(),
+            password_hash: password::hash(&password),
+            groups,
+            // Not 0: sessions of an earlier user of the same login (deleted since) must
+            // not be valid for this one.
+            session_generation: u64::from(rand::random::<u32>()),
+        },
+    )))
 }
 
 fn update_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
