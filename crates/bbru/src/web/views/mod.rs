@@ -29,6 +29,7 @@
 
 pub mod api;
 pub mod content;
+mod forms;
 pub mod history;
 pub mod language;
 pub mod login;
