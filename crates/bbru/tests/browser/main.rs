@@ -333,7 +333,7 @@ impl Browser {
         self.shot("add-form").await;
         self.click("main form button[type=submit]").await;
         self.arrive("/welcome?").await;
-        assert_eq!(self.text("div.notice").await, "Page added.");
+        assert_eq!(self.text("div.notice[role=status]").await, "Page added.");
         assert_eq!(self.text("main h1").await, "Welcome");
         assert_eq!(self.text("div.body em").await, "world");
         self.shot("page-added").await;
@@ -353,7 +353,7 @@ impl Browser {
         self.fill("body", "Hello again, **bbru**.").await;
         self.shot("edit-form").await;
         self.click("main form button[type=submit]").await;
-        assert_eq!(self.text("div.notice").await, "Changes saved.");
+        assert_eq!(self.text("div.notice[role=status]").await, "Changes saved.");
         assert_eq!(self.text("main h1").await, "Welcome back");
         assert_eq!(self.text("div.body strong").await, "bbru");
         self.shot("page-edited").await;
@@ -440,7 +440,7 @@ fn undo_an_edit_in_the_undo_view() {
         b.click("main form[action=\"/@@undo\"] button[type=submit]")
             .await;
         assert_eq!(
-            b.text("div.notice").await,
+            b.text("div.notice[role=status]").await,
             "Done: the undo is the newest transaction below."
         );
         // The undo is itself a transaction, listed first.
@@ -495,7 +495,7 @@ fn revert_an_edit_through_the_history() {
         b.shot("first-version").await;
         b.click("main form button[type=submit]").await;
         assert!(
-            b.text("div.notice")
+            b.text("div.notice[role=status]")
                 .await
                 .starts_with("Reverted to the chosen version"),
             "the revert is confirmed"
@@ -558,7 +558,7 @@ fn a_stale_edit_form_shows_both_versions_to_merge() {
 
             b.fill("body", "Their words. My own words.").await;
             b.click("main form button[type=submit]").await;
-            assert_eq!(b.text("div.notice").await, "Changes saved.");
+            assert_eq!(b.text("div.notice[role=status]").await, "Changes saved.");
             assert_eq!(b.text("div.body").await, "Their words. My own words.");
             b.shot("merged").await;
         },

@@ -60,7 +60,10 @@ fn the_edit_form_previews_the_body_while_typing() {
             b.fill("body", "Сохранено **здесь**").await;
             b.wait_text("#preview strong", "здесь").await;
             b.click("main form button[type=submit]").await;
-            assert_eq!(b.text("div.notice").await, "Изменения сохранены.");
+            assert_eq!(
+                b.text("div.notice[role=status]").await,
+                "Изменения сохранены."
+            );
             assert_eq!(b.text("div.body strong").await, "здесь");
             b.shot("saved").await;
         },
