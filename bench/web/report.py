@@ -33,6 +33,9 @@ STORAGES = (
 TARGETS = (
     ('page', 'page view `/page`'),
     ('folder', 'folder listing `/folder`'),
+    # A page one level down: its section navigation lists the root's items and 30 of
+    # its folder's (NAV_ITEMS_MAX), each a loaded object and a permission check.
+    ('nested', 'page in the folder `/folder/folder-001`'),
 )
 
 
@@ -111,7 +114,8 @@ def section(runs, meta, notes):
         '## Web application (`bbru serve`) under wrk',
         '',
         wrap('Requests per second and latency of `bbru serve` (release build) for '
-             'anonymous GETs of a page and of a folder listing, first on an embedded '
+             'anonymous GETs of a page, of a folder listing and of a page in that '
+             'folder (whose section navigation lists the folder), first on an embedded '
              'FileStorage, then as the ZEO client of a `bbru-zeo` serving the same '
              '`Data.fs` (same content, same instance settings).'),
         '',

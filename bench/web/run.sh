@@ -180,6 +180,7 @@ python3 "$repo/bench/web/populate.py" "$base" "$login" "$password" --pages "$pag
     >"$out/populated-through"
 measure embedded-page "$base/page"
 measure embedded-folder "$base/folder"
+measure embedded-nested "$base/folder/folder-001"
 stop "$instance_pid"
 
 zeo_port=$(free_port)
@@ -191,6 +192,7 @@ wait_for "$zeo_pid" bbru-zeo "$dir/zeo.log" bash -c "exec 3<>/dev/tcp/127.0.0.1/
 start_instance zeo-client --zeo "127.0.0.1:$zeo_port"
 measure zeo-client-page "$base/page" "$zeo_pid"
 measure zeo-client-folder "$base/folder" "$zeo_pid"
+measure zeo-client-nested "$base/folder/folder-001" "$zeo_pid"
 stop "$instance_pid"
 stop "$zeo_pid"
 log "all runs took $((SECONDS - start)) s"

@@ -55,6 +55,10 @@ pub struct SiteSection {
     /// shared caches, so a forged `Host` reaches no one else).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The interface language of visitors who chose none and whose browser asks for
+    /// none bbru has (`en` or `ru`; `ru` unless set).  Any other value is an error.
+    #[serde(default)]
+    pub language: crate::i18n::Lang,
 }
 
 impl Default for SiteSection {
@@ -64,6 +68,7 @@ impl Default for SiteSection {
             public: true,
             upload_size_max: default_upload_max(),
             url: None,
+            language: crate::i18n::Lang::default(),
         }
     }
 }
@@ -776,5 +781,18 @@ mod tests {
     fn typos_are_errors() {
         let err = SiteConfig::parse("[site]\ntitel = 'x'\n", Path::new("s.toml")).unwrap_err();
         assert!(err.to_string().contains("titel"), "{err}");
+    }
+
+    #[test]
+    fn the_site_language_is_russian_unless_set_and_must_be_known() {
+        let parse = |text: &str| SiteConfig::parse(text, Path::new("s.toml"));
+        assert_eq!(parse("").unwrap().site.language, crate::i18n::Lang::Ru);
+        let en = parse("[site]\nlanguage = 'en'\n").unwrap();
+        assert_eq!(en.site.language, crate::i18n::Lang::En);
+        let err = parse("[site]\nlanguage = 'de'\n").unwrap_err().to_string();
+        assert!(
+            err.contains("de") && err.contains("en") && err.contains("ru"),
+            "{err}"
+        );
     }
 }

@@ -476,6 +476,7 @@ mod tests {
         public = false
         upload_size_max = 1048576
         url = "https://bbru.example"
+        language = "en"
         [security]
         secure_cookies = "always"
         session_hours = 2

@@ -9,6 +9,7 @@
 //! - [`startup`]: opening the database and creating the site; [`blob_cache`]: the blob
 //!   cache directory a ZEO instance holds; [`migrate`]: `bbru migrate`.
 //! - [`status`]: the status file `bbru serve --status` reads.
+//! - [`i18n`]: the interface in English and Russian (Fluent catalogs in `locales/`).
 //!
 //! The instance keeps no state of its own: everything is in the database, so several
 //! instances can serve one site through a ZEO server.
@@ -17,6 +18,7 @@ pub mod blob_cache;
 pub mod config;
 pub mod configure;
 pub mod deploy;
+pub mod i18n;
 pub mod limits;
 pub mod listen;
 pub mod migrate;

@@ -21,6 +21,11 @@ pub const REORDER_ITEMS_MAX: usize = 1000;
 /// Items per page of a folder's listing.
 pub const LISTING_BATCH_SIZE: usize = 500;
 
+/// Items listed per folder in the section navigation of every page: each is an object
+/// loaded for the page, so a folder of thousands must not make every page beside it
+/// slow; its own listing (batched) shows the rest.
+pub const NAV_ITEMS_MAX: usize = 30;
+
 /// Revisions listed on `@@history`.
 pub const HISTORY_ENTRIES_MAX: usize = 50;
 

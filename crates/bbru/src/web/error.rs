@@ -5,6 +5,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{App, render};
+use crate::i18n::Lang;
+use crate::tr;
 
 /// Why a request failed.  Details of internal errors are logged, never shown.
 #[derive(Debug, thiserror::Error)]
@@ -79,75 +81,88 @@ impl From<zodb_storage::StorageError> for AppError {
     }
 }
 
-pub(super) fn render_error(app: &App, error: AppError, json: bool) -> Response {
-    let (status, message) = match &error {
-        AppError::NotFound => (StatusCode::NOT_FOUND, "Not found.".to_owned()),
-        AppError::Forbidden => (
-            StatusCode::FORBIDDEN,
-            "You are not allowed to do this here.".to_owned(),
-        ),
-        AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "Please log in.".to_owned()),
+/// The status and the words for `error`.  Messages views wrote themselves
+/// (`BadRequest`, `TooLarge`, ...) are already in the request's language, or English
+/// where they come from the API or below the web layer.
+fn message(app: &App, error: &AppError, lang: Lang) -> (StatusCode, String) {
+    match error {
+        AppError::NotFound => (StatusCode::NOT_FOUND, tr!(lang, "error-not-found")),
+        AppError::Forbidden => (StatusCode::FORBIDDEN, tr!(lang, "error-forbidden")),
+        AppError::Unauthorized => (StatusCode::UNAUTHORIZED, tr!(lang, "error-unauthorized")),
         AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
         AppError::MethodNotAllowed => (
             StatusCode::METHOD_NOT_ALLOWED,
-            "Method not allowed.".to_owned(),
+            tr!(lang, "error-method-not-allowed"),
         ),
         AppError::PreconditionFailed(m) => (StatusCode::PRECONDITION_FAILED, m.clone()),
         AppError::TooManyRequests(_) => (
             StatusCode::TOO_MANY_REQUESTS,
-            "Too many failed logins; wait a few minutes.".to_owned(),
+            tr!(lang, "error-too-many-logins"),
         ),
         AppError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m.clone()),
         AppError::NotSetUp => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "This site has not been set up yet: declare the bootstrap manager in {} (see the comments there) and restart.",
-                app.site_config_path
+            tr!(
+                lang,
+                "error-not-set-up",
+                path = app.site_config_path.as_str()
             ),
         ),
         AppError::Busy(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
         AppError::Timeout(m) => (StatusCode::REQUEST_TIMEOUT, m.clone()),
-        AppError::Db(e) if e.is_conflict() => (
-            StatusCode::CONFLICT,
-            "Someone else changed this at the same time; please try again.".to_owned(),
-        ),
+        AppError::Db(e) if e.is_conflict() => (StatusCode::CONFLICT, tr!(lang, "error-conflict")),
         AppError::Internal => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal error; it has been logged.".to_owned(),
+            tr!(lang, "error-internal"),
         ),
-        e if e.is_unavailable() => {
-            tracing::warn!(error = %e, "request refused: the database is out of reach");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The database is out of reach at the moment; please try again shortly.".to_owned(),
-            )
-        }
-        e if e.is_lock_timeout() => {
-            tracing::warn!(error = %e, "request refused: its objects stayed locked by another commit");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Someone else is saving this at the same moment and has not finished; please try again in a moment."
-                    .to_owned(),
-            )
-        }
-        AppError::Db(e) => {
-            tracing::error!(error = %e, "request failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal error; it has been logged.".to_owned(),
-            )
-        }
-    };
+        e if e.is_unavailable() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            tr!(lang, "error-unavailable"),
+        ),
+        e if e.is_lock_timeout() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            tr!(lang, "error-lock-timeout"),
+        ),
+        AppError::Db(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            tr!(lang, "error-internal"),
+        ),
+    }
+}
+
+/// The reply for `error`: JSON (English, stable) for API clients, else a page in `lang`.
+pub(super) fn render_error(app: &App, error: AppError, json: bool, lang: Lang) -> Response {
+    let (status, english) = message(app, &error, Lang::En);
     let mut response = if json {
-        (status, axum::Json(serde_json::json!({"error": {"type": status.canonical_reason(), "message": message}}))).into_response()
+        (status, axum::Json(serde_json::json!({"error": {"type": status.canonical_reason(), "message": english}}))).into_response()
     } else {
+        // Limits and timeouts are worded where they are met, before a language is at
+        // hand: another language says what happened in its own words and shows the
+        // details as they are, marked as English.
+        let (message, detail) = match &error {
+            _ if lang == Lang::En => (english, None),
+            AppError::TooLarge(d) => (tr!(lang, "error-too-large"), Some(d.as_str())),
+            AppError::Timeout(d) => (tr!(lang, "error-timeout"), Some(d.as_str())),
+            AppError::Busy(d) => (tr!(lang, "error-busy"), Some(d.as_str())),
+            _ => (message(app, &error, lang).1, None),
+        };
         (
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            render::error_page(status, &message),
+            render::error_page(status, &message, detail, lang),
         )
             .into_response()
     };
+    match &error {
+        e if e.is_unavailable() => {
+            tracing::warn!(error = %e, "request refused: the database is out of reach");
+        }
+        e if e.is_lock_timeout() => {
+            tracing::warn!(error = %e, "request refused: its objects stayed locked by another commit");
+        }
+        AppError::Db(e) if !e.is_conflict() => tracing::error!(error = %e, "request failed"),
+        _ => {}
+    }
     if matches!(error, AppError::Busy(_)) {
         response
             .headers_mut()

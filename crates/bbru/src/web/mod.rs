@@ -33,6 +33,7 @@
 //! - `version`: an object's serial as `ETag`/`If-Match` and as the edit forms' field;
 //! - `listener`: our accept loop (header, keep-alive and drain timeouts), graceful stop;
 //! - `views/` (the table of views and their permissions), `render` (the layout),
+//!   `nav` (the section navigation),
 //!   `metrics`.
 
 mod app;
@@ -41,6 +42,7 @@ mod error;
 mod input;
 mod listener;
 pub mod metrics;
+mod nav;
 mod publish;
 pub mod render;
 mod reply;

@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::Response;
 use zodb::{PRef, Transaction, TransactionManager};
 
+use crate::i18n::Lang;
 use crate::limits;
 use crate::model::{Content, ContentRef, Site, publication};
 use crate::security::auth;
@@ -29,6 +30,7 @@ use super::error::render_error;
 use super::input::{
     Admitted, Received, discard_small_body, form_pairs, has_body, parse_input, read_input,
 };
+use super::nav::Sections;
 use super::reply::render_reply;
 use super::{App, AppError, Input, Peer, Reply, cookie, url_of, views};
 
@@ -56,6 +58,10 @@ pub struct Ctx<'a> {
     pub site: PRef<Site>,
     /// The client's address (from `X-Forwarded-For` only when the peer is a trusted proxy).
     pub client: String,
+    /// The interface language of the reply ([`crate::i18n::choose`]).
+    pub lang: Lang,
+    /// The section navigation, for the HTML views of GET requests.
+    pub sections: Option<Sections>,
 }
 
 impl std::fmt::Debug for Ctx<'_> {
@@ -243,6 +249,7 @@ struct Request {
     csrf_cookie: String,
     /// The client asks for JSON (`Accept`) or sends it (`Content-Type`).
     wants_json: bool,
+    lang: Lang,
 }
 
 /// What the first steps of the pipeline found.
@@ -381,6 +388,16 @@ impl App {
                 found,
             } = self.resolve(tx, site, request, credentials, wants_json)?;
             principal.audit_name().clone_into(&mut who.borrow_mut());
+            // The navigation is for pages: not for JSON, forms posted or downloads.
+            let download = view.is_empty()
+                && matches!(
+                    path.last().map(|s| &s.content),
+                    Some(Content::File(..) | Content::Image(..))
+                );
+            let sections =
+                (!wants_json && matches!(request.method, Method::GET | Method::HEAD) && !download)
+                    .then(|| super::nav::load(tx, &principal, &path))
+                    .transpose()?;
             let ctx = Ctx {
                 app: self,
                 method: request.method.clone(),
@@ -394,6 +411,8 @@ impl App {
                 wants_json,
                 site,
                 client: request.client.clone(),
+                lang: request.lang,
+                sections,
             };
             let scripted = scripted(credentials, &request.method, input.json.is_some());
             if unsafe_method(&request.method) && !scripted && found.csrf {
@@ -407,9 +426,7 @@ impl App {
                     })
                     .unwrap_or("");
                 if !auth::csrf_ok(&self.secret, &csrf_cookie, token) {
-                    return Err(AppError::BadRequest(
-                        "the form has expired or did not come from this site (CSRF check failed); reload the page and try again".into(),
-                    ));
+                    return Err(AppError::BadRequest(crate::tr!(request.lang, "error-csrf")));
                 }
             }
             tx.set_user(ctx.principal.audit_name());
@@ -488,6 +505,7 @@ async fn publish(
             .is_some_and(|v| v.contains("application/json"))
     });
     let label = split_path(parts.uri.path()).map_or("other", |(_, view)| views::label(&view));
+    let lang = crate::i18n::choose(&parts.headers, app.config.site.language);
     let request = Request {
         method: parts.method.clone(),
         path: parts.uri.path().to_owned(),
@@ -502,6 +520,7 @@ async fn publish(
             .map(str::to_owned)
             .unwrap_or_else(auth::new_csrf_cookie),
         wants_json,
+        lang,
         headers: parts.headers,
     };
     let new_csrf_cookie = cookie(&request.headers, auth::CSRF_COOKIE)
@@ -522,8 +541,21 @@ async fn publish(
     let (reply, principal) = handle(&app, request, body).await;
     let mut response = match reply {
         Ok(reply) => render_reply(reply),
-        Err(e) => render_error(&app, e, wants_json),
+        Err(e) => render_error(&app, e, wants_json, lang),
     };
+    // Pages are in the language the cookie or Accept-Language chose: caches must keep
+    // one copy per language (JSON stays the same whatever the language).
+    let html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if html || response.status().is_redirection() {
+        response.headers_mut().append(
+            header::VARY,
+            HeaderValue::from_static("Accept-Language, Cookie"),
+        );
+    }
     if let Some(c) = new_csrf_cookie
         && let Ok(v) = HeaderValue::from_str(&c)
     {

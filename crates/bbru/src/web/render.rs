@@ -1,4 +1,6 @@
-//! HTML: the page layout every view shares, and small helpers.  maud escapes every
+//! HTML: the page layout every view shares (landmarks, skip link, breadcrumbs by title,
+//! section navigation, the language switch, the search box), form fields with their
+//! labels, help and errors, notices, and small helpers.  maud escapes every
 //! interpolated string, so user text (titles, descriptions, names) can never become
 //! markup; the only unescaped HTML is Markdown output after `ammonia` sanitised it.
 
@@ -6,29 +8,16 @@ use axum::http::StatusCode;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::{Ctx, url_of};
-use crate::model::Content;
+use crate::i18n::Lang;
+use crate::model::{Content, Kind};
 use crate::security::Permission;
+use crate::tr;
 
-const STYLE: &str = r#"
-body{font-family:system-ui,sans-serif;margin:0;color:#222}
-header{background:#234;color:#fff;padding:.6em 1em;display:flex;justify-content:space-between;align-items:center}
-header a{color:#fff}
-nav.crumbs{padding:.4em 1em;background:#eef}
-nav.tabs{padding:.4em 1em;border-bottom:1px solid #ccd}
-nav.tabs a{margin-right:1em}
-nav.tabs a.current{font-weight:bold}
-main{padding:1em}
-table{border-collapse:collapse}
-td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}
-.notice{background:#efe;border:1px solid #9c9;padding:.4em}
-.error{background:#fee;border:1px solid #c99;padding:.4em}
-label{display:block;margin-top:.6em}
-input[type=text],input[type=password],textarea{width:40em;max-width:100%}
-textarea{height:20em}
-form.inline{display:inline}
-"#;
+/// The style sheet, in every page (small enough not to need a file of its own).
+const STYLE: &str = include_str!("style.css");
 
-/// Renders a timestamp (seconds since the epoch) as UTC.
+/// Renders a timestamp (seconds since the epoch) as UTC, language-neutral: for
+/// transaction notes and anything machines read.  Pages use [`Lang::date`].
 pub fn time(seconds: f64) -> String {
     let Ok(t) = time::OffsetDateTime::from_unix_timestamp(seconds as i64) else {
         return String::new();
@@ -36,6 +25,16 @@ pub fn time(seconds: f64) -> String {
     let format =
         time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     t.format(&format).unwrap_or_default()
+}
+
+/// The name of a content type in the page's language.
+pub fn kind_name(lang: Lang, kind: Kind) -> String {
+    match kind {
+        Kind::Folder => tr!(lang, "kind-folder"),
+        Kind::Page => tr!(lang, "kind-page"),
+        Kind::File => tr!(lang, "kind-file"),
+        Kind::Image => tr!(lang, "kind-image"),
+    }
 }
 
 /// A hidden field with the CSRF token; every form that changes something has one.
@@ -64,103 +63,211 @@ pub fn child_url(ctx: &Ctx<'_>, name: &str) -> String {
     )
 }
 
-/// The page around a view's body: header with the user, breadcrumbs, the management
-/// tabs the principal may use, the notice a key in the query names (`?notice=`).
+/// A form field: its label bound to it (`for`/`id`), the control, a help text and the
+/// error about it, if any, both tied to the control by `aria-describedby`.
+#[derive(Debug)]
+pub struct Field<'a> {
+    pub id: &'a str,
+    pub label: String,
+    pub help: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Field<'_> {
+    /// The field around `control`, which must carry `id=(self.id)` and
+    /// `aria-describedby=(self.described_by())`.
+    pub fn wrap(&self, control: Markup) -> Markup {
+        html! {
+            div.field.invalid[self.error.is_some()] {
+                label for=(self.id) { (self.label) }
+                (control)
+                @if let Some(help) = &self.help { small.help id={(self.id) "-help"} { (help) } }
+                @if let Some(error) = &self.error { p.field-error id={(self.id) "-error"} { (error) } }
+            }
+        }
+    }
+
+    /// The ids of the help and error texts, for `aria-describedby` (empty when none).
+    pub fn described_by(&self) -> Option<String> {
+        let mut ids = Vec::new();
+        if self.help.is_some() {
+            ids.push(format!("{}-help", self.id));
+        }
+        if self.error.is_some() {
+            ids.push(format!("{}-error", self.id));
+        }
+        (!ids.is_empty()).then(|| ids.join(" "))
+    }
+}
+
+/// A field with a label and no help or error.
+pub fn field(id: &str, label: String) -> Field<'_> {
+    Field {
+        id,
+        label,
+        help: None,
+        error: None,
+    }
+}
+
+/// The link of the language switch to `lang`, coming back to this page.
+fn language_url(ctx: &Ctx<'_>, lang: Lang) -> String {
+    let mut here = ctx.url();
+    if !ctx.view.is_empty() && ctx.method == axum::http::Method::GET {
+        here = view_url(ctx, &ctx.view);
+    }
+    let query = serde_urlencoded::to_string([("lang", lang.code()), ("came_from", &here)])
+        .unwrap_or_default();
+    format!("/@@language?{query}")
+}
+
+/// The page around a view's body: a skip link; the header with the site's name, the
+/// search box, the language switch and the user; breadcrumbs by title; the management
+/// tabs the principal may use; the section navigation; the notice a key in the query
+/// names (`?notice=`); a footer.
 pub fn page(ctx: &Ctx<'_>, title: &str, body: Markup) -> Markup {
+    let lang = ctx.lang;
     let target = ctx.target();
     let is_folder = matches!(target, Content::Folder(..));
     let is_root = ctx.path.len() == 1;
-    let mut tabs: Vec<(&str, &str)> = vec![("view", "View")];
+    let mut tabs: Vec<(&str, String)> = vec![("view", tr!(lang, "tab-view"))];
     if is_folder && ctx.allowed(Permission::View) {
-        tabs.push(("contents", "Contents"));
+        tabs.push(("contents", tr!(lang, "tab-contents")));
     }
     if ctx.allowed(Permission::Edit) {
-        tabs.push(("edit", "Edit"));
+        tabs.push(("edit", tr!(lang, "tab-edit")));
     }
     if ctx.allowed(Permission::ManageSecurity) {
-        tabs.push(("security", "Security"));
+        tabs.push(("security", tr!(lang, "tab-security")));
     }
     if ctx.allowed(Permission::ViewHistory) {
-        tabs.push(("history", "History"));
+        tabs.push(("history", tr!(lang, "tab-history")));
     }
     if is_root && ctx.allowed(Permission::Undo) {
-        tabs.push(("undo", "Undo"));
+        tabs.push(("undo", tr!(lang, "tab-undo")));
     }
     if is_root && ctx.allowed(Permission::ManageUsers) {
-        tabs.push(("users", "Users"));
+        tabs.push(("users", tr!(lang, "tab-users")));
     }
     let site_title = ctx.path[0].content.meta().title.clone();
+    let last = ctx.path.len() - 1;
     html! {
         (DOCTYPE)
-        html lang="en" {
+        html lang=(lang.code()) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " — " (site_title) }
+                // The home page is the site's own title, not "Site — Site".
+                title { @if title != site_title { (title) " — " } (site_title) }
                 (crate::web::views::feeds::head(ctx))
                 style { (PreEscaped(STYLE)) }
             }
             body {
-                header {
-                    a href="/" { strong { (site_title) } }
-                    span.user {
+                a.skip href="#main" { (tr!(lang, "skip-to-content")) }
+                header.site {
+                    a.brand href="/" { (site_title) }
+                    form.search role="search" method="get" action="/@@search" {
+                        label.visually-hidden for="search-q" { (tr!(lang, "search-label")) }
+                        input #search-q type="search" name="q" value=[ctx.query("q").filter(|_| ctx.view == "search")] placeholder=(tr!(lang, "search-placeholder"));
+                        button type="submit" { (tr!(lang, "search-button")) }
+                    }
+                    nav.langs aria-label=(tr!(lang, "language-switch")) {
+                        @for l in Lang::ALL {
+                            @if l == lang {
+                                span lang=(l.code()) aria-current="true" { (l.native_name()) }
+                            } @else {
+                                a href=(language_url(ctx, l)) lang=(l.code()) hreflang=(l.code()) { (l.native_name()) }
+                            }
+                        }
+                    }
+                    div.user {
                         @match ctx.principal.login() {
                             Some(login) => {
-                                "Logged in as " strong #user { (login) } " "
-                                a href="/@@password" { "Password" } " "
+                                span.who { (tr!(lang, "logged-in-as")) " " } strong #user { (login) } " "
+                                a href="/@@password" { (tr!(lang, "password-link")) } " "
                                 form.inline method="post" action="/@@logout" {
                                     (csrf(ctx))
-                                    button type="submit" { "Log out" }
+                                    button type="submit" { (tr!(lang, "log-out")) }
                                 }
                             }
-                            None => { a href={"/@@login?" (serde_urlencoded::to_string([("came_from", ctx.url())]).unwrap_or_default())} { "Log in" } }
+                            None => { a href={"/@@login?" (serde_urlencoded::to_string([("came_from", ctx.url())]).unwrap_or_default())} { (tr!(lang, "log-in")) } }
                         }
                     }
                 }
-                nav.crumbs {
-                    a href="/" { "Home" }
-                    @for (i, step) in ctx.path.iter().enumerate().skip(1) {
-                        " / "
-                        a href=(url_of(ctx.path[1..=i].iter().map(|s| s.name.as_str()))) { (step.name) }
+                nav.crumbs aria-label=(tr!(lang, "breadcrumbs")) {
+                    ol {
+                        li { a href="/" aria-current=[(last == 0).then_some("page")] { (tr!(lang, "home")) } }
+                        @for (i, step) in ctx.path.iter().enumerate().skip(1) {
+                            li { a href=(url_of(ctx.path[1..=i].iter().map(|s| s.name.as_str()))) aria-current=[(i == last).then_some("page")] { (step.content.meta().title) } }
+                        }
                     }
                 }
                 @if ctx.principal.is_authenticated() {
-                    nav.tabs {
+                    nav.tabs aria-label=(tr!(lang, "manage-tabs")) {
                         @for (view, label) in &tabs {
-                            a class=@if ctx.view == *view || (ctx.view.is_empty() && *view == "view") { "current" } href=(view_url(ctx, view)) { (label) }
+                            @let current = ctx.view == *view || (ctx.view.is_empty() && *view == "view");
+                            a class=[current.then_some("current")] aria-current=[current.then_some("page")] href=(view_url(ctx, view)) { (label) }
                         }
                     }
                 }
-                main {
-                    @if let Some(notice) = ctx.query("notice").and_then(Notice::parse) {
-                        p.notice { (notice.text(ctx)) }
+                div.layout {
+                    (super::nav::sections(ctx))
+                    main #main tabindex="-1" {
+                        @if let Some(notice) = ctx.query("notice").and_then(Notice::parse) {
+                            div.notice role="status" { (notice.text(ctx)) }
+                        }
+                        (body)
                     }
-                    (body)
                 }
+                footer.site { p { (site_title) " · " (tr!(lang, "footer-powered")) } }
             }
         }
     }
 }
 
-/// A plain page for errors (no context needed).
-pub fn error_page(status: StatusCode, message: &str) -> String {
+/// A plain page for errors (no context needed); `detail`, if any, is English.
+pub fn error_page(status: StatusCode, message: &str, detail: Option<&str>, lang: Lang) -> String {
+    let heading = status_text(status, lang);
     html! {
         (DOCTYPE)
-        html lang="en" {
-            head { meta charset="utf-8"; title { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) } style { (PreEscaped(STYLE)) } }
+        html lang=(lang.code()) {
+            head { meta charset="utf-8"; meta name="viewport" content="width=device-width, initial-scale=1"; title { (heading) } style { (PreEscaped(STYLE)) } }
             body {
-                header { a href="/" { strong { "bbru" } } }
-                main {
-                    h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
-                    p.error { (message) }
-                    @if status == StatusCode::UNAUTHORIZED { p { a href="/@@login" { "Log in" } } }
+                a.skip href="#main" { (tr!(lang, "skip-to-content")) }
+                header.site { a.brand href="/" { "bbru" } }
+                main #main tabindex="-1" {
+                    h1 { (heading) }
+                    p.error role="alert" { (message) }
+                    @if let Some(detail) = detail { p.detail lang="en" { small { (detail) } } }
+                    @if status == StatusCode::UNAUTHORIZED { p { a href="/@@login" { (tr!(lang, "log-in")) } } }
                     // Hidden items answer visitors as missing ones: logging in may show them.
-                    @if status == StatusCode::NOT_FOUND { p { "If you expected something here, it may need you to " a href="/@@login" { "log in" } "." } }
+                    @if status == StatusCode::NOT_FOUND { p { (tr!(lang, "not-found-hint")) " " a href="/@@login" { (tr!(lang, "not-found-hint-login")) } } }
+                    p { a href="/" { (tr!(lang, "back-home")) } }
                 }
             }
         }
     }
     .into_string()
+}
+
+/// "404 Not Found", in the language.
+fn status_text(status: StatusCode, lang: Lang) -> String {
+    let code = status.as_u16();
+    let reason = match code {
+        400 => tr!(lang, "status-400"),
+        401 => tr!(lang, "status-401"),
+        403 => tr!(lang, "status-403"),
+        404 => tr!(lang, "status-404"),
+        405 => tr!(lang, "status-405"),
+        408 => tr!(lang, "status-408"),
+        409 => tr!(lang, "status-409"),
+        412 => tr!(lang, "status-412"),
+        413 => tr!(lang, "status-413"),
+        429 => tr!(lang, "status-429"),
+        503 => tr!(lang, "status-503"),
+        _ => tr!(lang, "status-500"),
+    };
+    format!("{code} {reason}")
 }
 
 /// What a page may say in its notice box after a change.  The URL carries only the key
@@ -255,29 +362,34 @@ impl Notice {
 
     /// The text shown on `ctx`'s page.
     pub fn text(self, ctx: &Ctx<'_>) -> String {
+        let lang = ctx.lang;
         match self {
-            Notice::Added => format!("{} added.", ctx.target().kind().name()),
-            Notice::Saved => "Changes saved.".into(),
-            Notice::Reverted => "Reverted to the chosen version.".into(),
-            Notice::RevertedFolder => "Reverted to the chosen version. Deleted items are not brought back by this: use Undo for them.".into(),
-            Notice::Undone => "Done: the undo is the newest transaction below.".into(),
-            Notice::NothingChanged => "Nothing changed.".into(),
-            Notice::GrantsSaved => "Grants saved.".into(),
-            Notice::UserAdded => "User added.".into(),
-            Notice::UserChanged => "User changed.".into(),
-            Notice::PasswordSet => "Password changed; the user was logged out everywhere.".into(),
-            Notice::UserDeleted => "User deleted.".into(),
-            Notice::GroupAdded => "Group added.".into(),
-            Notice::GroupDeleted => "Group deleted.".into(),
-            Notice::Renamed => "Renamed.".into(),
-            Notice::NothingRenamed => "Nothing was renamed: the names are unchanged.".into(),
-            Notice::Cut => "Cut; paste into the folder the items should move to.".into(),
-            Notice::Copied => "Copied; paste into the folder the copies should go to.".into(),
-            Notice::Pasted => "Pasted.".into(),
-            Notice::Deleted => "Deleted.".into(),
-            Notice::OrderChanged => "Order changed.".into(),
-            Notice::OrderUnchanged => "The order is unchanged.".into(),
-            Notice::PasswordChanged => "Your password was changed; your other sessions were logged out.".into(),
+            Notice::Added => tr!(
+                lang,
+                "notice-added",
+                kind = kind_name(lang, ctx.target().kind())
+            ),
+            Notice::Saved => tr!(lang, "notice-saved"),
+            Notice::Reverted => tr!(lang, "notice-reverted"),
+            Notice::RevertedFolder => tr!(lang, "notice-reverted-folder"),
+            Notice::Undone => tr!(lang, "notice-undone"),
+            Notice::NothingChanged => tr!(lang, "notice-unchanged"),
+            Notice::GrantsSaved => tr!(lang, "notice-grants-saved"),
+            Notice::UserAdded => tr!(lang, "notice-user-added"),
+            Notice::UserChanged => tr!(lang, "notice-user-changed"),
+            Notice::PasswordSet => tr!(lang, "notice-password-set"),
+            Notice::UserDeleted => tr!(lang, "notice-user-deleted"),
+            Notice::GroupAdded => tr!(lang, "notice-group-added"),
+            Notice::GroupDeleted => tr!(lang, "notice-group-deleted"),
+            Notice::Renamed => tr!(lang, "notice-renamed"),
+            Notice::NothingRenamed => tr!(lang, "notice-nothing-renamed"),
+            Notice::Cut => tr!(lang, "notice-cut"),
+            Notice::Copied => tr!(lang, "notice-copied"),
+            Notice::Pasted => tr!(lang, "notice-pasted"),
+            Notice::Deleted => tr!(lang, "notice-deleted"),
+            Notice::OrderChanged => tr!(lang, "notice-order-changed"),
+            Notice::OrderUnchanged => tr!(lang, "notice-order-unchanged"),
+            Notice::PasswordChanged => tr!(lang, "notice-password-changed"),
         }
     }
 }

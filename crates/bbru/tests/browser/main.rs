@@ -4,7 +4,8 @@
 //! A user logs in through the form, adds a page through the Add link and its form,
 //! edits it and sees the change, then takes an edit back through the site-wide `/@@undo`
 //! and through the page's `@@history`; and saves an edit form someone else saved
-//! meanwhile, to see both versions and merge them.
+//! meanwhile, to see both versions and merge them.  `a11y.rs`: axe-core on the main
+//! pages in both languages, at a phone's and a desktop's size.
 //!
 //! Each test has its own site, chromedriver and browser profile.  After every step a
 //! screenshot (PNG) goes to `<target dir>/test-artifacts/browser/<test>/` (the target
@@ -20,6 +21,9 @@
 mod common;
 mod images;
 mod publication;
+
+mod a11y;
+mod preview;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -331,7 +335,7 @@ impl Browser {
         self.shot("add-form").await;
         self.click("main form button[type=submit]").await;
         self.arrive("/welcome?").await;
-        assert_eq!(self.text("p.notice").await, "Page added.");
+        assert_eq!(self.text("div.notice[role=status]").await, "Page added.");
         assert_eq!(self.text("main h1").await, "Welcome");
         assert_eq!(self.text("div.body em").await, "world");
         self.shot("page-added").await;
@@ -351,7 +355,7 @@ impl Browser {
         self.fill("body", "Hello again, **bbru**.").await;
         self.shot("edit-form").await;
         self.click("main form button[type=submit]").await;
-        assert_eq!(self.text("p.notice").await, "Changes saved.");
+        assert_eq!(self.text("div.notice[role=status]").await, "Changes saved.");
         assert_eq!(self.text("main h1").await, "Welcome back");
         assert_eq!(self.text("div.body strong").await, "bbru");
         self.shot("page-edited").await;
@@ -375,7 +379,7 @@ fn log_in_add_a_page_edit_it_and_see_the_change() {
         "log_in_add_a_page_edit_it_and_see_the_change",
         |mut b| async move {
             b.goto("/").await;
-            assert_eq!(b.text("header a strong").await, "Test site");
+            assert_eq!(b.text("header a.brand").await, "Test site");
             assert_eq!(b.text("main p em").await, "This folder is empty.");
             b.shot("home-anonymous").await;
             b.log_in().await;
@@ -441,7 +445,7 @@ fn undo_an_edit_in_the_undo_view() {
         b.click("main form[action=\"/@@undo\"] button[type=submit]")
             .await;
         assert_eq!(
-            b.text("p.notice").await,
+            b.text("div.notice[role=status]").await,
             "Done: the undo is the newest transaction below."
         );
         // The undo is itself a transaction, listed first.
@@ -496,7 +500,7 @@ fn revert_an_edit_through_the_history() {
         b.shot("first-version").await;
         b.click("main form button[type=submit]").await;
         assert!(
-            b.text("p.notice")
+            b.text("div.notice[role=status]")
                 .await
                 .starts_with("Reverted to the chosen version"),
             "the revert is confirmed"
@@ -559,7 +563,7 @@ fn a_stale_edit_form_shows_both_versions_to_merge() {
 
             b.fill("body", "Their words. My own words.").await;
             b.click("main form button[type=submit]").await;
-            assert_eq!(b.text("p.notice").await, "Changes saved.");
+            assert_eq!(b.text("div.notice[role=status]").await, "Changes saved.");
             assert_eq!(b.text("div.body").await, "Their words. My own words.");
             b.shot("merged").await;
         },

@@ -50,7 +50,7 @@ pub fn free_port() -> u16 {
 pub fn write_site_config(dir: &Path) -> PathBuf {
     let path = dir.join("site.toml");
     let text = format!(
-        "[site]\ntitle = \"Test site\"\npublic = true\n\n[bootstrap_manager]\nlogin = \"{}\"\npassword = \"{}\"\n",
+        "[site]\ntitle = \"Test site\"\npublic = true\nlanguage = \"en\"\n\n[bootstrap_manager]\nlogin = \"{}\"\npassword = \"{}\"\n",
         ADMIN.0, ADMIN.1
     );
     std::fs::write(&path, text).expect("write site.toml");

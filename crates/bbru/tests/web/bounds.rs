@@ -341,7 +341,7 @@ fn metrics_access_follows_the_serve_setting() {
 /// A site accepting 3 MiB uploads (so page bodies up to the page limit reach the check).
 fn roomy_site() -> Site {
     let text = format!(
-        "[site]\ntitle = \"Test site\"\nupload_size_max = 3000000\n[bootstrap_manager]\nlogin = \"{}\"\npassword = \"{}\"\n",
+        "[site]\ntitle = \"Test site\"\nupload_size_max = 3000000\nlanguage = \"en\"\n[bootstrap_manager]\nlogin = \"{}\"\npassword = \"{}\"\n",
         ADMIN.0, ADMIN.1
     );
     start_with(

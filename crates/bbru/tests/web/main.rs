@@ -19,6 +19,7 @@ mod feeds;
 mod grants;
 mod headers;
 mod history;
+mod i18n;
 mod images;
 mod manage;
 mod matrix;
@@ -66,10 +67,11 @@ impl Drop for Site {
     }
 }
 
-/// The site configuration of the tests, with extra TOML appended.
+/// The site configuration of the tests, with extra TOML appended.  The interface is in
+/// English (the tests read its words); `tests/web/i18n.rs` tries the others.
 pub fn site_config(extra: &str) -> SiteConfig {
     let text = format!(
-        "[site]\ntitle = \"Test site\"\nupload_size_max = 100000\n{extra}\n[bootstrap_manager]\nlogin = \"{}\"\npassword = \"{}\"\n",
+        "[site]\ntitle = \"Test site\"\nupload_size_max = 100000\nlanguage = \"en\"\n{extra}\n[bootstrap_manager]\nlogin = \"{}\"\npassword = \"{}\"\n",
         ADMIN.0, ADMIN.1
     );
     SiteConfig::parse(&text, std::path::Path::new("test-site.toml")).unwrap()

@@ -86,7 +86,7 @@ fn the_listing_shows_visible_items_and_the_allowed_actions() {
         html.contains("href=\"/docs/b-page\">&lt;B&gt; page</a>"),
         "{html}"
     );
-    assert!(html.contains("2.0 KB"), "{html}");
+    assert!(html.contains("2 KB"), "{html}");
     for button in ["rename", "cut", "copy", "delete", "move_up", "move_top"] {
         assert!(html.contains(&format!("value=\"{button}\"")), "{button}");
     }
@@ -253,7 +253,7 @@ fn cut_and_paste_moves_the_same_object() {
     // Cutting changes nothing yet.
     assert_eq!(admin.get("/a/p").status(), 200);
     let html = admin.page("/docs/@@contents");
-    assert!(html.contains("Clipboard: 1 item(s) cut"), "{html}");
+    assert!(html.contains("Clipboard: 1 item cut:"), "{html}");
     assert!(html.contains("value=\"paste\""));
     let r = ok(act(&admin, "/docs", "paste", &[]));
     assert!(
@@ -314,7 +314,7 @@ fn pasted_copies_get_copy_of_names_on_clashes() {
     admin.add("/docs", "Page", "p", "P", "");
     ok(act(&admin, "/docs", "copy", &["p"]));
     let html = admin.page("/docs/@@contents");
-    assert!(html.contains("Clipboard: 1 item(s) copied"), "{html}");
+    assert!(html.contains("Clipboard: 1 item copied:"), "{html}");
     ok(act(&admin, "/docs", "paste", &[]));
     assert_eq!(last_note(&site).1, "paste /docs/p into /docs (copy)");
     // The clipboard stays after a copy: paste again.
@@ -589,11 +589,11 @@ fn folders_of_more_than_a_thousand_items_are_not_reordered() {
     }
     let r = act(&admin, "/big", "move_top", &["p1000"]);
     assert_eq!(r.status(), 400);
-    assert!(r.text().unwrap().contains("at most 1000 items"));
+    assert!(r.text().unwrap().contains("at most 1,000 items"));
     // The listing comes in batches.
     let html = admin.page("/big/@@contents");
     assert_eq!(listed(&html).len(), 500);
-    assert!(html.contains("Items 1–500 of 1001"), "{html}");
+    assert!(html.contains("Items 1–500 of 1,001"), "{html}");
     let last = admin.page("/big/@@contents?start=1000");
     assert_eq!(listed(&last), ["p1000"]);
 }

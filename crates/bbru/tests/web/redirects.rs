@@ -62,12 +62,12 @@ fn notices_in_the_url_are_keys_never_free_text() {
     assert_eq!(r.headers()["location"], "/docs?notice=added");
     let html = admin.page("/docs?notice=added");
     assert!(
-        html.contains("<p class=\"notice\">Folder added.</p>"),
+        html.contains("<div class=\"notice\" role=\"status\">Folder added.</div>"),
         "{html}"
     );
     let anonymous = site.browser();
     let html = anonymous.page("/docs?notice=saved");
-    assert!(html.contains("<p class=\"notice\">Changes saved.</p>"));
+    assert!(html.contains("<div class=\"notice\" role=\"status\">Changes saved.</div>"));
     for text in [
         "Your+account+is+locked%3A+call+555-0100",
         "Changes+saved.",

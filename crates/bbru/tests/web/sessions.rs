@@ -95,10 +95,19 @@ fn users_change_their_own_password_which_ends_their_other_sessions() {
     };
     let r = change("wrong-password", "brand-new-pw", "brand-new-pw");
     assert_eq!(r.status(), 200);
-    assert!(r.text().unwrap().contains("The current password is wrong."));
+    // The error sits beside the field it is about.
+    assert!(
+        r.text()
+            .unwrap()
+            .contains("id=\"current_password-error\">The current password is wrong.")
+    );
     assert!(shows_logged_in(&home_with(&site, &stolen), "bob"));
     let r = change("bob-password", "short", "short");
-    assert!(r.text().unwrap().contains("at least 8 characters"));
+    assert!(
+        r.text()
+            .unwrap()
+            .contains("id=\"password-error\">The password must have at least 8 characters")
+    );
     let r = change("bob-password", "brand-new-pw", "other-new-pw");
     assert!(r.text().unwrap().contains("differ"));
     let r = change("bob-password", "brand-new-pw", "brand-new-pw");

@@ -328,7 +328,7 @@ fn an_upload_over_the_limit_is_413_and_leaves_nothing_behind() {
     std::fs::write(
         &site,
         format!(
-            "[site]\ntitle = \"Test site\"\nupload_size_max = {}\n\n[bootstrap_manager]\nlogin = \"{}\"\npassword = \"{}\"\n",
+            "[site]\ntitle = \"Test site\"\nupload_size_max = {}\nlanguage = \"en\"\n\n[bootstrap_manager]\nlogin = \"{}\"\npassword = \"{}\"\n",
             MIB, ADMIN.0, ADMIN.1
         ),
     )

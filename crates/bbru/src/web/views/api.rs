@@ -129,7 +129,10 @@ fn serialize(
     match content {
         Content::Page(_, p) => {
             object.insert("body".into(), json!(p.body));
-            object.insert("body_html".into(), json!(&*pages.html(&p.body)));
+            object.insert(
+                "body_html".into(),
+                json!(&*pages.html(&p.body, crate::i18n::Lang::En)),
+            );
         }
         Content::File(_, f) => file(object, &f.filename, &f.content_type, f.byte_len() as usize),
         Content::Image(_, i) => file(object, &i.filename, &i.content_type, i.byte_len() as usize),

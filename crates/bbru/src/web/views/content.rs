@@ -9,25 +9,26 @@ use parking_lot::Mutex;
 use sha2::Digest;
 use zodb::Transaction;
 
+use crate::i18n::Lang;
 use crate::limits;
 use crate::model::edit::{self, EditError, Fields};
 use crate::model::{Content, ContentRef, Kind};
 use crate::security::Permission;
-use crate::web::render::{self, Notice, child_url, csrf, page, redirect_with_notice, view_url};
+use crate::tr;
+use crate::web::render::{
+    Notice, child_url, csrf, kind_name, page, redirect_with_notice, view_url,
+};
+
+use super::forms::{
+    FormState, body_error_text, edit_error_text, error_field, form_error, kind_fields,
+};
 use crate::web::{AppError, Ctx, Reply, now, version};
 
 /// Markdown to HTML, sanitised (no scripts, no event handlers, no `javascript:` links).
 /// A body beyond the page limits (saved before they existed, or by another client) is
-/// shown as escaped text: sanitising it could take seconds.
-pub fn markdown(source: &str) -> String {
-    match crate::model::markup::check_body(source) {
-        Ok(html) => ammonia::clean(&html),
-        Err(e) => html! {
-            p.error { "This page cannot be shown as HTML: " (e) "." }
-            pre { (source) }
-        }
-        .into_string(),
-    }
+/// an error: sanitising it could take seconds; [`RenderedPages::html`] shows it as text.
+pub fn markdown(source: &str) -> Result<String, crate::model::markup::BodyError> {
+    crate::model::markup::check_body(source).map(|html| ammonia::clean(&html))
 }
 
 /// The sanitised HTML of page bodies, keyed by the SHA-256 of the Markdown (so any
@@ -54,14 +55,26 @@ impl Default for RenderedPages {
 }
 
 impl RenderedPages {
-    /// The sanitised HTML of `source`, rendered only if not already kept.
-    pub fn html(&self, source: &str) -> Arc<str> {
+    /// The sanitised HTML of `source`, rendered only if not already kept.  A body past
+    /// the limits is shown as escaped text under a notice in `lang`, and not kept (the
+    /// notice is the only part that depends on the language, and such bodies are rare).
+    pub fn html(&self, source: &str, lang: Lang) -> Arc<str> {
         let key: [u8; 32] = sha2::Sha256::digest(source.as_bytes()).into();
         if let Some(html) = self.cache.lock().get(&key) {
             return html.clone();
         }
         self.renders.fetch_add(1, Ordering::Relaxed);
-        let html: Arc<str> = markdown(source).into();
+        let html: Arc<str> = match markdown(source) {
+            Ok(html) => html.into(),
+            Err(e) => {
+                return html! {
+                    p.error { (tr!(lang, "page-not-html", reason = body_error_text(lang, &e))) }
+                    pre { (source) }
+                }
+                .into_string()
+                .into();
+            }
+        };
         if html.len() > limits::RENDERED_PAGES_BYTES_MAX / 4 {
             // A few huge pages must not push everything else out.
             return html;
@@ -239,35 +252,62 @@ pub fn visible_items(
     Ok(out)
 }
 
+/// The links to the add forms of each content type.
+fn add_links(ctx: &Ctx<'_>) -> Markup {
+    let lang = ctx.lang;
+    html! {
+        p.add-links {
+            (tr!(lang, "add-label")) " "
+            @for k in Kind::ALL { a href={(view_url(ctx, "add")) "?type=" (k.name())} { (kind_name(lang, k)) } " " }
+        }
+    }
+}
+
+/// "name.pdf (application/pdf, 1.5 KB)".
+pub fn file_facts(lang: Lang, filename: &str, content_type: &str, size: u64) -> String {
+    format!("{filename} ({content_type}, {})", lang.size(size))
+}
+
 /// The HTML view of any object.
 pub fn view_page(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let lang = ctx.lang;
     let target = ctx.target();
     let meta = target.meta();
     let body: Markup = match target {
         Content::Folder(..) => {
             let items = visible_items(ctx, tx)?;
             html! {
-                @if ctx.allowed(Permission::Add) {
-                    p { "Add: " @for k in Kind::ALL { a href={(view_url(ctx, "add")) "?type=" (k.name())} { (k.name()) } " " } }
-                }
-                @if items.is_empty() { p { em { "This folder is empty." } } }
+                @if ctx.allowed(Permission::Add) { (add_links(ctx)) }
+                @if items.is_empty() { p { em { (tr!(lang, "folder-empty")) } } }
                 (super::feeds::folder_links(ctx))
                 ul.items {
                     @for (name, item) in &items {
-                        li { (super::images::listing_thumb(ctx, tx, name, item)?) a href=(child_url(ctx, name)) { (item.meta().title) } " " small { "(" (item.kind().name()) ")" } (super::publication::listing_marker(item))
-                            @if !item.meta().description.is_empty() { br; span.description { (item.meta().description) } } }
+                        li {
+                            (super::images::listing_thumb(ctx, tx, name, item)?)
+                            a href=(child_url(ctx, name)) { (item.meta().title) } " "
+                            span.kind { "(" (kind_name(lang, item.kind())) ")" }
+                            (super::publication::listing_marker(item))
+                            @if !item.meta().description.is_empty() { span.description { (item.meta().description) } }
+                        }
                     }
                 }
             }
         }
-        Content::Page(_, p) => html! { div.body { (PreEscaped(&*ctx.app.pages.html(&p.body))) } },
+        Content::Page(_, p) => {
+            html! { div.body { (PreEscaped(&*ctx.app.pages.html(&p.body, lang))) } }
+        }
         Content::File(_, f) => html! {
-            p { a href=(ctx.url()) { "Download " (f.filename) } " (" (f.content_type) ", " (f.byte_len()) " bytes)" }
+            p { a href=(ctx.url()) { (tr!(lang, "download", filename = f.filename.as_str())) } " (" (f.content_type) ", " (lang.size(f.byte_len())) ")" }
         },
         Content::Image(_, i) => html! {
             (super::images::picture(ctx, tx, &meta.title)?)
-            p { (i.filename) " (" (i.content_type) ", " (i.byte_len()) " bytes)" }
+            p { (file_facts(lang, &i.filename, &i.content_type, i.byte_len())) }
         },
+    };
+    let creator = if meta.creator.is_empty() {
+        tr!(lang, "creator-unknown")
+    } else {
+        meta.creator.clone()
     };
     let markup = page(
         ctx,
@@ -277,7 +317,7 @@ pub fn view_page(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError>
             (super::publication::state_box(ctx))
             @if !meta.description.is_empty() { p.description { (meta.description) } }
             (body)
-            p.byline { small { "Created by " (if meta.creator.is_empty() { "unknown" } else { &meta.creator }) " on " (render::time(meta.created)) ", modified " (render::time(meta.modified)) } }
+            p.byline { small { (tr!(lang, "byline", creator = creator, created = lang.date(meta.created), modified = lang.date(meta.modified))) } }
         },
     );
     Ok(Reply::Html(markup.into_string()))
@@ -298,34 +338,36 @@ pub fn form_fields(ctx: &Ctx<'_>) -> Fields {
     }
 }
 
-fn kind_fields(kind: Kind, title: &str, description: &str, body: &str) -> Markup {
-    html! {
-        label { "Title" input type="text" name="title" value=(title) required; }
-        label { "Description" input type="text" name="description" value=(description); }
-        @if kind == Kind::Page { label { "Body (Markdown)" textarea name="body" { (body) } } }
-        @if matches!(kind, Kind::File | Kind::Image) { label { "File" input type="file" name="file"; } }
-    }
-}
-
 pub fn add_form(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let kind = Kind::parse(ctx.query("type").unwrap_or("Page"))
-        .ok_or_else(|| AppError::BadRequest("unknown content type".into()))?;
-    let markup = page(
+        .ok_or_else(|| AppError::BadRequest(tr!(ctx.lang, "error-unknown-type")))?;
+    Ok(Reply::Html(add_page(ctx, kind, &FormState::default())))
+}
+
+fn add_page(ctx: &Ctx<'_>, kind: Kind, state: &FormState<'_>) -> String {
+    let lang = ctx.lang;
+    let heading = tr!(lang, "add-heading", kind = kind_name(lang, kind));
+    let id = state.field(
+        "id",
+        tr!(lang, "field-name"),
+        Some(tr!(lang, "field-name-help")),
+    );
+    page(
         ctx,
-        &format!("Add {}", kind.name()),
+        &heading,
         html! {
-            h1 { "Add " (kind.name()) }
-            form method="post" action=(view_url(ctx, "add")) enctype="multipart/form-data" {
+            h1 { (heading) }
+            form method="post" action=(view_url(ctx, "add")) enctype="multipart/form-data" novalidate[state.error.is_some()] {
                 (csrf(ctx))
                 input type="hidden" name="type" value=(kind.name());
-                label { "Name (in the URL; made from the title if empty)" input type="text" name="id"; }
-                (kind_fields(kind, "", "", ""))
+                (id.wrap(html! { input #id type="text" name="id" value=(state.id) aria-describedby=[id.described_by()] aria-invalid=[id.error.as_ref().map(|_| "true")]; }))
+                (kind_fields(lang, kind, state))
                 (super::publication::add_form_field(ctx))
-                p { button type="submit" { "Add" } }
+                p { button type="submit" { (tr!(lang, "button-add")) } }
             }
         },
-    );
-    Ok(Reply::Html(markup.into_string()))
+    )
+    .into_string()
 }
 
 pub fn add(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
@@ -333,8 +375,8 @@ pub fn add(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         return Err(AppError::NotFound);
     };
     let kind = Kind::parse(ctx.input.field("type").unwrap_or(""))
-        .ok_or_else(|| AppError::BadRequest("unknown content type".into()))?;
-    let (name, item) = edit::create(
+        .ok_or_else(|| AppError::BadRequest(tr!(ctx.lang, "error-unknown-type")))?;
+    let created = edit::create(
         tx,
         *folder,
         ctx.input.field("id").unwrap_or(""),
@@ -342,7 +384,23 @@ pub fn add(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         form_fields(ctx),
         &ctx.principal.audit_name(),
         now(),
-    )?;
+    );
+    let (name, item) = match created {
+        Ok(done) => done,
+        Err(e) if form_error(&e) => {
+            let field = |n| ctx.input.field(n).unwrap_or("");
+            let state = FormState {
+                id: field("id"),
+                title: field("title"),
+                description: field("description"),
+                body: field("body"),
+                error: Some((error_field(&e), edit_error_text(ctx.lang, &e))),
+            };
+            let html = add_page(ctx, kind, &state);
+            return Ok(Reply::HtmlStatus(axum::http::StatusCode::BAD_REQUEST, html));
+        }
+        Err(e) => return Err(e.into()),
+    };
     super::publication::apply_new_state(ctx, tx, item)?;
     let url = child_url(ctx, &name);
     ctx.note(tx, &format!("add {} {url}", kind.name()));
@@ -358,32 +416,98 @@ pub fn edit_form(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError>
         _ => "",
     };
     let serial = target.reference().serial(tx)?;
-    let markup = page(
+    let state = FormState {
+        title: &meta.title,
+        description: &meta.description,
+        body,
+        ..FormState::default()
+    };
+    Ok(Reply::Html(edit_page(
         ctx,
-        &format!("Edit {}", meta.title),
-        html! {
-            h1 { "Edit " (meta.title) }
-            (edit_fields(ctx, target.kind(), serial, &meta.title, &meta.description, body))
-        },
-    );
-    Ok(Reply::Html(markup.into_string()))
+        &version::token(serial),
+        &state,
+        None,
+    )))
 }
 
+/// The edit page with `state` in its form (filled from the version `token`), and the
+/// preview of its body when asked for without scripts.
+fn edit_page(ctx: &Ctx<'_>, token: &str, state: &FormState<'_>, preview: Option<&str>) -> String {
+    let meta = ctx.target().meta();
+    let heading = tr!(ctx.lang, "edit-heading", title = meta.title.as_str());
+    page(
+        ctx,
+        &heading,
+        html! {
+            h1 { (heading) }
+            (edit_fields(ctx, ctx.target().kind(), token, state, preview))
+        },
+    )
+    .into_string()
+}
+
+/// The edit form; a page's has a preview of its body: live with the script (which asks
+/// `@@preview` as the text changes), or through the Preview button without it (the form
+/// comes back with the preview, nothing saved).
 fn edit_fields(
     ctx: &Ctx<'_>,
     kind: Kind,
-    serial: zodb::Tid,
-    title: &str,
-    description: &str,
-    body: &str,
+    token: &str,
+    state: &FormState<'_>,
+    preview: Option<&str>,
 ) -> Markup {
+    let lang = ctx.lang;
+    let page = kind == Kind::Page;
     html! {
-        form method="post" action=(view_url(ctx, "edit")) enctype="multipart/form-data" {
+        form #edit-form method="post" action=(view_url(ctx, "edit")) enctype="multipart/form-data" novalidate[state.error.is_some()] data-preview=[page.then(|| view_url(ctx, "preview"))] {
             (csrf(ctx))
-            input type="hidden" name=(version::FORM_FIELD) value=(version::token(serial));
-            (kind_fields(kind, title, description, body))
-            p { button type="submit" { "Save" } }
+            input type="hidden" name=(version::FORM_FIELD) value=(token);
+            (kind_fields(lang, kind, state))
+            @if page {
+                section #preview-section aria-labelledby="preview-heading" hidden[preview.is_none()] {
+                    h2 #preview-heading { (tr!(lang, "preview-heading")) }
+                    div #preview .preview .body aria-live="polite" { @if let Some(html) = preview { (PreEscaped(html)) } }
+                }
+            }
+            p.actions {
+                button type="submit" { (tr!(lang, "button-save")) }
+                @if page { button.secondary type="submit" name="preview" value="1" { (tr!(lang, "preview-button")) } }
+            }
         }
+        @if page { script { (PreEscaped(PREVIEW_SCRIPT)) } }
+    }
+}
+
+/// The live preview: after a pause in typing (or on the Preview button), the body goes
+/// to `@@preview` with the form's CSRF token; the answer is HTML the server sanitised
+/// with the renderer pages use.  Without scripts the button posts the form instead.
+const PREVIEW_SCRIPT: &str = r#"(function(){
+var f=document.getElementById('edit-form'),ta=document.getElementById('body'),
+out=document.getElementById('preview'),sec=document.getElementById('preview-section');
+if(!f||!ta||!out||!window.fetch||!window.FormData)return;
+var timer,seq=0;
+function go(){var d=new FormData(),n=++seq;d.append('_csrf',f.elements['_csrf'].value);d.append('body',ta.value);
+fetch(f.getAttribute('data-preview'),{method:'POST',body:d,credentials:'same-origin'})
+.then(function(r){if(!r.ok)throw r.status;return r.text();})
+.then(function(h){if(n===seq){out.innerHTML=h;sec.hidden=false;}}).catch(function(){});}
+ta.addEventListener('input',function(){clearTimeout(timer);timer=setTimeout(go,400);});
+var b=f.querySelector('button[name=preview]');
+if(b)b.addEventListener('click',function(e){e.preventDefault();go();});
+})();"#;
+
+/// `POST @@preview` (Edit, with the CSRF token): the sanitised HTML of the posted
+/// `body`, rendered as pages are (not kept: drafts would push pages out of the cache).
+pub fn preview(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    Ok(Reply::Html(preview_html(
+        ctx.lang,
+        ctx.input.field("body").unwrap_or(""),
+    )))
+}
+
+fn preview_html(lang: Lang, body: &str) -> String {
+    match markdown(body) {
+        Ok(html) => html,
+        Err(e) => html! { p.error { (body_error_text(lang, &e)) } }.into_string(),
     }
 }
 
@@ -395,12 +519,44 @@ fn edit_fields(
 pub fn edit(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let target = ctx.target();
     let current = target.reference().serial(tx)?;
+    if ctx.input.field("preview").is_some() {
+        // The Preview button without scripts: the form again, with the text, unsaved,
+        // still carrying the version it was opened at.
+        let field = |n| ctx.input.field(n).unwrap_or("");
+        let state = FormState {
+            title: field("title"),
+            description: field("description"),
+            body: field("body"),
+            ..FormState::default()
+        };
+        let token = ctx
+            .input
+            .field(version::FORM_FIELD)
+            .map_or_else(|| version::token(current), str::to_owned);
+        let html = preview_html(ctx.lang, field("body"));
+        return Ok(Reply::Html(edit_page(ctx, &token, &state, Some(&html))));
+    }
     if let Some(seen) = ctx.input.field(version::FORM_FIELD)
         && seen != version::token(current)
     {
         return Ok(merge_form(ctx, current));
     }
-    edit::apply(tx, target.reference(), form_fields(ctx), now())?;
+    match edit::apply(tx, target.reference(), form_fields(ctx), now()) {
+        Ok(_) => {}
+        Err(e) if form_error(&e) && ctx.input.field(version::FORM_FIELD).is_some() => {
+            let field = |n| ctx.input.field(n).unwrap_or("");
+            let state = FormState {
+                title: field("title"),
+                description: field("description"),
+                body: field("body"),
+                error: Some((error_field(&e), edit_error_text(ctx.lang, &e))),
+                ..FormState::default()
+            };
+            let html = edit_page(ctx, &version::token(current), &state, None);
+            return Ok(Reply::HtmlStatus(axum::http::StatusCode::BAD_REQUEST, html));
+        }
+        Err(e) => return Err(e.into()),
+    }
     ctx.note(tx, &format!("edit {}", ctx.location()));
     Ok(redirect_with_notice(&ctx.url(), Notice::Saved))
 }
@@ -419,29 +575,37 @@ fn merge_form(ctx: &Ctx<'_>, current: zodb::Tid) -> Reply {
     let mine_description = mine.description.as_deref().unwrap_or(&meta.description);
     let mine_body = mine.body.as_deref().or(theirs_body).unwrap_or("");
     let uploaded = mine.upload.is_some();
+    let lang = ctx.lang;
+    let heading = tr!(lang, "edit-heading", title = meta.title.as_str());
+    let state = FormState {
+        title: mine_title,
+        description: mine_description,
+        body: mine_body,
+        ..FormState::default()
+    };
     let markup = page(
         ctx,
-        &format!("Edit {}", meta.title),
+        &heading,
         html! {
-            h1 { "Edit " (meta.title) }
+            h1 { (heading) }
             div.error role="alert" id="merge-notice" {
-                p { strong { "Someone else changed this since you opened it" } " (saved " (render::time(meta.modified)) "). Your changes have not been saved." }
-                p { "Their version is shown below; your text is in the form. Merge the two in the form and save again." }
-                @if uploaded { p { "The file you chose was not kept: choose it again if you still want to replace theirs." } }
+                p { strong { (tr!(lang, "merge-changed")) } " " (tr!(lang, "merge-saved-at", time = lang.date(meta.modified))) }
+                p { (tr!(lang, "merge-how")) }
+                @if uploaded { p { (tr!(lang, "merge-file-dropped")) } }
             }
             section aria-labelledby="theirs-heading" {
-                h2 id="theirs-heading" { "Their version" }
+                h2 id="theirs-heading" { (tr!(lang, "merge-theirs")) }
                 dl.theirs {
-                    dt { "Title" } dd id="theirs-title" { (meta.title) }
-                    dt { "Description" } dd id="theirs-description" { (meta.description) }
+                    dt { (tr!(lang, "field-title")) } dd id="theirs-title" { (meta.title) }
+                    dt { (tr!(lang, "field-description")) } dd id="theirs-description" { (meta.description) }
                     @if let Some(body) = theirs_body {
-                        dt { "Body" } dd { pre id="theirs-body" { (body) } }
+                        dt { (tr!(lang, "merge-body")) } dd { pre id="theirs-body" { (body) } }
                     }
                 }
             }
             section aria-labelledby="mine-heading" {
-                h2 id="mine-heading" { "Your version" }
-                (edit_fields(ctx, target.kind(), current, mine_title, mine_description, mine_body))
+                h2 id="mine-heading" { (tr!(lang, "merge-mine")) }
+                (edit_fields(ctx, target.kind(), &version::token(current), &state, None))
             }
         },
     );

@@ -21,11 +21,13 @@ use maud::{Markup, PreEscaped, html};
 use zodb::{PRef, Persistent, Tid, Transaction};
 use zodb_storage::{HistoryEntry, TransactionMeta, UndoLogEntry};
 
+use crate::i18n::Lang;
 use crate::limits;
 use crate::model::{Content, File, Folder, Image, Kind, Page};
 use crate::security::Permission;
+use crate::tr;
 use crate::web::render::{self, Notice, csrf, page, redirect_with_notice, view_url};
-use crate::web::views::content::RenderedPages;
+use crate::web::views::content::{RenderedPages, file_facts};
 use crate::web::{AppError, Ctx, Reply, now};
 
 /// A tid as written in URLs and forms: 16 lower-case hex digits.
@@ -43,9 +45,9 @@ fn parse_tid(text: &str) -> Option<Tid> {
 }
 
 /// Who made a transaction, for display.
-fn user_text(user: &[u8]) -> String {
+fn user_text(lang: Lang, user: &[u8]) -> String {
     if user.is_empty() {
-        "(anonymous)".to_owned()
+        tr!(lang, "history-anonymous")
     } else {
         String::from_utf8_lossy(user).into_owned()
     }
@@ -67,10 +69,11 @@ pub(super) fn old_version(ctx: &Ctx<'_>, serial: Tid) -> Result<Content, AppErro
     };
     let kind = zodb_pickle::class_of(&data).and_then(|(m, n)| Kind::of_class(&m, &n));
     if kind != Some(target.kind()) {
-        return Err(AppError::BadRequest(format!(
-            "The version {} is not a {}; it cannot be shown or reverted to.",
-            tid_text(serial),
-            target.kind().name()
+        return Err(AppError::BadRequest(tr!(
+            ctx.lang,
+            "history-wrong-kind",
+            version = tid_text(serial),
+            kind = render::kind_name(ctx.lang, target.kind())
         )));
     }
     let (_, state) = zodb_pickle::decode_record(&data).map_err(|e| {
@@ -103,17 +106,14 @@ fn entry_of(ctx: &Ctx<'_>, serial: Tid) -> Result<Option<HistoryEntry>, AppError
         .find(|e| e.tid == serial))
 }
 
-/// What reverting a folder does, said on the page (and the reason, in [`revert`]).
-const FOLDER_REVERT_NOTE: &str = "Reverting a folder restores its title, description and the order of its items. \
-     It does not bring back items deleted since (the items are a separate object): \
-     use the site-wide Undo for that.";
-
 /// `GET @@history`: the list of versions, or one version with `?serial=`.
 pub fn history(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
     if let Some(serial) = ctx.query("serial") {
         let serial = parse_tid(serial).ok_or_else(|| {
-            AppError::BadRequest(format!(
-                "{serial:?} is not a version: versions are named by 16 hexadecimal digits."
+            AppError::BadRequest(tr!(
+                ctx.lang,
+                "history-bad-version",
+                version = format!("{serial:?}")
             ))
         })?;
         return show_version(ctx, serial);
@@ -126,84 +126,88 @@ pub fn history(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> 
         .storage()
         .history(target.reference().oid(), limits::HISTORY_ENTRIES_MAX)?;
     let base = view_url(ctx, "history");
+    let lang = ctx.lang;
+    let heading = tr!(lang, "history-heading", title = meta.title.as_str());
     let markup = page(
         ctx,
-        &format!("History of {}", meta.title),
+        &heading,
         html! {
-            h1 { "History of " (meta.title) }
-            p { "Each change saved a version; the newest is first. Open one to see it and, if you may edit, to revert to it." }
-            table.history {
-                thead { tr { th { "When" } th { "Who" } th { "What" } th {} } }
+            h1 { (heading) }
+            p { (tr!(lang, "history-intro")) }
+            div.table-wrap { table.history {
+                thead { tr { th { (tr!(lang, "column-when")) } th { (tr!(lang, "column-who")) } th { (tr!(lang, "column-what")) } th { span.visually-hidden { (tr!(lang, "column-actions")) } } } }
                 tbody {
                     @for (i, e) in entries.iter().enumerate() {
                         tr {
-                            td { (render::time(e.time)) }
-                            td { (user_text(&e.user)) }
+                            td { (lang.date(e.time)) }
+                            td { (user_text(lang, &e.user)) }
                             td { (description_text(&e.description)) }
                             td {
-                                a href={(base) "?serial=" (tid_text(e.tid))} { "View" }
-                                @if matches!(target, Content::Page(..)) { " " a href={(view_url(ctx, "diff")) "?rev=" (tid_text(e.tid))} { "Changes" } }
-                                @if i == 0 { " (current)" }
+                                a href={(base) "?serial=" (tid_text(e.tid))} { (tr!(lang, "history-view")) }
+                                @if matches!(target, Content::Page(..)) { " " a href={(view_url(ctx, "diff")) "?rev=" (tid_text(e.tid))} { (tr!(lang, "history-changes")) } }
+                                @if i == 0 { " " (tr!(lang, "history-current")) }
                             }
                         }
                     }
                 }
-            }
-            @if entries.len() == limits::HISTORY_ENTRIES_MAX { p { small { "Only the " (limits::HISTORY_ENTRIES_MAX) " most recent versions are listed." } } }
+            } }
+            @if entries.len() == limits::HISTORY_ENTRIES_MAX { p { small { (tr!(lang, "history-only-recent", count = limits::HISTORY_ENTRIES_MAX)) } } }
         },
     );
     Ok(Reply::Html(markup.into_string()))
 }
 
 /// The body of an old version, rendered read-only.
-fn version_body(pages: &RenderedPages, old: &Content) -> Markup {
+fn version_body(pages: &RenderedPages, lang: Lang, old: &Content) -> Markup {
     let meta = old.meta();
     html! {
         h2 { (meta.title) }
         @if !meta.description.is_empty() { p.description { (meta.description) } }
         @match old {
-            Content::Page(_, p) => div.body { (PreEscaped(&*pages.html(&p.body))) },
-            Content::File(_, f) => p { (f.filename) " (" (f.content_type) ", " (f.byte_len()) " bytes)" },
-            Content::Image(_, i) => p { (i.filename) " (" (i.content_type) ", " (i.byte_len()) " bytes)" },
+            Content::Page(_, p) => div.body { (PreEscaped(&*pages.html(&p.body, lang))) },
+            Content::File(_, f) => p { (file_facts(lang, &f.filename, &f.content_type, f.byte_len())) },
+            Content::Image(_, i) => p { (file_facts(lang, &i.filename, &i.content_type, i.byte_len())) },
             Content::Folder(_, f) => {
                 @if !f.order.is_empty() {
-                    p { "Order of the items: " (f.order.join(", ")) }
+                    p { (tr!(lang, "history-order", order = f.order.join(", "))) }
                 }
             },
         }
-        p.byline { small { "Modified " (render::time(meta.modified)) } }
+        p.byline { small { (tr!(lang, "history-modified", time = lang.date(meta.modified))) } }
     }
 }
 
 fn show_version(ctx: &Ctx<'_>, serial: Tid) -> Result<Reply, AppError> {
     let old = old_version(ctx, serial)?;
     let entry = entry_of(ctx, serial)?;
-    let time = render::time(serial.unix_seconds());
+    let lang = ctx.lang;
+    let time = lang.date(serial.unix_seconds());
     let is_folder = matches!(old, Content::Folder(..));
     let can_revert = ctx.allowed(Permission::Edit);
+    let title = ctx.target().meta().title.as_str();
     let markup = page(
         ctx,
-        &format!("Version of {}", ctx.target().meta().title),
+        &tr!(lang, "history-version-title", title = title),
         html! {
-            h1 { "History of " (ctx.target().meta().title) }
+            h1 { (tr!(lang, "history-heading", title = title)) }
             div.notice.version {
-                "You are looking at the version of " strong { (time) }
+                (tr!(lang, "history-looking-at")) " " strong { (time) }
                 @if let Some(e) = &entry {
-                    ", saved by " (user_text(&e.user))
+                    ", " (tr!(lang, "history-saved-by", user = user_text(lang, &e.user)))
                     @if !e.description.is_empty() { " (" (description_text(&e.description)) ")" }
                 }
-                ". It is read-only."
+                ". " (tr!(lang, "history-read-only"))
             }
-            (version_body(&ctx.app.pages, &old))
+            (version_body(&ctx.app.pages, lang, &old))
             @if can_revert {
                 form method="post" action=(view_url(ctx, "history")) {
                     (csrf(ctx))
                     input type="hidden" name="serial" value=(tid_text(serial));
-                    @if is_folder { p { (FOLDER_REVERT_NOTE) } }
-                    p { button type="submit" { "Revert to this version" } }
+                    @if is_folder { p { (tr!(lang, "history-folder-revert-note")) } }
+                    p { button type="submit" { (tr!(lang, "history-revert")) } }
                 }
             }
-            p { a href=(view_url(ctx, "history")) { "Back to the history" } }
+            p { a href=(view_url(ctx, "history")) { (tr!(lang, "history-back")) } }
         },
     );
     Ok(Reply::Html(markup.into_string()))
@@ -228,14 +232,14 @@ pub fn revert(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         });
     }
     let text = ctx.input.field("serial").unwrap_or("");
-    let serial = parse_tid(text).ok_or_else(|| {
-        AppError::BadRequest("Choose a version to revert to (from the history).".into())
-    })?;
+    let serial = parse_tid(text)
+        .ok_or_else(|| AppError::BadRequest(tr!(ctx.lang, "history-choose-version")))?;
     let old = match old_version(ctx, serial) {
         Err(AppError::NotFound) => {
-            return Err(AppError::BadRequest(format!(
-                "This object has no version {}; reload its history.",
-                tid_text(serial)
+            return Err(AppError::BadRequest(tr!(
+                ctx.lang,
+                "history-no-such-version",
+                version = tid_text(serial)
             )));
         }
         other => other?,
@@ -310,28 +314,29 @@ pub fn undo_log(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError>
         .db
         .storage()
         .undo_log(0, limits::UNDO_LOG_ENTRIES_MAX)?;
+    let lang = ctx.lang;
     let markup = page(
         ctx,
-        "Undo",
+        &tr!(lang, "undo-heading"),
         html! {
-            h1 { "Undo" }
-            p { "The most recent transactions of the whole site, newest first. The chosen ones are undone together, in one new transaction: all of them, or none if one of them cannot be undone (when later changes touched the same objects, undo those too, or first)." }
+            h1 { (tr!(lang, "undo-heading")) }
+            p { (tr!(lang, "undo-intro")) }
             form method="post" action="/@@undo" {
                 (csrf(ctx))
-                table.undo {
-                    thead { tr { th {} th { "When" } th { "Who" } th { "What" } } }
+                div.table-wrap { table.undo {
+                    thead { tr { th { span.visually-hidden { (tr!(lang, "column-choose")) } } th { (tr!(lang, "column-when")) } th { (tr!(lang, "column-who")) } th { (tr!(lang, "column-what")) } } }
                     tbody {
                         @for e in &log {
                             tr {
                                 td { input type="checkbox" name="undo" value=(tid_text(e.tid)) id={"t" (tid_text(e.tid))}; }
-                                td { label for={"t" (tid_text(e.tid))} { (render::time(e.time)) } }
-                                td { (user_text(&e.user)) }
+                                td { label for={"t" (tid_text(e.tid))} { (lang.date(e.time)) } }
+                                td { (user_text(lang, &e.user)) }
                                 td { (description_text(&e.description)) }
                             }
                         }
                     }
-                }
-                p { button type="submit" { "Undo the chosen transactions" } }
+                } }
+                p { button type="submit" { (tr!(lang, "undo-button")) } }
             }
         },
     );
@@ -339,17 +344,19 @@ pub fn undo_log(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError>
 }
 
 /// How a transaction is named in messages: its description (or time), time and user.
-fn transaction_name(e: &UndoLogEntry) -> String {
+fn transaction_name(lang: Lang, e: &UndoLogEntry) -> String {
     let description = description_text(&e.description);
     let what = if description.is_empty() {
-        "the transaction".to_owned()
+        tr!(lang, "undo-the-transaction")
     } else {
         format!("“{description}”")
     };
-    format!(
-        "{what} of {} by {}",
-        render::time(e.time),
-        user_text(&e.user)
+    tr!(
+        lang,
+        "undo-transaction-name",
+        what = what,
+        time = lang.date(e.time),
+        user = user_text(lang, &e.user)
     )
 }
 
@@ -360,21 +367,18 @@ pub fn undo(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let mut tids = Vec::new();
     for text in ctx.input.all("undo") {
         tids.push(parse_tid(text).ok_or_else(|| {
-            AppError::BadRequest(format!(
-                "{text:?} is not a transaction of the undo list; reload the page."
-            ))
+            AppError::BadRequest(tr!(ctx.lang, "undo-bad-tid", tid = format!("{text:?}")))
         })?);
     }
     if tids.is_empty() {
-        return Err(AppError::BadRequest(
-            "Choose at least one transaction to undo.".into(),
-        ));
+        return Err(AppError::BadRequest(tr!(ctx.lang, "undo-choose")));
     }
     tids.sort_unstable_by(|a, b| b.cmp(a));
     tids.dedup();
     if tids.len() > limits::UNDO_LOG_ENTRIES_MAX {
-        return Err(AppError::BadRequest(format!(
-            "Choose at most {max} transactions to undo at a time.",
+        return Err(AppError::BadRequest(tr!(
+            ctx.lang,
+            "undo-too-many",
             max = limits::UNDO_LOG_ENTRIES_MAX
         )));
     }
@@ -389,10 +393,7 @@ pub fn undo(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let mut chosen = Vec::new();
     for tid in &tids {
         let entry = known.get(tid).ok_or_else(|| {
-            AppError::BadRequest(format!(
-                "The transaction {} cannot be undone (it is not in the undo log, or no longer); reload the page.",
-                tid_text(*tid)
-            ))
+            AppError::BadRequest(tr!(ctx.lang, "undo-not-in-log", tid = tid_text(*tid)))
         })?;
         chosen.push(entry);
     }
@@ -415,16 +416,20 @@ pub fn undo(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
         Err(e) if e.error.is_conflict() => Err(AppError::Db(e.error)),
         Err(e) => {
             let reasons = e.reasons().join("; ");
+            let lang = ctx.lang;
             let message = match e.tid.and_then(|t| known.get(&t)) {
-                Some(entry) if reasons.contains("database root") => format!(
-                    "Nothing was undone: {} cannot be undone, because it created the database or the site itself.",
-                    transaction_name(entry)
+                Some(entry) if reasons.contains("database root") => tr!(
+                    lang,
+                    "undo-refused-root",
+                    what = transaction_name(lang, entry)
                 ),
-                Some(entry) => format!(
-                    "Nothing was undone: {} cannot be undone, because later transactions changed the same objects ({reasons}). Undo those later transactions first, or together with it.",
-                    transaction_name(entry)
+                Some(entry) => tr!(
+                    lang,
+                    "undo-refused-later",
+                    what = transaction_name(lang, entry),
+                    reasons = reasons
                 ),
-                None => format!("Nothing was undone: the undo failed ({reasons})."),
+                None => tr!(lang, "undo-failed", reasons = reasons),
             };
             Err(AppError::BadRequest(message))
         }

@@ -13,7 +13,8 @@ use zodb::Transaction;
 use crate::limits;
 use crate::security::auth::{self, SESSION_COOKIE};
 use crate::security::{Principal, password};
-use crate::web::render::{Notice, csrf, page, redirect_with_notice};
+use crate::tr;
+use crate::web::render::{self, Notice, csrf, field, page, redirect_with_notice};
 use crate::web::views::users::check_password as check_new_password;
 use crate::web::{AppError, Ctx, Reply, same_origin_path, session_cookie, session_lifetime};
 
@@ -26,18 +27,21 @@ fn came_from(value: Option<&str>) -> String {
 }
 
 fn form_page(ctx: &Ctx<'_>, error: Option<&str>) -> Reply {
+    let lang = ctx.lang;
+    let login = field("login", tr!(lang, "field-login"));
+    let password = field("password", tr!(lang, "field-password"));
     let markup = page(
         ctx,
-        "Log in",
+        &tr!(lang, "log-in"),
         html! {
-            h1 { "Log in" }
-            @if let Some(e) = error { p.error { (e) } }
+            h1 { (tr!(lang, "log-in")) }
+            @if let Some(e) = error { p.error #login-error role="alert" { (e) } }
             form method="post" action="/@@login" {
                 (csrf(ctx))
                 input type="hidden" name="came_from" value=(came_from(ctx.query("came_from").or(ctx.input.field("came_from"))));
-                label { "Login" input type="text" name="login" autocomplete="username" required; }
-                label { "Password" input type="password" name="password" autocomplete="current-password" required; }
-                p { button type="submit" { "Log in" } }
+                (login.wrap(html! { input #login type="text" name="login" value=[ctx.input.field("login")] autocomplete="username" required aria-describedby=[error.map(|_| "login-error")]; }))
+                (password.wrap(html! { input #password type="password" name="password" autocomplete="current-password" required; }))
+                p { button type="submit" { (tr!(lang, "log-in")) } }
             }
         },
     );
@@ -54,7 +58,7 @@ pub fn login(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     ctx.app.login_allowed(&ctx.client, &login)?;
     let Some(principal) = ctx.app.check_password(tx, ctx.site, &login, password)? else {
         ctx.app.login_failed(&ctx.client, &login);
-        return Ok(form_page(ctx, Some("Wrong login or password.")));
+        return Ok(form_page(ctx, Some(&tr!(ctx.lang, "login-wrong"))));
     };
     ctx.app.login_succeeded(&ctx.client, &login);
     let generation = match &principal {
@@ -129,35 +133,44 @@ fn end_sessions(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<(), AppError> {
 }
 
 /// The page of `/@@password`, with an error if given.
-fn password_page(ctx: &Ctx<'_>, error: Option<&str>) -> Result<Reply, AppError> {
+/// The page of `/@@password`; `error` is shown beside its field (`current_password` or
+/// `password`).
+fn password_page(ctx: &Ctx<'_>, error: Option<(&str, &str)>) -> Result<Reply, AppError> {
+    let lang = ctx.lang;
+    let heading = tr!(lang, "password-heading");
+    let error_for = |id: &str| error.filter(|(f, _)| *f == id).map(|(_, m)| m.to_owned());
+    let current = render::Field {
+        error: error_for("current_password"),
+        ..field("current_password", tr!(lang, "field-current-password"))
+    };
+    let new = render::Field {
+        help: Some(tr!(lang, "password-min", min = limits::PASSWORD_CHARS_MIN)),
+        error: error_for("password"),
+        ..field("password", tr!(lang, "field-new-password"))
+    };
+    let again = field("password2", tr!(lang, "field-new-password-again"));
     let body = match &ctx.principal {
         Principal::Anonymous => return Err(AppError::Unauthorized),
         Principal::Bootstrap { .. } => html! {
-            h1 { "Change your password" }
-            p.error { (BOOTSTRAP_PASSWORD) }
+            h1 { (heading) }
+            p.error { (tr!(lang, "password-bootstrap")) }
         },
         Principal::User { login, .. } => html! {
-            h1 { "Change your password" }
-            @if let Some(e) = error { p.error { (e) } }
-            p { "Changing it logs " (login) " out everywhere else; this browser stays logged in." }
+            h1 { (heading) }
+            p { (tr!(lang, "password-intro", login = login.as_str())) }
             form method="post" action="/@@password" {
                 (csrf(ctx))
                 input type="text" name="login" value=(login) autocomplete="username" hidden;
-                label { "Current password" input type="password" name="current_password" autocomplete="current-password" required; }
-                label { "New password (at least " (limits::PASSWORD_CHARS_MIN) " characters)" input type="password" name="password" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required; }
-                label { "New password again" input type="password" name="password2" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required; }
-                p { button type="submit" { "Change my password" } }
+                (current.wrap(html! { input #current_password type="password" name="current_password" autocomplete="current-password" required aria-describedby=[current.described_by()] aria-invalid=[current.error.as_ref().map(|_| "true")]; }))
+                (new.wrap(html! { input #password type="password" name="password" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required aria-describedby=[new.described_by()] aria-invalid=[new.error.as_ref().map(|_| "true")]; }))
+                (again.wrap(html! { input #password2 type="password" name="password2" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required; }))
+                p { button type="submit" { (tr!(lang, "password-button")) } }
             }
         },
     };
-    Ok(Reply::Html(
-        page(ctx, "Change your password", body).into_string(),
-    ))
+    // 200 with an error, as the login form answers a wrong password.
+    Ok(Reply::Html(page(ctx, &heading, body).into_string()))
 }
-
-/// Why the bootstrap manager's password cannot be changed here.
-const BOOTSTRAP_PASSWORD: &str =
-    "The bootstrap manager's password is set in the site configuration (etc/site.toml), not here.";
 
 /// `GET /@@password`: the form, for any logged-in user.
 pub fn password_form(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
@@ -169,7 +182,9 @@ pub fn password_form(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppE
 pub fn change_password(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let login = match &ctx.principal {
         Principal::Anonymous => return Err(AppError::Unauthorized),
-        Principal::Bootstrap { .. } => return Err(AppError::BadRequest(BOOTSTRAP_PASSWORD.into())),
+        Principal::Bootstrap { .. } => {
+            return Err(AppError::BadRequest(tr!(ctx.lang, "password-bootstrap")));
+        }
         Principal::User { login, .. } => login.clone(),
     };
     ctx.app.login_allowed(&ctx.client, &login)?;
@@ -180,12 +195,15 @@ pub fn change_password(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, App
         .is_none()
     {
         ctx.app.login_failed(&ctx.client, &login);
-        return password_page(ctx, Some("The current password is wrong."));
+        let message = tr!(ctx.lang, "password-current-wrong");
+        return password_page(ctx, Some(("current_password", &message)));
     }
     ctx.app.login_succeeded(&ctx.client, &login);
     let new = match check_new_password(ctx) {
         Ok(p) => p,
-        Err(AppError::BadRequest(message)) => return password_page(ctx, Some(&message)),
+        Err(AppError::BadRequest(message)) => {
+            return password_page(ctx, Some(("password", &message)));
+        }
         Err(e) => return Err(e),
     };
     let Some(user) = tx.get(ctx.site)?.users.get(tx, &login)? else {

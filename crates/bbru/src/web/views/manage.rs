@@ -25,11 +25,13 @@ use serde::{Deserialize, Serialize};
 use zodb::Transaction;
 
 use crate::limits;
-use crate::model::edit::EditError;
 use crate::model::edit::valid_name;
 use crate::model::{Content, ContentRef, Folder, publication, tree};
 use crate::security::{self, Grants, Permission, Principal, auth};
-use crate::web::render::{self, Notice, child_url, csrf, page, redirect_with_notice, view_url};
+use crate::tr;
+use crate::web::render::{
+    Notice, child_url, csrf, kind_name, page, redirect_with_notice, view_url,
+};
 use crate::web::{AppError, Ctx, Reply, url_of};
 
 /// The clipboard cookie.
@@ -77,9 +79,10 @@ fn clipboard_cookie(ctx: &Ctx<'_>, clipboard: &Clipboard) -> Result<String, AppE
     })?;
     let value = auth::sign(&ctx.app.secret, CLIPBOARD_PURPOSE, &payload);
     if value.len() > limits::CLIPBOARD_BYTES_MAX {
-        return Err(AppError::BadRequest(format!(
-            "Too many items to put on the clipboard at once ({}): the clipboard is kept in a browser cookie. Select fewer items.",
-            clipboard.paths.len()
+        return Err(AppError::BadRequest(tr!(
+            ctx.lang,
+            "contents-clipboard-full",
+            count = clipboard.paths.len()
         )));
     }
     Ok(ctx.app.cookie(ctx.headers, CLIPBOARD_COOKIE, &value, None))
@@ -109,20 +112,10 @@ fn item_path(base: &[String], name: &str) -> Vec<String> {
     path
 }
 
-fn human_size(bytes: usize) -> String {
-    if bytes < 1024 {
-        format!("{bytes} bytes")
-    } else if bytes < 1024 * 1024 {
-        format!("{:.1} KB", bytes as f64 / 1024.0)
-    } else {
-        format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
-    }
-}
-
-fn size_of(content: &Content) -> Option<usize> {
+fn size_of(content: &Content) -> Option<u64> {
     match content {
-        Content::File(_, f) => Some(f.byte_len() as usize),
-        Content::Image(_, i) => Some(i.byte_len() as usize),
+        Content::File(_, f) => Some(f.byte_len()),
+        Content::Image(_, i) => Some(i.byte_len()),
         _ => None,
     }
 }
@@ -157,16 +150,16 @@ fn selected(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Vec<(String, Content)
         match content {
             Some(c) if ctx.allowed_on(&c, Permission::View) => out.push((id.to_owned(), c)),
             _ => {
-                return Err(AppError::BadRequest(format!(
-                    "There is no item {id:?} in this folder (it may have been renamed, moved or deleted meanwhile); reload the page."
+                return Err(AppError::BadRequest(tr!(
+                    ctx.lang,
+                    "contents-no-item",
+                    name = format!("{id:?}")
                 )));
             }
         }
     }
     if out.is_empty() {
-        return Err(AppError::BadRequest(
-            "Select at least one item first.".into(),
-        ));
+        return Err(AppError::BadRequest(tr!(ctx.lang, "contents-select")));
     }
     Ok(out)
 }
@@ -201,20 +194,26 @@ pub fn contents(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> 
     let clipboard = read_clipboard(ctx);
     let title = &ctx.target().meta().title;
     let batch_url = |at: usize| format!("{}?start={at}", view_url(ctx, "contents"));
+    let lang = ctx.lang;
+    let heading = tr!(lang, "contents-heading", title = title.as_str());
     let markup = page(
         ctx,
-        &format!("Contents of {title}"),
+        &heading,
         html! {
-            h1 { "Contents of " (title) }
+            h1 { (heading) }
             @if can_add {
-                p { "Add: " @for k in crate::model::Kind::ALL { a href={(view_url(ctx, "add")) "?type=" (k.name())} { (k.name()) } " " } }
+                p.add-links { (tr!(lang, "add-label")) " " @for k in crate::model::Kind::ALL { a href={(view_url(ctx, "add")) "?type=" (k.name())} { (kind_name(lang, k)) } " " } }
             }
             @match &clipboard {
                 ClipState::Empty => {}
                 ClipState::Valid(c) => {
                     p.clipboard {
-                        "Clipboard: " (c.paths.len()) " item(s) "
-                        (if c.op == Op::Cut { "cut" } else { "copied" }) ": "
+                        @if c.op == Op::Cut {
+                            (tr!(lang, "contents-clipboard-cut", count = c.paths.len()))
+                        } @else {
+                            (tr!(lang, "contents-clipboard-copied", count = c.paths.len()))
+                        }
+                        " "
                         @for (i, p) in c.paths.iter().enumerate() {
                             @if i > 0 { ", " }
                             code { (path_url(p)) }
@@ -222,61 +221,61 @@ pub fn contents(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> 
                     }
                 }
                 ClipState::Tampered => {
-                    p.error { "The clipboard was changed outside this site and will not be used; cut or copy the items again." }
+                    p.error { (tr!(lang, "contents-clipboard-tampered")) }
                 }
             }
             form method="post" action=(view_url(ctx, "contents")) {
                 (csrf(ctx))
                 @if rows.is_empty() {
-                    p { em { "This folder has no items you may see." } }
+                    p { em { (tr!(lang, "contents-none-visible")) } }
                 } @else {
-                    table.contents {
-                        thead { tr { th {} th { "Title" } th { "Name" } th { "Type" } th { "Modified" } th { "Size" } } }
+                    div.table-wrap { table.contents {
+                        thead { tr { th { span.visually-hidden { (tr!(lang, "column-choose")) } } th { (tr!(lang, "field-title")) } th { (tr!(lang, "contents-name")) } th { (tr!(lang, "contents-type")) } th { (tr!(lang, "contents-modified")) } th { (tr!(lang, "contents-size")) } } }
                         tbody {
                             @for (name, item) in &rows {
                                 tr {
                                     td { input type="checkbox" name="ids" value=(name) id={"id-" (name)}; }
                                     td { a href=(child_url(ctx, name)) { (item.meta().title) } }
                                     td { label for={"id-" (name)} { code { (name) } } }
-                                    td { (item.kind().name()) }
-                                    td { (render::time(item.meta().modified)) }
-                                    td { @if let Some(n) = size_of(item) { (human_size(n)) } }
+                                    td { (kind_name(lang, item.kind())) }
+                                    td { (lang.date(item.meta().modified)) }
+                                    td { @if let Some(n) = size_of(item) { (lang.size(n)) } }
                                 }
                             }
                         }
-                    }
+                    } }
                 }
                 @if total > limits::LISTING_BATCH_SIZE {
                     p.batch {
-                        "Items " (start + 1) "–" (end) " of " (total) ". "
-                        @if start > 0 { a href=(batch_url(start.saturating_sub(limits::LISTING_BATCH_SIZE))) { "Previous" } " " }
-                        @if end < total { a href=(batch_url(end)) { "Next" } }
+                        (tr!(lang, "contents-batch", first = start + 1, last = end, total = total)) " "
+                        @if start > 0 { a href=(batch_url(start.saturating_sub(limits::LISTING_BATCH_SIZE))) { (tr!(lang, "contents-previous")) } " " }
+                        @if end < total { a href=(batch_url(end)) { (tr!(lang, "contents-next")) } }
                     }
                 }
                 p.actions {
                     @if can_edit && !rows.is_empty() {
-                        button type="submit" name="action" value="rename" { "Rename" } " "
+                        button type="submit" name="action" value="rename" { (tr!(lang, "contents-rename")) } " "
                     }
                     @if can_delete {
-                        button type="submit" name="action" value="cut" { "Cut" } " "
+                        button type="submit" name="action" value="cut" { (tr!(lang, "contents-cut")) } " "
                     }
                     @if !rows.is_empty() {
-                        button type="submit" name="action" value="copy" { "Copy" } " "
+                        button type="submit" name="action" value="copy" { (tr!(lang, "contents-copy")) } " "
                     }
                     @if can_add && matches!(clipboard, ClipState::Valid(_)) {
-                        button type="submit" name="action" value="paste" { "Paste" } " "
+                        button type="submit" name="action" value="paste" { (tr!(lang, "contents-paste")) } " "
                     }
                     @if can_delete {
-                        button type="submit" name="action" value="delete" { "Delete" } " "
+                        button type="submit" name="action" value="delete" { (tr!(lang, "contents-delete")) } " "
                     }
                 }
                 @if can_edit && rows.len() > 1 {
                     p.order {
-                        "Move selected: "
-                        button type="submit" name="action" value="move_top" { "To top" } " "
-                        button type="submit" name="action" value="move_up" { "Up" } " "
-                        button type="submit" name="action" value="move_down" { "Down" } " "
-                        button type="submit" name="action" value="move_bottom" { "To bottom" }
+                        (tr!(lang, "contents-move")) " "
+                        button type="submit" name="action" value="move_top" { (tr!(lang, "contents-move-top")) } " "
+                        button type="submit" name="action" value="move_up" { (tr!(lang, "contents-move-up")) } " "
+                        button type="submit" name="action" value="move_down" { (tr!(lang, "contents-move-down")) } " "
+                        button type="submit" name="action" value="move_bottom" { (tr!(lang, "contents-move-bottom")) }
                     }
                 }
             }
@@ -295,11 +294,11 @@ pub fn contents_action(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, App
         "paste" => paste(ctx, tx),
         "delete" => delete(ctx, tx),
         action @ ("move_up" | "move_down" | "move_top" | "move_bottom") => reorder(ctx, tx, action),
-        "" => Err(AppError::BadRequest(
-            "No action was chosen: use one of the buttons under the listing.".into(),
-        )),
-        other => Err(AppError::BadRequest(format!(
-            "{other:?} is not an action of the contents view."
+        "" => Err(AppError::BadRequest(tr!(ctx.lang, "contents-no-action"))),
+        other => Err(AppError::BadRequest(tr!(
+            ctx.lang,
+            "contents-unknown-action",
+            action = format!("{other:?}")
         ))),
     }
 }
@@ -325,9 +324,7 @@ fn rename(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         return Ok(rename_form(ctx, &items));
     }
     if new_ids.len() != ctx.input.all("ids").len() {
-        return Err(AppError::BadRequest(
-            "Give one new name for each item to rename.".into(),
-        ));
+        return Err(AppError::BadRequest(tr!(ctx.lang, "contents-rename-count")));
     }
     let base = folder_names(ctx);
     let mut done = Vec::new();
@@ -337,19 +334,26 @@ fn rename(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
             continue;
         }
         if !valid_name(new) {
-            return Err(AppError::BadRequest(
-                EditError::InvalidName(new.to_owned()).to_string(),
-            ));
+            return Err(AppError::BadRequest(tr!(
+                ctx.lang,
+                "edit-error-invalid-name",
+                name = format!("{new:?}")
+            )));
         }
         let items_tree = tx.get(folder_ref)?.items;
         if items_tree.contains_key(tx, &new.to_owned())? {
-            return Err(AppError::BadRequest(format!(
-                "Cannot rename {old:?} to {new:?}: an item named {new:?} already exists here."
+            return Err(AppError::BadRequest(tr!(
+                ctx.lang,
+                "contents-rename-taken",
+                old = format!("{old:?}"),
+                new = format!("{new:?}")
             )));
         }
         if !items.iter().any(|(n, _)| n == old) || !tree::rename_item(tx, folder_ref, old, new)? {
-            return Err(AppError::BadRequest(format!(
-                "There is no item {old:?} in this folder any more; reload the page."
+            return Err(AppError::BadRequest(tr!(
+                ctx.lang,
+                "contents-gone",
+                name = format!("{old:?}")
             )));
         }
         let from = item_path(&base, old);
@@ -364,28 +368,33 @@ fn rename(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
 }
 
 fn rename_form(ctx: &Ctx<'_>, items: &[(String, Content)]) -> Reply {
+    let lang = ctx.lang;
+    let heading = tr!(lang, "rename-heading");
     let markup = page(
         ctx,
-        "Rename items",
+        &heading,
         html! {
-            h1 { "Rename items" }
+            h1 { (heading) }
             form method="post" action=(view_url(ctx, "contents")) {
                 (csrf(ctx))
-                table {
-                    thead { tr { th { "Title" } th { "Current name" } th { "New name" } } }
+                div.table-wrap { table {
+                    thead { tr { th { (tr!(lang, "field-title")) } th { (tr!(lang, "rename-current")) } th { (tr!(lang, "rename-new")) } } }
                     tbody {
                         @for (name, item) in items {
                             tr {
                                 td { (item.meta().title) }
                                 td { code { (name) } input type="hidden" name="ids" value=(name); }
-                                td { input type="text" name="new_ids" value=(name) required; }
+                                td {
+                                    label.visually-hidden for={"new-" (name)} { (tr!(lang, "rename-new-for", name = name.as_str())) }
+                                    input id={"new-" (name)} type="text" name="new_ids" value=(name) required;
+                                }
                             }
                         }
                     }
-                }
+                } }
                 p {
-                    button type="submit" name="action" value="rename" { "Rename" } " "
-                    a href=(view_url(ctx, "contents")) { "Cancel" }
+                    button type="submit" name="action" value="rename" { (tr!(lang, "contents-rename")) } " "
+                    a href=(view_url(ctx, "contents")) { (tr!(lang, "button-cancel")) }
                 }
             }
         },
@@ -486,14 +495,16 @@ fn paste(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let clipboard = match read_clipboard(ctx) {
         ClipState::Valid(c) => c,
         ClipState::Empty => {
-            return Err(AppError::BadRequest(
-                "The clipboard is empty: cut or copy items first.".into(),
-            ));
+            return Err(AppError::BadRequest(tr!(
+                ctx.lang,
+                "contents-clipboard-empty"
+            )));
         }
         ClipState::Tampered => {
-            return Err(AppError::BadRequest(
-                "The clipboard was changed outside this site and is refused; cut or copy the items again.".into(),
-            ));
+            return Err(AppError::BadRequest(tr!(
+                ctx.lang,
+                "contents-clipboard-refused"
+            )));
         }
     };
     let target_oids: HashSet<zodb::Oid> = ctx
@@ -508,8 +519,10 @@ fn paste(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     for path in &clipboard.paths {
         let url = path_url(path);
         let (Some(chain), Some(name)) = (locate(tx, ctx, path)?, path.last()) else {
-            return Err(AppError::BadRequest(format!(
-                "{url} is no longer there (it was moved, renamed or deleted since it was put on the clipboard)."
+            return Err(AppError::BadRequest(tr!(
+                ctx.lang,
+                "contents-source-gone",
+                url = url.as_str()
             )));
         };
         let grants: Vec<&Grants> = chain.iter().map(|c| &c.meta().grants).collect();
@@ -517,9 +530,7 @@ fn paste(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
             chain.last(),
             chain.len().checked_sub(2).and_then(|i| chain.get(i)),
         ) else {
-            return Err(AppError::BadRequest(
-                "The site root cannot be pasted.".into(),
-            ));
+            return Err(AppError::BadRequest(tr!(ctx.lang, "contents-root-paste")));
         };
         sources.push(url.clone());
         match clipboard.op {
@@ -531,9 +542,11 @@ fn paste(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
                     return Err(denied(ctx));
                 }
                 if target_oids.contains(&item.reference().oid()) {
-                    return Err(AppError::BadRequest(format!(
-                        "{url} cannot be moved into itself or into one of its own subfolders ({}).",
-                        ctx.location()
+                    return Err(AppError::BadRequest(tr!(
+                        ctx.lang,
+                        "contents-into-itself",
+                        url = url.as_str(),
+                        location = ctx.location()
                     )));
                 }
                 if *parent_ref == target_ref {
@@ -542,7 +555,11 @@ fn paste(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
                     continue;
                 }
                 let Some(any) = tree::remove_item(tx, *parent_ref, name)? else {
-                    return Err(AppError::BadRequest(format!("{url} is no longer there.")));
+                    return Err(AppError::BadRequest(tr!(
+                        ctx.lang,
+                        "contents-no-longer-there",
+                        url = url.as_str()
+                    )));
                 };
                 let new_name = tree::free_name(tx, target, name)?;
                 target.items.insert(tx, new_name.clone(), any)?;
@@ -557,8 +574,11 @@ fn paste(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
                 if let Some(hidden) =
                     hidden_inside(tx, &ctx.principal, &mut grants, &mut names, item)?
                 {
-                    return Err(AppError::BadRequest(format!(
-                        "{url} cannot be copied: it holds {hidden}, which you may not see."
+                    return Err(AppError::BadRequest(tr!(
+                        ctx.lang,
+                        "contents-copy-hidden",
+                        url = url.as_str(),
+                        hidden = hidden
                     )));
                 }
                 let copy = tree::deep_copy(tx, item.reference(), &creator, now)?;
@@ -613,10 +633,11 @@ fn reorder(ctx: &Ctx<'_>, tx: &Transaction<'_>, action: &str) -> Result<Reply, A
     let (folder_ref, folder) = target_folder(ctx)?;
     let names = folder.ordered_names(tx)?;
     if names.len() > limits::REORDER_ITEMS_MAX {
-        return Err(AppError::BadRequest(format!(
-            "This folder holds {} items; only folders of at most {max} items can be arranged by hand (larger ones list their items by name).",
-            names.len(),
-            max = limits::REORDER_ITEMS_MAX,
+        return Err(AppError::BadRequest(tr!(
+            ctx.lang,
+            "contents-reorder-too-many",
+            count = names.len(),
+            max = limits::REORDER_ITEMS_MAX
         )));
     }
     let chosen: HashSet<String> = selected(ctx, tx)?.into_iter().map(|(n, _)| n).collect();

@@ -8,6 +8,7 @@
 //! | `contents`     | Folder   | management listing        | rename, cut, copy, paste, delete, reorder | View (each action checks its own, on the folder: rename/reorder Edit, delete/cut Delete, paste Add and Delete on each source folder of a cut) |
 //! | `add`          | Folder   | add form (`?type=Page`)   | create                     | Add |
 //! | `edit`         | all      | edit form                 | save                       | Edit |
+//! | `preview`      | all      |                           | the posted `body` as sanitised HTML | Edit |
 //! | `security`     | all      | local grants              | grant / revoke             | ManageSecurity |
 //! | `history`      | all      | past versions, `?serial=` | revert                     | ViewHistory (revert: Edit too) |
 //! | `undo`         | root     | transactions              | undo chosen ones           | Undo |
@@ -15,6 +16,7 @@
 //! | `login`        | root     | form                      | log in                     | (none) |
 //! | `logout`       | root     |                           | log out (ends all the principal's sessions) | (none) |
 //! | `password`     | root     | change-my-password form   | change it (current one asked) | (none; any logged-in user) |
+//! | `language`     | root     | `?lang=&came_from=`: sets the language cookie, back to the page | | (none) |
 //! | `health`       | root     | JSON status               |                            | (none) |
 //! | `metrics`      | root     | Prometheus text           |                            | (`[http] metrics` of serve.toml) |
 //! | `/@login`      | root     |                           | JSON login → `{"token"}`   | (none) |
@@ -35,8 +37,10 @@ pub mod api;
 pub mod changes;
 pub mod content;
 pub mod feeds;
+mod forms;
 pub mod history;
 pub mod images;
+pub mod language;
 pub mod login;
 pub mod manage;
 pub mod ops;
@@ -98,12 +102,13 @@ fn uploads(found: Result<Found, AppError>) -> Result<Found, AppError> {
 }
 
 /// Every view name of the table, as the label of its requests in `/@@metrics`.
-// Kept compact (rustfmt would list one name a line): helpers add names at once.
+// Kept compact (rustfmt would list one name a line).
 #[rustfmt::skip]
-const NAMES: [&str; 22] = [
+const NAMES: [&str; 24] = [
     "view", "contents", "add", "edit", "security", "history", "undo", "users", "login", "logout",
     "password", "health", "metrics", "@login", "@logout",
     "publish", "images", "feed", "robots.txt", "sitemap.xml", "changes", "diff",
+    "language", "preview",
 ];
 
 /// The metrics label of a request for the view `name`: the name if the table has it,
@@ -149,6 +154,7 @@ pub fn find(
         ("add", false, true) if kind == Kind::Folder => uploads(view(Add, content::add)),
         ("edit", true, _) => view(Edit, content::edit_form),
         ("edit", false, true) => uploads(view(Edit, content::edit)),
+        ("preview", false, true) => uploads(view(Edit, content::preview)),
         ("security", true, _) => view(ManageSecurity, security::form),
         ("security", false, true) => view(ManageSecurity, security::change),
         ("history", true, _) => view(ViewHistory, history::history),
@@ -163,6 +169,7 @@ pub fn find(
         // Any logged-in user, for their own password (the view checks who asks).
         ("password", true, _) => root_only(public(login::password_form)),
         ("password", false, true) => root_only(public(login::change_password)),
+        ("language", true, _) => root_only(public(language::switch)),
         ("health", true, _) => root_only(public(ops::health)),
         ("metrics", true, _) => root_only(public(ops::metrics)),
         ("@login", false, true) => {
@@ -182,7 +189,7 @@ pub fn find(
         | (
             "view" | "contents" | "add" | "edit" | "security" | "history" | "undo" | "users"
             | "login" | "logout" | "password" | "health" | "metrics" | "@login" | "@logout"
-            | "publish" | "robots.txt" | "sitemap.xml",
+            | "publish" | "robots.txt" | "sitemap.xml" | "language" | "preview",
             _,
             _,
         ) => Err(AppError::MethodNotAllowed),

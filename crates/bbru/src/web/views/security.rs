@@ -15,9 +15,11 @@ use std::collections::BTreeMap;
 use maud::html;
 use zodb::Transaction;
 
+use crate::i18n::Lang;
 use crate::security::{
     self, AUTHENTICATED, EVERYBODY, Grants, Permission, Principal, Role, Setting,
 };
+use crate::tr;
 use crate::web::render::{Notice, csrf, page, redirect_with_notice, view_url};
 use crate::web::{AppError, Ctx, Reply, url_of};
 
@@ -39,11 +41,11 @@ fn setting_word(setting: Option<Setting>) -> &'static str {
 fn choices(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<BTreeMap<String, String>, AppError> {
     let site = tx.get(ctx.site)?;
     let mut out = BTreeMap::new();
+    out.insert(EVERYBODY.to_owned(), tr!(ctx.lang, "security-everybody"));
     out.insert(
-        EVERYBODY.to_owned(),
-        "everybody (anonymous visitors too)".to_owned(),
+        AUTHENTICATED.to_owned(),
+        tr!(ctx.lang, "security-authenticated"),
     );
-    out.insert(AUTHENTICATED.to_owned(), "every logged-in user".to_owned());
     for item in site.groups.iter(tx)? {
         let (id, group) = item?;
         out.insert(format!("group:{id}"), tx.get(group)?.title.clone());
@@ -70,12 +72,22 @@ fn known(ctx: &Ctx<'_>, tx: &Transaction<'_>, principal: &str) -> Result<bool, A
     Ok(false)
 }
 
-fn radios(name: &str, current: Option<Setting>) -> maud::Markup {
+/// The three radio buttons of a setting; `what` names the principal and role for
+/// screen readers (the table's headers say it to the eye).
+fn radios(lang: Lang, name: &str, what: &str, current: Option<Setting>) -> maud::Markup {
+    let labels = [
+        ("allow", tr!(lang, "security-allow")),
+        ("deny", tr!(lang, "security-deny")),
+        ("unset", tr!(lang, "security-unset")),
+    ];
     html! {
-        @for (value, label) in [("allow", "Allow"), ("deny", "Deny"), ("unset", "Unset")] {
-            label.radio {
-                input type="radio" name=(name) value=(value) checked[setting_word(current) == value];
-                " " (label)
+        fieldset.radios {
+            legend.visually-hidden { (what) }
+            @for (value, label) in &labels {
+                label.radio {
+                    input type="radio" name=(name) value=(value) checked[setting_word(current) == *value];
+                    " " (label)
+                }
             }
         }
     }
@@ -101,68 +113,75 @@ pub fn form(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         })
         .filter(|(_, g)| !g.is_empty())
         .collect();
+    let lang = ctx.lang;
     let label = |p: &str| match choices.get(p) {
         Some(title) if !title.is_empty() => format!("{p} ({title})"),
         Some(_) => p.to_owned(),
-        None => format!("{p} (unknown: no such user or group)"),
+        None => tr!(lang, "security-unknown-principal", principal = p),
     };
+    let heading = tr!(
+        lang,
+        "security-heading",
+        title = target.meta().title.as_str()
+    );
     let markup = page(
         ctx,
-        &format!("Security of {}", target.meta().title),
+        &heading,
         html! {
-            h1 { "Security of " (target.meta().title) }
+            h1 { (heading) }
             p.roles {
-                "Your roles here: "
+                (tr!(lang, "security-your-roles")) " "
                 @for (i, role) in held.iter().filter(|r| **r != Role::Anonymous).enumerate() {
                     @if i > 0 { ", " }
                     strong { (short(*role)) }
                 }
-                @if held.iter().all(|r| *r == Role::Anonymous) { em { "none" } }
+                @if held.iter().all(|r| *r == Role::Anonymous) { em { (tr!(lang, "security-no-roles")) } }
                 "."
             }
             p {
-                "Roles granted here apply to " code { (location) }
-                " and everything inside it, unless a setting further down says otherwise; the nearest setting wins, and a principal's own setting wins over its groups'. "
-                "Manager may do everything, Editor add, change and delete content, Member view it."
+                (tr!(lang, "security-intro-where")) " " code { (location) } " "
+                (tr!(lang, "security-intro-rest")) " "
+                (tr!(lang, "security-intro-roles"))
             }
             form method="post" action=(view_url(ctx, "security")) {
                 (csrf(ctx))
-                h2 { "Settings on this object" }
-                table.grants {
-                    thead { tr { th { "Principal" } @for role in Role::GRANTABLE { th { (short(role)) } } } }
+                h2 { (tr!(lang, "security-here")) }
+                div.table-wrap { table.grants {
+                    thead { tr { th { (tr!(lang, "security-principal")) } @for role in Role::GRANTABLE { th { (short(role)) } } } }
                     tbody {
                         @for (principal, _) in &grants.0 {
                             tr {
                                 td { (label(principal)) }
                                 @for role in Role::GRANTABLE {
-                                    td { (radios(&format!("grant.{}.{principal}", short(role)), grants.get(principal, role))) }
+                                    td { (radios(lang, &format!("grant.{}.{principal}", short(role)), &format!("{principal}: {}", short(role)), grants.get(principal, role))) }
                                 }
                             }
                         }
                         tr.new {
                             td {
-                                select name="new_principal" {
-                                    option value="" { "(add a principal)" }
+                                label.visually-hidden for="new_principal" { (tr!(lang, "security-add-principal")) }
+                                select #new_principal name="new_principal" {
+                                    option value="" { (tr!(lang, "security-add-principal-option")) }
                                     @for (id, _) in &choices {
                                         option value=(id) { (label(id)) }
                                     }
                                 }
                             }
                             @for role in Role::GRANTABLE {
-                                td { (radios(&format!("new.{}", short(role)), None)) }
+                                td { (radios(lang, &format!("new.{}", short(role)), &format!("{}: {}", tr!(lang, "security-add-principal"), short(role)), None)) }
                             }
                         }
                     }
-                }
-                @if grants.is_empty() { p { em { "No settings on this object yet." } } }
-                p { button type="submit" { "Save" } }
+                } }
+                @if grants.is_empty() { p { em { (tr!(lang, "security-none-here")) } } }
+                p { button type="submit" { (tr!(lang, "button-save")) } }
             }
-            h2 { "Inherited settings" }
+            h2 { (tr!(lang, "security-inherited")) }
             @if inherited.is_empty() {
-                p { em { "None: the containers above have no settings." } }
+                p { em { (tr!(lang, "security-none-inherited")) } }
             } @else {
-                table.inherited {
-                    thead { tr { th { "On" } th { "Principal" } @for role in Role::GRANTABLE { th { (short(role)) } } } }
+                div.table-wrap { table.inherited {
+                    thead { tr { th { (tr!(lang, "security-on")) } th { (tr!(lang, "security-principal")) } @for role in Role::GRANTABLE { th { (short(role)) } } } }
                     tbody {
                         @for (url, g) in &inherited {
                             @for (principal, _) in &g.0 {
@@ -170,32 +189,36 @@ pub fn form(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
                                     td { a href=(if url == "/" { "/@@security".to_owned() } else { format!("{url}/@@security") }) { code { (url) } } }
                                     td { (label(principal)) }
                                     @for role in Role::GRANTABLE {
-                                        td { @match g.get(principal, role) { Some(Setting::Allow) => "Allow", Some(Setting::Deny) => "Deny", None => "" } }
+                                        td { @match g.get(principal, role) { Some(Setting::Allow) => (tr!(lang, "security-allow")), Some(Setting::Deny) => (tr!(lang, "security-deny")), None => "" } }
                                     }
                                 }
                             }
                         }
                     }
-                }
+                } }
             }
         },
     );
     Ok(Reply::Html(markup.into_string()))
 }
 
-fn parse_role(name: &str) -> Result<Role, AppError> {
+fn parse_role(lang: Lang, name: &str) -> Result<Role, AppError> {
     Role::parse(name)
         .filter(|r| Role::GRANTABLE.contains(r))
-        .ok_or_else(|| AppError::BadRequest(format!("{name:?} is not a role that can be granted.")))
+        .ok_or_else(|| {
+            AppError::BadRequest(tr!(lang, "security-bad-role", role = format!("{name:?}")))
+        })
 }
 
-fn parse_setting(value: &str) -> Result<Option<Setting>, AppError> {
+fn parse_setting(lang: Lang, value: &str) -> Result<Option<Setting>, AppError> {
     match value {
         "allow" => Ok(Some(Setting::Allow)),
         "deny" => Ok(Some(Setting::Deny)),
         "unset" | "" => Ok(None),
-        other => Err(AppError::BadRequest(format!(
-            "{other:?} is not a setting: use Allow, Deny or Unset."
+        other => Err(AppError::BadRequest(tr!(
+            lang,
+            "security-bad-setting",
+            setting = format!("{other:?}")
         ))),
     }
 }
@@ -211,14 +234,16 @@ pub fn change(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
             continue;
         };
         let Some((role, principal)) = rest.split_once('.') else {
-            return Err(AppError::BadRequest(format!(
-                "{key:?} is not a grant field."
+            return Err(AppError::BadRequest(tr!(
+                ctx.lang,
+                "security-bad-field",
+                field = format!("{key:?}")
             )));
         };
         changes.push((
             principal.to_owned(),
-            parse_role(role)?,
-            parse_setting(value)?,
+            parse_role(ctx.lang, role)?,
+            parse_setting(ctx.lang, value)?,
         ));
     }
     if let Some(principal) = ctx
@@ -228,20 +253,24 @@ pub fn change(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         .filter(|p| !p.is_empty())
     {
         if !known(ctx, tx, principal)? {
-            return Err(AppError::BadRequest(format!(
-                "{principal:?} is not a user or group of this site."
+            return Err(AppError::BadRequest(tr!(
+                ctx.lang,
+                "security-not-principal",
+                principal = format!("{principal:?}")
             )));
         }
         for role in Role::GRANTABLE {
             if let Some(value) = ctx.input.field(&format!("new.{}", short(role))) {
-                changes.push((principal.to_owned(), role, parse_setting(value)?));
+                changes.push((principal.to_owned(), role, parse_setting(ctx.lang, value)?));
             }
         }
     }
     for (principal, role, setting) in changes {
         if setting.is_some() && !known(ctx, tx, &principal)? {
-            return Err(AppError::BadRequest(format!(
-                "{principal:?} is not a user or group of this site; only its existing settings can be unset."
+            return Err(AppError::BadRequest(tr!(
+                ctx.lang,
+                "security-only-unset",
+                principal = format!("{principal:?}")
             )));
         }
         grants.set(&principal, role, setting);
@@ -257,9 +286,10 @@ pub fn change(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     path.push(&grants);
     let bootstrap = matches!(ctx.principal, Principal::Bootstrap { .. });
     if !bootstrap && !security::allowed(&ctx.principal, &path, Permission::ManageSecurity) {
-        return Err(AppError::BadRequest(format!(
-            "This change would take away your own right to manage security on {}, so it was not made. Keep a role that includes it (Manager), or have another manager make the change.",
-            ctx.location()
+        return Err(AppError::BadRequest(tr!(
+            ctx.lang,
+            "security-lockout",
+            location = ctx.location()
         )));
     }
     target.reference().update_meta(tx, |m| m.grants = grants)?;

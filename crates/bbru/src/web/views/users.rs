@@ -10,10 +10,12 @@ use axum::http::header;
 use maud::{Markup, html};
 use zodb::Transaction;
 
+use crate::i18n::Lang;
 use crate::limits;
 use crate::model::{ContentRef, Group, User};
 use crate::security::{Principal, password};
-use crate::web::render::{Notice, csrf, page, redirect_with_notice, view_url};
+use crate::tr;
+use crate::web::render::{self, Notice, csrf, page, redirect_with_notice, view_url};
 use crate::web::{AppError, Ctx, Reply, session_cookie};
 
 /// Group ids the built-in groups use (`group:everybody`, `group:authenticated`).
@@ -35,9 +37,9 @@ fn field<'a>(ctx: &'a Ctx<'_>, name: &str) -> &'a str {
     ctx.input.field(name).map(str::trim).unwrap_or("")
 }
 
-fn check_title(title: &str) -> Result<(), AppError> {
+fn check_title(lang: Lang, title: &str) -> Result<(), AppError> {
     if title.chars().count() > 200 {
-        return Err(bad("The title is longer than 200 characters."));
+        return Err(bad(tr!(lang, "edit-error-title-too-long")));
     }
     Ok(())
 }
@@ -47,15 +49,14 @@ pub(crate) fn check_password(ctx: &Ctx<'_>) -> Result<String, AppError> {
     let first = ctx.input.field("password").unwrap_or("");
     let second = ctx.input.field("password2").unwrap_or("");
     if first.chars().count() < limits::PASSWORD_CHARS_MIN {
-        return Err(bad(format!(
-            "The password must have at least {max} characters.",
-            max = limits::PASSWORD_CHARS_MIN
+        return Err(bad(tr!(
+            ctx.lang,
+            "password-too-short",
+            min = limits::PASSWORD_CHARS_MIN
         )));
     }
     if first != second {
-        return Err(bad(
-            "The two passwords differ; type the same password twice.",
-        ));
+        return Err(bad(tr!(ctx.lang, "password-differ")));
     }
     Ok(first.to_owned())
 }
@@ -70,7 +71,7 @@ fn posted_groups(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Vec<String>, App
             continue;
         }
         if !site.groups.contains_key(tx, &id.to_owned())? {
-            return Err(bad(format!("There is no group {id:?}.")));
+            return Err(bad(tr!(ctx.lang, "users-no-group", id = format!("{id:?}"))));
         }
         out.push(id.to_owned());
     }
@@ -93,14 +94,19 @@ fn back(ctx: &Ctx<'_>, notice: Notice) -> Reply {
     redirect_with_notice(&view_url(ctx, "users"), notice)
 }
 
-fn group_boxes(prefix: &str, groups: &[(String, Group)], member_of: &[String]) -> Markup {
+fn group_boxes(
+    lang: Lang,
+    prefix: &str,
+    groups: &[(String, Group)],
+    member_of: &[String],
+) -> Markup {
     html! {
         @if !groups.is_empty() {
             fieldset.groups {
-                legend { "Groups" }
+                legend { (tr!(lang, "users-groups")) }
                 @for (id, g) in groups {
-                    label.checkbox {
-                        input type="checkbox" name="groups" value=(id) id={(prefix) "-" (id)} checked[member_of.contains(id)];
+                    input type="checkbox" name="groups" value=(id) id={(prefix) "-" (id)} checked[member_of.contains(id)];
+                    label.checkbox for={(prefix) "-" (id)} {
                         " " (id) @if !g.title.is_empty() { " (" (g.title) ")" }
                     }
                 }
@@ -112,6 +118,20 @@ fn group_boxes(prefix: &str, groups: &[(String, Group)], member_of: &[String]) -
 /// `GET /@@users`.
 pub fn list(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     root_only(ctx)?;
+    Ok(Reply::Html(list_page(ctx, tx, None)?))
+}
+
+/// Why the add-user form was refused: the id of the field it is about (`new-login`,
+/// `new-title`, `new-password`, or `new-groups`) and what to say there.
+type FormError = (&'static str, String);
+
+/// The users page; with `add_error`, the add-user form shows it beside its field and
+/// keeps the login and title typed.
+fn list_page(
+    ctx: &Ctx<'_>,
+    tx: &Transaction<'_>,
+    add_error: Option<FormError>,
+) -> Result<String, AppError> {
     let site = tx.get(ctx.site)?;
     let mut users: Vec<User> = Vec::new();
     for item in site.users.iter(tx)? {
@@ -124,75 +144,91 @@ pub fn list(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         groups.push((id, (*tx.get(group)?).clone()));
     }
     let action = view_url(ctx, "users");
+    let lang = ctx.lang;
+    let error_for = |id: &str| {
+        add_error
+            .as_ref()
+            .filter(|(f, _)| *f == id)
+            .map(|(_, m)| m.clone())
+    };
+    let kept = |name: &str| add_error.as_ref().and_then(|_| ctx.input.field(name));
+    let min = limits::PASSWORD_CHARS_MIN;
+    let id_help = tr!(lang, "users-id-help");
+    let heading = tr!(lang, "users-heading");
     let markup = page(
         ctx,
-        "Users and groups",
+        &heading,
         html! {
-            h1 { "Users and groups" }
+            h1 { (heading) }
             p {
-                "Roles are not granted here: give a user or a group a role on the "
-                a href="/@@security" { "security page of the site root" }
-                " (or of any folder or item), where they appear as " code { "user:<login>" } " and " code { "group:<id>" } "."
+                (tr!(lang, "users-roles-elsewhere")) " "
+                a href="/@@security" { (tr!(lang, "users-roles-link")) }
+                " " (tr!(lang, "users-roles-as")) " " code { "user:<login>" } ", " code { "group:<id>" } "."
             }
-            h2 { "Users" }
-            @if users.is_empty() { p { em { "No users yet." } } }
+            h2 { (tr!(lang, "users-users")) }
+            @if users.is_empty() { p { em { (tr!(lang, "users-none")) } } }
             @else {
-                table.users {
-                    thead { tr { th { "Login" } th { "Title" } th { "Groups" } th { "Change" } } }
+                div.table-wrap { table.users {
+                    thead { tr { th { (tr!(lang, "field-login")) } th { (tr!(lang, "field-title")) } th { (tr!(lang, "users-groups")) } th { (tr!(lang, "users-change")) } } }
                     tbody {
                         @for user in &users {
-                            tr id={"user-" (user.login)} {
-                                td { code { (user.login) } }
+                            @let u = user.login.as_str();
+                            tr id={"user-" (u)} {
+                                td { code { (u) } }
                                 td { (user.title) }
                                 td { (user.groups.join(", ")) }
                                 td {
                                     details {
-                                        summary { "Change " (user.login) }
+                                        summary { (tr!(lang, "users-change-user", login = u)) }
                                         form method="post" action=(action) {
                                             (csrf(ctx))
                                             input type="hidden" name="action" value="update_user";
-                                            input type="hidden" name="login" value=(user.login);
-                                            label { "Title" input type="text" name="title" value=(user.title); }
-                                            (group_boxes(&format!("u-{}", user.login), &groups, &user.groups))
-                                            p { button type="submit" { "Save" } }
+                                            input type="hidden" name="login" value=(u);
+                                            (render::field(&format!("title-{u}"), tr!(lang, "field-title")).wrap(html! { input id={"title-" (u)} type="text" name="title" value=(user.title); }))
+                                            (group_boxes(lang, &format!("u-{u}"), &groups, &user.groups))
+                                            p { button type="submit" { (tr!(lang, "button-save")) } }
                                         }
                                         form method="post" action=(action) {
                                             (csrf(ctx))
                                             input type="hidden" name="action" value="set_password";
-                                            input type="hidden" name="login" value=(user.login);
-                                            label { "New password" input type="password" name="password" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required; }
-                                            label { "Again" input type="password" name="password2" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required; }
-                                            p { button type="submit" { "Change the password" } " " small { "(logs " (user.login) " out everywhere)" } }
+                                            input type="hidden" name="login" value=(u);
+                                            (render::field(&format!("pw-{u}"), tr!(lang, "field-new-password")).wrap(html! { input id={"pw-" (u)} type="password" name="password" autocomplete="new-password" minlength=(min) required; }))
+                                            (render::field(&format!("pw2-{u}"), tr!(lang, "field-again")).wrap(html! { input id={"pw2-" (u)} type="password" name="password2" autocomplete="new-password" minlength=(min) required; }))
+                                            p { button type="submit" { (tr!(lang, "users-set-password")) } " " small { (tr!(lang, "users-set-password-note", login = u)) } }
                                         }
                                         form method="post" action=(action) {
                                             (csrf(ctx))
                                             input type="hidden" name="action" value="delete_user";
-                                            input type="hidden" name="login" value=(user.login);
-                                            p { button type="submit" { "Delete " (user.login) } }
+                                            input type="hidden" name="login" value=(u);
+                                            p { button.danger type="submit" { (tr!(lang, "users-delete", name = u)) } }
                                         }
                                     }
                                 }
                             }
                         }
                     }
-                }
+                } }
             }
-            h3 { "Add a user" }
+            h3 { (tr!(lang, "users-add-user")) }
             form method="post" action=(action) {
                 (csrf(ctx))
                 input type="hidden" name="action" value="add_user";
-                label { "Login (1 to 64 of a–z, 0–9, '.', '_', '-')" input type="text" name="login" pattern="[a-z0-9._\\-]{1,64}" required; }
-                label { "Title (full name)" input type="text" name="title"; }
-                label { "Password (at least " (limits::PASSWORD_CHARS_MIN) " characters)" input type="password" name="password" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required; }
-                label { "Password again" input type="password" name="password2" autocomplete="new-password" minlength=(limits::PASSWORD_CHARS_MIN) required; }
-                (group_boxes("new", &groups, &[]))
-                p { button type="submit" { "Add user" } }
+                @let login = render::Field { help: Some(id_help.clone()), error: error_for("new-login"), ..render::field("new-login", tr!(lang, "field-login")) };
+                (login.wrap(html! { input #new-login type="text" name="login" value=[kept("login")] pattern="[a-z0-9._\\-]{1,64}" required aria-describedby=[login.described_by()] aria-invalid=[login.error.as_ref().map(|_| "true")]; }))
+                @let title = render::Field { error: error_for("new-title"), ..render::field("new-title", tr!(lang, "users-full-name")) };
+                (title.wrap(html! { input #new-title type="text" name="title" value=[kept("title")] aria-describedby=[title.described_by()]; }))
+                @let pw = render::Field { help: Some(tr!(lang, "password-min", min = min)), error: error_for("new-password"), ..render::field("new-password", tr!(lang, "field-password")) };
+                (pw.wrap(html! { input #new-password type="password" name="password" autocomplete="new-password" minlength=(min) required aria-describedby=[pw.described_by()] aria-invalid=[pw.error.as_ref().map(|_| "true")]; }))
+                (render::field("new-password2", tr!(lang, "field-password-again")).wrap(html! { input #new-password2 type="password" name="password2" autocomplete="new-password" minlength=(min) required; }))
+                (group_boxes(lang, "new", &groups, &[]))
+                @if let Some(e) = error_for("new-groups") { p.field-error #new-groups-error { (e) } }
+                p { button type="submit" { (tr!(lang, "users-add-user-button")) } }
             }
-            h2 { "Groups" }
-            @if groups.is_empty() { p { em { "No groups yet." } } }
+            h2 { (tr!(lang, "users-groups")) }
+            @if groups.is_empty() { p { em { (tr!(lang, "users-no-groups")) } } }
             @else {
-                table.groups {
-                    thead { tr { th { "Id" } th { "Title" } th { "Members" } th {} } }
+                div.table-wrap { table.groups {
+                    thead { tr { th { (tr!(lang, "users-group-id")) } th { (tr!(lang, "field-title")) } th { (tr!(lang, "users-members")) } th { span.visually-hidden { (tr!(lang, "column-actions")) } } } }
                     tbody {
                         @for (id, g) in &groups {
                             tr id={"group-" (id)} {
@@ -206,25 +242,25 @@ pub fn list(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
                                         (csrf(ctx))
                                         input type="hidden" name="action" value="delete_group";
                                         input type="hidden" name="id" value=(id);
-                                        button type="submit" { "Delete " (id) }
+                                        button.danger type="submit" { (tr!(lang, "users-delete", name = id.as_str())) }
                                     }
                                 }
                             }
                         }
                     }
-                }
+                } }
             }
-            h3 { "Add a group" }
+            h3 { (tr!(lang, "users-add-group")) }
             form method="post" action=(action) {
                 (csrf(ctx))
                 input type="hidden" name="action" value="add_group";
-                label { "Id (1 to 64 of a–z, 0–9, '.', '_', '-')" input type="text" name="id" pattern="[a-z0-9._\\-]{1,64}" required; }
-                label { "Title" input type="text" name="title"; }
-                p { button type="submit" { "Add group" } }
+                (render::Field { help: Some(id_help), ..render::field("new-group-id", tr!(lang, "users-group-id")) }.wrap(html! { input #new-group-id type="text" name="id" pattern="[a-z0-9._\\-]{1,64}" required aria-describedby="new-group-id-help"; }))
+                (render::field("new-group-title", tr!(lang, "field-title")).wrap(html! { input #new-group-title type="text" name="title"; }))
+                p { button type="submit" { (tr!(lang, "users-add-group-button")) } }
             }
         },
     );
-    Ok(Reply::Html(markup.into_string()))
+    Ok(markup.into_string())
 }
 
 /// `POST /@@users`.
@@ -237,11 +273,11 @@ pub fn change(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         "delete_user" => delete_user(ctx, tx),
         "add_group" => add_group(ctx, tx),
         "delete_group" => delete_group(ctx, tx),
-        "" => Err(bad(
-            "No action was chosen: use one of the forms of the page.",
-        )),
-        other => Err(bad(format!(
-            "{other:?} is not an action of the users page."
+        "" => Err(bad(tr!(ctx.lang, "users-no-action"))),
+        other => Err(bad(tr!(
+            ctx.lang,
+            "users-unknown-action",
+            action = format!("{other:?}")
         ))),
     }
 }
@@ -255,15 +291,44 @@ fn existing_user(
     tx.get(ctx.site)?
         .users
         .get(tx, &login.to_owned())?
-        .ok_or_else(|| bad(format!("There is no user {login:?}.")))
+        .ok_or_else(|| bad(tr!(ctx.lang, "users-no-user", login = format!("{login:?}"))))
 }
 
+/// Adds a user; a refused form comes back (400) with the error beside its field.
 fn add_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
+    let (login, user) = match new_user(ctx, tx)? {
+        Ok(new) => new,
+        Err(error) => {
+            let html = list_page(ctx, tx, Some(error))?;
+            return Ok(Reply::HtmlStatus(axum::http::StatusCode::BAD_REQUEST, html));
+        }
+    };
+    let user = tx.add(user)?;
+    tx.get(ctx.site)?.users.insert(tx, login.clone(), user)?;
+    ctx.note(tx, &format!("add user {login}"));
+    Ok(back(ctx, Notice::UserAdded))
+}
+
+/// The user the add form describes, or the field it is refused for and why.
+fn new_user(
+    ctx: &Ctx<'_>,
+    tx: &Transaction<'_>,
+) -> Result<Result<(String, User), FormError>, AppError> {
+    // A refusal from a shared check, placed beside `field`; other errors are failures.
+    fn at<T>(
+        field: &'static str,
+        r: Result<T, AppError>,
+    ) -> Result<Result<T, FormError>, AppError> {
+        match r {
+            Ok(v) => Ok(Ok(v)),
+            Err(AppError::BadRequest(m)) => Ok(Err((field, m))),
+            Err(e) => Err(e),
+        }
+    }
+    let lang = ctx.lang;
     let login = field(ctx, "login");
     if !valid_id(login) {
-        return Err(bad(
-            "The login must be 1 to 64 characters among lower-case letters, digits, '.', '_' and '-'.",
-        ));
+        return Ok(Err(("new-login", tr!(lang, "users-bad-login"))));
     }
     if ctx
         .app
@@ -271,33 +336,44 @@ fn add_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         .as_ref()
         .is_some_and(|(boot, _)| boot == login)
     {
-        return Err(bad(format!(
-            "{login:?} is the login of the bootstrap manager; choose another."
-        )));
+        let message = tr!(lang, "users-bootstrap-login", login = format!("{login:?}"));
+        return Ok(Err(("new-login", message)));
     }
-    let users = tx.get(ctx.site)?.users;
-    if users.contains_key(tx, &login.to_owned())? {
-        return Err(bad(format!("A user {login:?} already exists.")));
+    if tx
+        .get(ctx.site)?
+        .users
+        .contains_key(tx, &login.to_owned())?
+    {
+        let message = tr!(lang, "users-user-exists", login = format!("{login:?}"));
+        return Ok(Err(("new-login", message)));
     }
     let title = match field(ctx, "title") {
         "" => login,
         t => t,
     };
-    check_title(title)?;
-    let password = check_password(ctx)?;
-    let groups = posted_groups(ctx, tx)?;
-    let user = tx.add(User {
-        login: login.to_owned(),
-        title: title.to_owned(),
-        password_hash: password::hash(&password),
-        groups,
-        // Not 0: sessions of an earlier user of the same login (deleted since) must not
-        // be valid for this one.
-        session_generation: u64::from(rand::random::<u32>()),
-    })?;
-    users.insert(tx, login.to_owned(), user)?;
-    ctx.note(tx, &format!("add user {login}"));
-    Ok(back(ctx, Notice::UserAdded))
+    if let Err(e) = at("new-title", check_title(lang, title))? {
+        return Ok(Err(e));
+    }
+    let password = match at("new-password", check_password(ctx))? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let groups = match at("new-groups", posted_groups(ctx, tx))? {
+        Ok(g) => g,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok((
+        login.to_owned(),
+        User {
+            login: login.to_owned(),
+            title: title.to_owned(),
+            password_hash: password::hash(&password),
+            groups,
+            // Not 0: sessions of an earlier user of the same login (deleted since) must
+            // not be valid for this one.
+            session_generation: u64::from(rand::random::<u32>()),
+        },
+    )))
 }
 
 fn update_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
@@ -307,7 +383,7 @@ fn update_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         "" => login,
         t => t,
     };
-    check_title(title)?;
+    check_title(ctx.lang, title)?;
     let groups = posted_groups(ctx, tx)?;
     let current = tx.get(user)?;
     if current.title == title && current.groups == groups {
@@ -363,9 +439,7 @@ fn delete_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let login = field(ctx, "login");
     existing_user(ctx, tx, login)?;
     if matches!(&ctx.principal, Principal::User { login: me, .. } if me == login) {
-        return Err(bad(
-            "You cannot delete your own account; ask another user manager.",
-        ));
+        return Err(bad(tr!(ctx.lang, "users-delete-self")));
     }
     tx.get(ctx.site)?.users.remove(tx, &login.to_owned())?;
     // Only the root's grants are cleaned: finding the user's settings further down would
@@ -382,21 +456,25 @@ fn delete_user(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
 fn add_group(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let id = field(ctx, "id");
     if !valid_id(id) {
-        return Err(bad(
-            "The group id must be 1 to 64 characters among lower-case letters, digits, '.', '_' and '-'.",
-        ));
+        return Err(bad(tr!(ctx.lang, "users-bad-group-id")));
     }
     if RESERVED_GROUPS.contains(&id) {
-        return Err(bad(format!(
-            "{id:?} is the id of a built-in group; choose another."
+        return Err(bad(tr!(
+            ctx.lang,
+            "users-reserved-group",
+            id = format!("{id:?}")
         )));
     }
     let groups = tx.get(ctx.site)?.groups;
     if groups.contains_key(tx, &id.to_owned())? {
-        return Err(bad(format!("A group {id:?} already exists.")));
+        return Err(bad(tr!(
+            ctx.lang,
+            "users-group-exists",
+            id = format!("{id:?}")
+        )));
     }
     let title = field(ctx, "title");
-    check_title(title)?;
+    check_title(ctx.lang, title)?;
     let group = tx.add(Group {
         id: id.to_owned(),
         title: title.to_owned(),
@@ -410,7 +488,7 @@ fn delete_group(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> 
     let id = field(ctx, "id");
     let site = tx.get(ctx.site)?;
     if site.groups.remove(tx, &id.to_owned())?.is_none() {
-        return Err(bad(format!("There is no group {id:?}.")));
+        return Err(bad(tr!(ctx.lang, "users-no-group", id = format!("{id:?}"))));
     }
     let members: Vec<_> = site.users.iter(tx)?.collect::<Result<Vec<_>, _>>()?;
     for (_, user) in members {
