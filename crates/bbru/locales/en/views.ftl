@@ -141,3 +141,35 @@ password-min = At least { $min } characters.
 password-button = Change my password
 password-bootstrap = The bootstrap manager's password is set in the site configuration (etc/site.toml), not here.
 password-current-wrong = The current password is wrong.
+
+## Publication states
+publication-state = State:
+publication-private-label = Private: only editors see it.
+publication-published-label = Published: visible to everyone who may view this folder.
+publication-publish = Publish
+publication-retract = Make private
+publication-private-marker = private
+publication-legend = State
+publication-choice-private = Private (only editors see it until it is published)
+publication-choice-published = Published
+publication-error-not-editor = You may not edit here, so you could not see a private item: add it published.
+publication-error-root = The site root is always published; to close the site to visitors, change its security.
+publication-error-choose = Choose a state: “private” or “published”.
+
+## Images, feeds, recent changes
+image-original = Original image
+image-no-scale = This image has no { $name } scale: { $error }.
+feeds-changes = Recent changes
+feeds-atom = Atom feed
+changes-title = Recent changes in { $title }
+changes-none = No recent changes you may see.
+changes-when = When
+changes-who = Who
+changes-what = What
+changes-open = Open
+diff-title = Changes of { $title }
+diff-same = The text is the same.
+diff-unavailable = That change did not change this page's text (it was renamed, moved or its grants changed), or it is too old to compare.
+diff-from-to = From { $from } to { $to }.
+diff-first = From nothing (the first version) to { $to }.
+diff-history = History

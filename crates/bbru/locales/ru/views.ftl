@@ -144,3 +144,35 @@ password-min = Не менее { $min } символов.
 password-button = Сменить пароль
 password-bootstrap = Пароль начального администратора задаётся в конфигурации сайта (etc/site.toml), а не здесь.
 password-current-wrong = Текущий пароль неверен.
+
+## Publication states
+publication-state = Состояние:
+publication-private-label = Закрыто: видят только редакторы.
+publication-published-label = Опубликовано: видно всем, кому открыта эта папка.
+publication-publish = Опубликовать
+publication-retract = Закрыть
+publication-private-marker = закрыто
+publication-legend = Состояние
+publication-choice-private = Закрыто (до публикации видят только редакторы)
+publication-choice-published = Опубликовано
+publication-error-not-editor = Вы не можете редактировать здесь и не увидели бы закрытый элемент: добавьте его опубликованным.
+publication-error-root = Корень сайта всегда опубликован; чтобы закрыть сайт от посетителей, измените его права доступа.
+publication-error-choose = Выберите состояние: «private» или «published».
+
+## Images, feeds, recent changes
+image-original = Исходное изображение
+image-no-scale = У этого изображения нет размера { $name }: { $error }.
+feeds-changes = Последние изменения
+feeds-atom = Лента Atom
+changes-title = Последние изменения в «{ $title }»
+changes-none = Нет недавних изменений, которые вам видны.
+changes-when = Когда
+changes-who = Кто
+changes-what = Что
+changes-open = Открыть
+diff-title = Изменения «{ $title }»
+diff-same = Текст не изменился.
+diff-unavailable = Это изменение не затронуло текст страницы (её переименовали, переместили или изменили права доступа) или оно слишком старое для сравнения.
+diff-from-to = С { $from } по { $to }.
+diff-first = От пустой страницы (первая версия) до { $to }.
+diff-history = История

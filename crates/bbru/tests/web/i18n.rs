@@ -165,6 +165,22 @@ fn every_page_kind_renders_in_both_languages() {
         ),
         ("/@@password", "Смена пароля", "Change your password"),
         ("/@@login", "Войти", "Log in"),
+        (
+            "/docs/@@changes",
+            "Последние изменения в «Документация»",
+            "Recent changes in Документация",
+        ),
+        (
+            "/docs/install/@@diff",
+            "Изменения «Установка»",
+            "Changes of Установка",
+        ),
+        ("/docs/install", "Состояние:", "State:"),
+        (
+            "/docs/@@add?type=Page",
+            "Закрыто (до публикации видят только редакторы)",
+            "Private (only editors see it until it is published)",
+        ),
     ];
     for lang in ["ru", "en"] {
         for (path, ru, en) in pages {

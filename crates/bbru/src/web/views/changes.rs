@@ -14,10 +14,12 @@ use maud::{Markup, html};
 use similar::{ChangeTag, TextDiff};
 use zodb::{Tid, Transaction};
 
+use crate::i18n::Lang;
 use crate::limits;
 use crate::model::{Content, publication};
 use crate::security::Permission;
-use crate::web::render::{self, page, view_url};
+use crate::tr;
+use crate::web::render::{page, view_url};
 use crate::web::{AppError, Ctx, Reply};
 
 /// The item path a transaction description names last (`None` for changes of users,
@@ -75,23 +77,28 @@ pub fn changes(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
             break;
         }
     }
-    let title = format!("Recent changes in {}", ctx.target().meta().title);
+    let lang = ctx.lang;
+    let title = tr!(
+        lang,
+        "changes-title",
+        title = ctx.target().meta().title.as_str()
+    );
     let markup = page(
         ctx,
         &title,
         html! {
             h1 { (title) }
-            @if shown.is_empty() { p { em { "No recent changes you may see." } } }
+            @if shown.is_empty() { p { em { (tr!(lang, "changes-none")) } } }
             table.changes {
-                thead { tr { th { "When" } th { "Who" } th { "What" } th {} } }
+                thead { tr { th { (tr!(lang, "changes-when")) } th { (tr!(lang, "changes-who")) } th { (tr!(lang, "changes-what")) } th {} } }
                 tbody {
                     @for c in &shown {
                         tr {
-                            td { (render::time(c.time)) }
-                            td { @if c.user.is_empty() { "(anonymous)" } @else { (c.user) } }
+                            td { (lang.date(c.time)) }
+                            td { @if c.user.is_empty() { (tr!(lang, "history-anonymous")) } @else { (c.user) } }
                             td { (c.what) }
-                            td { a href=(c.path) { "Open" }
-                                @if c.page { " " a href={(diff_base(&c.path)) "?rev=" (tid_text(c.tid))} { "Changes" } } }
+                            td { a href=(c.path) { (tr!(lang, "changes-open")) }
+                                @if c.page { " " a href={(diff_base(&c.path)) "?rev=" (tid_text(c.tid))} { (tr!(lang, "history-changes")) } } }
                         }
                     }
                 }
@@ -141,13 +148,13 @@ fn text_at(ctx: &Ctx<'_>, serial: Option<Tid>) -> Result<String, AppError> {
 /// around them; removed lines in `<del>`, added ones in `<ins>` (all text escaped).
 /// The comparison gives up on finding the smallest difference after
 /// [`limits::DIFF_TIMEOUT`] (a larger but correct one is shown).
-pub fn diff(old: &str, new: &str) -> Markup {
+pub fn diff(lang: Lang, old: &str, new: &str) -> Markup {
     let diff = TextDiff::configure()
         .timeout(limits::DIFF_TIMEOUT)
         .diff_lines(old, new);
     let groups = diff.grouped_ops(limits::DIFF_CONTEXT_LINES);
     html! {
-        @if groups.is_empty() { p { em { "The text is the same." } } }
+        @if groups.is_empty() { p { em { (tr!(lang, "diff-same")) } } }
         @for (i, group) in groups.iter().enumerate() {
             @if i > 0 { hr; }
             pre.diff {
@@ -187,9 +194,7 @@ pub fn diff_view(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError
     if ctx.query("from").is_none() && !history.iter().any(|e| e.tid == serial) {
         // A rename, a move or a change of grants is a transaction that did not write
         // the page (or a revision older than the history listed).
-        return Err(AppError::BadRequest(
-            "That change did not change this page's text (it was renamed, moved or its grants changed), or it is too old to compare.".into(),
-        ));
+        return Err(AppError::BadRequest(tr!(ctx.lang, "diff-unavailable")));
     }
     let from = match ctx.query("from") {
         Some(s) => Some(parse_tid(s)?),
@@ -200,18 +205,25 @@ pub fn diff_view(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError
             .map(|e| e.tid),
     };
     let (old, new) = (text_at(ctx, from)?, text_at(ctx, Some(serial))?);
-    let title = format!("Changes of {}", ctx.target().meta().title);
+    let lang = ctx.lang;
+    let title = tr!(
+        lang,
+        "diff-title",
+        title = ctx.target().meta().title.as_str()
+    );
     let markup = page(
         ctx,
         &title,
         html! {
             h1 { (title) }
             p {
-                "From " @match from { Some(t) => (render::time(t.unix_seconds())), None => "nothing (the first version)" }
-                " to " (render::time(serial.unix_seconds())) "."
+                @match from {
+                    Some(t) => (tr!(lang, "diff-from-to", from = lang.date(t.unix_seconds()), to = lang.date(serial.unix_seconds()))),
+                    None => (tr!(lang, "diff-first", to = lang.date(serial.unix_seconds()))),
+                }
             }
-            (diff(&old, &new))
-            p { a href=(view_url(ctx, "history")) { "History" } }
+            (diff(lang, &old, &new))
+            p { a href=(view_url(ctx, "history")) { (tr!(lang, "diff-history")) } }
         },
     );
     Ok(Reply::Html(markup.into_string()))
@@ -236,12 +248,12 @@ mod tests {
 
     #[test]
     fn diffs_mark_removed_and_added_lines_escaped() {
-        let html = diff("a\nb <x>\nc\n", "a\nB & y\nc\n").into_string();
+        let html = diff(Lang::En, "a\nb <x>\nc\n", "a\nB & y\nc\n").into_string();
         assert!(html.contains("<del>- b &lt;x&gt;\n</del>"), "{html}");
         assert!(html.contains("<ins>+ B &amp; y\n</ins>"), "{html}");
         assert!(html.contains("<span>  a\n</span>"));
         assert!(
-            diff("same\n", "same\n")
+            diff(Lang::En, "same\n", "same\n")
                 .into_string()
                 .contains("The text is the same.")
         );

@@ -286,7 +286,7 @@ pub fn view_page(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError>
                             (super::images::listing_thumb(ctx, tx, name, item)?)
                             a href=(child_url(ctx, name)) { (item.meta().title) } " "
                             span.kind { "(" (kind_name(lang, item.kind())) ")" }
-                            (super::publication::listing_marker(item))
+                            (super::publication::listing_marker(lang, item))
                             @if !item.meta().description.is_empty() { span.description { (item.meta().description) } }
                         }
                     }

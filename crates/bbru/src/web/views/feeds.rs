@@ -20,6 +20,7 @@ use zodb::Transaction;
 use crate::limits;
 use crate::model::{Content, ContentRef, publication};
 use crate::security::{self, Principal};
+use crate::tr;
 use crate::web::render::view_url;
 use crate::web::views::api::iso;
 use crate::web::{AppError, Ctx, Reply, url_of};
@@ -254,8 +255,8 @@ pub fn head(ctx: &Ctx<'_>) -> Markup {
 pub fn folder_links(ctx: &Ctx<'_>) -> Markup {
     html! {
         p.folder-links {
-            a href=(view_url(ctx, "changes")) { "Recent changes" } " · "
-            a href=(view_url(ctx, "feed")) type="application/atom+xml" { "Atom feed" }
+            a href=(view_url(ctx, "changes")) { (tr!(ctx.lang, "feeds-changes")) } " · "
+            a href=(view_url(ctx, "feed")) type="application/atom+xml" { (tr!(ctx.lang, "feeds-atom")) }
         }
     }
 }

@@ -34,6 +34,7 @@ use crate::limits;
 use crate::model::content::Bytes;
 use crate::model::{Content, Image, publication};
 use crate::security::{self, Principal};
+use crate::tr;
 use crate::web::render::child_url;
 use crate::web::{AppError, Ctx, Reply};
 
@@ -364,7 +365,12 @@ pub fn scale_view(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError
             tracing::info!(oid = %r.oid(), error = %e, "image not scaled");
             Ok(Reply::Status(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("This image has no {name} scale: {e}."),
+                tr!(
+                    ctx.lang,
+                    "image-no-scale",
+                    name = name,
+                    error = e.to_string()
+                ),
             ))
         }
     }
@@ -405,7 +411,7 @@ pub fn picture(ctx: &Ctx<'_>, tx: &Transaction<'_>, alt: &str) -> Result<Markup,
                     width=[large.map(|s| s.0)] height=[large.map(|s| s.1)];
             }
         }
-        p { a href=(url) { "Original image" } }
+        p { a href=(url) { (tr!(ctx.lang, "image-original")) } }
     })
 }
 

@@ -4,8 +4,10 @@
 use maud::{Markup, html};
 use zodb::Transaction;
 
+use crate::i18n::Lang;
 use crate::model::{Content, ContentRef, State};
 use crate::security::Permission;
+use crate::tr;
 use crate::web::render::{Notice, csrf, redirect_with_notice, view_url};
 use crate::web::{AppError, Ctx, Reply};
 
@@ -19,17 +21,22 @@ pub fn state_box(ctx: &Ctx<'_>) -> Markup {
         return html! {};
     }
     let state = ctx.target().meta().state;
+    let lang = ctx.lang;
     let (label, other, button) = match state {
-        State::Private => ("Private: only editors see it.", State::Published, "Publish"),
+        State::Private => (
+            tr!(lang, "publication-private-label"),
+            State::Published,
+            tr!(lang, "publication-publish"),
+        ),
         State::Published => (
-            "Published: visible to everyone who may view this folder.",
+            tr!(lang, "publication-published-label"),
             State::Private,
-            "Make private",
+            tr!(lang, "publication-retract"),
         ),
     };
     html! {
         div.state id="publication-state" data-state=(state.name()) {
-            strong { "State: " } (label)
+            strong { (tr!(lang, "publication-state")) } " " (label)
             @if ctx.allowed(Permission::Publish) {
                 " "
                 form.inline method="post" action=(view_url(ctx, "publish")) {
@@ -44,9 +51,9 @@ pub fn state_box(ctx: &Ctx<'_>) -> Markup {
 
 /// What a listing says after a private item (only those who may edit it see it
 /// listed at all).
-pub fn listing_marker(item: &Content) -> Markup {
+pub fn listing_marker(lang: Lang, item: &Content) -> Markup {
     if item.meta().state == State::Private {
-        html! { " " small.state-private { "private" } }
+        html! { " " small.state-private { (tr!(lang, "publication-private-marker")) } }
     } else {
         html! {}
     }
@@ -58,11 +65,12 @@ pub fn add_form_field(ctx: &Ctx<'_>) -> Markup {
     if !ctx.allowed(Permission::Edit) {
         return html! {};
     }
+    let lang = ctx.lang;
     html! {
         fieldset.state {
-            legend { "State" }
-            label { input type="radio" name=(FIELD) value="private" checked; " Private (only editors see it until it is published)" }
-            label { input type="radio" name=(FIELD) value="published"; " Published" }
+            legend { (tr!(lang, "publication-legend")) }
+            label { input type="radio" name=(FIELD) value="private" checked; " " (tr!(lang, "publication-choice-private")) }
+            label { input type="radio" name=(FIELD) value="published"; " " (tr!(lang, "publication-choice-published")) }
         }
     }
 }
@@ -106,9 +114,10 @@ pub fn apply_named_state(
             item.update_meta(tx, |m| m.state = State::Private)?;
             Ok(())
         }
-        Some(State::Private) => Err(AppError::BadRequest(
-            "You may not edit here, so you could not see a private item: add it published.".into(),
-        )),
+        Some(State::Private) => Err(AppError::BadRequest(tr!(
+            ctx.lang,
+            "publication-error-not-editor"
+        ))),
         _ => Ok(()),
     }
 }
@@ -117,14 +126,16 @@ pub fn apply_named_state(
 /// "publish /path" or "retract /path").  The site root is always published.
 pub fn change(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     if ctx.path.len() == 1 {
-        return Err(AppError::BadRequest(
-            "The site root is always published; to close the site to visitors, change its security.".into(),
-        ));
+        return Err(AppError::BadRequest(tr!(
+            ctx.lang,
+            "publication-error-root"
+        )));
     }
     let Some(state) = asked(ctx)? else {
-        return Err(AppError::BadRequest(
-            "Choose a state: \"private\" or \"published\".".into(),
-        ));
+        return Err(AppError::BadRequest(tr!(
+            ctx.lang,
+            "publication-error-choose"
+        )));
     };
     let target = ctx.target();
     if target.meta().state == state {
