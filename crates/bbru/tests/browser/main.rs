@@ -295,7 +295,8 @@ impl Browser {
 
     /// Replaces the text of the form field named `name` by `value`, as typed.
     async fn fill(&self, name: &str, value: &str) {
-        let field = self.find(&format!("[name=\"{name}\"]")).await;
+        // In a form: the page's head has a <meta name="description"> too.
+        let field = self.find(&format!("form [name=\"{name}\"]")).await;
         field.clear().await.expect("clear a field");
         field
             .send_keys(value)
