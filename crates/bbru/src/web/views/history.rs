@@ -271,6 +271,7 @@ pub fn revert(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         })?,
         _ => return Err(AppError::Internal),
     }
+    crate::search::changed(tx, ctx.target().reference())?;
     let time = render::time(serial.unix_seconds());
     ctx.note(tx, &format!("revert {} to {time}", ctx.location()));
     let notice = if matches!(old, Content::Folder(..)) {

@@ -541,11 +541,10 @@ fn paste(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
                     pasted.push(name.clone());
                     continue;
                 }
-                let Some(any) = tree::remove_item(tx, *parent_ref, name)? else {
-                    return Err(AppError::BadRequest(format!("{url} is no longer there.")));
-                };
                 let new_name = tree::free_name(tx, target, name)?;
-                target.items.insert(tx, new_name.clone(), any)?;
+                if tree::move_item(tx, *parent_ref, name, target_ref, &new_name)?.is_none() {
+                    return Err(AppError::BadRequest(format!("{url} is no longer there.")));
+                }
                 pasted.push(new_name);
             }
             Op::Copy => {
@@ -564,6 +563,7 @@ fn paste(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
                 let copy = tree::deep_copy(tx, item.reference(), &creator, now)?;
                 let new_name = tree::free_name(tx, target, name)?;
                 target.items.insert(tx, new_name.clone(), copy.to_any())?;
+                crate::search::added(tx, target_ref, &new_name, copy)?;
                 pasted.push(new_name);
             }
         }

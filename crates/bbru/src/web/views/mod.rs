@@ -15,6 +15,8 @@
 //! | `login`        | root     | form                      | log in                     | (none) |
 //! | `logout`       | root     |                           | log out (ends all the principal's sessions) | (none) |
 //! | `password`     | root     | change-my-password form   | change it (current one asked) | (none; any logged-in user) |
+//! | `search`       | root     | search page (`?q=`); JSON as `@search` |               | View |
+//! | `@search`      | root     | plone.restapi's `@search` (`?q=`, `b_start`, `b_size`) |  | View |
 //! | `health`       | root     | JSON status               |                            | (none) |
 //! | `metrics`      | root     | Prometheus text           |                            | (`[http] metrics` of serve.toml) |
 //! | `/@login`      | root     |                           | JSON login → `{"token"}`   | (none) |
@@ -31,6 +33,7 @@ pub mod history;
 pub mod login;
 pub mod manage;
 pub mod ops;
+pub mod search;
 pub mod security;
 pub mod users;
 
@@ -88,9 +91,9 @@ fn uploads(found: Result<Found, AppError>) -> Result<Found, AppError> {
 }
 
 /// Every view name of the table, as the label of its requests in `/@@metrics`.
-const NAMES: [&str; 15] = [
+const NAMES: [&str; 17] = [
     "view", "contents", "add", "edit", "security", "history", "undo", "users", "login", "logout",
-    "password", "health", "metrics", "@login", "@logout",
+    "password", "health", "metrics", "@login", "@logout", "search", "@search",
 ];
 
 /// The metrics label of a request for the view `name`: the name if the table has it,
@@ -149,6 +152,9 @@ pub fn find(
         // Any logged-in user, for their own password (the view checks who asks).
         ("password", true, _) => root_only(public(login::password_form)),
         ("password", false, true) => root_only(public(login::change_password)),
+        ("search", true, _) if json => root_only(view(View, search::json)),
+        ("search", true, _) => root_only(view(View, search::html)),
+        ("@search", true, _) => root_only(view(View, search::json)),
         ("health", true, _) => root_only(public(ops::health)),
         ("metrics", true, _) => root_only(public(ops::metrics)),
         ("@login", false, true) => {
@@ -158,7 +164,8 @@ pub fn find(
         ("", _, _)
         | (
             "view" | "contents" | "add" | "edit" | "security" | "history" | "undo" | "users"
-            | "login" | "logout" | "password" | "health" | "metrics" | "@login" | "@logout",
+            | "login" | "logout" | "password" | "health" | "metrics" | "@login" | "@logout"
+            | "search" | "@search",
             _,
             _,
         ) => Err(AppError::MethodNotAllowed),

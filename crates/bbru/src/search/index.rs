@@ -1,0 +1,304 @@
+//! The index, kept in the database beside the content (as Zope's catalog): changed in the
+//! transaction that changes an item, so every instance reads the same results at once.
+//!
+//! ```text
+//! Site.search            Index
+//!   .postings            BTree (term, docid) -> posting     one key per term and item
+//!   .docs                BTree docid -> (parent docid, name, DocTerms)
+//!   .count, .total_len   Length (items, and the sum of their lengths)
+//! DocTerms               an item's terms with their postings: what to remove on change
+//! ```
+//!
+//! A docid is the item's oid, so an item keeps it across renames, moves and edits.  An
+//! item's entry holds its parent and its name, not its path: renaming or moving a folder
+//! rewrites that folder's entry alone, and a query finds an item's path by following the
+//! parents (and checks each step against the folder's items, so a stale entry never shows).
+//!
+//! Concurrency: saving a page writes its `DocTerms` record (its own), the postings of
+//! the terms that changed and the two counters.  Postings of different items are
+//! different keys, so two saves that meet in a bucket are merged by the bucket resolver;
+//! the counters are `Length`s, whose changes add up.  Nothing every save writes is shared
+//! without a resolver: the index object itself is written only when the index is made.
+//!
+//! A posting is one int: the item's weighted count of the term (`weight << 8`) and its
+//! length as a logarithmic bin (8 per doubling, about 9% apart), so a query ranks from
+//! postings alone, and an edit that barely changes a page's length leaves its other
+//! postings as they are.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use zodb::btree::{BTree, Length};
+use zodb::{PRef, Transaction, persistent};
+
+use super::analyze::{ANALYZER_VERSION, Analyzer};
+use super::text;
+use crate::limits;
+use crate::model::{Content, ContentRef, Site};
+
+/// Items per postings bucket: four times `OOBTree`'s, since a query reads a term's
+/// postings in key order, bucket after bucket, and an item's save writes one bucket per
+/// changed term whatever its size (Python reads any size).
+pub const POSTINGS_BUCKET_ITEMS: usize = 120;
+
+/// `(term, docid)` -> posting.
+pub type Postings = BTree<(String, u64), u32, POSTINGS_BUCKET_ITEMS, 250>;
+/// An item's entry: parent docid (0 for the site root folder), name, terms.
+pub type DocEntry = (u64, String, PRef<DocTerms>);
+/// docid -> entry.
+pub type Docs = BTree<u64, DocEntry>;
+
+/// The search index of a site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    pub postings: PRef<Postings>,
+    pub docs: PRef<Docs>,
+    pub count: PRef<Length>,
+    pub total_len: PRef<Length>,
+    /// Whether every item is in it: false for an index the first write of an older site
+    /// made, until `bbru reindex` has gone through the site.
+    pub complete: bool,
+    /// [`ANALYZER_VERSION`] of the terms.
+    pub analyzer: u32,
+}
+persistent!(Index, "bbru.search", "Index");
+
+/// An item's terms and their postings (sorted by term), and its length.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DocTerms {
+    pub terms: Vec<(String, u32)>,
+    pub len: u32,
+}
+persistent!(DocTerms, "bbru.search", "DocTerms");
+
+/// A posting: weighted count and length bin.
+pub fn posting(weight: u32, len: u32) -> u32 {
+    (weight.min(0x00ff_ffff) << 8) | len_bin(len)
+}
+
+fn len_bin(len: u32) -> u32 {
+    ((f64::from(len) + 1.0).log2() * 8.0).round().min(255.0) as u32
+}
+
+/// A posting's weighted count and (approximate) item length.
+pub fn unpack(posting: u32) -> (f64, f64) {
+    let weight = f64::from(posting >> 8);
+    let len = (f64::from(posting & 0xff) / 8.0).exp2() - 1.0;
+    (weight, len)
+}
+
+/// The terms of `content` with their postings.
+pub fn terms_of(analyzer: &Analyzer, content: &Content) -> DocTerms {
+    let mut weights: HashMap<String, u32> = HashMap::new();
+    for (field, text) in text::fields(content) {
+        for term in analyzer.terms(&text) {
+            *weights.entry(term).or_default() += field.weight();
+        }
+    }
+    let mut terms: Vec<(String, u32)> = weights.into_iter().collect();
+    if terms.len() > limits::SEARCH_TERMS_PER_ITEM_MAX {
+        terms.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        terms.truncate(limits::SEARCH_TERMS_PER_ITEM_MAX);
+    }
+    let len = terms
+        .iter()
+        .map(|(_, w)| *w)
+        .fold(0u32, u32::saturating_add);
+    terms.sort_unstable();
+    for (_, w) in &mut terms {
+        *w = posting(*w, len);
+    }
+    DocTerms { terms, len }
+}
+
+impl Index {
+    /// A new empty index in `tx` (to be referred to by the site).
+    pub fn create(tx: &Transaction<'_>, complete: bool) -> zodb::Result<PRef<Index>> {
+        let index = Index {
+            postings: tx.add(Postings::new())?,
+            docs: tx.add(Docs::new())?,
+            count: tx.add(Length::new(0))?,
+            total_len: tx.add(Length::new(0))?,
+            complete,
+            analyzer: ANALYZER_VERSION,
+        };
+        tx.add(index)
+    }
+}
+
+/// The site's index, if it has one.
+pub fn find(tx: &Transaction<'_>) -> zodb::Result<Option<PRef<Index>>> {
+    let Some(site) = Site::find(tx)? else {
+        return Ok(None);
+    };
+    Ok(tx.get(site)?.search)
+}
+
+/// The site's index, made now (incomplete) if the site has none yet: the first change
+/// of an older site starts it, and `bbru reindex` completes it.
+pub fn writable(tx: &Transaction<'_>) -> zodb::Result<Option<PRef<Index>>> {
+    let Some(site) = Site::find(tx)? else {
+        return Ok(None);
+    };
+    if let Some(index) = tx.get(site)?.search {
+        return Ok(Some(index));
+    }
+    let index = Index::create(tx, false)?;
+    tx.update(site, |s| s.search = Some(index))?;
+    Ok(Some(index))
+}
+
+/// Puts `content` in the index as item `name` of `parent` (0: the site root), or brings
+/// its entry up to date: only the postings that changed are written.
+pub fn put(
+    tx: &Transaction<'_>,
+    index: PRef<Index>,
+    analyzer: &Analyzer,
+    content: &Content,
+    parent: u64,
+    name: &str,
+) -> zodb::Result<()> {
+    let ix = tx.get(index)?;
+    let docid = content.reference().oid().0;
+    let new = terms_of(analyzer, content);
+    match ix.docs.get(tx, &docid)? {
+        Some((p, n, terms)) => {
+            let old = tx.get(terms)?;
+            write_postings(tx, &ix, docid, &old.terms, &new.terms)?;
+            let delta = i64::from(new.len) - i64::from(old.len);
+            if *old != new {
+                tx.update(terms, |t| *t = new)?;
+            }
+            if delta != 0 {
+                tx.update(ix.total_len, |l| l.change(delta))?;
+            }
+            if p != parent || n != name {
+                ix.docs
+                    .insert(tx, docid, (parent, name.to_owned(), terms))?;
+            }
+        }
+        None => {
+            write_postings(tx, &ix, docid, &[], &new.terms)?;
+            let len = new.len;
+            let terms = tx.add(new)?;
+            ix.docs
+                .insert(tx, docid, (parent, name.to_owned(), terms))?;
+            tx.update(ix.count, |l| l.change(1))?;
+            tx.update(ix.total_len, |l| l.change(i64::from(len)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Brings the terms of an item already in the index up to date (its place unchanged);
+/// an item not in it (an index still incomplete) is left for `bbru reindex`.
+pub fn refresh(
+    tx: &Transaction<'_>,
+    index: PRef<Index>,
+    analyzer: &Analyzer,
+    content: &Content,
+) -> zodb::Result<()> {
+    let docid = content.reference().oid().0;
+    let Some((parent, name, _)) = tx.get(index)?.docs.get(tx, &docid)? else {
+        return Ok(());
+    };
+    put(tx, index, analyzer, content, parent, &name)
+}
+
+/// Removes the item `docid` from the index.
+pub fn remove(tx: &Transaction<'_>, index: PRef<Index>, docid: u64) -> zodb::Result<()> {
+    let ix = tx.get(index)?;
+    let Some((_, _, terms)) = ix.docs.remove(tx, &docid)? else {
+        return Ok(());
+    };
+    let old = tx.get(terms)?;
+    write_postings(tx, &ix, docid, &old.terms, &[])?;
+    tx.update(ix.count, |l| l.change(-1))?;
+    tx.update(ix.total_len, |l| l.change(-i64::from(old.len)))?;
+    Ok(())
+}
+
+/// Writes the postings of `docid` that differ between `old` and `new` (both sorted by
+/// term).
+fn write_postings(
+    tx: &Transaction<'_>,
+    ix: &Index,
+    docid: u64,
+    old: &[(String, u32)],
+    new: &[(String, u32)],
+) -> zodb::Result<()> {
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (old.get(i), new.get(j)) {
+            (None, None) => return Ok(()),
+            (Some((t, _)), None) => {
+                ix.postings.remove(tx, &(t.clone(), docid))?;
+                i += 1;
+            }
+            (None, Some((t, p))) => {
+                ix.postings.insert(tx, (t.clone(), docid), *p)?;
+                j += 1;
+            }
+            (Some((to, po)), Some((tn, pn))) => match to.cmp(tn) {
+                std::cmp::Ordering::Less => {
+                    ix.postings.remove(tx, &(to.clone(), docid))?;
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    ix.postings.insert(tx, (tn.clone(), docid), *pn)?;
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    if po != pn {
+                        ix.postings.insert(tx, (tn.clone(), docid), *pn)?;
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            },
+        }
+    }
+}
+
+/// Puts `item` and, for a folder, everything inside it, in the index (item `name` of
+/// `parent`).
+pub fn put_tree(
+    tx: &Transaction<'_>,
+    index: PRef<Index>,
+    analyzer: &Analyzer,
+    item: ContentRef,
+    parent: u64,
+    name: &str,
+) -> zodb::Result<()> {
+    let mut stack = vec![(item, parent, name.to_owned())];
+    while let Some((item, parent, name)) = stack.pop() {
+        let content = item.load(tx)?;
+        put(tx, index, analyzer, &content, parent, &name)?;
+        if let Content::Folder(r, folder) = &content {
+            for child in folder.items.iter(tx)? {
+                let (name, any) = child?;
+                if let Some(child) = ContentRef::resolve(tx, &any)? {
+                    stack.push((child, r.oid().0, name));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes `item` and, for a folder, everything inside it, from the index.
+pub fn remove_tree(tx: &Transaction<'_>, index: PRef<Index>, item: ContentRef) -> zodb::Result<()> {
+    let mut stack = vec![item];
+    while let Some(item) = stack.pop() {
+        remove(tx, index, item.oid().0)?;
+        if let ContentRef::Folder(r) = item {
+            for child in tx.get(r)?.items.iter(tx)? {
+                let (_, any) = child?;
+                if let Some(child) = ContentRef::resolve(tx, &any)? {
+                    stack.push(child);
+                }
+            }
+        }
+    }
+    Ok(())
+}
