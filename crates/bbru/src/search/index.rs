@@ -134,8 +134,9 @@ pub fn find(tx: &Transaction<'_>) -> zodb::Result<Option<PRef<Index>>> {
     Ok(tx.get(site)?.search)
 }
 
-/// The site's index, made now (incomplete) if the site has none yet: the first change
-/// of an older site starts it, and `bbru reindex` completes it.
+/// The site's index, made now (incomplete, holding the root folder) if the site has
+/// none yet: the first change of an older site starts it, and `bbru reindex` completes
+/// it.
 pub fn writable(tx: &Transaction<'_>) -> zodb::Result<Option<PRef<Index>>> {
     let Some(site) = Site::find(tx)? else {
         return Ok(None);
@@ -145,6 +146,9 @@ pub fn writable(tx: &Transaction<'_>) -> zodb::Result<Option<PRef<Index>>> {
     }
     let index = Index::create(tx, false)?;
     tx.update(site, |s| s.search = Some(index))?;
+    // The root folder's entry, so that items created in it are found at once.
+    let root = ContentRef::Folder(tx.get(site)?.content).load(tx)?;
+    put(tx, index, &Analyzer::default(), &root, 0, "")?;
     Ok(Some(index))
 }
 

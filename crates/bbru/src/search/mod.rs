@@ -71,3 +71,66 @@ pub fn removed(tx: &Transaction<'_>, item: ContentRef) -> zodb::Result<()> {
     };
     index::remove_tree(tx, ix, item)
 }
+
+/// The conflict resolution of the classes every change of content writes beside it (the
+/// index's BTrees and counters, a folder's items), for an undo of a transaction whose
+/// objects later ones changed too (`zodb::DB::undo_resolving`).  A bucket's key type is
+/// not in its record: each key type the site's trees use is tried (a state of keys of
+/// another type does not parse).
+pub fn undo_resolver(
+    module: &str,
+    name: &str,
+) -> Option<((&'static str, &'static str), zodb::resolve::Resolver)> {
+    use zodb::btree::{Length, resolve_bucket, resolve_tree};
+    use zodb::resolve::Unresolved;
+    type Merge = fn(zodb::Value, zodb::Value, zodb::Value) -> Result<zodb::Value, Unresolved>;
+    fn any_key(
+        merges: [fn(zodb::Value, zodb::Value, zodb::Value) -> Result<zodb::Value, zodb::btree::Refusal>;
+            3],
+        old: zodb::Value,
+        committed: zodb::Value,
+        new: zodb::Value,
+    ) -> Result<zodb::Value, Unresolved> {
+        let mut why = None;
+        for merge in merges {
+            match merge(old.clone(), committed.clone(), new.clone()) {
+                Ok(merged) => return Ok(merged),
+                Err(e) => why = Some(e),
+            }
+        }
+        Err(why.map_or_else(|| Unresolved::new("no key type"), Unresolved::from))
+    }
+    let bucket: Merge = |o, c, n| {
+        any_key(
+            [
+                resolve_bucket::<(String, u64)>,
+                resolve_bucket::<u64>,
+                resolve_bucket::<String>,
+            ],
+            o,
+            c,
+            n,
+        )
+    };
+    let tree: Merge = |o, c, n| {
+        any_key(
+            [
+                resolve_tree::<(String, u64)>,
+                resolve_tree::<u64>,
+                resolve_tree::<String>,
+            ],
+            o,
+            c,
+            n,
+        )
+    };
+    match (module, name) {
+        ("BTrees.OOBTree", "OOBucket") => Some((("BTrees.OOBTree", "OOBucket"), bucket)),
+        ("BTrees.OOBTree", "OOBTree") => Some((("BTrees.OOBTree", "OOBTree"), tree)),
+        ("BTrees.Length", "Length") => Some((
+            ("BTrees.Length", "Length"),
+            <Length as zodb::Persistent>::resolve_conflict,
+        )),
+        _ => None,
+    }
+}

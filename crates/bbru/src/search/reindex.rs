@@ -9,7 +9,7 @@
 //! complete.
 //!
 //! Idempotent: an item whose terms are already indexed writes nothing, so a second run
-//! writes only the final mark.  An index made by other analysis rules
+//! commits no transaction (one without changes is not committed).  An index made by other analysis rules
 //! ([`ANALYZER_VERSION`]) is replaced by a new one at the start.
 
 use std::collections::{HashSet, VecDeque};
@@ -121,7 +121,9 @@ pub fn reindex(db: &DB, mut progress: impl FnMut(&Report)) -> Result<Report, Rei
     report.removed = sweep(&mut conn, &manager)?;
     manager.run(&mut conn, |tx| -> Result<_, ReindexError> {
         let ix = index::find(tx)?.ok_or(ReindexError::NoSite)?;
-        tx.update(ix, |i| i.complete = true)?;
+        if !tx.get(ix)?.complete {
+            tx.update(ix, |i| i.complete = true)?;
+        }
         tx.set_user("bbru reindex");
         tx.note("reindex: the search index is complete");
         Ok(())

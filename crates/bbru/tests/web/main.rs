@@ -22,6 +22,7 @@ mod matrix;
 mod migrate;
 mod protocol;
 mod redirects;
+mod search;
 mod sessions;
 mod stalled;
 mod uploads;
