@@ -84,9 +84,10 @@ pub fn undo_resolver(
     use zodb::btree::{Length, resolve_bucket, resolve_tree};
     use zodb::resolve::Unresolved;
     type Merge = fn(zodb::Value, zodb::Value, zodb::Value) -> Result<zodb::Value, Unresolved>;
+    type KeyedMerge =
+        fn(zodb::Value, zodb::Value, zodb::Value) -> Result<zodb::Value, zodb::btree::Refusal>;
     fn any_key(
-        merges: [fn(zodb::Value, zodb::Value, zodb::Value) -> Result<zodb::Value, zodb::btree::Refusal>;
-            3],
+        merges: [KeyedMerge; 3],
         old: zodb::Value,
         committed: zodb::Value,
         new: zodb::Value,
