@@ -27,7 +27,7 @@ use bbru::model::edit::{self, Fields};
 use bbru::model::{ContentRef, Folder, Kind, Site};
 use bbru::security::{EVERYBODY, Principal, Role, Setting};
 use zodb::{DB, PRef};
-use zodb_storage::FileStorage;
+use zodb_storage::{FileStorage, Storage};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -218,11 +218,15 @@ fn generate(args: &Args) -> Result<()> {
         let end = (done + args.batch).min(args.pages);
         for n in done..end {
             let v = if n % 2 == 0 { &ru } else { &en };
-            let words = rng.random_range(80..=150);
+            let (title, description, body) = (
+                rng.random_range(3..=6),
+                rng.random_range(8..=12),
+                rng.random_range(80..=150),
+            );
             let fields = Fields {
-                title: Some(v.words(&mut rng, rng.random_range(3..=6))),
-                description: Some(v.words(&mut rng, rng.random_range(8..=12))),
-                body: Some(v.words(&mut rng, words)),
+                title: Some(v.words(&mut rng, title)),
+                description: Some(v.words(&mut rng, description)),
+                body: Some(v.words(&mut rng, body)),
                 upload: None,
             };
             let folder = folders[n / args.folder_size];

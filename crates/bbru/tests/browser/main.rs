@@ -560,3 +560,29 @@ fn a_stale_edit_form_shows_both_versions_to_merge() {
         },
     );
 }
+
+#[test]
+fn search_with_a_russian_inflection_finds_the_page() {
+    run(
+        "search_with_a_russian_inflection_finds_the_page",
+        |mut b| async move {
+            b.log_in().await;
+            b.goto("/@@add?type=Page").await;
+            b.fill("id", "setup").await;
+            b.fill("title", "Как поставить bbru").await;
+            b.fill("body", "Установка занимает *пять* минут.").await;
+            b.click("main form button[type=submit]").await;
+            b.arrive("/setup?").await;
+            b.goto("/@@search").await;
+            b.fill("q", "установки").await;
+            b.click("form.search button[type=submit]").await;
+            b.arrive("/@@search?").await;
+            assert_eq!(
+                b.text("ol.results a.title[href=\"/setup\"]").await,
+                "Как поставить bbru"
+            );
+            assert_eq!(b.text("ol.results p.snippet mark").await, "Установка");
+            b.shot("search-results").await;
+        },
+    );
+}

@@ -81,7 +81,7 @@ fn inflected_russian_and_english_words_are_found_with_marked_snippets() {
         page.contains("<mark>Установка</mark> bbru занимает пять минут, если a &lt; b."),
         "{page}"
     );
-    assert!(page.contains("1 results"), "{page}");
+    assert!(page.contains("Results: 1"), "{page}");
     // The query stays in the form.
     assert!(page.contains("value=\"установки\""), "{page}");
 
@@ -96,7 +96,7 @@ fn inflected_russian_and_english_words_are_found_with_marked_snippets() {
     let page = html(&anonymous, "<script>alert(1)</script>");
     assert!(!page.contains("<script>alert"), "{page}");
     // Nothing asked, nothing listed; an over-long query is refused.
-    assert!(!html(&anonymous, "").contains("results"));
+    assert!(!html(&anonymous, "").contains("Results:"));
     let long = "слово ".repeat(300);
     let r = anonymous.get(&format!(
         "/@@search?{}",

@@ -85,7 +85,7 @@ pub fn html(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
                     IndexState::Incomplete => p.notice { "The search index is incomplete: run bbru reindex." },
                     IndexState::Ready => {},
                 }
-                p.count { (r.total) " results" @if r.incomplete { " (the best found)" } }
+                p.count { "Results: " (r.total) @if r.incomplete { " (the best found)" } }
                 ol.results start=((page_no - 1) * size + 1) {
                     @for hit in &r.hits {
                         li {
