@@ -358,3 +358,58 @@ fn undoing_an_older_deletion_merges_with_later_index_changes() {
     assert_eq!(found(&site, "мышь"), vec!["/c"]);
     assert_eq!(found(&site, "гав"), vec!["/b"]);
 }
+
+#[test]
+fn the_reindex_command_indexes_a_site_made_before_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("Data.fs");
+    {
+        let storage = std::sync::Arc::new(zodb_storage::FileStorage::open(&file).unwrap());
+        let db = zodb::DB::open(storage.clone()).unwrap();
+        let mut conn = db.connection();
+        let tx = conn.begin();
+        let site = SiteObject::create(&tx, "Old site", "test", 0.0).unwrap();
+        let root = tx.get(site).unwrap().content;
+        for (name, title) in [("a", "Установка"), ("b", "Installation")] {
+            let fields = bbru::model::edit::Fields {
+                title: Some(title.into()),
+                ..Default::default()
+            };
+            bbru::model::edit::create(&tx, root, name, bbru::model::Kind::Page, fields, "t", 0.0)
+                .unwrap();
+        }
+        // As a site from before search: no index.
+        tx.update(site, |s| s.search = None).unwrap();
+        tx.commit().unwrap();
+        drop(conn);
+        drop(db);
+        zodb_storage::Storage::close(&*storage).unwrap();
+    }
+    let file_arg = file.to_str().unwrap();
+    let out = crate::common::bbru(dir.path(), &["reindex", "--file", file_arg]);
+    let text = crate::common::output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("3 items indexed, 0 stale entries removed"),
+        "{text}"
+    );
+    assert!(text.contains("(a new index)"), "{text}");
+    let storage = std::sync::Arc::new(zodb_storage::FileStorage::open(&file).unwrap());
+    let db = zodb::DB::open(storage).unwrap();
+    let mut conn = db.connection();
+    let tx = conn.begin();
+    let found = |q: &str| {
+        let r = bbru::search::query::search(&tx, &bbru::security::Principal::Anonymous, q, 0, 10)
+            .unwrap();
+        assert_eq!(r.index, bbru::search::query::IndexState::Ready);
+        r.hits.iter().map(|h| h.url.clone()).collect::<Vec<_>>()
+    };
+    // No grants on this bare site: an anonymous reader sees nothing, a manager all.
+    assert!(found("установки").is_empty());
+    let manager = bbru::security::Principal::Bootstrap { login: "m".into() };
+    let r = bbru::search::query::search(&tx, &manager, "установки", 0, 10).unwrap();
+    assert_eq!(r.hits.len(), 1);
+    assert_eq!(r.hits[0].url, "/a");
+    let r = bbru::search::query::search(&tx, &manager, "installing", 0, 10).unwrap();
+    assert_eq!(r.hits[0].url, "/b");
+}
