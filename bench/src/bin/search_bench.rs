@@ -111,7 +111,7 @@ impl Vocabulary {
         let mut made = 0usize;
         while lexemes.len() < size {
             // The real words at ranks 100, 200, …: middle frequency.
-            if lexemes.len() % 100 == 0 && made < words.len() {
+            if lexemes.len().is_multiple_of(100) && made < words.len() {
                 lexemes.push(words[made].iter().map(|w| w.to_string()).collect());
                 made += 1;
                 continue;
@@ -217,7 +217,7 @@ fn generate(args: &Args) -> Result<()> {
         let tx = conn.begin();
         let end = (done + args.batch).min(args.pages);
         for n in done..end {
-            let v = if n % 2 == 0 { &ru } else { &en };
+            let v = if n.is_multiple_of(2) { &ru } else { &en };
             let (title, description, body) = (
                 rng.random_range(3..=6),
                 rng.random_range(8..=12),
@@ -242,7 +242,7 @@ fn generate(args: &Args) -> Result<()> {
         }
         tx.commit()?;
         done = end;
-        if done % 20_000 == 0 || done == args.pages {
+        if done.is_multiple_of(20_000) || done == args.pages {
             println!(
                 "generated {done} pages in {:.1} s",
                 started.elapsed().as_secs_f64()
