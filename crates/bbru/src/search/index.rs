@@ -9,7 +9,11 @@
 //! DocTerms               an item's terms with their postings: what to remove on change
 //! ```
 //!
-//! A docid is the item's oid, so an item keeps it across renames, moves and edits.  An
+//! A docid is the item's oid, scrambled ([`docid`]), so an item keeps it across renames,
+//! moves and edits, and items created one after the other (oids in sequence) land
+//! all over each term's postings instead of at the end: concurrent creations then
+//! write different buckets, not the same last one, which would split under both of
+//! them (a conflict no resolver merges).  An
 //! item's entry holds its parent and its name, not its path: renaming or moving a folder
 //! rewrites that folder's entry alone, and a query finds an item's path by following the
 //! parents (and checks each step against the folder's items, so a stale entry never shows).
@@ -70,6 +74,32 @@ pub struct DocTerms {
     pub len: u32,
 }
 persistent!(DocTerms, "bbru.search", "DocTerms");
+
+/// Docids keep 63 bits, so that they pickle as Python ints of one `i64`.
+const DOCID_MASK: u64 = (1 << 63) - 1;
+/// Odd, so multiplying by it modulo 2^63 is a bijection (the golden ratio's bits).
+const SCRAMBLE: u64 = 0x9e37_79b9_7f4a_7c15;
+/// Its inverse modulo 2^64 (so modulo 2^63 too): Newton's iteration, each step
+/// doubling the bits that are right.
+const UNSCRAMBLE: u64 = {
+    let mut inverse = SCRAMBLE;
+    let mut i = 0;
+    while i < 6 {
+        inverse = inverse.wrapping_mul(2u64.wrapping_sub(SCRAMBLE.wrapping_mul(inverse)));
+        i += 1;
+    }
+    inverse
+};
+
+/// The docid of the object `oid`.
+pub fn docid(oid: zodb::Oid) -> u64 {
+    oid.0.wrapping_mul(SCRAMBLE) & DOCID_MASK
+}
+
+/// The oid of the docid `docid`.
+pub fn oid_of(docid: u64) -> zodb::Oid {
+    zodb::Oid(docid.wrapping_mul(UNSCRAMBLE) & DOCID_MASK)
+}
 
 /// A posting: weighted count and length bin.
 pub fn posting(weight: u32, len: u32) -> u32 {
@@ -152,7 +182,8 @@ pub fn writable(tx: &Transaction<'_>) -> zodb::Result<Option<PRef<Index>>> {
     Ok(Some(index))
 }
 
-/// Puts `content` in the index as item `name` of `parent` (0: the site root), or brings
+/// Puts `content` in the index as item `name` of the docid `parent` (0: none, for the
+/// site root folder), or brings
 /// its entry up to date: only the postings that changed are written.
 pub fn put(
     tx: &Transaction<'_>,
@@ -163,7 +194,7 @@ pub fn put(
     name: &str,
 ) -> zodb::Result<()> {
     let ix = tx.get(index)?;
-    let docid = content.reference().oid().0;
+    let docid = docid(content.reference().oid());
     let new = terms_of(analyzer, content);
     match ix.docs.get(tx, &docid)? {
         Some((p, n, terms)) => {
@@ -202,7 +233,7 @@ pub fn refresh(
     analyzer: &Analyzer,
     content: &Content,
 ) -> zodb::Result<()> {
-    let docid = content.reference().oid().0;
+    let docid = docid(content.reference().oid());
     let Some((parent, name, _)) = tx.get(index)?.docs.get(tx, &docid)? else {
         return Ok(());
     };
@@ -282,7 +313,7 @@ pub fn put_tree(
             for child in folder.items.iter(tx)? {
                 let (name, any) = child?;
                 if let Some(child) = ContentRef::resolve(tx, &any)? {
-                    stack.push((child, r.oid().0, name));
+                    stack.push((child, docid(r.oid()), name));
                 }
             }
         }
@@ -294,7 +325,7 @@ pub fn put_tree(
 pub fn remove_tree(tx: &Transaction<'_>, index: PRef<Index>, item: ContentRef) -> zodb::Result<()> {
     let mut stack = vec![item];
     while let Some(item) = stack.pop() {
-        remove(tx, index, item.oid().0)?;
+        remove(tx, index, docid(item.oid()))?;
         if let ContentRef::Folder(r) = item {
             for child in tx.get(r)?.items.iter(tx)? {
                 let (_, any) = child?;
@@ -305,4 +336,29 @@ pub fn remove_tree(tx: &Transaction<'_>, index: PRef<Index>, item: ContentRef) -
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docids_scramble_oids_both_ways() {
+        for oid in [1u64, 2, 3, 17, 1 << 40, DOCID_MASK] {
+            let d = docid(zodb::Oid(oid));
+            assert!(d <= DOCID_MASK);
+            assert_eq!(oid_of(d), zodb::Oid(oid));
+        }
+        assert_eq!(docid(zodb::Oid(0)), 0);
+        // Neighbours are far apart.
+        let (a, b) = (docid(zodb::Oid(1000)), docid(zodb::Oid(1001)));
+        assert!(a.abs_diff(b) > 1 << 40, "{a} {b}");
+    }
+
+    #[test]
+    fn postings_pack_weight_and_length() {
+        let (w, len) = unpack(posting(7, 300));
+        assert_eq!(w, 7.0);
+        assert!((len - 300.0).abs() / 300.0 < 0.05, "{len}");
+    }
 }

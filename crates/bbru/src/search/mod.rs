@@ -30,7 +30,14 @@ pub fn added(
     let Some(ix) = index::writable(tx)? else {
         return Ok(());
     };
-    index::put_tree(tx, ix, &Analyzer::default(), item, parent.oid().0, name)
+    index::put_tree(
+        tx,
+        ix,
+        &Analyzer::default(),
+        item,
+        index::docid(parent.oid()),
+        name,
+    )
 }
 
 /// The text of `item` changed (edited, reverted); its place did not.
@@ -59,7 +66,7 @@ pub fn moved(
         ix,
         &Analyzer::default(),
         &item.load(tx)?,
-        parent.oid().0,
+        index::docid(parent.oid()),
         name,
     )
 }

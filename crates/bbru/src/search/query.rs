@@ -132,7 +132,7 @@ pub fn search(
     }
     let (ranked, truncated) = rank(tx, &ix, &terms)?;
     results.incomplete = truncated;
-    let mut places = Places::new(tx, &ix, principal, site.content.oid().0);
+    let mut places = Places::new(tx, &ix, principal, index::docid(site.content.oid()));
     let mut visible = Vec::new();
     for (checked, (docid, score)) in ranked.iter().enumerate() {
         if visible.len() == limits::SEARCH_RESULTS_MAX
@@ -246,7 +246,7 @@ pub(crate) struct Places<'a, 't, 'c> {
 const DEPTH_MAX: usize = 256;
 
 impl<'a, 't, 'c> Places<'a, 't, 'c> {
-    /// Places in the index `ix` of the site whose root folder is `root`, as
+    /// Places in the index `ix` of the site whose root folder's docid is `root`, as
     /// `principal` may see them.
     pub(crate) fn new(
         tx: &'a Transaction<'c>,
@@ -292,7 +292,7 @@ impl<'a, 't, 'c> Places<'a, 't, 'c> {
             if docid != self.root {
                 return Ok(None);
             }
-            let root = ContentRef::Folder(zodb::PRef::from_oid(zodb::Oid(docid))).load(tx)?;
+            let root = ContentRef::Folder(zodb::PRef::from_oid(index::oid_of(docid))).load(tx)?;
             let path = vec![root];
             let visible = may_view(self.principal, &path);
             return Ok(Some(Place {
@@ -310,7 +310,7 @@ impl<'a, 't, 'c> Places<'a, 't, 'c> {
         let Some(any) = folder.items.get(tx, &name)? else {
             return Ok(None);
         };
-        if any.oid().0 != docid {
+        if index::docid(any.oid()) != docid {
             return Ok(None);
         }
         let Some(item) = ContentRef::resolve(tx, &any)? else {

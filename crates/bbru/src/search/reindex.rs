@@ -98,7 +98,7 @@ pub fn reindex(db: &DB, mut progress: impl FnMut(&Report)) -> Result<Report, Rei
                     for child in folder.items.iter(tx)? {
                         let (name, any) = child?;
                         if let Some(child) = ContentRef::resolve(tx, &any)? {
-                            children.push((child, r.oid().0, name));
+                            children.push((child, index::docid(r.oid()), name));
                         }
                     }
                 }
@@ -140,7 +140,7 @@ fn sweep(conn: &mut zodb::Connection, manager: &TransactionManager) -> Result<u6
     loop {
         let (next, gone) = manager.run(conn, |tx| -> Result<_, ReindexError> {
             let site = Site::find(tx)?.ok_or(ReindexError::NoSite)?;
-            let root = tx.get(site)?.content.oid().0;
+            let root = index::docid(tx.get(site)?.content.oid());
             let ixr = index::find(tx)?.ok_or(ReindexError::NoSite)?;
             let ix = tx.get(ixr)?;
             let principal = Principal::Anonymous;
