@@ -292,7 +292,7 @@ fn query(args: &Args) -> Result<()> {
         let tx = conn.begin();
         let ix = bbru::search::index::find(&tx)?.context("no index")?;
         let ix = tx.get(ix)?;
-        (tx.get(ix.count)?.value(), tx.get(ix.total_len)?.value())
+        bbru::search::index::totals(&tx, &ix)?
     };
     println!("index: {count} items, total weighted length {postings_len}");
     println!("| query | results | cold ms | warm median ms | warm p90 ms | warm max ms |");

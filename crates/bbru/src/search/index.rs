@@ -5,7 +5,7 @@
 //! Site.search            Index
 //!   .postings            BTree (term, docid) -> posting     one key per term and item
 //!   .docs                BTree docid -> (parent docid, name, DocTerms)
-//!   .count, .total_len   Length (items, and the sum of their lengths)
+//!   .count, .total_len   Lengths (items, and the sum of their lengths; 16 of each)
 //! DocTerms               an item's terms with their postings: what to remove on change
 //! ```
 //!
@@ -57,8 +57,11 @@ pub type Docs = BTree<u64, DocEntry>;
 pub struct Index {
     pub postings: PRef<Postings>,
     pub docs: PRef<Docs>,
-    pub count: PRef<Length>,
-    pub total_len: PRef<Length>,
+    /// Items, as the sum of [`COUNTER_SHARDS`] counters (an item counts in the one its
+    /// docid picks).
+    pub count: Vec<PRef<Length>>,
+    /// The sum of the items' lengths, sharded alike.
+    pub total_len: Vec<PRef<Length>>,
     /// Whether every item is in it: false for an index the first write of an older site
     /// made, until `bbru reindex` has gone through the site.
     pub complete: bool,
@@ -75,6 +78,11 @@ pub struct DocTerms {
 }
 persistent!(DocTerms, "bbru.search", "DocTerms");
 
+/// Counters of each total: a `Length`'s concurrent changes merge, but only in a new
+/// round of the commit; two saves of different items meet on one counter once in
+/// sixteen, so they mostly commit in one round.
+pub const COUNTER_SHARDS: usize = 16;
+
 /// Docids keep 63 bits, so that they pickle as Python ints of one `i64`.
 const DOCID_MASK: u64 = (1 << 63) - 1;
 /// Odd, so multiplying by it modulo 2^63 is a bijection (the golden ratio's bits).
@@ -90,6 +98,22 @@ const UNSCRAMBLE: u64 = {
     }
     inverse
 };
+
+/// The counter shard of `docid`.
+fn shard(docid: u64) -> usize {
+    (docid % COUNTER_SHARDS as u64) as usize
+}
+
+/// The items of the index and the sum of their lengths.
+pub fn totals(tx: &Transaction<'_>, ix: &Index) -> zodb::Result<(i64, i64)> {
+    let sum = |counters: &[PRef<Length>]| -> zodb::Result<i64> {
+        counters
+            .iter()
+            .map(|c| Ok(tx.get(*c)?.value()))
+            .sum::<zodb::Result<i64>>()
+    };
+    Ok((sum(&ix.count)?, sum(&ix.total_len)?))
+}
 
 /// The docid of the object `oid`.
 pub fn docid(oid: zodb::Oid) -> u64 {
@@ -147,8 +171,12 @@ impl Index {
         let index = Index {
             postings: tx.add(Postings::new())?,
             docs: tx.add(Docs::new())?,
-            count: tx.add(Length::new(0))?,
-            total_len: tx.add(Length::new(0))?,
+            count: (0..COUNTER_SHARDS)
+                .map(|_| tx.add(Length::new(0)))
+                .collect::<zodb::Result<_>>()?,
+            total_len: (0..COUNTER_SHARDS)
+                .map(|_| tx.add(Length::new(0)))
+                .collect::<zodb::Result<_>>()?,
             complete,
             analyzer: ANALYZER_VERSION,
         };
@@ -205,7 +233,7 @@ pub fn put(
                 tx.update(terms, |t| *t = new)?;
             }
             if delta != 0 {
-                tx.update(ix.total_len, |l| l.change(delta))?;
+                tx.update(ix.total_len[shard(docid)], |l| l.change(delta))?;
             }
             if p != parent || n != name {
                 ix.docs
@@ -218,8 +246,8 @@ pub fn put(
             let terms = tx.add(new)?;
             ix.docs
                 .insert(tx, docid, (parent, name.to_owned(), terms))?;
-            tx.update(ix.count, |l| l.change(1))?;
-            tx.update(ix.total_len, |l| l.change(i64::from(len)))?;
+            tx.update(ix.count[shard(docid)], |l| l.change(1))?;
+            tx.update(ix.total_len[shard(docid)], |l| l.change(i64::from(len)))?;
         }
     }
     Ok(())
@@ -248,8 +276,10 @@ pub fn remove(tx: &Transaction<'_>, index: PRef<Index>, docid: u64) -> zodb::Res
     };
     let old = tx.get(terms)?;
     write_postings(tx, &ix, docid, &old.terms, &[])?;
-    tx.update(ix.count, |l| l.change(-1))?;
-    tx.update(ix.total_len, |l| l.change(-i64::from(old.len)))?;
+    tx.update(ix.count[shard(docid)], |l| l.change(-1))?;
+    tx.update(ix.total_len[shard(docid)], |l| {
+        l.change(-i64::from(old.len))
+    })?;
     Ok(())
 }
 

@@ -167,8 +167,9 @@ fn rank(
     ix: &Index,
     terms: &[String],
 ) -> Result<(Vec<(u64, f64)>, bool), SearchError> {
-    let count = tx.get(ix.count)?.value().max(1) as f64;
-    let avg_len = (tx.get(ix.total_len)?.value().max(1) as f64 / count).max(1.0);
+    let (count, total_len) = index::totals(tx, ix)?;
+    let count = count.max(1) as f64;
+    let avg_len = (total_len.max(1) as f64 / count).max(1.0);
     let mut budget = limits::SEARCH_POSTINGS_SCANNED_MAX;
     let mut truncated = false;
     let mut lists: Vec<Vec<(u64, u32)>> = Vec::with_capacity(terms.len());
