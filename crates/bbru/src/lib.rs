@@ -23,6 +23,7 @@ pub mod limits;
 pub mod listen;
 pub mod migrate;
 pub mod model;
+pub mod search;
 pub mod security;
 pub mod selftest;
 pub mod startup;

@@ -359,3 +359,49 @@ pub const DEPLOY_HEALTH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 /// How long an instance left running by an interrupted deploy gets to finish its requests
 /// when the next deploy stops it (as `--stop-daemon` gives).
 pub const DEPLOY_ORPHAN_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---- Search ---------------------------------------------------------------------------
+
+/// Longest word that becomes a search term, in characters: real words in Russian and
+/// English are far shorter; longer runs are hashes, base64 or URLs, which would fill
+/// the index with terms nobody types.
+pub const SEARCH_TERM_CHARS_MAX: usize = 40;
+
+/// Distinct terms indexed per item: a page body of [`PAGE_BODY_BYTES_MAX`] could hold
+/// a hundred thousand, and each is a posting written at every save of the item; real
+/// pages have a few thousand.  The most frequent are kept.
+pub const SEARCH_TERMS_PER_ITEM_MAX: usize = 20_000;
+
+/// Largest query, in bytes: a query is a few words; anything longer is refused (400)
+/// before it is analysed.
+pub const SEARCH_QUERY_BYTES_MAX: usize = 1_000;
+
+/// Most distinct terms in a query: each costs a scan of its postings; every item must
+/// contain all of them, so more words narrow nothing a reader wants.
+pub const SEARCH_QUERY_TERMS_MAX: usize = 10;
+
+/// Postings read by one query, over all its terms: bounds its time (a posting costs well
+/// under a microsecond from cached buckets) whatever the words.  A term in every one of
+/// 100,000 pages is read whole; past this bound the results say they are incomplete.
+pub const SEARCH_POSTINGS_SCANNED_MAX: usize = 1_000_000;
+
+/// Results a query gives at most (the best by rank that the reader may view): nobody
+/// pages past them, and each costs a permission check along its path.
+pub const SEARCH_RESULTS_MAX: usize = 500;
+
+/// Candidates whose visibility one query checks: a reader who may see few of many
+/// matching items still gets a bounded amount of work.
+pub const SEARCH_VISIBILITY_CHECKS_MAX: usize = 5_000;
+
+/// Results per page of the search view (and the JSON API's default `b_size`).
+pub const SEARCH_PAGE_SIZE: usize = 20;
+
+/// Largest `b_size` the JSON API accepts.
+pub const SEARCH_PAGE_SIZE_MAX: usize = 100;
+
+/// Characters of a result's snippet around the first place it matches.
+pub const SEARCH_SNIPPET_CHARS: usize = 240;
+
+/// Items `bbru reindex` indexes per transaction: small enough that a transaction's
+/// records stay a few megabytes and a conflict with a live edit retries little work.
+pub const REINDEX_BATCH_ITEMS: usize = 200;

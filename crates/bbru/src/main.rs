@@ -85,6 +85,21 @@ enum Command {
         #[arg(long)]
         zeo: Option<String>,
     },
+    /// Build the search index of the site, or bring it up to date (in batches, one
+    /// transaction each; running it again changes nothing).  Instances may go on
+    /// serving on a ZEO server; an embedded Data.fs must not be in use.
+    Reindex {
+        /// The instance's configuration (etc/serve.toml); defaults apply when absent.
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Embedded FileStorage to reindex (overrides the configuration).
+        #[arg(long, conflicts_with = "zeo")]
+        file: Option<PathBuf>,
+        /// ZEO server to reindex through, HOST:PORT or a socket path (overrides the
+        /// configuration).
+        #[arg(long)]
+        zeo: Option<String>,
+    },
     /// List the installed releases; the live one is marked with `*`.
     Releases {
         #[arg(long, default_value = "/srv/bbru")]
@@ -187,6 +202,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Test { config } => return self_test(config.as_deref()),
         Command::Migrate { config, file, zeo } => migrate(config.as_deref(), file, zeo)?,
+        Command::Reindex { config, file, zeo } => reindex(config.as_deref(), file, zeo)?,
         Command::Releases { base } => {
             for line in bbru::deploy::describe(&base)? {
                 println!("{line}");
@@ -215,12 +231,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `bbru migrate`: a line per committed batch, then the totals.
-fn migrate(
+/// The serve configuration of a batch command, its storage overridden by `--file` or
+/// `--zeo`.
+fn command_config(
     config: Option<&std::path::Path>,
     file: Option<PathBuf>,
     zeo: Option<String>,
-) -> Result<()> {
+) -> Result<ServeConfig> {
     let mut config = match config {
         Some(path) => ServeConfig::load(path)?,
         None => ServeConfig::default(),
@@ -231,6 +248,43 @@ fn migrate(
     if let Some(z) = zeo {
         config.storage = StorageConfig::Zeo(z);
     }
+    Ok(config)
+}
+
+/// `bbru reindex`: a line every few batches, then the totals.
+fn reindex(
+    config: Option<&std::path::Path>,
+    file: Option<PathBuf>,
+    zeo: Option<String>,
+) -> Result<()> {
+    let config = command_config(config, file, zeo)?;
+    let opened = bbru::startup::open_storage(&config)?;
+    let db = zodb::DB::open(opened.storage.clone()).context("opening the database")?;
+    let report = bbru::search::reindex::reindex(&db, |so_far| {
+        if so_far.transactions % 50 == 0 {
+            println!("bbru reindex: {} items so far", so_far.items);
+        }
+    });
+    drop(db);
+    opened.storage.close().context("closing the storage")?;
+    let report = report?;
+    println!(
+        "bbru reindex: {} items indexed, {} stale entries removed, {} transactions{}",
+        report.items,
+        report.removed,
+        report.transactions,
+        if report.created { " (a new index)" } else { "" }
+    );
+    Ok(())
+}
+
+/// `bbru migrate`: a line per committed batch, then the totals.
+fn migrate(
+    config: Option<&std::path::Path>,
+    file: Option<PathBuf>,
+    zeo: Option<String>,
+) -> Result<()> {
+    let config = command_config(config, file, zeo)?;
     let opened = bbru::startup::open_storage(&config)?;
     let db = zodb::DB::open(opened.storage.clone()).context("opening the database")?;
     let report = bbru::migrate::migrate(&db, |so_far| {

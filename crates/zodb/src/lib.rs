@@ -35,6 +35,7 @@ mod mvcc;
 mod persistent;
 pub mod resolve;
 pub mod state;
+mod undo;
 
 pub use blob::Blob;
 pub use btree::BTree;
@@ -43,5 +44,6 @@ pub use db::{DB, DbOptions, DbStats, TransactionManager, UndoError};
 pub use error::{Error, Result, Retryable};
 pub use mapping::{PersistentList, PersistentMapping};
 pub use persistent::{AnyRef, PRef, Persistent};
+pub use undo::ResolverOf;
 pub use zodb_pickle::Value;
 pub use zodb_storage::{Oid, Tid};

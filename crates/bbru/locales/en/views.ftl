@@ -173,3 +173,13 @@ diff-unavailable = That change did not change this page's text (it was renamed, 
 diff-from-to = From { $from } to { $to }.
 diff-first = From nothing (the first version) to { $to }.
 diff-history = History
+
+## Search
+search-title = Search
+search-for = Search for
+search-index-missing = The search index is missing: run bbru reindex.
+search-index-incomplete = The search index is incomplete: run bbru reindex.
+search-results = Results: { $count }
+search-best-found = (the best found)
+search-error-too-long = The query is longer than { $max } bytes; search for a few words.
+search-error-too-many = The query has more than { $max } different words; search for fewer.

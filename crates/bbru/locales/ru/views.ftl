@@ -176,3 +176,13 @@ diff-unavailable = Это изменение не затронуло текст 
 diff-from-to = С { $from } по { $to }.
 diff-first = От пустой страницы (первая версия) до { $to }.
 diff-history = История
+
+## Search
+search-title = Поиск
+search-for = Что искать
+search-index-missing = Поискового указателя нет: выполните bbru reindex.
+search-index-incomplete = Поисковый указатель неполон: выполните bbru reindex.
+search-results = Найдено: { $count }
+search-best-found = (лучшие из найденного)
+search-error-too-long = Запрос длиннее { $max } байт; ищите по нескольким словам.
+search-error-too-many = В запросе больше { $max } разных слов; ищите по меньшему числу слов.

@@ -313,6 +313,7 @@ pub fn create(
         }
     };
     folder.items.insert(tx, name.clone(), reference.to_any())?;
+    crate::search::added(tx, parent, &name, reference)?;
     Ok((name, reference))
 }
 
@@ -392,6 +393,7 @@ pub fn apply(
             }
         })?,
     }
+    crate::search::changed(tx, target)?;
     Ok(())
 }
 

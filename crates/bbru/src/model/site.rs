@@ -23,6 +23,10 @@ pub struct Site {
     /// generation lives here): bumped when it logs out, which ends all its sessions.
     #[serde(default)]
     pub bootstrap_generation: u64,
+    /// The search index (`crate::search::index`); `None` on sites made before search,
+    /// until their first change or `bbru reindex`.
+    #[serde(default)]
+    pub search: Option<PRef<crate::search::index::Index>>,
 }
 persistent!(Site, "bbru.site", "Site");
 
@@ -62,13 +66,18 @@ impl Site {
         let users = tx.add(BTree::new())?;
         let groups = tx.add(BTree::new())?;
         let secret: [u8; 32] = rand::random();
+        let search = crate::search::index::Index::create(tx, true)?;
         let site = tx.add(Site {
             content,
             users,
             groups,
             secret: secret.iter().map(|b| format!("{b:02x}")).collect(),
             bootstrap_generation: 0,
+            search: Some(search),
         })?;
+        let root = super::ContentRef::Folder(content).load(tx)?;
+        let analyzer = crate::search::analyze::Analyzer::default();
+        crate::search::index::put(tx, search, &analyzer, &root, 0, "")?;
         tx.edit(tx.root())?.insert_ref(ROOT_KEY, site);
         Ok(site)
     }

@@ -68,10 +68,47 @@ pub fn deep_copy(
     })
 }
 
-/// Removes the item `name` from `folder` (and from its display order); returns the
-/// reference it held.  The object itself stays in the database until a pack (history and
-/// undo still reach it).
+/// Removes the item `name` from `folder` (and from its display order, and it and what it
+/// holds from the search index); returns the reference it held.  The object itself stays
+/// in the database until a pack (history and undo still reach it).
 pub fn remove_item(
+    tx: &Transaction<'_>,
+    folder: PRef<Folder>,
+    name: &str,
+) -> zodb::Result<Option<AnyRef>> {
+    let removed = take_item(tx, folder, name)?;
+    if let Some(any) = &removed
+        && let Some(item) = ContentRef::resolve(tx, any)?
+    {
+        crate::search::removed(tx, item)?;
+    }
+    Ok(removed)
+}
+
+/// Moves the item `name` of `from` into `to` as `new_name` (a cut and paste; the caller
+/// checks that `new_name` is free); returns the reference moved, `None` when `from` has
+/// no item `name`.  The search index rewrites the item's entry alone, not its contents'.
+pub fn move_item(
+    tx: &Transaction<'_>,
+    from: PRef<Folder>,
+    name: &str,
+    to: PRef<Folder>,
+    new_name: &str,
+) -> zodb::Result<Option<AnyRef>> {
+    let Some(any) = take_item(tx, from, name)? else {
+        return Ok(None);
+    };
+    tx.get(to)?
+        .items
+        .insert(tx, new_name.to_owned(), any.clone())?;
+    if let Some(item) = ContentRef::resolve(tx, &any)? {
+        crate::search::moved(tx, to, new_name, item)?;
+    }
+    Ok(Some(any))
+}
+
+/// Removes the item `name` from `folder` and its display order.
+fn take_item(
     tx: &Transaction<'_>,
     folder: PRef<Folder>,
     name: &str,
@@ -97,7 +134,10 @@ pub fn rename_item(
     let Some(any) = items.remove(tx, &from.to_owned())? else {
         return Ok(false);
     };
-    items.insert(tx, to.to_owned(), any)?;
+    items.insert(tx, to.to_owned(), any.clone())?;
+    if let Some(item) = ContentRef::resolve(tx, &any)? {
+        crate::search::moved(tx, folder, to, item)?;
+    }
     if tx.get(folder)?.order.iter().any(|n| n == from) {
         tx.update(folder, |f| {
             for n in f.order.iter_mut().filter(|n| *n == from) {

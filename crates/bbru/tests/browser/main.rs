@@ -295,8 +295,9 @@ impl Browser {
 
     /// Replaces the text of the form field named `name` by `value`, as typed.
     async fn fill(&self, name: &str, value: &str) {
-        // In a form: the page's head has a <meta name="description"> too.
-        let field = self.find(&format!("form [name=\"{name}\"]")).await;
+        // In the main part's forms: the page's head has a <meta name="description">,
+        // and the header a search form with its own `q`.
+        let field = self.find(&format!("main form [name=\"{name}\"]")).await;
         field.clear().await.expect("clear a field");
         field
             .send_keys(value)
@@ -567,6 +568,32 @@ fn a_stale_edit_form_shows_both_versions_to_merge() {
             assert_eq!(b.text("div.notice[role=status]").await, "Changes saved.");
             assert_eq!(b.text("div.body").await, "Their words. My own words.");
             b.shot("merged").await;
+        },
+    );
+}
+
+#[test]
+fn search_with_a_russian_inflection_finds_the_page() {
+    run(
+        "search_with_a_russian_inflection_finds_the_page",
+        |mut b| async move {
+            b.log_in().await;
+            b.goto("/@@add?type=Page").await;
+            b.fill("id", "setup").await;
+            b.fill("title", "Как поставить bbru").await;
+            b.fill("body", "Установка занимает *пять* минут.").await;
+            b.click("main form button[type=submit]").await;
+            b.arrive("/setup?").await;
+            b.goto("/@@search").await;
+            b.fill("q", "установки").await;
+            b.click("main form.search button[type=submit]").await;
+            b.arrive("/@@search?").await;
+            assert_eq!(
+                b.text("ol.results a.title[href=\"/setup\"]").await,
+                "Как поставить bbru"
+            );
+            assert_eq!(b.text("ol.results p.snippet mark").await, "Установка");
+            b.shot("search-results").await;
         },
     );
 }

@@ -396,3 +396,31 @@ fn an_instance_answers_503_while_its_zeo_server_is_away_and_recovers_when_it_is_
     }
     assert_eq!(get_json(&http, &instance.url("/")).0, 200);
 }
+
+/// The search index is in the database: a change committed through one instance is in
+/// the other's results at its next query, and gone from both when changed again.
+#[test]
+fn two_instances_search_one_index() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let root = dir.path();
+    let site_config = common::write_site_config(root);
+    let zeo = Zeo::start(&root.join("Data.fs"));
+    let storage = Storage::Zeo(zeo.address.clone());
+    let one = Instance::start(root, "one", &site_config, &storage);
+    let two = Instance::start(root, "two", &site_config, &storage);
+    let (mut admin, mut visitor) = added_through_one_seen_through_two(&one, &two);
+    let html = visitor.page(&two, "/@@search?q=versions");
+    assert!(html.contains("href=\"/news\""), "{html}");
+    assert!(html.contains("<mark>version</mark>"), "{html}");
+    admin.submit(
+        &two,
+        "/news/@@edit",
+        &[("title", "News"), ("body", "Установка и настройка.")],
+    );
+    for at in [&one, &two] {
+        let html = visitor.page(at, "/@@search?q=установки");
+        assert!(html.contains("href=\"/news\""), "{}: {html}", at.base);
+        let html = visitor.page(at, "/@@search?q=versions");
+        assert!(html.contains("Results: 0"), "{}: {html}", at.base);
+    }
+}

@@ -286,8 +286,10 @@ fn classes_written_last(site: &Site) -> Vec<(String, String)> {
 
 /// Concurrent creations in one folder conflict only where BTrees merge them: a creation
 /// writes the new object and the folder's items tree (one bucket of it, or the tree
-/// while it is a single bucket), and nothing else every creation would share: no count,
-/// order list or modification time on the folder, nothing on the site.
+/// while it is a single bucket), the search index's new entry (its own terms record, the
+/// buckets of its postings and of its entry, the two `Length` counters, which merge),
+/// and nothing else every creation would share: no count, order list or modification
+/// time on the folder, nothing on the site.
 #[test]
 fn creating_an_item_writes_no_shared_object_but_the_folders_items_tree() {
     let site = crate::start();
@@ -301,20 +303,26 @@ fn creating_an_item_writes_no_shared_object_but_the_folders_items_tree() {
         );
         assert_eq!(r.status(), 201, "{name}");
     };
-    let btree = |(module, _): &(String, String)| module == "BTrees.OOBTree";
-    let page = |(module, name): &(String, String)| module == "bbru.content" && name == "Page";
+    let btree =
+        |(module, _): &(String, String)| module == "BTrees.OOBTree" || module == "BTrees.Length";
+    let page = |(module, name): &(String, String)| {
+        (module == "bbru.content" && name == "Page")
+            || (module == "bbru.search" && name == "DocTerms")
+    };
     create("first");
     let written = classes_written_last(&site);
-    assert_eq!(written.iter().filter(|c| page(c)).count(), 1, "{written:?}");
+    assert_eq!(written.iter().filter(|c| page(c)).count(), 2, "{written:?}");
     assert!(written.iter().all(|c| page(c) || btree(c)), "{written:?}");
     // With many buckets: a creation writes the bucket it lands in (and a node when the
     // bucket splits), still nothing else.
     for n in 0..100 {
         create(&format!("page-{n:03}"));
         let written = classes_written_last(&site);
-        assert_eq!(written.iter().filter(|c| page(c)).count(), 1, "{written:?}");
+        assert_eq!(written.iter().filter(|c| page(c)).count(), 2, "{written:?}");
         assert!(written.iter().all(|c| page(c) || btree(c)), "{written:?}");
-        assert!(written.len() <= 4, "{written:?}");
+        // Page and terms; items bucket; a postings bucket for each of the 3 terms and
+        // the entry's bucket (a node more for each that splits); the two counters.
+        assert!(written.len() <= 12, "{written:?}");
     }
     // A form creation (`@@add`) too.
     let admin = site.admin();
@@ -324,6 +332,6 @@ fn creating_an_item_writes_no_shared_object_but_the_folders_items_tree() {
     );
     assert_eq!(r.status(), 303);
     let written = classes_written_last(&site);
-    assert_eq!(written.iter().filter(|c| page(c)).count(), 1, "{written:?}");
+    assert_eq!(written.iter().filter(|c| page(c)).count(), 2, "{written:?}");
     assert!(written.iter().all(|c| page(c) || btree(c)), "{written:?}");
 }

@@ -27,6 +27,7 @@ mod migrate;
 mod protocol;
 mod publication;
 mod redirects;
+mod search;
 mod sessions;
 mod stalled;
 mod uploads;

@@ -10,6 +10,7 @@ mod btree_python;
 mod fixtures;
 mod python;
 mod resolve;
+mod undo_resolving;
 mod zeo;
 
 use std::sync::Arc;

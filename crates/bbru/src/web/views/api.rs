@@ -53,7 +53,7 @@ const PAGE_FIELDS: [&str; 1] = ["body"];
 const FILE_FIELDS: [&str; 3] = ["filename", "content_type", "data"];
 
 /// `scheme://host` of the request, for `@id`s.
-fn base_url(ctx: &Ctx<'_>) -> String {
+pub(crate) fn base_url(ctx: &Ctx<'_>) -> String {
     let scheme = ctx
         .headers
         .get("x-forwarded-proto")
@@ -394,14 +394,11 @@ pub fn delete(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
     if !ctx.allowed_on_container(Permission::Delete) {
         return Err(ctx.denied());
     }
-    let Content::Folder(parent_ref, parent) = &parent.content else {
+    let Content::Folder(parent_ref, _) = &parent.content else {
         return Err(AppError::Internal);
     };
     version::check_if_match(ctx.headers, step.content.reference().serial(tx)?)?;
-    parent.items.remove(tx, &step.name)?;
-    if parent.order.contains(&step.name) {
-        tx.update(*parent_ref, |f| f.order.retain(|n| *n != step.name))?;
-    }
+    crate::model::tree::remove_item(tx, *parent_ref, &step.name)?;
     ctx.note(tx, &format!("delete {}", ctx.location()));
     Ok(Reply::Status(StatusCode::NO_CONTENT, String::new()))
 }

@@ -276,6 +276,7 @@ pub fn revert(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         })?,
         _ => return Err(AppError::Internal),
     }
+    crate::search::changed(tx, ctx.target().reference())?;
     let time = render::time(serial.unix_seconds());
     ctx.note(tx, &format!("revert {} to {time}", ctx.location()));
     let notice = if matches!(old, Content::Folder(..)) {
@@ -410,10 +411,22 @@ pub fn undo(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
         .collect::<Vec<_>>()
         .join("; ");
     let meta = TransactionMeta::new(ctx.principal.audit_name(), description.clone());
-    match ctx.app.db.undo(&tids, meta) {
+    match ctx.app.db.undo(&tids, meta.clone()) {
         Ok(_) => Ok(redirect_with_notice("/@@undo", Notice::Undone)),
         // A commit raced with ours on the same objects: retried on a fresh snapshot.
         Err(e) if e.error.is_conflict() => Err(AppError::Db(e.error)),
+        // Later changes of the search index's objects (or a folder's items) merge with
+        // the undo, as ZODB's own undo merges them.
+        Err(_)
+            if tids.len() == 1
+                && ctx
+                    .app
+                    .db
+                    .undo_resolving(tids[0], meta, &crate::search::undo_resolver)
+                    .is_ok() =>
+        {
+            Ok(redirect_with_notice("/@@undo", Notice::Undone))
+        }
         Err(e) => {
             let reasons = e.reasons().join("; ");
             let lang = ctx.lang;

@@ -554,15 +554,14 @@ fn paste(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
                     pasted.push(name.clone());
                     continue;
                 }
-                let Some(any) = tree::remove_item(tx, *parent_ref, name)? else {
+                let new_name = tree::free_name(tx, target, name)?;
+                if tree::move_item(tx, *parent_ref, name, target_ref, &new_name)?.is_none() {
                     return Err(AppError::BadRequest(tr!(
                         ctx.lang,
                         "contents-no-longer-there",
                         url = url.as_str()
                     )));
-                };
-                let new_name = tree::free_name(tx, target, name)?;
-                target.items.insert(tx, new_name.clone(), any)?;
+                }
                 pasted.push(new_name);
             }
             Op::Copy => {
@@ -584,6 +583,7 @@ fn paste(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
                 let copy = tree::deep_copy(tx, item.reference(), &creator, now)?;
                 let new_name = tree::free_name(tx, target, name)?;
                 target.items.insert(tx, new_name.clone(), copy.to_any())?;
+                crate::search::added(tx, target_ref, &new_name, copy)?;
                 pasted.push(new_name);
             }
         }

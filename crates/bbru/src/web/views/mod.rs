@@ -17,6 +17,8 @@
 //! | `logout`       | root     |                           | log out (ends all the principal's sessions) | (none) |
 //! | `password`     | root     | change-my-password form   | change it (current one asked) | (none; any logged-in user) |
 //! | `language`     | root     | `?lang=&came_from=`: sets the language cookie, back to the page | | (none) |
+//! | `search`       | root     | search page (`?q=`); JSON as `@search` |               | View |
+//! | `@search`      | root     | plone.restapi's `@search` (`?q=`, `b_start`, `b_size`) |  | View |
 //! | `health`       | root     | JSON status               |                            | (none) |
 //! | `metrics`      | root     | Prometheus text           |                            | (`[http] metrics` of serve.toml) |
 //! | `/@login`      | root     |                           | JSON login → `{"token"}`   | (none) |
@@ -45,6 +47,7 @@ pub mod login;
 pub mod manage;
 pub mod ops;
 pub mod publication;
+pub mod search;
 pub mod security;
 pub mod users;
 
@@ -104,11 +107,11 @@ fn uploads(found: Result<Found, AppError>) -> Result<Found, AppError> {
 /// Every view name of the table, as the label of its requests in `/@@metrics`.
 // Kept compact (rustfmt would list one name a line).
 #[rustfmt::skip]
-const NAMES: [&str; 24] = [
+const NAMES: [&str; 26] = [
     "view", "contents", "add", "edit", "security", "history", "undo", "users", "login", "logout",
     "password", "health", "metrics", "@login", "@logout",
     "publish", "images", "feed", "robots.txt", "sitemap.xml", "changes", "diff",
-    "language", "preview",
+    "language", "preview", "search", "@search",
 ];
 
 /// The metrics label of a request for the view `name`: the name if the table has it,
@@ -170,6 +173,9 @@ pub fn find(
         ("password", true, _) => root_only(public(login::password_form)),
         ("password", false, true) => root_only(public(login::change_password)),
         ("language", true, _) => root_only(public(language::switch)),
+        ("search", true, _) if json => root_only(view(View, search::json)),
+        ("search", true, _) => root_only(view(View, search::html)),
+        ("@search", true, _) => root_only(view(View, search::json)),
         ("health", true, _) => root_only(public(ops::health)),
         ("metrics", true, _) => root_only(public(ops::metrics)),
         ("@login", false, true) => {
@@ -189,7 +195,8 @@ pub fn find(
         | (
             "view" | "contents" | "add" | "edit" | "security" | "history" | "undo" | "users"
             | "login" | "logout" | "password" | "health" | "metrics" | "@login" | "@logout"
-            | "publish" | "robots.txt" | "sitemap.xml" | "language" | "preview",
+            | "publish" | "robots.txt" | "sitemap.xml" | "language" | "preview" | "search"
+            | "@search",
             _,
             _,
         ) => Err(AppError::MethodNotAllowed),
