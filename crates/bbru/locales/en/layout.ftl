@@ -64,6 +64,8 @@ notice-deleted = Deleted.
 notice-order-changed = Order changed.
 notice-order-unchanged = The order is unchanged.
 notice-password-changed = Your password was changed; your other sessions were logged out.
+notice-published = Published: readers who may view this folder see it now.
+notice-retracted = Made private: only editors see it now.
 
 count-items = { $count ->
     [one] { $count } item

@@ -64,6 +64,8 @@ notice-deleted = Удалено.
 notice-order-changed = Порядок изменён.
 notice-order-unchanged = Порядок не изменился.
 notice-password-changed = Ваш пароль изменён; другие ваши сеансы завершены.
+notice-published = Опубликовано: теперь это видят все, кому открыта папка.
+notice-retracted = Закрыто: теперь это видят только редакторы.
 
 count-items = { $count ->
     [one] { $count } элемент

@@ -300,10 +300,12 @@ pub enum Notice {
     OrderChanged,
     OrderUnchanged,
     PasswordChanged,
+    Published,
+    Retracted,
 }
 
 impl Notice {
-    const ALL: [Notice; 22] = [
+    const ALL: [Notice; 24] = [
         Notice::Added,
         Notice::Saved,
         Notice::Reverted,
@@ -326,6 +328,8 @@ impl Notice {
         Notice::OrderChanged,
         Notice::OrderUnchanged,
         Notice::PasswordChanged,
+        Notice::Published,
+        Notice::Retracted,
     ];
 
     /// The key in the URL.
@@ -353,6 +357,8 @@ impl Notice {
             Notice::OrderChanged => "order-changed",
             Notice::OrderUnchanged => "order-unchanged",
             Notice::PasswordChanged => "password-changed",
+            Notice::Published => "published",
+            Notice::Retracted => "retracted",
         }
     }
 
@@ -390,6 +396,8 @@ impl Notice {
             Notice::OrderChanged => tr!(lang, "notice-order-changed"),
             Notice::OrderUnchanged => tr!(lang, "notice-order-unchanged"),
             Notice::PasswordChanged => tr!(lang, "notice-password-changed"),
+            Notice::Published => tr!(lang, "notice-published"),
+            Notice::Retracted => tr!(lang, "notice-retracted"),
         }
     }
 }

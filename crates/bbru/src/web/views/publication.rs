@@ -147,5 +147,9 @@ pub fn change(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
         State::Private => "retract",
     };
     ctx.note(tx, &format!("{verb} {}", ctx.location()));
-    Ok(redirect_with_notice(&ctx.url(), Notice::Saved))
+    let notice = match state {
+        State::Published => Notice::Published,
+        State::Private => Notice::Retracted,
+    };
+    Ok(redirect_with_notice(&ctx.url(), notice))
 }
