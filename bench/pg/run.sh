@@ -32,10 +32,8 @@ dir=$repo/target/bench-pg
 write=0
 command_line="bench/pg/run.sh${*:+ $*}"
 
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
-    exit 2
-}
+bench_name=pg/run.sh
+source "$repo/bench/lib.sh"
 
 while (($#)); do
     case $1 in
@@ -50,8 +48,6 @@ while (($#)); do
     esac
     shift
 done
-
-log() { echo "pg/run.sh: $*" >&2; }
 
 log "building (cargo build --release -p bbru-bench)"
 (cd "$repo" && cargo build --release -p bbru-bench)

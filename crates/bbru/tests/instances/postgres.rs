@@ -11,16 +11,29 @@ use zodb_pg::PgStorage;
 use super::added_through_one_seen_through_two;
 use crate::common::{Instance, Storage, Zeo, bbru, output_text, write_site_config};
 
-#[test]
-fn two_instances_share_one_postgres_database() {
+/// A fresh database with the schema, and a directory for the instances.
+fn database_with_schema() -> (test_support::pg::FreshDatabase, tempfile::TempDir) {
     let db = test_support::pg::fresh_database();
     drop(PgStorage::create(&db.url).expect("the schema"));
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let root = dir.path();
+    (db, tempfile::tempdir().expect("temporary directory"))
+}
+
+/// Two `bbru serve --postgres` instances of one site on `db`.
+fn two_instances(
+    db: &test_support::pg::FreshDatabase,
+    root: &std::path::Path,
+) -> (Instance, Instance) {
     let site_config = write_site_config(root);
     let storage = Storage::Postgres(db.url.clone());
     let one = Instance::start(root, "one", &site_config, &storage);
     let two = Instance::start(root, "two", &site_config, &storage);
+    (one, two)
+}
+
+#[test]
+fn two_instances_share_one_postgres_database() {
+    let (db, dir) = database_with_schema();
+    let (one, two) = two_instances(&db, dir.path());
     let (mut admin, mut visitor) = added_through_one_seen_through_two(&one, &two);
     admin.submit(
         &two,
@@ -43,14 +56,8 @@ fn a_database_without_the_schema_is_refused_with_the_command_that_makes_it() {
 
 #[test]
 fn a_file_uploaded_through_one_instance_downloads_from_the_other() {
-    let db = test_support::pg::fresh_database();
-    drop(PgStorage::create(&db.url).expect("the schema"));
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let root = dir.path();
-    let site_config = write_site_config(root);
-    let storage = Storage::Postgres(db.url.clone());
-    let one = Instance::start(root, "one", &site_config, &storage);
-    let two = Instance::start(root, "two", &site_config, &storage);
+    let (db, dir) = database_with_schema();
+    let (one, two) = two_instances(&db, dir.path());
     let mut admin = super::Agent::new();
     admin.login(&one);
     // Larger than a piece of upload, and than the largest file kept in a record.
@@ -76,14 +83,10 @@ fn a_file_uploaded_through_one_instance_downloads_from_the_other() {
 #[test]
 fn two_postgres_instances_and_one_through_bbru_zeo_lose_nothing_under_mixed_load() {
     const PAGES_EACH: usize = 12;
-    let db = test_support::pg::fresh_database();
-    drop(PgStorage::create(&db.url).expect("the schema"));
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let (db, dir) = database_with_schema();
     let root = dir.path();
-    let site_config = write_site_config(root);
-    let direct = Storage::Postgres(db.url.clone());
-    let one = Instance::start(root, "one", &site_config, &direct);
-    let two = Instance::start(root, "two", &site_config, &direct);
+    let (one, two) = two_instances(&db, root);
+    let site_config = root.join("site.toml");
     let zeo = Zeo::start_postgres(&db.url, &root.join("zeo.log"));
     let three = Instance::start(
         root,
