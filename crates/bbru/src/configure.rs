@@ -347,7 +347,7 @@ mod tests {
             zeo = "10.0.0.5:8100"
             log_file = "/srv/bbru/log/bbru.log"
             log_format = "json"
-            conflict_retries = 5
+            conflict_retries = 7
             "#,
         )
         .unwrap();
@@ -359,7 +359,7 @@ mod tests {
         assert!(site.contains("/srv/deploy.toml"));
         let serve = serve_toml(&deploy, None).unwrap();
         let parsed = ServeConfig::parse(&serve, Path::new("s"), Path::new("/x")).unwrap();
-        assert_eq!(parsed.conflict_retries, 5);
+        assert_eq!(parsed.conflict_retries, 7);
         assert_eq!(
             parsed.storage,
             crate::config::StorageConfig::Zeo("10.0.0.5:8100".into())

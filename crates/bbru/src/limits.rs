@@ -121,10 +121,13 @@ pub const LOCK_TIMEOUT_RETRIES: u32 = 1;
 /// How many times a request whose transaction still conflicts (a change no resolver
 /// merges, such as two edits of one page or the split of a folder's bucket) is run again
 /// by default before it is answered 409 (`conflict_retries` in `[storage]` of
-/// `etc/serve.toml`).  Three, as Zope's publisher retries a `ConflictError`: each retry
-/// runs on a newer snapshot, so a conflict with one concurrent writer is over after the
-/// first, and three cover short bursts of writers on one object.
-pub const CONFLICT_RETRIES_DEFAULT: u32 = 3;
+/// `etc/serve.toml`).  Five: Zope's publisher retries a `ConflictError` three times,
+/// and each retry runs on a newer snapshot, so a conflict with one concurrent writer is
+/// over after the first; but every creation here also writes the search index, whose
+/// buckets all creations share, and a bucket split meeting a concurrent write to that
+/// tree merges with nothing: two more retries (after a random wait each) keep bursts
+/// of concurrent creations free of 409s.
+pub const CONFLICT_RETRIES_DEFAULT: u32 = 5;
 
 /// The most `conflict_retries` a configuration may ask for: each retry runs the whole
 /// request again holding a connection slot, so a larger number only makes a contended

@@ -241,7 +241,9 @@ pub fn app(
     );
     // Uploads stream into files: the budget bounds only what bodies hold in memory.
     let body_budget = limits::BODY_BUDGET_BYTES.min(tokio::sync::Semaphore::MAX_PERMITS);
+    let views_in_line = !db.storage().waits_on_network();
     Ok(App {
+        views_in_line,
         db,
         config,
         site,

@@ -49,8 +49,9 @@ pub const POSTINGS_BUCKET_ITEMS: usize = 120;
 pub type Postings = BTree<(String, u64), u32, POSTINGS_BUCKET_ITEMS, 250>;
 /// An item's entry: parent docid (0 for the site root folder), name, terms.
 pub type DocEntry = (u64, String, PRef<DocTerms>);
-/// docid -> entry.
-pub type Docs = BTree<u64, DocEntry>;
+/// docid -> entry (buckets as large as the postings': every creation inserts here, and
+/// fewer splits mean fewer conflicts between concurrent creations).
+pub type Docs = BTree<u64, DocEntry, POSTINGS_BUCKET_ITEMS, 250>;
 
 /// The search index of a site.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -50,6 +50,11 @@ pub struct App {
     /// One permit per pooled connection: requests beyond them wait (in async land)
     /// instead of opening connections whose caches start cold and are dropped after.
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// Whether plain page views run on the runtime's worker that took the request
+    /// rather than on the blocking pool: the storage answers from local files (a load
+    /// is an index lookup and a read of the page cache), so a hand-off to another
+    /// thread and back would cost more than the view (two context switches).
+    pub views_in_line: bool,
     /// Bytes of request bodies held at once ([`crate::limits::BODY_BUDGET_BYTES`]).
     pub body_budget: Arc<tokio::sync::Semaphore>,
     /// Password checks: a few at once, on reused memory.

@@ -464,6 +464,26 @@ impl App {
         }
     }
 
+    /// Runs `work` holding a connection slot: on this thread when `in_line` (see
+    /// [`App::views_in_line`]), else on the blocking pool.
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        in_line: bool,
+        work: impl FnOnce(&App) -> Result<T, AppError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        if !in_line {
+            return self.blocking(work).await;
+        }
+        let Ok(_permit) = self.slots.acquire().await else {
+            unreachable!("the semaphore is never closed")
+        };
+        // A view that panics answers 500, as it does on the blocking pool.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(self))).unwrap_or_else(|_| {
+            tracing::error!("request task panicked");
+            Err(AppError::Internal)
+        })
+    }
+
     /// Runs `work` on the blocking pool holding a connection slot.
     async fn blocking<T: Send + 'static>(
         self: &Arc<Self>,
@@ -641,13 +661,23 @@ async fn answer(
     } else {
         None
     };
-    app.blocking(move |app| {
+    let in_line = received.is_none() && app.views_in_line && plain_view(&request);
+    app.run(in_line, move |app| {
         let input = parse_input(&request.headers, received)?;
         let who = std::cell::RefCell::new(String::new());
         let reply = app.respond(&request, &credentials, &input, &who);
         Ok((reply, who.into_inner()))
     })
     .await
+}
+
+/// A GET or HEAD of an object's own view (`/a/b` or `/a/b/@@view`): a page, a
+/// listing bounded by the folder's size, a file's headers. Other views (search,
+/// image scales, the sitemap, the management views) may take long and keep the
+/// blocking pool.
+fn plain_view(request: &Request) -> bool {
+    (request.method == Method::GET || request.method == Method::HEAD)
+        && split_path(&request.path).is_ok_and(|(_, view)| view.is_empty() || view == "view")
 }
 
 /// The router: everything goes to `publish`.
