@@ -720,7 +720,7 @@ mod tests {
     fn conflict_retries_default_to_zopes_three_and_are_bounded() {
         let base = Path::new("/srv");
         let c = ServeConfig::parse("", Path::new("s.toml"), base).unwrap();
-        assert_eq!(c.conflict_retries, 5);
+        assert_eq!(c.conflict_retries, 8);
         let c = ServeConfig::parse(
             "[storage]\nconflict_retries = 0\n",
             Path::new("s.toml"),

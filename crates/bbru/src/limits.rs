@@ -121,13 +121,15 @@ pub const LOCK_TIMEOUT_RETRIES: u32 = 1;
 /// How many times a request whose transaction still conflicts (a change no resolver
 /// merges, such as two edits of one page or the split of a folder's bucket) is run again
 /// by default before it is answered 409 (`conflict_retries` in `[storage]` of
-/// `etc/serve.toml`).  Five: Zope's publisher retries a `ConflictError` three times,
+/// `etc/serve.toml`).  Eight: Zope's publisher retries a `ConflictError` three times,
 /// and each retry runs on a newer snapshot, so a conflict with one concurrent writer is
 /// over after the first; but every creation here also writes the search index, whose
 /// buckets all creations share, and a bucket split meeting a concurrent write to that
-/// tree merges with nothing: two more retries (after a random wait each) keep bursts
-/// of concurrent creations free of 409s.
-pub const CONFLICT_RETRIES_DEFAULT: u32 = 5;
+/// tree merges with nothing: under a burst of creations a request can meet several in
+/// a row.  More retries, with waits growing to [`CONFLICT_RETRY_BACKOFF_MAX`], let it
+/// pass after the burst (a stress test of concurrent creators on two instances saw
+/// 409s with three and with five on a loaded machine).
+pub const CONFLICT_RETRIES_DEFAULT: u32 = 8;
 
 /// The most `conflict_retries` a configuration may ask for: each retry runs the whole
 /// request again holding a connection slot, so a larger number only makes a contended
@@ -139,8 +141,9 @@ pub const CONFLICT_RETRIES_MAX: u32 = 10;
 /// (`zodb::TransactionManager::with_backoff`): a few milliseconds are about a commit's
 /// time, enough for the writers that collided to commit one after the other instead of
 /// colliding again in step, and short against a request's time (at most 1 + 2 + 4 ms
-/// with the default three retries).
-pub const CONFLICT_RETRY_BACKOFF_MAX: Duration = Duration::from_millis(16);
+/// with three retries; at most about 190 ms in all with the default eight, the waits
+/// doubling up to 64 ms, long enough to outlast a burst of colliding creations).
+pub const CONFLICT_RETRY_BACKOFF_MAX: Duration = Duration::from_millis(64);
 
 // ---- Request bodies -------------------------------------------------------------------
 

@@ -254,18 +254,18 @@ fn a_request_that_keeps_conflicting_is_answered_409_after_every_attempt() {
 }
 
 #[test]
-fn by_default_a_request_is_tried_six_times() {
-    // Five retries (limits::CONFLICT_RETRIES_DEFAULT): Zope's three, and two for the
+fn by_default_a_request_is_tried_nine_times() {
+    // Eight retries (limits::CONFLICT_RETRIES_DEFAULT): Zope's three, and more for the
     // search index every creation shares.
     let (site, storage, oid) = site_with_page(None);
     storage.arm(oid, u32::MAX);
     let (status, body) = patch_title(&site, "Installing");
     assert_eq!(status, 409, "{body}");
-    assert_eq!(storage.rivals_committed.load(Ordering::SeqCst), 6);
-    storage.arm(oid, 5);
+    assert_eq!(storage.rivals_committed.load(Ordering::SeqCst), 9);
+    storage.arm(oid, 8);
     let (status, body) = patch_title(&site, "Installing");
     assert_eq!(status, 204, "{body}");
-    assert_eq!(storage.rivals_committed.load(Ordering::SeqCst), 5);
+    assert_eq!(storage.rivals_committed.load(Ordering::SeqCst), 8);
 }
 
 /// The classes of the objects the newest transaction of `site`'s storage wrote.

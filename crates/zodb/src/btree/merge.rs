@@ -431,15 +431,104 @@ fn tree_bucket(state: Value) -> Result<Value, Refusal> {
     }
 }
 
-/// Resolves a conflict on an `OOBTree` whose keys are `K`: only a tree that is empty or
-/// one inline bucket in all three states merges (as a bucket); the merged state is the
-/// one-bucket tree.
+/// Resolves a conflict on an `OOBTree` whose keys are `K`: a tree that is empty or one
+/// inline bucket in all three states merges as a bucket (BTrees' rule; the merged
+/// state is the one-bucket tree). Beyond BTrees: a node whose children both sides only
+/// split, each a different child, merges with both splits (see [`merge_splits`]).
 pub fn resolve_tree<K: Key>(old: Value, committed: Value, new: Value) -> Result<Value, Refusal> {
+    if let (Value::Tuple(o), Value::Tuple(c), Value::Tuple(n)) = (&old, &committed, &new)
+        && o.len() == 2
+        && c.len() == 2
+        && n.len() == 2
+    {
+        return merge_splits(o, c, n);
+    }
     let old = tree_bucket(old)?;
     let committed = tree_bucket(committed)?;
     let new = tree_bucket(new)?;
     let bucket = resolve_bucket::<K>(old, committed, new)?;
     Ok(Value::Tuple(vec![Value::Tuple(vec![bucket])]))
+}
+
+/// A node's state as `(children, keys)`: `((child0, key1, child1, ...), first_bucket)`.
+fn node_parts(state: &[Value]) -> Result<(Vec<&Value>, Vec<&Value>), Refusal> {
+    let Value::Tuple(flat) = &state[0] else {
+        return Err(malformed("a tree node state holds a tuple of children"));
+    };
+    if flat.len() % 2 != 1 {
+        return Err(malformed("a tree node's children tuple has an even length"));
+    }
+    let children = flat.iter().step_by(2).collect();
+    let keys = flat.iter().skip(1).step_by(2).collect();
+    Ok((children, keys))
+}
+
+/// What one side did to a node: for each child of the old node, the `(key, child)`
+/// pairs it put right after it (a split of that child), or `None` when the side did
+/// anything else (removed or reordered children, changed a key).
+fn splits<'a>(
+    old: &(Vec<&'a Value>, Vec<&'a Value>),
+    side: &(Vec<&'a Value>, Vec<&'a Value>),
+) -> Option<Vec<Vec<(&'a Value, &'a Value)>>> {
+    let (old_children, old_keys) = old;
+    let (children, keys) = side;
+    let mut added = vec![Vec::new(); old_children.len()];
+    let mut j = 0;
+    for (i, child) in old_children.iter().enumerate() {
+        if children.get(j) != Some(child) {
+            return None;
+        }
+        if i > 0 && keys.get(j - 1) != Some(&old_keys[i - 1]) {
+            return None;
+        }
+        j += 1;
+        // Children up to the old node's next one are this child's split halves.
+        while j < children.len() && old_children.get(i + 1) != Some(&children[j]) {
+            added[i].push((keys[j - 1], children[j]));
+            j += 1;
+        }
+    }
+    (j == children.len()).then_some(added)
+}
+
+/// Merges two changes of one tree node that each only split children of it, and
+/// different ones: the split buckets (or nodes) conflict among themselves if both
+/// sides touched one, so the node only has to list both sides' new children. The
+/// first bucket must be the same. Anything else is BTrees' refusal.
+fn merge_splits(old: &[Value], committed: &[Value], new: &[Value]) -> Result<Value, Refusal> {
+    let refuse = || Refusal::conflict(Reason::TreeNodes);
+    if committed[1] != old[1] || new[1] != old[1] {
+        return Err(refuse());
+    }
+    let o = node_parts(old)?;
+    let (Some(c), Some(n)) = (
+        splits(&o, &node_parts(committed)?),
+        splits(&o, &node_parts(new)?),
+    ) else {
+        return Err(refuse());
+    };
+    let changed = |s: &[Vec<_>]| s.iter().any(|a| !a.is_empty());
+    if !changed(&c)
+        || !changed(&n)
+        || c.iter()
+            .zip(&n)
+            .any(|(a, b)| !a.is_empty() && !b.is_empty())
+    {
+        return Err(refuse());
+    }
+    let (old_children, old_keys) = o;
+    let mut flat = Vec::new();
+    for (i, child) in old_children.iter().enumerate() {
+        if i > 0 {
+            flat.push(old_keys[i - 1].clone());
+        }
+        flat.push((*child).clone());
+        for (key, added) in c[i].iter().chain(&n[i]) {
+            flat.push((*key).clone());
+            flat.push((*added).clone());
+        }
+    }
+    Ok(Value::Tuple(vec![Value::Tuple(flat), old[1].clone()]))
 }
 
 #[cfg(test)]
@@ -462,6 +551,45 @@ mod tests {
 
     fn reason(old: &[(i64, i64)], c: &[(i64, i64)], n: &[(i64, i64)]) -> Option<Reason> {
         merge(old, c, n).unwrap_err().reason()
+    }
+
+    fn node(flat: Vec<Value>) -> Value {
+        Value::Tuple(vec![Value::Tuple(flat), child(1)])
+    }
+
+    fn child(n: u64) -> Value {
+        ref_value(Oid(n), Some(("BTrees.OOBTree", "OOBucket")))
+    }
+
+    #[test]
+    fn splits_of_different_children_merge_and_of_one_child_do_not() {
+        let k = Value::Int;
+        let old = node(vec![child(1), k(5), child(2)]);
+        let split_first = node(vec![child(1), k(3), child(3), k(5), child(2)]);
+        let split_second = node(vec![child(1), k(5), child(2), k(8), child(4)]);
+        assert_eq!(
+            resolve_tree::<i64>(old.clone(), split_first.clone(), split_second.clone()),
+            Ok(node(vec![
+                child(1),
+                k(3),
+                child(3),
+                k(5),
+                child(2),
+                k(8),
+                child(4)
+            ]))
+        );
+        let split_first_too = node(vec![child(1), k(4), child(5), k(5), child(2)]);
+        assert_eq!(
+            resolve_tree::<i64>(old.clone(), split_first, split_first_too)
+                .unwrap_err()
+                .reason(),
+            Some(Reason::TreeNodes)
+        );
+        // A removed child, or nothing changed on one side: BTrees' refusal.
+        let removed = node(vec![child(1)]);
+        assert!(resolve_tree::<i64>(old.clone(), removed, split_second.clone()).is_err());
+        assert!(resolve_tree::<i64>(old.clone(), old.clone(), split_second).is_err());
     }
 
     #[test]
