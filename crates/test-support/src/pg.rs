@@ -87,11 +87,7 @@ impl FreshDatabase {
     /// # Panics
     /// When the query fails or answers no integer.
     pub fn query_i64(&self, sql: &str) -> i64 {
-        let mut c = postgres::Client::connect(&self.url, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.name));
-        c.query_one(sql, &[])
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .get(0)
+        query_i64(&self.url, sql)
     }
 }
 
@@ -108,6 +104,15 @@ impl Drop for FreshDatabase {
             eprintln!("could not drop test database {}: {e}", self.name);
         }
     }
+}
+
+/// The one integer `sql` answers on the database at `url`.
+fn query_i64(url: &str, sql: &str) -> i64 {
+    let mut c = postgres::Client::connect(url, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+    c.query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
 }
 
 /// A hot standby of the test server (`tools/pg-cluster.sh standby`): a copy
@@ -169,11 +174,7 @@ impl Standby {
     /// # Panics
     /// When the query fails.
     pub fn query_i64(&self, name: &str, sql: &str) -> i64 {
-        let mut c = postgres::Client::connect(&self.database(name), postgres::NoTls)
-            .unwrap_or_else(|e| panic!("cannot connect to the standby: {e}"));
-        c.query_one(sql, &[])
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .get(0)
+        query_i64(&self.database(name), sql)
     }
 }
 

@@ -109,15 +109,7 @@ fn an_editor_prepares_a_private_page_and_publishes_it_for_visitors() {
             b.shot("add-private-page").await;
             b.click("main form button[type=submit]").await;
             b.arrive("/draft?").await;
-            assert_eq!(
-                b.find("#publication-state")
-                    .await
-                    .attr("data-state")
-                    .await
-                    .unwrap()
-                    .as_deref(),
-                Some("private")
-            );
+            assert_eq!(state_shown(&b).await, "private");
             b.shot("private-page-for-the-editor").await;
 
             b.log_out().await;
@@ -134,15 +126,7 @@ fn an_editor_prepares_a_private_page_and_publishes_it_for_visitors() {
             b.goto("/draft").await;
             b.click("#publication-change").await;
             b.arrive("/draft?").await;
-            assert_eq!(
-                b.find("#publication-state")
-                    .await
-                    .attr("data-state")
-                    .await
-                    .unwrap()
-                    .as_deref(),
-                Some("published")
-            );
+            assert_eq!(state_shown(&b).await, "published");
             b.shot("published").await;
 
             b.log_out().await;
@@ -156,4 +140,14 @@ fn an_editor_prepares_a_private_page_and_publishes_it_for_visitors() {
             b.shot("visitor-reads-it").await;
         },
     );
+}
+
+/// The publication state the item's state box shows.
+async fn state_shown(b: &Browser) -> String {
+    b.find("#publication-state")
+        .await
+        .attr("data-state")
+        .await
+        .unwrap()
+        .unwrap_or_default()
 }
