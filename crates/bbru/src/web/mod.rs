@@ -49,6 +49,7 @@ mod reply;
 mod upload;
 pub mod version;
 pub mod views;
+mod workers;
 
 pub use app::{App, now, session_cookie, session_lifetime};
 pub use auth::{BasicCache, cookie};
