@@ -199,6 +199,9 @@ pub struct RecordIterItem {
 /// the call that made it (a ZEO server keeps one per client iterator).
 pub type TransactionIter = Box<dyn Iterator<Item = Result<TransactionRecord>> + Send>;
 
+/// What [`Storage::start_sync`] calls when the sync is done.
+pub type SyncDone = Box<dyn FnOnce(Result<()>) + Send>;
+
 /// What every backend offers. Methods take `&self`: backends synchronise
 /// inside, so readers proceed while another transaction commits.
 pub trait Storage: Send + Sync {
@@ -339,6 +342,15 @@ pub trait Storage: Send + Sync {
     /// `Connection.newTransaction` does with `storage.sync()`.
     fn sync(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Starts a [`Storage::sync`] without blocking the caller: `done` is called once it
+    /// completes, on another thread or (when there is nothing to wait for) at once.
+    /// Gives `done` back, not called, when the storage cannot; then call `sync` from a
+    /// thread that may block.  For callers on an async runtime's worker, which must not
+    /// wait on the network (see [`crate::inline`]).  The default cannot.
+    fn start_sync(&self, done: SyncDone) -> std::result::Result<(), SyncDone> {
+        Err(done)
     }
 
     /// Whether the storage can serve right now, answered within about `within` (for

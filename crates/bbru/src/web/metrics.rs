@@ -1,7 +1,9 @@
 //! Request metrics in the Prometheus text format (`/@@metrics`): requests by view and
 //! status, latency histogram, requests run again after a conflict and those that still
 //! conflicted after every attempt, and the database's counters (loads, cache hits,
-//! commits, conflicts, conflicts resolved) read at scrape time.  No series is labelled
+//! commits, conflicts, conflicts resolved) read at scrape time, and how plain views ran
+//! (in line on the worker that took the request, or again on the blocking pool after a
+//! load needed the storage's server: `web/workers.rs`).  No series is labelled
 //! with anything a client chose, so their number is bounded.
 
 use std::time::Duration;
@@ -26,6 +28,8 @@ pub struct Metrics {
     latency: Histogram,
     conflict_retries: Counter,
     conflicts_given_up: Counter,
+    in_line: Counter,
+    in_line_refused: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -61,12 +65,26 @@ impl Default for Metrics {
             "Requests answered 409 because their transaction still conflicted after every attempt",
             conflicts_given_up.clone(),
         );
+        let in_line = Counter::default();
+        registry.register(
+            "bbru_views_in_line",
+            "Plain views answered on the worker that took the request",
+            in_line.clone(),
+        );
+        let in_line_refused = Counter::default();
+        registry.register(
+            "bbru_views_in_line_refused",
+            "Plain views run again on the blocking pool because a load needed the storage's server",
+            in_line_refused.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
             latency,
             conflict_retries,
             conflicts_given_up,
+            in_line,
+            in_line_refused,
         }
     }
 }
@@ -93,6 +111,16 @@ impl Metrics {
     /// Counts a request that still conflicted after its last attempt (answered 409).
     pub fn conflict_given_up(&self) {
         self.conflicts_given_up.inc();
+    }
+
+    /// Counts a plain view answered in line.
+    pub fn view_in_line(&self) {
+        self.in_line.inc();
+    }
+
+    /// Counts a plain view run in line, then again on the blocking pool.
+    pub fn view_in_line_refused(&self) {
+        self.in_line_refused.inc();
     }
 
     /// The text exposition, with the database counters appended.

@@ -52,8 +52,11 @@ pub struct Ctx<'a> {
     /// The site root folder first, the object addressed last.
     pub path: Vec<Step>,
     pub view: String,
-    /// The CSRF token forms must carry.
-    pub csrf: String,
+    /// The browser's CSRF cookie (or the one the reply sets if a form needs it).
+    csrf_cookie: &'a str,
+    /// The CSRF token forms must carry, made when the first form asks ([`Ctx::csrf`]);
+    /// set, it also says the reply must set the cookie for a visitor without one.
+    csrf: std::cell::OnceCell<String>,
     pub wants_json: bool,
     pub site: PRef<Site>,
     /// The client's address (from `X-Forwarded-For` only when the peer is a trusted proxy).
@@ -74,6 +77,20 @@ impl std::fmt::Debug for Ctx<'_> {
 }
 
 impl Ctx<'_> {
+    /// The CSRF token for the forms of this reply.  A reply that asks for it sets the
+    /// CSRF cookie for a visitor who has none; one that never does (a page with no form
+    /// that changes anything, the common anonymous view) sets no cookie and computes no
+    /// token.
+    pub fn csrf(&self) -> &str {
+        self.csrf
+            .get_or_init(|| auth::csrf_token(&self.app.secret, self.csrf_cookie))
+    }
+
+    /// Whether a form of this reply carries the CSRF token.
+    pub fn csrf_used(&self) -> bool {
+        self.csrf.get().is_some()
+    }
+
     /// The object addressed.
     pub fn target(&self) -> &Content {
         &self
@@ -362,6 +379,7 @@ impl App {
         credentials: &Credentials,
         input: &Input,
         who: &std::cell::RefCell<String>,
+        csrf_used: &std::cell::Cell<bool>,
     ) -> Result<Reply, AppError> {
         let (names, view) = split_path(&request.path)?;
         let health = names.is_empty() && view == "health";
@@ -407,7 +425,8 @@ impl App {
                 principal,
                 path,
                 view,
-                csrf: auth::csrf_token(&self.secret, &csrf_cookie),
+                csrf_cookie: &csrf_cookie,
+                csrf: std::cell::OnceCell::new(),
                 wants_json,
                 site,
                 client: request.client.clone(),
@@ -430,7 +449,11 @@ impl App {
                 }
             }
             tx.set_user(ctx.principal.audit_name());
-            (found.handler)(&ctx, tx)
+            let reply = (found.handler)(&ctx, tx);
+            if ctx.csrf_used() {
+                csrf_used.set(true);
+            }
+            reply
         };
         // A conflict no resolver merged is retried by the transaction manager, on a new
         // snapshot after a short random wait, `conflict_retries` times, then answered
@@ -515,7 +538,11 @@ async fn publish(
         request.path.clone(),
         request.client.clone(),
     );
-    let (reply, principal) = handle(&app, request, body).await;
+    let Answered {
+        reply,
+        principal,
+        csrf_used,
+    } = handle(&app, request, body).await;
     let mut response = match reply {
         Ok(reply) => render_reply(reply),
         Err(e) => render_error(&app, e, wants_json, lang),
@@ -533,7 +560,8 @@ async fn publish(
             HeaderValue::from_static("Accept-Language, Cookie"),
         );
     }
-    if let Some(c) = new_csrf_cookie
+    if csrf_used
+        && let Some(c) = new_csrf_cookie
         && let Ok(v) = HeaderValue::from_str(&c)
     {
         response.headers_mut().append(header::SET_COOKIE, v);
@@ -578,24 +606,30 @@ impl std::fmt::Display for Instance<'_> {
 }
 
 /// Admits the request, reads its body, parses it and answers: no step before the one
-/// that needs it.  With the reply, the principal's audit name once it was known (empty
-/// before), for the request log.
-async fn handle(
-    app: &Arc<App>,
-    request: Request,
-    body: axum::body::Body,
-) -> (Result<Reply, AppError>, String) {
-    match answer(app, request, body).await {
-        Ok((reply, who)) => (reply, who),
-        Err(e) => (Err(e), String::new()),
-    }
+/// that needs it.
+async fn handle(app: &Arc<App>, request: Request, body: axum::body::Body) -> Answered {
+    answer(app, request, body)
+        .await
+        .unwrap_or_else(|e| Answered {
+            reply: Err(e),
+            principal: String::new(),
+            csrf_used: false,
+        })
+}
+
+/// What [`handle`] gives [`publish`]: the reply, the principal's audit name once known
+/// (empty before), and whether the reply carries the CSRF token in a form.
+struct Answered {
+    reply: Result<Reply, AppError>,
+    principal: String,
+    csrf_used: bool,
 }
 
 async fn answer(
     app: &Arc<App>,
     request: Request,
     body: axum::body::Body,
-) -> Result<(Result<Reply, AppError>, String), AppError> {
+) -> Result<Answered, AppError> {
     // Reading the headers is cheap; a malformed `Authorization` ends the request here.
     let credentials = match app.credentials(&request.headers) {
         Ok(c) => Arc::new(c),
@@ -618,14 +652,23 @@ async fn answer(
     } else {
         None
     };
-    let in_line = received.is_none() && app.views_in_line && plain_view(&request);
-    app.run(in_line, move |app| {
+    let plain = received.is_none() && plain_view(&request);
+    let respond = move |app: &App, received: Option<Received>| {
         let input = parse_input(&request.headers, received)?;
         let who = std::cell::RefCell::new(String::new());
-        let reply = app.respond(&request, &credentials, &input, &who);
-        Ok((reply, who.into_inner()))
-    })
-    .await
+        let csrf_used = std::cell::Cell::new(false);
+        let reply = app.respond(&request, &credentials, &input, &who, &csrf_used);
+        Ok(Answered {
+            reply,
+            principal: who.into_inner(),
+            csrf_used: csrf_used.get(),
+        })
+    };
+    if plain {
+        app.run_view(move |app| respond(app, None)).await
+    } else {
+        app.blocking(move |app| respond(app, received)).await
+    }
 }
 
 /// A GET or HEAD of an object's own view (`/a/b` or `/a/b/@@view`): a page, a

@@ -39,7 +39,7 @@ pub fn kind_name(lang: Lang, kind: Kind) -> String {
 
 /// A hidden field with the CSRF token; every form that changes something has one.
 pub fn csrf(ctx: &Ctx<'_>) -> Markup {
-    html! { input type="hidden" name=(crate::security::auth::CSRF_FIELD) value=(ctx.csrf); }
+    html! { input type="hidden" name=(crate::security::auth::CSRF_FIELD) value=(ctx.csrf()); }
 }
 
 /// The URL of a view of the object addressed.

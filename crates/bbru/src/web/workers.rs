@@ -1,8 +1,20 @@
 //! Where a request's work runs: the blocking pool, or the runtime's worker that took
-//! the request (see [`App::views_in_line`]).  Either way it holds one of the
-//! instance's connection slots ([`App::slots`]) while it runs.
+//! the request.  Either way it holds one of the instance's connection slots
+//! ([`App::slots`]) while it runs.
+//!
+//! Plain views (an object's own page, a listing: [`App::run_view`]) run in line when
+//! that cannot hold the worker up: always on a local storage ([`App::views_in_line`]:
+//! a load is an index lookup and a read of the page cache, cheaper than two context
+//! switches to the blocking pool and back); on a storage that waits on the network (a
+//! ZEO client) after its `sync` has completed without blocking
+//! ([`zodb_storage::Storage::start_sync`]), with every request to the server refused
+//! while the view runs ([`zodb_storage::inline`]).  A view that needed one (an object
+//! not in the caches) is run again from the start on the blocking pool; a page view
+//! whose objects are all cached, the common case under load, never leaves the worker.
 
 use std::sync::Arc;
+
+use zodb_storage::inline;
 
 use super::app::App;
 use super::error::AppError;
@@ -49,5 +61,54 @@ impl App {
                 Err(AppError::Internal)
             }
         }
+    }
+
+    /// Runs a plain view (see the module doc): in line when it can, else on the
+    /// blocking pool.
+    pub(super) async fn run_view<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl Fn(&App) -> Result<T, AppError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        if self.views_in_line {
+            self.metrics.view_in_line();
+            return self.run(true, work).await;
+        }
+        if self.db.storage().waits_on_network()
+            && let Some(done) = self.after_sync_in_line(&work).await
+        {
+            return done;
+        }
+        self.blocking(work).await
+    }
+
+    /// Syncs the storage without blocking, then runs `work` in line with requests to
+    /// the server refused; `None` when the storage cannot sync that way, the sync
+    /// failed (the blocking pool's run says why), or the view needed the server.
+    async fn after_sync_in_line<T>(
+        self: &Arc<Self>,
+        work: &impl Fn(&App) -> Result<T, AppError>,
+    ) -> Option<Result<T, AppError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let done: zodb_storage::SyncDone = Box::new(move |result| {
+            let _ = tx.send(result);
+        });
+        self.db.storage().start_sync(done).ok()?;
+        rx.await.ok()?.ok()?;
+        let Ok(_permit) = self.slots.acquire().await else {
+            unreachable!("the semaphore is never closed")
+        };
+        let (result, refused) = inline::run_in_line(true, || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(self)))
+        });
+        if refused {
+            self.metrics.view_in_line_refused();
+            tracing::debug!("a view needed the storage's server; running it on the blocking pool");
+            return None;
+        }
+        self.metrics.view_in_line();
+        Some(result.unwrap_or_else(|_| {
+            tracing::error!("request task panicked");
+            Err(AppError::Internal)
+        }))
     }
 }

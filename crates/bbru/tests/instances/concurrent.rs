@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
+use super::metric;
 use crate::common::{self, ADMIN, Instance, Zeo};
 
 /// The length of the run when `BBRU_CONCURRENT_WRITERS_SECONDS` does not say.
@@ -199,18 +200,6 @@ fn run_client(
         n += 1;
     }
     outcome
-}
-
-/// A counter of an instance's `/@@metrics` (loopback clients may read them).
-fn metric(at: &Instance, name: &str) -> u64 {
-    let text = reqwest::blocking::get(at.url("/@@metrics"))
-        .and_then(|r| r.text())
-        .unwrap_or_default();
-    let prefix = format!("{name}_total ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in the metrics of {}", at.base))
 }
 
 #[test]

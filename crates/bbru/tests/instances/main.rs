@@ -225,6 +225,12 @@ fn two_instances_share_one_zeo_server() {
     let mut two = Instance::start(root, "two", &site_config, &storage);
     let (mut admin, mut visitor) = added_through_one_seen_through_two(&one, &two);
 
+    // Page views of a ZEO instance run on the worker that took the request once their
+    // objects are cached (web/workers.rs): the first view after the edit needs the
+    // server for the changed page and runs again on the blocking pool; the next one
+    // stays in line, and both show the edit.  (The counters are read before the edit:
+    // the metrics page carries the navigation, which would load the page.)
+    let refused = metric(&two, "bbru_views_in_line_refused");
     admin.submit(
         &one,
         "/news/@@edit",
@@ -233,6 +239,17 @@ fn two_instances_share_one_zeo_server() {
     let html = visitor.page(&two, "/news");
     assert!(html.contains("<strong>second</strong>"), "{html}");
     assert!(!html.contains("<em>first</em>"), "{html}");
+    assert!(
+        metric(&two, "bbru_views_in_line_refused") > refused,
+        "the view of a changed page was not run again where it may wait"
+    );
+    let (refused, in_line) = (
+        metric(&two, "bbru_views_in_line_refused"),
+        metric(&two, "bbru_views_in_line"),
+    );
+    assert_eq!(visitor.page(&two, "/news"), html);
+    assert_eq!(metric(&two, "bbru_views_in_line_refused"), refused);
+    assert_eq!(metric(&two, "bbru_views_in_line"), in_line + 1);
 
     // The session made by one is valid on two: its edit form, and an edit through it
     // (the CSRF token one issued is valid there too).
@@ -281,6 +298,18 @@ fn two_instances_share_one_zeo_server() {
     assert!(html.contains("The third version."), "{html}");
     let form = admin.page(&three, "/news/@@edit");
     assert!(form.contains("Logged in as"), "{form}");
+}
+
+/// A counter of an instance's `/@@metrics` (loopback clients may read them).
+pub(crate) fn metric(at: &Instance, name: &str) -> u64 {
+    let text = reqwest::blocking::get(at.url("/@@metrics"))
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    let prefix = format!("{name}_total ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics of {}", at.base))
 }
 
 /// GET `url`: the status and the body parsed as JSON (`Null` if it is not JSON), and

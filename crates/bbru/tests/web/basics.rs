@@ -1,7 +1,7 @@
 //! The site from the outside: bootstrap, login, content added, viewed and edited, CSRF,
 //! escaping, uploads.
 
-use crate::{ADMIN, start};
+use crate::{ADMIN, csrf_in, start};
 
 #[test]
 fn the_bootstrap_manager_creates_content_and_anonymous_reads_it() {
@@ -73,6 +73,54 @@ fn forms_without_a_valid_csrf_token_are_refused() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(admin.get("/x").status(), 404);
+}
+
+/// A page with no form that changes anything sets no cookie (it stays cacheable, and
+/// costs no token); the first page with such a form sets the CSRF cookie, and the token
+/// in that form is the one a POST needs.
+#[test]
+fn the_csrf_cookie_comes_with_the_first_form_that_needs_it() {
+    let site = start();
+    let r = reqwest::blocking::get(format!("{}/", site.base)).unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("set-cookie").is_none(),
+        "a page without forms set {:?}",
+        r.headers().get("set-cookie")
+    );
+    let visitor = site.browser();
+    let r = visitor.get("/@@login");
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("bbru_csrf="))
+        .map(str::to_owned);
+    assert!(
+        cookie.is_some(),
+        "the login form came without the CSRF cookie"
+    );
+    let token = csrf_in(&r.text().unwrap()).expect("the login form's token");
+    // Its token passes (the login fails on the password, not on the token), and the
+    // cookie is not set again.
+    let r = visitor
+        .client
+        .post(visitor.url("/@@login"))
+        .form(&[
+            ("login", "nobody"),
+            ("password", "wrong"),
+            ("_csrf", &token),
+        ])
+        .send()
+        .unwrap();
+    assert_ne!(r.status(), 400, "the token of the login form was refused");
+    assert!(
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .all(|v| !v.to_str().unwrap_or("").starts_with("bbru_csrf="))
+    );
 }
 
 #[test]

@@ -298,6 +298,11 @@ impl Shared {
 
     /// The current connection, waiting up to [`Shared::disconnected_wait`] for one.
     fn wait_connection(&self) -> Result<Arc<Connection>, StorageError> {
+        // Every request to the server starts here: refused on a thread that must not
+        // wait (a view run in line; it runs again where it may).
+        if !zodb_storage::inline::may_wait() {
+            return Err(zodb_storage::inline::refuse("a request to the ZEO server"));
+        }
         let wait = self.disconnected_wait();
         let deadline = Instant::now() + wait;
         let mut st = self.conn.lock();
@@ -444,6 +449,18 @@ impl ClientStorage {
                 shared.shutdown();
                 StorageError::io("starting the ZEO client thread", e)
             })?;
+        let pinger = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("zeo-client-pinger".into())
+            .spawn(move || {
+                pinger
+                    .sync_gate
+                    .serve_pings(|| pinger.call(Call::Ping, CallKind::Read, None).map(drop))
+            })
+            .map_err(|e| {
+                shared.shutdown();
+                StorageError::io("starting the ZEO client thread", e)
+            })?;
         Ok(ClientStorage { shared })
     }
 
@@ -520,6 +537,7 @@ impl Shared {
     /// Marks the client closed and ends its connection.
     fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
+        self.sync_gate.close();
         let current = {
             let mut st = self.conn.lock();
             st.closed = true;

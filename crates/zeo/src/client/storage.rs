@@ -398,7 +398,21 @@ impl Storage for ClientStorage {
     /// reader thread reports them before it wakes us, so they are all reported on return.
     /// A round trip, shared with the callers at the same moment (`client/sync.rs`).
     fn sync(&self) -> Result<(), StorageError> {
+        if zodb_storage::inline::take_synced() {
+            // The caller's `start_sync` is done, for this very transaction.
+            return Ok(());
+        }
+        if !zodb_storage::inline::may_wait() {
+            return Err(zodb_storage::inline::refuse("sync"));
+        }
         self.shared.sync_gate.sync(|| self.ping())
+    }
+
+    /// `sync` by the pinger thread: `done` is called on it (or on the reader thread's
+    /// side of it) once a ping sent after this call is answered.
+    fn start_sync(&self, done: zodb_storage::SyncDone) -> Result<(), zodb_storage::SyncDone> {
+        self.shared.sync_gate.sync_then(done);
+        Ok(())
     }
 
     fn waits_on_network(&self) -> bool {

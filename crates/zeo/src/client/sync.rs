@@ -7,17 +7,35 @@
 //! ones already started when it came; the first caller to find none in flight sends
 //! it.  Under load one round trip serves a whole wave of requests, and no caller
 //! waits more than two round trips.
+//!
+//! Callers that must not block (an async runtime's worker: `Storage::start_sync`)
+//! leave a callback instead, called when their ping is answered; a ping they need
+//! is sent by the client's pinger thread ([`SyncGate::serve_pings`]), never by them,
+//! so they never wait on the socket either.
 
 use parking_lot::{Condvar, Mutex};
-use zodb_storage::StorageError;
+use zodb_storage::{StorageError, SyncDone};
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct SyncGate {
     state: Mutex<GateState>,
     done: Condvar,
+    /// Signalled when a callback needs a ping nobody has started, or on close.
+    wanted: Condvar,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for SyncGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.state.lock();
+        f.debug_struct("SyncGate")
+            .field("started", &st.started)
+            .field("finished", &st.finished)
+            .field("callbacks", &st.callbacks.len())
+            .finish()
+    }
+}
+
+#[derive(Default)]
 struct GateState {
     /// Pings started so far (the number of the newest).
     started: u64,
@@ -26,6 +44,10 @@ struct GateState {
     /// The newest ping answered, and its error, if it failed.
     finished: u64,
     error: Option<String>,
+    /// Callers that must not block, each with the ping number it waits for.
+    callbacks: Vec<(u64, SyncDone)>,
+    /// Set when the client closes: the pinger ends, callbacks fail.
+    closed: bool,
 }
 
 impl SyncGate {
@@ -48,22 +70,96 @@ impl SyncGate {
                 };
             }
             if !st.in_flight {
-                st.started += 1;
-                st.in_flight = true;
-                let number = st.started;
+                let number = Self::start(&mut st);
                 drop(st);
                 let result = ping();
-                st = self.state.lock();
-                st.in_flight = false;
-                st.finished = number;
-                st.error = result.as_ref().err().map(ToString::to_string);
-                self.done.notify_all();
+                self.finish(number, &result);
                 if number == target {
                     return result;
                 }
+                st = self.state.lock();
                 continue;
             }
             self.done.wait(&mut st);
+        }
+    }
+
+    /// [`SyncGate::sync`] without blocking: `done` is called once a ping started after
+    /// this call has been answered (by the pinger thread when none is in flight).
+    pub(super) fn sync_then(&self, done: SyncDone) {
+        let mut st = self.state.lock();
+        if st.closed {
+            drop(st);
+            done(Err(StorageError::Closed));
+            return;
+        }
+        let target = st.started + 1;
+        st.callbacks.push((target, done));
+        if !st.in_flight {
+            self.wanted.notify_one();
+        }
+    }
+
+    /// The pinger thread's loop: sends a ping whenever a callback waits for one and
+    /// none is in flight, until [`SyncGate::close`].  Fails the callbacks left then.
+    pub(super) fn serve_pings(&self, ping: impl Fn() -> Result<(), StorageError>) {
+        let mut st = self.state.lock();
+        loop {
+            if st.closed {
+                let left = std::mem::take(&mut st.callbacks);
+                drop(st);
+                for (_, done) in left {
+                    done(Err(StorageError::Closed));
+                }
+                return;
+            }
+            if !st.in_flight && st.callbacks.iter().any(|(t, _)| *t > st.finished) {
+                let number = Self::start(&mut st);
+                drop(st);
+                let result = ping();
+                self.finish(number, &result);
+                st = self.state.lock();
+                continue;
+            }
+            self.wanted.wait(&mut st);
+        }
+    }
+
+    /// Ends the pinger thread (the client closed).
+    pub(super) fn close(&self) {
+        self.state.lock().closed = true;
+        self.wanted.notify_all();
+    }
+
+    /// Numbers and marks a new ping in flight.
+    fn start(st: &mut GateState) -> u64 {
+        st.started += 1;
+        st.in_flight = true;
+        st.started
+    }
+
+    /// Records the answer to ping `number`, wakes the blocked callers and calls the
+    /// callbacks it serves (outside the lock); asks the pinger for the next ping if
+    /// callbacks still wait.
+    fn finish(&self, number: u64, result: &Result<(), StorageError>) {
+        let mut st = self.state.lock();
+        st.in_flight = false;
+        st.finished = number;
+        st.error = result.as_ref().err().map(ToString::to_string);
+        let (served, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut st.callbacks)
+            .into_iter()
+            .partition(|(t, _)| *t <= number);
+        st.callbacks = waiting;
+        if !st.callbacks.is_empty() {
+            self.wanted.notify_one();
+        }
+        drop(st);
+        self.done.notify_all();
+        for (target, done) in served {
+            done(match result {
+                Err(e) if target == number => Err(StorageError::Disconnected(e.to_string())),
+                _ => Ok(()),
+            });
         }
     }
 
@@ -126,5 +222,44 @@ mod tests {
         assert!(err.to_string().contains("gone"), "{err}");
         gate.sync(|| Ok(())).unwrap();
         assert_eq!(gate.pings(), 2);
+    }
+
+    #[test]
+    fn callbacks_are_called_after_a_ping_the_pinger_started_after_them() {
+        let gate = Arc::new(SyncGate::default());
+        let pings = Arc::new(AtomicU64::new(0));
+        let pinger = {
+            let (gate, pings) = (Arc::clone(&gate), Arc::clone(&pings));
+            std::thread::spawn(move || {
+                gate.serve_pings(|| {
+                    pings.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(5));
+                    Ok(())
+                })
+            })
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..16 {
+            let (tx, pings) = (tx.clone(), Arc::clone(&pings));
+            let arrived = pings.load(Ordering::SeqCst);
+            gate.sync_then(Box::new(move |r| {
+                tx.send((arrived, pings.load(Ordering::SeqCst), r.is_ok()))
+                    .unwrap();
+            }));
+        }
+        for _ in 0..16 {
+            let (arrived, at_call, ok) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert!(ok);
+            assert!(at_call > arrived, "called before a ping sent after it");
+        }
+        // A blocked caller is served by the same pings.
+        gate.sync(|| Ok(())).unwrap();
+        assert!(gate.pings() <= 17, "{} pings for 17 callers", gate.pings());
+        // Closing ends the pinger and fails callbacks left.
+        gate.close();
+        pinger.join().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        gate.sync_then(Box::new(move |r| tx.send(r.is_err()).unwrap()));
+        assert!(rx.recv().unwrap(), "a callback after close succeeded");
     }
 }
