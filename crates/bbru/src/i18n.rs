@@ -9,16 +9,24 @@
 //! sizes are formatted for the language here too ([`Lang::date`], [`Lang::number`],
 //! [`Lang::size`]).
 //!
+//! Most messages are text with variables at most; those are compiled once into pieces
+//! (`Compiled`) and filled in without Fluent's resolver, which a page would otherwise
+//! run for each of its few dozen strings on every request.  The others (plural
+//! selectors, references to other messages) go through Fluent.  A test checks that
+//! both ways give the same text for every message of both catalogs.
+//!
 //! A message missing from a catalog, or one that fails to format, is a bug: debug and
 //! test builds panic on it (so every test that renders a page checks its keys), release
 //! builds log it and show the key.  `tests` below checks that both catalogs hold the same
 //! keys and that every key written in the sources exists.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use axum::http::HeaderMap;
 use fluent_bundle::concurrent::FluentBundle;
 use fluent_bundle::{FluentArgs, FluentResource, FluentValue};
+use fluent_syntax::ast;
 use serde::{Deserialize, Serialize};
 
 /// The cookie the language switch sets.
@@ -86,6 +94,67 @@ fn bundle(lang: Lang) -> Bundle {
     bundle
 }
 
+/// A message made of text and variable references only, in order.
+type Compiled = Vec<Piece>;
+
+enum Piece {
+    Text(&'static str),
+    Var(&'static str),
+}
+
+/// The compiled messages of each language, by id (see the module doc).
+fn compiled(lang: Lang) -> &'static HashMap<String, Compiled> {
+    static COMPILED: OnceLock<[HashMap<String, Compiled>; 2]> = OnceLock::new();
+    let all = COMPILED.get_or_init(|| Lang::ALL.map(compile));
+    match lang {
+        Lang::En => &all[0],
+        Lang::Ru => &all[1],
+    }
+}
+
+fn compile(lang: Lang) -> HashMap<String, Compiled> {
+    let bundle = lang.bundle();
+    let mut out = HashMap::new();
+    for (l, files) in CATALOGS {
+        if l != lang {
+            continue;
+        }
+        for source in files {
+            // Parsed again only for the ids; the patterns are the bundle's own.
+            let Ok(resource) = FluentResource::try_new((*source).to_owned()) else {
+                continue;
+            };
+            for entry in resource.entries() {
+                let ast::Entry::Message(message) = entry else {
+                    continue;
+                };
+                let id = message.id.name;
+                if let Some(pattern) = bundle.get_message(id).and_then(|m| m.value())
+                    && let Some(pieces) = compile_pattern(pattern)
+                {
+                    out.insert(id.to_owned(), pieces);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn compile_pattern(pattern: &'static ast::Pattern<&'static str>) -> Option<Compiled> {
+    pattern
+        .elements
+        .iter()
+        .map(|element| match element {
+            ast::PatternElement::TextElement { value } => Some(Piece::Text(value)),
+            ast::PatternElement::Placeable {
+                expression:
+                    ast::Expression::Inline(ast::InlineExpression::VariableReference { id }),
+            } => Some(Piece::Var(id.name)),
+            ast::PatternElement::Placeable { .. } => None,
+        })
+        .collect()
+}
+
 /// Fluent's number formatting for English: grouped thousands.
 fn format_en<M>(value: &FluentValue<'_>, _: &M) -> Option<String> {
     number_value(value).map(|n| Lang::En.decimal(n))
@@ -147,6 +216,35 @@ impl Lang {
 
     /// The message `key` with its arguments.
     pub fn format(self, key: &str, args: &[(&str, Arg<'_>)]) -> String {
+        if let Some(text) = compiled(self)
+            .get(key)
+            .and_then(|pieces| self.fill(pieces, args))
+        {
+            return text;
+        }
+        self.format_with_fluent(key, args)
+    }
+
+    /// A compiled message with its arguments, as Fluent writes them (strings as they
+    /// are, numbers through the language's formatter); `None` for an argument missing
+    /// or of another kind, which Fluent then reports.
+    fn fill(self, pieces: &Compiled, args: &[(&str, Arg<'_>)]) -> Option<String> {
+        let mut out = String::new();
+        for piece in pieces {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Var(name) => match &args.iter().find(|(n, _)| n == name)?.1 {
+                    FluentValue::String(s) => out.push_str(s),
+                    FluentValue::Number(n) => out.push_str(&self.decimal(n.value)),
+                    _ => return None,
+                },
+            }
+        }
+        Some(out)
+    }
+
+    /// The message `key` through Fluent's resolver.
+    fn format_with_fluent(self, key: &str, args: &[(&str, Arg<'_>)]) -> String {
         let bundle = self.bundle();
         let Some(pattern) = bundle.get_message(key).and_then(|m| m.value()) else {
             return missing(self, key, "no such message");
@@ -427,5 +525,41 @@ mod tests {
     #[should_panic(expected = "no such message")]
     fn a_missing_key_panics_in_tests() {
         Lang::Ru.text("no-such-key");
+    }
+
+    #[test]
+    fn compiled_messages_read_as_fluent_writes_them() {
+        for lang in Lang::ALL {
+            let compiled = compiled(lang);
+            assert!(
+                compiled.len() > 100,
+                "{lang:?}: only {} compiled",
+                compiled.len()
+            );
+            for (key, pieces) in compiled {
+                let vars: Vec<&str> = pieces
+                    .iter()
+                    .filter_map(|p| match p {
+                        Piece::Var(v) => Some(*v),
+                        Piece::Text(_) => None,
+                    })
+                    .collect();
+                let texts: Vec<(&str, Arg<'_>)> = vars
+                    .iter()
+                    .map(|v| (*v, Arg::from(format!("<{v}>"))))
+                    .collect();
+                let numbers: Vec<(&str, Arg<'_>)> =
+                    vars.iter().map(|v| (*v, Arg::from(12345.5))).collect();
+                for args in [&texts, &numbers] {
+                    assert_eq!(
+                        lang.fill(pieces, args).as_deref(),
+                        Some(lang.format_with_fluent(key, args).as_str()),
+                        "{lang:?} {key}"
+                    );
+                }
+            }
+        }
+        assert_eq!(tr!(Lang::Ru, "month-12"), "декабря");
+        assert_eq!(Lang::En.date(1_796_500_000.0), "5 December 2026, 19:46 UTC");
     }
 }
