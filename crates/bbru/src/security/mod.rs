@@ -203,16 +203,6 @@ impl Principal {
     pub fn is_authenticated(&self) -> bool {
         !matches!(self, Principal::Anonymous)
     }
-
-    /// Group ids the principal belongs to (implicit groups included).
-    fn group_ids(&self) -> Vec<String> {
-        let mut ids = vec![EVERYBODY.to_owned()];
-        if let Principal::User { groups, .. } = self {
-            ids.push(AUTHENTICATED.to_owned());
-            ids.extend(groups.iter().map(|g| format!("group:{g}")));
-        }
-        ids
-    }
 }
 
 /// The roles `principal` holds on an object whose containment path, from the site root
@@ -221,39 +211,77 @@ pub fn roles(principal: &Principal, path: &[&Grants]) -> Vec<Role> {
     if matches!(principal, Principal::Bootstrap { .. }) {
         return Role::ALL.to_vec();
     }
-    let me = principal.id();
-    let groups = principal.group_ids();
+    let me = principal.is_authenticated().then(|| principal.id());
     let mut held = vec![Role::Anonymous];
-    for role in Role::GRANTABLE {
-        // Nearest level first.
-        let decided = path.iter().rev().find_map(|grants| {
-            if principal.is_authenticated()
-                && let Some(s) = grants.get(&me, role)
-            {
-                return Some(s);
-            }
-            let settings: Vec<Setting> =
-                groups.iter().filter_map(|g| grants.get(g, role)).collect();
-            if settings.contains(&Setting::Deny) {
-                Some(Setting::Deny)
-            } else if settings.contains(&Setting::Allow) {
-                Some(Setting::Allow)
-            } else {
-                None
-            }
-        });
-        if decided == Some(Setting::Allow) {
-            held.push(role);
-        }
-    }
+    held.extend(
+        Role::GRANTABLE
+            .into_iter()
+            .filter(|role| holds(principal, me.as_deref(), path, *role)),
+    );
     held
 }
 
 /// Whether `principal` has `permission` on the object with grants path `path`.
 pub fn allowed(principal: &Principal, path: &[&Grants], permission: Permission) -> bool {
-    roles(principal, path)
-        .iter()
-        .any(|r| r.permissions().contains(&permission))
+    if matches!(principal, Principal::Bootstrap { .. }) {
+        return true;
+    }
+    // Checked on every level of every path a page shows: no allocation for anonymous
+    // visitors (the role `Anonymous` itself grants nothing).
+    let me = principal.is_authenticated().then(|| principal.id());
+    Role::GRANTABLE.into_iter().any(|role| {
+        role.permissions().contains(&permission) && holds(principal, me.as_deref(), path, role)
+    })
+}
+
+/// Whether the nearest level of `path` that decides `role` for the principal (whose
+/// grant id is `me`, when authenticated) allows it.
+fn holds(principal: &Principal, me: Option<&str>, path: &[&Grants], role: Role) -> bool {
+    path.iter()
+        .rev()
+        .find_map(|grants| decided(principal, me, grants, role))
+        == Some(Setting::Allow)
+}
+
+/// What one level's grants decide for `role`: the principal's own setting, else Deny if
+/// any of its groups is denied, else Allow if any is allowed, else nothing.
+fn decided(
+    principal: &Principal,
+    me: Option<&str>,
+    grants: &Grants,
+    role: Role,
+) -> Option<Setting> {
+    if grants.is_empty() {
+        return None;
+    }
+    if let Some(me) = me
+        && let Some(s) = grants.get(me, role)
+    {
+        return Some(s);
+    }
+    let mut allowed = false;
+    let mut denied = |id: &str| match grants.get(id, role) {
+        Some(Setting::Deny) => true,
+        Some(Setting::Allow) => {
+            allowed = true;
+            false
+        }
+        None => false,
+    };
+    if denied(EVERYBODY) {
+        return Some(Setting::Deny);
+    }
+    if let Principal::User { groups, .. } = principal {
+        if denied(AUTHENTICATED) {
+            return Some(Setting::Deny);
+        }
+        for g in groups {
+            if denied(&format!("group:{g}")) {
+                return Some(Setting::Deny);
+            }
+        }
+    }
+    allowed.then_some(Setting::Allow)
 }
 
 /// One level of a containment path as [`visible`] reads it: the object's grants and
