@@ -48,6 +48,13 @@ def load(results_dir):
                 runs[storage, target] = json.load(f)
             with open(os.path.join(results_dir, f'{storage}-{target}.cost.json')) as f:
                 runs[storage, target]['cost'] = json.load(f)
+    # The anchor (web-anchor: an axum handler answering /page's bytes from memory).
+    path = os.path.join(results_dir, 'anchor-page.json')
+    if os.path.exists(path):
+        with open(path) as f:
+            runs['anchor', 'page'] = json.load(f)
+        with open(os.path.join(results_dir, 'anchor-page.cost.json')) as f:
+            runs['anchor', 'page']['cost'] = json.load(f)
     with open(os.path.join(results_dir, 'meta.json')) as f:
         meta = json.load(f)
     return runs, meta
@@ -78,30 +85,42 @@ def table(runs, pages):
              '| latency max (ms) | instance CPU µs/request | storage loads/request '
              '| `bbru-zeo` CPU µs/request | errors |',
              '|---|---|---:|---:|---:|---:|---:|---:|---:|---|']
-    for storage, storage_name in STORAGES:
-        for target, target_name in TARGETS:
-            r = runs[storage, target]
-            cost = r['cost']
-            rate = r['requests'] / (r['duration_us'] / 1e6)
-            what = target_name + (f' ({pages} pages)' if target == 'folder' else '')
-            lines.append(
-                f'| {storage_name} | {what} | {rate:,.0f} | {ms(r["latency_us"]["p50"])} '
-                f'| {ms(r["latency_us"]["p99"])} | {ms(r["latency_us"]["max"])} '
-                f'| {per_request(r, cost["instance_cpu_ticks"])} '
-                f'| {cost["storage_loads"] / r["requests"]:.2f} '
-                f'| {per_request(r, cost["server_cpu_ticks"])} | {errors(r)} |')
+    rows = [(s, sn, t, tn) for s, sn in STORAGES for t, tn in TARGETS]
+    if ('anchor', 'page') in runs:
+        rows.insert(0, ('anchor', 'anchor: an axum handler, the same bytes from memory',
+                        'page', TARGETS[0][1]))
+    for storage, storage_name, target, target_name in rows:
+        r = runs[storage, target]
+        cost = r['cost']
+        rate = r['requests'] / (r['duration_us'] / 1e6)
+        what = target_name + (f' ({pages} pages)' if target == 'folder' else '')
+        lines.append(
+            f'| {storage_name} | {what} | {rate:,.0f} | {ms(r["latency_us"]["p50"])} '
+            f'| {ms(r["latency_us"]["p99"])} | {ms(r["latency_us"]["max"])} '
+            f'| {per_request(r, cost["instance_cpu_ticks"])} '
+            f'| {cost["storage_loads"] / r["requests"]:.2f} '
+            f'| {per_request(r, cost["server_cpu_ticks"])} | {errors(r)} |')
     return '\n'.join(lines)
 
 
 def ratios(runs):
     """The ZEO client's rate over the embedded one's, per target."""
-    out = []
-    for target, target_name in TARGETS:
-        embedded = runs['embedded', target]
-        zeo = runs['zeo-client', target]
-        rate = lambda r: r['requests'] / r['duration_us']
-        out.append(f'{target_name}: {rate(zeo) / rate(embedded):.2f}')
-    return '; '.join(out)
+    rate = lambda r: r['requests'] / r['duration_us']
+    return '; '.join(
+        f'{name}: {rate(runs["zeo-client", t]) / rate(runs["embedded", t]):.2f}'
+        for t, name in TARGETS)
+
+
+def anchor_ratios(runs):
+    """The anchor's rate over the page view's, embedded and through ZEO ('' if the
+    anchor was not measured)."""
+    if ('anchor', 'page') not in runs:
+        return ''
+    rate = lambda r: r['requests'] / r['duration_us']
+    anchor = rate(runs['anchor', 'page'])
+    return (f'Anchor / page view, requests/s: embedded '
+            f'{anchor / rate(runs["embedded", "page"]):.2f}, ZEO client '
+            f'{anchor / rate(runs["zeo-client", "page"]):.2f}.')
 
 
 def section(runs, meta, notes):
@@ -138,7 +157,11 @@ def section(runs, meta, notes):
              'instance and of `bbru-zeo` (`/proc/PID/stat`) and the instance\'s '
              '`bbru_storage_loads_total` (`/@@metrics`: objects loaded from the storage, '
              'that is, connection cache misses); the table divides them by the requests '
-             'wrk counted. `bench/web/report.py` makes the table.'),
+             'wrk counted. Between the two, the anchor: `web-anchor` '
+             '(`bench/src/bin/web_anchor.rs`), an axum handler on the same runtime as '
+             '`bbru serve` answering the bytes of `/page` from memory, measured the '
+             'same way: what the HTTP stack and wrk cost here without any application '
+             'work. `bench/web/report.py` makes the table.'),
         '',
         '### Results',
         '',
@@ -158,6 +181,8 @@ def section(runs, meta, notes):
         f'ZEO client / embedded, requests/s: {ratios(runs)}.',
         '',
     ]
+    if anchor_ratios(runs):
+        parts += [anchor_ratios(runs), '']
     if notes:
         parts += [notes.rstrip(), '']
     parts.append(END)

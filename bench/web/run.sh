@@ -2,8 +2,10 @@
 # Web benchmark: requests/s and latency (p50, p99) of `bbru serve` (release
 # build) under wrk, for a page view and a folder listing of 100 pages, first
 # on an embedded FileStorage, then as the ZEO client of a bbru-zeo serving
-# the same Data.fs. Prints a Markdown table; --write also rewrites the web
-# section of BENCHMARKS.md.
+# the same Data.fs; and, as the anchor, an axum handler answering the page's
+# bytes from memory (bench/src/bin/web_anchor.rs): the HTTP stack and wrk on
+# this machine with no application work. Prints a Markdown table; --write also
+# rewrites the web section of BENCHMARKS.md.
 #
 #   bench/web/run.sh [--quick] [--duration S] [--threads T] [--connections C]
 #                    [--pages N] [--dir DIR] [--write]
@@ -73,12 +75,14 @@ if ! command -v wrk >/dev/null; then
         die "apt-get install wrk failed"
 fi
 
-log "building (cargo build --release -p bbru -p zeo)"
-(cd "$repo" && cargo build --release -p bbru --bin bbru -p zeo --bin bbru-zeo >&2)
+log "building (cargo build --release -p bbru -p zeo -p bbru-bench)"
+(cd "$repo" && cargo build --release -p bbru --bin bbru -p zeo --bin bbru-zeo \
+    -p bbru-bench --bin web-anchor >&2)
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 bbru=$target_dir/release/bbru
 zeo=$target_dir/release/bbru-zeo
-[[ -x $bbru && -x $zeo ]] || die "missing $bbru or $zeo after the build"
+anchor=$target_dir/release/web-anchor
+[[ -x $bbru && -x $zeo && -x $anchor ]] || die "missing $bbru, $zeo or $anchor after the build"
 
 rm -rf "$dir"
 mkdir -p "$dir"
@@ -144,7 +148,8 @@ stop() {
 # cpu_ticks PID: the user + system CPU time of a process so far, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # The instance's count of objects loaded from its storage (connection cache misses).
-storage_loads() { curl -fsS "$base/@@metrics" | awk '$1 == "bbru_storage_loads_total" { print $2 }'; }
+# (0 for the anchor, which has no metrics.)
+storage_loads() { curl -fsS "$base/@@metrics" | awk '$1 == "bbru_storage_loads_total" { v = $2 } END { print v + 0 }'; }
 
 # measure LABEL URL [SERVER_PID]: one warm-up run, then the measured one; the
 # JSON of summary.lua goes to $out/LABEL.json, wrk's own report to
@@ -181,6 +186,19 @@ python3 "$repo/bench/web/populate.py" "$base" "$login" "$password" --pages "$pag
 measure embedded-page "$base/page"
 measure embedded-folder "$base/folder"
 measure embedded-nested "$base/folder/folder-001"
+curl -fsS -o "$dir/page.html" "$base/page" || die "$base/page does not answer 200"
+stop "$instance_pid"
+
+# The anchor: the same bytes as /page from memory, by an axum handler (web-anchor),
+# measured as the instance is (its CPU in place of the instance's).
+anchor_port=$(free_port)
+log "web-anchor on 127.0.0.1:$anchor_port serving the bytes of /page ($(wc -c <"$dir/page.html") bytes)"
+"$anchor" --listen "127.0.0.1:$anchor_port" --body "$dir/page.html" >"$dir/anchor.log" 2>&1 &
+instance_pid=$!
+pids+=("$instance_pid")
+base=http://127.0.0.1:$anchor_port
+wait_for "$instance_pid" web-anchor "$dir/anchor.log" curl -fsS -o /dev/null "$base/page"
+measure anchor-page "$base/page"
 stop "$instance_pid"
 
 zeo_port=$(free_port)
