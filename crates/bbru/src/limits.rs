@@ -411,3 +411,11 @@ pub const SEARCH_SNIPPET_CHARS: usize = 240;
 /// Items `bbru reindex` indexes per transaction: small enough that a transaction's
 /// records stay a few megabytes and a conflict with a live edit retries little work.
 pub const REINDEX_BATCH_ITEMS: usize = 200;
+
+/// Bytes of anonymous pages kept for the newest transaction (`web/page_cache.rs`): a
+/// site's most visited pages in a few languages, a small share of an instance's memory.
+/// Once full, pages are no longer added until the next commit empties it.
+pub const PAGE_CACHE_BYTES: usize = 32 << 20;
+
+/// Largest page kept: a long folder listing is not worth a sixty-fourth of the cache.
+pub const PAGE_CACHE_PAGE_BYTES: usize = 512 << 10;

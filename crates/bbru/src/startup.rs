@@ -261,6 +261,7 @@ pub fn app(
         verifier: crate::security::password::Verifier::for_this_machine(),
         basic_cache: crate::web::BasicCache::default(),
         pages: crate::web::views::content::RenderedPages::default(),
+        page_cache: Default::default(),
         scales: crate::web::views::images::ImageScales::default(),
         http: crate::config::HttpSettings::default(),
         conflict_retries: crate::limits::CONFLICT_RETRIES_DEFAULT,

@@ -77,6 +77,13 @@ pub fn refuse(what: &str) -> StorageError {
     ))
 }
 
+/// Whether a storage has refused something in the current [`run_in_line`] scope so far
+/// (false outside one): what was made meanwhile may be incomplete and must not be
+/// kept.
+pub fn refused() -> bool {
+    MODE.with(|m| m.get().refused)
+}
+
 /// Whether the caller synced for this scope, once: true for the first call inside a
 /// [`run_in_line`] started with `synced`, false after and outside.
 pub fn take_synced() -> bool {
@@ -98,7 +105,9 @@ mod tests {
         assert!(may_wait());
         let ((), refused) = run_in_line(false, || {
             assert!(!may_wait());
+            assert!(!super::refused());
             let _ = refuse("a load");
+            assert!(super::refused());
         });
         assert!(refused);
         assert!(may_wait());

@@ -63,6 +63,8 @@ pub struct App {
     pub basic_cache: BasicCache,
     /// Sanitised HTML of pages, by object and revision.
     pub pages: RenderedPages,
+    /// Anonymous pages of the newest transaction (`page_cache.rs`).
+    pub page_cache: super::page_cache::PageCache,
     /// Image scales made by this instance (`views/images.rs`).
     pub scales: super::views::images::ImageScales,
     /// Timeouts and the metrics access of `etc/serve.toml` (defaults until the

@@ -30,6 +30,7 @@ pub struct Metrics {
     conflicts_given_up: Counter,
     in_line: Counter,
     in_line_refused: Counter,
+    page_cache_hits: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -77,6 +78,12 @@ impl Default for Metrics {
             "Plain views run again on the blocking pool because a load needed the storage's server",
             in_line_refused.clone(),
         );
+        let page_cache_hits = Counter::default();
+        registry.register(
+            "bbru_page_cache_hits",
+            "Anonymous page views answered from the page cache",
+            page_cache_hits.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
@@ -85,6 +92,7 @@ impl Default for Metrics {
             conflicts_given_up,
             in_line,
             in_line_refused,
+            page_cache_hits,
         }
     }
 }
@@ -121,6 +129,11 @@ impl Metrics {
     /// Counts a plain view run in line, then again on the blocking pool.
     pub fn view_in_line_refused(&self) {
         self.in_line_refused.inc();
+    }
+
+    /// Counts a page answered from the page cache.
+    pub fn page_cache_hit(&self) {
+        self.page_cache_hits.inc();
     }
 
     /// The text exposition, with the database counters appended.

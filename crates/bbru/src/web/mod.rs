@@ -43,6 +43,7 @@ mod input;
 mod listener;
 pub mod metrics;
 mod nav;
+mod page_cache;
 mod publish;
 pub mod render;
 mod reply;

@@ -31,6 +31,7 @@ use super::input::{
     Admitted, Received, discard_small_body, form_pairs, has_body, parse_input, read_input,
 };
 use super::nav::Sections;
+use super::page_cache::PageKey;
 use super::reply::render_reply;
 use super::{App, AppError, Input, Peer, Reply, cookie, url_of, views};
 
@@ -619,10 +620,10 @@ async fn handle(app: &Arc<App>, request: Request, body: axum::body::Body) -> Ans
 
 /// What [`handle`] gives [`publish`]: the reply, the principal's audit name once known
 /// (empty before), and whether the reply carries the CSRF token in a form.
-struct Answered {
-    reply: Result<Reply, AppError>,
-    principal: String,
-    csrf_used: bool,
+pub(super) struct Answered {
+    pub(super) reply: Result<Reply, AppError>,
+    pub(super) principal: String,
+    pub(super) csrf_used: bool,
 }
 
 async fn answer(
@@ -653,6 +654,18 @@ async fn answer(
         None
     };
     let plain = received.is_none() && plain_view(&request);
+    let cache_key = plain
+        .then(|| {
+            PageKey::of(
+                &request.method,
+                &request.path,
+                !request.query.is_empty(),
+                request.wants_json,
+                &request.headers,
+                request.lang,
+            )
+        })
+        .flatten();
     let respond = move |app: &App, received: Option<Received>| {
         let input = parse_input(&request.headers, received)?;
         let who = std::cell::RefCell::new(String::new());
@@ -665,7 +678,7 @@ async fn answer(
         })
     };
     if plain {
-        app.run_view(move |app| respond(app, None)).await
+        app.run_view(cache_key, move |app| respond(app, None)).await
     } else {
         app.blocking(move |app| respond(app, received)).await
     }

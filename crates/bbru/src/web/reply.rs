@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 #[derive(Debug)]
 pub enum Reply {
     Html(String),
+    /// A page kept by the page cache (`page_cache.rs`), shared with it.
+    HtmlBytes(bytes::Bytes),
     /// A page with another status than 200 (a form shown again, with why).
     HtmlStatus(StatusCode, String),
     /// A redirect (303 after a POST) to a path of this site.
@@ -127,6 +129,9 @@ pub fn url_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
 pub(super) fn render_reply(reply: Reply) -> Response {
     match reply {
         Reply::Html(html) => {
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+        }
+        Reply::HtmlBytes(html) => {
             ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
         }
         Reply::HtmlStatus(status, html) => (

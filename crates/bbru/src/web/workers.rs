@@ -18,6 +18,9 @@ use zodb_storage::inline;
 
 use super::app::App;
 use super::error::AppError;
+use super::page_cache::PageKey;
+use super::publish::Answered;
+use super::reply::Reply;
 
 impl App {
     /// Runs `work` holding a connection slot: on this thread when `in_line` (see
@@ -64,17 +67,20 @@ impl App {
     }
 
     /// Runs a plain view (see the module doc): in line when it can, else on the
-    /// blocking pool.
-    pub(super) async fn run_view<T: Send + 'static>(
+    /// blocking pool; answered from the page cache when `key` finds a page there.
+    pub(super) async fn run_view(
         self: &Arc<Self>,
-        work: impl Fn(&App) -> Result<T, AppError> + Send + 'static,
-    ) -> Result<T, AppError> {
+        key: Option<PageKey>,
+        work: impl Fn(&App) -> Result<Answered, AppError> + Send + 'static,
+    ) -> Result<Answered, AppError> {
         if self.views_in_line {
             self.metrics.view_in_line();
-            return self.run(true, work).await;
+            return self
+                .run(true, move |app| app.view_or_kept(key.as_ref(), &work))
+                .await;
         }
         if self.db.storage().waits_on_network()
-            && let Some(done) = self.after_sync_in_line(&work).await
+            && let Some(done) = self.after_sync_in_line(key.as_ref(), &work).await
         {
             return done;
         }
@@ -84,10 +90,11 @@ impl App {
     /// Syncs the storage without blocking, then runs `work` in line with requests to
     /// the server refused; `None` when the storage cannot sync that way, the sync
     /// failed (the blocking pool's run says why), or the view needed the server.
-    async fn after_sync_in_line<T>(
+    async fn after_sync_in_line(
         self: &Arc<Self>,
-        work: &impl Fn(&App) -> Result<T, AppError>,
-    ) -> Option<Result<T, AppError>> {
+        key: Option<&PageKey>,
+        work: &impl Fn(&App) -> Result<Answered, AppError>,
+    ) -> Option<Result<Answered, AppError>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let done: zodb_storage::SyncDone = Box::new(move |result| {
             let _ = tx.send(result);
@@ -98,7 +105,9 @@ impl App {
             unreachable!("the semaphore is never closed")
         };
         let (result, refused) = inline::run_in_line(true, || {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(self)))
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.view_or_kept(key, work)
+            }))
         });
         if refused {
             self.metrics.view_in_line_refused();
@@ -110,5 +119,38 @@ impl App {
             tracing::error!("request task panicked");
             Err(AppError::Internal)
         }))
+    }
+
+    /// The page kept for `key` at the newest transaction, else `work`'s answer, kept
+    /// when it is an anonymous 200 page without a CSRF token, made while no commit
+    /// landed and with nothing refused (see `page_cache.rs`).
+    fn view_or_kept(
+        &self,
+        key: Option<&PageKey>,
+        work: &impl Fn(&App) -> Result<Answered, AppError>,
+    ) -> Result<Answered, AppError> {
+        let Some(key) = key else {
+            return work(self);
+        };
+        let tid = self.db.last_transaction();
+        if let Some(page) = self.page_cache.get(key, tid) {
+            self.metrics.page_cache_hit();
+            return Ok(Answered {
+                reply: Ok(Reply::HtmlBytes(page)),
+                principal: String::new(),
+                csrf_used: false,
+            });
+        }
+        let mut answered = work(self)?;
+        let keep = answered.principal.is_empty()
+            && !answered.csrf_used
+            && !inline::refused()
+            && self.db.last_transaction() == tid;
+        if keep && let Ok(Reply::Html(html)) = &mut answered.reply {
+            let page = bytes::Bytes::from(std::mem::take(html));
+            self.page_cache.put(key.clone(), tid, page.clone());
+            answered.reply = Ok(Reply::HtmlBytes(page));
+        }
+        Ok(answered)
     }
 }

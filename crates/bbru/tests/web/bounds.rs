@@ -15,7 +15,7 @@ use zodb_storage::MemoryStorage;
 
 use crate::common::{self, Instance};
 use crate::users::add_user;
-use crate::{ADMIN, Site, site_config, start, start_with, start_with_http};
+use crate::{ADMIN, Site, counter, site_config, start, start_with, start_with_http};
 
 /// How long a test waits for an answer the server must give (generous: not a speed
 /// assertion, only a bound on a wait that would otherwise be forever).
@@ -40,20 +40,6 @@ fn read_to_close(stream: &mut TcpStream) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The value of the counter `name` in `/@@metrics`.
-fn counter(site_base: &str, name: &str) -> u64 {
-    let text = Client::new()
-        .get(format!("{site_base}/@@metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}_total ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
 fn basic() -> String {

@@ -19,7 +19,7 @@ use zodb_storage::{
 };
 
 use crate::matrix::api;
-use crate::{ADMIN, Site, site_config, start_adjusted};
+use crate::{ADMIN, Site, counter, site_config, start_adjusted};
 
 /// A storage that passes everything to `inner`, except that each `tpc_begin` while
 /// `rivals_left` is above zero first commits a rival change of the page `target`
@@ -195,21 +195,6 @@ fn page(site: &Site) -> Value {
         .unwrap()
 }
 
-/// The value of the counter `name` in `/@@metrics` (clients of this host may read it).
-fn counter(site: &Site, name: &str) -> u64 {
-    let text = reqwest::blocking::get(format!("{}/@@metrics", site.base))
-        .unwrap()
-        .text()
-        .unwrap();
-    let line = format!("{name}_total ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&line))
-        .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn a_request_that_conflicts_once_is_run_again_and_succeeds() {
     let (site, storage, oid) = site_with_page(Some(3));
@@ -221,8 +206,8 @@ fn a_request_that_conflicts_once_is_run_again_and_succeeds() {
     let now = page(&site);
     assert_eq!(now["title"], "Installing", "{now}");
     assert_eq!(now["description"], "rival ", "{now}");
-    assert_eq!(counter(&site, "bbru_conflict_retries"), 1);
-    assert_eq!(counter(&site, "bbru_conflicts_given_up"), 0);
+    assert_eq!(counter(&site.base, "bbru_conflict_retries"), 1);
+    assert_eq!(counter(&site.base, "bbru_conflicts_given_up"), 0);
 }
 
 #[test]
@@ -241,8 +226,8 @@ fn a_request_that_keeps_conflicting_is_answered_409_after_every_attempt() {
     let now = page(&site);
     assert_eq!(now["title"], "Install", "{now}");
     assert_eq!(now["description"], "rival rival rival ", "{now}");
-    assert_eq!(counter(&site, "bbru_conflict_retries"), 2);
-    assert_eq!(counter(&site, "bbru_conflicts_given_up"), 1);
+    assert_eq!(counter(&site.base, "bbru_conflict_retries"), 2);
+    assert_eq!(counter(&site.base, "bbru_conflicts_given_up"), 1);
 
     // Without retries, the first conflict is the answer.
     let (site, storage, oid) = site_with_page(Some(0));
@@ -250,7 +235,7 @@ fn a_request_that_keeps_conflicting_is_answered_409_after_every_attempt() {
     let (status, body) = patch_title(&site, "Installing");
     assert_eq!(status, 409, "{body}");
     assert_eq!(storage.rivals_committed.load(Ordering::SeqCst), 1);
-    assert_eq!(counter(&site, "bbru_conflict_retries"), 0);
+    assert_eq!(counter(&site.base, "bbru_conflict_retries"), 0);
 }
 
 #[test]

@@ -24,6 +24,7 @@ mod images;
 mod manage;
 mod matrix;
 mod migrate;
+mod page_cache;
 mod protocol;
 mod publication;
 mod redirects;
@@ -156,6 +157,20 @@ impl Site {
         b.login(ADMIN.0, ADMIN.1);
         b
     }
+}
+
+/// The value of the counter `name` in `/@@metrics`.
+pub fn counter(site_base: &str, name: &str) -> u64 {
+    let text = Client::new()
+        .get(format!("{site_base}/@@metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}_total ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
 /// The value of the first `_csrf` hidden field in a page.

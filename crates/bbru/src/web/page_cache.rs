@@ -1,0 +1,256 @@
+//! Anonymous page views kept for the database state they were made from.  A visitor
+//! with no credentials asking for an object's own page (GET, no query string) gets the
+//! same bytes as every other such visitor with the same language and `Host` as long as
+//! the database has not changed: the page is a function of the database at one
+//! transaction, the language, the host (for its canonical link) and the path.  So the
+//! first such view after a commit renders and keeps its page under the newest
+//! transaction id; the next ones, seeing that id still the newest, answer from here
+//! without a transaction.  Any commit, anywhere, makes every kept page stale at once:
+//! the cache keeps the pages of one transaction and empties itself when a newer one
+//! is asked for.
+//!
+//! What must never be kept: a page for anybody but an anonymous visitor (a request
+//! with `Authorization`, or any cookie but the language's and the CSRF token's, is
+//! not looked up; a reply for a principal is not stored), a page that carries a CSRF
+//! token (its forms are the visitor's own), anything but a 200 HTML page, and a page
+//! made while a commit landed (the transaction id read before and after must agree).
+//! A ZEO instance asks only once its `sync` is done, so a commit acknowledged before
+//! the request started is seen, as without the cache.
+//!
+//! Bounded: [`limits::PAGE_CACHE_BYTES`] in all, [`limits::PAGE_CACHE_PAGE_BYTES`]
+//! per page; once full, pages are no longer added until the next commit empties it,
+//! so a client asking for many hosts or languages only stops the cache from helping.
+
+use std::collections::HashMap;
+
+use axum::http::{HeaderMap, Method, header};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use zodb_storage::Tid;
+
+use crate::i18n::{LANG_COOKIE, Lang};
+use crate::limits;
+use crate::security::auth::CSRF_COOKIE;
+
+/// What a kept page is found by, besides the transaction id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PageKey {
+    path: String,
+    lang: Lang,
+    host: Vec<u8>,
+}
+
+impl PageKey {
+    /// The key of a request whose page may be kept: a GET of `path` for HTML, with no
+    /// query string, no credentials and no cookie but the language's and the CSRF
+    /// token's.
+    pub fn of(
+        method: &Method,
+        path: &str,
+        has_query: bool,
+        wants_json: bool,
+        headers: &HeaderMap,
+        lang: Lang,
+    ) -> Option<PageKey> {
+        if method != Method::GET
+            || has_query
+            || wants_json
+            || headers.contains_key(header::AUTHORIZATION)
+        {
+            return None;
+        }
+        let only_ours = headers.get_all(header::COOKIE).iter().all(|value| {
+            value.to_str().is_ok_and(|v| {
+                v.split(';')
+                    .filter(|pair| !pair.trim().is_empty())
+                    .all(|pair| {
+                        let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
+                        name == LANG_COOKIE || name == CSRF_COOKIE
+                    })
+            })
+        });
+        if !only_ours {
+            return None;
+        }
+        let host = headers
+            .get(header::HOST)
+            .map_or(&[][..], |h| h.as_bytes())
+            .to_vec();
+        Some(PageKey {
+            path: path.to_owned(),
+            lang,
+            host,
+        })
+    }
+}
+
+/// The kept pages (see the module doc).
+#[derive(Debug, Default)]
+pub struct PageCache {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// The transaction the pages were made at.
+    tid: Tid,
+    pages: HashMap<PageKey, Bytes>,
+    bytes: usize,
+}
+
+impl PageCache {
+    /// The page kept for `key` at `tid`, the newest transaction (forgets every page of
+    /// an older one).
+    pub fn get(&self, key: &PageKey, tid: Tid) -> Option<Bytes> {
+        let mut inner = self.inner.lock();
+        inner.at(tid);
+        inner.pages.get(key).cloned()
+    }
+
+    /// Keeps `page` for `key`, made at `tid` (ignored if a newer transaction has been
+    /// asked for since, or the page or the cache is too big).
+    pub fn put(&self, key: PageKey, tid: Tid, page: Bytes) {
+        if page.len() > limits::PAGE_CACHE_PAGE_BYTES {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        if tid < inner.tid {
+            return;
+        }
+        inner.at(tid);
+        let size = page.len() + key.path.len() + key.host.len();
+        if inner.bytes + size > limits::PAGE_CACHE_BYTES {
+            return;
+        }
+        if inner.pages.insert(key, page).is_none() {
+            inner.bytes += size;
+        }
+    }
+}
+
+impl Inner {
+    /// Moves on to transaction `tid`: the pages of an older one are stale.
+    fn at(&mut self, tid: Tid) {
+        if tid > self.tid {
+            self.tid = tid;
+            self.pages.clear();
+            self.bytes = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn only_anonymous_gets_without_a_query_have_a_key() {
+        let get = Method::GET;
+        let key = |h: &HeaderMap| PageKey::of(&get, "/p", false, false, h, Lang::En);
+        assert!(key(&headers(&[("host", "a")])).is_some());
+        assert!(key(&headers(&[("cookie", "bbru_lang=ru; bbru_csrf=x")])).is_some());
+        assert!(key(&headers(&[("cookie", "bbru_session=s")])).is_none());
+        assert!(
+            key(&headers(&[
+                ("cookie", "bbru_lang=ru"),
+                ("cookie", "other=1")
+            ]))
+            .is_none()
+        );
+        assert!(key(&headers(&[("authorization", "Basic eDp5")])).is_none());
+        assert!(PageKey::of(&get, "/p", true, false, &HeaderMap::new(), Lang::En).is_none());
+        assert!(PageKey::of(&get, "/p", false, true, &HeaderMap::new(), Lang::En).is_none());
+        assert!(
+            PageKey::of(
+                &Method::POST,
+                "/p",
+                false,
+                false,
+                &HeaderMap::new(),
+                Lang::En
+            )
+            .is_none()
+        );
+        assert_ne!(
+            key(&headers(&[("host", "a")])),
+            key(&headers(&[("host", "b")]))
+        );
+    }
+
+    #[test]
+    fn pages_are_kept_for_their_transaction_only() {
+        let cache = PageCache::default();
+        let key = PageKey::of(
+            &Method::GET,
+            "/p",
+            false,
+            false,
+            &HeaderMap::new(),
+            Lang::Ru,
+        )
+        .unwrap();
+        cache.put(key.clone(), Tid(5), Bytes::from_static(b"at 5"));
+        assert_eq!(cache.get(&key, Tid(5)).as_deref(), Some(&b"at 5"[..]));
+        assert_eq!(cache.get(&key, Tid(6)), None, "a page of an older state");
+        // A page made at 5 arriving after 6 was asked for is not kept.
+        cache.put(key.clone(), Tid(5), Bytes::from_static(b"late"));
+        assert_eq!(cache.get(&key, Tid(6)), None);
+        let other = PageKey::of(
+            &Method::GET,
+            "/p",
+            false,
+            false,
+            &HeaderMap::new(),
+            Lang::En,
+        )
+        .unwrap();
+        cache.put(key.clone(), Tid(6), Bytes::from_static(b"ru"));
+        assert_eq!(cache.get(&other, Tid(6)), None, "another language's page");
+    }
+
+    #[test]
+    fn the_cache_stops_growing_at_its_bound() {
+        let cache = PageCache::default();
+        let page = Bytes::from(vec![b'x'; limits::PAGE_CACHE_PAGE_BYTES]);
+        let mut kept = 0;
+        for i in 0..(limits::PAGE_CACHE_BYTES / limits::PAGE_CACHE_PAGE_BYTES + 10) {
+            let key = PageKey::of(
+                &Method::GET,
+                &format!("/{i}"),
+                false,
+                false,
+                &HeaderMap::new(),
+                Lang::En,
+            )
+            .unwrap();
+            cache.put(key.clone(), Tid(1), page.clone());
+            kept += usize::from(cache.get(&key, Tid(1)).is_some());
+        }
+        assert!(kept * limits::PAGE_CACHE_PAGE_BYTES <= limits::PAGE_CACHE_BYTES);
+        assert!(kept > 0);
+        let big = Bytes::from(vec![b'x'; limits::PAGE_CACHE_PAGE_BYTES + 1]);
+        let key = PageKey::of(
+            &Method::GET,
+            "/big",
+            false,
+            false,
+            &HeaderMap::new(),
+            Lang::En,
+        )
+        .unwrap();
+        cache.put(key.clone(), Tid(2), big);
+        assert_eq!(cache.get(&key, Tid(2)), None);
+    }
+}
