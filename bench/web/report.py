@@ -32,6 +32,9 @@ STORAGES = (
 )
 TARGETS = (
     ('page', 'page view `/page`'),
+    # A query string keeps a view out of the page cache (web/page_cache.rs): the
+    # page is made for each request, as for a logged-in user.
+    ('rendered', 'page view made each time `/page?render=1`'),
     ('folder', 'folder listing `/folder`'),
     # A page one level down: its section navigation lists the root's items and 30 of
     # its folder's (NAV_ITEMS_MAX), each a loaded object and a permission check.
