@@ -33,6 +33,7 @@ use super::input::{
 use super::nav::Sections;
 use super::page_cache::PageKey;
 use super::reply::render_reply;
+use super::workers::Answered;
 use super::{App, AppError, Input, Peer, Reply, cookie, url_of, views};
 
 /// One step of the traversal: the name in the URL and the object found.
@@ -383,6 +384,9 @@ impl App {
         csrf_used: &std::cell::Cell<bool>,
     ) -> Result<Reply, AppError> {
         let (names, view) = split_path(&request.path)?;
+        if names.is_empty() && view == "style.css" {
+            return Ok(super::render::style_sheet());
+        }
         let health = names.is_empty() && view == "health";
         // Health checks the storage itself first: caches must not answer for it.
         if health && let Some(unavailable) = views::ops::storage_unavailable(self) {
@@ -616,14 +620,6 @@ async fn handle(app: &Arc<App>, request: Request, body: axum::body::Body) -> Ans
             principal: String::new(),
             csrf_used: false,
         })
-}
-
-/// What [`handle`] gives [`publish`]: the reply, the principal's audit name once known
-/// (empty before), and whether the reply carries the CSRF token in a form.
-pub(super) struct Answered {
-    pub(super) reply: Result<Reply, AppError>,
-    pub(super) principal: String,
-    pub(super) csrf_used: bool,
 }
 
 async fn answer(

@@ -16,6 +16,36 @@ use crate::tr;
 /// The style sheet, in every page (small enough not to need a file of its own).
 const STYLE: &str = include_str!("style.css");
 
+/// The style sheet's URL, `/@@style.css?v=` and the start of its SHA-256: pages link
+/// it and browsers keep it for a year ([`style_sheet`]); a new style sheet is a new URL.
+/// Error pages keep it inline (they must look right when the database is away).
+pub fn style_url() -> &'static str {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(STYLE.as_bytes());
+        let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+        format!("/@@style.css?v={hex}")
+    })
+}
+
+/// `GET /@@style.css`: the style sheet, kept by browsers and proxies for a year (its URL
+/// changes with it); served before any traversal, so it needs neither the database nor
+/// a login.
+pub fn style_sheet() -> super::Reply {
+    super::Reply::WithHeaders(
+        Box::new(super::Reply::Bytes {
+            content_type: "text/css; charset=utf-8".into(),
+            data: STYLE.as_bytes().to_vec(),
+            filename: None,
+        }),
+        vec![(
+            axum::http::header::CACHE_CONTROL,
+            "public, max-age=31536000, immutable".into(),
+        )],
+    )
+}
+
 /// Renders a timestamp (seconds since the epoch) as UTC, language-neutral: for
 /// transaction notes and anything machines read.  Pages use [`Lang::date`].
 pub fn time(seconds: f64) -> String {
@@ -160,7 +190,7 @@ pub fn page(ctx: &Ctx<'_>, title: &str, body: Markup) -> Markup {
                 // The home page is the site's own title, not "Site — Site".
                 title { @if title != site_title { (title) " — " } (site_title) }
                 (crate::web::views::feeds::head(ctx))
-                style { (PreEscaped(STYLE)) }
+                link rel="stylesheet" href=(style_url());
             }
             body {
                 a.skip href="#main" { (tr!(lang, "skip-to-content")) }

@@ -19,7 +19,6 @@ use zodb_storage::inline;
 use super::app::App;
 use super::error::AppError;
 use super::page_cache::PageKey;
-use super::publish::Answered;
 use super::reply::Reply;
 
 impl App {
@@ -153,4 +152,12 @@ impl App {
         }
         Ok(answered)
     }
+}
+
+/// What a request's work gives `publish`: the reply, the principal's audit name once known
+/// (empty before), and whether the reply carries the CSRF token in a form.
+pub(super) struct Answered {
+    pub(super) reply: Result<Reply, AppError>,
+    pub(super) principal: String,
+    pub(super) csrf_used: bool,
 }

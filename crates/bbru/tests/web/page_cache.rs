@@ -1,6 +1,7 @@
 //! The page cache (`web/page_cache.rs`): anonymous views of the same database state are
 //! answered from it, a commit anywhere makes them all stale, and it never answers a
-//! logged-in user, another language or a JSON client with an anonymous page.
+//! logged-in user, another language or a JSON client with an anonymous page.  And the
+//! style sheet every page links, kept by browsers.
 
 use reqwest::blocking::Client;
 
@@ -75,5 +76,35 @@ fn anonymous_pages_are_kept_until_the_next_commit_and_for_anonymous_visitors_onl
     assert!(
         edited.contains("Edited title") && !edited.contains("First title"),
         "{edited}"
+    );
+}
+
+#[test]
+fn pages_link_a_style_sheet_browsers_keep_and_anybody_may_fetch() {
+    let site = start();
+    let html = get(&site.base, "/", "en");
+    let at = html
+        .find("<link rel=\"stylesheet\" href=\"")
+        .expect("a style sheet link")
+        + "<link rel=\"stylesheet\" href=\"".len();
+    let url = &html[at..at + html[at..].find('"').unwrap()];
+    assert!(url.starts_with("/@@style.css?v="), "{url}");
+    // Fetched with no cookie and no login: CSS, kept a year.
+    let r = Client::new()
+        .get(format!("{}{url}", site.base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let header = |name: &str| r.headers().get(name).unwrap().to_str().unwrap().to_owned();
+    assert_eq!(header("content-type"), "text/css; charset=utf-8");
+    assert!(
+        header("cache-control").contains("immutable"),
+        "{}",
+        header("cache-control")
+    );
+    assert!(r.text().unwrap().contains("header.site"));
+    assert!(
+        !html.contains("<style>"),
+        "the page still carries the style sheet"
     );
 }

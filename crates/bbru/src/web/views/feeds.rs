@@ -228,7 +228,7 @@ pub fn sitemap(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Reply, AppError> {
 pub fn robots(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> {
     let (base, configured) = base(ctx);
     let text = format!(
-        "User-agent: *\nAllow: /*@@feed\nAllow: /*@@images/\nDisallow: /@@\nDisallow: /*/@@\n\nSitemap: {base}/sitemap.xml\n"
+        "User-agent: *\nAllow: /@@style.css\nAllow: /*@@feed\nAllow: /*@@images/\nDisallow: /@@\nDisallow: /*/@@\n\nSitemap: {base}/sitemap.xml\n"
     );
     Ok(document("text/plain; charset=utf-8", text, configured))
 }
