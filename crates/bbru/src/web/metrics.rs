@@ -17,7 +17,8 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    view: String,
+    // A name of the view table: static, so counting a request allocates nothing.
+    view: &'static str,
     status: u16,
 }
 
@@ -103,10 +104,7 @@ impl Metrics {
     /// label set is bounded whatever clients ask for.
     pub fn observe(&self, view: &'static str, status: u16, elapsed: Duration) {
         self.requests
-            .get_or_create(&RequestLabels {
-                view: view.to_owned(),
-                status,
-            })
+            .get_or_create(&RequestLabels { view, status })
             .inc();
         self.latency.observe(elapsed.as_secs_f64());
     }
