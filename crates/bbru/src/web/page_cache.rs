@@ -1,5 +1,7 @@
 //! Anonymous page views kept for the database state they were made from.  A visitor
-//! with no credentials asking for an object's own page (GET, no query string) gets the
+//! with no credentials asking for an object's own page (GET, no query string), or for
+//! a document made from many objects (`@@feed`, `/sitemap.xml`, `/robots.txt`: up to
+//! tens of thousands of objects read for one answer), gets the
 //! same bytes as every other such visitor with the same language and `Host` as long as
 //! the database has not changed: the page is a function of the database at one
 //! transaction, the language, the host (for its canonical link) and the path.  So the
@@ -12,8 +14,8 @@
 //! What must never be kept: a page for anybody but an anonymous visitor (a request
 //! with `Authorization`, or any cookie but the language's and the CSRF token's, is
 //! not looked up; a reply for a principal is not stored), a page that carries a CSRF
-//! token (its forms are the visitor's own), anything but a 200 HTML page, and a page
-//! made while a commit landed (the transaction id read before and after must agree).
+//! token (its forms are the visitor's own), anything but a 200 page or document, and
+//! one made while a commit landed (the transaction id read before and after must agree).
 //! A ZEO instance asks only once its `sync` is done, so a commit acknowledged before
 //! the request started is seen, as without the cache.
 //!
@@ -22,8 +24,9 @@
 //! so a client asking for many hosts or languages only stops the cache from helping.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, HeaderName, Method, header};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use zodb_storage::Tid;
@@ -31,6 +34,20 @@ use zodb_storage::Tid;
 use crate::i18n::{LANG_COOKIE, Lang};
 use crate::limits;
 use crate::security::auth::CSRF_COOKIE;
+
+/// A kept answer: its content type, its other headers, its bytes.
+#[derive(Debug)]
+pub struct Kept {
+    pub content_type: String,
+    pub headers: Vec<(HeaderName, String)>,
+    pub body: Bytes,
+}
+
+/// The views whose anonymous answers are kept: an object's own page, and the documents
+/// an anonymous client could otherwise make the instance build over and over.
+fn kept_view(view: &str) -> bool {
+    matches!(view, "" | "view" | "feed" | "sitemap.xml" | "robots.txt")
+}
 
 /// What a kept page is found by, besides the transaction id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -46,6 +63,7 @@ impl PageKey {
     /// token's.
     pub fn of(
         method: &Method,
+        view: &str,
         path: &str,
         has_query: bool,
         wants_json: bool,
@@ -53,6 +71,7 @@ impl PageKey {
         lang: Lang,
     ) -> Option<PageKey> {
         if method != Method::GET
+            || !kept_view(view)
             || has_query
             || wants_json
             || headers.contains_key(header::AUTHORIZATION)
@@ -94,14 +113,14 @@ pub struct PageCache {
 struct Inner {
     /// The transaction the pages were made at.
     tid: Tid,
-    pages: HashMap<PageKey, Bytes>,
+    pages: HashMap<PageKey, Arc<Kept>>,
     bytes: usize,
 }
 
 impl PageCache {
     /// The page kept for `key` at `tid`, the newest transaction (forgets every page of
     /// an older one).
-    pub fn get(&self, key: &PageKey, tid: Tid) -> Option<Bytes> {
+    pub fn get(&self, key: &PageKey, tid: Tid) -> Option<Arc<Kept>> {
         let mut inner = self.inner.lock();
         inner.at(tid);
         inner.pages.get(key).cloned()
@@ -109,8 +128,8 @@ impl PageCache {
 
     /// Keeps `page` for `key`, made at `tid` (ignored if a newer transaction has been
     /// asked for since, or the page or the cache is too big).
-    pub fn put(&self, key: PageKey, tid: Tid, page: Bytes) {
-        if page.len() > limits::PAGE_CACHE_PAGE_BYTES {
+    pub fn put(&self, key: PageKey, tid: Tid, page: Arc<Kept>) {
+        if page.body.len() > limits::PAGE_CACHE_PAGE_BYTES {
             return;
         }
         let mut inner = self.inner.lock();
@@ -118,7 +137,7 @@ impl PageCache {
             return;
         }
         inner.at(tid);
-        let size = page.len() + key.path.len() + key.host.len();
+        let size = page.body.len() + key.path.len() + key.host.len();
         if inner.bytes + size > limits::PAGE_CACHE_BYTES {
             return;
         }
@@ -144,6 +163,14 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
+    fn page(body: &[u8]) -> Arc<Kept> {
+        Arc::new(Kept {
+            content_type: "text/html".into(),
+            headers: Vec::new(),
+            body: Bytes::copy_from_slice(body),
+        })
+    }
+
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
@@ -158,7 +185,7 @@ mod tests {
     #[test]
     fn only_anonymous_gets_without_a_query_have_a_key() {
         let get = Method::GET;
-        let key = |h: &HeaderMap| PageKey::of(&get, "/p", false, false, h, Lang::En);
+        let key = |h: &HeaderMap| PageKey::of(&get, "", "/p", false, false, h, Lang::En);
         assert!(key(&headers(&[("host", "a")])).is_some());
         assert!(key(&headers(&[("cookie", "bbru_lang=ru; bbru_csrf=x")])).is_some());
         assert!(key(&headers(&[("cookie", "bbru_session=s")])).is_none());
@@ -170,11 +197,12 @@ mod tests {
             .is_none()
         );
         assert!(key(&headers(&[("authorization", "Basic eDp5")])).is_none());
-        assert!(PageKey::of(&get, "/p", true, false, &HeaderMap::new(), Lang::En).is_none());
-        assert!(PageKey::of(&get, "/p", false, true, &HeaderMap::new(), Lang::En).is_none());
+        assert!(PageKey::of(&get, "", "/p", true, false, &HeaderMap::new(), Lang::En).is_none());
+        assert!(PageKey::of(&get, "", "/p", false, true, &HeaderMap::new(), Lang::En).is_none());
         assert!(
             PageKey::of(
                 &Method::POST,
+                "",
                 "/p",
                 false,
                 false,
@@ -183,6 +211,9 @@ mod tests {
             )
             .is_none()
         );
+        let view = |v: &str| PageKey::of(&get, v, "/p", false, false, &HeaderMap::new(), Lang::En);
+        assert!(view("feed").is_some() && view("sitemap.xml").is_some());
+        assert!(view("edit").is_none() && view("search").is_none() && view("history").is_none());
         assert_ne!(
             key(&headers(&[("host", "a")])),
             key(&headers(&[("host", "b")]))
@@ -194,6 +225,7 @@ mod tests {
         let cache = PageCache::default();
         let key = PageKey::of(
             &Method::GET,
+            "",
             "/p",
             false,
             false,
@@ -201,14 +233,21 @@ mod tests {
             Lang::Ru,
         )
         .unwrap();
-        cache.put(key.clone(), Tid(5), Bytes::from_static(b"at 5"));
-        assert_eq!(cache.get(&key, Tid(5)).as_deref(), Some(&b"at 5"[..]));
-        assert_eq!(cache.get(&key, Tid(6)), None, "a page of an older state");
+        cache.put(key.clone(), Tid(5), page(b"at 5"));
+        assert_eq!(
+            cache.get(&key, Tid(5)).map(|k| k.body.clone()),
+            Some(Bytes::from_static(b"at 5"))
+        );
+        assert!(
+            cache.get(&key, Tid(6)).is_none(),
+            "a page of an older state"
+        );
         // A page made at 5 arriving after 6 was asked for is not kept.
-        cache.put(key.clone(), Tid(5), Bytes::from_static(b"late"));
-        assert_eq!(cache.get(&key, Tid(6)), None);
+        cache.put(key.clone(), Tid(5), page(b"late"));
+        assert!(cache.get(&key, Tid(6)).is_none());
         let other = PageKey::of(
             &Method::GET,
+            "",
             "/p",
             false,
             false,
@@ -216,18 +255,22 @@ mod tests {
             Lang::En,
         )
         .unwrap();
-        cache.put(key.clone(), Tid(6), Bytes::from_static(b"ru"));
-        assert_eq!(cache.get(&other, Tid(6)), None, "another language's page");
+        cache.put(key.clone(), Tid(6), page(b"ru"));
+        assert!(
+            cache.get(&other, Tid(6)).is_none(),
+            "another language's page"
+        );
     }
 
     #[test]
     fn the_cache_stops_growing_at_its_bound() {
         let cache = PageCache::default();
-        let page = Bytes::from(vec![b'x'; limits::PAGE_CACHE_PAGE_BYTES]);
+        let full = vec![b'x'; limits::PAGE_CACHE_PAGE_BYTES];
         let mut kept = 0;
         for i in 0..(limits::PAGE_CACHE_BYTES / limits::PAGE_CACHE_PAGE_BYTES + 10) {
             let key = PageKey::of(
                 &Method::GET,
+                "",
                 &format!("/{i}"),
                 false,
                 false,
@@ -235,14 +278,15 @@ mod tests {
                 Lang::En,
             )
             .unwrap();
-            cache.put(key.clone(), Tid(1), page.clone());
+            cache.put(key.clone(), Tid(1), page(&full));
             kept += usize::from(cache.get(&key, Tid(1)).is_some());
         }
         assert!(kept * limits::PAGE_CACHE_PAGE_BYTES <= limits::PAGE_CACHE_BYTES);
         assert!(kept > 0);
-        let big = Bytes::from(vec![b'x'; limits::PAGE_CACHE_PAGE_BYTES + 1]);
+        let big = page(&vec![b'x'; limits::PAGE_CACHE_PAGE_BYTES + 1]);
         let key = PageKey::of(
             &Method::GET,
+            "",
             "/big",
             false,
             false,
@@ -251,6 +295,6 @@ mod tests {
         )
         .unwrap();
         cache.put(key.clone(), Tid(2), big);
-        assert_eq!(cache.get(&key, Tid(2)), None);
+        assert!(cache.get(&key, Tid(2)).is_none());
     }
 }

@@ -33,7 +33,7 @@ use super::input::{
 use super::nav::Sections;
 use super::page_cache::PageKey;
 use super::reply::render_reply;
-use super::workers::Answered;
+use super::workers::{Answered, plain_view};
 use super::{App, AppError, Input, Peer, Reply, cookie, url_of, views};
 
 /// One step of the traversal: the name in the URL and the object found.
@@ -191,7 +191,7 @@ fn scripted(credentials: &Credentials, method: &Method, json: bool) -> bool {
 }
 
 /// Splits a request path into item names and the view name (`""` for the default view).
-fn split_path(path: &str) -> Result<(Vec<String>, String), AppError> {
+pub(super) fn split_path(path: &str) -> Result<(Vec<String>, String), AppError> {
     let mut names = Vec::new();
     let mut view = String::new();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -649,19 +649,20 @@ async fn answer(
     } else {
         None
     };
-    let plain = received.is_none() && plain_view(&request);
-    let cache_key = plain
-        .then(|| {
-            PageKey::of(
-                &request.method,
-                &request.path,
-                !request.query.is_empty(),
-                request.wants_json,
-                &request.headers,
-                request.lang,
-            )
-        })
-        .flatten();
+    let view = split_path(&request.path).map_or(String::new(), |(_, view)| view);
+    let plain = received.is_none() && plain_view(&request.method, &view);
+    let cache_key = received.is_none().then(|| {
+        let has_query = !request.query.is_empty();
+        PageKey::of(
+            &request.method,
+            &view,
+            &request.path,
+            has_query,
+            request.wants_json,
+            &request.headers,
+            request.lang,
+        )
+    });
     let respond = move |app: &App, received: Option<Received>| {
         let input = parse_input(&request.headers, received)?;
         let who = std::cell::RefCell::new(String::new());
@@ -673,20 +674,11 @@ async fn answer(
             csrf_used: csrf_used.get(),
         })
     };
-    if plain {
-        app.run_view(cache_key, move |app| respond(app, None)).await
-    } else {
-        app.blocking(move |app| respond(app, received)).await
+    match cache_key.flatten() {
+        key if plain => app.run_view(key, move |app| respond(app, None)).await,
+        Some(key) => app.run_kept(key, move |app| respond(app, None)).await,
+        None => app.blocking(move |app| respond(app, received)).await,
     }
-}
-
-/// A GET or HEAD of an object's own view (`/a/b` or `/a/b/@@view`): a page, a
-/// listing bounded by the folder's size, a file's headers. Other views (search,
-/// image scales, the sitemap, the management views) may take long and keep the
-/// blocking pool.
-fn plain_view(request: &Request) -> bool {
-    (request.method == Method::GET || request.method == Method::HEAD)
-        && split_path(&request.path).is_ok_and(|(_, view)| view.is_empty() || view == "view")
 }
 
 /// The router: everything goes to `publish`.

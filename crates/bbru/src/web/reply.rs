@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 #[derive(Debug)]
 pub enum Reply {
     Html(String),
-    /// A page kept by the page cache (`page_cache.rs`), shared with it.
-    HtmlBytes(bytes::Bytes),
+    /// An answer kept by the page cache (`page_cache.rs`), shared with it.
+    Kept(std::sync::Arc<super::page_cache::Kept>),
     /// A page with another status than 200 (a form shown again, with why).
     HtmlStatus(StatusCode, String),
     /// A redirect (303 after a POST) to a path of this site.
@@ -131,8 +131,17 @@ pub(super) fn render_reply(reply: Reply) -> Response {
         Reply::Html(html) => {
             ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
         }
-        Reply::HtmlBytes(html) => {
-            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+        Reply::Kept(kept) => {
+            let mut response = axum::body::Body::from(kept.body.clone()).into_response();
+            let headers = response.headers_mut();
+            for (name, value) in std::iter::once((&header::CONTENT_TYPE, &kept.content_type))
+                .chain(kept.headers.iter().map(|(n, v)| (n, v)))
+            {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    headers.insert(name.clone(), v);
+                }
+            }
+            response
         }
         Reply::HtmlStatus(status, html) => (
             status,

@@ -18,8 +18,16 @@ use zodb_storage::inline;
 
 use super::app::App;
 use super::error::AppError;
-use super::page_cache::PageKey;
+use super::page_cache::{Kept, PageKey};
 use super::reply::Reply;
+
+/// A GET or HEAD of an object's own view (`/a/b` or `/a/b/@@view`): a page, a listing
+/// bounded by the folder's size, a file's headers. Other views (search, image scales,
+/// the sitemap, the management views) may take long and keep the blocking pool.
+pub(super) fn plain_view(method: &axum::http::Method, view: &str) -> bool {
+    (method == axum::http::Method::GET || method == axum::http::Method::HEAD)
+        && (view.is_empty() || view == "view")
+}
 
 impl App {
     /// Runs `work` holding a connection slot: on this thread when `in_line` (see
@@ -120,9 +128,25 @@ impl App {
         }))
     }
 
-    /// The page kept for `key` at the newest transaction, else `work`'s answer, kept
-    /// when it is an anonymous 200 page without a CSRF token, made while no commit
-    /// landed and with nothing refused (see `page_cache.rs`).
+    /// Runs a view whose anonymous answer may be kept, but not in line (a feed, the
+    /// sitemap): on the blocking pool, after the storage's sync, so the newest
+    /// transaction it names is one the request must see.
+    pub(super) async fn run_kept(
+        self: &Arc<Self>,
+        key: PageKey,
+        work: impl Fn(&App) -> Result<Answered, AppError> + Send + 'static,
+    ) -> Result<Answered, AppError> {
+        self.blocking(move |app| match app.db.storage().sync() {
+            Ok(()) => app.view_or_kept(Some(&key), &work),
+            // The transaction's own sync fails the same way and says so.
+            Err(_) => work(app),
+        })
+        .await
+    }
+
+    /// The answer kept for `key` at the newest transaction, else `work`'s answer,
+    /// kept when it is an anonymous 200 page or document without a CSRF token, made
+    /// while no commit landed and with nothing refused (see `page_cache.rs`).
     fn view_or_kept(
         &self,
         key: Option<&PageKey>,
@@ -132,10 +156,10 @@ impl App {
             return work(self);
         };
         let tid = self.db.last_transaction();
-        if let Some(page) = self.page_cache.get(key, tid) {
+        if let Some(kept) = self.page_cache.get(key, tid) {
             self.metrics.page_cache_hit();
             return Ok(Answered {
-                reply: Ok(Reply::HtmlBytes(page)),
+                reply: Ok(Reply::Kept(kept)),
                 principal: String::new(),
                 csrf_used: false,
             });
@@ -145,10 +169,38 @@ impl App {
             && !answered.csrf_used
             && !inline::refused()
             && self.db.last_transaction() == tid;
-        if keep && let Ok(Reply::Html(html)) = &mut answered.reply {
-            let page = bytes::Bytes::from(std::mem::take(html));
-            self.page_cache.put(key.clone(), tid, page.clone());
-            answered.reply = Ok(Reply::HtmlBytes(page));
+        if keep && let Ok(reply) = &mut answered.reply {
+            let kept = match std::mem::replace(
+                reply,
+                Reply::Status(axum::http::StatusCode::OK, String::new()),
+            ) {
+                Reply::Html(html) => Ok(Kept {
+                    content_type: "text/html; charset=utf-8".into(),
+                    headers: Vec::new(),
+                    body: bytes::Bytes::from(html),
+                }),
+                Reply::WithHeaders(inner, headers) => match *inner {
+                    Reply::Bytes {
+                        content_type,
+                        data,
+                        filename: None,
+                    } => Ok(Kept {
+                        content_type,
+                        headers,
+                        body: bytes::Bytes::from(data),
+                    }),
+                    other => Err(Reply::WithHeaders(Box::new(other), headers)),
+                },
+                other => Err(other),
+            };
+            *reply = match kept {
+                Ok(kept) => {
+                    let kept = Arc::new(kept);
+                    self.page_cache.put(key.clone(), tid, Arc::clone(&kept));
+                    Reply::Kept(kept)
+                }
+                Err(unchanged) => unchanged,
+            };
         }
         Ok(answered)
     }

@@ -51,6 +51,24 @@ fn anonymous_pages_are_kept_until_the_next_commit_and_for_anonymous_visitors_onl
     assert!(json.trim_start().starts_with('{'), "{json}");
     assert!(!get(&site.base, "/p", "en").contains("Logged in as"));
 
+    // Documents built from many objects are kept too: the sitemap once made is
+    // answered from the cache, with its headers.
+    let sitemap = get(&site.base, "/sitemap.xml", "en");
+    let hits = counter(&site.base, "bbru_page_cache_hits");
+    let r = Client::new()
+        .get(format!("{}/sitemap.xml", site.base))
+        .send()
+        .unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("xml")
+    );
+    assert!(r.headers().contains_key("cache-control"));
+    assert_eq!(r.text().unwrap(), sitemap);
+    assert_eq!(counter(&site.base, "bbru_page_cache_hits"), hits + 1);
+
     // A commit anywhere (here: another page) and the next view is made again, with
     // the change of that commit where the page shows it (the section navigation).
     assert_eq!(
