@@ -57,19 +57,33 @@ pub struct PageKey {
     host: Vec<u8>,
 }
 
+/// What [`PageKey::of`] looks at in a request.
+#[derive(Debug, Clone)]
+pub struct Asked<'a> {
+    pub method: &'a Method,
+    /// The view's name (`""` for an object's own).
+    pub view: &'a str,
+    pub path: &'a str,
+    pub has_query: bool,
+    pub wants_json: bool,
+    pub headers: &'a HeaderMap,
+    pub lang: Lang,
+}
+
 impl PageKey {
     /// The key of a request whose page may be kept: a GET of `path` for HTML, with no
     /// query string, no credentials and no cookie but the language's and the CSRF
-    /// token's.
-    pub fn of(
-        method: &Method,
-        view: &str,
-        path: &str,
-        has_query: bool,
-        wants_json: bool,
-        headers: &HeaderMap,
-        lang: Lang,
-    ) -> Option<PageKey> {
+    /// token's.  `host_named`: the documents name the request's `Host` (no `[site] url`).
+    pub fn of(asked: &Asked<'_>, host_named: bool) -> Option<PageKey> {
+        let Asked {
+            method,
+            view,
+            path,
+            has_query,
+            wants_json,
+            headers,
+            lang,
+        } = asked.clone();
         if method != Method::GET
             || !kept_view(view)
             || has_query
@@ -91,10 +105,17 @@ impl PageKey {
         if !only_ours {
             return None;
         }
-        let host = headers
-            .get(header::HOST)
-            .map_or(&[][..], |h| h.as_bytes())
-            .to_vec();
+        // Only the documents with absolute links name the host, and only when `[site]
+        // url` is not set (`views/feeds.rs`): pages are the same whatever `Host` says,
+        // so varying it cannot make them be made again.
+        let host = if host_named && matches!(view, "feed" | "sitemap.xml" | "robots.txt") {
+            headers
+                .get(header::HOST)
+                .map_or(&[][..], |h| h.as_bytes())
+                .to_vec()
+        } else {
+            Vec::new()
+        };
         Some(PageKey {
             path: path.to_owned(),
             lang,
@@ -182,82 +203,94 @@ mod tests {
         h
     }
 
+    /// The key of an anonymous GET of `path`'s view `view` in English, with `headers`,
+    /// changed by `change` first.
+    fn key_with(
+        view: &str,
+        path: &str,
+        headers: &HeaderMap,
+        change: impl Fn(&mut Asked<'_>),
+    ) -> Option<PageKey> {
+        let mut asked = Asked {
+            method: &Method::GET,
+            view,
+            path,
+            has_query: false,
+            wants_json: false,
+            headers,
+            lang: Lang::En,
+        };
+        change(&mut asked);
+        PageKey::of(&asked, true)
+    }
+
+    fn key(path: &str) -> PageKey {
+        key_with("", path, &HeaderMap::new(), |_| {}).unwrap()
+    }
+
     #[test]
     fn only_anonymous_gets_without_a_query_have_a_key() {
-        let get = Method::GET;
-        let key = |h: &HeaderMap| PageKey::of(&get, "", "/p", false, false, h, Lang::En);
-        assert!(key(&headers(&[("host", "a")])).is_some());
-        assert!(key(&headers(&[("cookie", "bbru_lang=ru; bbru_csrf=x")])).is_some());
-        assert!(key(&headers(&[("cookie", "bbru_session=s")])).is_none());
+        let with = |h: &HeaderMap| key_with("", "/p", h, |_| {});
+        assert!(with(&headers(&[("host", "a")])).is_some());
+        assert!(with(&headers(&[("cookie", "bbru_lang=ru; bbru_csrf=x")])).is_some());
+        assert!(with(&headers(&[("cookie", "bbru_session=s")])).is_none());
         assert!(
-            key(&headers(&[
+            with(&headers(&[
                 ("cookie", "bbru_lang=ru"),
                 ("cookie", "other=1")
             ]))
             .is_none()
         );
-        assert!(key(&headers(&[("authorization", "Basic eDp5")])).is_none());
-        assert!(PageKey::of(&get, "", "/p", true, false, &HeaderMap::new(), Lang::En).is_none());
-        assert!(PageKey::of(&get, "", "/p", false, true, &HeaderMap::new(), Lang::En).is_none());
-        assert!(
-            PageKey::of(
-                &Method::POST,
-                "",
-                "/p",
-                false,
-                false,
-                &HeaderMap::new(),
-                Lang::En
-            )
-            .is_none()
-        );
-        let view = |v: &str| PageKey::of(&get, v, "/p", false, false, &HeaderMap::new(), Lang::En);
+        assert!(with(&headers(&[("authorization", "Basic eDp5")])).is_none());
+        let none = HeaderMap::new();
+        assert!(key_with("", "/p", &none, |a| a.has_query = true).is_none());
+        assert!(key_with("", "/p", &none, |a| a.wants_json = true).is_none());
+        assert!(key_with("", "/p", &none, |a| a.method = &Method::POST).is_none());
+        let view = |v: &str| key_with(v, "/p", &none, |_| {});
         assert!(view("feed").is_some() && view("sitemap.xml").is_some());
         assert!(view("edit").is_none() && view("search").is_none() && view("history").is_none());
-        assert_ne!(
-            key(&headers(&[("host", "a")])),
-            key(&headers(&[("host", "b")]))
+        // The host matters for the documents that name it, not for pages.
+        assert_eq!(
+            with(&headers(&[("host", "a")])),
+            with(&headers(&[("host", "b")]))
         );
+        let sitemap = |host: &str, named: bool| {
+            let h = headers(&[("host", host)]);
+            let asked = Asked {
+                method: &Method::GET,
+                view: "sitemap.xml",
+                path: "/sitemap.xml",
+                has_query: false,
+                wants_json: false,
+                headers: &h,
+                lang: Lang::En,
+            };
+            PageKey::of(&asked, named)
+        };
+        assert_ne!(sitemap("a", true), sitemap("b", true));
+        assert_eq!(sitemap("a", false), sitemap("b", false));
     }
 
     #[test]
     fn pages_are_kept_for_their_transaction_only() {
         let cache = PageCache::default();
-        let key = PageKey::of(
-            &Method::GET,
-            "",
-            "/p",
-            false,
-            false,
-            &HeaderMap::new(),
-            Lang::Ru,
-        )
-        .unwrap();
-        cache.put(key.clone(), Tid(5), page(b"at 5"));
+        let none = HeaderMap::new();
+        let russian = key_with("", "/p", &none, |a| a.lang = Lang::Ru).unwrap();
+        cache.put(russian.clone(), Tid(5), page(b"at 5"));
         assert_eq!(
-            cache.get(&key, Tid(5)).map(|k| k.body.clone()),
+            cache.get(&russian, Tid(5)).map(|k| k.body.clone()),
             Some(Bytes::from_static(b"at 5"))
         );
         assert!(
-            cache.get(&key, Tid(6)).is_none(),
+            cache.get(&russian, Tid(6)).is_none(),
             "a page of an older state"
         );
         // A page made at 5 arriving after 6 was asked for is not kept.
-        cache.put(key.clone(), Tid(5), page(b"late"));
-        assert!(cache.get(&key, Tid(6)).is_none());
-        let other = PageKey::of(
-            &Method::GET,
-            "",
-            "/p",
-            false,
-            false,
-            &HeaderMap::new(),
-            Lang::En,
-        )
-        .unwrap();
-        cache.put(key.clone(), Tid(6), page(b"ru"));
+        cache.put(russian.clone(), Tid(5), page(b"late"));
+        assert!(cache.get(&russian, Tid(6)).is_none());
+        cache.put(russian.clone(), Tid(6), page(b"ru"));
         assert!(
-            cache.get(&other, Tid(6)).is_none(),
+            cache.get(&key("/p"), Tid(6)).is_none(),
             "another language's page"
         );
     }
@@ -268,32 +301,14 @@ mod tests {
         let full = vec![b'x'; limits::PAGE_CACHE_PAGE_BYTES];
         let mut kept = 0;
         for i in 0..(limits::PAGE_CACHE_BYTES / limits::PAGE_CACHE_PAGE_BYTES + 10) {
-            let key = PageKey::of(
-                &Method::GET,
-                "",
-                &format!("/{i}"),
-                false,
-                false,
-                &HeaderMap::new(),
-                Lang::En,
-            )
-            .unwrap();
+            let key = key(&format!("/{i}"));
             cache.put(key.clone(), Tid(1), page(&full));
             kept += usize::from(cache.get(&key, Tid(1)).is_some());
         }
         assert!(kept * limits::PAGE_CACHE_PAGE_BYTES <= limits::PAGE_CACHE_BYTES);
         assert!(kept > 0);
         let big = page(&vec![b'x'; limits::PAGE_CACHE_PAGE_BYTES + 1]);
-        let key = PageKey::of(
-            &Method::GET,
-            "",
-            "/big",
-            false,
-            false,
-            &HeaderMap::new(),
-            Lang::En,
-        )
-        .unwrap();
+        let key = key("/big");
         cache.put(key.clone(), Tid(2), big);
         assert!(cache.get(&key, Tid(2)).is_none());
     }

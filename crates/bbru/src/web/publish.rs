@@ -31,7 +31,7 @@ use super::input::{
     Admitted, Received, discard_small_body, form_pairs, has_body, parse_input, read_input,
 };
 use super::nav::Sections;
-use super::page_cache::PageKey;
+use super::page_cache::{Asked, PageKey};
 use super::reply::render_reply;
 use super::workers::{Answered, plain_view};
 use super::{App, AppError, Input, Peer, Reply, cookie, url_of, views};
@@ -652,16 +652,16 @@ async fn answer(
     let view = split_path(&request.path).map_or(String::new(), |(_, view)| view);
     let plain = received.is_none() && plain_view(&request.method, &view);
     let cache_key = received.is_none().then(|| {
-        let has_query = !request.query.is_empty();
-        PageKey::of(
-            &request.method,
-            &view,
-            &request.path,
-            has_query,
-            request.wants_json,
-            &request.headers,
-            request.lang,
-        )
+        let asked = Asked {
+            method: &request.method,
+            view: &view,
+            path: &request.path,
+            has_query: !request.query.is_empty(),
+            wants_json: request.wants_json,
+            headers: &request.headers,
+            lang: request.lang,
+        };
+        PageKey::of(&asked, app.config.site.url.is_none())
     });
     let respond = move |app: &App, received: Option<Received>| {
         let input = parse_input(&request.headers, received)?;
