@@ -327,6 +327,16 @@ pub const IMAGE_SCALINGS_AT_ONCE: usize = 2;
 /// the log).
 pub const DISCOVERY_VISITS_MAX: usize = 50_000;
 
+/// Walks for feeds and the sitemap at once (each up to [`DISCOVERY_VISITS_MAX`] loads,
+/// about 0.3 s of CPU at that size): what the page cache does not answer (after each
+/// commit, or for every `Host` a client makes up while `[site] url` is unset) takes at
+/// most this many cores.
+pub const DISCOVERY_WALKS_AT_ONCE: usize = 1;
+
+/// How long a feed or sitemap request waits for a walk to finish before it is answered
+/// 503: a reader's poll comes again, a flood is turned away.
+pub const DISCOVERY_WALK_WAIT: Duration = Duration::from_secs(5);
+
 /// Entries of an Atom feed (`@@feed`): the latest changes, as feed readers poll.
 pub const FEED_ENTRIES_MAX: usize = 30;
 

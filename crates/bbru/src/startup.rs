@@ -262,6 +262,7 @@ pub fn app(
         basic_cache: crate::web::BasicCache::default(),
         pages: crate::web::views::content::RenderedPages::default(),
         page_cache: Default::default(),
+        discovery: crate::web::gate::Gate::new(limits::DISCOVERY_WALKS_AT_ONCE),
         scales: crate::web::views::images::ImageScales::default(),
         http: crate::config::HttpSettings::default(),
         conflict_retries: crate::limits::CONFLICT_RETRIES_DEFAULT,

@@ -63,6 +63,8 @@ pub struct App {
     pub basic_cache: BasicCache,
     /// Sanitised HTML of pages, by object and revision.
     pub pages: RenderedPages,
+    /// Walks of the content tree for feeds and the sitemap running at once.
+    pub discovery: super::gate::Gate,
     /// Anonymous pages of the newest transaction (`page_cache.rs`).
     pub page_cache: super::page_cache::PageCache,
     /// Image scales made by this instance (`views/images.rs`).

@@ -39,6 +39,7 @@
 mod app;
 mod auth;
 mod error;
+pub mod gate;
 mod input;
 mod listener;
 pub mod metrics;

@@ -82,7 +82,18 @@ pub struct Found {
 /// The items under the addressed folder (not the folder itself) that anonymous visitors
 /// may see, visiting at most [`limits::DISCOVERY_VISITS_MAX`] items.  A private item's
 /// contents are skipped whole; a hidden one is entered (a grant below may show again).
+/// At most [`limits::DISCOVERY_WALKS_AT_ONCE`] walks run at once; others wait
+/// [`limits::DISCOVERY_WALK_WAIT`], then are answered 503.
 pub fn public_items(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Vec<Found>, AppError> {
+    ctx.app.discovery.run(
+        limits::DISCOVERY_WALK_WAIT,
+        "Too many feeds and sitemaps are being made right now; try again in a moment.",
+        || walk(ctx, tx),
+    )?
+}
+
+/// [`public_items`] without the gate.
+fn walk(ctx: &Ctx<'_>, tx: &Transaction<'_>) -> Result<Vec<Found>, AppError> {
     let names: Vec<String> = ctx.path.iter().skip(1).map(|s| s.name.clone()).collect();
     let path: Vec<Content> = ctx.path.iter().map(|s| s.content.clone()).collect();
     let mut stack = vec![(names, path)];

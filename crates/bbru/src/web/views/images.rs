@@ -27,7 +27,7 @@ use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use maud::{Markup, html};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use zodb::Transaction;
 
 use crate::limits;
@@ -86,8 +86,7 @@ pub struct ImageScales {
     cache: Mutex<lru::LruCache<(u64, u64, u32), Arc<Scaled>>>,
     bytes: AtomicU64,
     made: AtomicU64,
-    running: Mutex<usize>,
-    freed: Condvar,
+    scalings: crate::web::gate::Gate,
     /// Oriented sizes of originals by (oid, serial), read from their headers, for the
     /// `width`, `height` and `srcset` of pages (at most
     /// [`limits::IMAGE_SIZES_CACHED_MAX`]; `None`: unreadable).
@@ -100,8 +99,7 @@ impl Default for ImageScales {
             cache: Mutex::new(lru::LruCache::unbounded()),
             bytes: AtomicU64::new(0),
             made: AtomicU64::new(0),
-            running: Mutex::new(0),
-            freed: Condvar::new(),
+            scalings: crate::web::gate::Gate::new(limits::IMAGE_SCALINGS_AT_ONCE),
             sizes: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(limits::IMAGE_SIZES_CACHED_MAX)
                     .unwrap_or(std::num::NonZeroUsize::MIN),
@@ -140,21 +138,11 @@ impl ImageScales {
     /// Runs `work` once fewer than [`limits::IMAGE_SCALINGS_AT_ONCE`] decodes run, or
     /// answers `Busy` after [`limits::IMAGE_SCALING_WAIT`].
     fn gated<T>(&self, work: impl FnOnce() -> T) -> Result<T, AppError> {
-        let mut running = self.running.lock();
-        let deadline = std::time::Instant::now() + limits::IMAGE_SCALING_WAIT;
-        while *running >= limits::IMAGE_SCALINGS_AT_ONCE {
-            if self.freed.wait_until(&mut running, deadline).timed_out() {
-                return Err(AppError::Busy(
-                    "Too many images are being scaled right now; try again in a moment.".into(),
-                ));
-            }
-        }
-        *running += 1;
-        drop(running);
-        let result = work();
-        *self.running.lock() -= 1;
-        self.freed.notify_one();
-        Ok(result)
+        self.scalings.run(
+            limits::IMAGE_SCALING_WAIT,
+            "Too many images are being scaled right now; try again in a moment.",
+            work,
+        )
     }
 }
 
