@@ -379,7 +379,8 @@ pub struct ServeConfig {
     /// Read replicas of the PostgreSQL database, for loads (`[storage]
     /// postgres_replicas`).
     pub postgres_replicas: Vec<String>,
-    /// Bytes this instance's blob cache may hold (the files read longest ago go first).
+    /// Bytes this instance's blob cache may hold, on ZEO and on PostgreSQL (the files
+    /// written longest ago go first).
     pub blob_cache_bytes: u64,
     pub site_config: PathBuf,
     pub pid_file: PathBuf,

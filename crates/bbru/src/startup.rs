@@ -88,6 +88,7 @@ pub fn open_storage(config: &ServeConfig) -> Result<Opened, StartError> {
             let storage = zodb_pg::PgStorage::open(url)
                 .and_then(|s| s.with_replicas(&config.postgres_replicas))
                 .and_then(|s| s.with_blob_dir(cache.dir()))
+                .and_then(|s| s.with_blob_cache_bytes(config.blob_cache_bytes))
                 .map_err(|e| StartError::Storage {
                     what: what(),
                     error: e.into(),

@@ -72,3 +72,9 @@ pub const REPLICA_RECHECK: Duration = Duration::from_millis(100);
 /// left alone, its loads going to the primary (RelStorage's `replica-timeout`
 /// plays this part there).
 pub const REPLICA_RETRY: Duration = Duration::from_secs(10);
+
+/// Bytes of blob files the storage's blob cache directory keeps by default
+/// (`PgStorage::with_blob_cache_bytes` sets another; the files written longest
+/// ago go first): the database holds every blob, so the directory is only a
+/// cache, and a ZEO client's blob cache has the same default.
+pub const BLOB_CACHE_BYTES_DEFAULT: u64 = 1 << 30;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio_postgres::Config;
-use zodb_storage::blob::BlobDir;
+use zodb_storage::blob::{BlobDir, CacheBound};
 use zodb_storage::{
     HistoryEntry, InvalidationListener, Listeners, Oid, RecordIterItem, Result, Revision, Storage,
     StorageError, StorageLocation, Tid, TidClock, TransactionIter, TransactionMeta, TxnHandle,
@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     pub(crate) cache: crate::cache::StateCache,
     /// The blob cache (`blobs.rs`), set once by [`PgStorage::with_blob_dir`].
     pub(crate) blob_dir: std::sync::OnceLock<BlobDir>,
+    /// The bound of that directory ([`PgStorage::with_blob_cache_bytes`]).
+    pub(crate) blob_bound: CacheBound,
 }
 
 impl std::fmt::Debug for PgStorage {
@@ -137,6 +139,7 @@ impl PgStorage {
                 clock: Mutex::new(TidClock::new(Tid::ZERO)),
                 listening: AtomicBool::new(false),
                 blob_dir: std::sync::OnceLock::new(),
+                blob_bound: CacheBound::new(crate::limits::BLOB_CACHE_BYTES_DEFAULT),
                 cache: crate::cache::StateCache::new(crate::limits::CACHE_BYTES_DEFAULT),
                 replicas: Vec::new(),
             }),
@@ -193,6 +196,15 @@ impl PgStorage {
         Arc::get_mut(&mut self.inner)
             .ok_or(PgError::RuntimeGone)?
             .replicas = replicas;
+        Ok(self)
+    }
+
+    /// Bounds the blob cache directory at `bytes` (see
+    /// [`crate::limits::BLOB_CACHE_BYTES_DEFAULT`]).
+    pub fn with_blob_cache_bytes(mut self, bytes: u64) -> std::result::Result<Self, PgError> {
+        Arc::get_mut(&mut self.inner)
+            .ok_or(PgError::RuntimeGone)?
+            .blob_bound = CacheBound::new(bytes);
         Ok(self)
     }
 
@@ -482,7 +494,11 @@ impl Storage for PgStorage {
             let mut conn = inner.pool.get().await?;
             crate::blobs::download(&mut conn, dir, oid, serial).await
         })? {
-            Some(path) => Ok(path),
+            Some(path) => {
+                let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+                self.inner.blob_bound.added(dir, bytes);
+                Ok(path)
+            }
             None => Err(StorageError::PosKey {
                 oid,
                 detail: Some(format!("no blob for revision {serial}")),

@@ -273,9 +273,15 @@ impl PgStorage {
         // sharing the directory reads them there.
         if let Some(dir) = self.inner.blob_dir.get() {
             for (oid, staged) in std::mem::take(&mut txn.blobs) {
-                if let Err(e) = dir.commit(&staged, oid, tid) {
-                    tracing::warn!(%oid, %tid, "keeping a committed blob in the blob cache: {e}");
-                    BlobDir::discard(&staged);
+                match dir.commit(&staged, oid, tid) {
+                    Ok(path) => {
+                        let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+                        self.inner.blob_bound.added(dir, bytes);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%oid, %tid, "keeping a committed blob in the blob cache: {e}");
+                        BlobDir::discard(&staged);
+                    }
                 }
             }
             for &oid in txn.undos.iter().flat_map(|(_, oids)| oids) {

@@ -367,6 +367,66 @@ fn set_private(dir: &Path) -> io::Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
+/// A bound on the bytes of a blob cache directory (a ZEO client's, a PostgreSQL
+/// storage's): its owner reports the bytes it adds ([`CacheBound::added`]); once a tenth
+/// of the bound has been added since the last look, the files written longest ago are
+/// removed until the directory holds at most nine tenths of the bound.  Removing a file
+/// being read is harmless (an open file stays readable); the next load fetches it
+/// again.
+#[derive(Debug)]
+pub struct CacheBound {
+    bytes_max: u64,
+    added: std::sync::atomic::AtomicU64,
+}
+
+impl CacheBound {
+    pub fn new(bytes_max: u64) -> CacheBound {
+        CacheBound {
+            bytes_max,
+            added: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Counts `bytes` written into `dir`, and trims it when it is time.
+    pub fn added(&self, dir: &BlobDir, bytes: u64) {
+        use std::sync::atomic::Ordering;
+        let added = self.added.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if added < self.bytes_max / 10 {
+            return;
+        }
+        self.added.store(0, Ordering::Relaxed);
+        if let Err(e) = self.trim(dir) {
+            tracing::warn!(dir = %dir.root().display(), "trimming the blob cache: {e}");
+        }
+    }
+
+    fn trim(&self, dir: &BlobDir) -> io::Result<()> {
+        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = dir
+            .revisions()?
+            .into_iter()
+            .filter_map(|(_, _, p)| {
+                let m = fs::metadata(&p).ok()?;
+                Some((m.modified().ok()?, m.len(), p))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        if total <= self.bytes_max {
+            return Ok(());
+        }
+        files.sort();
+        let target = self.bytes_max / 10 * 9;
+        for (_, len, path) in files {
+            if total <= target {
+                break;
+            }
+            if dir.retire(&path, false).is_ok() {
+                total -= len;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,11 +19,11 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use zodb_pickle::Value;
-use zodb_storage::blob::{BlobDir, hex_repr};
+use zodb_storage::blob::{BlobDir, CacheBound, hex_repr};
 use zodb_storage::{Oid, StorageError, Tid};
 
 use crate::limits;
@@ -35,9 +35,8 @@ pub(crate) struct Blobs {
     pub(crate) dir: BlobDir,
     /// The server's own blob directory (shared), or this client's cache.
     pub(crate) shared: bool,
-    cache_bytes_max: u64,
-    /// Bytes downloaded since the cache's size was last checked.
-    loaded: AtomicU64,
+    /// The cache's bound (`blob_cache_bytes`).
+    bound: CacheBound,
     /// Downloads one at a time (two loads of one revision must not both write it).
     download: Mutex<()>,
     /// Files being received, by revision.
@@ -59,8 +58,7 @@ impl Blobs {
         Ok(Blobs {
             dir,
             shared,
-            cache_bytes_max,
-            loaded: AtomicU64::new(0),
+            bound: CacheBound::new(cache_bytes_max),
             download: Mutex::new(()),
             receiving: Mutex::new(HashMap::new()),
         })
@@ -141,9 +139,7 @@ impl Blobs {
             tracing::warn!("keeping a stored blob in the cache: {e}");
             BlobDir::discard(staged);
         }
-        self.loaded
-            .fetch_add(file_len(&self.dir.path(oid, tid)), Ordering::Relaxed);
-        self.check_size();
+        self.added(file_len(&self.dir.path(oid, tid)));
     }
 
     /// The file of `oid`'s revision `serial`: the shared directory's, or the cache's,
@@ -175,7 +171,7 @@ impl Blobs {
                 detail: Some("the server sent no blob file".into()),
             });
         }
-        self.check_size();
+        self.added(file_len(&path));
         Ok(path)
     }
 
@@ -191,7 +187,6 @@ impl Blobs {
                     })
             }
             Callback::ReceiveBlobChunk { oid, serial, chunk } => {
-                self.loaded.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 match self.receiving.lock().get_mut(&(oid, serial)) {
                     Some(f) => f.write_all(&chunk),
                     None => Ok(()),
@@ -220,37 +215,10 @@ impl Blobs {
         PathBuf::from(p)
     }
 
-    /// Keeps the cache under its bound: once a tenth of the bound has been downloaded
-    /// since the last check, the files downloaded longest ago are removed until the
-    /// cache holds at most nine tenths of it.
-    fn check_size(&self) {
-        if self.shared || self.loaded.load(Ordering::Relaxed) < self.cache_bytes_max / 10 {
-            return;
-        }
-        self.loaded.store(0, Ordering::Relaxed);
-        let Ok(files) = self.dir.revisions() else {
-            return;
-        };
-        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = files
-            .into_iter()
-            .filter_map(|(_, _, p)| {
-                let m = fs::metadata(&p).ok()?;
-                Some((m.modified().ok()?, m.len(), p))
-            })
-            .collect();
-        let mut total: u64 = files.iter().map(|f| f.1).sum();
-        if total <= self.cache_bytes_max {
-            return;
-        }
-        files.sort();
-        let target = self.cache_bytes_max / 10 * 9;
-        for (_, len, path) in files {
-            if total <= target {
-                break;
-            }
-            if self.dir.retire(&path, false).is_ok() {
-                total -= len;
-            }
+    /// Counts bytes kept in the cache (not in a shared directory: the server owns it).
+    fn added(&self, bytes: u64) {
+        if !self.shared {
+            self.bound.added(&self.dir, bytes);
         }
     }
 }

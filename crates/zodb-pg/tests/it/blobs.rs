@@ -4,7 +4,8 @@
 //! leaves no large object; an undo brings an older revision's blob back
 //! without a copy; a pack unlinks the large objects of the revisions it
 //! removes; a copy from a FileStorage with blobs and back gives the same
-//! bytes; and Python RelStorage 4.3 reads what bbru stored and the other way.
+//! bytes; Python RelStorage 4.3 reads what bbru stored and the other way; and
+//! the cache directory stays within its bound, fetching again what it let go.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -78,6 +79,47 @@ fn a_blob_stored_by_one_storage_is_downloaded_by_another() {
             .count(),
         0
     );
+}
+
+/// The bytes of the blob files under `dir`.
+fn cached_bytes(s: &PgStorage) -> u64 {
+    s.blobs()
+        .unwrap()
+        .revisions()
+        .unwrap()
+        .iter()
+        .map(|(_, _, p)| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+#[test]
+fn the_blob_cache_stays_within_its_bound_and_fetches_again_what_it_let_go() {
+    let db = fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let bound = 4 * 100_000;
+    let s = open(&db, dir.path()).with_blob_cache_bytes(bound).unwrap();
+    let mut revisions = Vec::new();
+    for i in 0..12u8 {
+        let oid = s.new_oids(1).unwrap()[0];
+        let bytes = vec![i; 100_000];
+        revisions.push((oid, commit_blob(&s, oid, Tid::ZERO, &bytes), bytes));
+        assert!(
+            cached_bytes(&s) <= bound + 100_000,
+            "{} cached",
+            cached_bytes(&s)
+        );
+    }
+    // The first ones went (written longest ago); asked again, they are fetched.
+    let (oid, tid, bytes) = &revisions[0];
+    assert!(
+        !s.blobs().unwrap().path(*oid, *tid).exists(),
+        "the oldest file was kept"
+    );
+    assert_eq!(
+        &std::fs::read(s.load_blob(*oid, *tid).unwrap()).unwrap(),
+        bytes
+    );
+    assert!(cached_bytes(&s) <= bound + 100_000);
 }
 
 #[test]
