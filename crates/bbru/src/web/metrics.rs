@@ -55,35 +55,30 @@ impl Default for Metrics {
             "Time to answer a request",
             latency.clone(),
         );
-        let conflict_retries = Counter::default();
-        registry.register(
+        let mut counter = |name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let conflict_retries = counter(
             "bbru_conflict_retries",
             "Requests run again after their transaction conflicted",
-            conflict_retries.clone(),
         );
-        let conflicts_given_up = Counter::default();
-        registry.register(
+        let conflicts_given_up = counter(
             "bbru_conflicts_given_up",
             "Requests answered 409 because their transaction still conflicted after every attempt",
-            conflicts_given_up.clone(),
         );
-        let in_line = Counter::default();
-        registry.register(
+        let in_line = counter(
             "bbru_views_in_line",
             "Plain views answered on the worker that took the request",
-            in_line.clone(),
         );
-        let in_line_refused = Counter::default();
-        registry.register(
+        let in_line_refused = counter(
             "bbru_views_in_line_refused",
             "Plain views run again on the blocking pool because a load needed the storage's server",
-            in_line_refused.clone(),
         );
-        let page_cache_hits = Counter::default();
-        registry.register(
+        let page_cache_hits = counter(
             "bbru_page_cache_hits",
             "Anonymous page views answered from the page cache",
-            page_cache_hits.clone(),
         );
         Metrics {
             registry: Mutex::new(registry),

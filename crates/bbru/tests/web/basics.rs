@@ -1,7 +1,7 @@
 //! The site from the outside: bootstrap, login, content added, viewed and edited, CSRF,
 //! escaping, uploads.
 
-use crate::{ADMIN, csrf_in, start};
+use crate::{ADMIN, csrf_in, set_cookie, start};
 
 #[test]
 fn the_bootstrap_manager_creates_content_and_anonymous_reads_it() {
@@ -90,15 +90,8 @@ fn the_csrf_cookie_comes_with_the_first_form_that_needs_it() {
     );
     let visitor = site.browser();
     let r = visitor.get("/@@login");
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("bbru_csrf="))
-        .map(str::to_owned);
     assert!(
-        cookie.is_some(),
+        set_cookie(&r, "bbru_csrf").is_some(),
         "the login form came without the CSRF cookie"
     );
     let token = csrf_in(&r.text().unwrap()).expect("the login form's token");
@@ -116,10 +109,8 @@ fn the_csrf_cookie_comes_with_the_first_form_that_needs_it() {
         .unwrap();
     assert_ne!(r.status(), 400, "the token of the login form was refused");
     assert!(
-        r.headers()
-            .get_all("set-cookie")
-            .iter()
-            .all(|v| !v.to_str().unwrap_or("").starts_with("bbru_csrf="))
+        set_cookie(&r, "bbru_csrf").is_none(),
+        "the CSRF cookie was set again"
     );
 }
 
@@ -235,13 +226,7 @@ fn sessions_are_http_only_same_site_cookies() {
         ])
         .send()
         .unwrap();
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("bbru_session="))
-        .unwrap();
+    let cookie = set_cookie(&r, "bbru_session").unwrap().to_owned();
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Secure"),
         "{cookie}"

@@ -173,6 +173,16 @@ pub fn counter(site_base: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
+/// The `Set-Cookie` value of a response that sets cookie `name`, if any.
+pub fn set_cookie<'r>(r: &'r Response, name: &str) -> Option<&'r str> {
+    let prefix = format!("{name}=");
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&prefix))
+}
+
 /// The value of the first `_csrf` hidden field in a page.
 pub fn csrf_in(html: &str) -> Option<String> {
     let at = html.find("name=\"_csrf\" value=\"")? + "name=\"_csrf\" value=\"".len();

@@ -16,7 +16,7 @@ use blake2::Digest;
 use reqwest::blocking::{Body, Client};
 
 use crate::common::{self, Instance};
-use crate::{ADMIN, Browser};
+use crate::{ADMIN, Browser, set_cookie};
 
 const BOUNDARY: &str = "bbru-test-boundary-3f9a1c";
 
@@ -420,12 +420,7 @@ fn a_form_without_its_csrf_token_before_the_file_is_refused_before_the_file() {
         Instance::start_configured(dir.path(), "bbru", &site, &dir.path().join("Data.fs"), "");
     // A CSRF cookie and its token, as a browser gets them with any page.
     let r = Client::new().get(instance.url("/@@login")).send().unwrap();
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("bbru_csrf="))
+    let cookie = set_cookie(&r, "bbru_csrf")
         .and_then(|v| v.split(';').next())
         .expect("a CSRF cookie")
         .to_owned();
