@@ -95,8 +95,8 @@ impl App {
     }
 
     /// Syncs the storage without blocking, then runs `work` in line with requests to
-    /// the server refused; `None` when the storage cannot sync that way, the sync
-    /// failed (the blocking pool's run says why), or the view needed the server.
+    /// the server refused; `None` when the storage cannot sync that way or the view
+    /// needed the server.  A failed sync is the answer (503: the server is away).
     async fn after_sync_in_line(
         self: &Arc<Self>,
         key: Option<&PageKey>,
@@ -107,7 +107,15 @@ impl App {
             let _ = tx.send(result);
         });
         self.db.storage().start_sync(done).ok()?;
-        rx.await.ok()?.ok()?;
+        if let Err(e) = rx.await.ok()? {
+            // The server is out of reach (the client waited for it already): answered
+            // now, as the blocking pool's run would after waiting once more.
+            return Some(Ok(Answered {
+                reply: Err(e.into()),
+                principal: String::new(),
+                csrf_used: false,
+            }));
+        }
         let Ok(_permit) = self.slots.acquire().await else {
             unreachable!("the semaphore is never closed")
         };
