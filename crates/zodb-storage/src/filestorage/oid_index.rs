@@ -7,35 +7,38 @@
 //! lookup's binary search runs over 2-byte keys that stay in cache.
 //! Oids are handed out in ascending order, so new entries land at the end
 //! of the last group and inserting is a push.
+//!
+//! Suffixes and positions are kept big-endian, as `Data.fs.index` writes them:
+//! opening a saved index copies each bucket's two byte runs as they are (no
+//! conversion per entry), and big-endian byte arrays compare as the numbers
+//! they hold, so the binary search needs no conversion either.
 
 use std::collections::BTreeMap;
 
 /// Positions are stored in 48 bits (as in `Data.fs.index`).
 pub const POS_LIMIT: u64 = 1 << 48;
 
-/// A position's 48 bits, as three 16-bit words (2-byte alignment keeps the
-/// array at 6 bytes an entry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Pos48([u16; 3]);
+/// A position's 48 bits, big-endian (6 bytes an entry, no padding).
+type Pos48 = [u8; 6];
 
-const _: () = assert!(std::mem::size_of::<Pos48>() == 6);
-
-impl Pos48 {
-    fn new(pos: u64) -> Pos48 {
-        assert!(pos < POS_LIMIT, "position {pos} does not fit in 48 bits");
-        Pos48([(pos >> 32) as u16, (pos >> 16) as u16, pos as u16])
-    }
-
-    fn get(self) -> u64 {
-        (u64::from(self.0[0]) << 32) | (u64::from(self.0[1]) << 16) | u64::from(self.0[2])
-    }
+fn pos48(pos: u64) -> Pos48 {
+    assert!(pos < POS_LIMIT, "position {pos} does not fit in 48 bits");
+    let b = pos.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
 }
+
+fn pos_of(p: &Pos48) -> u64 {
+    u64::from_be_bytes([0, 0, p[0], p[1], p[2], p[3], p[4], p[5]])
+}
+
+/// A suffix (the low 16 bits of an oid), big-endian.
+type Suffix = [u8; 2];
 
 /// The oids sharing their high 48 bits: suffixes ascending, positions in
 /// the same order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Group {
-    suffixes: Vec<u16>,
+    suffixes: Vec<Suffix>,
     positions: Vec<Pos48>,
 }
 
@@ -56,14 +59,17 @@ impl OidIndex {
 
     pub fn get(&self, oid: u64) -> Option<u64> {
         let group = self.groups.get(&(oid >> 16))?;
-        let i = group.suffixes.binary_search(&(oid as u16)).ok()?;
-        group.positions.get(i).map(|p| p.get())
+        let i = group
+            .suffixes
+            .binary_search(&(oid as u16).to_be_bytes())
+            .ok()?;
+        group.positions.get(i).map(pos_of)
     }
 
     pub fn insert(&mut self, oid: u64, pos: u64) {
         let group = self.groups.entry(oid >> 16).or_default();
-        let suffix = oid as u16;
-        let pos = Pos48::new(pos);
+        let suffix = (oid as u16).to_be_bytes();
+        let pos = pos48(pos);
         let added = match group.suffixes.last() {
             None => true,
             Some(last) if *last < suffix => true,
@@ -95,24 +101,18 @@ impl OidIndex {
     pub fn extend_group_raw(&mut self, high: u64, data: &[u8]) {
         let n = data.len() / 8;
         let (suffix_bytes, position_bytes) = data.split_at(n * 2);
-        let suffixes: Vec<u16> = suffix_bytes
-            .chunks_exact(2)
-            .map(|s| u16::from_be_bytes([s[0], s[1]]))
-            .collect();
-        let be16 = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
-        let positions = position_bytes
-            .chunks_exact(6)
-            .map(|v| Pos48([be16(&v[0..2]), be16(&v[2..4]), be16(&v[4..6])]));
-        if n > 0 && !self.groups.contains_key(&high) && suffixes.windows(2).all(|w| w[0] < w[1]) {
+        let (suffixes, _) = suffix_bytes.as_chunks::<2>();
+        let (positions, _) = position_bytes[..n * 6].as_chunks::<6>();
+        if n > 0 && !self.groups.contains_key(&high) && suffixes.is_sorted_by(|a, b| a < b) {
             self.len += n;
             let group = Group {
-                suffixes,
-                positions: positions.collect(),
+                suffixes: suffixes.to_vec(),
+                positions: positions.to_vec(),
             };
             self.groups.insert(high, group);
         } else {
             for (s, p) in suffixes.iter().zip(positions) {
-                self.insert((high << 16) | u64::from(*s), p.get());
+                self.insert((high << 16) | u64::from(u16::from_be_bytes(*s)), pos_of(p));
             }
         }
     }
@@ -121,12 +121,13 @@ impl OidIndex {
     pub fn first_at_or_after(&self, from: u64) -> Option<u64> {
         for (high, g) in self.groups.range(from >> 16..) {
             let start = if *high == from >> 16 {
-                g.suffixes.partition_point(|s| *s < from as u16)
+                g.suffixes
+                    .partition_point(|s| u16::from_be_bytes(*s) < from as u16)
             } else {
                 0
             };
             if let Some(s) = g.suffixes.get(start) {
-                return Some((high << 16) | u64::from(*s));
+                return Some((high << 16) | u64::from(u16::from_be_bytes(*s)));
             }
         }
         None
@@ -134,7 +135,10 @@ impl OidIndex {
 
     pub fn max_oid(&self) -> Option<u64> {
         let (high, group) = self.groups.iter().next_back()?;
-        group.suffixes.last().map(|s| (high << 16) | u64::from(*s))
+        group
+            .suffixes
+            .last()
+            .map(|s| (high << 16) | u64::from(u16::from_be_bytes(*s)))
     }
 
     /// Entries in ascending oid order.
@@ -144,7 +148,7 @@ impl OidIndex {
             g.suffixes
                 .iter()
                 .zip(&g.positions)
-                .map(move |(s, p)| ((high << 16) | u64::from(*s), p.get()))
+                .map(move |(s, p)| ((high << 16) | u64::from(u16::from_be_bytes(*s)), pos_of(p)))
         })
     }
 
@@ -159,7 +163,7 @@ impl OidIndex {
                 g.suffixes
                     .iter()
                     .zip(&g.positions)
-                    .map(|(s, p)| (*s, p.get())),
+                    .map(|(s, p)| (u16::from_be_bytes(*s), pos_of(p))),
             )
         })
     }
