@@ -130,6 +130,92 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(u64, OidIndex), Unusable> {
     Ok((end, index))
 }
 
+/// Bytes read at a time by [`load`]: more than the largest bucket as written (65,536
+/// entries of 8 bytes and the pickle around them), so a refilled piece always holds a
+/// whole one.
+const READ_PIECE_BYTES: usize = 1 << 20;
+
+/// The largest bucket pickle as written: 2 + 2 + 6 + 5 + 65,536 × 8 + 2 bytes.
+const BUCKET_BYTES_MAX: usize = 2 + 2 + 6 + 5 + (1 << 16) * 8 + 2;
+
+/// Reads and decodes the index file `path` (`Ok(None)`: there is none).  Buckets as
+/// written are added as each piece of [`READ_PIECE_BYTES`] arrives: the parsing
+/// overlaps the kernel's read-ahead, and no copy of the whole file is made (a
+/// million objects' index is 8 MB).  Any other shape is read whole and [`decode`]d.
+pub fn load(
+    path: &Path,
+) -> std::io::Result<Option<std::result::Result<(u64, OidIndex), Unusable>>> {
+    load_in_pieces(path, READ_PIECE_BYTES)
+}
+
+fn load_in_pieces(
+    path: &Path,
+    piece: usize,
+) -> std::io::Result<Option<std::result::Result<(u64, OidIndex), Unusable>>> {
+    use std::io::Read;
+    let mut file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(piece + BUCKET_BYTES_MAX);
+    let mut eof = false;
+    // Tops `buf` up with one more piece (or to the end of the file).
+    let mut fill = |buf: &mut Vec<u8>, eof: &mut bool| -> std::io::Result<()> {
+        let start = buf.len();
+        buf.resize(start + piece, 0);
+        let mut got = 0;
+        while got < piece {
+            match file.read(&mut buf[start + got..]) {
+                Ok(0) => {
+                    *eof = true;
+                    break;
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(start + got);
+        Ok(())
+    };
+    fill(&mut buf, &mut eof)?;
+    let whole = |file_path: &Path| -> std::io::Result<_> {
+        let bytes = fs::read(file_path)?;
+        Ok(Some(decode(&bytes)))
+    };
+    let end = match zodb_pickle::decode(&buf) {
+        Ok((Value::Int(v), used)) if v >= 0 => {
+            buf.drain(..used);
+            v as u64
+        }
+        _ => return whole(path),
+    };
+    let mut index = OidIndex::new();
+    let mut at = 0;
+    loop {
+        if let Some((prefix, data, used)) = bucket_as_written(&buf[at..]) {
+            at += used;
+            if let Err(e) = add_bucket(&mut index, prefix, data) {
+                return Ok(Some(Err(e)));
+            }
+            continue;
+        }
+        if !eof && buf.len() - at < BUCKET_BYTES_MAX {
+            // Perhaps a bucket cut by the piece's end: keep the rest, read on.
+            buf.drain(..at);
+            at = 0;
+            fill(&mut buf, &mut eof)?;
+            continue;
+        }
+        return match zodb_pickle::decode(&buf[at..]) {
+            Ok((Value::None, _)) => Ok(Some(Ok((end, index)))),
+            // Another shape (an older writer's): the general decoder reads it all.
+            _ => whole(path),
+        };
+    }
+}
+
 /// One bucket `(prefix, data)` into `index`.
 fn add_bucket(index: &mut OidIndex, prefix: &[u8], data: &[u8]) -> Result<(), Unusable> {
     if prefix.len() != 6 || !data.len().is_multiple_of(8) {
@@ -229,5 +315,44 @@ mod tests {
         let (end, index) = decode(&fixture).unwrap();
         assert_eq!(end, 1850);
         assert_eq!(encode(end, &index), fixture);
+    }
+
+    #[test]
+    fn an_index_read_in_pieces_is_the_index_decoded_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_fs = dir.path().join("Data.fs");
+        let mut index = OidIndex::new();
+        for oid in (0..300_000u64).step_by(3) {
+            index.insert(oid, oid * 7 + 4);
+        }
+        save(&data_fs, 123_456, &index).unwrap();
+        let path = index_path(&data_fs);
+        let whole = decode(&fs::read(&path).unwrap()).unwrap();
+        // Pieces smaller than a bucket of 65,536 entries would split one: the
+        // smallest here still holds the largest bucket of this index.
+        for piece in [600_000, 1 << 20, 1 << 24] {
+            let (end, read) = load_in_pieces(&path, piece).unwrap().unwrap().unwrap();
+            assert_eq!((end, &read), (whole.0, &whole.1), "piece {piece}");
+        }
+        assert!(load(&dir.path().join("missing.index")).unwrap().is_none());
+        // Python's own file reads the same in pieces as whole.
+        let fixture = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/zodb/Data.fs.index"
+        ));
+        let (end, read) = load(fixture).unwrap().unwrap().unwrap();
+        let expected = decode(&fs::read(fixture).unwrap()).unwrap();
+        assert_eq!((end, read), expected);
+        // A bucket pickled another way (a memo opcode after the prefix) is read by the
+        // general decoder, the whole file then.
+        let mut other = vec![0x80, 0x03, 0x4b, 4, 0x2e];
+        other.extend_from_slice(&[0x80, 0x03, 0x43, 6, 0, 0, 0, 0, 0, 1, 0x71, 0]);
+        other.extend_from_slice(&[0x43, 8, 0, 7, 0, 0, 0, 0, 0, 42, 0x86, 0x2e]);
+        other.extend_from_slice(&[0x80, 0x03, 0x4e, 0x2e]);
+        let other_path = dir.path().join("other.index");
+        fs::write(&other_path, &other).unwrap();
+        let (end, read) = load(&other_path).unwrap().unwrap().unwrap();
+        assert_eq!(end, 4);
+        assert_eq!(read.get((1 << 16) | 7), Some(42));
     }
 }

@@ -216,12 +216,11 @@ fn load_saved_index(
     path: &Path,
     size: u64,
 ) -> std::result::Result<Option<(u64, OidIndex, Tid)>, String> {
-    let bytes = match fs::read(index_file::index_path(path)) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    let (end, index) = match index_file::load(&index_file::index_path(path)) {
+        Ok(Some(decoded)) => decoded.map_err(|u| u.0)?,
+        Ok(None) => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let (end, index) = index_file::decode(&bytes).map_err(|u| u.0)?;
     if end < 4 || end > size {
         return Err(format!("it covers up to {end}, the file has {size} bytes"));
     }
