@@ -33,7 +33,7 @@ use super::input::{
 use super::nav::Sections;
 use super::page_cache::{Asked, PageKey};
 use super::reply::render_reply;
-use super::workers::{Answered, plain_view};
+use super::workers::{Answered, Notes, plain_view};
 use super::{App, AppError, Input, Peer, Reply, cookie, url_of, views};
 
 /// One step of the traversal: the name in the URL and the object found.
@@ -373,15 +373,13 @@ impl App {
         })
     }
 
-    /// The reply to `request`; `who` is set to the principal (its audit name) once known,
-    /// for the request log.
+    /// The reply to `request`, with [`Notes`] on the way.
     fn respond(
         &self,
         request: &Request,
         credentials: &Credentials,
         input: &Input,
-        who: &std::cell::RefCell<String>,
-        csrf_used: &std::cell::Cell<bool>,
+        notes: &Notes,
     ) -> Result<Reply, AppError> {
         let (names, view) = split_path(&request.path)?;
         if names.is_empty() && view == "style.css" {
@@ -410,7 +408,9 @@ impl App {
                 view,
                 found,
             } = self.resolve(tx, site, request, credentials, wants_json)?;
-            principal.audit_name().clone_into(&mut who.borrow_mut());
+            principal
+                .audit_name()
+                .clone_into(&mut notes.who.borrow_mut());
             // The navigation is for pages: not for JSON, forms posted or downloads.
             let download = view.is_empty()
                 && matches!(
@@ -455,9 +455,8 @@ impl App {
             }
             tx.set_user(ctx.principal.audit_name());
             let reply = (found.handler)(&ctx, tx);
-            if ctx.csrf_used() {
-                csrf_used.set(true);
-            }
+            notes.csrf_used.set(ctx.csrf_used());
+            notes.snapshot.set(Some(tx.snapshot()));
             reply
         };
         // A conflict no resolver merged is retried by the transaction manager, on a new
@@ -547,6 +546,7 @@ async fn publish(
         reply,
         principal,
         csrf_used,
+        ..
     } = handle(&app, request, body).await;
     let mut response = match reply {
         Ok(reply) => render_reply(reply),
@@ -615,11 +615,7 @@ impl std::fmt::Display for Instance<'_> {
 async fn handle(app: &Arc<App>, request: Request, body: axum::body::Body) -> Answered {
     answer(app, request, body)
         .await
-        .unwrap_or_else(|e| Answered {
-            reply: Err(e),
-            principal: String::new(),
-            csrf_used: false,
-        })
+        .unwrap_or_else(|e| Answered::bare(Err(e)))
 }
 
 async fn answer(
@@ -665,14 +661,9 @@ async fn answer(
     });
     let respond = move |app: &App, received: Option<Received>| {
         let input = parse_input(&request.headers, received)?;
-        let who = std::cell::RefCell::new(String::new());
-        let csrf_used = std::cell::Cell::new(false);
-        let reply = app.respond(&request, &credentials, &input, &who, &csrf_used);
-        Ok(Answered {
-            reply,
-            principal: who.into_inner(),
-            csrf_used: csrf_used.get(),
-        })
+        let notes = Notes::default();
+        let reply = app.respond(&request, &credentials, &input, &notes);
+        Ok(Answered::new(reply, notes))
     };
     match cache_key.flatten() {
         key if plain => app.run_view(key, move |app| respond(app, None)).await,

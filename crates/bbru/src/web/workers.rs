@@ -110,11 +110,7 @@ impl App {
         if let Err(e) = rx.await.ok()? {
             // The server is out of reach (the client waited for it already): answered
             // now, as the blocking pool's run would after waiting once more.
-            return Some(Ok(Answered {
-                reply: Err(e.into()),
-                principal: String::new(),
-                csrf_used: false,
-            }));
+            return Some(Ok(Answered::bare(Err(e.into()))));
         }
         let Ok(_permit) = self.slots.acquire().await else {
             unreachable!("the semaphore is never closed")
@@ -154,7 +150,7 @@ impl App {
 
     /// The answer kept for `key` at the newest transaction, else `work`'s answer,
     /// kept when it is an anonymous 200 page or document without a CSRF token, made
-    /// while no commit landed and with nothing refused (see `page_cache.rs`).
+    /// from that very transaction and with nothing refused (see `page_cache.rs`).
     fn view_or_kept(
         &self,
         key: Option<&PageKey>,
@@ -166,17 +162,15 @@ impl App {
         let tid = self.db.last_transaction();
         if let Some(kept) = self.page_cache.get(key, tid) {
             self.metrics.page_cache_hit();
-            return Ok(Answered {
-                reply: Ok(Reply::Kept(kept)),
-                principal: String::new(),
-                csrf_used: false,
-            });
+            return Ok(Answered::bare(Ok(Reply::Kept(kept))));
         }
         let mut answered = work(self)?;
+        // Made from the state at `tid` itself: the storage may name a commit before
+        // the database's snapshots include it, so the newest id alone would not say.
         let keep = answered.principal.is_empty()
             && !answered.csrf_used
             && !inline::refused()
-            && self.db.last_transaction() == tid;
+            && answered.snapshot == Some(tid);
         if keep && let Ok(reply) = &mut answered.reply {
             let kept = match std::mem::replace(
                 reply,
@@ -214,10 +208,37 @@ impl App {
     }
 }
 
-/// What a request's work gives `publish`: the reply, the principal's audit name once known
-/// (empty before), and whether the reply carries the CSRF token in a form.
+/// What a request's work gives `publish`: the reply, and what [`Notes`] noted.
 pub(super) struct Answered {
     pub(super) reply: Result<Reply, AppError>,
+    /// The principal's audit name once known (empty before), for the request log.
     pub(super) principal: String,
+    /// Whether a form of the reply carries the CSRF token (the cookie goes with it).
     pub(super) csrf_used: bool,
+    /// The snapshot the reply was made from, if a transaction made it.
+    pub(super) snapshot: Option<zodb_storage::Tid>,
+}
+
+impl Answered {
+    pub(super) fn new(reply: Result<Reply, AppError>, notes: Notes) -> Answered {
+        Answered {
+            reply,
+            principal: notes.who.into_inner(),
+            csrf_used: notes.csrf_used.get(),
+            snapshot: notes.snapshot.get(),
+        }
+    }
+
+    /// An answer made before anything was noted (an error, a kept page).
+    pub(super) fn bare(reply: Result<Reply, AppError>) -> Answered {
+        Answered::new(reply, Notes::default())
+    }
+}
+
+/// What a request's transaction notes on its way, for what comes after it.
+#[derive(Default)]
+pub(super) struct Notes {
+    pub(super) who: std::cell::RefCell<String>,
+    pub(super) csrf_used: std::cell::Cell<bool>,
+    pub(super) snapshot: std::cell::Cell<Option<zodb_storage::Tid>>,
 }
