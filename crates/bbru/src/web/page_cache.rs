@@ -15,7 +15,8 @@
 //! with `Authorization`, or any cookie but the language's and the CSRF token's, is
 //! not looked up; a reply for a principal is not stored), a page that carries a CSRF
 //! token (its forms are the visitor's own), anything but a 200 page or document, and
-//! one made while a commit landed (the transaction id read before and after must agree).
+//! one made from another snapshot than the newest transaction id read before it (the
+//! storage may name a commit a moment before the database's snapshots include it).
 //! A ZEO instance asks only once its `sync` is done, so a commit acknowledged before
 //! the request started is seen, as without the cache.
 //!
