@@ -35,11 +35,13 @@ pub mod opcodes;
 mod refs;
 mod text;
 mod value;
+mod view;
 
 pub use encode::{encode, encode_like_python, encode_record, encode_tuple_into};
 pub use error::PickleError;
 pub use refs::{Reference, class_of, scan_references, strong_references};
 pub use value::Value;
+pub use view::{Items, Kind, Pairs, RecordView, View, decode_record_view};
 
 use convert::Converter;
 use machine::{Machine, Mode};
