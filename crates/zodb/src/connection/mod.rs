@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rustc_hash::FxHashMap;
 use zodb_pickle::Value;
 use zodb_storage::{Oid, Tid};
 
@@ -242,7 +243,8 @@ struct Dirty {
 
 #[derive(Default, Clone)]
 struct TxState {
-    dirty: HashMap<Oid, Dirty>,
+    /// Fx-hashed: every read looks here first, and oids come from the storage.
+    dirty: FxHashMap<Oid, Dirty>,
     /// Dirty oids in the order they became dirty (the order records are stored in).
     order: Vec<Oid>,
     /// Objects that must still be current at commit (`check_current_serial`).
