@@ -13,8 +13,11 @@ use crate::error::{Result, StorageError};
 use crate::ids::Oid;
 use crate::limits;
 
-/// Bytes read at once for a data record: its header and, usually, its data.
-const RECORD_READ_AHEAD: usize = 4096;
+/// Bytes read at once for a data record: its header and, usually, its data.  Most
+/// object records are a few hundred bytes; reading (and first zeroing) 4 KiB for each
+/// cost more than the read itself, while a larger record pays one more `pread` for its
+/// rest, small beside decoding it.
+const RECORD_READ_AHEAD: usize = 1024;
 
 /// Reads the committed part of a file: `[0, end)`.
 #[derive(Debug, Clone, Copy)]

@@ -23,7 +23,7 @@ const SHARDS: usize = 16;
 const SLOTS_PER_SHARD: usize = limits::RECORD_CACHE_SLOTS / SHARDS;
 const SHARD_BYTES_MAX: usize = limits::RECORD_CACHE_BYTES_MAX / SHARDS;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     oid: u64,
     pos: u64,
@@ -33,7 +33,11 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Shard {
-    slots: Vec<Option<Entry>>,
+    /// Boxed, so that an empty slot is a null pointer: the slots of a shard are then
+    /// allocated zeroed, 8 bytes each, and the pages of slots never filled are never
+    /// touched (a storage opened to read a few thousand objects would otherwise fault
+    /// in megabytes of empty slots).
+    slots: Vec<Option<Box<Entry>>>,
     bytes: usize,
 }
 
@@ -72,7 +76,7 @@ impl RecordCache {
         };
         let mut s = shard.lock();
         if s.slots.is_empty() {
-            s.slots.resize_with(SLOTS_PER_SHARD, || None);
+            s.slots = vec![None; SLOTS_PER_SHARD];
         }
         let old = s
             .slots
@@ -85,12 +89,12 @@ impl RecordCache {
         }
         s.bytes += data.len();
         if let Some(place) = s.slots.get_mut(slot) {
-            *place = Some(Entry {
+            *place = Some(Box::new(Entry {
                 oid: oid.0,
                 pos,
                 serial,
                 data: data.into(),
-            });
+            }));
         }
     }
 }
