@@ -676,6 +676,12 @@ fn require_tuple(args: &Value, opcode: &str) -> Result<(), PickleError> {
 /// Whether Python could hash the value (lists, dicts and sets cannot be keys); tuples are
 /// walked without recursion.
 fn hashable(value: &Value) -> bool {
+    // The usual key (a str, an int) answers without the walk and its allocation.
+    match value {
+        Value::List(_) | Value::Dict(_) | Value::Set(_) => return false,
+        Value::Tuple(_) => {}
+        _ => return true,
+    }
     let mut pending = vec![value];
     while let Some(v) = pending.pop() {
         match v {

@@ -125,8 +125,15 @@ impl<'a> Machine<'a> {
                 let n = self.u32_le(offset)?;
                 let n = usize::try_from(n).map_err(|_| PickleError::Truncated { offset })?;
                 let bytes = self.counted(n, offset)?;
-                text::check_utf8_surrogatepass(bytes).map_err(|r| malformed(offset, r))?;
-                let node = self.str_node(Cow::Borrowed(bytes), offset)?;
+                // Strict UTF-8 (the usual case) passes Python's surrogatepass decoder
+                // too, and is checked once; only other bytes need the finer check.
+                let node = match std::str::from_utf8(bytes) {
+                    Ok(text) => Node::Str(Cow::Borrowed(text)),
+                    Err(_) => {
+                        text::check_utf8_surrogatepass(bytes).map_err(|r| malformed(offset, r))?;
+                        self.str_node(Cow::Borrowed(bytes), offset)?
+                    }
+                };
                 self.push_node(node);
             }
 
