@@ -34,6 +34,17 @@ pub trait Persistent: Clone + Send + Sync + 'static {
     /// The object back from a stored state.
     fn from_state(state: Value) -> Result<Self, StateError>;
 
+    /// The object's whole record (class and state pickles) written directly, with the
+    /// oids its strong references name added to `refs` when given; `None` when the type
+    /// has no direct writing or its state holds what it leaves to
+    /// [`Persistent::to_state`] and the encoder (which then write it, or refuse it).
+    /// [`persistent!`](crate::persistent) implements it through serde: the same bytes
+    /// as encoding `to_state`, without building the state first.
+    fn to_record(&self, refs: Option<&mut Vec<Oid>>) -> Option<Vec<u8>> {
+        let _ = refs;
+        None
+    }
+
     /// The object straight from its record's state, read in place without building a
     /// [`Value`]; `None` when the type has no such reading or the state holds a shape it
     /// leaves to [`Persistent::from_state`] (which then reads it and reports any error).
@@ -117,6 +128,13 @@ macro_rules! persistent {
                 state: $crate::Value,
             ) -> ::std::result::Result<Self, $crate::state::StateError> {
                 $crate::state::from_value(state)
+            }
+
+            fn to_record(
+                &self,
+                refs: ::std::option::Option<&mut ::std::vec::Vec<$crate::Oid>>,
+            ) -> ::std::option::Option<::std::vec::Vec<u8>> {
+                $crate::state::to_record((Self::MODULE, Self::NAME), self, refs)
             }
 
             fn from_state_view(state: $crate::state::StateView<'_>) -> ::std::option::Option<Self> {

@@ -132,8 +132,14 @@ fn encode_changes(state: &TxState) -> Result<Vec<Record>> {
     let mut encoded: Vec<(Vec<u8>, Vec<Oid>)> = Vec::with_capacity(state.order.len());
     for (&oid, d) in state.order.iter().zip(&dirty) {
         let obj = d.obj.as_ref().ok_or(Error::Busy(oid))?;
-        let value = (d.codec.encode)(obj.as_ref()).map_err(|e| Error::state(Some(oid), e.0))?;
         let mut refs = Vec::new();
+        // Written directly when the type can (the same bytes), else through its state.
+        if let Some(data) = (d.codec.record)(obj.as_ref(), any_new.then_some(&mut refs)) {
+            encoded.push((data, refs));
+            continue;
+        }
+        refs.clear();
+        let value = (d.codec.encode)(obj.as_ref()).map_err(|e| Error::state(Some(oid), e.0))?;
         if any_new {
             strong_refs(&value, &mut refs);
         }

@@ -204,11 +204,16 @@ impl Drop for Connection {
 
 static NEXT_TRANSACTION: AtomicU64 = AtomicU64::new(1);
 
+/// [`Persistent::to_record`] of a type-erased object.
+type WriteRecord = fn(&(dyn Any + Send + Sync), Option<&mut Vec<Oid>>) -> Option<Vec<u8>>;
+
 /// How a dirty object is turned back into a record, whatever its Rust type, and how its
 /// class resolves conflicts.
 #[derive(Clone, Copy)]
 struct Codec {
     encode: fn(&(dyn Any + Send + Sync)) -> Result<Value, StateError>,
+    /// [`Persistent::to_record`]: the record written directly, when the type can.
+    record: WriteRecord,
     resolve: Resolver,
     module: &'static str,
     name: &'static str,
@@ -221,8 +226,15 @@ impl Codec {
                 .ok_or_else(|| StateError("dirty object of an unexpected type".into()))?
                 .to_state()
         }
+        fn record<T: Persistent>(
+            obj: &(dyn Any + Send + Sync),
+            refs: Option<&mut Vec<Oid>>,
+        ) -> Option<Vec<u8>> {
+            obj.downcast_ref::<T>()?.to_record(refs)
+        }
         Codec {
             encode: encode::<T>,
+            record: record::<T>,
             resolve: T::resolve_conflict,
             module: T::MODULE,
             name: T::NAME,
