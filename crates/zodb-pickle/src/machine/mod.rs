@@ -42,8 +42,34 @@ pub(crate) type NodeId = usize;
 /// The shared `None` node, created first in every machine.
 pub(crate) const NONE_ID: NodeId = 0;
 
+/// No node: a hole in the dense memo.
+const NO_NODE: NodeId = NodeId::MAX;
+
 /// Returned for an id that is not in the arena (never happens: ids come from the arena).
 static MISSING: Node<'static> = Node::None;
+
+thread_local! {
+    /// The stack and mark buffers of the last machine dropped on this thread, for the
+    /// next one: records are decoded one after another, and allocating and freeing two
+    /// small buffers per record cost a few percent of reading one.
+    static SPARE: std::cell::Cell<(Vec<NodeId>, Vec<usize>)> =
+        const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// Largest buffer kept in [`SPARE`]: a machine that needed more gives it back to the
+/// allocator rather than keep it for the thread's lifetime.
+const SPARE_ITEMS_MAX: usize = 1 << 12;
+
+impl Drop for Machine<'_> {
+    fn drop(&mut self) {
+        if self.stack.capacity() <= SPARE_ITEMS_MAX && self.marks.capacity() <= SPARE_ITEMS_MAX {
+            SPARE.set((
+                std::mem::take(&mut self.stack),
+                std::mem::take(&mut self.marks),
+            ));
+        }
+    }
+}
 
 /// Input bytes per arena node in typical records (`Machine::new` sizes the arena by it).
 const NODE_BYTES_TYPICAL: usize = 8;
@@ -160,7 +186,12 @@ pub(crate) struct Machine<'a> {
     stack: Vec<NodeId>,
     /// Stack heights at each `MARK`, as C's separate mark stack.
     marks: Vec<usize>,
-    /// Shared by consecutive pickles run on one machine (P1 and P2 of a record).
+    /// Shared by consecutive pickles run on one machine (P1 and P2 of a record).  Keys
+    /// below [`Machine::dense_memo_max`] (all that picklers write: they count up from
+    /// 0) index `dense`, where `NO_NODE` marks a hole; others go to `memo`.  A container's
+    /// record fetches its references' class from the memo once per reference, and a
+    /// SipHash per fetch cost more than the rest of decoding the reference.
+    dense: Vec<NodeId>,
     memo: HashMap<u64, NodeId>,
     /// `NoLoad` only: every persistent id met, in order, duplicates kept.
     pids: Vec<NodeId>,
@@ -173,13 +204,17 @@ impl<'a> Machine<'a> {
         // for small records cost as much as decoding them.  Still linear in the input.
         let mut nodes = Vec::with_capacity(input.len() / NODE_BYTES_TYPICAL + 2);
         nodes.push(Node::None);
+        let (mut stack, mut marks) = SPARE.take();
+        stack.clear();
+        marks.clear();
         Machine {
             input,
             pos: 0,
             mode,
             nodes,
-            stack: Vec::with_capacity(16),
-            marks: Vec::with_capacity(4),
+            stack,
+            marks,
+            dense: Vec::new(),
             memo: HashMap::new(),
             pids: Vec::new(),
         }
@@ -407,18 +442,44 @@ impl<'a> Machine<'a> {
             .ok_or_else(|| malformed(offset, "Python 2 string is not ASCII"))
     }
 
+    /// Memo keys below this index the dense memo: linear in the input, so a short
+    /// hostile pickle cannot make it large.
+    fn dense_memo_max(&self) -> usize {
+        256 + self.input.len()
+    }
+
     fn memo_get(&mut self, key: u64, offset: usize) -> Result<(), PickleError> {
-        let id = *self
-            .memo
-            .get(&key)
-            .ok_or(PickleError::BadMemo { key, offset })?;
+        let dense = usize::try_from(key)
+            .ok()
+            .and_then(|k| self.dense.get(k))
+            .copied()
+            .filter(|&id| id != NO_NODE);
+        let id = match dense {
+            Some(id) => id,
+            None => *self
+                .memo
+                .get(&key)
+                .ok_or(PickleError::BadMemo { key, offset })?,
+        };
         self.stack.push(id);
         Ok(())
     }
 
     fn memo_put(&mut self, key: u64, offset: usize) -> Result<(), PickleError> {
         let id = self.top(offset)?;
-        self.memo.insert(key, id);
+        match usize::try_from(key) {
+            Ok(k) if k < self.dense_memo_max() => {
+                if k >= self.dense.len() {
+                    self.dense.resize(k + 1, NO_NODE);
+                }
+                if let Some(slot) = self.dense.get_mut(k) {
+                    *slot = id;
+                }
+            }
+            _ => {
+                self.memo.insert(key, id);
+            }
+        }
         Ok(())
     }
 }
