@@ -111,6 +111,15 @@ impl<'a> Reader<'a> {
         self.file
             .read_exact_at(buf, pos)
             .map_err(|e| StorageError::io(format!("{}: read at {pos}", self.path.display()), e))?;
+        self.record_in(pos, oid, buf)
+    }
+
+    /// The data record at `pos` from `buf`, the file's bytes from `pos` on (at least
+    /// its header); what `buf` lacks of the record is read from the file.
+    pub fn record_in(&self, pos: u64, oid: Option<Oid>, buf: &[u8]) -> Result<Record> {
+        if buf.len() < DATA_HEADER_SIZE {
+            return Err(self.corrupted(pos, "data record header runs past the end"));
+        }
         let (head, rest) = buf.split_at(DATA_HEADER_SIZE);
         let head: &[u8; DATA_HEADER_SIZE] = head.try_into().expect("split at the header size");
         let header = DataHeader::decode(head);
