@@ -9,6 +9,8 @@
 //! pack's garbage collection sees exactly the references Python's sees (§4.1, §5);
 //! [`class_of`] reads P1 like `get_pickle_metadata` (§2); [`encode`] and
 //! [`encode_record`] write the protocol 3 subset of §6 that Python reads.
+//! [`decode_record_view`] decodes a record without building the [`Value`] tree and
+//! lends its nodes ([`View`]), for callers that read states into their own types.
 //!
 //! Why our own codec rather than the `serde-pickle` crate (record-format §9): it has no
 //! persistent ids (`BINPERSID` is unsupported), loses every global that is not a handful of

@@ -193,7 +193,7 @@ struct Compound<'p, 'r> {
     kind: Kind,
     len: usize,
     done: usize,
-    /// `Some(...)` for an enum variant's content: the dict around it is closed at the end.
+    /// Whether this is an enum variant's content: the dict around it is closed at the end.
     variant: bool,
 }
 
