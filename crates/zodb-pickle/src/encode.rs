@@ -26,6 +26,7 @@ use crate::limits;
 use crate::opcodes as op;
 use crate::text::{self, Int};
 use crate::value::Value;
+use crate::write;
 
 /// What [`encode_record`] reserves for its output at first.
 const RECORD_BYTES_TYPICAL: usize = 256;
@@ -518,47 +519,17 @@ impl<'v> Encoder<'v> {
                 Int::Small(i) => self.int(i),
                 Int::Big(bytes) => self.long(&bytes)?,
             },
-            Value::Float(f) => {
-                self.out.push(op::BINFLOAT);
-                self.out.extend_from_slice(&f.to_be_bytes());
-            }
-            Value::Bytes(bytes) => match u8::try_from(bytes.len()) {
-                Ok(n) => {
-                    self.out.extend_from_slice(&[op::SHORT_BINBYTES, n]);
-                    self.out.extend_from_slice(bytes);
-                }
-                Err(_) => {
-                    self.out.push(op::BINBYTES);
-                    self.length_u32(bytes.len())?;
-                    self.out.extend_from_slice(bytes);
-                }
-            },
-            Value::Str(s) => self.str(s)?,
+            Value::Float(f) => write::float(&mut self.out, *f),
+            Value::Bytes(bytes) => write::bytes(&mut self.out, bytes)?,
+            Value::Str(s) => write::str(&mut self.out, s)?,
             Value::Global { module, name } => self.global(module, name)?,
             _ => return Ok(false),
         }
         Ok(true)
     }
 
-    /// Python's choice: `K` for 0..=255, `M` for 256..=65535, `J` for the rest of the i32
-    /// range, `LONG1` beyond.
     fn int(&mut self, i: i64) {
-        if let Ok(small) = u8::try_from(i) {
-            self.out.extend_from_slice(&[op::BININT1, small]);
-        } else if let Ok(medium) = u16::try_from(i) {
-            self.out.push(op::BININT2);
-            self.out.extend_from_slice(&medium.to_le_bytes());
-        } else if let Ok(word) = i32::try_from(i) {
-            self.out.push(op::BININT);
-            self.out.extend_from_slice(&word.to_le_bytes());
-        } else {
-            let bytes = i.to_le_bytes();
-            let minimal = text::minimal_twos_complement(&bytes);
-            self.out.push(op::LONG1);
-            // At most 8 bytes, so the length fits.
-            self.out.push(u8::try_from(minimal.len()).unwrap_or(8));
-            self.out.extend_from_slice(minimal);
-        }
+        write::int(&mut self.out, i);
     }
 
     /// An int outside `i64`, already minimal.
@@ -573,19 +544,6 @@ impl<'v> Encoder<'v> {
             }
         }
         self.out.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn length_u32(&mut self, len: usize) -> Result<(), PickleError> {
-        let n = u32::try_from(len).map_err(|_| refuse("longer than 4 GiB"))?;
-        self.out.extend_from_slice(&n.to_le_bytes());
-        Ok(())
-    }
-
-    fn str(&mut self, s: &str) -> Result<(), PickleError> {
-        self.out.push(op::BINUNICODE);
-        self.length_u32(s.len())?;
-        self.out.extend_from_slice(s.as_bytes());
         Ok(())
     }
 

@@ -38,6 +38,7 @@ mod refs;
 mod text;
 mod value;
 mod view;
+pub mod write;
 
 pub use encode::{encode, encode_like_python, encode_record, encode_tuple_into};
 pub use error::PickleError;

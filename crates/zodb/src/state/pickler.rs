@@ -3,8 +3,8 @@
 //! again (the commit's encoding was most of its time, and mostly allocation).
 //!
 //! It writes what `to_value` maps a value to (see [`crate::state`]) the way the encoder
-//! writes that value: ints as `K`/`M`/`J`/`LONG1`, floats `BINFLOAT`, str `BINUNICODE`,
-//! bytes `SHORT_BINBYTES`/`BINBYTES`, tuples `EMPTY_TUPLE`/`TUPLE1..3`/`MARK … TUPLE`, lists
+//! writes that value: ints, floats, str and bytes with the encoder's own writers
+//! ([`zodb_pickle::write`]), tuples `EMPTY_TUPLE`/`TUPLE1..3`/`MARK … TUPLE`, lists
 //! and dicts filled in batches of 1000 (`APPEND`/`SETITEM` for a batch of one),
 //! references `(oid, class)` `BINPERSID` with the classes named more than once memoized
 //! (a first pass, `scan.rs`, finds them).  Anything else — ints beyond `i64`, sequences
@@ -13,7 +13,7 @@
 //! takes the long way, which writes or refuses it as before.
 
 use serde::ser::{self, Serialize};
-use zodb_pickle::{limits, opcodes as op};
+use zodb_pickle::{limits, opcodes as op, write};
 use zodb_storage::Oid;
 
 use super::scan::{RefParts, Scan, unsupported};
@@ -73,37 +73,11 @@ struct Pickler<'r> {
 
 impl Pickler<'_> {
     fn int(&mut self, i: i64) {
-        if let Ok(small) = u8::try_from(i) {
-            self.out.extend_from_slice(&[op::BININT1, small]);
-        } else if let Ok(medium) = u16::try_from(i) {
-            self.out.push(op::BININT2);
-            self.out.extend_from_slice(&medium.to_le_bytes());
-        } else if let Ok(word) = i32::try_from(i) {
-            self.out.push(op::BININT);
-            self.out.extend_from_slice(&word.to_le_bytes());
-        } else {
-            // LONG1 with the minimal little-endian two's complement.
-            let bytes = i.to_le_bytes();
-            let mut len = bytes.len();
-            while len > 1 {
-                let (top, below) = (bytes[len - 1], bytes[len - 2]);
-                if (top == 0x00 && below & 0x80 == 0) || (top == 0xff && below & 0x80 != 0) {
-                    len -= 1;
-                } else {
-                    break;
-                }
-            }
-            self.out.extend_from_slice(&[op::LONG1, len as u8]);
-            self.out.extend_from_slice(&bytes[..len]);
-        }
+        write::int(&mut self.out, i);
     }
 
     fn str(&mut self, s: &str) -> Result<(), StateError> {
-        let len = u32::try_from(s.len()).map_err(|_| unsupported())?;
-        self.out.push(op::BINUNICODE);
-        self.out.extend_from_slice(&len.to_le_bytes());
-        self.out.extend_from_slice(s.as_bytes());
-        Ok(())
+        write::str(&mut self.out, s).map_err(|_| unsupported())
     }
 
     /// A `GLOBAL`, memoized on its first write when it is named again, fetched after.
@@ -381,8 +355,7 @@ impl<'p, 'r> ser::Serializer for &'p mut Pickler<'r> {
         self.serialize_f64(v.into())
     }
     fn serialize_f64(self, v: f64) -> Result<(), StateError> {
-        self.out.push(op::BINFLOAT);
-        self.out.extend_from_slice(&v.to_be_bytes());
+        write::float(&mut self.out, v);
         Ok(())
     }
     fn serialize_char(self, v: char) -> Result<(), StateError> {
@@ -392,16 +365,7 @@ impl<'p, 'r> ser::Serializer for &'p mut Pickler<'r> {
         self.str(v)
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), StateError> {
-        match u8::try_from(v.len()) {
-            Ok(n) => self.out.extend_from_slice(&[op::SHORT_BINBYTES, n]),
-            Err(_) => {
-                let n = u32::try_from(v.len()).map_err(|_| unsupported())?;
-                self.out.push(op::BINBYTES);
-                self.out.extend_from_slice(&n.to_le_bytes());
-            }
-        }
-        self.out.extend_from_slice(v);
-        Ok(())
+        write::bytes(&mut self.out, v).map_err(|_| unsupported())
     }
     fn serialize_none(self) -> Result<(), StateError> {
         self.out.push(op::NONE);
