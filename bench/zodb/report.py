@@ -139,9 +139,12 @@ def section(runs, meta, extra):
         'and unpicklings. The file is in the OS page cache (never dropped).',
         '- **warm**: the connection\'s object cache is emptied (Python '
         '`cacheMinimize()`, bbru `clear_cache()`), then the same read: N + 2 '
-        'loads again. FileStorage has no cache of its own, so this is OS '
-        'page cache warm; it differs from cold only in reusing the '
-        'connection and storage.',
+        'loads again. Python\'s FileStorage has no cache of its own, so on '
+        'its side this is OS page cache warm; bbru\'s FileStorage keeps the '
+        'records it read lately (its record cache, 16 MiB), so on bbru\'s '
+        'side each load is a copy from that cache, without a `pread`. It '
+        'differs from cold in reusing the connection and storage, and (for '
+        'bbru) in that cache.',
         '- **hot**: the same read in a new transaction, every object in the '
         'connection\'s cache: no storage access (zodbshootout\'s "hot" when '
         'its "warm" means a storage cache).',

@@ -125,11 +125,11 @@ impl<'m, 'a> Converter<'m, 'a> {
                 Node::Float(f) => Some(Value::Float(*f)),
                 Node::Bytes(bytes) => {
                     self.charge(bytes.len())?;
-                    Some(Value::Bytes(bytes.clone()))
+                    Some(Value::Bytes(bytes.to_vec()))
                 }
                 Node::Str(s) => {
                     self.charge(s.len())?;
-                    Some(Value::Str(s.clone()))
+                    Some(Value::Str(s.to_string()))
                 }
                 Node::SurrogateStr(_) => {
                     // Only the no-load machine makes these, and it is never converted.
@@ -139,10 +139,10 @@ impl<'m, 'a> Converter<'m, 'a> {
                     });
                 }
                 Node::Global(global) => {
-                    self.charge(global.module.len() + global.name.len())?;
+                    self.charge(global.module().len() + global.name().len())?;
                     Some(Value::Global {
-                        module: global.module.clone(),
-                        name: global.name.clone(),
+                        module: global.module().to_owned(),
+                        name: global.name().to_owned(),
                     })
                 }
                 _ => None,
@@ -360,7 +360,7 @@ impl<'m, 'a> Converter<'m, 'a> {
                     .map(|&item| self.key(machine, item, depth + 1))
                     .collect::<Result<_, _>>()?,
             ),
-            Node::Global(global) => Key::Global(&global.module, &global.name),
+            Node::Global(global) => Key::Global(global.module(), global.name()),
             Node::PersistentRef(pid) if machine.hashable(*pid) => {
                 Key::Pid(Box::new(self.key(machine, *pid, depth + 1)?))
             }

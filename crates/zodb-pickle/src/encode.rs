@@ -26,6 +26,10 @@ use crate::limits;
 use crate::opcodes as op;
 use crate::text::{self, Int};
 use crate::value::Value;
+use crate::write;
+
+/// What [`encode_record`] reserves for its output at first.
+const RECORD_BYTES_TYPICAL: usize = 256;
 
 /// How many items Python's pickler puts in one `APPENDS`/`SETITEMS` batch.
 const BATCH_SIZE: usize = 1000;
@@ -61,8 +65,13 @@ pub fn encode_like_python(value: &Value) -> Result<Vec<u8>, PickleError> {
 
 /// Encodes a whole record: P1 naming the class as a bare global (form 1 of record-format
 /// §2, `80 03 63 <module> 0a <name> 0a 2e`), then P2 holding `state`.
-pub fn encode_record(class: (&str, &str), state: &Value) -> Result<Vec<u8>, PickleError> {
+pub fn encode_record<'v>(
+    class: (&'v str, &'v str),
+    state: &'v Value,
+) -> Result<Vec<u8>, PickleError> {
     let mut encoder = Encoder {
+        // Room for the usual small record: growing from empty would copy it five times.
+        out: Vec::with_capacity(RECORD_BYTES_TYPICAL),
         repeated: repeated_globals(&[state], Some(class)),
         ..Encoder::default()
     };
@@ -104,16 +113,18 @@ pub fn encode_tuple_into(out: Vec<u8>, items: &[&Value]) -> Result<Vec<u8>, Pick
 }
 
 #[derive(Debug, Default)]
-struct Encoder {
+struct Encoder<'v> {
     out: Vec<u8>,
     /// Globals written so far in this record, by memo index: a repeated class (the
     /// record's own class in P1, then in every `(oid, class)` reference of P2) is
     /// fetched with `BINGET` instead of written out again, as Python's pickler does.
     /// One memo per record, shared by P1 and P2 (record-format §1).
-    globals: HashMap<(String, String), u32>,
+    /// Keys borrow from the values being encoded: a container's record looks its
+    /// references' class up once per reference, and owned keys cost two allocations each.
+    globals: HashMap<(&'v str, &'v str), u32>,
     /// Globals that occur more than once in what is being encoded: only those are
     /// memoized, so a record without repetition has no memo opcode at all.
-    repeated: HashSet<(String, String)>,
+    repeated: HashSet<(&'v str, &'v str)>,
     /// Memoize as Python does ([`encode_like_python`]) rather than repeated globals only.
     memo_all: bool,
     /// The memo index the next `BINPUT` gets.
@@ -122,6 +133,9 @@ struct Encoder {
     /// shared object of (empty, or one character below U+0100 / one byte), by kind and
     /// bytes.
     shared: HashMap<(bool, Vec<u8>), u32>,
+    /// The steps of the container being laid out, reused from one container to the
+    /// next (one allocation per record rather than one per container).
+    scratch: Vec<Step<'v>>,
 }
 
 /// The globals that occur more than once among `values` (one count for `extra`, the
@@ -129,14 +143,17 @@ struct Encoder {
 fn repeated_globals<'a>(
     values: &[&'a Value],
     extra: Option<(&'a str, &'a str)>,
-) -> HashSet<(String, String)> {
-    let mut seen: HashSet<(&str, &str)> = extra.into_iter().collect();
+) -> HashSet<(&'a str, &'a str)> {
+    let mut seen = Seen::default();
+    if let Some(class) = extra {
+        seen.insert(class);
+    }
     let mut repeated = HashSet::new();
     let mut stack: Vec<&Value> = values.to_vec();
     while let Some(value) = stack.pop() {
         match value {
             Value::Global { module, name } if !seen.insert((module, name)) => {
-                repeated.insert((module.clone(), name.clone()));
+                repeated.insert((module.as_str(), name.as_str()));
             }
             Value::Tuple(items)
             | Value::List(items)
@@ -177,6 +194,32 @@ fn repeated_globals<'a>(
         }
     }
     repeated
+}
+
+/// The globals met so far: a record names few distinct classes (its own, and those of
+/// the objects it refers to), so a short list searched in order beats hashing each of
+/// its references' class; a set takes over when there are many.
+#[derive(Default)]
+struct Seen<'a> {
+    few: Vec<(&'a str, &'a str)>,
+    many: HashSet<(&'a str, &'a str)>,
+}
+
+impl<'a> Seen<'a> {
+    /// Few enough distinct globals to search in order.
+    const FEW_MAX: usize = 8;
+
+    /// Adds `global`; false if it was there.
+    fn insert(&mut self, global: (&'a str, &'a str)) -> bool {
+        if self.few.contains(&global) {
+            return false;
+        }
+        if self.few.len() < Self::FEW_MAX {
+            self.few.push(global);
+            return true;
+        }
+        self.many.insert(global)
+    }
 }
 
 /// One step of writing: a value still to write (with its nesting depth), an opcode, or
@@ -382,12 +425,12 @@ fn refuse(what: impl Into<String>) -> PickleError {
     PickleError::NotEncodable(what.into())
 }
 
-impl Encoder {
+impl<'v> Encoder<'v> {
     fn header(&mut self) {
         self.out.extend_from_slice(&[op::PROTO, op::WRITE_PROTOCOL]);
     }
 
-    fn pickle(&mut self, value: &Value) -> Result<(), PickleError> {
+    fn pickle(&mut self, value: &'v Value) -> Result<(), PickleError> {
         self.header();
         self.value(value)?;
         self.out.push(op::STOP);
@@ -397,13 +440,13 @@ impl Encoder {
     /// Writes `root` without recursion: unoptimized builds spend kilobytes of machine
     /// stack per recursive level, so an explicit stack of steps keeps the nesting limit
     /// independent of the build and of the caller's thread.
-    fn value(&mut self, root: &Value) -> Result<(), PickleError> {
+    fn value(&mut self, root: &'v Value) -> Result<(), PickleError> {
         self.value_at(root, 0)
     }
 
     /// [`Encoder::value`] for a value nested `depth` levels deep.
-    fn value_at(&mut self, root: &Value, depth: usize) -> Result<(), PickleError> {
-        let mut steps: Vec<Step<'_>> = vec![Step::Value(root, depth)];
+    fn value_at(&mut self, root: &'v Value, depth: usize) -> Result<(), PickleError> {
+        let mut steps: Vec<Step<'v>> = vec![Step::Value(root, depth)];
         while let Some(step) = steps.pop() {
             let (value, depth) = match step {
                 Step::Op(opcode) => {
@@ -433,18 +476,19 @@ impl Encoder {
                 });
             }
             let mut seq = Sequence {
-                steps: Vec::new(),
+                steps: std::mem::take(&mut self.scratch),
                 depth: depth + 1,
                 memo_all: self.memo_all,
             };
             seq.container(value)?;
-            steps.extend(seq.steps.into_iter().rev());
+            steps.extend(seq.steps.drain(..).rev());
+            self.scratch = seq.steps;
         }
         Ok(())
     }
 
     /// Writes a value that contains no other value; `false` for containers.
-    fn leaf(&mut self, value: &Value) -> Result<bool, PickleError> {
+    fn leaf(&mut self, value: &'v Value) -> Result<bool, PickleError> {
         if self.memo_all
             && let Some(key) = shared_key(value)
         {
@@ -465,7 +509,7 @@ impl Encoder {
     }
 
     /// [`Encoder::leaf`] without the memo.
-    fn leaf_once(&mut self, value: &Value) -> Result<bool, PickleError> {
+    fn leaf_once(&mut self, value: &'v Value) -> Result<bool, PickleError> {
         match value {
             Value::None => self.out.push(op::NONE),
             Value::Bool(true) => self.out.push(op::NEWTRUE),
@@ -475,47 +519,17 @@ impl Encoder {
                 Int::Small(i) => self.int(i),
                 Int::Big(bytes) => self.long(&bytes)?,
             },
-            Value::Float(f) => {
-                self.out.push(op::BINFLOAT);
-                self.out.extend_from_slice(&f.to_be_bytes());
-            }
-            Value::Bytes(bytes) => match u8::try_from(bytes.len()) {
-                Ok(n) => {
-                    self.out.extend_from_slice(&[op::SHORT_BINBYTES, n]);
-                    self.out.extend_from_slice(bytes);
-                }
-                Err(_) => {
-                    self.out.push(op::BINBYTES);
-                    self.length_u32(bytes.len())?;
-                    self.out.extend_from_slice(bytes);
-                }
-            },
-            Value::Str(s) => self.str(s)?,
+            Value::Float(f) => write::float(&mut self.out, *f),
+            Value::Bytes(bytes) => write::bytes(&mut self.out, bytes)?,
+            Value::Str(s) => write::str(&mut self.out, s)?,
             Value::Global { module, name } => self.global(module, name)?,
             _ => return Ok(false),
         }
         Ok(true)
     }
 
-    /// Python's choice: `K` for 0..=255, `M` for 256..=65535, `J` for the rest of the i32
-    /// range, `LONG1` beyond.
     fn int(&mut self, i: i64) {
-        if let Ok(small) = u8::try_from(i) {
-            self.out.extend_from_slice(&[op::BININT1, small]);
-        } else if let Ok(medium) = u16::try_from(i) {
-            self.out.push(op::BININT2);
-            self.out.extend_from_slice(&medium.to_le_bytes());
-        } else if let Ok(word) = i32::try_from(i) {
-            self.out.push(op::BININT);
-            self.out.extend_from_slice(&word.to_le_bytes());
-        } else {
-            let bytes = i.to_le_bytes();
-            let minimal = text::minimal_twos_complement(&bytes);
-            self.out.push(op::LONG1);
-            // At most 8 bytes, so the length fits.
-            self.out.push(u8::try_from(minimal.len()).unwrap_or(8));
-            self.out.extend_from_slice(minimal);
-        }
+        write::int(&mut self.out, i);
     }
 
     /// An int outside `i64`, already minimal.
@@ -533,36 +547,18 @@ impl Encoder {
         Ok(())
     }
 
-    fn length_u32(&mut self, len: usize) -> Result<(), PickleError> {
-        let n = u32::try_from(len).map_err(|_| refuse("longer than 4 GiB"))?;
-        self.out.extend_from_slice(&n.to_le_bytes());
-        Ok(())
-    }
-
-    fn str(&mut self, s: &str) -> Result<(), PickleError> {
-        self.out.push(op::BINUNICODE);
-        self.length_u32(s.len())?;
-        self.out.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
-
-    fn global(&mut self, module: &str, name: &str) -> Result<(), PickleError> {
-        if let Some(&index) = self.globals.get(&(module.to_owned(), name.to_owned())) {
+    fn global(&mut self, module: &'v str, name: &'v str) -> Result<(), PickleError> {
+        if let Some(&index) = self.globals.get(&(module, name)) {
             self.get(index);
             return Ok(());
         }
         self.out.push(op::GLOBAL);
         self.lines(module, name)?;
-        if !self.memo_all
-            && !self
-                .repeated
-                .contains(&(module.to_owned(), name.to_owned()))
-        {
+        if !self.memo_all && !self.repeated.contains(&(module, name)) {
             return Ok(());
         }
         let index = self.memoize()?;
-        self.globals
-            .insert((module.to_owned(), name.to_owned()), index);
+        self.globals.insert((module, name), index);
         Ok(())
     }
 
@@ -638,6 +634,12 @@ fn require_tuple(args: &Value, opcode: &str) -> Result<(), PickleError> {
 /// Whether Python could hash the value (lists, dicts and sets cannot be keys); tuples are
 /// walked without recursion.
 fn hashable(value: &Value) -> bool {
+    // The usual key (a str, an int) answers without the walk and its allocation.
+    match value {
+        Value::List(_) | Value::Dict(_) | Value::Set(_) => return false,
+        Value::Tuple(_) => {}
+        _ => return true,
+    }
     let mut pending = vec![value];
     while let Some(v) = pending.pop() {
         match v {

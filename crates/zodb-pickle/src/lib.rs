@@ -9,6 +9,8 @@
 //! pack's garbage collection sees exactly the references Python's sees (§4.1, §5);
 //! [`class_of`] reads P1 like `get_pickle_metadata` (§2); [`encode`] and
 //! [`encode_record`] write the protocol 3 subset of §6 that Python reads.
+//! [`decode_record_view`] decodes a record without building the [`Value`] tree and
+//! lends its nodes ([`View`]), for callers that read states into their own types.
 //!
 //! Why our own codec rather than the `serde-pickle` crate (record-format §9): it has no
 //! persistent ids (`BINPERSID` is unsupported), loses every global that is not a handful of
@@ -35,11 +37,14 @@ pub mod opcodes;
 mod refs;
 mod text;
 mod value;
+mod view;
+pub mod write;
 
 pub use encode::{encode, encode_like_python, encode_record, encode_tuple_into};
 pub use error::PickleError;
 pub use refs::{Reference, class_of, scan_references, strong_references};
 pub use value::Value;
+pub use view::{Items, Kind, Pairs, RecordView, View, decode_record_view};
 
 use convert::Converter;
 use machine::{Machine, Mode};

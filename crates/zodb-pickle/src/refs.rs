@@ -127,7 +127,7 @@ fn classify_list(machine: &Machine<'_>, items: &[NodeId]) -> Result<Reference, P
             let Node::Tuple { items: args, .. } = machine.node(*args) else {
                 return Err(bad("a list persistent id has no argument tuple"));
             };
-            match (kind.as_str(), args.as_slice()) {
+            match (&**kind, args.as_slice()) {
                 ("w", [target]) => Ok(Reference::Weak {
                     oid: oid(machine, *target)?,
                     database: None,
@@ -176,7 +176,7 @@ fn oid(machine: &Machine<'_>, id: NodeId) -> Result<u64, PickleError> {
 
 fn database_name(machine: &Machine<'_>, id: NodeId) -> Result<String, PickleError> {
     match machine.node(id) {
-        Node::Str(s) => Ok(s.clone()),
+        Node::Str(s) => Ok(s.to_string()),
         other => Err(bad(&format!("a database name is {}", describe(other)))),
     }
 }
@@ -184,10 +184,12 @@ fn database_name(machine: &Machine<'_>, id: NodeId) -> Result<String, PickleErro
 /// The class named in a reference: a global, or a `(module, name)` tuple of str.
 fn class_name(machine: &Machine<'_>, id: NodeId) -> Option<(String, String)> {
     match machine.node(id) {
-        Node::Global(global) => Some((global.module.clone(), global.name.clone())),
+        Node::Global(global) => Some((global.module().to_owned(), global.name().to_owned())),
         Node::Tuple { items, .. } => match items.as_slice() {
             [module, name] => match (machine.node(*module), machine.node(*name)) {
-                (Node::Str(module), Node::Str(name)) => Some((module.clone(), name.clone())),
+                (Node::Str(module), Node::Str(name)) => {
+                    Some((module.to_string(), name.to_string()))
+                }
                 _ => None,
             },
             _ => None,

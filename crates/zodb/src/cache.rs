@@ -9,6 +9,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use lru::LruCache;
+use rustc_hash::FxBuildHasher;
 use zodb_storage::{Oid, Tid};
 
 /// A type-erased persistent object.
@@ -26,7 +27,11 @@ pub(crate) struct Entry {
 }
 
 pub(crate) struct ObjectCache {
-    lru: LruCache<Oid, Entry>,
+    /// Hashed with Fx, not SipHash: every read looks an oid up here, and oids are
+    /// handed out by the storage (not chosen by whoever sends requests), so there is no
+    /// hash flooding to resist; a SipHash of the key cost as much as the rest of the
+    /// lookup.
+    lru: LruCache<Oid, Entry, FxBuildHasher>,
     bytes: usize,
     objects_max: usize,
     bytes_max: usize,
@@ -44,7 +49,7 @@ impl std::fmt::Debug for ObjectCache {
 impl ObjectCache {
     pub(crate) fn new(objects_max: usize, bytes_max: usize) -> ObjectCache {
         ObjectCache {
-            lru: LruCache::unbounded(),
+            lru: LruCache::unbounded_with_hasher(FxBuildHasher),
             bytes: 0,
             objects_max: objects_max.max(1),
             bytes_max,

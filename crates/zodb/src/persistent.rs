@@ -5,6 +5,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zodb_pickle::Value;
 use zodb_storage::Oid;
@@ -32,6 +33,27 @@ pub trait Persistent: Clone + Send + Sync + 'static {
 
     /// The object back from a stored state.
     fn from_state(state: Value) -> Result<Self, StateError>;
+
+    /// The object's whole record (class and state pickles) written directly, with the
+    /// oids its strong references name added to `refs` when given; `None` when the type
+    /// has no direct writing or its state holds what it leaves to
+    /// [`Persistent::to_state`] and the encoder (which then write it, or refuse it).
+    /// [`persistent!`](crate::persistent) implements it through serde: the same bytes
+    /// as encoding `to_state`, without building the state first.
+    fn to_record(&self, refs: Option<&mut Vec<Oid>>) -> Option<Vec<u8>> {
+        let _ = refs;
+        None
+    }
+
+    /// The object straight from its record's state, read in place without building a
+    /// [`Value`]; `None` when the type has no such reading or the state holds a shape it
+    /// leaves to [`Persistent::from_state`] (which then reads it and reports any error).
+    /// [`persistent!`](crate::persistent) implements it through serde: the same reading
+    /// as `from_state`, without copying every string and container twice.
+    fn from_state_view(state: crate::state::StateView<'_>) -> Option<Self> {
+        let _ = state;
+        None
+    }
 
     /// Merges a change committed by another transaction with this transaction's
     /// (ZODB's `_p_resolveConflict`; see [`crate::resolve`]): `old` is the state this
@@ -106,6 +128,17 @@ macro_rules! persistent {
                 state: $crate::Value,
             ) -> ::std::result::Result<Self, $crate::state::StateError> {
                 $crate::state::from_value(state)
+            }
+
+            fn to_record(
+                &self,
+                refs: ::std::option::Option<&mut ::std::vec::Vec<$crate::Oid>>,
+            ) -> ::std::option::Option<::std::vec::Vec<u8>> {
+                $crate::state::to_record((Self::MODULE, Self::NAME), self, refs)
+            }
+
+            fn from_state_view(state: $crate::state::StateView<'_>) -> ::std::option::Option<Self> {
+                $crate::state::from_view(state).ok()
             }
 
             $($extra)*
@@ -223,7 +256,8 @@ impl<'de, T> Deserialize<'de> for PRef<T> {
                 self,
                 deserializer: D,
             ) -> Result<PRef<T>, D::Error> {
-                let (oid, _module, _name) = <(u64, String, String)>::deserialize(deserializer)?;
+                // The class is checked when the reference is resolved, not here.
+                let (oid, _, _) = <(u64, IgnoredAny, IgnoredAny)>::deserialize(deserializer)?;
                 Ok(PRef::from_oid(Oid(oid)))
             }
         }

@@ -30,6 +30,7 @@
 mod objects;
 mod step;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::error::PickleError;
@@ -41,8 +42,37 @@ pub(crate) type NodeId = usize;
 /// The shared `None` node, created first in every machine.
 pub(crate) const NONE_ID: NodeId = 0;
 
+/// No node: a hole in the dense memo.
+const NO_NODE: NodeId = NodeId::MAX;
+
 /// Returned for an id that is not in the arena (never happens: ids come from the arena).
-static MISSING: Node = Node::None;
+static MISSING: Node<'static> = Node::None;
+
+thread_local! {
+    /// The stack and mark buffers of the last machine dropped on this thread, for the
+    /// next one: records are decoded one after another, and allocating and freeing two
+    /// small buffers per record cost a few percent of reading one.
+    static SPARE: std::cell::Cell<(Vec<NodeId>, Vec<usize>)> =
+        const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// Largest buffer kept in [`SPARE`]: a machine that needed more gives it back to the
+/// allocator rather than keep it for the thread's lifetime.
+const SPARE_ITEMS_MAX: usize = 1 << 12;
+
+impl Drop for Machine<'_> {
+    fn drop(&mut self) {
+        if self.stack.capacity() <= SPARE_ITEMS_MAX && self.marks.capacity() <= SPARE_ITEMS_MAX {
+            SPARE.set((
+                std::mem::take(&mut self.stack),
+                std::mem::take(&mut self.marks),
+            ));
+        }
+    }
+}
+
+/// Input bytes per arena node in typical records (`Machine::new` sizes the arena by it).
+const NODE_BYTES_TYPICAL: usize = 8;
 
 /// How the machine treats objects; see the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,17 +81,19 @@ pub(crate) enum Mode {
     NoLoad,
 }
 
-/// One value in the arena.
+/// One value in the arena.  Strings, bytes and global names borrow from the input when
+/// their bytes are the value (binary opcodes): a record's strings then cost no allocation
+/// until a caller keeps them.
 #[derive(Debug)]
-pub(crate) enum Node {
+pub(crate) enum Node<'a> {
     None,
     Bool(bool),
     Int(i64),
     /// Minimal two's complement, only for values outside `i64`.
     BigInt(Vec<u8>),
     Float(f64),
-    Bytes(Vec<u8>),
-    Str(String),
+    Bytes(Cow<'a, [u8]>),
+    Str(Cow<'a, str>),
     /// A `str` holding lone surrogates, as UTF-8 with surrogates encoded like any other
     /// code point.  Only in `NoLoad` mode: `Load` refuses it, as a Rust `String` cannot
     /// hold it.
@@ -79,7 +111,7 @@ pub(crate) enum Node {
     },
     /// In `NoLoad` mode this behaves as `None` (noload pushes `None` for a `GLOBAL`); the
     /// names are kept for diagnostics, decoded leniently since noload never decodes them.
-    Global(Box<GlobalName>),
+    Global(GlobalName<'a>),
     PersistentRef(NodeId),
     Object(Box<Object>),
 }
@@ -88,11 +120,23 @@ pub(crate) enum Node {
 // per input byte, so its size is the decoder's memory factor.
 const _: () = assert!(std::mem::size_of::<Node>() <= 32);
 
-/// Module and name of a `GLOBAL`.
+/// Module and name of a `GLOBAL`, kept as the two lines are in the input: `module\nname`
+/// (a line holds no newline, so the first one separates them).  One slice, borrowed
+/// when the bytes are UTF-8, keeps the node at four words without a box: a container's
+/// record holds a global in each of its references.
 #[derive(Debug)]
-pub(crate) struct GlobalName {
-    pub(crate) module: String,
-    pub(crate) name: String,
+pub(crate) struct GlobalName<'a>(pub(crate) Cow<'a, str>);
+
+impl GlobalName<'_> {
+    pub(crate) fn module(&self) -> &str {
+        self.0
+            .split_once('\n')
+            .map_or(&*self.0, |(module, _)| module)
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.0.split_once('\n').map_or("", |(_, name)| name)
+    }
 }
 
 /// An object made by `REDUCE`, `NEWOBJ`, `INST` or `OBJ`, and what was done to it since.
@@ -138,11 +182,16 @@ pub(crate) struct Machine<'a> {
     input: &'a [u8],
     pos: usize,
     mode: Mode,
-    nodes: Vec<Node>,
+    nodes: Vec<Node<'a>>,
     stack: Vec<NodeId>,
     /// Stack heights at each `MARK`, as C's separate mark stack.
     marks: Vec<usize>,
-    /// Shared by consecutive pickles run on one machine (P1 and P2 of a record).
+    /// Shared by consecutive pickles run on one machine (P1 and P2 of a record).  Keys
+    /// below [`Machine::dense_memo_max`] (all that picklers write: they count up from
+    /// 0) index `dense`, where `NO_NODE` marks a hole; others go to `memo`.  A container's
+    /// record fetches its references' class from the memo once per reference, and a
+    /// SipHash per fetch cost more than the rest of decoding the reference.
+    dense: Vec<NodeId>,
     memo: HashMap<u64, NodeId>,
     /// `NoLoad` only: every persistent id met, in order, duplicates kept.
     pids: Vec<NodeId>,
@@ -150,13 +199,22 @@ pub(crate) struct Machine<'a> {
 
 impl<'a> Machine<'a> {
     pub(crate) fn new(input: &'a [u8], mode: Mode) -> Self {
+        // Sized for a record's usual node density (about one node per eight bytes) so
+        // that the arena rarely grows: each growth is a copy and an allocation, which
+        // for small records cost as much as decoding them.  Still linear in the input.
+        let mut nodes = Vec::with_capacity(input.len() / NODE_BYTES_TYPICAL + 2);
+        nodes.push(Node::None);
+        let (mut stack, mut marks) = SPARE.take();
+        stack.clear();
+        marks.clear();
         Machine {
             input,
             pos: 0,
             mode,
-            nodes: vec![Node::None],
-            stack: Vec::new(),
-            marks: Vec::new(),
+            nodes,
+            stack,
+            marks,
+            dense: Vec::new(),
             memo: HashMap::new(),
             pids: Vec::new(),
         }
@@ -168,7 +226,7 @@ impl<'a> Machine<'a> {
     }
 
     /// The node with this id.
-    pub(crate) fn node(&self, id: NodeId) -> &Node {
+    pub(crate) fn node(&self, id: NodeId) -> &Node<'a> {
         self.nodes.get(id).unwrap_or(&MISSING)
     }
 
@@ -265,12 +323,12 @@ impl<'a> Machine<'a> {
 
     // ---- arena and stack ---------------------------------------------------------------
 
-    fn add(&mut self, node: Node) -> NodeId {
+    fn add(&mut self, node: Node<'a>) -> NodeId {
         self.nodes.push(node);
         self.nodes.len() - 1
     }
 
-    fn push_node(&mut self, node: Node) {
+    fn push_node(&mut self, node: Node<'a>) {
         let id = self.add(node);
         self.stack.push(id);
     }
@@ -322,7 +380,7 @@ impl<'a> Machine<'a> {
         Ok(self.stack.split_off(height))
     }
 
-    fn new_tuple(&mut self, items: Vec<NodeId>) -> Node {
+    fn new_tuple(&mut self, items: Vec<NodeId>) -> Node<'a> {
         let hashable = items.iter().all(|&id| self.hashable(id));
         Node::Tuple { items, hashable }
     }
@@ -342,7 +400,7 @@ impl<'a> Machine<'a> {
         self.mode == Mode::NoLoad && matches!(self.node(id), Node::None | Node::Global(_))
     }
 
-    fn int_node(value: Int) -> Node {
+    fn int_node(value: Int) -> Node<'a> {
         match value {
             Int::Small(i) => Node::Int(i),
             Int::Big(bytes) => Node::BigInt(bytes),
@@ -350,11 +408,19 @@ impl<'a> Machine<'a> {
     }
 
     /// A node for text that passed Python's decoder (UTF-8 with surrogates allowed).
-    fn str_node(&self, wtf8: Vec<u8>, offset: usize) -> Result<Node, PickleError> {
-        match String::from_utf8(wtf8) {
+    fn str_node(&self, wtf8: Cow<'a, [u8]>, offset: usize) -> Result<Node<'a>, PickleError> {
+        let text = match wtf8 {
+            Cow::Borrowed(b) => std::str::from_utf8(b)
+                .map(Cow::Borrowed)
+                .map_err(|_| b.to_vec()),
+            Cow::Owned(v) => String::from_utf8(v)
+                .map(Cow::Owned)
+                .map_err(|e| e.into_bytes()),
+        };
+        match text {
             Ok(s) => Ok(Node::Str(s)),
-            Err(e) => match self.mode {
-                Mode::NoLoad => Ok(Node::SurrogateStr(e.into_bytes())),
+            Err(bytes) => match self.mode {
+                Mode::NoLoad => Ok(Node::SurrogateStr(bytes)),
                 Mode::Load => Err(malformed(
                     offset,
                     "str holds a lone surrogate, which a Rust String cannot hold",
@@ -364,27 +430,56 @@ impl<'a> Machine<'a> {
     }
 
     /// A Python-2 string: ZODB's unpickler decodes it as strict ASCII.
-    fn py2_string(bytes: Vec<u8>, offset: usize) -> Result<Node, PickleError> {
+    fn py2_string(bytes: Cow<'a, [u8]>, offset: usize) -> Result<Node<'a>, PickleError> {
         if !bytes.is_ascii() {
             return Err(malformed(offset, "Python 2 string is not ASCII"));
         }
-        String::from_utf8(bytes)
-            .map(Node::Str)
-            .map_err(|_| malformed(offset, "Python 2 string is not ASCII"))
+        let s = match bytes {
+            Cow::Borrowed(b) => std::str::from_utf8(b).map(Cow::Borrowed).ok(),
+            Cow::Owned(v) => String::from_utf8(v).map(Cow::Owned).ok(),
+        };
+        s.map(Node::Str)
+            .ok_or_else(|| malformed(offset, "Python 2 string is not ASCII"))
+    }
+
+    /// Memo keys below this index the dense memo: linear in the input, so a short
+    /// hostile pickle cannot make it large.
+    fn dense_memo_max(&self) -> usize {
+        256 + self.input.len()
     }
 
     fn memo_get(&mut self, key: u64, offset: usize) -> Result<(), PickleError> {
-        let id = *self
-            .memo
-            .get(&key)
-            .ok_or(PickleError::BadMemo { key, offset })?;
+        let dense = usize::try_from(key)
+            .ok()
+            .and_then(|k| self.dense.get(k))
+            .copied()
+            .filter(|&id| id != NO_NODE);
+        let id = match dense {
+            Some(id) => id,
+            None => *self
+                .memo
+                .get(&key)
+                .ok_or(PickleError::BadMemo { key, offset })?,
+        };
         self.stack.push(id);
         Ok(())
     }
 
     fn memo_put(&mut self, key: u64, offset: usize) -> Result<(), PickleError> {
         let id = self.top(offset)?;
-        self.memo.insert(key, id);
+        match usize::try_from(key) {
+            Ok(k) if k < self.dense_memo_max() => {
+                if k >= self.dense.len() {
+                    self.dense.resize(k + 1, NO_NODE);
+                }
+                if let Some(slot) = self.dense.get_mut(k) {
+                    *slot = id;
+                }
+            }
+            _ => {
+                self.memo.insert(key, id);
+            }
+        }
         Ok(())
     }
 }

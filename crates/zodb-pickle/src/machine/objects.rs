@@ -5,9 +5,11 @@
 use super::{
     Change, GlobalName, Machine, Mode, NONE_ID, Node, NodeId, Object, ObjectKind, malformed,
 };
+use std::borrow::Cow;
+
 use crate::error::PickleError;
 
-impl Machine<'_> {
+impl<'a> Machine<'a> {
     /// `APPEND`/`APPENDS` on the target just below stack height `x` (C `do_append`, and
     /// `do_noload_append` in `NoLoad` mode).
     pub(super) fn append(&mut self, x: Option<usize>, offset: usize) -> Result<(), PickleError> {
@@ -28,6 +30,8 @@ impl Machine<'_> {
         }
         let items = self.stack.split_off(x);
         match self.nodes.get_mut(target) {
+            // Moved rather than copied when the list is still empty (the usual case).
+            Some(Node::List(list)) if list.is_empty() => *list = items,
             Some(Node::List(list)) => list.extend(items),
             Some(Node::Object(object)) => match object.changes.last_mut() {
                 Some(Change::Append(previous)) => previous.extend(items),
@@ -71,6 +75,7 @@ impl Machine<'_> {
         }
         self.clear_to(x);
         match self.nodes.get_mut(target) {
+            Some(Node::Dict(dict)) if dict.is_empty() => *dict = pairs,
             Some(Node::Dict(dict)) => dict.extend(pairs),
             Some(Node::Object(object)) => match object.changes.last_mut() {
                 Some(Change::SetItems(previous)) => previous.extend(pairs),
@@ -82,32 +87,33 @@ impl Machine<'_> {
     }
 
     pub(super) fn global(&mut self, offset: usize) -> Result<(), PickleError> {
+        let start = self.pos;
         let node = match self.mode {
             Mode::NoLoad => {
                 // noload reads the two lines and checks nothing.
-                let module = self.line(offset)?;
-                let name = self.line(offset)?;
-                Node::Global(Box::new(GlobalName {
-                    module: String::from_utf8_lossy(module).into_owned(),
-                    name: String::from_utf8_lossy(name).into_owned(),
-                }))
+                self.line(offset)?;
+                self.line(offset)?;
+                Node::Global(GlobalName(String::from_utf8_lossy(self.lines_from(start))))
             }
             Mode::Load => {
-                let module = self.nonempty_line(offset)?;
-                let name = self.nonempty_line(offset)?;
-                let utf8 = |b: &[u8]| {
-                    std::str::from_utf8(b)
-                        .map(str::to_owned)
-                        .map_err(|_| malformed(offset, "GLOBAL name is not UTF-8"))
-                };
-                Node::Global(Box::new(GlobalName {
-                    module: utf8(module)?,
-                    name: utf8(name)?,
-                }))
+                self.nonempty_line(offset)?;
+                self.nonempty_line(offset)?;
+                // Two lines joined by an ASCII newline are UTF-8 exactly when each is.
+                let text = std::str::from_utf8(self.lines_from(start))
+                    .map_err(|_| malformed(offset, "GLOBAL name is not UTF-8"))?;
+                Node::Global(GlobalName(Cow::Borrowed(text)))
             }
         };
         self.push_node(node);
         Ok(())
+    }
+
+    /// The input from `start` to the newline that ends the last line read.
+    fn lines_from(&self, start: usize) -> &'a [u8] {
+        let input: &'a [u8] = self.input;
+        input
+            .get(start..self.pos.saturating_sub(1))
+            .unwrap_or_default()
     }
 
     pub(super) fn reduce(&mut self, offset: usize) -> Result<(), PickleError> {
@@ -140,14 +146,14 @@ impl Machine<'_> {
         &self,
         callable: NodeId,
         args: NodeId,
-    ) -> Option<Result<Node, &'static str>> {
+    ) -> Option<Result<Node<'a>, &'static str>> {
         let Node::Global(global) = self.node(callable) else {
             return None;
         };
-        if global.module != "builtins" && global.module != "__builtin__" {
+        if global.module() != "builtins" && global.module() != "__builtin__" {
             return None;
         }
-        let frozen = match global.name.as_str() {
+        let frozen = match global.name() {
             "set" => false,
             "frozenset" => true,
             _ => return None,
@@ -266,7 +272,7 @@ impl Machine<'_> {
     }
 }
 
-fn new_object(kind: ObjectKind) -> Node {
+fn new_object<'a>(kind: ObjectKind) -> Node<'a> {
     Node::Object(Box::new(Object {
         kind,
         changes: Vec::new(),

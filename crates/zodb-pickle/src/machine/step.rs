@@ -2,12 +2,14 @@
 //! stack checks zodbpickle's C unpickler makes.  The opcodes that build containers and
 //! objects (where `Load` and `NoLoad` differ) are in `objects.rs`.
 
+use std::borrow::Cow;
+
 use super::{Machine, NONE_ID, Node, NodeId, malformed};
 use crate::error::PickleError;
 use crate::opcodes as op;
 use crate::text::{self, IntText};
 
-impl Machine<'_> {
+impl<'a> Machine<'a> {
     /// Runs one opcode; `Some(value)` at `STOP`.
     pub(super) fn step(
         &mut self,
@@ -88,43 +90,50 @@ impl Machine<'_> {
                 let n = self.u32_le(offset)?;
                 let n = usize::try_from(n).map_err(|_| PickleError::Truncated { offset })?;
                 let bytes = self.counted(n, offset)?;
-                self.push_node(Node::Bytes(bytes.to_vec()));
+                self.push_node(Node::Bytes(Cow::Borrowed(bytes)));
             }
             op::SHORT_BINBYTES => {
                 let n = self.byte(offset)?;
                 let bytes = self.counted(usize::from(n), offset)?;
-                self.push_node(Node::Bytes(bytes.to_vec()));
+                self.push_node(Node::Bytes(Cow::Borrowed(bytes)));
             }
             op::STRING => {
                 let line = self.nonempty_line(offset)?;
                 let bytes = text::parse_string_line(line).map_err(|r| malformed(offset, r))?;
-                self.push_node(Self::py2_string(bytes, offset)?);
+                self.push_node(Self::py2_string(Cow::Owned(bytes), offset)?);
             }
             op::BINSTRING => {
                 let n = self.i32_le(offset)?;
                 let n = usize::try_from(n)
                     .map_err(|_| malformed(offset, "BINSTRING pickle has negative byte count"))?;
                 let bytes = self.counted(n, offset)?;
-                self.push_node(Self::py2_string(bytes.to_vec(), offset)?);
+                self.push_node(Self::py2_string(Cow::Borrowed(bytes), offset)?);
             }
             op::SHORT_BINSTRING => {
                 let n = self.byte(offset)?;
                 let bytes = self.counted(usize::from(n), offset)?;
-                self.push_node(Self::py2_string(bytes.to_vec(), offset)?);
+                self.push_node(Self::py2_string(Cow::Borrowed(bytes), offset)?);
             }
             op::UNICODE => {
                 let line = self.line(offset)?;
                 let wtf8 =
                     text::decode_raw_unicode_escape(line).map_err(|r| malformed(offset, r))?;
-                let node = self.str_node(wtf8, offset)?;
+                let node = self.str_node(Cow::Owned(wtf8), offset)?;
                 self.push_node(node);
             }
             op::BINUNICODE => {
                 let n = self.u32_le(offset)?;
                 let n = usize::try_from(n).map_err(|_| PickleError::Truncated { offset })?;
                 let bytes = self.counted(n, offset)?;
-                text::check_utf8_surrogatepass(bytes).map_err(|r| malformed(offset, r))?;
-                let node = self.str_node(bytes.to_vec(), offset)?;
+                // Strict UTF-8 (the usual case) passes Python's surrogatepass decoder
+                // too, and is checked once; only other bytes need the finer check.
+                let node = match std::str::from_utf8(bytes) {
+                    Ok(text) => Node::Str(Cow::Borrowed(text)),
+                    Err(_) => {
+                        text::check_utf8_surrogatepass(bytes).map_err(|r| malformed(offset, r))?;
+                        self.str_node(Cow::Borrowed(bytes), offset)?
+                    }
+                };
                 self.push_node(node);
             }
 
@@ -220,7 +229,7 @@ impl Machine<'_> {
             op::BUILD => self.build(offset)?,
             op::PERSID => {
                 let line = self.nonempty_line(offset)?;
-                let pid = self.add(Node::Bytes(line.to_vec()));
+                let pid = self.add(Node::Bytes(Cow::Borrowed(line)));
                 self.persistent(pid);
             }
             op::BINPERSID => {

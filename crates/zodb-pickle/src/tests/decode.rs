@@ -409,3 +409,22 @@ fn memo_fetches_cannot_blow_up_the_tree() {
     assert!(matches!(decode(&input), Err(PickleError::TooLarge { .. })));
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
+
+#[test]
+fn memo_keys_near_and_far_are_both_kept() {
+    // MARK, None PUT 4294967295 (far: the sparse memo), 7 PUT 5 (near: the dense one, with
+    // holes below), then both fetched: [None, 7, None, 7].
+    let (value, _) = decode(&p3(
+        "28 4e 72 ff ff ff ff 4b 07 71 05 6a ff ff ff ff 68 05 6c 2e",
+    ))
+    .unwrap();
+    assert_eq!(
+        value,
+        Value::List(vec![Value::None, Value::Int(7), Value::None, Value::Int(7)])
+    );
+    // A hole below a near key is no entry.
+    assert!(matches!(
+        decode(&p3("4e 71 05 68 04 2e")),
+        Err(PickleError::BadMemo { key: 4, .. })
+    ));
+}

@@ -5,6 +5,11 @@
 
 // These work on the storage's own state, as the rest of the engine does.
 use super::*;
+use record_cache::WindowLookup;
+
+/// Bytes read ahead when a load follows the previous one in the file (see
+/// `record_cache::Window`): some hundred small records.
+const SEQUENTIAL_READ_AHEAD: usize = 16 << 10;
 
 impl FileStorage {
     /// Finds the transaction `tid` by walking back from the end.
@@ -116,7 +121,7 @@ impl FileStorage {
         let mut next_serial = None;
         // The current record is read whole at once, since it is usually
         // the answer; older ones header first.
-        let mut current = Some(reader.record(pos, Some(oid))?);
+        let mut current = Some(Self::current_record(&reader, &records, pos, oid)?);
         loop {
             let h = match &current {
                 Some(r) => r.header,
@@ -158,6 +163,35 @@ impl FileStorage {
                 );
             }
             pos = h.prev;
+        }
+    }
+
+    /// The current record of a load: from the read-ahead window when it holds it,
+    /// with a new window when the load follows the last one in the file (the next
+    /// record), else with one read of its own.
+    fn current_record(
+        reader: &Reader<'_>,
+        records: &RecordCache,
+        pos: u64,
+        oid: Oid,
+    ) -> Result<Record> {
+        match records.window_lookup(pos) {
+            WindowLookup::Hit(bytes) => reader.record_in(pos, Some(oid), &bytes),
+            WindowLookup::Sequential => {
+                let len = reader
+                    .end
+                    .saturating_sub(pos)
+                    .min(SEQUENTIAL_READ_AHEAD as u64) as usize;
+                let bytes = reader.read_exact(pos, len, "data records read ahead")?;
+                let r = reader.record_in(pos, Some(oid), &bytes)?;
+                records.window_put(pos, bytes, pos.saturating_add(r.header.record_len()));
+                Ok(r)
+            }
+            WindowLookup::Miss => {
+                let r = reader.record(pos, Some(oid))?;
+                records.window_loaded(pos.saturating_add(r.header.record_len()));
+                Ok(r)
+            }
         }
     }
 

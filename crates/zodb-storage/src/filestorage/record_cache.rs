@@ -16,6 +16,7 @@
 
 use parking_lot::Mutex;
 
+use super::format::{DATA_HEADER_SIZE, DataHeader};
 use crate::ids::{Oid, Tid};
 use crate::limits;
 
@@ -23,7 +24,7 @@ const SHARDS: usize = 16;
 const SLOTS_PER_SHARD: usize = limits::RECORD_CACHE_SLOTS / SHARDS;
 const SHARD_BYTES_MAX: usize = limits::RECORD_CACHE_BYTES_MAX / SHARDS;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     oid: u64,
     pos: u64,
@@ -33,13 +34,42 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Shard {
-    slots: Vec<Option<Entry>>,
+    /// Boxed, so that an empty slot is a null pointer: the slots of a shard are then
+    /// allocated zeroed, 8 bytes each, and the pages of slots never filled are never
+    /// touched (a storage opened to read a few thousand objects would otherwise fault
+    /// in megabytes of empty slots).
+    slots: Vec<Option<Box<Entry>>>,
     bytes: usize,
 }
 
 #[derive(Debug, Default)]
 pub(super) struct RecordCache {
     shards: [Mutex<Shard>; SHARDS],
+    window: Mutex<Window>,
+}
+
+/// The file's bytes from one position on, read ahead at a sequential load: records
+/// written together (the objects of one commit) are usually read together and in file
+/// order, and one `pread` per record cost more than decoding it.  Python's FileStorage
+/// reads through an 8 KiB buffer for the same reason.  Committed bytes never change, so
+/// the window stays right for as long as this cache does (a pack replaces both).
+#[derive(Debug, Default)]
+struct Window {
+    start: u64,
+    bytes: Vec<u8>,
+    /// Where the last record loaded through the window's bookkeeping ended: a load of
+    /// the record that starts there is sequential.
+    last_end: u64,
+}
+
+/// What the read-ahead window says about a load at a position.
+#[derive(Debug)]
+pub(super) enum WindowLookup {
+    /// The window's bytes from the position: the record, or at least its header.
+    Hit(Vec<u8>),
+    /// Not in the window, but right after the last record loaded: read ahead.
+    Sequential,
+    Miss,
 }
 
 /// The shard and slot of `oid`: a multiplicative hash, so consecutive oids spread.
@@ -50,6 +80,46 @@ fn place(oid: u64) -> (usize, usize) {
 }
 
 impl RecordCache {
+    /// Looks `pos` up in the read-ahead window.
+    pub(super) fn window_lookup(&self, pos: u64) -> WindowLookup {
+        let mut w = self.window.lock();
+        let from = pos
+            .checked_sub(w.start)
+            .and_then(|offset| usize::try_from(offset).ok())
+            .and_then(|offset| w.bytes.get(offset..))
+            .filter(|rest| rest.len() >= DATA_HEADER_SIZE);
+        if let Some(rest) = from {
+            let head: [u8; DATA_HEADER_SIZE] = rest[..DATA_HEADER_SIZE]
+                .try_into()
+                .expect("sliced to the header size");
+            let len = DataHeader::decode(&head).record_len();
+            // What the window holds of the record; the reader reads any rest.
+            let take = usize::try_from(len).map_or(rest.len(), |len| len.min(rest.len()));
+            let bytes = rest[..take].to_vec();
+            w.last_end = pos.saturating_add(len);
+            return WindowLookup::Hit(bytes);
+        }
+        if pos == w.last_end && pos != 0 {
+            WindowLookup::Sequential
+        } else {
+            WindowLookup::Miss
+        }
+    }
+
+    /// Notes a record loaded without the window: `end` is where it ends.
+    pub(super) fn window_loaded(&self, end: u64) {
+        self.window.lock().last_end = end;
+    }
+
+    /// Makes `bytes` (read from `start` on) the window; the record loaded from them
+    /// ends at `end`.
+    pub(super) fn window_put(&self, start: u64, bytes: Vec<u8>, end: u64) {
+        let mut w = self.window.lock();
+        w.start = start;
+        w.bytes = bytes;
+        w.last_end = end;
+    }
+
     /// The serial and data of `oid`'s record at `pos`, if cached.
     pub(super) fn get(&self, oid: Oid, pos: u64) -> Option<(Tid, Vec<u8>)> {
         let (shard, slot) = place(oid.0);
@@ -72,7 +142,7 @@ impl RecordCache {
         };
         let mut s = shard.lock();
         if s.slots.is_empty() {
-            s.slots.resize_with(SLOTS_PER_SHARD, || None);
+            s.slots = vec![None; SLOTS_PER_SHARD];
         }
         let old = s
             .slots
@@ -85,12 +155,12 @@ impl RecordCache {
         }
         s.bytes += data.len();
         if let Some(place) = s.slots.get_mut(slot) {
-            *place = Some(Entry {
+            *place = Some(Box::new(Entry {
                 oid: oid.0,
                 pos,
                 serial,
                 data: data.into(),
-            });
+            }));
         }
     }
 }
@@ -110,6 +180,47 @@ mod tests {
         c.put(Oid(1), 20, Tid(6), b"two");
         assert_eq!(c.get(Oid(1), 10), None, "the slot holds the newer one");
         assert_eq!(c.get(Oid(1), 20), Some((Tid(6), b"two".to_vec())));
+    }
+
+    #[test]
+    fn the_window_serves_what_it_holds_and_spots_the_next_record() {
+        let c = RecordCache::default();
+        let record = |oid: u64, plen: usize| {
+            let header = DataHeader {
+                oid: Oid(oid),
+                serial: Tid(1),
+                prev: 0,
+                tloc: 4,
+                vlen: 0,
+                plen: plen as u64,
+            };
+            let mut r = header.encode().to_vec();
+            r.resize(DATA_HEADER_SIZE + plen, oid as u8);
+            r
+        };
+        let (a, b) = (record(1, 10), record(2, 100));
+        let a_end = 100 + a.len() as u64;
+        assert!(matches!(c.window_lookup(100), WindowLookup::Miss));
+        c.window_loaded(a_end);
+        assert!(matches!(c.window_lookup(a_end), WindowLookup::Sequential));
+        // A window from a_end holding b whole and the start of a third record.
+        let mut bytes = b.clone();
+        bytes.extend_from_slice(&record(3, 500)[..60]);
+        c.window_put(a_end, bytes, a_end + b.len() as u64);
+        match c.window_lookup(a_end) {
+            WindowLookup::Hit(got) => assert_eq!(got, b),
+            other => panic!("{other:?}"),
+        }
+        let c_pos = a_end + b.len() as u64;
+        match c.window_lookup(c_pos) {
+            WindowLookup::Hit(got) => assert_eq!(got.len(), 60, "what the window has of it"),
+            other => panic!("{other:?}"),
+        }
+        // Past the window, right after the last record: read ahead again.
+        let after = c_pos + DATA_HEADER_SIZE as u64 + 500;
+        assert!(matches!(c.window_lookup(after), WindowLookup::Sequential));
+        assert!(matches!(c.window_lookup(after + 1), WindowLookup::Miss));
+        assert!(matches!(c.window_lookup(a_end - 1), WindowLookup::Miss));
     }
 
     #[test]

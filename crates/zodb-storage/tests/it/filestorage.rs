@@ -419,3 +419,57 @@ fn concurrent_committers_share_fsyncs_and_lose_nothing() {
     fs.close().unwrap();
     check_file(&dir.path().join("Data.fs")).unwrap();
 }
+
+#[test]
+fn records_read_in_file_order_and_out_of_it_are_the_records_stored() {
+    // Records of one commit, small and large (some cross the read-ahead window's end,
+    // one is larger than the window), read in file order (the window serves them),
+    // backwards, and in order again after an older revision of some was read.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Data.fs");
+    let storage = FileStorage::open(&path).unwrap();
+    let sizes = |oid: u64| match oid % 50 {
+        0 => 20_000,
+        7 => 3_000,
+        _ => 100 + (oid % 13) as usize * 17,
+    };
+    let data = |oid: u64, rev: u8| {
+        let mut d = record(oid as i64, &[]);
+        d.resize(sizes(oid), rev);
+        d
+    };
+    let oids: Vec<u64> = (1..=400).collect();
+    let mut tids = Vec::new();
+    for rev in [1u8, 2] {
+        let t = storage.tpc_begin(TransactionMeta::new("u", "d")).unwrap();
+        for &oid in &oids {
+            let serial = tids.last().copied().unwrap_or(Tid::ZERO);
+            // The second commit changes every other object.
+            if rev == 2 && oid.is_multiple_of(2) {
+                continue;
+            }
+            storage.store(&t, Oid(oid), serial, data(oid, rev)).unwrap();
+        }
+        storage.vote(&t).unwrap();
+        tids.push(storage.finish(&t).unwrap());
+    }
+    storage.close().unwrap();
+    let current = |oid: u64| if oid.is_multiple_of(2) { 1 } else { 2 };
+    let storage = FileStorage::open(&path).unwrap();
+    let check = |order: &mut dyn Iterator<Item = u64>| {
+        for oid in order {
+            let (d, serial) = storage.load(Oid(oid)).unwrap();
+            assert_eq!(d, data(oid, current(oid)), "oid {oid}");
+            assert_eq!(serial, tids[current(oid) as usize - 1]);
+        }
+    };
+    check(&mut oids.iter().copied());
+    check(&mut oids.iter().rev().copied());
+    let old = storage
+        .load_before(Oid(3), tids[1])
+        .unwrap()
+        .expect("the first revision");
+    assert_eq!(old.data, data(3, 1));
+    check(&mut oids.iter().copied());
+    storage.close().unwrap();
+}

@@ -40,7 +40,7 @@ fn oid_of_ref(value: &Value) -> Result<(Oid, Option<String>), StateError> {
     if let Value::PersistentRef(pid) = value
         && let Some(PidKind::Strong { oid, class }) = parse_pid(pid)
     {
-        return Ok((oid, class.map(|(_, name)| name)));
+        return Ok((oid, class.map(|(_, name)| name.to_owned())));
     }
     Err(StateError(format!("expected a reference, found {value:?}")))
 }

@@ -2,8 +2,7 @@
 //! `commit`, which encodes the changed objects (dropping new ones nothing stored refers to)
 //! and hands the records to the database's two-phase commit.
 
-use std::collections::{HashMap, HashSet};
-
+use rustc_hash::FxHashMap;
 use zodb_pickle::{PickleError, Value, encode_record};
 use zodb_storage::{Oid, Tid, TransactionMeta};
 
@@ -119,53 +118,79 @@ fn state_meta(state: &TxState) -> Result<TransactionMeta> {
 }
 
 /// Encodes every dirty object and drops new objects nothing stored refers to.
+///
+/// Works by position in `state.order` (each oid is there once) rather than with maps keyed
+/// by oid, and walks references only when the transaction added objects: an update of
+/// existing objects keeps all of them.
 fn encode_changes(state: &TxState) -> Result<Vec<Record>> {
-    let mut encoded: HashMap<Oid, (Vec<u8>, Vec<Oid>)> = HashMap::with_capacity(state.order.len());
-    for &oid in &state.order {
-        let dirty = &state.dirty[&oid];
-        let obj = dirty.obj.as_ref().ok_or(Error::Busy(oid))?;
-        let value = (dirty.codec.encode)(obj.as_ref()).map_err(|e| Error::state(Some(oid), e.0))?;
-        let mut refs = Vec::new();
-        strong_refs(&value, &mut refs);
-        let data = encode_record((dirty.codec.module, dirty.codec.name), &value)
-            .map_err(|e: PickleError| Error::pickle(Some(oid), e))?;
-        encoded.insert(oid, (data, refs));
-    }
-    // Reachability: from the changed (not new) objects and the root, through new objects.
-    let mut keep: HashSet<Oid> = state
+    let dirty: Vec<&super::Dirty> = state.order.iter().map(|oid| &state.dirty[oid]).collect();
+    let any_new = state
         .order
         .iter()
-        .copied()
-        .filter(|oid| !state.dirty[oid].new || *oid == Oid::ROOT)
+        .zip(&dirty)
+        .any(|(oid, d)| d.new && *oid != Oid::ROOT);
+    let mut encoded: Vec<(Vec<u8>, Vec<Oid>)> = Vec::with_capacity(state.order.len());
+    for (&oid, d) in state.order.iter().zip(&dirty) {
+        let obj = d.obj.as_ref().ok_or(Error::Busy(oid))?;
+        let mut refs = Vec::new();
+        // Written directly when the type can (the same bytes), else through its state.
+        if let Some(data) = (d.codec.record)(obj.as_ref(), any_new.then_some(&mut refs)) {
+            encoded.push((data, refs));
+            continue;
+        }
+        refs.clear();
+        let value = (d.codec.encode)(obj.as_ref()).map_err(|e| Error::state(Some(oid), e.0))?;
+        if any_new {
+            strong_refs(&value, &mut refs);
+        }
+        let data = encode_record((d.codec.module, d.codec.name), &value)
+            .map_err(|e: PickleError| Error::pickle(Some(oid), e))?;
+        encoded.push((data, refs));
+    }
+    // Reachability: from the changed (not new) objects and the root, through new objects.
+    let mut keep: Vec<bool> = state
+        .order
+        .iter()
+        .zip(&dirty)
+        .map(|(oid, d)| !d.new || *oid == Oid::ROOT)
         .collect();
-    let mut stack: Vec<Oid> = keep.iter().copied().collect();
-    while let Some(oid) = stack.pop() {
-        for target in &encoded[&oid].1 {
-            if state.dirty.get(target).is_some_and(|d| d.new) && keep.insert(*target) {
-                stack.push(*target);
+    if any_new {
+        let position: FxHashMap<Oid, usize> = state
+            .order
+            .iter()
+            .enumerate()
+            .map(|(i, &oid)| (oid, i))
+            .collect();
+        let mut stack: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
+        while let Some(i) = stack.pop() {
+            for target in &encoded[i].1 {
+                if let Some(&j) = position.get(target)
+                    && dirty[j].new
+                    && !keep[j]
+                {
+                    keep[j] = true;
+                    stack.push(j);
+                }
             }
         }
     }
     let mut records = Vec::with_capacity(keep.len());
-    for &oid in &state.order {
-        if !keep.contains(&oid) {
+    for (((&oid, d), (data, _)), kept) in state.order.iter().zip(&dirty).zip(encoded).zip(keep) {
+        if !kept {
             tracing::debug!(
                 ?oid,
                 "new object not referred to by anything stored: not stored"
             );
             continue;
         }
-        if let Some((data, _)) = encoded.remove(&oid) {
-            let dirty = &state.dirty[&oid];
-            records.push(Record {
-                oid,
-                serial: dirty.serial,
-                data,
-                class: (dirty.codec.module, dirty.codec.name),
-                resolve: dirty.codec.resolve,
-                blob: state.blob_files.get(&oid).cloned(),
-            });
-        }
+        records.push(Record {
+            oid,
+            serial: d.serial,
+            data,
+            class: (d.codec.module, d.codec.name),
+            resolve: d.codec.resolve,
+            blob: state.blob_files.get(&oid).cloned(),
+        });
     }
     Ok(records)
 }

@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rustc_hash::FxHashMap;
 use zodb_pickle::Value;
 use zodb_storage::{Oid, Tid};
 
@@ -203,11 +204,16 @@ impl Drop for Connection {
 
 static NEXT_TRANSACTION: AtomicU64 = AtomicU64::new(1);
 
+/// [`Persistent::to_record`] of a type-erased object.
+type WriteRecord = fn(&(dyn Any + Send + Sync), Option<&mut Vec<Oid>>) -> Option<Vec<u8>>;
+
 /// How a dirty object is turned back into a record, whatever its Rust type, and how its
 /// class resolves conflicts.
 #[derive(Clone, Copy)]
 struct Codec {
     encode: fn(&(dyn Any + Send + Sync)) -> Result<Value, StateError>,
+    /// [`Persistent::to_record`]: the record written directly, when the type can.
+    record: WriteRecord,
     resolve: Resolver,
     module: &'static str,
     name: &'static str,
@@ -220,8 +226,15 @@ impl Codec {
                 .ok_or_else(|| StateError("dirty object of an unexpected type".into()))?
                 .to_state()
         }
+        fn record<T: Persistent>(
+            obj: &(dyn Any + Send + Sync),
+            refs: Option<&mut Vec<Oid>>,
+        ) -> Option<Vec<u8>> {
+            obj.downcast_ref::<T>()?.to_record(refs)
+        }
         Codec {
             encode: encode::<T>,
+            record: record::<T>,
             resolve: T::resolve_conflict,
             module: T::MODULE,
             name: T::NAME,
@@ -242,7 +255,8 @@ struct Dirty {
 
 #[derive(Default, Clone)]
 struct TxState {
-    dirty: HashMap<Oid, Dirty>,
+    /// Fx-hashed: every read looks here first, and oids come from the storage.
+    dirty: FxHashMap<Oid, Dirty>,
     /// Dirty oids in the order they became dirty (the order records are stored in).
     order: Vec<Oid>,
     /// Objects that must still be current at commit (`check_current_serial`).

@@ -58,6 +58,9 @@ impl<'c> Transaction<'c> {
     pub(super) fn load<T: Persistent>(&self, oid: Oid) -> Result<(Arc<T>, Tid, usize)> {
         let revision = self.db.load_before(oid, self.snapshot)?;
         let size = revision.data.len();
+        if let Some(obj) = read_in_place::<T>(&revision.data) {
+            return Ok((Arc::new(obj), revision.start, size));
+        }
         let (class, state) =
             decode_record(&revision.data).map_err(|e| Error::pickle(Some(oid), e))?;
         match class_name(&class) {
@@ -148,6 +151,18 @@ pub struct Generic {
     pub state: Value,
     /// The tid of the revision read.
     pub serial: Tid,
+}
+
+/// The object of `data` when its class is `T`'s and `T` reads its state in place
+/// ([`Persistent::from_state_view`]); `None` sends the record the long way, through the
+/// [`Value`] tree, which also reports every error.
+fn read_in_place<T: Persistent>(data: &[u8]) -> Option<T> {
+    let record = zodb_pickle::decode_record_view(data).ok()?;
+    match record.class() {
+        Some((module, name)) if module == T::MODULE && name == T::NAME => {}
+        _ => return None,
+    }
+    T::from_state_view(record.state())
 }
 
 /// The old and new class of a record, without the arguments some forms carry

@@ -107,16 +107,7 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer {
             return Err(self.unexpected("a persistent reference"));
         };
         match parse_pid(pid) {
-            Some(PidKind::Strong { oid, class }) => {
-                let (module, name) = class.unwrap_or_default();
-                let oid = i64::try_from(oid.0)
-                    .map_err(|_| StateError(format!("oid {oid:?} out of range")))?;
-                visitor.visit_newtype_struct(ValueDeserializer(Value::Tuple(vec![
-                    Value::Int(oid),
-                    Value::Str(module),
-                    Value::Str(name),
-                ])))
-            }
+            Some(PidKind::Strong { oid, class }) => super::pref::visit_ref(visitor, oid, class),
             _ => Err(StateError(format!(
                 "expected a strong persistent reference, found {pid:?}"
             ))),

@@ -15,12 +15,20 @@
 //! a plain `Vec<u8>` is a list of ints, as serde sees it.
 
 mod de;
+mod pickler;
+mod pref;
 mod refs;
+mod scan;
 mod ser;
+mod view_de;
 
 pub use de::from_value;
+pub use pickler::to_record;
 pub use refs::{PidKind, parse_pid, ref_value};
 pub use ser::to_value;
+pub use view_de::from_view;
+/// A record's state read in place (see [`crate::Persistent::from_state_view`]).
+pub use zodb_pickle::View as StateView;
 
 /// The reserved newtype-struct name a [`crate::PRef`] serializes under.
 pub(crate) const PREF_TOKEN: &str = "$zodb::PRef";
@@ -51,3 +59,7 @@ impl serde::de::Error for StateError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_pickler;
+#[cfg(test)]
+mod tests_view;

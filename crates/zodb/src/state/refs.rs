@@ -3,14 +3,15 @@
 use zodb_pickle::Value;
 use zodb_storage::Oid;
 
-/// What a pid refers to.
+/// What a pid refers to.  The class borrows from the pid: a container's state holds one
+/// pid per item, and commit and decoding classify each of them.
 #[derive(Debug, Clone, PartialEq)]
-pub enum PidKind {
+pub enum PidKind<'v> {
     /// A strong reference to an object of this database: form A `(oid, class)` (the class
     /// as written by the referrer) or form B, a bare oid (class `None`).
     Strong {
         oid: Oid,
-        class: Option<(String, String)>,
+        class: Option<(&'v str, &'v str)>,
     },
     /// `['w', (oid,)]` or the legacy `[oid]`: a weak reference of this database.
     Weak(Oid),
@@ -30,7 +31,7 @@ fn oid_of(value: &Value) -> Option<Oid> {
 
 /// Classifies a pid (the value inside [`Value::PersistentRef`]); `None` for a shape no
 /// ZODB writes.
-pub fn parse_pid(pid: &Value) -> Option<PidKind> {
+pub fn parse_pid(pid: &Value) -> Option<PidKind<'_>> {
     match pid {
         Value::Bytes(_) | Value::Str(_) => Some(PidKind::Strong {
             oid: oid_of(pid)?,
@@ -39,9 +40,9 @@ pub fn parse_pid(pid: &Value) -> Option<PidKind> {
         Value::Tuple(items) => {
             let oid = oid_of(items.first()?)?;
             let class = match items.get(1) {
-                Some(Value::Global { module, name }) => Some((module.clone(), name.clone())),
+                Some(Value::Global { module, name }) => Some((module.as_str(), name.as_str())),
                 Some(Value::Tuple(mn)) => match (mn.first(), mn.get(1)) {
-                    (Some(Value::Str(m)), Some(Value::Str(n))) => Some((m.clone(), n.clone())),
+                    (Some(Value::Str(m)), Some(Value::Str(n))) => Some((m.as_str(), n.as_str())),
                     _ => None,
                 },
                 _ => None,
