@@ -21,7 +21,7 @@
 # The load generator is bench/src/bin/web_create.rs (`web-create`): one
 # thread per client, one request in flight each (closed loop), a page of a
 # name of its own per request, a fresh folder per level. The instances run
-# with their defaults (16 connections, conflict_retries = 3). Everything
+# with their defaults (16 connections, conflict_retries = 8). Everything
 # runs on this machine: clients, instances and server share its cores.
 set -euo pipefail
 

@@ -68,7 +68,7 @@ def section(levels, meta, notes):
         '',
         f'Pages created per second into one folder through the JSON API by 1, 4 and 16 '
         f'concurrent clients, against {instances} `bbru serve` instances (release build, '
-        f'default settings: 16 connections, `conflict_retries = 3`) of one `bbru-zeo`, '
+        f'default settings: 16 connections, `conflict_retries = 8`) of one `bbru-zeo`, '
         f'each client\'s requests alternating between the instances.',
         '',
         '```sh',
