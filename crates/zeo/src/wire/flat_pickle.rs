@@ -290,7 +290,7 @@ fn write_plain(out: &mut Vec<u8>, v: &Value) {
         Value::None => out.push(op::NONE),
         Value::Bool(true) => out.push(op::NEWTRUE),
         Value::Bool(false) => out.push(op::NEWFALSE),
-        Value::Int(i) => write_int(out, *i),
+        Value::Int(i) => zodb_pickle::write::int(out, *i),
         Value::Float(f) => {
             out.push(op::BINFLOAT);
             out.extend_from_slice(&f.to_be_bytes());
@@ -333,30 +333,6 @@ fn write_plain(out: &mut Vec<u8>, v: &Value) {
         }
         // `plain_size` let nothing else through.
         _ => {}
-    }
-}
-
-/// Python's choice of int opcode: `K` for 0..=255, `M` up to 65535, `J` for the rest of
-/// the i32 range, `LONG1` with the minimal two's complement beyond.
-fn write_int(out: &mut Vec<u8>, i: i64) {
-    if let Ok(small) = u8::try_from(i) {
-        out.extend_from_slice(&[op::BININT1, small]);
-    } else if let Ok(medium) = u16::try_from(i) {
-        out.push(op::BININT2);
-        out.extend_from_slice(&medium.to_le_bytes());
-    } else if let Ok(word) = i32::try_from(i) {
-        out.push(op::BININT);
-        out.extend_from_slice(&word.to_le_bytes());
-    } else {
-        let mut bytes: &[u8] = &i.to_le_bytes();
-        // Drop the most significant bytes that only repeat the sign.
-        while let [.., next, top] = bytes
-            && ((*top == 0 && next & 0x80 == 0) || (*top == 0xff && next & 0x80 != 0))
-        {
-            bytes = bytes.split_last().map_or(bytes, |(_, rest)| rest);
-        }
-        out.extend_from_slice(&[op::LONG1, bytes.len() as u8]);
-        out.extend_from_slice(bytes);
     }
 }
 
