@@ -30,21 +30,13 @@ pub(super) fn plain_view(method: &axum::http::Method, view: &str) -> bool {
 }
 
 impl App {
-    /// Runs `work` holding a connection slot: on this thread when `in_line` (see
-    /// [`App::views_in_line`]), else on the blocking pool.
-    pub(super) async fn run<T: Send + 'static>(
-        self: &Arc<Self>,
-        in_line: bool,
-        work: impl FnOnce(&App) -> Result<T, AppError> + Send + 'static,
-    ) -> Result<T, AppError> {
-        if !in_line {
-            return self.blocking(work).await;
-        }
+    /// Runs `work` on this thread once a connection slot is free; a view that panics
+    /// answers 500, as it does on the blocking pool.
+    async fn in_line<T>(&self, work: impl FnOnce() -> Result<T, AppError>) -> Result<T, AppError> {
         let Ok(_permit) = self.slots.acquire().await else {
             unreachable!("the semaphore is never closed")
         };
-        // A view that panics answers 500, as it does on the blocking pool.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(self))).unwrap_or_else(|_| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| {
             tracing::error!("request task panicked");
             Err(AppError::Internal)
         })
@@ -83,7 +75,7 @@ impl App {
         if self.views_in_line {
             self.metrics.view_in_line();
             return self
-                .run(true, move |app| app.view_or_kept(key.as_ref(), &work))
+                .in_line(|| self.view_or_kept(key.as_ref(), &work))
                 .await;
         }
         if self.db.storage().waits_on_network()
@@ -112,24 +104,27 @@ impl App {
             // now, as the blocking pool's run would after waiting once more.
             return Some(Ok(Answered::bare(Err(e.into()))));
         }
-        let Ok(_permit) = self.slots.acquire().await else {
-            unreachable!("the semaphore is never closed")
-        };
-        let (result, refused) = inline::run_in_line(true, || {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.view_or_kept(key, work)
-            }))
-        });
+        let mut refused = false;
+        let result = self
+            .in_line(|| {
+                // Caught inside the scope so that a refusal is seen even when the view
+                // then panicked (an unwrapped load): it runs again where it may wait.
+                let (result, r) = inline::run_in_line(true, || {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.view_or_kept(key, work)
+                    }))
+                });
+                refused = r;
+                result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .await;
         if refused {
             self.metrics.view_in_line_refused();
             tracing::debug!("a view needed the storage's server; running it on the blocking pool");
             return None;
         }
         self.metrics.view_in_line();
-        Some(result.unwrap_or_else(|_| {
-            tracing::error!("request task panicked");
-            Err(AppError::Internal)
-        }))
+        Some(result)
     }
 
     /// Runs a view whose anonymous answer may be kept, but not in line (a feed, the
