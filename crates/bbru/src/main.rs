@@ -74,31 +74,15 @@ enum Command {
     /// embedded Data.fs must not be in use by an instance; on a ZEO server (which needs
     /// a blob directory) instances may go on serving.
     Migrate {
-        /// The instance's configuration (etc/serve.toml); defaults apply when absent.
-        #[arg(short = 'c', long = "config")]
-        config: Option<PathBuf>,
-        /// Embedded FileStorage to migrate (overrides the configuration).
-        #[arg(long, conflicts_with = "zeo")]
-        file: Option<PathBuf>,
-        /// ZEO server to migrate through, HOST:PORT or a socket path (overrides the
-        /// configuration).
-        #[arg(long)]
-        zeo: Option<String>,
+        #[command(flatten)]
+        on: OfflineStorage,
     },
     /// Build the search index of the site, or bring it up to date (in batches, one
     /// transaction each; running it again changes nothing).  Instances may go on
     /// serving on a ZEO server; an embedded Data.fs must not be in use.
     Reindex {
-        /// The instance's configuration (etc/serve.toml); defaults apply when absent.
-        #[arg(short = 'c', long = "config")]
-        config: Option<PathBuf>,
-        /// Embedded FileStorage to reindex (overrides the configuration).
-        #[arg(long, conflicts_with = "zeo")]
-        file: Option<PathBuf>,
-        /// ZEO server to reindex through, HOST:PORT or a socket path (overrides the
-        /// configuration).
-        #[arg(long)]
-        zeo: Option<String>,
+        #[command(flatten)]
+        on: OfflineStorage,
     },
     /// List the installed releases; the live one is marked with `*`.
     Releases {
@@ -110,6 +94,34 @@ enum Command {
         #[arg(long, default_value = "/srv/bbru")]
         base: PathBuf,
     },
+}
+
+/// The storage a maintenance command (`migrate`, `reindex`) works on.
+#[derive(Debug, clap::Args)]
+struct OfflineStorage {
+    /// The instance's configuration (etc/serve.toml); defaults apply when absent.
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
+    /// Embedded FileStorage to work on (overrides the configuration).
+    #[arg(long, conflicts_with = "zeo")]
+    file: Option<PathBuf>,
+    /// ZEO server to work through, HOST:PORT or a socket path (overrides the
+    /// configuration).
+    #[arg(long)]
+    zeo: Option<String>,
+}
+
+impl OfflineStorage {
+    /// Runs `work` on the database, then closes the storage (whatever `work` gave).
+    fn with_db<T>(self, work: impl FnOnce(&zodb::DB) -> T) -> Result<T> {
+        let config = command_config(self.config.as_deref(), self.file, self.zeo)?;
+        let opened = bbru::startup::open_storage(&config)?;
+        let db = zodb::DB::open(opened.storage.clone()).context("opening the database")?;
+        let result = work(&db);
+        drop(db);
+        opened.storage.close().context("closing the storage")?;
+        Ok(result)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -201,8 +213,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("bbru: {} is live", live.display());
         }
         Command::Test { config } => return self_test(config.as_deref()),
-        Command::Migrate { config, file, zeo } => migrate(config.as_deref(), file, zeo)?,
-        Command::Reindex { config, file, zeo } => reindex(config.as_deref(), file, zeo)?,
+        Command::Migrate { on } => migrate(on)?,
+        Command::Reindex { on } => reindex(on)?,
         Command::Releases { base } => {
             for line in bbru::deploy::describe(&base)? {
                 println!("{line}");
@@ -252,22 +264,14 @@ fn command_config(
 }
 
 /// `bbru reindex`: a line every few batches, then the totals.
-fn reindex(
-    config: Option<&std::path::Path>,
-    file: Option<PathBuf>,
-    zeo: Option<String>,
-) -> Result<()> {
-    let config = command_config(config, file, zeo)?;
-    let opened = bbru::startup::open_storage(&config)?;
-    let db = zodb::DB::open(opened.storage.clone()).context("opening the database")?;
-    let report = bbru::search::reindex::reindex(&db, |so_far| {
-        if so_far.transactions % 50 == 0 {
-            println!("bbru reindex: {} items so far", so_far.items);
-        }
-    });
-    drop(db);
-    opened.storage.close().context("closing the storage")?;
-    let report = report?;
+fn reindex(on: OfflineStorage) -> Result<()> {
+    let report = on.with_db(|db| {
+        bbru::search::reindex::reindex(db, |so_far| {
+            if so_far.transactions % 50 == 0 {
+                println!("bbru reindex: {} items so far", so_far.items);
+            }
+        })
+    })??;
     println!(
         "bbru reindex: {} items indexed, {} stale entries removed, {} transactions{}",
         report.items,
@@ -279,23 +283,15 @@ fn reindex(
 }
 
 /// `bbru migrate`: a line per committed batch, then the totals.
-fn migrate(
-    config: Option<&std::path::Path>,
-    file: Option<PathBuf>,
-    zeo: Option<String>,
-) -> Result<()> {
-    let config = command_config(config, file, zeo)?;
-    let opened = bbru::startup::open_storage(&config)?;
-    let db = zodb::DB::open(opened.storage.clone()).context("opening the database")?;
-    let report = bbru::migrate::migrate(&db, |so_far| {
-        println!(
-            "bbru migrate: {} files ({} bytes) moved into blobs so far",
-            so_far.migrated, so_far.bytes
-        );
-    });
-    drop(db);
-    opened.storage.close().context("closing the storage")?;
-    let report = report?;
+fn migrate(on: OfflineStorage) -> Result<()> {
+    let report = on.with_db(|db| {
+        bbru::migrate::migrate(db, |so_far| {
+            println!(
+                "bbru migrate: {} files ({} bytes) moved into blobs so far",
+                so_far.migrated, so_far.bytes
+            );
+        })
+    })??;
     println!(
         "bbru migrate: {} files moved into blobs ({} bytes, {} transactions); {} were in blobs already",
         report.migrated, report.bytes, report.transactions, report.in_blobs
