@@ -5,7 +5,7 @@
 //! - [`python`]: the Python ZODB/ZEO environment the interop tests run.
 //! - [`conformance`]: the storage conformance suite every backend runs.
 //! - [`tls`]: throwaway CA, server and client certificates.
-//! - [`process`]: a started process's peak memory.
+//! - [`process`]: a started process's peak memory; whether something listens.
 //! - [`pg`]: a fresh PostgreSQL database per test, on the server `BBRU_PG_URL` names.
 
 pub mod conformance;

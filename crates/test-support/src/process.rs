@@ -1,4 +1,5 @@
-//! What tests measure of a process they started: its peak resident memory.
+//! What tests check of a process they started: its peak resident memory, whether it
+//! listens.
 
 /// The peak resident set of process `pid` so far (`VmHWM` in `/proc/PID/status`), in
 /// bytes.
@@ -15,4 +16,18 @@ pub fn peak_rss(pid: u32) -> u64 {
         .and_then(|n| n.parse().ok())
         .expect("VmHWM in kB in /proc/PID/status");
     kib * 1024
+}
+
+/// Whether something listens on the TCP `address` (`host:port`): a connection is made
+/// and it is not one that met itself. Probing a port nobody listens on from the same
+/// host can pick that very port as the local one and connect to itself (a TCP
+/// simultaneous open), which would pass for a listening server.
+pub fn listening(address: &str) -> bool {
+    match std::net::TcpStream::connect(address) {
+        Ok(s) => match (s.local_addr(), s.peer_addr()) {
+            (Ok(local), Ok(peer)) => local != peer,
+            _ => false,
+        },
+        Err(_) => false,
+    }
 }

@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -384,6 +384,14 @@ pub struct Zeo {
     pub process: Process,
 }
 
+/// Whether the `bbru-zeo` logging to `log` says it serves `address`: that process
+/// bound it (a connection alone could reach another process that took the port after
+/// [`free_port`] probed it, or a loopback connection that met itself).
+fn serves(log: &Path, address: &str) -> bool {
+    std::fs::read_to_string(log)
+        .is_ok_and(|text| text.contains(&format!(" serving address={address}")))
+}
+
 impl Zeo {
     /// Serves `file` (created if missing) and waits until the port accepts connections.
     pub fn start(file: &Path) -> Zeo {
@@ -409,9 +417,8 @@ impl Zeo {
             command,
             file.with_extension("zeo.log"),
         );
-        process.wait_until("accepting connections", || {
-            TcpStream::connect(&address).is_ok()
-        });
+        let log = file.with_extension("zeo.log");
+        process.wait_until("serving", || serves(&log, &address));
         Zeo { address, process }
     }
 
@@ -428,9 +435,7 @@ impl Zeo {
             command,
             log.to_owned(),
         );
-        process.wait_until("accepting connections", || {
-            TcpStream::connect(&address).is_ok()
-        });
+        process.wait_until("serving", || serves(log, &address));
         Zeo { address, process }
     }
 

@@ -288,9 +288,8 @@ impl Server {
             })
             .collect();
         let (shutdown, _) = watch::channel(false);
-        tracing::info!(address = %config.address, "serving");
         let voting_max = limits::VOTING_BYTES_TOTAL_MAX.max(config.transaction_bytes_max);
-        Ok(Server {
+        let server = Server {
             shared: Arc::new(Shared {
                 config,
                 storages,
@@ -305,7 +304,11 @@ impl Server {
             }),
             listener,
             polls,
-        })
+        };
+        // The bound address, so that with port 0 the log says where the server is (the
+        // tests start servers that way and read the port from this line).
+        tracing::info!(address = %server.local_address(), "serving");
+        Ok(server)
     }
 
     /// The bound address (with the real port when 0 was asked for).

@@ -4,7 +4,7 @@
 //! client has: invalidations from another client, reconnection with cache verification,
 //! read-only fallback, conflicts as `StorageError::Conflict`, msgpack and unix sockets.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Weak};
@@ -92,7 +92,7 @@ impl Server {
             let up = if self.address.contains('/') {
                 std::os::unix::net::UnixStream::connect(&self.address).is_ok()
             } else {
-                TcpStream::connect(&self.address).is_ok()
+                test_support::process::listening(&self.address)
             };
             if up {
                 return;

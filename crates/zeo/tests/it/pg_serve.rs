@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use test_support::pg::{FreshDatabase, fresh_database};
 use test_support::python::run_ok;
 
-use crate::server::{ServerProcess, free_port};
+use crate::server::ServerProcess;
 
 /// A database holding root['py'] = {n: 1}, written by RelStorage itself.
 fn relstorage_database() -> FreshDatabase {
@@ -24,10 +24,11 @@ fn relstorage_database() -> FreshDatabase {
 }
 
 fn serve(db: &FreshDatabase, dir: &std::path::Path, extra: &[&str]) -> ServerProcess {
-    let port = free_port();
+    static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut args = vec!["--postgres", db.url.as_str()];
     args.extend_from_slice(extra);
-    ServerProcess::start_with(port, dir.join(format!("zeo-{port}.log")), &args)
+    ServerProcess::start_with(0, dir.join(format!("zeo-{n}.log")), &args)
 }
 
 fn clients(args: &[&str]) -> Json {
@@ -218,9 +219,8 @@ fn a_read_replica_named_in_zeo_conf_answers_the_servers_loads() {
         ),
     )
     .unwrap();
-    let port = free_port();
     let server = ServerProcess::start_with(
-        port,
+        0,
         dir.path().join("zeo.log"),
         &["-C", conf.to_str().unwrap()],
     );

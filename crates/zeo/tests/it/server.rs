@@ -25,22 +25,39 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The port in a `bbru-zeo` log's `serving address=127.0.0.1:PORT` line, once written.
+pub fn serving_port(log: &str) -> Option<u16> {
+    log.lines().find_map(|line| {
+        let rest = line.split_once(" serving address=127.0.0.1:")?.1;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
 impl ServerProcess {
+    /// A server on a port it chose itself (port 0, read back from its log): no other
+    /// process can hold the port, as could happen between probing a free port and the
+    /// server binding it.
     pub fn start(data_fs: &Path, extra: &[&str]) -> ServerProcess {
-        Self::start_on(free_port(), data_fs, extra)
+        Self::start_on(0, data_fs, extra)
     }
 
     pub fn start_on(port: u16, data_fs: &Path, extra: &[&str]) -> ServerProcess {
-        let log = data_fs.with_extension(format!("{port}.log"));
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = data_fs.with_extension(format!("{port}-{n}.log"));
         let mut args = vec!["-f", data_fs.to_str().unwrap()];
         args.extend_from_slice(extra);
         Self::start_with(port, log, &args)
     }
 
-    /// `bbru-zeo -a 127.0.0.1:PORT ARGS...`, its standard error in `log`.
+    /// `bbru-zeo -a 127.0.0.1:PORT ARGS...`, its standard error in `log`; ready when its
+    /// log says it serves that port (with port 0: the port it names). A connection alone
+    /// would not prove it: another process may hold the port, or a connection to a port
+    /// nobody listens on can meet itself (a loopback self-connect).
     pub fn start_with(port: u16, log: PathBuf, args: &[&str]) -> ServerProcess {
         let log_file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_bbru-zeo"))
+            .env("BBRU_LOG", "info")
             .args(["-a", &format!("127.0.0.1:{port}")])
             .args(args)
             .stdout(Stdio::null())
@@ -49,7 +66,15 @@ impl ServerProcess {
             .unwrap();
         let mut server = ServerProcess { child, port, log };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            match serving_port(&server.log_text()) {
+                Some(bound) if port == 0 || bound == port => {
+                    server.port = bound;
+                    return server;
+                }
+                Some(bound) => panic!("bbru-zeo asked for port {port} serves {bound}"),
+                None => {}
+            }
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("bbru-zeo exited ({status}): {}", server.log_text());
             }
@@ -60,7 +85,6 @@ impl ServerProcess {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
     }
 
     pub fn address(&self) -> String {

@@ -12,7 +12,7 @@
 //! Both a tree that is one inline bucket and a bucket inside a split tree are changed.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -285,7 +285,7 @@ impl RunZeo {
             .expect("start runzeo");
         let mut server = RunZeo(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(&address).is_err() {
+        while !test_support::process::listening(&address) {
             if let Ok(Some(status)) = server.0.try_wait() {
                 panic!(
                     "runzeo exited: {status}\n{}",
