@@ -15,7 +15,9 @@
 //!   by one and changed by the other; a side that emptied the bucket (it unlinked it);
 //!   a side that deleted the bucket's first item while having no smaller one (that
 //!   could change the parent node); a merge that would be empty; a changed `next` bucket
-//!   (a split, or a neighbour unlinked);
+//!   (a split, or a neighbour unlinked), except, beyond BTrees, where only one side
+//!   changed it and the other's new keys all stay below the first side's largest key
+//!   (`merge_beside_split`);
 //! - item values compare as Python does ([`compare`](super::compare)): a comparison
 //!   Python cannot make refuses.
 //!
@@ -403,11 +405,50 @@ pub fn resolve_bucket<K: Key>(old: Value, committed: Value, new: Value) -> Resul
     let committed = parse_bucket::<K>(committed)?;
     let new = parse_bucket::<K>(new)?;
     // BTrees compares the next buckets by identity: the same reference, spelled alike.
-    if committed.next != old.next || new.next != old.next {
-        return Err(Refusal::conflict(Reason::NextChanged));
-    }
+    let next = match (committed.next != old.next, new.next != old.next) {
+        (false, false) => old.next,
+        (true, true) => return Err(Refusal::conflict(Reason::NextChanged)),
+        (true, false) => return merge_beside_split(old.items, committed, new.items, true),
+        (false, true) => return merge_beside_split(old.items, new, committed.items, false),
+    };
     let items = merge_items(old.items, committed.items, new.items)?;
-    Ok(bucket_state(items, old.next))
+    Ok(bucket_state(items, next))
+}
+
+/// Beyond BTrees: one side (`split`) changed the bucket's `next`, by splitting it (it
+/// kept the lower items and moved the rest to a new bucket after it) or by unlinking
+/// the bucket after it, and the other side (`other`) changed items without touching
+/// `next`. Both merge when every key the other side brings is below the split side's
+/// largest key: the bucket's range now ends at its new neighbour's first key, which is
+/// above that largest key, so such a key still belongs here. An item the split side
+/// moved away that the other side changed or deleted refuses, as a deletion by the
+/// split side would (the merge walk's own rule); so does a key above the largest, which
+/// may belong to the new neighbour (a bucket cannot be merged into another object).
+/// Every refusal gives BTrees' reason (the changed `next`), so that Python and we
+/// report the same.
+///
+/// Concurrent writers that insert into one bucket (every new page's words go to the
+/// search index's shared buckets) otherwise conflict whenever one of them splits it.
+fn merge_beside_split<K: Key>(
+    old: Vec<Item<K>>,
+    split: Parsed<K>,
+    other: Vec<Item<K>>,
+    split_is_committed: bool,
+) -> Result<Value, Refusal> {
+    // Whatever refuses here refuses as BTrees does, for the changed `next`.
+    let refused = || Refusal::conflict(Reason::NextChanged);
+    let bound = split.items.last().map(|item| item.key.clone());
+    let bound = bound.ok_or_else(refused)?;
+    let items = if split_is_committed {
+        merge_items(old, split.items, other)
+    } else {
+        merge_items(old, other, split.items)
+    };
+    let items = items.map_err(|_| refused())?;
+    if items.last().is_some_and(|item| item.key > bound) {
+        return Err(refused());
+    }
+    Ok(bucket_state(items, split.next))
 }
 
 /// The bucket inside a tree state that is empty or one inline bucket.
@@ -678,18 +719,108 @@ mod tests {
             parts.push(ref_value(Oid(next), Some(("BTrees.OOBTree", "OOBucket"))));
             Value::Tuple(parts)
         };
+        // A split (the tail moved to bucket 10) beside an insert above what the split
+        // side kept: the key may belong to the new bucket.
         let split = resolve_bucket::<i64>(
             with_next(&old, 9),
             with_next(&[(1, 1)], 10),
             with_next(&[(1, 1), (3, 3), (4, 4)], 9),
         );
         assert_eq!(split.unwrap_err().reason(), Some(Reason::NextChanged));
+        // Both sides changed next.
+        let both = resolve_bucket::<i64>(
+            with_next(&old, 9),
+            with_next(&[(1, 1)], 10),
+            with_next(&[(1, 1)], 11),
+        );
+        assert_eq!(both.unwrap_err().reason(), Some(Reason::NextChanged));
         let kept = resolve_bucket::<i64>(
             with_next(&old, 9),
             with_next(&[(1, 1), (2, 2), (3, 3)], 9),
             with_next(&[(1, 1), (3, 3), (4, 4)], 9),
         );
         assert_eq!(kept, Ok(with_next(&[(1, 1), (2, 2), (3, 3), (4, 4)], 9)));
+    }
+
+    #[test]
+    fn an_insert_below_a_concurrent_split_merges_and_one_it_moved_does_not() {
+        let with_next = |items: &[(i64, i64)], next: u64| {
+            let Value::Tuple(mut parts) = bucket(items) else {
+                unreachable!()
+            };
+            parts.push(ref_value(Oid(next), Some(("BTrees.OOBTree", "OOBucket"))));
+            Value::Tuple(parts)
+        };
+        let old = [(10, 1), (20, 2), (30, 3), (40, 4), (50, 5), (60, 6)];
+        // The split side inserted 35 and kept up to 30 (bucket 10 starts at 35).
+        let kept = [(10, 1), (20, 2), (30, 3)];
+        let inserted = [
+            (10, 1),
+            (15, 7),
+            (20, 2),
+            (30, 3),
+            (40, 4),
+            (50, 5),
+            (60, 6),
+        ];
+        for split_is_committed in [true, false] {
+            let (c, n) = if split_is_committed {
+                (with_next(&kept, 10), with_next(&inserted, 9))
+            } else {
+                (with_next(&inserted, 9), with_next(&kept, 10))
+            };
+            assert_eq!(
+                resolve_bucket::<i64>(with_next(&old, 9), c, n),
+                Ok(with_next(&[(10, 1), (15, 7), (20, 2), (30, 3)], 10)),
+                "split on the committed side: {split_is_committed}"
+            );
+        }
+        // A key between what was kept and the new bucket's first key (35, unknown to
+        // this bucket) may belong to the new bucket: refused.
+        let above = [
+            (10, 1),
+            (20, 2),
+            (30, 3),
+            (32, 7),
+            (40, 4),
+            (50, 5),
+            (60, 6),
+        ];
+        let refused = resolve_bucket::<i64>(
+            with_next(&old, 9),
+            with_next(&kept, 10),
+            with_next(&above, 9),
+        );
+        assert_eq!(refused.unwrap_err().reason(), Some(Reason::NextChanged));
+        // A moved item the other side changed or deleted: its change would be lost.
+        let changed = [
+            (10, 1),
+            (15, 7),
+            (20, 2),
+            (30, 3),
+            (40, 9),
+            (50, 5),
+            (60, 6),
+        ];
+        let deleted = [(10, 1), (15, 7), (20, 2), (30, 3), (50, 5), (60, 6)];
+        for other in [changed.as_slice(), deleted.as_slice()] {
+            let refused = resolve_bucket::<i64>(
+                with_next(&old, 9),
+                with_next(&kept, 10),
+                with_next(other, 9),
+            );
+            assert!(refused.is_err(), "{other:?}");
+        }
+        // A value change of a kept item merges as without a split.
+        let revalued = [(10, 1), (20, 8), (30, 3), (40, 4), (50, 5), (60, 6)];
+        assert_eq!(
+            resolve_bucket::<i64>(
+                with_next(&old, 9),
+                with_next(&kept, 10),
+                with_next(&revalued, 9),
+            ),
+            Ok(with_next(&[(10, 1), (20, 8), (30, 3)], 10))
+        );
     }
 
     #[test]

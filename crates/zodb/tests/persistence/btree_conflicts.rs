@@ -216,3 +216,23 @@ proptest! {
         }
     }
 }
+
+/// Buckets of at most 4 items: one side fills the last bucket until it splits, the
+/// other inserts into it below what the split keeps; both commit, and the tree holds
+/// every key. Inserting above what the split kept (the key may belong to the new
+/// bucket) conflicts, and the first side's tree stays.
+#[test]
+fn an_insert_beside_a_concurrent_split_of_its_bucket_merges() {
+    let initial: Map = (0..7).map(|k| (k * 10, 0)).collect();
+    let split = [Change::Insert(70, 1), Change::Insert(80, 1)];
+    let (a, b, outcome, now) = run::<4, 4>(&initial, &split, &[Change::Insert(45, 2)]);
+    outcome.expect("an insert below the split's kept keys merges");
+    assert_eq!(now, both(&initial, &a.items, &b.items));
+    assert!(now.contains_key(&45) && now.contains_key(&80));
+
+    // Without a split, BTrees' own rules would merge this one too: its conflict shows
+    // that the bucket did split.
+    let (a, _, outcome, now) = run::<4, 4>(&initial, &split, &[Change::Insert(75, 2)]);
+    assert!(outcome.expect_err("above the kept keys").is_conflict());
+    assert_eq!(now, a.items);
+}
