@@ -145,6 +145,14 @@ pub const CONFLICT_RETRIES_MAX: u32 = 10;
 /// doubling up to 64 ms, long enough to outlast a burst of colliding creations).
 pub const CONFLICT_RETRY_BACKOFF_MAX: Duration = Duration::from_millis(64);
 
+/// Attempts after which a request whose transaction keeps conflicting takes turns with
+/// the instance's other such requests (`zodb::TransactionManager::with_turns`): one
+/// conflict is usually over after a retry on a newer snapshot; a request that met two
+/// is in a hot spot (a burst of creations writing the search index's shared buckets),
+/// where writers retrying side by side would meet again. Taking turns leaves them
+/// only the instance's fresh writers and other instances to meet.
+pub const CONFLICT_TURNS_AFTER: u32 = 2;
+
 // ---- Request bodies -------------------------------------------------------------------
 
 /// Default of `[site] upload_size_max` (etc/site.toml): the largest file one request may

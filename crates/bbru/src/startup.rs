@@ -267,5 +267,6 @@ pub fn app(
         scales: crate::web::views::images::ImageScales::default(),
         http: crate::config::HttpSettings::default(),
         conflict_retries: crate::limits::CONFLICT_RETRIES_DEFAULT,
+        conflict_turns: zodb::Turns::new(),
     })
 }

@@ -545,10 +545,33 @@ impl UndoError {
 /// With it, the retry first waits a random time below a ceiling that doubles each retry
 /// (1 ms, 2 ms, 4 ms, … up to the given maximum): writers that collided on one object
 /// then commit one after the other instead of colliding again in step.
+///
+/// With [`TransactionManager::with_turns`], writers of one process that have conflicted
+/// a few times take turns: each further attempt (begin, work, commit) holds a lock
+/// shared by those writers, so they stop colliding with one another and meet only the
+/// writers that have not conflicted yet (and other processes').
 #[derive(Debug, Clone)]
 pub struct TransactionManager {
     attempts: u32,
     backoff_max: std::time::Duration,
+    turns: Option<(Turns, u32)>,
+}
+
+/// The lock that writers which kept conflicting share ([`TransactionManager::with_turns`]);
+/// clones share one lock.
+#[derive(Debug, Clone, Default)]
+pub struct Turns(std::sync::Arc<parking_lot::Mutex<()>>);
+
+impl Turns {
+    pub fn new() -> Turns {
+        Turns::default()
+    }
+
+    /// Waits for the turn, at most [`limits::TURN_WAIT_MAX`]; `None` past it (the
+    /// attempt then runs without its turn rather than waiting without end).
+    fn take(&self) -> Option<parking_lot::MutexGuard<'_, ()>> {
+        self.0.try_lock_for(limits::TURN_WAIT_MAX)
+    }
 }
 
 impl Default for TransactionManager {
@@ -563,7 +586,17 @@ impl TransactionManager {
         TransactionManager {
             attempts: attempts.max(1),
             backoff_max: std::time::Duration::ZERO,
+            turns: None,
         }
+    }
+
+    /// From the attempt after `after` conflicts on, each attempt takes its turn on
+    /// `turns` (shared by the writers that should take turns: an application's
+    /// requests).
+    #[must_use]
+    pub fn with_turns(mut self, turns: Turns, after: u32) -> TransactionManager {
+        self.turns = Some((turns, after));
+        self
     }
 
     /// Waits a random time before each retry: below 1 ms before the first, the ceiling
@@ -595,6 +628,10 @@ impl TransactionManager {
     {
         let mut attempt = 1;
         loop {
+            let turn = match &self.turns {
+                Some((turns, after)) if attempt > *after => turns.take(),
+                _ => None,
+            };
             let tx = conn.try_begin()?;
             let error = match work(&tx) {
                 Ok(value) => match tx.commit() {
@@ -609,6 +646,7 @@ impl TransactionManager {
             if !error.is_conflict() || attempt >= self.attempts {
                 return Err(error);
             }
+            drop(turn);
             tracing::debug!(attempt, "conflict; retrying the transaction");
             if !self.backoff_max.is_zero() {
                 std::thread::sleep(backoff(attempt, self.backoff_max));

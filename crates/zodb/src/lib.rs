@@ -40,7 +40,7 @@ mod undo;
 pub use blob::Blob;
 pub use btree::BTree;
 pub use connection::{Connection, Edit, Generic, Savepoint, Transaction};
-pub use db::{DB, DbOptions, DbStats, TransactionManager, UndoError};
+pub use db::{DB, DbOptions, DbStats, TransactionManager, Turns, UndoError};
 pub use error::{Error, Result, Retryable};
 pub use mapping::{PersistentList, PersistentMapping};
 pub use persistent::{AnyRef, PRef, Persistent};

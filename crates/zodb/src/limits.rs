@@ -15,6 +15,12 @@ pub const POOL_SIZE_DEFAULT: usize = 7;
 /// `transaction.manager.attempts()` default is 3).
 pub const ATTEMPTS_DEFAULT: u32 = 3;
 
+/// How long an attempt waits for its turn among writers that kept conflicting
+/// ([`crate::TransactionManager::with_turns`]) before it runs without: a turn is one
+/// attempt (a request's work and its commit), well below this; a writer stuck holding
+/// it (a commit waiting on a storage lock) must not stop the others for longer.
+pub const TURN_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Oids changed by recent transactions that a database remembers for connections that have
 /// not started a transaction since; a connection further behind drops its whole cache.
 pub const INVALIDATION_LOG_OIDS_MAX: usize = 200_000;

@@ -75,6 +75,9 @@ pub struct App {
     /// How many times a request whose transaction conflicts is run again before it is
     /// answered 409 (`conflict_retries` of `etc/serve.toml`).
     pub conflict_retries: u32,
+    /// The turns that requests which kept conflicting take
+    /// ([`limits::CONFLICT_TURNS_AFTER`](crate::limits::CONFLICT_TURNS_AFTER)).
+    pub conflict_turns: zodb::Turns,
 }
 
 impl std::fmt::Debug for App {

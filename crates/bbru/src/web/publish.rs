@@ -460,11 +460,13 @@ impl App {
             reply
         };
         // A conflict no resolver merged is retried by the transaction manager, on a new
-        // snapshot after a short random wait, `conflict_retries` times, then answered
-        // 409; a lock timeout (the objects held by a commit that did not finish) is
-        // tried again a bounded number of times, then answered 503.
+        // snapshot after a short random wait, `conflict_retries` times (past a few, the
+        // instance's requests that kept conflicting take turns), then answered 409; a
+        // lock timeout (the objects held by a commit that did not finish) is tried
+        // again a bounded number of times, then answered 503.
         let manager = TransactionManager::new(self.conflict_retries.saturating_add(1))
-            .with_backoff(limits::CONFLICT_RETRY_BACKOFF_MAX);
+            .with_backoff(limits::CONFLICT_RETRY_BACKOFF_MAX)
+            .with_turns(self.conflict_turns.clone(), limits::CONFLICT_TURNS_AFTER);
         let mut lock_retries = 0;
         loop {
             let mut runs = 0u32;

@@ -324,6 +324,13 @@ fn concurrent_creators_and_editors_on_two_instances_lose_nothing_and_rarely_conf
         created.len(),
         failures.len()
     );
+    // Why the instances gave up (the conflicting object and the resolver's reason).
+    for instance in instances {
+        let log = std::fs::read_to_string(&instance.process.log).unwrap_or_default();
+        for line in log.lines().filter(|l| l.contains("still conflicting")) {
+            eprintln!("{line}");
+        }
+    }
     // A creation answered 409 is the index's hot spot; anything else is a failure.
     let (refused_creations, other): (Vec<&&Failure>, Vec<&&Failure>) = failures
         .iter()
