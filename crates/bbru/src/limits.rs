@@ -124,9 +124,9 @@ pub const LOCK_TIMEOUT_RETRIES: u32 = 1;
 /// `etc/serve.toml`).  Eight: Zope's publisher retries a `ConflictError` three times,
 /// and each retry runs on a newer snapshot, so a conflict with one concurrent writer is
 /// over after the first; but every creation here also writes the search index, whose
-/// buckets all creations share, and a bucket split meeting a concurrent write to that
-/// tree merges with nothing: under a burst of creations a request can meet several in
-/// a row.  More retries, with waits growing to [`CONFLICT_RETRY_BACKOFF_MAX`], let it
+/// buckets all creations share, and two splits of one bucket, or an insert into the
+/// half a split moved, merge with nothing: under a burst of creations a request can
+/// meet several in a row.  More retries, with waits growing to [`CONFLICT_RETRY_BACKOFF_MAX`], let it
 /// pass after the burst (a stress test of concurrent creators on two instances saw
 /// 409s with three and with five on a loaded machine).
 pub const CONFLICT_RETRIES_DEFAULT: u32 = 8;

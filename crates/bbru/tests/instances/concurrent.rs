@@ -4,9 +4,12 @@
 //! may get a 5xx, and every change a client was told succeeded is there afterwards, on
 //! both instances.  Creations may rarely be answered 409 (at most 2% of them): each
 //! also writes the search index, whose postings buckets every creation of this test
-//! shares (all its pages have the same words), and a bucket split meeting a concurrent
-//! insert into that bucket merges with nothing, so under this burst a creation can
-//! lose all its attempts (splits of different buckets do merge, `resolve_tree`).
+//! shares (all its pages have the same words). A change beside a concurrent split of
+//! its bucket merges when its keys stay below what the split kept, and splits of
+//! different buckets merge (`resolve_tree`), but two splits of one bucket, or an insert
+//! into the half a split moved, merge with nothing; each instance's requests that kept
+//! conflicting take turns (`CONFLICT_TURNS_AFTER`), yet under this burst a creation can
+//! still lose all its attempts (0 to 2 of 250-450 per run).
 //!
 //! The run lasts `BBRU_CONCURRENT_WRITERS_SECONDS` seconds, 15 by default to keep CI
 //! short; the acceptance run is a minute:
@@ -21,12 +24,12 @@
 //! (`zodb::limits::CONFLICT_RESOLUTION_ROUNDS_MAX`) is 50.
 //!
 //! The instances run with `conflict_retries = 8` (the default is Zope's 3).  What still
-//! conflicts after resolution is what BTrees does not merge, exactly as in Python: a
-//! bucket split changes the bucket chain and the node above it, and two splits at once,
-//! or an insert into a bucket being split, conflict whole.  Creators writing as fast as
-//! they are answered split a bucket every few dozen creations, and with 3 retries about
-//! one run of 15 s in 7 saw one request lose all four attempts to such splits (logged
-//! "still conflicting after every attempt").  A site with such a write load raises the
+//! conflicts after resolution is what no merge can settle from one object's states:
+//! two splits of one bucket, or an insert into the half a split moved to a new bucket.
+//! Creators writing as fast as they are answered split a bucket every few dozen
+//! creations, and with 3 retries about one run of 15 s in 7 saw one request lose all
+//! four attempts to such splits (logged "still conflicting after every attempt",
+//! which the test prints).  A site with such a write load raises the
 //! setting; this test checks that, retried enough, nothing is ever refused or lost.
 
 use std::collections::BTreeSet;
