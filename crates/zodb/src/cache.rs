@@ -1,11 +1,13 @@
-//! A connection's object cache: clean objects, least recently used first out, bounded by
-//! object count and by the size of the records they came from.
+//! A connection's object cache: clean objects, least recently used first out (with a
+//! second chance: see [`ObjectCache::get`]), bounded by object count and by the size
+//! of the records they came from.
 //!
 //! Only clean objects live here.  An object being changed moves to the transaction's
 //! dirty set and comes back (with its new serial) only after its commit, so eviction can
 //! never lose a change.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::sync::Arc;
 
 use lru::LruCache;
@@ -24,6 +26,25 @@ pub(crate) struct Entry {
     pub size: usize,
     /// The class (module, name) of the object, for error messages.
     pub class: (&'static str, &'static str),
+    /// Read since the entry last came to the front of the order.
+    pub used: Cell<bool>,
+}
+
+impl Entry {
+    pub(crate) fn new(
+        obj: Obj,
+        serial: Tid,
+        size: usize,
+        class: (&'static str, &'static str),
+    ) -> Entry {
+        Entry {
+            obj,
+            serial,
+            size,
+            class,
+            used: Cell::new(false),
+        }
+    }
 }
 
 pub(crate) struct ObjectCache {
@@ -56,9 +77,15 @@ impl ObjectCache {
         }
     }
 
-    /// The entry for `oid`, marked as just used.
-    pub(crate) fn get(&mut self, oid: Oid) -> Option<&Entry> {
-        self.lru.get(&oid)
+    /// The entry for `oid`, marked as used. A read only marks the entry (it takes
+    /// `&self`, so a transaction can read while it lends another object out, see
+    /// `Transaction::read`); eviction gives a marked entry a second chance (it goes
+    /// to the front, unmarked), which keeps what is read in the cache as moving it to
+    /// the front on each read would (the CLOCK approximation of LRU).
+    pub(crate) fn get(&self, oid: Oid) -> Option<&Entry> {
+        let entry = self.lru.peek(&oid)?;
+        entry.used.set(true);
+        Some(entry)
     }
 
     /// Adds or replaces an entry, then evicts the least recently used ones over the limits
@@ -68,10 +95,16 @@ impl ObjectCache {
         if let Some(old) = self.lru.put(oid, entry) {
             self.bytes -= old.size;
         }
+        // Each entry gets at most one second chance per eviction (its mark is cleared),
+        // and the new one goes back each time it comes round, so this ends within a
+        // few rounds of the entries.
         while self.lru.len() > 1
             && (self.lru.len() > self.objects_max || self.bytes > self.bytes_max)
         {
             match self.lru.pop_lru() {
+                Some((old_oid, old)) if old_oid == oid || old.used.replace(false) => {
+                    self.lru.push(old_oid, old);
+                }
                 Some((_, old)) => self.bytes -= old.size,
                 None => break,
             }
@@ -95,5 +128,41 @@ impl ObjectCache {
 
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(size: usize) -> Entry {
+        Entry::new(Arc::new(0u8), Tid::ZERO, size, ("m", "C"))
+    }
+
+    #[test]
+    fn eviction_spares_what_was_read_since_and_keeps_the_bounds() {
+        let mut cache = ObjectCache::new(3, usize::MAX);
+        for n in 1..=3 {
+            cache.put(Oid(n), entry(1));
+        }
+        // 1 is the oldest, but read: 2 goes instead.
+        assert!(cache.get(Oid(1)).is_some());
+        cache.put(Oid(4), entry(1));
+        assert_eq!(cache.len(), 3);
+        assert!(cache.get(Oid(2)).is_none());
+        assert!(cache.get(Oid(1)).is_some());
+        // Everything read: each gets one more chance, then the oldest goes.
+        for n in [1, 3, 4] {
+            assert!(cache.get(Oid(n)).is_some());
+        }
+        cache.put(Oid(5), entry(1));
+        assert_eq!(cache.len(), 3);
+        // Bytes bound the same way.
+        let mut cache = ObjectCache::new(100, 10);
+        for n in 1..=5 {
+            cache.put(Oid(n), entry(4));
+            assert!(cache.get(Oid(n)).is_some());
+        }
+        assert!(cache.bytes() <= 10 && cache.len() == 2, "{cache:?}");
     }
 }

@@ -42,6 +42,11 @@ pub enum Error {
     #[error("object {0:?} is already being edited in this transaction")]
     Busy(Oid),
 
+    /// A change was attempted inside the function of `Transaction::read`, which has
+    /// the transaction's cache lent out.
+    #[error("objects cannot be changed or added while one is lent out by Transaction::read")]
+    Lent,
+
     /// A change was attempted on a read-only database.
     #[error("the database is read-only")]
     ReadOnly,

@@ -66,15 +66,9 @@ impl<'c> Transaction<'c> {
                     }
                     let dirty = &state.dirty[&oid];
                     if let Some(obj) = &dirty.obj {
-                        core.cache.put(
-                            oid,
-                            Entry {
-                                obj: obj.clone(),
-                                serial: tid,
-                                size,
-                                class: (dirty.codec.module, dirty.codec.name),
-                            },
-                        );
+                        let class = (dirty.codec.module, dirty.codec.name);
+                        core.cache
+                            .put(oid, Entry::new(obj.clone(), tid, size, class));
                     }
                 }
                 core.own_commits.push(tid);

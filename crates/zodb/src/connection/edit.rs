@@ -21,6 +21,8 @@ impl<'c> Transaction<'c> {
             return Err(Error::ReadOnly);
         }
         let oid = r.oid();
+        // Taken first: inside `read`'s function (the cache lent out) no change starts.
+        let mut core = self.core.try_borrow_mut().map_err(|_| Error::Lent)?;
         let mut state = self.state.borrow_mut();
         if let Some(dirty) = state.dirty.get_mut(&oid) {
             let obj = dirty.obj.take().ok_or(Error::Busy(oid))?;
@@ -36,7 +38,6 @@ impl<'c> Transaction<'c> {
                 }
             };
         }
-        let mut core = self.core.borrow_mut();
         let (obj, serial) = match core.cache.remove(oid) {
             Some(entry) => match entry.obj.clone().downcast::<T>() {
                 Ok(obj) => (obj, entry.serial),
@@ -100,7 +101,7 @@ impl<'c> Transaction<'c> {
     }
 
     fn new_oid(&self) -> Result<Oid> {
-        let mut core = self.core.borrow_mut();
+        let mut core = self.core.try_borrow_mut().map_err(|_| Error::Lent)?;
         if core.oids.is_empty() {
             let mut fresh = self.db.storage.new_oids(limits::OID_BATCH_SIZE)?;
             fresh.reverse();

@@ -65,16 +65,20 @@ pub(crate) struct Core {
     /// Cache hits not yet added to the database's count: one atomic add per
     /// transaction instead of one per object read from the cache (a locked add costs
     /// as much as the rest of a cached read).
-    pub(crate) hits: u64,
+    hits: std::cell::Cell<u64>,
 }
 
 impl Core {
+    /// Counts a read answered from the cache.
+    pub(crate) fn count_hit(&self) {
+        self.hits.set(self.hits.get() + 1);
+    }
+
     /// Adds the hits counted here to the database's count.
     pub(crate) fn flush_hits(&mut self, db: &DbInner) {
-        if self.hits > 0 {
-            db.stats
-                .hits
-                .fetch_add(std::mem::take(&mut self.hits), Ordering::Relaxed);
+        let hits = self.hits.take();
+        if hits > 0 {
+            db.stats.hits.fetch_add(hits, Ordering::Relaxed);
         }
     }
 }
@@ -88,7 +92,7 @@ impl Core {
             synced,
             own_commits: Vec::new(),
             oids: Vec::new(),
-            hits: 0,
+            hits: Default::default(),
         }
     }
 }

@@ -426,6 +426,68 @@ fn concurrent_writers_on_threads(b: Backend) {
     assert_eq!(conn.begin().get(counter).unwrap().title, "40");
 }
 
+/// `read` lends an object: the same state as `get`, the transaction's own changes
+/// included; other objects can be read inside it (one not cached yet is read from the
+/// storage), and a change inside it is refused with an error, not a panic.
+fn read_lends_objects_and_refuses_changes_inside(b: Backend) {
+    let options = DbOptions {
+        cache_objects: 2,
+        ..DbOptions::default()
+    };
+    let db = DB::with_options(b.storage, options).unwrap();
+    let refs: Vec<PRef<Page>> = (0..6)
+        .map(|i| add_page(&db, &format!("p{i}"), &format!("title {i}")))
+        .collect();
+    let mut conn = db.connection();
+    let tx = conn.begin();
+    for (i, r) in refs.iter().enumerate() {
+        assert_eq!(
+            tx.read(*r, |p| p.title.clone()).unwrap(),
+            format!("title {i}")
+        );
+        assert_eq!(
+            tx.read(*r, |p| p.title.clone()).unwrap(),
+            tx.get(*r).unwrap().title
+        );
+    }
+    // Reads nested inside a read, of cached objects and of ones the small cache lost.
+    let nested = tx
+        .read(refs[5], |outer| {
+            let inner: Vec<String> = refs
+                .iter()
+                .map(|r| tx.read(*r, |p| p.title.clone()).unwrap())
+                .collect();
+            (
+                outer.title.clone(),
+                inner,
+                tx.get(refs[0]).unwrap().title.clone(),
+            )
+        })
+        .unwrap();
+    assert_eq!(nested.0, "title 5");
+    assert_eq!(nested.1[2], "title 2");
+    assert_eq!(nested.2, "title 0");
+    // Changes inside: refused; outside: seen by the next read.
+    let refused = tx.read(refs[1], |_| tx.update(refs[2], |p| p.body = "x".into()));
+    assert!(matches!(refused, Ok(Err(Error::Lent))), "{refused:?}");
+    let refused = tx.read(refs[1], |_| tx.add(page("new")).map(|_| ()));
+    assert!(matches!(refused, Ok(Err(Error::Lent))), "{refused:?}");
+    tx.update(refs[3], |p| p.title = "changed".into()).unwrap();
+    assert_eq!(tx.read(refs[3], |p| p.title.clone()).unwrap(), "changed");
+    // Also while the object lent is one this transaction changed.
+    let refused = tx.read(refs[3], |_| tx.update(refs[3], |p| p.body = "x".into()));
+    assert!(matches!(refused, Ok(Err(Error::Lent))), "{refused:?}");
+    // Another Rust type for the object: the class error, as `get` gives.
+    let as_folder = PRef::<Folder>::from_oid(refs[4].oid());
+    assert!(matches!(
+        tx.read(as_folder, |_| ()),
+        Err(Error::WrongClass { .. })
+    ));
+    tx.commit().unwrap();
+    let tx = conn.begin();
+    assert_eq!(tx.read(refs[3], |p| p.title.clone()).unwrap(), "changed");
+}
+
 /// Six writers change one object from one snapshot; one commits. The five others
 /// conflicted once and from then on take turns: three attempts are enough for all (the
 /// first winner's commit can meet one of them once), where without turns the five
@@ -652,6 +714,7 @@ on_every_storage!(
     pooled_connections_keep_their_cache,
     concurrent_writers_on_threads,
     writers_that_kept_conflicting_take_turns,
+    read_lends_objects_and_refuses_changes_inside,
     two_databases_on_one_storage_see_each_other,
     undo_reverts_transactions_all_or_nothing,
 );
