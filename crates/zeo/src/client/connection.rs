@@ -232,8 +232,13 @@ pub(crate) trait Events: Send + Sync {
     fn blob(&self, callback: Callback);
 }
 
+/// A function a reply completes, run on the reader thread.
+pub(crate) type Then = Box<dyn FnOnce(&CallResult) + Send>;
+
 struct Waiting {
     senders: Vec<SyncSender<CallResult>>,
+    /// Run with the reply (or the connection's end) on the reader thread.
+    then: Option<Then>,
     post: Post,
 }
 
@@ -447,6 +452,7 @@ impl Connection {
                 MsgKey::Int(id),
                 Waiting {
                     senders: vec![tx],
+                    then: None,
                     post,
                 },
             );
@@ -471,6 +477,7 @@ impl Connection {
                 MsgKey::Int(id),
                 Waiting {
                     senders: vec![tx],
+                    then: None,
                     post: Post::Nothing,
                 },
             );
@@ -502,6 +509,49 @@ impl Connection {
         }
     }
 
+    /// Sends `call` without waiting for its reply, if nobody is writing to the
+    /// connection this moment: `then` runs on the reader thread with the reply, or
+    /// with the error if the connection ends first. `Err(then)` when another caller
+    /// holds the writer (a large store may take long to write: the caller hands the
+    /// call to a thread that may wait) or the connection is gone.
+    pub(crate) fn try_call_then(&self, call: Call, then: Then) -> Result<(), Then> {
+        let Some(mut writer) = self.writer.try_lock() else {
+            return Err(then);
+        };
+        let id = {
+            let mut calls = self.calls.lock();
+            if calls.dead.is_some() {
+                return Err(then);
+            }
+            calls.next_id = calls.next_id.wrapping_add(1).max(1);
+            calls.next_id
+        };
+        let framed = match self.frame(&call.into_message(id)) {
+            Ok(framed) => framed,
+            Err(_) => return Err(then),
+        };
+        // Registered before it is written: the reply may come at once.
+        let key = MsgKey::Int(id);
+        self.calls.lock().waiting.insert(
+            key,
+            Waiting {
+                senders: Vec::new(),
+                then: Some(then),
+                post: Post::Nothing,
+            },
+        );
+        if let Err(e) = writer.write_all(&framed) {
+            drop(writer);
+            self.close();
+            let error = CallError::Disconnected(format!("writing to {}: {e}", self.address));
+            let taken = self.calls.lock().waiting.remove(&key);
+            if let Some(then) = taken.and_then(|w| w.then) {
+                then(&Err(error));
+            }
+        }
+        Ok(())
+    }
+
     /// `loadBefore(oid, tid)` with the `(oid, tid)` message id; a load already in flight
     /// for the same pair is joined instead of sent again.
     pub(crate) fn load_before(&self, oid: Oid, before: Tid) -> CallResult {
@@ -521,6 +571,7 @@ impl Connection {
                 key,
                 Waiting {
                     senders: vec![tx],
+                    then: None,
                     post: Post::Load(oid),
                 },
             );
@@ -581,8 +632,12 @@ impl Connection {
             std::mem::take(&mut calls.waiting)
         };
         for (_, w) in waiting {
+            let error = Err(CallError::Disconnected(why.clone()));
+            if let Some(then) = w.then {
+                then(&error);
+            }
             for s in w.senders {
-                let _ = s.send(Err(CallError::Disconnected(why.clone())));
+                let _ = s.send(error.clone());
             }
         }
         events.lost(&self, &why);
@@ -606,6 +661,9 @@ impl Connection {
             Ok(msg.args)
         };
         events.post(self, waiting.post, &result);
+        if let Some(then) = waiting.then {
+            then(&result);
+        }
         for s in waiting.senders {
             let _ = s.send(result.clone());
         }

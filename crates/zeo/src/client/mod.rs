@@ -449,6 +449,9 @@ impl ClientStorage {
                 shared.shutdown();
                 StorageError::io("starting the ZEO client thread", e)
             })?;
+        shared
+            .sync_gate
+            .set_sender(ping_sender(Arc::downgrade(&shared)));
         let pinger = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("zeo-client-pinger".into())
@@ -550,6 +553,31 @@ impl Shared {
         let _t = self.txns.lock();
         self.txn_cv.notify_all();
     }
+}
+
+/// How the sync gate sends a ping without waiting: on the current connection, if it
+/// is up and its writer free; the answer finishes the ping on the reader thread.
+fn ping_sender(shared: std::sync::Weak<Shared>) -> sync::TrySend {
+    Box::new(move |number| {
+        let Some(client) = shared.upgrade() else {
+            return false;
+        };
+        let conn = match &client.conn.lock().current {
+            Some(c) if !c.is_dead() => Arc::clone(c),
+            _ => return false,
+        };
+        let owner = shared.clone();
+        let finish: connection::Then = Box::new(move |result| {
+            if let Some(client) = owner.upgrade() {
+                let result = result
+                    .as_ref()
+                    .map(drop)
+                    .map_err(|e| call_error("ping", CallKind::Read, None, e.clone()));
+                client.sync_gate.finish(number, &result);
+            }
+        });
+        conn.try_call_then(Call::Ping, finish).is_ok()
+    })
 }
 
 impl Drop for ClientStorage {

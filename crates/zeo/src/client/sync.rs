@@ -9,19 +9,30 @@
 //! waits more than two round trips.
 //!
 //! Callers that must not block (an async runtime's worker: `Storage::start_sync`)
-//! leave a callback instead, called when their ping is answered; a ping they need
-//! is sent by the client's pinger thread ([`SyncGate::serve_pings`]), never by them,
-//! so they never wait on the socket either.
+//! leave a callback instead, called when their ping is answered. The ping they need
+//! is sent without waiting for its answer ([`SyncGate::set_sender`]: the reply runs
+//! [`SyncGate::finish`] on the connection's reader thread), by the caller itself or,
+//! for callbacks that came while a ping was out, by the thread that finishes that
+//! ping; only when the connection's writer is busy this moment (or there is no
+//! connection) is it handed to the client's pinger thread
+//! ([`SyncGate::serve_pings`]), which may wait. So in the common case a wave of
+//! requests costs one write and the reader thread's wake-up, no thread hand-off.
 
 use parking_lot::{Condvar, Mutex};
 use zodb_storage::{StorageError, SyncDone};
+
+/// Sends ping `number` without waiting for its answer, if that can be done this
+/// moment (the answer calls [`SyncGate::finish`]); false when it cannot.
+pub(super) type TrySend = Box<dyn Fn(u64) -> bool + Send + Sync>;
 
 #[derive(Default)]
 pub(super) struct SyncGate {
     state: Mutex<GateState>,
     done: Condvar,
-    /// Signalled when a callback needs a ping nobody has started, or on close.
+    /// Signalled when a callback needs a ping nobody has started or a started ping
+    /// was handed over, or on close.
     wanted: Condvar,
+    try_send: std::sync::OnceLock<TrySend>,
 }
 
 impl std::fmt::Debug for SyncGate {
@@ -46,6 +57,8 @@ struct GateState {
     error: Option<String>,
     /// Callers that must not block, each with the ping number it waits for.
     callbacks: Vec<(u64, SyncDone)>,
+    /// A ping started (and numbered) that could not be sent at once: the pinger's.
+    handed: Option<u64>,
     /// Set when the client closes: the pinger ends, callbacks fail.
     closed: bool,
 }
@@ -95,9 +108,26 @@ impl SyncGate {
         }
         let target = st.started + 1;
         st.callbacks.push((target, done));
-        if !st.in_flight {
-            self.wanted.notify_one();
+        if st.in_flight {
+            return; // The pings's finish starts the next one, for this callback.
         }
+        let number = Self::start(&mut st);
+        drop(st);
+        self.send_or_hand(number);
+    }
+
+    /// How pings are sent without waiting (set once, by the client).
+    pub(super) fn set_sender(&self, send: TrySend) {
+        let _ = self.try_send.set(send);
+    }
+
+    /// Sends the started ping `number`, or hands it to the pinger thread.
+    fn send_or_hand(&self, number: u64) {
+        if self.try_send.get().is_some_and(|send| send(number)) {
+            return;
+        }
+        self.state.lock().handed = Some(number);
+        self.wanted.notify_one();
     }
 
     /// The pinger thread's loop: sends a ping whenever a callback waits for one and
@@ -106,12 +136,24 @@ impl SyncGate {
         let mut st = self.state.lock();
         loop {
             if st.closed {
+                let handed = st.handed.take();
                 let left = std::mem::take(&mut st.callbacks);
                 drop(st);
+                if let Some(number) = handed {
+                    // Blocked callers may wait for it.
+                    self.finish(number, &Err(StorageError::Closed));
+                }
                 for (_, done) in left {
                     done(Err(StorageError::Closed));
                 }
                 return;
+            }
+            if let Some(number) = st.handed.take() {
+                drop(st);
+                let result = ping();
+                self.finish(number, &result);
+                st = self.state.lock();
+                continue;
             }
             if !st.in_flight && st.callbacks.iter().any(|(t, _)| *t > st.finished) {
                 let number = Self::start(&mut st);
@@ -138,10 +180,10 @@ impl SyncGate {
         st.started
     }
 
-    /// Records the answer to ping `number`, wakes the blocked callers and calls the
-    /// callbacks it serves (outside the lock); asks the pinger for the next ping if
-    /// callbacks still wait.
-    fn finish(&self, number: u64, result: &Result<(), StorageError>) {
+    /// Records the answer to ping `number`, starts the next one if callbacks still
+    /// wait, wakes the blocked callers and calls the callbacks it serves (outside the
+    /// lock).
+    pub(super) fn finish(&self, number: u64, result: &Result<(), StorageError>) {
         let mut st = self.state.lock();
         st.in_flight = false;
         st.finished = number;
@@ -150,10 +192,11 @@ impl SyncGate {
             .into_iter()
             .partition(|(t, _)| *t <= number);
         st.callbacks = waiting;
-        if !st.callbacks.is_empty() {
-            self.wanted.notify_one();
-        }
+        let next = (!st.callbacks.is_empty() && !st.closed).then(|| Self::start(&mut st));
         drop(st);
+        if let Some(next) = next {
+            self.send_or_hand(next);
+        }
         self.done.notify_all();
         for (target, done) in served {
             done(match result {
@@ -211,6 +254,67 @@ mod tests {
         }
         let pings = gate.pings();
         assert!((1..32).contains(&pings), "{pings} pings for 32 callers");
+    }
+
+    /// With a sender that can send (the connection's writer free), callbacks need no
+    /// pinger thread: each is served by a ping sent after it came, the answers
+    /// (here from another thread, as from the reader thread) finishing them; a sender
+    /// that cannot send hands the ping to the pinger.
+    #[test]
+    fn callbacks_are_served_by_pings_sent_without_the_pinger() {
+        let gate = Arc::new(SyncGate::default());
+        let sent = Arc::new(AtomicU64::new(0));
+        let can_send = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        {
+            let (weak, sent, can_send) = (
+                Arc::downgrade(&gate),
+                Arc::clone(&sent),
+                Arc::clone(&can_send),
+            );
+            gate.set_sender(Box::new(move |number| {
+                if !can_send.load(Ordering::SeqCst) {
+                    return false;
+                }
+                sent.fetch_add(1, Ordering::SeqCst);
+                let weak = weak.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(2));
+                    if let Some(gate) = weak.upgrade() {
+                        gate.finish(number, &Ok(()));
+                    }
+                });
+                true
+            }));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..64 {
+            let (tx, sent) = (tx.clone(), Arc::clone(&sent));
+            let arrived = sent.load(Ordering::SeqCst);
+            gate.sync_then(Box::new(move |r| {
+                tx.send((arrived, sent.load(Ordering::SeqCst), r.is_ok()))
+                    .unwrap();
+            }));
+            if arrived % 8 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        for _ in 0..64 {
+            let (arrived, at_call, ok) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert!(ok);
+            assert!(at_call > arrived, "called before a ping sent after it");
+        }
+        let pings = sent.load(Ordering::SeqCst);
+        assert!((1..64).contains(&pings), "{pings} pings for 64 callbacks");
+        // The writer busy: the pinger sends it.
+        can_send.store(false, Ordering::SeqCst);
+        let pinger = {
+            let gate = Arc::clone(&gate);
+            std::thread::spawn(move || gate.serve_pings(|| Ok(())))
+        };
+        gate.sync_then(Box::new(move |r| tx.send((0, 0, r.is_ok())).unwrap()));
+        assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap().2);
+        gate.close();
+        pinger.join().unwrap();
     }
 
     #[test]
