@@ -237,13 +237,13 @@ impl Instance {
     pub fn start(root: &Path, name: &str, site_config: &Path, storage: &Storage) -> Instance {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).expect("instance directory");
-        let listen = format!("127.0.0.1:{}", free_port());
+        let listen = "127.0.0.1:0";
         let mut command = Command::new(env!("CARGO_BIN_EXE_bbru"));
         command
             .current_dir(&dir)
             .env("BBRU_LOG", "info")
             .arg("serve")
-            .args(["--listen", &listen])
+            .args(["--listen", listen])
             .arg("--site-config")
             .arg(site_config)
             .arg("--secret-key-file")
@@ -253,7 +253,7 @@ impl Instance {
             Storage::Zeo(address) => command.args(["--zeo", address]),
             Storage::Postgres(url) => command.args(["--postgres", url]),
         };
-        Instance::launch(name, &listen, command, &dir)
+        Instance::launch(name, command, &dir)
     }
 
     /// [`Instance::start`] on a ZEO server at `zeo`, with `storage_lines` added to the
@@ -273,30 +273,35 @@ impl Instance {
         Instance::launch_configured(root, name, &rest)
     }
 
-    /// Writes `root/name/etc/serve.toml` (`listen` on a free port, then `rest`) and runs
-    /// `bbru serve -c etc/serve.toml` in `root/name` until it is healthy.
+    /// Writes `root/name/etc/serve.toml` (`listen` on a port the instance chooses, then
+    /// `rest`) and runs `bbru serve -c etc/serve.toml` in `root/name` until it is
+    /// healthy.
     fn launch_configured(root: &Path, name: &str, rest: &str) -> Instance {
         let dir = root.join(name);
         std::fs::create_dir_all(dir.join("etc")).expect("instance directory");
-        let listen = format!("127.0.0.1:{}", free_port());
-        let text = format!("listen = {listen:?}\n{rest}");
+        let text = format!("listen = \"127.0.0.1:0\"\n{rest}");
         std::fs::write(dir.join("etc/serve.toml"), text).expect("write serve.toml");
         let mut command = Command::new(env!("CARGO_BIN_EXE_bbru"));
         command
             .current_dir(&dir)
             .env("BBRU_LOG", "info")
             .args(["serve", "-c", "etc/serve.toml"]);
-        Instance::launch(name, &listen, command, &dir)
+        Instance::launch(name, command, &dir)
     }
 
-    /// Runs `command` (a `bbru serve` listening on `listen`, logging to `dir/bbru.log`)
-    /// and waits until its `/@@health` answers 200.
-    fn launch(name: &str, listen: &str, command: Command, dir: &Path) -> Instance {
-        let mut process = Process::spawn(
-            &format!("bbru serve ({name}, {listen})"),
-            command,
-            dir.join("bbru.log"),
-        );
+    /// Runs `command` (a `bbru serve` listening on port 0 of 127.0.0.1, logging to
+    /// `dir/bbru.log`), reads the address it bound from its log, and waits until its
+    /// `/@@health` answers 200. (A port probed free beforehand could be taken by
+    /// another test's server before this one binds it, and that one would answer.)
+    fn launch(name: &str, command: Command, dir: &Path) -> Instance {
+        let log = dir.join("bbru.log");
+        let mut process = Process::spawn(&format!("bbru serve ({name})"), command, log.clone());
+        let mut listen = None;
+        process.wait_until("listening", || {
+            listen = serving_address(&log);
+            listen.is_some()
+        });
+        let listen = listen.expect("the address in the log");
         let base = format!("http://{listen}");
         let health = format!("{base}/@@health");
         let client = reqwest::blocking::Client::builder()
@@ -382,6 +387,16 @@ pub fn zeo_binary() -> PathBuf {
 pub struct Zeo {
     pub address: String,
     pub process: Process,
+}
+
+/// The address in a `serving address=HOST:PORT` line of a log (`bbru serve` and
+/// `bbru-zeo` write one once they listen), if there is one yet.
+pub fn serving_address(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines().find_map(|line| {
+        let rest = line.split_once(" serving address=")?.1;
+        Some(rest.split_whitespace().next()?.to_owned())
+    })
 }
 
 /// Whether the `bbru-zeo` logging to `log` says it serves `address`: that process
