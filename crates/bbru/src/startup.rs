@@ -89,6 +89,10 @@ pub fn open_storage(config: &ServeConfig) -> Result<Opened, StartError> {
                 .and_then(|s| s.with_replicas(&config.postgres_replicas))
                 .and_then(|s| s.with_blob_dir(cache.dir()))
                 .and_then(|s| s.with_blob_cache_bytes(config.blob_cache_bytes))
+                // A session for each request that may run at once (a vote holds one to
+                // its finish), and one for the polls of other instances' commits: the
+                // sessions an instance costs the server follow `[storage] connections`.
+                .map(|s| s.with_connections(config.connections.saturating_add(1)))
                 .map_err(|e| StartError::Storage {
                     what: what(),
                     error: e.into(),

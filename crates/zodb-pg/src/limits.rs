@@ -2,11 +2,14 @@
 
 use std::time::Duration;
 
-/// Connections one `PgStorage` opens at most (loads, votes, polls and pack
-/// together). A voted transaction holds one until it finishes, so this also
-/// bounds the transactions voted at once; a PostgreSQL backend costs several
-/// megabytes on the server, and its default `max_connections` is 100.
-pub const CONNECTIONS_MAX: usize = 16;
+/// Connections one `PgStorage` opens at most by default (loads, votes, polls
+/// and pack together; `PgStorage::with_connections` sets another number). A
+/// voted transaction holds one until it finishes, so this also bounds the
+/// transactions voted at once; a PostgreSQL backend costs several megabytes on
+/// the server, and its default `max_connections` is 100, which six processes
+/// at this default nearly use up (bbru sizes each instance's pool by its
+/// `[storage] connections`).
+pub const CONNECTIONS_DEFAULT: usize = 16;
 
 /// How long a vote waits for the objects another transaction (ours or a
 /// RelStorage client's) has locked before failing with `LockTimeout`; the

@@ -1,5 +1,5 @@
 //! The connection pool: idle connections kept for reuse, at most
-//! [`CONNECTIONS_MAX`] open at once (a semaphore of slots), each with its
+//! [`CONNECTIONS_DEFAULT`] (or the size set) open at once (a semaphore of slots), each with its
 //! own cache of prepared statements so a load is one round trip.
 //!
 //! A leased connection goes back to the pool when dropped, unless it was
@@ -15,13 +15,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use crate::error::{PgError, PgResult};
-use crate::limits::{CONNECT_TIMEOUT, CONNECTIONS_MAX};
+use crate::limits::{CONNECT_TIMEOUT, CONNECTIONS_DEFAULT};
 
 #[derive(Debug)]
 pub(crate) struct Pool {
     config: Config,
     idle: Mutex<Vec<PgConn>>,
     slots: Arc<Semaphore>,
+    /// The number of slots.
+    size: Mutex<usize>,
 }
 
 /// One connection and what it has prepared.
@@ -105,12 +107,36 @@ impl Pool {
         Arc::new(Pool {
             config,
             idle: Mutex::new(Vec::new()),
-            slots: Arc::new(Semaphore::new(CONNECTIONS_MAX)),
+            slots: Arc::new(Semaphore::new(CONNECTIONS_DEFAULT)),
+            size: Mutex::new(CONNECTIONS_DEFAULT),
         })
     }
 
+    /// Makes it `n` slots (at least one). Fewer slots take effect as lent
+    /// connections come back: only free slots are removed at once.
+    pub(crate) fn resize(&self, n: usize, runtime: &tokio::runtime::Handle) {
+        let n = n.max(1);
+        let mut size = self.size.lock();
+        if n > *size {
+            self.slots.add_permits(n - *size);
+        } else {
+            let mut left = *size - n;
+            left -= self.slots.forget_permits(left);
+            if left > 0 {
+                // The rest are lent: forgotten as they come back.
+                let slots = Arc::clone(&self.slots);
+                runtime.spawn(async move {
+                    if let Ok(permits) = slots.acquire_many_owned(left as u32).await {
+                        permits.forget();
+                    }
+                });
+            }
+        }
+        *size = n;
+    }
+
     /// A connection: an idle one, or a new one when none is idle. Waits for a
-    /// slot when [`CONNECTIONS_MAX`] are lent. Runs on the storage's runtime.
+    /// slot when all are lent. Runs on the storage's runtime.
     pub(crate) async fn get(self: &Arc<Pool>) -> PgResult<Leased> {
         let slot = self
             .slots

@@ -208,6 +208,14 @@ impl PgStorage {
         Ok(self)
     }
 
+    /// Opens at most `n` connections to the primary at once (at least one;
+    /// [`crate::limits::CONNECTIONS_DEFAULT`] until set): loads, votes, polls
+    /// and packs wait for a free one.
+    pub fn with_connections(self, n: usize) -> Self {
+        self.inner.pool.resize(n, &self.handle());
+        self
+    }
+
     /// Bounds the cache of object states at `bytes` (0: no cache).
     pub fn with_cache_bytes(self, bytes: usize) -> Self {
         self.inner.cache.set_max_bytes(bytes);

@@ -150,7 +150,7 @@ fn a_load_waiting_for_a_database_connection_does_not_stop_a_finish() {
     // waits for the holder's lock on a connection of its own, the last for a
     // connection.
     // (Connected first: a client's `get_info` at connect is a query too.)
-    let clients: Vec<_> = (0..zodb_pg::limits::CONNECTIONS_MAX)
+    let clients: Vec<_> = (0..zodb_pg::limits::CONNECTIONS_DEFAULT)
         .map(|_| connect())
         .collect();
     let reader = connect();
@@ -160,7 +160,7 @@ fn a_load_waiting_for_a_database_connection_does_not_stop_a_finish() {
         .collect();
     let waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'advisory'";
     let deadline = Instant::now() + Duration::from_secs(20);
-    while db.query_i64(waiting) < zodb_pg::limits::CONNECTIONS_MAX as i64 - 1 {
+    while db.query_i64(waiting) < zodb_pg::limits::CONNECTIONS_DEFAULT as i64 - 1 {
         assert!(
             Instant::now() < deadline,
             "the votes never waited on the lock: {}",

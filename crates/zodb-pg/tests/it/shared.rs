@@ -118,3 +118,46 @@ fn cached_states_are_served_as_of_the_last_poll_and_replaced_by_the_next() {
         record(1, &[])
     );
 }
+
+/// `with_connections` bounds the connections a storage opens: eight threads loading
+/// at once through a storage of two never have more than two sessions on the server
+/// (counted by the storage's application name), and every load is answered.
+#[test]
+fn a_storage_opens_no_more_connections_than_it_was_given() {
+    let db = fresh_database();
+    let writer = PgStorage::create(&db.url).unwrap();
+    let [a] = writer.new_oids(1).unwrap().try_into().unwrap();
+    let t1 = commit(&writer, "a", &[(a, Tid::ZERO, record(1, &[]))]);
+    let app = "bbru-pool-test";
+    let storage = PgStorage::open(&format!("{}?application_name={app}", db.url))
+        .unwrap()
+        .with_connections(2)
+        .with_cache_bytes(0);
+    let sessions = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}' \
+         AND datname = '{}'",
+        db.name
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let most = std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let loaded = storage.load_before(a, Tid(t1.0 + 1)).unwrap().unwrap();
+                    assert_eq!(loaded.data, record(1, &[]));
+                }
+            });
+        }
+        let mut most = 0;
+        for _ in 0..40 {
+            most = most.max(db.query_i64(&sessions));
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        most
+    });
+    assert!(
+        (1..=2).contains(&most),
+        "{most} sessions for a storage of 2"
+    );
+}
