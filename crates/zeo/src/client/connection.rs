@@ -518,28 +518,37 @@ impl Connection {
         let Some(mut writer) = self.writer.try_lock() else {
             return Err(then);
         };
+        // Checked and registered under one lock: the reader, ending, fails everything
+        // registered before it marks the connection dead, and nothing after. The call
+        // is registered before it is written, as its reply may come at once.
         let id = {
             let mut calls = self.calls.lock();
             if calls.dead.is_some() {
                 return Err(then);
             }
             calls.next_id = calls.next_id.wrapping_add(1).max(1);
-            calls.next_id
+            let id = calls.next_id;
+            calls.waiting.insert(
+                MsgKey::Int(id),
+                Waiting {
+                    senders: Vec::new(),
+                    then: Some(then),
+                    post: Post::Nothing,
+                },
+            );
+            id
         };
+        let key = MsgKey::Int(id);
         let framed = match self.frame(&call.into_message(id)) {
             Ok(framed) => framed,
-            Err(_) => return Err(then),
+            Err(_) => {
+                let taken = self.calls.lock().waiting.remove(&key);
+                return match taken.and_then(|w| w.then) {
+                    Some(then) => Err(then),
+                    None => Ok(()), // Already failed by the reader's end.
+                };
+            }
         };
-        // Registered before it is written: the reply may come at once.
-        let key = MsgKey::Int(id);
-        self.calls.lock().waiting.insert(
-            key,
-            Waiting {
-                senders: Vec::new(),
-                then: Some(then),
-                post: Post::Nothing,
-            },
-        );
         if let Err(e) = writer.write_all(&framed) {
             drop(writer);
             self.close();

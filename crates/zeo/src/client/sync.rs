@@ -109,7 +109,7 @@ impl SyncGate {
         let target = st.started + 1;
         st.callbacks.push((target, done));
         if st.in_flight {
-            return; // The pings's finish starts the next one, for this callback.
+            return; // That ping's finish starts the next one, for this callback.
         }
         let number = Self::start(&mut st);
         drop(st);
