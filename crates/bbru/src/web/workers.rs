@@ -99,7 +99,14 @@ impl App {
             let _ = tx.send(result);
         });
         self.db.storage().start_sync(done).ok()?;
-        if let Err(e) = rx.await.ok()? {
+        let synced = match tokio::time::timeout(crate::limits::ZEO_SYNC_WAIT, rx).await {
+            Ok(answered) => answered.ok()?,
+            Err(_) => Err(zodb_storage::StorageError::Disconnected(format!(
+                "the database server did not answer within {:?}",
+                crate::limits::ZEO_SYNC_WAIT
+            ))),
+        };
+        if let Err(e) = synced {
             // The server is out of reach (the client waited for it already): answered
             // now, as the blocking pool's run would after waiting once more.
             return Some(Ok(Answered::bare(Err(e.into()))));

@@ -426,6 +426,49 @@ fn an_instance_answers_503_while_its_zeo_server_is_away_and_recovers_when_it_is_
     assert_eq!(get_json(&http, &instance.url("/")).0, 200);
 }
 
+/// A `bbru-zeo` that keeps its connections but stops answering (SIGSTOP): a page view
+/// answers 503 once the sync has waited its bound (`ZEO_SYNC_WAIT`, 10 s), rather than
+/// never; after SIGCONT the same instance serves again.
+#[test]
+fn a_page_view_answers_503_when_the_zeo_server_stops_answering() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let zeo = Zeo::start(&dir.path().join("Data.fs"));
+    let site_config = common::write_site_config(dir.path());
+    let instance = Instance::start(
+        dir.path(),
+        "one",
+        &site_config,
+        &Storage::Zeo(zeo.address.clone()),
+    );
+    let http = Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("HTTP client");
+    let page = instance.url("/");
+    assert_eq!(get_json(&http, &page).0, 200);
+    let pid = zeo.process.pid().expect("bbru-zeo runs").to_string();
+    let signal = |name: &str| {
+        let sent = Command::new("kill").args([name, &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    let (status, body, took) = get_json(&http, &page);
+    signal("-CONT");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        (std::time::Duration::from_secs(9)..std::time::Duration::from_secs(30)).contains(&took),
+        "answered after {took:?}"
+    );
+    let back = std::time::Instant::now();
+    while get_json(&http, &page).0 != 200 {
+        assert!(
+            back.elapsed() < std::time::Duration::from_secs(30),
+            "not serving again"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// The search index is in the database: a change committed through one instance is in
 /// the other's results at its next query, and gone from both when changed again.
 #[test]
