@@ -105,11 +105,11 @@ pub const BLOB_CACHES_PER_DIRECTORY_MAX: usize = 16;
 /// none holds a worker slot longer than this while the server is really gone.
 pub const ZEO_DISCONNECTED_WAIT: Duration = Duration::from_secs(1);
 
-/// How long a page view run in line waits for the ZEO server to answer its sync (one
-/// round trip, shared with the requests of the same moment, usually well under a
-/// millisecond) before it is answered 503: a server that keeps the connection up but
-/// has stopped answering must not hold requests (and the connections they came on)
-/// without end.
+/// How long a request waits for the ZEO server to answer its sync (one round trip,
+/// shared with the requests of the same moment, usually well under a millisecond)
+/// before it is answered 503, in line or on the blocking pool (`ClientOptions::
+/// sync_wait`): a server that keeps the connection up but has stopped answering must
+/// not hold requests (and the connections they came on) without end.
 pub const ZEO_SYNC_WAIT: Duration = Duration::from_secs(10);
 
 /// How long `/@@health` waits for the storage to answer its check (a ZEO ping).  A

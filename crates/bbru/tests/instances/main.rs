@@ -427,8 +427,9 @@ fn an_instance_answers_503_while_its_zeo_server_is_away_and_recovers_when_it_is_
 }
 
 /// A `bbru-zeo` that keeps its connections but stops answering (SIGSTOP): a page view
-/// answers 503 once the sync has waited its bound (`ZEO_SYNC_WAIT`, 10 s), rather than
-/// never; after SIGCONT the same instance serves again.
+/// (run in line) and a write (on the blocking pool) each answer 503 once the sync has
+/// waited its bound (`ZEO_SYNC_WAIT`, 10 s), rather than never; after SIGCONT the same
+/// instance serves again.
 #[test]
 fn a_page_view_answers_503_when_the_zeo_server_stops_answering() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -453,11 +454,22 @@ fn a_page_view_answers_503_when_the_zeo_server_stops_answering() {
     };
     signal("-STOP");
     let (status, body, took) = get_json(&http, &page);
+    let asked = std::time::Instant::now();
+    let write = http
+        .post(instance.url("/"))
+        .basic_auth(ADMIN.0, Some(ADMIN.1))
+        .json(&serde_json::json!({"@type": "Page", "id": "during", "title": "During"}))
+        .send()
+        .expect("POST");
+    let write_took = asked.elapsed();
     signal("-CONT");
+    let bounded = std::time::Duration::from_secs(9)..std::time::Duration::from_secs(30);
     assert_eq!(status, 503, "{body}");
+    assert!(bounded.contains(&took), "the view answered after {took:?}");
+    assert_eq!(write.status(), 503, "{:?}", write.text());
     assert!(
-        (std::time::Duration::from_secs(9)..std::time::Duration::from_secs(30)).contains(&took),
-        "answered after {took:?}"
+        bounded.contains(&write_took),
+        "the write answered after {write_took:?}"
     );
     let back = std::time::Instant::now();
     while get_json(&http, &page).0 != 200 {

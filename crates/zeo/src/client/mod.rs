@@ -154,6 +154,11 @@ pub struct ClientOptions {
     /// server sets it short, so requests fail fast while the server is away instead of
     /// each holding a worker for the whole `wait_timeout`.
     pub disconnected_wait: Option<Duration>,
+    /// How long a `sync` (a transaction's start) waits for the server's answer while
+    /// connected before failing with `StorageError::Disconnected`; `None`:
+    /// `wait_timeout`. A server that keeps the connection but stopped answering must
+    /// not hold its callers without end.
+    pub sync_wait: Option<Duration>,
     /// Largest frame accepted from, or sent to, the server.
     pub frame_size_max: usize,
     /// Speak TLS to the server (from the first byte, as Python ZEO's `ssl`); `None`:
@@ -180,6 +185,7 @@ impl ClientOptions {
             cache_size: limits::CLIENT_CACHE_BYTES_DEFAULT,
             wait_timeout: Duration::from_secs(limits::CLIENT_WAIT_TIMEOUT_SECONDS_DEFAULT),
             disconnected_wait: None,
+            sync_wait: None,
             frame_size_max: limits::FRAME_SIZE_MAX_DEFAULT,
             tls: None,
             blob_dir: None,
@@ -330,6 +336,21 @@ impl Shared {
             .map_err(|e| call_error(method, kind, oid, e))
     }
 
+    /// How long a sync waits for the server's answer ([`ClientOptions::sync_wait`]).
+    pub(super) fn sync_wait(&self) -> Duration {
+        self.options.sync_wait.unwrap_or(self.options.wait_timeout)
+    }
+
+    /// The round trip of a sync, once connected waiting at most [`Shared::sync_wait`]
+    /// for the answer.
+    pub(super) fn sync_ping(&self) -> Result<(), StorageError> {
+        self.check_open()?;
+        let conn = self.wait_connection()?;
+        conn.call_within(Call::Ping, self.sync_wait())
+            .map(drop)
+            .map_err(|e| call_error("ping", CallKind::Read, None, e))
+    }
+
     fn current_read_only(&self) -> bool {
         self.options.read_only || self.conn.lock().read_only
     }
@@ -455,11 +476,7 @@ impl ClientStorage {
         let pinger = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("zeo-client-pinger".into())
-            .spawn(move || {
-                pinger
-                    .sync_gate
-                    .serve_pings(|| pinger.call(Call::Ping, CallKind::Read, None).map(drop))
-            })
+            .spawn(move || pinger.sync_gate.serve_pings(|| pinger.sync_ping()))
             .map_err(|e| {
                 shared.shutdown();
                 StorageError::io("starting the ZEO client thread", e)

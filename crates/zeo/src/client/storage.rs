@@ -405,7 +405,8 @@ impl Storage for ClientStorage {
         if !zodb_storage::inline::may_wait() {
             return Err(zodb_storage::inline::refuse("sync"));
         }
-        self.shared.sync_gate.sync(|| self.ping())
+        let wait = self.shared.sync_wait();
+        self.shared.sync_gate.sync(wait, || self.shared.sync_ping())
     }
 
     /// `sync` by the pinger thread: `done` is called on it (or on the reader thread's

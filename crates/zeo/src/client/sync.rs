@@ -65,11 +65,14 @@ struct GateState {
 
 impl SyncGate {
     /// Returns once a ping started after this call has been answered (`ping` sends
-    /// one and waits for it).
+    /// one and waits for it); fails with `Disconnected` when another caller's ping it
+    /// waits for is not answered within `wait`.
     pub(super) fn sync(
         &self,
+        wait: std::time::Duration,
         ping: impl Fn() -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
+        let deadline = std::time::Instant::now() + wait;
         let mut st = self.state.lock();
         // Pings up to `started` may have been sent before this call.
         let target = st.started + 1;
@@ -93,7 +96,11 @@ impl SyncGate {
                 st = self.state.lock();
                 continue;
             }
-            self.done.wait(&mut st);
+            if self.done.wait_until(&mut st, deadline).timed_out() {
+                return Err(StorageError::Disconnected(format!(
+                    "the ZEO server did not answer a sync within {wait:?}"
+                )));
+            }
         }
     }
 
@@ -236,7 +243,7 @@ mod tests {
                 );
                 std::thread::spawn(move || {
                     let arrived = clock.fetch_add(1, Ordering::SeqCst);
-                    gate.sync(|| {
+                    gate.sync(Duration::from_secs(60), || {
                         last_started.store(clock.fetch_add(1, Ordering::SeqCst), Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(20));
                         Ok(())
@@ -317,14 +324,29 @@ mod tests {
         pinger.join().unwrap();
     }
 
+    /// A ping the server never answers (sent, the connection up): a blocked caller
+    /// waiting for it gives up after its wait, saying so.
+    #[test]
+    fn a_caller_waits_for_an_unanswered_ping_no_longer_than_its_wait() {
+        let gate = SyncGate::default();
+        gate.set_sender(Box::new(|_| true));
+        gate.sync_then(Box::new(|_| {}));
+        let asked = std::time::Instant::now();
+        let err = gate.sync(Duration::from_millis(50), || Ok(())).unwrap_err();
+        assert!(err.to_string().contains("did not answer"), "{err}");
+        assert!(asked.elapsed() < Duration::from_secs(5));
+    }
+
     #[test]
     fn a_failed_ping_fails_its_callers_and_the_next_one_is_tried_again() {
         let gate = SyncGate::default();
         let err = gate
-            .sync(|| Err(StorageError::Disconnected("gone".into())))
+            .sync(Duration::from_secs(60), || {
+                Err(StorageError::Disconnected("gone".into()))
+            })
             .unwrap_err();
         assert!(err.to_string().contains("gone"), "{err}");
-        gate.sync(|| Ok(())).unwrap();
+        gate.sync(Duration::from_secs(60), || Ok(())).unwrap();
         assert_eq!(gate.pings(), 2);
     }
 
@@ -357,7 +379,7 @@ mod tests {
             assert!(at_call > arrived, "called before a ping sent after it");
         }
         // A blocked caller is served by the same pings.
-        gate.sync(|| Ok(())).unwrap();
+        gate.sync(Duration::from_secs(60), || Ok(())).unwrap();
         assert!(gate.pings() <= 17, "{} pings for 17 callers", gate.pings());
         // Closing ends the pinger and fails callbacks left.
         gate.close();
