@@ -457,48 +457,27 @@ impl<'p, 'r> ser::Serializer for &'p mut Pickler<'r> {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_, '_> {
-    type Ok = ();
-    type Error = StateError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), StateError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), StateError> {
-        Compound::end(self)
-    }
+/// The sequence-shaped parts of [`Compound`]: each element goes to `element`.
+macro_rules! sequence_compound {
+    ($($trait:ident: $method:ident;)*) => {
+        $(impl ser::$trait for Compound<'_, '_> {
+            type Ok = ();
+            type Error = StateError;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), StateError> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), StateError> {
+                Compound::end(self)
+            }
+        })*
+    };
 }
 
-impl ser::SerializeTuple for Compound<'_, '_> {
-    type Ok = ();
-    type Error = StateError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), StateError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), StateError> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = StateError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), StateError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), StateError> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = StateError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), StateError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), StateError> {
-        Compound::end(self)
-    }
+sequence_compound! {
+    SerializeSeq: serialize_element;
+    SerializeTuple: serialize_element;
+    SerializeTupleStruct: serialize_field;
+    SerializeTupleVariant: serialize_field;
 }
 
 impl ser::SerializeMap for Compound<'_, '_> {
@@ -515,32 +494,27 @@ impl ser::SerializeMap for Compound<'_, '_> {
     }
 }
 
-impl ser::SerializeStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = StateError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), StateError> {
-        self.field(key, value)
-    }
-    fn end(self) -> Result<(), StateError> {
-        Compound::end(self)
-    }
+/// The struct-shaped parts of [`Compound`]: each field goes to `field`.
+macro_rules! struct_compound {
+    ($($trait:ident;)*) => {
+        $(impl ser::$trait for Compound<'_, '_> {
+            type Ok = ();
+            type Error = StateError;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), StateError> {
+                self.field(key, value)
+            }
+            fn end(self) -> Result<(), StateError> {
+                Compound::end(self)
+            }
+        })*
+    };
 }
 
-impl ser::SerializeStructVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = StateError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), StateError> {
-        self.field(key, value)
-    }
-    fn end(self) -> Result<(), StateError> {
-        Compound::end(self)
-    }
+struct_compound! {
+    SerializeStruct;
+    SerializeStructVariant;
 }

@@ -413,32 +413,27 @@ impl ser::SerializeMap for &mut Scan {
     }
 }
 
-impl ser::SerializeStruct for &mut Scan {
-    type Ok = ();
-    type Error = StateError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), StateError> {
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> Result<(), StateError> {
-        Ok(())
-    }
+/// The struct-shaped parts of [`Scan`]: field names are not scanned.
+macro_rules! scan_struct {
+    ($($trait:ident;)*) => {
+        $(impl ser::$trait for &mut Scan {
+            type Ok = ();
+            type Error = StateError;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                _: &'static str,
+                value: &T,
+            ) -> Result<(), StateError> {
+                value.serialize(&mut **self)
+            }
+            fn end(self) -> Result<(), StateError> {
+                Ok(())
+            }
+        })*
+    };
 }
 
-impl ser::SerializeStructVariant for &mut Scan {
-    type Ok = ();
-    type Error = StateError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), StateError> {
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> Result<(), StateError> {
-        Ok(())
-    }
+scan_struct! {
+    SerializeStruct;
+    SerializeStructVariant;
 }
