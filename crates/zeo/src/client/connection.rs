@@ -436,28 +436,33 @@ impl Connection {
         self.write_bytes(&batch)
     }
 
+    /// Numbers a call and registers what its reply completes, unless the connection is
+    /// dead (then `waiting` comes back; [`Connection::gone`] says why). Checked and
+    /// registered under one lock: the reader, ending, fails everything registered
+    /// before it marks the connection dead, and nothing can be registered after.
+    fn register(&self, waiting: Waiting) -> Result<i64, Box<Waiting>> {
+        let mut calls = self.calls.lock();
+        if calls.dead.is_some() {
+            return Err(Box::new(waiting));
+        }
+        calls.next_id = calls.next_id.wrapping_add(1).max(1);
+        let id = calls.next_id;
+        calls.waiting.insert(MsgKey::Int(id), waiting);
+        Ok(id)
+    }
+
     /// A synchronous call: sends it and waits for its reply (no timeout: a vote may wait
     /// for the commit lock, a pack may take long).  `loadBefore` goes through
     /// [`Connection::load_before`].
     pub(crate) fn call(&self, call: Call, post: Post) -> CallResult {
         let (tx, rx) = mpsc::sync_channel(1);
-        let id = {
-            let mut calls = self.calls.lock();
-            if let Some(why) = &calls.dead {
-                return Err(CallError::Disconnected(why.clone()));
-            }
-            calls.next_id = calls.next_id.wrapping_add(1).max(1);
-            let id = calls.next_id;
-            calls.waiting.insert(
-                MsgKey::Int(id),
-                Waiting {
-                    senders: vec![tx],
-                    then: None,
-                    post,
-                },
-            );
-            id
-        };
+        let id = self
+            .register(Waiting {
+                senders: vec![tx],
+                then: None,
+                post,
+            })
+            .map_err(|_| self.gone())?;
         self.send_and_wait(MsgKey::Int(id), &call.into_message(id), rx)
     }
 
@@ -466,23 +471,13 @@ impl Connection {
     /// arriving later is dropped.
     pub(crate) fn call_within(&self, call: Call, deadline: Duration) -> CallResult {
         let (tx, rx) = mpsc::sync_channel(1);
-        let id = {
-            let mut calls = self.calls.lock();
-            if let Some(why) = &calls.dead {
-                return Err(CallError::Disconnected(why.clone()));
-            }
-            calls.next_id = calls.next_id.wrapping_add(1).max(1);
-            let id = calls.next_id;
-            calls.waiting.insert(
-                MsgKey::Int(id),
-                Waiting {
-                    senders: vec![tx],
-                    then: None,
-                    post: Post::Nothing,
-                },
-            );
-            id
-        };
+        let id = self
+            .register(Waiting {
+                senders: vec![tx],
+                then: None,
+                post: Post::Nothing,
+            })
+            .map_err(|_| self.gone())?;
         let key = MsgKey::Int(id);
         let name = call.method();
         let sent = self
@@ -518,25 +513,15 @@ impl Connection {
         let Some(mut writer) = self.writer.try_lock() else {
             return Err(then);
         };
-        // Checked and registered under one lock: the reader, ending, fails everything
-        // registered before it marks the connection dead, and nothing after. The call
-        // is registered before it is written, as its reply may come at once.
-        let id = {
-            let mut calls = self.calls.lock();
-            if calls.dead.is_some() {
-                return Err(then);
-            }
-            calls.next_id = calls.next_id.wrapping_add(1).max(1);
-            let id = calls.next_id;
-            calls.waiting.insert(
-                MsgKey::Int(id),
-                Waiting {
-                    senders: Vec::new(),
-                    then: Some(then),
-                    post: Post::Nothing,
-                },
-            );
-            id
+        // Registered before it is written, as its reply may come at once.
+        let registered = self.register(Waiting {
+            senders: Vec::new(),
+            then: Some(then),
+            post: Post::Nothing,
+        });
+        let id = match registered {
+            Ok(id) => id,
+            Err(w) => return Err(w.then.expect("the function just given")),
         };
         let key = MsgKey::Int(id);
         let framed = match self.frame(&call.into_message(id)) {
