@@ -31,3 +31,14 @@ pub fn listening(address: &str) -> bool {
         Err(_) => false,
     }
 }
+
+/// The address in the first `serving address=HOST:PORT` line of a server's log text
+/// (`bbru serve` and `bbru-zeo` write one once they listen, with the port they bound).
+/// Tests start servers on port 0 and read the port here: a port probed free could be
+/// taken by another test's server before theirs binds it.
+pub fn serving_address(log: &str) -> Option<String> {
+    log.lines().find_map(|line| {
+        let rest = line.split_once(" serving address=")?.1;
+        Some(rest.split_whitespace().next()?.to_owned())
+    })
+}

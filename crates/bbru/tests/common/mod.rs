@@ -389,22 +389,16 @@ pub struct Zeo {
     pub process: Process,
 }
 
-/// The address in a `serving address=HOST:PORT` line of a log (`bbru serve` and
-/// `bbru-zeo` write one once they listen), if there is one yet.
-pub fn serving_address(log: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(log).ok()?;
-    text.lines().find_map(|line| {
-        let rest = line.split_once(" serving address=")?.1;
-        Some(rest.split_whitespace().next()?.to_owned())
-    })
+/// The address the server logging to `log` says it serves, once it has said so.
+fn serving_address(log: &Path) -> Option<String> {
+    test_support::process::serving_address(&std::fs::read_to_string(log).ok()?)
 }
 
 /// Whether the `bbru-zeo` logging to `log` says it serves `address`: that process
 /// bound it (a connection alone could reach another process that took the port after
 /// [`free_port`] probed it, or a loopback connection that met itself).
 fn serves(log: &Path, address: &str) -> bool {
-    std::fs::read_to_string(log)
-        .is_ok_and(|text| text.contains(&format!(" serving address={address}")))
+    serving_address(log).is_some_and(|a| a == address)
 }
 
 impl Zeo {

@@ -27,10 +27,8 @@ pub fn free_port() -> u16 {
 
 /// The port in a `bbru-zeo` log's `serving address=127.0.0.1:PORT` line, once written.
 pub fn serving_port(log: &str) -> Option<u16> {
-    log.lines().find_map(|line| {
-        let rest = line.split_once(" serving address=127.0.0.1:")?.1;
-        rest.split_whitespace().next()?.parse().ok()
-    })
+    let address = test_support::process::serving_address(log)?;
+    address.strip_prefix("127.0.0.1:")?.parse().ok()
 }
 
 impl ServerProcess {
