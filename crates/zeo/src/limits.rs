@@ -241,3 +241,24 @@ pub const IO_THREADS_DEFAULT: usize = 1;
 /// `MESSAGE_DEPTH_MAX` levels; this leaves room for that in debug builds
 /// too, so a hostile, deeply nested pickle cannot overflow a thread.
 pub const SERVER_THREAD_STACK_BYTES: usize = 16 << 20;
+
+/// Longest read lease (`bbru_lease`, spec §11) a server grants and a client accepts, in
+/// milliseconds.  A lease is how long a commit may wait for a leased client that stopped
+/// confirming invalidations (a hung instance, a lost network), and how long a restarted
+/// server holds its first commits (leases of the process before it may still be held):
+/// both must stay short.  A client takes a longer grant for this long.
+pub const LEASE_MILLIS_MAX: u64 = 5000;
+
+/// The part of a lease a client does not use (a tenth): its lease ends this much before
+/// the server's could, whatever the two clocks' rates and the scheduling of the threads
+/// that read them.
+pub const LEASE_MARGIN_DIVISOR: u32 = 10;
+
+/// How often a client renews its lease: every lease over this (a quarter), so two renewals
+/// may be lost or late before the lease lapses and syncs fall back to round trips.
+pub const LEASE_RENEW_DIVISOR: u32 = 4;
+
+/// Leases a server holds at once, live connections' and those of connections closed
+/// before their lease ran out.  Every one of them is a client each commit may wait for;
+/// past this, a new lease is refused (the client syncs by round trips).
+pub const LEASES_MAX: usize = 256;

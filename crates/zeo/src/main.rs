@@ -86,6 +86,14 @@ struct ServeArgs {
     /// wait for the vote in a temporary file beside the first storage's file.
     #[arg(long, default_value_t = zeo::limits::TRANSACTION_BYTES_MAX_DEFAULT)]
     transaction_size_max: u64,
+    /// Grant read leases of this many milliseconds (at most 5000) to the clients that
+    /// ask for them (bbru instances): such a client starts a transaction without a round
+    /// trip to the server, and every commit waits until each leased client confirmed
+    /// its invalidation (a client that stops confirming delays commits for one lease at
+    /// most). The first commits after a start wait one lease. 0: no leases, as Python's
+    /// server.
+    #[arg(long, default_value_t = 0)]
+    lease_ms: u64,
     /// Speak msgpack (M5) instead of pickle (Z5).
     #[arg(long)]
     msgpack: bool,
@@ -366,6 +374,12 @@ fn serve(args: ServeArgs) -> Result<()> {
         anyhow::bail!("give -a ADDRESS (HOST:PORT, PORT or a socket path)");
     }
     config.read_only |= args.read_only;
+    anyhow::ensure!(
+        args.lease_ms <= zeo::limits::LEASE_MILLIS_MAX,
+        "--lease-ms must be at most {} (a lease is how long a commit may wait for a client)",
+        zeo::limits::LEASE_MILLIS_MAX
+    );
+    config.lease = (args.lease_ms > 0).then(|| std::time::Duration::from_millis(args.lease_ms));
     if args.msgpack {
         config.encoding = zeo::wire::Encoding::Msgpack;
     }

@@ -67,6 +67,12 @@ impl Events for Shared {
         let mut reported = self.reported.lock();
         drop(state);
         self.report(&mut reported, tid, &oids);
+        drop(reported);
+        if self.lease.confirms(conn.id) {
+            // Applied and reported: the server may acknowledge the commit (spec §11).
+            // A failed write ends the connection, which the reader sees.
+            let _ = conn.send_async([crate::wire::Call::LeaseApplied { tid }]);
+        }
     }
 
     fn info(&self, length: Option<i64>, size: Option<i64>) {
@@ -87,6 +93,7 @@ impl Events for Shared {
     }
 
     fn lost(&self, conn: &Connection, why: &str) {
+        self.lease.lost(conn.id);
         self.cache.lock().held.remove(&conn.id);
         let mut st = self.conn.lock();
         if st.current.as_ref().is_some_and(|c| c.id == conn.id) {

@@ -100,6 +100,7 @@ mod connection;
 mod convert;
 mod events;
 mod iter;
+mod lease;
 mod reconnect;
 mod session;
 mod storage;
@@ -172,6 +173,10 @@ pub struct ClientOptions {
     pub shared_blob_dir: bool,
     /// Bytes the blob cache may hold (files downloaded longest ago go first).
     pub blob_cache_bytes: u64,
+    /// Take the read lease a server offers (`bbru-zeo --lease-ms`, spec §11): while
+    /// held, a `sync` returns without a round trip, and the server makes its commits
+    /// wait for this client's confirmation that it applied their invalidations.
+    pub lease: bool,
 }
 
 impl ClientOptions {
@@ -191,6 +196,7 @@ impl ClientOptions {
             blob_dir: None,
             shared_blob_dir: false,
             blob_cache_bytes: limits::CLIENT_BLOB_CACHE_BYTES_DEFAULT,
+            lease: true,
         }
     }
 }
@@ -261,6 +267,8 @@ struct Shared {
     reported: Mutex<Tid>,
     /// Round trips of `sync`, shared by concurrent callers.
     sync_gate: sync::SyncGate,
+    /// The read lease that spares a `sync` its round trip (`lease.rs`).
+    lease: lease::Lease,
 }
 
 /// A ZEO client storage (see the module doc).  Dropping it closes it.
@@ -441,6 +449,7 @@ impl ClientStorage {
             listeners: Listeners::new(),
             reported: Mutex::new(Tid::ZERO),
             sync_gate: sync::SyncGate::default(),
+            lease: lease::Lease::default(),
             options,
         });
         let deadline = Instant::now() + shared.options.wait_timeout;
@@ -481,6 +490,16 @@ impl ClientStorage {
                 shared.shutdown();
                 StorageError::io("starting the ZEO client thread", e)
             })?;
+        if shared.options.lease {
+            let leaser = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("zeo-client-lease".into())
+                .spawn(move || leaser.keep_lease())
+                .map_err(|e| {
+                    shared.shutdown();
+                    StorageError::io("starting the ZEO client thread", e)
+                })?;
+        }
         Ok(ClientStorage { shared })
     }
 
@@ -542,6 +561,12 @@ impl ClientStorage {
             .map_err(|e| call_error("ping", CallKind::Read, None, e))
     }
 
+    /// Whether this client holds a read lease this moment (its syncs need no round
+    /// trip; see [`ClientOptions::lease`]).
+    pub fn holds_lease(&self) -> bool {
+        self.shared.lease.held()
+    }
+
     /// The cache's counters.
     pub fn cache_stats(&self) -> CacheStats {
         self.shared.cache.lock().cache.stats()
@@ -564,7 +589,12 @@ impl Shared {
             self.conn_cv.notify_all();
             st.current.take()
         };
+        self.lease.drop_lease();
         if let Some(c) = current {
+            if self.lease.confirms(c.id) {
+                // Commits need not wait for this client until its lease runs out.
+                let _ = c.send_async([Call::LeaseEnd]);
+            }
             c.close();
         }
         let _t = self.txns.lock();

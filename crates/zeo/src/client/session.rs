@@ -231,6 +231,12 @@ impl Shared {
                     AttemptError::transient(why)
                 }
             })?;
+        let lease = reply
+            .get(crate::wire::LEASE_INFO_KEY)
+            .and_then(Value::as_i64)
+            .filter(|ms| *ms > 0)
+            .map(|ms| std::time::Duration::from_millis(ms.unsigned_abs()));
+        self.lease.offered(conn.id, lease);
         let mut i = self.info.lock();
         let int = |k: &str| {
             reply

@@ -396,10 +396,15 @@ impl Storage for ClientStorage {
 
     /// A ping: the server sends every invalidation queued for us before its reply, and the
     /// reader thread reports them before it wakes us, so they are all reported on return.
-    /// A round trip, shared with the callers at the same moment (`client/sync.rs`).
+    /// A round trip, shared with the callers at the same moment (`client/sync.rs`); none
+    /// while a read lease is held (`client/lease.rs`).
     fn sync(&self) -> Result<(), StorageError> {
         if zodb_storage::inline::take_synced() {
             // The caller's `start_sync` is done, for this very transaction.
+            return Ok(());
+        }
+        if self.shared.lease.held() {
+            // Every commit acknowledged before now has been applied (spec §11).
             return Ok(());
         }
         if !zodb_storage::inline::may_wait() {
@@ -410,8 +415,13 @@ impl Storage for ClientStorage {
     }
 
     /// `sync` by the pinger thread: `done` is called on it (or on the reader thread's
-    /// side of it) once a ping sent after this call is answered.
+    /// side of it) once a ping sent after this call is answered; at once while a read
+    /// lease is held.
     fn start_sync(&self, done: zodb_storage::SyncDone) -> Result<(), zodb_storage::SyncDone> {
+        if self.shared.lease.held() {
+            done(Ok(()));
+            return Ok(());
+        }
         self.shared.sync_gate.sync_then(done);
         Ok(())
     }

@@ -6,6 +6,10 @@
 //! invalidations leave in tid order, and `register` (subscribe + read the
 //! last tid) cannot fall between a commit and its announcement.
 //!
+//! With read leases (`lease.rs`), `finish` acknowledges a commit only once every leased
+//! client has confirmed its invalidation (or its lease ran out), still under that lock:
+//! the committer's reply must not fall behind a later commit's invalidation.
+//!
 //! A storage other processes write too (`poll.rs`) has its foreign commits
 //! announced under the same lock, and its last tid is the newest one
 //! announced, not the storage's (which may know of commits not announced
@@ -19,6 +23,7 @@ use parking_lot::Mutex;
 use zodb_pickle::Value;
 use zodb_storage::{InvalidationListener, Oid, Result, Storage, Tid, TxnHandle};
 
+use super::lease::Leases;
 use super::outbox::{Frame, Outbox, invalidation};
 use super::poll::{Event, Foreign};
 use crate::limits;
@@ -66,6 +71,9 @@ pub struct StorageEntry {
     commits: Mutex<Recent>,
     subscribers: Mutex<HashMap<u64, Arc<Outbox>>>,
     pub stats: Stats,
+    /// The read leases of this storage's clients (none for a read-only storage or one
+    /// other processes write: their commits cannot wait for our clients).
+    pub leases: Leases,
     /// Other processes' commits reported by the storage (`poll.rs`); `None`
     /// for a storage only this server writes.
     foreign: Option<Arc<Foreign>>,
@@ -93,11 +101,13 @@ impl StorageEntry {
         storage: Arc<dyn Storage>,
         read_only: bool,
         queue_size: usize,
+        lease: Option<std::time::Duration>,
     ) -> StorageEntry {
         let last = storage.last_transaction();
+        let read_only = read_only || storage.is_read_only();
         StorageEntry {
             name,
-            read_only: read_only || storage.is_read_only(),
+            read_only,
             storage,
             commits: Mutex::new(Recent {
                 queue: VecDeque::new(),
@@ -107,6 +117,7 @@ impl StorageEntry {
             }),
             subscribers: Mutex::new(HashMap::new()),
             stats: Stats::default(),
+            leases: Leases::new(lease.filter(|_| !read_only)),
             foreign: None,
         }
     }
@@ -125,6 +136,7 @@ impl StorageEntry {
         recent.covered_from = last;
         recent.announced = last;
         self.foreign = Some(Arc::clone(&foreign));
+        self.leases = Leases::new(None);
         foreign
     }
 
@@ -187,6 +199,7 @@ impl StorageEntry {
 
     pub fn unregister(&self, id: u64) {
         self.subscribers.lock().remove(&id);
+        self.leases.closed(id);
     }
 
     pub fn connections(&self) -> usize {
@@ -202,9 +215,10 @@ impl StorageEntry {
         .into_message()
     }
 
-    /// Finishes the voted transaction `handle`, then, in this order: sends
-    /// the committer `info` and the reply carrying the tid, and every other
-    /// subscriber the invalidation.
+    /// Finishes the voted transaction `handle`, then, in this order: sends every other
+    /// subscriber the invalidation, waits for the leased ones to confirm it
+    /// (`Leases::wait_confirmed`), and sends the committer `info` and the reply carrying
+    /// the tid.
     pub fn finish(
         &self,
         handle: &TxnHandle,
@@ -233,6 +247,7 @@ impl StorageEntry {
         // nothing the committer does next can reach another client ahead
         // of its invalidation.
         self.invalidate_all(tid, &oids, Some(committer.id));
+        self.leases.wait_confirmed(tid, committer.id);
         committer.send(&self.info());
         committer.advance(
             tid,

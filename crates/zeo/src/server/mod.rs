@@ -13,6 +13,7 @@ mod budget;
 mod connection;
 mod entry;
 mod errors;
+mod lease;
 mod outbox;
 mod poll;
 
@@ -59,6 +60,10 @@ pub struct Config {
     /// often to poll each for their commits (`poll.rs`); the others are
     /// written only through this server.
     pub polled: HashMap<String, Duration>,
+    /// Grant read leases of this length to clients that ask (`lease.rs`, spec §11):
+    /// commits then wait for the leased clients to confirm their invalidations, and
+    /// those clients start transactions without a round trip. `None`: no leases.
+    pub lease: Option<Duration>,
 }
 
 impl Default for Config {
@@ -78,6 +83,7 @@ impl Default for Config {
             spill_dir: None,
             tls: None,
             polled: HashMap::new(),
+            lease: None,
         }
     }
 }
@@ -131,7 +137,7 @@ impl Shared {
             ("ZODB.interfaces", "IStorage"),
             ("zope.interface", "Interface"),
         ];
-        Value::Dict(vec![
+        let mut dict = vec![
             (Value::str("length"), Value::Int(e.storage.len() as i64)),
             (
                 Value::str("size"),
@@ -150,7 +156,16 @@ impl Shared {
                         .collect(),
                 ),
             ),
-        ])
+        ];
+        // The offer of read leases (spec §11); Python's client keeps unknown keys and
+        // uses none of them.
+        if let Some(lease) = e.leases.offered() {
+            dict.push((
+                Value::str(crate::wire::LEASE_INFO_KEY),
+                Value::Int(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)),
+            ));
+        }
+        Value::Dict(dict)
     }
 
     fn status_pairs(&self, e: &StorageEntry) -> Vec<(&'static str, Value)> {
@@ -277,6 +292,7 @@ impl Server {
                     s,
                     config.read_only,
                     config.invalidation_queue_size,
+                    config.lease,
                 );
                 let interval = config.polled.get(&name).copied();
                 let foreign = interval.map(|_| entry.listen_for_foreign_commits());

@@ -44,7 +44,7 @@ mod msgpack;
 mod pickle;
 mod reply;
 
-pub use call::{BadCall, Call, IntoCall, TxnOp};
+pub use call::{BadCall, Call, IntoCall, LEASE_INFO_KEY, TxnOp};
 pub use callback::Callback;
 pub use error::{FrameError, WireError};
 pub use exceptions::{RemoteError, error_payload_conflict, error_payload_undo, parse_error};

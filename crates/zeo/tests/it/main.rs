@@ -8,6 +8,7 @@ mod client;
 mod client_blobs;
 mod copy;
 mod interop;
+mod lease;
 mod pg_serve;
 mod postgres;
 mod python_suites;

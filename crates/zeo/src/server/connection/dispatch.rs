@@ -161,6 +161,25 @@ impl Connection {
                 txn,
             } => self.store_blob_shared(oid, serial, data, &filename, &txn),
             Call::SendBlob { oid, serial } => self.send_blob(msgid, oid, serial),
+            Call::Lease => {
+                let e = self.entry()?;
+                let granted = e.leases.grant(self.outbox.id, self.outbox.seen());
+                self.reply(
+                    msgid,
+                    granted.map_or(Value::None, |d| {
+                        Value::Int(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                    }),
+                );
+                Ok(())
+            }
+            Call::LeaseApplied { tid } => {
+                self.entry()?.leases.applied(self.outbox.id, tid);
+                Ok(())
+            }
+            Call::LeaseEnd => {
+                self.entry()?.leases.end(self.outbox.id);
+                Ok(())
+            }
         }
     }
 

@@ -64,6 +64,15 @@ impl Call {
             "lastTransaction" => Call::LastTransaction,
             "get_info" => Call::GetInfo,
             "ping" => Call::Ping,
+            "bbru_lease" => Call::Lease,
+            "bbru_applied" => Call::LeaseApplied {
+                tid: a
+                    .next()
+                    .as_ref()
+                    .and_then(tid_of)
+                    .ok_or(need("bbru_applied", "a tid"))?,
+            },
+            "bbru_lease_end" => Call::LeaseEnd,
             "set_client_label" => Call::SetClientLabel {
                 label: match a.next() {
                     Some(Value::Str(s)) => Some(s),

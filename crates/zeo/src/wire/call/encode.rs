@@ -17,7 +17,13 @@ impl Call {
             Call::Register { storage, read_only } => {
                 vec![Value::Str(storage), Value::Bool(read_only)]
             }
-            Call::LastTransaction | Call::GetInfo | Call::Ping | Call::ServerStatus => Vec::new(),
+            Call::LastTransaction
+            | Call::GetInfo
+            | Call::Ping
+            | Call::ServerStatus
+            | Call::Lease
+            | Call::LeaseEnd => Vec::new(),
+            Call::LeaseApplied { tid } => vec![tid_value(tid)],
             Call::SetClientLabel { label } => label.map(Value::Str).into_iter().collect(),
             Call::GetInvalidations { tid } => vec![tid_value(tid)],
             Call::LoadBefore { oid, tid } => vec![oid_value(oid), tid_value(tid)],

@@ -290,7 +290,22 @@ pub enum Call {
         /// The revision.
         serial: Tid,
     },
+    /// `bbru_lease()` (bbru's extension, spec §11): grant or renew this connection's
+    /// read lease; reply its length in milliseconds, or `None` (no lease).
+    Lease,
+    /// `bbru_applied(tid)` (one-way, spec §11): the client has applied every
+    /// invalidation up to `tid`.
+    LeaseApplied {
+        /// The transaction of the newest invalidation applied.
+        tid: Tid,
+    },
+    /// `bbru_lease_end()` (one-way, spec §11): the client no longer counts on its lease.
+    LeaseEnd,
 }
+
+/// The `get_info` key under which a server offers read leases: their length in
+/// milliseconds (spec §11).
+pub const LEASE_INFO_KEY: &str = "bbru_lease_ms";
 
 fn oid_value(oid: Oid) -> Value {
     Value::Bytes(oid.to_bytes().to_vec())
@@ -339,6 +354,9 @@ impl Call {
             Call::StoreBlobEnd { .. } => "storeBlobEnd",
             Call::StoreBlobShared { .. } => "storeBlobShared",
             Call::SendBlob { .. } => "sendBlob",
+            Call::Lease => "bbru_lease",
+            Call::LeaseApplied { .. } => "bbru_applied",
+            Call::LeaseEnd => "bbru_lease_end",
         }
     }
 
@@ -359,6 +377,8 @@ impl Call {
                 | Call::StoreBlobChunk { .. }
                 | Call::StoreBlobEnd { .. }
                 | Call::StoreBlobShared { .. }
+                | Call::LeaseApplied { .. }
+                | Call::LeaseEnd
         )
     }
 

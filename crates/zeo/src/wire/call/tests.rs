@@ -122,6 +122,9 @@ fn every_call_round_trips() {
             txn: Value::Int(7),
         },
         Call::SendBlob { oid, serial: tid },
+        Call::Lease,
+        Call::LeaseApplied { tid },
+        Call::LeaseEnd,
     ] {
         check_round_trip(call);
     }

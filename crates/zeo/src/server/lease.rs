@@ -1,0 +1,311 @@
+//! Read leases (spec §11, an extension of bbru's): a client holding one may start a
+//! transaction without the round trip of a `sync`, because the server acknowledges no
+//! commit before every leased client has confirmed that it applied the commit's
+//! invalidation, or its lease has run out.
+//!
+//! The guarantee a `sync` gives, "a transaction sees every commit acknowledged before it
+//! started", then holds without asking: a commit acknowledged before a leased client's
+//! transaction started was either confirmed by that client (applied before its
+//! confirmation left) or waited for until the lease ran out on the server's clock, which
+//! is after it ran out on the client's (the client counts its lease from the moment it
+//! asked, and leaves a margin: `client/lease.rs`).
+//!
+//! Invariants kept here:
+//!
+//! * A commit is acknowledged (`Leases::wait_confirmed` returns) only when every lease
+//!   but the committer's own has confirmed its tid or expired.
+//! * A lease outlives its connection: one closed by the server, or lost on the network,
+//!   may still be held by a client that has not noticed; only the client's own
+//!   `bbru_lease_end`, or the expiry, ends it.
+//! * A first grant (or one after the lease ran out) counts every invalidation already
+//!   queued to the client as confirmed: the client applies them before it reads the
+//!   grant, and holds no lease until then.  A renewal of a live lease counts nothing.
+//! * A process's first commits wait until one lease after it started: leases granted by
+//!   the process before it (crashed, restarted) may still be held.
+//! * A client that let its lease run out while a commit waited for it gets no new lease on
+//!   that connection (a hung or hostile client delays commits once per connection).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use zodb_storage::Tid;
+
+use crate::limits;
+
+#[derive(Debug)]
+struct Lease {
+    /// The server stops waiting for this client at this moment.
+    expires: Instant,
+    /// The newest transaction the client confirmed having applied.
+    applied: Tid,
+    /// A commit waited for this lease until it expired: no more leases on this
+    /// connection.
+    lapsed: bool,
+    /// The connection ended: the entry goes once expired.
+    closed: bool,
+}
+
+/// The leases of one storage's clients (see the module doc).
+#[derive(Debug)]
+pub struct Leases {
+    /// How long a lease lasts; `None`: none are granted.
+    duration: Option<Duration>,
+    /// Commits are acknowledged no earlier than this (leases of an earlier process).
+    hold_until: Instant,
+    leases: Mutex<HashMap<u64, Lease>>,
+    /// Signalled when a client confirms a transaction or gives its lease up.
+    confirmed: Condvar,
+}
+
+impl Leases {
+    /// Leases of `duration` (capped at [`limits::LEASE_MILLIS_MAX`]), or none.
+    pub fn new(duration: Option<Duration>) -> Leases {
+        let duration = duration
+            .filter(|d| !d.is_zero())
+            .map(|d| d.min(Duration::from_millis(limits::LEASE_MILLIS_MAX)));
+        Leases {
+            duration,
+            hold_until: Instant::now() + duration.unwrap_or_default(),
+            leases: Mutex::new(HashMap::new()),
+            confirmed: Condvar::new(),
+        }
+    }
+
+    /// How long the leases granted last (`get_info` offers it), if any are.
+    pub fn offered(&self) -> Option<Duration> {
+        self.duration
+    }
+
+    /// Grants connection `conn` a lease, or renews its own; `queued` is the newest
+    /// transaction already queued to it.  `None`: no lease (none offered, the client
+    /// let one lapse, or too many are held).
+    pub fn grant(&self, conn: u64, queued: Tid) -> Option<Duration> {
+        let duration = self.duration?;
+        let now = Instant::now();
+        let mut leases = self.leases.lock();
+        leases.retain(|_, l| !(l.closed && l.expires <= now));
+        if !leases.contains_key(&conn) && leases.len() >= limits::LEASES_MAX {
+            tracing::warn!(
+                leases = leases.len(),
+                "read lease refused: {} leases held",
+                limits::LEASES_MAX
+            );
+            return None;
+        }
+        let lease = leases.entry(conn).or_insert(Lease {
+            expires: now,
+            applied: Tid::ZERO,
+            lapsed: false,
+            closed: false,
+        });
+        if lease.lapsed {
+            return None;
+        }
+        if lease.expires <= now {
+            // Not held by the client either: what is queued it reads before the grant.
+            lease.applied = lease.applied.max(queued);
+        }
+        lease.expires = now + duration;
+        Some(duration)
+    }
+
+    /// Connection `conn` confirms it has applied transaction `tid`.
+    pub fn applied(&self, conn: u64, tid: Tid) {
+        let mut leases = self.leases.lock();
+        if let Some(lease) = leases.get_mut(&conn)
+            && tid > lease.applied
+        {
+            lease.applied = tid;
+            self.confirmed.notify_all();
+        }
+    }
+
+    /// Connection `conn`'s client gives its lease up (it no longer counts on it).
+    pub fn end(&self, conn: u64) {
+        if self.leases.lock().remove(&conn).is_some() {
+            self.confirmed.notify_all();
+        }
+    }
+
+    /// Connection `conn` ended: its lease stays until it expires (the client may not
+    /// know yet).
+    pub fn closed(&self, conn: u64) {
+        if let Some(lease) = self.leases.lock().get_mut(&conn) {
+            lease.closed = true;
+        }
+    }
+
+    /// Waits until every lease but `committer`'s has confirmed transaction `tid` or
+    /// expired, and until this process's first lease would have expired; then the
+    /// commit may be acknowledged.  Waits at most one lease.
+    pub fn wait_confirmed(&self, tid: Tid, committer: u64) {
+        if self.duration.is_none() {
+            return;
+        }
+        let mut leases = self.leases.lock();
+        loop {
+            let now = Instant::now();
+            if now < self.hold_until {
+                self.confirmed.wait_until(&mut leases, self.hold_until);
+                continue;
+            }
+            let mut next: Option<Instant> = None;
+            for (id, lease) in leases.iter_mut() {
+                if *id == committer || lease.applied >= tid {
+                    continue;
+                }
+                if lease.expires <= now {
+                    if !lease.lapsed && !lease.closed {
+                        tracing::warn!(
+                            connection = id,
+                            %tid,
+                            "a leased client did not confirm a commit in time: its lease ends"
+                        );
+                    }
+                    lease.lapsed = true;
+                    continue;
+                }
+                next = Some(next.map_or(lease.expires, |n| n.min(lease.expires)));
+            }
+            match next {
+                None => return,
+                Some(until) => {
+                    self.confirmed.wait_until(&mut leases, until);
+                }
+            }
+        }
+    }
+
+    /// Leases held now (expired ones not yet dropped included).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.leases.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn tid(n: u64) -> Tid {
+        Tid(n)
+    }
+
+    /// Leases of `ms`, past the start's hold.
+    fn started(ms: u64) -> Leases {
+        let mut leases = Leases::new(Some(Duration::from_millis(ms)));
+        leases.hold_until = Instant::now();
+        leases
+    }
+
+    #[test]
+    fn a_commit_waits_for_each_leased_client_to_confirm_it() {
+        let leases = Arc::new(started(2000));
+        assert!(leases.grant(1, tid(5)).is_some());
+        assert!(leases.grant(2, tid(5)).is_some());
+        // The committer's own lease and what was queued before the grants count.
+        let began = Instant::now();
+        leases.wait_confirmed(tid(5), 3);
+        assert!(began.elapsed() < Duration::from_millis(1000));
+        let confirming = {
+            let leases = Arc::clone(&leases);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                leases.applied(1, tid(6));
+                std::thread::sleep(Duration::from_millis(50));
+                leases.applied(2, tid(7));
+            })
+        };
+        let began = Instant::now();
+        leases.wait_confirmed(tid(6), 3);
+        let waited = began.elapsed();
+        assert!(
+            waited >= Duration::from_millis(90) && waited < Duration::from_millis(1500),
+            "{waited:?}"
+        );
+        confirming.join().unwrap();
+        // The committer's own lease is not waited for.
+        leases.wait_confirmed(tid(7), 1);
+    }
+
+    #[test]
+    fn a_lease_not_confirmed_is_waited_for_until_it_expires_and_not_granted_again() {
+        let leases = started(1000);
+        assert!(leases.grant(1, tid(1)).is_some());
+        let began = Instant::now();
+        leases.wait_confirmed(tid(2), 9);
+        let waited = began.elapsed();
+        assert!(
+            waited >= Duration::from_millis(950) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+        assert_eq!(leases.grant(1, tid(2)), None, "a lapsed client got a lease");
+        // The next commit does not wait for it again.
+        let began = Instant::now();
+        leases.wait_confirmed(tid(3), 9);
+        assert!(began.elapsed() < Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_closed_connections_lease_is_waited_for_until_it_expires_unless_given_up() {
+        let leases = started(1000);
+        leases.grant(1, tid(1));
+        leases.closed(1);
+        let began = Instant::now();
+        leases.wait_confirmed(tid(2), 9);
+        assert!(began.elapsed() >= Duration::from_millis(950));
+        leases.grant(2, tid(2));
+        leases.end(2);
+        let began = Instant::now();
+        leases.wait_confirmed(tid(3), 9);
+        assert!(began.elapsed() < Duration::from_millis(500));
+        // The expired entry of the closed connection goes at the next grant.
+        leases.grant(3, tid(3));
+        assert_eq!(leases.len(), 1);
+    }
+
+    #[test]
+    fn a_renewal_counts_nothing_queued_as_confirmed_but_a_new_grant_does() {
+        let leases = started(1000);
+        leases.grant(1, tid(1));
+        // A renewal while tid 2 is queued and not confirmed: the commit waits.
+        leases.grant(1, tid(2));
+        let began = Instant::now();
+        leases.wait_confirmed(tid(2), 9);
+        assert!(began.elapsed() >= Duration::from_millis(950));
+        // (Lapsed now.)  Another connection's lease, run out without a commit waiting:
+        // granted again, counting what was queued.
+        leases.grant(2, tid(2));
+        std::thread::sleep(Duration::from_millis(1050));
+        assert!(leases.grant(2, tid(3)).is_some());
+        let began = Instant::now();
+        leases.wait_confirmed(tid(3), 9);
+        assert!(began.elapsed() < Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_first_commits_of_a_process_wait_one_lease() {
+        let leases = Leases::new(Some(Duration::from_millis(300)));
+        let began = Instant::now();
+        leases.wait_confirmed(tid(1), 1);
+        assert!(began.elapsed() >= Duration::from_millis(250));
+        let none = Leases::new(None);
+        let began = Instant::now();
+        none.wait_confirmed(tid(1), 1);
+        assert!(began.elapsed() < Duration::from_millis(200));
+        assert_eq!(none.grant(1, tid(1)), None);
+    }
+
+    #[test]
+    fn leases_are_bounded() {
+        let leases = started(1000);
+        for conn in 0..limits::LEASES_MAX as u64 {
+            assert!(leases.grant(conn, tid(1)).is_some());
+        }
+        assert_eq!(leases.grant(u64::MAX, tid(1)), None);
+        // Renewals of held leases still go through.
+        assert!(leases.grant(0, tid(1)).is_some());
+    }
+}
