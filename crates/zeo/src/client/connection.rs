@@ -1,6 +1,6 @@
-//! One connection of the client to a server: the socket (in TLS when configured, see
-//! `tls.rs`), the handshake, the calls in flight, and the reader thread that matches replies to callers and hands callbacks to
-//! the client (spec §1, §2, §4).
+//! One connection of the client to a server: the handshake over its socket
+//! (`stream.rs`), the calls in flight, and the reader thread that matches replies to
+//! callers and hands callbacks to the client (spec §1, §2, §4).
 //!
 //! Blocking design, since the `Storage` trait is synchronous: a caller encodes its
 //! message, registers a one-shot channel under the message id, writes the frame (writes
@@ -15,8 +15,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::time::Duration;
@@ -25,137 +23,11 @@ use parking_lot::Mutex;
 use zodb_pickle::Value;
 use zodb_storage::{Oid, Tid};
 
-use super::tls::TlsStream;
+pub(crate) use super::stream::ClientTlsConfig;
+use super::stream::Stream;
 use crate::address::Address;
 use crate::limits;
 use crate::wire::{self, Call, Callback, Encoding, Message, RemoteError};
-
-/// A TCP or unix socket, or TLS over one.
-#[derive(Debug)]
-pub(crate) enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-    Tls(TlsStream),
-}
-
-/// How a client speaks TLS: its configuration and the settings it came from.
-#[derive(Debug, Clone)]
-pub(crate) struct ClientTlsConfig {
-    pub config: Arc<rustls::ClientConfig>,
-    pub settings: crate::tls::ClientTls,
-}
-
-impl Stream {
-    pub(crate) fn connect(address: &Address) -> io::Result<Stream> {
-        match address {
-            Address::Unix(path) => UnixStream::connect(path).map(Stream::Unix),
-            Address::Tcp(a) => {
-                let timeout = Duration::from_secs(limits::CLIENT_CONNECT_TIMEOUT_SECONDS);
-                let mut last = io::Error::new(
-                    io::ErrorKind::AddrNotAvailable,
-                    format!("{a} resolves to no address"),
-                );
-                for addr in a.to_socket_addrs()? {
-                    match TcpStream::connect_timeout(&addr, timeout) {
-                        Ok(s) => {
-                            // Small request/reply frames: never wait for Nagle.
-                            s.set_nodelay(true)?;
-                            return Ok(Stream::Tcp(s));
-                        }
-                        Err(e) => last = e,
-                    }
-                }
-                Err(last)
-            }
-        }
-    }
-
-    /// TLS over this socket, handshake done (bounded by the socket's read timeout).
-    fn into_tls(self, address: &Address, tls: &ClientTlsConfig) -> io::Result<Stream> {
-        let host = match address {
-            Address::Tcp(a) => Some(a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h)),
-            Address::Unix(_) => None,
-        };
-        let name = tls
-            .settings
-            .server_name(host)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        TlsStream::handshake(self, Arc::clone(&tls.config), name).map(Stream::Tls)
-    }
-
-    pub(crate) fn try_clone(&self) -> io::Result<Stream> {
-        match self {
-            Stream::Tcp(s) => s.try_clone().map(Stream::Tcp),
-            Stream::Unix(s) => s.try_clone().map(Stream::Unix),
-            Stream::Tls(s) => s.try_clone().map(Stream::Tls),
-        }
-    }
-
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.set_read_timeout(t),
-            Stream::Unix(s) => s.set_read_timeout(t),
-            Stream::Tls(s) => s.socket().set_read_timeout(t),
-        }
-    }
-
-    pub(crate) fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.set_write_timeout(t),
-            Stream::Unix(s) => s.set_write_timeout(t),
-            Stream::Tls(s) => s.socket().set_write_timeout(t),
-        }
-    }
-
-    /// Ends a TLS session cleanly (close_notify, so the server reads an orderly end);
-    /// nothing for plain streams.  Best effort: the connection is closing anyway.
-    fn close_notify(&mut self) {
-        if let Stream::Tls(s) = self {
-            s.close_notify();
-        }
-    }
-
-    fn shutdown(&self) {
-        // Already shut down or reset: nothing more to do.  (A TLS connection said
-        // close_notify before, in `Connection::close`.)
-        let _ = match self {
-            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
-            Stream::Unix(s) => s.shutdown(Shutdown::Both),
-            Stream::Tls(s) => {
-                s.socket().shutdown();
-                Ok(())
-            }
-        };
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.flush(),
-            Stream::Unix(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
-        }
-    }
-}
 
 /// Why a call did not get a normal reply.
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 //!
 //! Spec: `docs/spec/zeo-protocol.md` §1–§5.  Pieces:
 //!
+//! * `stream.rs`: the socket (TCP, unix, or TLS over one) a connection reads and writes;
 //! * `tls.rs`: the TLS stream the connection's threads share;
 //! * `connection.rs`: one socket, the handshake, calls matched to replies by message id
 //!   on a reader thread, callbacks;
@@ -104,6 +105,7 @@ mod lease;
 mod reconnect;
 mod session;
 mod storage;
+mod stream;
 mod sync;
 mod tls;
 mod txn;

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use rustls::ClientConnection;
 use rustls_pki_types::ServerName;
 
-use super::connection::Stream;
+use super::stream::Stream;
 
 /// One handle on a TLS connection (see the module doc).
 #[derive(Debug)]
