@@ -106,11 +106,22 @@ pub const BLOB_CACHES_PER_DIRECTORY_MAX: usize = 16;
 pub const ZEO_DISCONNECTED_WAIT: Duration = Duration::from_secs(1);
 
 /// How long a request waits for the ZEO server to answer its sync (one round trip,
-/// shared with the requests of the same moment, usually well under a millisecond)
-/// before it is answered 503, in line or on the blocking pool (`ClientOptions::
-/// sync_wait`): a server that keeps the connection up but has stopped answering must
-/// not hold requests (and the connections they came on) without end.
-pub const ZEO_SYNC_WAIT: Duration = Duration::from_secs(10);
+/// shared with the requests of the same moment, usually well under a millisecond), a
+/// load or another read before it is answered 503, in line or on the blocking pool
+/// (`ClientOptions::answer_wait`): a server that keeps the connection up but has
+/// stopped answering must not hold requests (and the connections they came on)
+/// without end.
+pub const ZEO_ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a request's vote, finish or abort waits for the ZEO server's answer
+/// (`ClientOptions::commit_wait`) before the instance gives the connection up (the
+/// server aborts the transaction) and answers 503.  A vote may wait on the server for
+/// objects another client is committing, up to its lock timeout
+/// (`zeo::limits::LOCK_TIMEOUT_SECONDS_DEFAULT`, 60 s): this leaves it that and half a
+/// minute more, and still bounds a request whose server hung between its start (with a
+/// read lease, no round trip) and its commit.
+pub const ZEO_COMMIT_WAIT: Duration =
+    Duration::from_secs(zeo::limits::LOCK_TIMEOUT_SECONDS_DEFAULT + 30);
 
 /// How long `/@@health` waits for the storage to answer its check (a ZEO ping).  A
 /// live server answers a ping in milliseconds, whatever it is busy with (a ping waits

@@ -108,7 +108,8 @@ pub fn open_storage(config: &ServeConfig) -> Result<Opened, StartError> {
             options.wait_timeout = crate::limits::ZEO_CONNECT_WAIT;
             // Requests fail fast (503) while the server is away.
             options.disconnected_wait = Some(crate::limits::ZEO_DISCONNECTED_WAIT);
-            options.sync_wait = Some(crate::limits::ZEO_SYNC_WAIT);
+            options.answer_wait = Some(crate::limits::ZEO_ANSWER_WAIT);
+            options.commit_wait = Some(crate::limits::ZEO_COMMIT_WAIT);
             options.tls = config.zeo_tls.clone();
             // The blob cache, a directory of this instance's own (blobs are used only
             // when the server's storage has them).

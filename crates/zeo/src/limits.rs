@@ -249,6 +249,11 @@ pub const SERVER_THREAD_STACK_BYTES: usize = 16 << 20;
 /// both must stay short.  A client takes a longer grant for this long.
 pub const LEASE_MILLIS_MAX: u64 = 5000;
 
+/// The read lease `bbru-zeo` grants unless told otherwise (`--lease-ms`), in
+/// milliseconds: a hung instance delays commits by up to a second, once; renewals every
+/// quarter second cost nothing worth counting.
+pub const LEASE_MILLIS_DEFAULT: u64 = 1000;
+
 /// The part of a lease a client does not use (a tenth): its lease ends this much before
 /// the server's could, whatever the two clocks' rates and the scheduling of the threads
 /// that read them.

@@ -87,12 +87,13 @@ struct ServeArgs {
     #[arg(long, default_value_t = zeo::limits::TRANSACTION_BYTES_MAX_DEFAULT)]
     transaction_size_max: u64,
     /// Grant read leases of this many milliseconds (at most 5000) to the clients that
-    /// ask for them (bbru instances): such a client starts a transaction without a round
-    /// trip to the server, and every commit waits until each leased client confirmed
-    /// its invalidation (a client that stops confirming delays commits for one lease at
-    /// most). The first commits after a start wait one lease. 0: no leases, as Python's
-    /// server.
-    #[arg(long, default_value_t = 0)]
+    /// ask for them (bbru instances; Python's clients do not): such a client starts a
+    /// transaction without a round trip to the server, and every commit waits until
+    /// each leased client confirmed its invalidation (a client that stops confirming
+    /// delays commits for one lease at most). After a stop that left leases held (a
+    /// crash; `FILE.leases` beside the first file storage says so), the first commits
+    /// wait one lease. 0: no leases, as Python's server.
+    #[arg(long, default_value_t = zeo::limits::LEASE_MILLIS_DEFAULT)]
     lease_ms: u64,
     /// Speak msgpack (M5) instead of pickle (Z5).
     #[arg(long)]
@@ -463,6 +464,11 @@ fn serve(args: ServeArgs) -> Result<()> {
         if config.spill_dir.is_none() {
             let dir = s.path.parent().filter(|d| !d.as_os_str().is_empty());
             config.spill_dir = Some(dir.unwrap_or(Path::new(".")).to_path_buf());
+        }
+        if config.lease_marker.is_none() {
+            let mut marker = s.path.clone().into_os_string();
+            marker.push(".leases");
+            config.lease_marker = Some(marker.into());
         }
     }
     let mut runtime = match args.io_threads {

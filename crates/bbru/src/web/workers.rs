@@ -99,11 +99,11 @@ impl App {
             let _ = tx.send(result);
         });
         self.db.storage().start_sync(done).ok()?;
-        let synced = match tokio::time::timeout(crate::limits::ZEO_SYNC_WAIT, rx).await {
+        let synced = match tokio::time::timeout(crate::limits::ZEO_ANSWER_WAIT, rx).await {
             Ok(answered) => answered.ok()?,
             Err(_) => Err(zodb_storage::StorageError::Disconnected(format!(
                 "the database server did not answer within {:?}",
-                crate::limits::ZEO_SYNC_WAIT
+                crate::limits::ZEO_ANSWER_WAIT
             ))),
         };
         if let Err(e) = synced {

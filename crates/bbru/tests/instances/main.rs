@@ -224,6 +224,16 @@ fn two_instances_share_one_zeo_server() {
     let mut one = Instance::start(root, "one", &site_config, &storage);
     let mut two = Instance::start(root, "two", &site_config, &storage);
     let (mut admin, mut visitor) = added_through_one_seen_through_two(&one, &two);
+    // They saw each other's changes at once with read leases (bbru-zeo's default):
+    // requests start without a round trip to the server.
+    for instance in [&one, &two] {
+        let log = std::fs::read_to_string(&instance.process.log).unwrap_or_default();
+        assert!(
+            log.contains("read lease held"),
+            "{}: no read lease\n{log}",
+            instance.base
+        );
+    }
 
     // Page views of a ZEO instance run on the worker that took the request once their
     // objects are cached (web/workers.rs): the first view after the edit needs the
@@ -428,7 +438,7 @@ fn an_instance_answers_503_while_its_zeo_server_is_away_and_recovers_when_it_is_
 
 /// A `bbru-zeo` that keeps its connections but stops answering (SIGSTOP): a page view
 /// (run in line) and a write (on the blocking pool) each answer 503 once the sync has
-/// waited its bound (`ZEO_SYNC_WAIT`, 10 s), rather than never; after SIGCONT the same
+/// waited its bound (`ZEO_ANSWER_WAIT`, 10 s), rather than never; after SIGCONT the same
 /// instance serves again.
 #[test]
 fn a_page_view_answers_503_when_the_zeo_server_stops_answering() {
@@ -453,6 +463,10 @@ fn a_page_view_answers_503_when_the_zeo_server_stops_answering() {
         assert!(sent.is_ok_and(|s| s.success()), "kill {name} {pid}");
     };
     signal("-STOP");
+    // Until its read lease runs out (a second at most: its renewals go unanswered)
+    // the instance may start requests without asking the server, and cached pages are
+    // served; after that every request waits for the server's answer.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     let (status, body, took) = get_json(&http, &page);
     let asked = std::time::Instant::now();
     let write = http

@@ -67,7 +67,11 @@ impl Shared {
                 .map_err(|e| (e, Some(Arc::clone(&conn))))?;
         }
         let reply = conn
-            .call(Call::Vote { txn: txnid }, Post::Nothing)
+            .call_or_close_within(
+                Call::Vote { txn: txnid },
+                Post::Nothing,
+                self.options.commit_wait,
+            )
             .map_err(|e| failed(&conn, "vote", e))?;
         let (changed, conflicts) =
             convert::vote_result(&reply).map_err(|e| (e, Some(Arc::clone(&conn))))?;
@@ -107,10 +111,16 @@ impl Shared {
 
     /// Tells the server to forget transaction `id` (best effort: a lost connection
     /// aborts it anyway).
-    fn abort_on_server(conn: &Connection, id: u64) {
+    fn abort_on_server(&self, conn: &Connection, id: u64) {
         if !conn.is_dead() {
             let txn = Some(Self::txnid(id));
-            let _ = conn.call(Call::TpcAbort { txn }, Post::Nothing);
+            // As long as a vote may take: the abort waits for the server to let go of
+            // the transaction's locks.
+            let _ = conn.call_or_close_within(
+                Call::TpcAbort { txn },
+                Post::Nothing,
+                self.options.commit_wait,
+            );
         }
     }
 
@@ -179,7 +189,7 @@ impl Shared {
                 if let Some(conn) = conn {
                     // Before the slot goes: the next transaction's tpc_begin must reach
                     // the server after this one is gone.
-                    Shared::abort_on_server(&conn, id);
+                    s.abort_on_server(&conn, id);
                 }
                 entry.phase = Phase::Failed;
                 let mut t = s.txns.lock();
@@ -234,9 +244,13 @@ impl Shared {
             }
         };
         let txn = Shared::txnid(id);
-        let result = conn.call(Call::TpcFinish { txn }, Post::Finish(update));
+        let result = conn.call_or_close_within(
+            Call::TpcFinish { txn },
+            Post::Finish(update),
+            s.options.commit_wait,
+        );
         if matches!(result, Err(CallError::Remote(_))) {
-            Shared::abort_on_server(&conn, id);
+            s.abort_on_server(&conn, id);
         }
         s.release_slot(id, true);
         let tid = result
@@ -276,7 +290,7 @@ impl Shared {
                 }
             }
         };
-        Shared::abort_on_server(&conn, id);
+        s.abort_on_server(&conn, id);
         s.release_slot(id, true);
     }
 }

@@ -342,12 +342,32 @@ impl Connection {
     /// server that does not answer in time is out of reach for the caller); a reply
     /// arriving later is dropped.
     pub(crate) fn call_within(&self, call: Call, deadline: Duration) -> CallResult {
+        self.call_until(call, Post::Nothing, deadline, false)
+    }
+
+    /// [`Connection::call`] for a call whose effect on the server is unknown once the
+    /// caller stops waiting (a vote, a finish): past `deadline` (if any) the connection
+    /// is closed, so the server aborts the transaction and the client reconnects and
+    /// verifies its cache, and the call fails as `Disconnected`.
+    pub(crate) fn call_or_close_within(
+        &self,
+        call: Call,
+        post: Post,
+        deadline: Option<Duration>,
+    ) -> CallResult {
+        match deadline {
+            Some(deadline) => self.call_until(call, post, deadline, true),
+            None => self.call(call, post),
+        }
+    }
+
+    fn call_until(&self, call: Call, post: Post, deadline: Duration, close: bool) -> CallResult {
         let (tx, rx) = mpsc::sync_channel(1);
         let id = self
             .register(Waiting {
                 senders: vec![tx],
                 then: None,
-                post: Post::Nothing,
+                post,
             })
             .map_err(|_| self.gone())?;
         let key = MsgKey::Int(id);
@@ -368,10 +388,15 @@ impl Connection {
                 if !removed && let Ok(result) = rx.try_recv() {
                     return result;
                 }
-                Err(CallError::Disconnected(format!(
+                let why = format!(
                     "no reply to {name} from the ZEO server at {} within {deadline:?}",
                     self.address
-                )))
+                );
+                if close {
+                    tracing::warn!(connection = self.id, "{why}: closing the connection");
+                    self.close();
+                }
+                Err(CallError::Disconnected(why))
             }
         }
     }
@@ -419,8 +444,10 @@ impl Connection {
     }
 
     /// `loadBefore(oid, tid)` with the `(oid, tid)` message id; a load already in flight
-    /// for the same pair is joined instead of sent again.
-    pub(crate) fn load_before(&self, oid: Oid, before: Tid) -> CallResult {
+    /// for the same pair is joined instead of sent again.  Gives up after `deadline`
+    /// (as `Disconnected`: the server stopped answering); the reply, if it comes later,
+    /// still fills the cache.
+    pub(crate) fn load_before(&self, oid: Oid, before: Tid, deadline: Duration) -> CallResult {
         let (tx, rx) = mpsc::sync_channel(1);
         let key = MsgKey::Load(oid, before);
         {
@@ -431,7 +458,7 @@ impl Connection {
             if let Some(w) = calls.waiting.get_mut(&key) {
                 w.senders.push(tx);
                 drop(calls);
-                return rx.recv().unwrap_or_else(|_| Err(self.gone()));
+                return self.wait_for_load(&rx, deadline);
             }
             calls.waiting.insert(
                 key,
@@ -443,21 +470,39 @@ impl Connection {
             );
         }
         let msg = Call::LoadBefore { oid, tid: before }.into_message(0);
-        self.send_and_wait(key, &msg, rx)
+        self.send(key, &msg)?;
+        self.wait_for_load(&rx, deadline)
+    }
+
+    /// A load's reply, waited for at most `deadline`.
+    fn wait_for_load(&self, rx: &Receiver<CallResult>, deadline: Duration) -> CallResult {
+        match rx.recv_timeout(deadline) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(self.gone()),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(CallError::Disconnected(format!(
+                "no reply to loadBefore from the ZEO server at {} within {deadline:?}",
+                self.address
+            ))),
+        }
     }
 
     fn send_and_wait(&self, key: MsgKey, msg: &Message, rx: Receiver<CallResult>) -> CallResult {
-        let sent = self.frame(msg).and_then(|f| self.write_bytes(&f));
-        if let Err(e) = sent {
-            // Nobody else will answer this call: take it back (joined loads fail too).
-            if let Some(w) = self.calls.lock().waiting.remove(&key) {
-                for s in w.senders {
-                    let _ = s.send(Err(e.clone()));
-                }
-            }
-            return Err(e);
-        }
+        self.send(key, msg)?;
         rx.recv().unwrap_or_else(|_| Err(self.gone()))
+    }
+
+    /// Writes the message of the call registered under `key`; if that fails, nobody
+    /// else will answer the call: it is taken back (joined loads fail too).
+    fn send(&self, key: MsgKey, msg: &Message) -> Result<(), CallError> {
+        let sent = self.frame(msg).and_then(|f| self.write_bytes(&f));
+        if let Err(e) = &sent
+            && let Some(w) = self.calls.lock().waiting.remove(&key)
+        {
+            for s in w.senders {
+                let _ = s.send(Err(e.clone()));
+            }
+        }
+        sent
     }
 
     fn gone(&self) -> CallError {

@@ -37,6 +37,8 @@ struct Asked {
     offer: Option<(u64, Duration)>,
     /// The connection a lease was asked on: its invalidations are confirmed.
     on: Option<u64>,
+    /// The connection whose first grant was logged.
+    logged: Option<u64>,
 }
 
 /// This client's lease (see the module doc).
@@ -160,11 +162,19 @@ impl Shared {
         let until = asked_at + length - length / limits::LEASE_MARGIN_DIVISOR;
         {
             // Taken up only while the connection is the lease's (not lost meanwhile).
-            let asked = self.lease.asked.lock();
+            let mut asked = self.lease.asked.lock();
             if asked.on == Some(conn.id) && !conn.is_dead() {
                 self.lease
                     .until
                     .fetch_max(self.lease.nanos(until), Ordering::AcqRel);
+                if asked.logged != Some(conn.id) {
+                    asked.logged = Some(conn.id);
+                    tracing::info!(
+                        server = %conn.address,
+                        lease_ms = length.as_millis(),
+                        "read lease held: transactions start without a round trip"
+                    );
+                }
             }
         }
         length / limits::LEASE_RENEW_DIVISOR

@@ -157,11 +157,18 @@ pub struct ClientOptions {
     /// server sets it short, so requests fail fast while the server is away instead of
     /// each holding a worker for the whole `wait_timeout`.
     pub disconnected_wait: Option<Duration>,
-    /// How long a `sync` (a transaction's start) waits for the server's answer while
-    /// connected before failing with `StorageError::Disconnected`; `None`:
-    /// `wait_timeout`. A server that keeps the connection but stopped answering must
-    /// not hold its callers without end.
-    pub sync_wait: Option<Duration>,
+    /// How long a call the server answers at once (a `sync`'s ping, a load, new oids,
+    /// history and the other reads) waits for the answer while connected before failing
+    /// with `StorageError::Disconnected`; `None`: `wait_timeout`. A server that keeps the
+    /// connection but stopped answering must not hold its callers without end.  (A vote
+    /// and a finish may wait on the server for other clients' locks: not bounded here.)
+    pub answer_wait: Option<Duration>,
+    /// How long a vote, a finish or an abort waits for the server's answer; past it the
+    /// connection is closed (the server aborts the transaction; the client reconnects)
+    /// and the call fails with `StorageError::Disconnected`.  `None`: no limit, as
+    /// Python's client (a vote may wait on the server for other clients' locks, up to
+    /// the server's lock timeout).
+    pub commit_wait: Option<Duration>,
     /// Largest frame accepted from, or sent to, the server.
     pub frame_size_max: usize,
     /// Speak TLS to the server (from the first byte, as Python ZEO's `ssl`); `None`:
@@ -192,7 +199,8 @@ impl ClientOptions {
             cache_size: limits::CLIENT_CACHE_BYTES_DEFAULT,
             wait_timeout: Duration::from_secs(limits::CLIENT_WAIT_TIMEOUT_SECONDS_DEFAULT),
             disconnected_wait: None,
-            sync_wait: None,
+            answer_wait: None,
+            commit_wait: None,
             frame_size_max: limits::FRAME_SIZE_MAX_DEFAULT,
             tls: None,
             blob_dir: None,
@@ -337,26 +345,33 @@ impl Shared {
             self.conn_cv.wait_until(&mut st, deadline);
         }
     }
-    /// A synchronous call on the current connection.
+    /// A synchronous call on the current connection; a read waits at most
+    /// [`Shared::answer_wait`] for its answer.
     fn call(&self, call: Call, kind: CallKind, oid: Option<Oid>) -> Result<Value, StorageError> {
         self.check_open()?;
         let conn = self.wait_connection()?;
         let method = call.method();
-        conn.call(call, Post::Nothing)
-            .map_err(|e| call_error(method, kind, oid, e))
+        match kind {
+            CallKind::Read => conn.call_within(call, self.answer_wait()),
+            CallKind::Commit | CallKind::Pack => conn.call(call, Post::Nothing),
+        }
+        .map_err(|e| call_error(method, kind, oid, e))
     }
 
-    /// How long a sync waits for the server's answer ([`ClientOptions::sync_wait`]).
-    pub(super) fn sync_wait(&self) -> Duration {
-        self.options.sync_wait.unwrap_or(self.options.wait_timeout)
+    /// How long a call the server answers at once waits for the answer
+    /// ([`ClientOptions::answer_wait`]).
+    pub(super) fn answer_wait(&self) -> Duration {
+        self.options
+            .answer_wait
+            .unwrap_or(self.options.wait_timeout)
     }
 
-    /// The round trip of a sync, once connected waiting at most [`Shared::sync_wait`]
+    /// The round trip of a sync, once connected waiting at most [`Shared::answer_wait`]
     /// for the answer.
     pub(super) fn sync_ping(&self) -> Result<(), StorageError> {
         self.check_open()?;
         let conn = self.wait_connection()?;
-        conn.call_within(Call::Ping, self.sync_wait())
+        conn.call_within(Call::Ping, self.answer_wait())
             .map(drop)
             .map_err(|e| call_error("ping", CallKind::Read, None, e))
     }

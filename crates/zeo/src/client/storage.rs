@@ -73,7 +73,7 @@ impl Storage for ClientStorage {
         }
         let conn = s.wait_connection()?;
         let reply = conn
-            .load_before(oid, before)
+            .load_before(oid, before, s.answer_wait())
             .map_err(|e| call_error("loadBefore", CallKind::Read, Some(oid), e))?;
         wire::read_load_reply(&reply).map_err(reply_error)
     }
@@ -410,7 +410,7 @@ impl Storage for ClientStorage {
         if !zodb_storage::inline::may_wait() {
             return Err(zodb_storage::inline::refuse("sync"));
         }
-        let wait = self.shared.sync_wait();
+        let wait = self.shared.answer_wait();
         self.shared.sync_gate.sync(wait, || self.shared.sync_ping())
     }
 

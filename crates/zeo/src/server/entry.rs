@@ -102,6 +102,7 @@ impl StorageEntry {
         read_only: bool,
         queue_size: usize,
         lease: Option<std::time::Duration>,
+        marker: Option<Arc<super::lease::Marker>>,
     ) -> StorageEntry {
         let last = storage.last_transaction();
         let read_only = read_only || storage.is_read_only();
@@ -117,7 +118,7 @@ impl StorageEntry {
             }),
             subscribers: Mutex::new(HashMap::new()),
             stats: Stats::default(),
-            leases: Leases::new(lease.filter(|_| !read_only)),
+            leases: Leases::new(lease.filter(|_| !read_only), marker),
             foreign: None,
         }
     }
@@ -136,7 +137,7 @@ impl StorageEntry {
         recent.covered_from = last;
         recent.announced = last;
         self.foreign = Some(Arc::clone(&foreign));
-        self.leases = Leases::new(None);
+        self.leases = Leases::none();
         foreign
     }
 

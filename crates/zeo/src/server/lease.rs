@@ -20,12 +20,17 @@
 //! * A first grant (or one after the lease ran out) counts every invalidation already
 //!   queued to the client as confirmed: the client applies them before it reads the
 //!   grant, and holds no lease until then.  A renewal of a live lease counts nothing.
-//! * A process's first commits wait until one lease after it started: leases granted by
-//!   the process before it (crashed, restarted) may still be held.
+//! * A process's first commits wait until one lease after it started when leases granted
+//!   by the process before it (crashed, restarted) may still be held: when the marker
+//!   file ([`Marker`]) is there.  It is written, and synced, before the first grant
+//!   leaves, and removed at a clean stop once no lease is left; a server that never
+//!   granted one (only Python clients, which ask for none) neither writes nor waits.
 //! * A client that let its lease run out while a commit waited for it gets no new lease on
 //!   that connection (a hung or hostile client delays commits once per connection).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -46,6 +51,53 @@ struct Lease {
     closed: bool,
 }
 
+/// The file whose presence says leases may be held by clients of a process that is no
+/// longer running (see the module doc); one per server, beside its first file storage.
+#[derive(Debug)]
+pub struct Marker {
+    path: PathBuf,
+    /// Written (and synced) by this process.
+    written: Mutex<bool>,
+}
+
+impl Marker {
+    pub fn new(path: PathBuf) -> Marker {
+        Marker {
+            path,
+            written: Mutex::new(false),
+        }
+    }
+
+    /// Whether a process before this one may have left leases held: the file is there
+    /// (or cannot be looked at).
+    fn left_before(&self) -> bool {
+        !matches!(std::fs::symlink_metadata(&self.path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    }
+
+    /// Writes the file and syncs it and its directory, once per process.
+    fn write(&self) -> std::io::Result<()> {
+        let mut written = self.written.lock();
+        if *written {
+            return Ok(());
+        }
+        let file = std::fs::File::create(&self.path)?;
+        file.sync_all()?;
+        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty());
+        std::fs::File::open(dir.unwrap_or(std::path::Path::new(".")))?.sync_all()?;
+        *written = true;
+        Ok(())
+    }
+
+    /// Removes the file (a clean stop with no lease left).
+    pub fn remove(&self) {
+        if let Err(e) = std::fs::remove_file(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), "removing the lease marker: {e}");
+        }
+    }
+}
+
 /// The leases of one storage's clients (see the module doc).
 #[derive(Debug)]
 pub struct Leases {
@@ -56,20 +108,42 @@ pub struct Leases {
     leases: Mutex<HashMap<u64, Lease>>,
     /// Signalled when a client confirms a transaction or gives its lease up.
     confirmed: Condvar,
+    /// Written before the first grant; `None`: commits always wait one lease at start.
+    marker: Option<Arc<Marker>>,
 }
 
 impl Leases {
-    /// Leases of `duration` (capped at [`limits::LEASE_MILLIS_MAX`]), or none.
-    pub fn new(duration: Option<Duration>) -> Leases {
+    /// Leases of `duration` (capped at [`limits::LEASE_MILLIS_MAX`]), or none; `marker`
+    /// says whether the first commits must wait (see the module doc).
+    pub fn new(duration: Option<Duration>, marker: Option<Arc<Marker>>) -> Leases {
         let duration = duration
             .filter(|d| !d.is_zero())
             .map(|d| d.min(Duration::from_millis(limits::LEASE_MILLIS_MAX)));
+        let hold = duration.filter(|_| marker.as_ref().is_none_or(|m| m.left_before()));
+        if let Some(hold) = hold {
+            tracing::info!(
+                "read leases of an earlier process may still be held: first commits wait until {hold:?} after the start"
+            );
+        }
         Leases {
             duration,
-            hold_until: Instant::now() + duration.unwrap_or_default(),
+            hold_until: Instant::now() + hold.unwrap_or_default(),
             leases: Mutex::new(HashMap::new()),
             confirmed: Condvar::new(),
+            marker,
         }
+    }
+
+    /// No leases at all.
+    pub fn none() -> Leases {
+        Leases::new(None, None)
+    }
+
+    /// Whether a lease granted here may still be held (a clean stop keeps the marker
+    /// then).
+    pub fn any_held(&self) -> bool {
+        let now = Instant::now();
+        self.leases.lock().values().any(|l| l.expires > now)
     }
 
     /// How long the leases granted last (`get_info` offers it), if any are.
@@ -100,6 +174,12 @@ impl Leases {
             closed: false,
         });
         if lease.lapsed {
+            return None;
+        }
+        if let Some(marker) = &self.marker
+            && let Err(e) = marker.write()
+        {
+            tracing::warn!(path = %marker.path.display(), "read lease refused: cannot write the lease marker: {e}");
             return None;
         }
         if lease.expires <= now {
@@ -195,7 +275,7 @@ mod tests {
 
     /// Leases of `ms`, past the start's hold.
     fn started(ms: u64) -> Leases {
-        let mut leases = Leases::new(Some(Duration::from_millis(ms)));
+        let mut leases = Leases::new(Some(Duration::from_millis(ms)), None);
         leases.hold_until = Instant::now();
         leases
     }
@@ -287,15 +367,40 @@ mod tests {
 
     #[test]
     fn the_first_commits_of_a_process_wait_one_lease() {
-        let leases = Leases::new(Some(Duration::from_millis(300)));
+        let leases = Leases::new(Some(Duration::from_millis(300)), None);
         let began = Instant::now();
         leases.wait_confirmed(tid(1), 1);
         assert!(began.elapsed() >= Duration::from_millis(250));
-        let none = Leases::new(None);
+        let none = Leases::none();
         let began = Instant::now();
         none.wait_confirmed(tid(1), 1);
         assert!(began.elapsed() < Duration::from_millis(200));
         assert_eq!(none.grant(1, tid(1)), None);
+    }
+
+    /// The marker: written before the first grant; a process that finds it waits at
+    /// start, one that does not, does not.
+    #[test]
+    fn the_marker_says_whether_the_first_commits_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Data.fs.leases");
+        let lease = Some(Duration::from_millis(400));
+        let leases = Leases::new(lease, Some(Arc::new(Marker::new(path.clone()))));
+        let began = Instant::now();
+        leases.wait_confirmed(tid(1), 1);
+        assert!(
+            began.elapsed() < Duration::from_millis(200),
+            "no marker, yet a wait"
+        );
+        assert!(!path.exists());
+        assert!(leases.grant(1, tid(1)).is_some());
+        assert!(path.exists(), "a lease granted without the marker");
+        assert!(leases.any_held());
+        // The process "crashes": the next one finds the marker and waits.
+        let next = Leases::new(lease, Some(Arc::new(Marker::new(path.clone()))));
+        let began = Instant::now();
+        next.wait_confirmed(tid(2), 1);
+        assert!(began.elapsed() >= Duration::from_millis(350));
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub struct Config {
     /// commits then wait for the leased clients to confirm their invalidations, and
     /// those clients start transactions without a round trip. `None`: no leases.
     pub lease: Option<Duration>,
+    /// The file that tells the next process whether leases may still be held (written
+    /// before the first grant: `lease.rs`); `None`: the first commits always wait one
+    /// lease. `bbru-zeo` keeps it beside its first file storage (`Data.fs.leases`).
+    pub lease_marker: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -84,6 +88,7 @@ impl Default for Config {
             tls: None,
             polled: HashMap::new(),
             lease: None,
+            lease_marker: None,
         }
     }
 }
@@ -251,6 +256,8 @@ pub struct Server {
     listener: Listener,
     /// The storages to poll for foreign commits (`Config::polled`).
     polls: Vec<(Arc<StorageEntry>, Arc<poll::Foreign>, Duration)>,
+    /// `Config::lease_marker`, shared by the storages' leases.
+    lease_marker: Option<Arc<lease::Marker>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -284,6 +291,10 @@ impl Server {
             }
         };
         let mut polls = Vec::new();
+        let marker = config
+            .lease_marker
+            .clone()
+            .map(|path| Arc::new(lease::Marker::new(path)));
         let storages = storages
             .into_iter()
             .map(|(name, s)| {
@@ -293,6 +304,7 @@ impl Server {
                     config.read_only,
                     config.invalidation_queue_size,
                     config.lease,
+                    marker.clone(),
                 );
                 let interval = config.polled.get(&name).copied();
                 let foreign = interval.map(|_| entry.listen_for_foreign_commits());
@@ -320,6 +332,7 @@ impl Server {
             }),
             listener,
             polls,
+            lease_marker: marker,
         };
         // The bound address, so that with port 0 the log says where the server is (the
         // tests start servers that way and read the port from this line).
@@ -396,6 +409,13 @@ impl Server {
         for (name, e) in &shared.storages {
             if let Err(err) = e.storage.close() {
                 tracing::error!(storage = %name, "closing: {err}");
+            }
+        }
+        if let Some(marker) = &self.lease_marker {
+            if shared.storages.values().any(|e| e.leases.any_held()) {
+                tracing::info!("read leases still held: the next start waits one lease");
+            } else {
+                marker.remove();
             }
         }
         if let Listener::Unix(_, p) = &self.listener {

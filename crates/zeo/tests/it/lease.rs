@@ -217,12 +217,14 @@ fn a_closed_client_gives_its_lease_up() {
     );
 }
 
-/// Without `--lease-ms` nothing is offered, and a client syncs by round trips as
-/// before; a lease is refused to a connection that asks anyway.
+/// With `--lease-ms 0` nothing is offered, and a client syncs by round trips as
+/// before; a lease is refused to a connection that asks anyway, and no marker file is
+/// written.
 #[test]
-fn no_lease_without_the_flag() {
+fn no_lease_with_lease_ms_0() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(&dir.path().join("Data.fs"), &[]);
+    let data_fs = dir.path().join("Data.fs");
+    let server = ServerProcess::start(&data_fs, &["--lease-ms", "0"]);
     let c = client(&server, true);
     std::thread::sleep(Duration::from_millis(300));
     assert!(!c.holds_lease());
@@ -230,4 +232,110 @@ fn no_lease_without_the_flag() {
     let mut raw = Raw::register(server.port);
     raw.send(&Message::call(2, "bbru_lease", vec![]));
     assert_eq!(raw.reply_to(2).unwrap().args, Value::None);
+    assert!(!dir.path().join("Data.fs.leases").exists());
+}
+
+/// Leases granted by a process that died may still be held: the next process on the
+/// same file holds its first commits one lease (the marker `Data.fs.leases`, written
+/// before the first grant, says so).  A clean stop with no lease left removes the
+/// marker, and the process after it does not wait.
+#[test]
+fn a_restart_after_a_crash_holds_the_first_commits_one_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_fs = dir.path().join("Data.fs");
+    let marker = dir.path().join("Data.fs.leases");
+    let mut server = ServerProcess::start(&data_fs, &["--lease-ms", "2000"]);
+    assert!(!marker.exists(), "a marker before any lease");
+    {
+        let leased = client(&server, true);
+        wait_for_lease(&leased);
+        assert!(marker.exists(), "a lease granted and no marker");
+        // Killed with the lease held.
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+    }
+    let mut server = ServerProcess::start(&data_fs, &["--lease-ms", "2000"]);
+    let started = Instant::now();
+    let writer = client(&server, false);
+    let [x] = fresh_oids(&writer);
+    commit(&writer, "first", &[(x, Tid::ZERO, record(1, &[]))]);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "the first commit after a crash was acknowledged {:?} after the start",
+        started.elapsed()
+    );
+    drop(writer);
+    assert!(server.terminate().success());
+    assert!(
+        !marker.exists(),
+        "a clean stop with no lease left kept the marker"
+    );
+    let server = ServerProcess::start(&data_fs, &["--lease-ms", "2000"]);
+    let started = Instant::now();
+    let writer = client(&server, false);
+    let [y] = fresh_oids(&writer);
+    commit(&writer, "second", &[(y, Tid::ZERO, record(2, &[]))]);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "a start after a clean stop held its first commit {:?}",
+        started.elapsed()
+    );
+}
+
+/// A server that stops answering (SIGSTOP) while a leased client starts a commit: the
+/// client's sync needs no answer, so it is its vote that meets the silence, and gives
+/// up after `commit_wait` (the connection closed, as the transaction's state on the
+/// server is unknown); once the server answers again the client reconnects and
+/// commits, and the abandoned transaction left nothing.
+#[test]
+fn a_vote_to_a_server_that_stopped_answering_gives_up_after_commit_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("Data.fs"), &["--lease-ms", LEASE_MS]);
+    let mut o = ClientOptions::new(server.address());
+    o.wait_timeout = Duration::from_secs(10);
+    o.commit_wait = Some(Duration::from_secs(1));
+    let c = ClientStorage::connect(o).unwrap();
+    let [x] = fresh_oids(&c);
+    wait_for_lease(&c);
+    let pid = server.child.id().to_string();
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill {name}");
+    };
+    signal("-STOP");
+    let began = Instant::now();
+    let failed = test_support::conformance::try_commit(&c, Default::default(), |txn| {
+        c.store(txn, x, Tid::ZERO, record(1, &[]))
+    });
+    let took = began.elapsed();
+    signal("-CONT");
+    let err = failed.expect_err("a commit to a stopped server succeeded");
+    assert!(
+        matches!(err, zodb_storage::StorageError::Disconnected(_)),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "gave up after {took:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let serial = loop {
+        match test_support::conformance::try_commit(&c, Default::default(), |txn| {
+            c.store(txn, x, Tid::ZERO, record(2, &[]))
+        }) {
+            Ok(tid) => break tid,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no commit after SIGCONT: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    assert_eq!(c.load(x).unwrap(), (record(2, &[]), serial));
+    assert_eq!(
+        c.history(x, 10).unwrap().len(),
+        1,
+        "the abandoned commit left a revision"
+    );
 }
