@@ -6,7 +6,8 @@ RESULTS_DIR holds what bench/web/run.sh wrote: STORAGE-TARGET.json (one
 line of bench/web/summary.lua: requests, duration_us, errors, latency_us)
 and STORAGE-TARGET.cost.json (storage_loads, instance_cpu_ticks,
 server_cpu_ticks, clock_ticks_per_s over the measured run) for STORAGE in
-embedded, zeo-client and TARGET in page, folder; and
+embedded, zeo-client, zeo-client-no-lease and TARGET in page, rendered,
+folder, nested; and
 meta.json (machine, versions, command, wrk settings). Prints the section as
 Markdown. With --write, replaces the part of BENCHMARKS.md between the web
 markers (appending the section if they are missing); the other sections are
@@ -28,7 +29,8 @@ BEGIN = '<!-- bench:web:start -->'
 END = '<!-- bench:web:end -->'
 STORAGES = (
     ('embedded', 'embedded FileStorage'),
-    ('zeo-client', 'ZEO client of `bbru-zeo`'),
+    ('zeo-client', 'ZEO client of `bbru-zeo` (read leases)'),
+    ('zeo-client-no-lease', 'ZEO client of `bbru-zeo --lease-ms 0` (a round trip each)'),
 )
 TARGETS = (
     ('page', 'page view `/page`'),
@@ -106,11 +108,11 @@ def table(runs, pages):
     return '\n'.join(lines)
 
 
-def ratios(runs):
-    """The ZEO client's rate over the embedded one's, per target."""
+def ratios(runs, storage='zeo-client'):
+    """A ZEO client's rate over the embedded one's, per target."""
     rate = lambda r: r['requests'] / r['duration_us']
     return '; '.join(
-        f'{name}: {rate(runs["zeo-client", t]) / rate(runs["embedded", t]):.2f}'
+        f'{name}: {rate(runs[storage, t]) / rate(runs["embedded", t]):.2f}'
         for t, name in TARGETS)
 
 
@@ -181,7 +183,8 @@ def section(runs, meta, notes):
         '',
         table(runs, meta['pages']),
         '',
-        f'ZEO client / embedded, requests/s: {ratios(runs)}.',
+        f'ZEO client / embedded, requests/s, with read leases: {ratios(runs)}; '
+        f'without (a round trip each): {ratios(runs, "zeo-client-no-lease")}.',
         '',
     ]
     if anchor_ratios(runs):

@@ -2,7 +2,8 @@
 # Web benchmark: requests/s and latency (p50, p99) of `bbru serve` (release
 # build) under wrk, for a page view and a folder listing of 100 pages, first
 # on an embedded FileStorage, then as the ZEO client of a bbru-zeo serving
-# the same Data.fs; and, as the anchor, an axum handler answering the page's
+# the same Data.fs (with its read leases, the default, then without them:
+# --lease-ms 0, a round trip to the server per request); and, as the anchor, an axum handler answering the page's
 # bytes from memory (bench/src/bin/web_anchor.rs): the HTTP stack and wrk on
 # this machine with no application work. Prints a Markdown table; --write also
 # rewrites the web section of BENCHMARKS.md.
@@ -202,19 +203,27 @@ wait_for "$instance_pid" web-anchor "$dir/anchor.log" curl -fsS -o /dev/null "$b
 measure anchor-page "$base/page"
 stop "$instance_pid"
 
-zeo_port=$(free_port)
-log "bbru-zeo on 127.0.0.1:$zeo_port serving the same Data.fs"
-BBRU_LOG=warn "$zeo" -a "127.0.0.1:$zeo_port" -f "$dir/Data.fs" >"$dir/zeo.log" 2>&1 &
-zeo_pid=$!
-pids+=("$zeo_pid")
-wait_for "$zeo_pid" bbru-zeo "$dir/zeo.log" bash -c "exec 3<>/dev/tcp/127.0.0.1/$zeo_port"
-start_instance zeo-client --zeo "127.0.0.1:$zeo_port"
-measure zeo-client-page "$base/page" "$zeo_pid"
-measure zeo-client-rendered "$base/page?render=1" "$zeo_pid"
-measure zeo-client-folder "$base/folder" "$zeo_pid"
-measure zeo-client-nested "$base/folder/folder-001" "$zeo_pid"
-stop "$instance_pid"
-stop "$zeo_pid"
+# zeo_client LABEL ARGS...: bbru-zeo ARGS on the same Data.fs, an instance as its
+# client, every target measured as LABEL-TARGET.
+zeo_client() {
+    local label=$1
+    shift
+    zeo_port=$(free_port)
+    log "bbru-zeo $* on 127.0.0.1:$zeo_port serving the same Data.fs"
+    BBRU_LOG=warn "$zeo" -a "127.0.0.1:$zeo_port" -f "$dir/Data.fs" "$@" >"$dir/$label.zeo.log" 2>&1 &
+    zeo_pid=$!
+    pids+=("$zeo_pid")
+    wait_for "$zeo_pid" bbru-zeo "$dir/$label.zeo.log" bash -c "exec 3<>/dev/tcp/127.0.0.1/$zeo_port"
+    start_instance "$label" --zeo "127.0.0.1:$zeo_port"
+    measure "$label-page" "$base/page" "$zeo_pid"
+    measure "$label-rendered" "$base/page?render=1" "$zeo_pid"
+    measure "$label-folder" "$base/folder" "$zeo_pid"
+    measure "$label-nested" "$base/folder/folder-001" "$zeo_pid"
+    stop "$instance_pid"
+    stop "$zeo_pid"
+}
+zeo_client zeo-client
+zeo_client zeo-client-no-lease --lease-ms 0
 log "all runs took $((SECONDS - start)) s"
 
 PYTHONPATH="$repo/bench" python3 - "$out" "$command_line" "$duration" "$threads" \
