@@ -16,6 +16,8 @@
 #   --clients LIST   client counts     (env CREATE_BENCH_CLIENTS, default 1,4,16)
 #   --dir DIR        scratch directory (env CREATE_BENCH_DIR, default
 #                    <repo>/target/bench-create; emptied first)
+#   --zeo-args ARGS  more flags for bbru-zeo, e.g. "--lease-ms 0" to measure
+#                    without read leases (env CREATE_BENCH_ZEO_ARGS)
 #   --write          rewrite the creations section of <repo>/BENCHMARKS.md
 #
 # The load generator is bench/src/bin/web_create.rs (`web-create`): one
@@ -29,6 +31,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 seconds=${CREATE_BENCH_SECONDS:-10}
 clients=${CREATE_BENCH_CLIENTS:-1,4,16}
 dir=${CREATE_BENCH_DIR:-$repo/target/bench-create}
+zeo_args=${CREATE_BENCH_ZEO_ARGS:-}
 write=0
 command_line="bench/web/create.sh${*:+ $*}"
 
@@ -42,6 +45,7 @@ while (($#)); do
     --seconds) seconds=${2:?}; shift ;;
     --clients) clients=${2:?}; shift ;;
     --dir) dir=${2:?}; shift ;;
+    --zeo-args) zeo_args=${2?}; shift ;;
     --write) write=1 ;;
     -h | --help) usage ;;
     *) echo "create.sh: unknown argument $1" >&2; usage ;;
@@ -95,7 +99,8 @@ wait_for() {
 
 zeo_port=$(free_port)
 log "bbru-zeo on 127.0.0.1:$zeo_port serving $dir/Data.fs"
-BBRU_LOG=warn "$zeo" -a "127.0.0.1:$zeo_port" -f "$dir/Data.fs" >"$dir/zeo.log" 2>&1 &
+# shellcheck disable=SC2086 # the extra flags are words
+BBRU_LOG=warn "$zeo" -a "127.0.0.1:$zeo_port" -f "$dir/Data.fs" $zeo_args >"$dir/zeo.log" 2>&1 &
 zeo_pid=$!
 pids+=("$zeo_pid")
 wait_for "$zeo_pid" bbru-zeo "$dir/zeo.log" bash -c "exec 3<>/dev/tcp/127.0.0.1/$zeo_port"
