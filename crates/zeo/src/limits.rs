@@ -263,6 +263,12 @@ pub const LEASE_MARGIN_DIVISOR: u32 = 10;
 /// may be lost or late before the lease lapses and syncs fall back to round trips.
 pub const LEASE_RENEW_DIVISOR: u32 = 4;
 
+/// Seconds a connection whose lease ran out while a commit waited for it gets no new
+/// lease (its client syncs by round trips meanwhile): a hung or hostile client delays
+/// commits by one lease at most once a minute, and one that only stalled for a moment
+/// gets its lease back.
+pub const LEASE_LAPSED_REFUSAL_SECONDS: u64 = 60;
+
 /// Leases a server holds at once, live connections' and those of connections closed
 /// before their lease ran out.  Every one of them is a client each commit may wait for;
 /// past this, a new lease is refused (the client syncs by round trips).

@@ -23,8 +23,7 @@ use parking_lot::Mutex;
 use zodb_pickle::Value;
 use zodb_storage::{Oid, Tid};
 
-pub(crate) use super::stream::ClientTlsConfig;
-use super::stream::Stream;
+use super::stream::{ClientTlsConfig, Stream};
 use crate::address::Address;
 use crate::limits;
 use crate::wire::{self, Call, Callback, Encoding, Message, RemoteError};

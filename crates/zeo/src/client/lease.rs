@@ -152,12 +152,14 @@ impl Shared {
             }
         };
         let Some(length) = granted else {
-            // Refused (the server no longer grants this connection one): round trips
-            // until the next connection.
-            self.lease.asked.lock().offer = None;
+            // Refused (this connection let a lease lapse lately, or the server holds too
+            // many): round trips until it grants one again.
             self.lease.until.store(0, Ordering::Release);
-            tracing::info!("the ZEO server refused a read lease: syncing by round trips");
-            return Duration::from_millis(100);
+            tracing::info!(
+                "the ZEO server refused a read lease: syncing by round trips, asking again in {} s",
+                limits::LEASE_LAPSED_REFUSAL_SECONDS
+            );
+            return Duration::from_secs(limits::LEASE_LAPSED_REFUSAL_SECONDS);
         };
         let until = asked_at + length - length / limits::LEASE_MARGIN_DIVISOR;
         {

@@ -127,9 +127,10 @@ use crate::address::Address;
 use crate::limits;
 use crate::wire::Call;
 use cache::Cache;
-use connection::{ClientTlsConfig, Connection, Post};
+use connection::{Connection, Post};
 use convert::{CallKind, call_error};
 use reconnect::reconnect_delay;
+use stream::ClientTlsConfig;
 use txn::Txns;
 
 /// How to reach and use a ZEO server.

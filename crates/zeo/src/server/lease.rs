@@ -26,7 +26,9 @@
 //!   leaves, and removed at a clean stop once no lease is left; a server that never
 //!   granted one (only Python clients, which ask for none) neither writes nor waits.
 //! * A client that let its lease run out while a commit waited for it gets no new lease on
-//!   that connection (a hung or hostile client delays commits once per connection).
+//!   that connection for a while ([`limits::LEASE_LAPSED_REFUSAL_SECONDS`]): a hung or
+//!   hostile client delays commits by one lease at most once in that time, and one that
+//!   only paused (a stalled machine) gets its lease back after it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -44,9 +46,9 @@ struct Lease {
     expires: Instant,
     /// The newest transaction the client confirmed having applied.
     applied: Tid,
-    /// A commit waited for this lease until it expired: no more leases on this
-    /// connection.
-    lapsed: bool,
+    /// When a commit last waited for this lease until it expired: no new lease on
+    /// this connection for [`limits::LEASE_LAPSED_REFUSAL_SECONDS`] after.
+    lapsed: Option<Instant>,
     /// The connection ended: the entry goes once expired.
     closed: bool,
 }
@@ -110,6 +112,8 @@ pub struct Leases {
     confirmed: Condvar,
     /// Written before the first grant; `None`: commits always wait one lease at start.
     marker: Option<Arc<Marker>>,
+    /// How long a connection whose lease lapsed gets none.
+    lapsed_refusal: Duration,
 }
 
 impl Leases {
@@ -131,6 +135,7 @@ impl Leases {
             leases: Mutex::new(HashMap::new()),
             confirmed: Condvar::new(),
             marker,
+            lapsed_refusal: Duration::from_secs(limits::LEASE_LAPSED_REFUSAL_SECONDS),
         }
     }
 
@@ -170,10 +175,13 @@ impl Leases {
         let lease = leases.entry(conn).or_insert(Lease {
             expires: now,
             applied: Tid::ZERO,
-            lapsed: false,
+            lapsed: None,
             closed: false,
         });
-        if lease.lapsed {
+        if lease
+            .lapsed
+            .is_some_and(|at| now < at + self.lapsed_refusal)
+        {
             return None;
         }
         if let Some(marker) = &self.marker
@@ -236,14 +244,16 @@ impl Leases {
                     continue;
                 }
                 if lease.expires <= now {
-                    if !lease.lapsed && !lease.closed {
-                        tracing::warn!(
-                            connection = id,
-                            %tid,
-                            "a leased client did not confirm a commit in time: its lease ends"
-                        );
+                    if lease.lapsed.is_none_or(|at| at < lease.expires) {
+                        if !lease.closed {
+                            tracing::warn!(
+                                connection = id,
+                                %tid,
+                                "a leased client did not confirm a commit in time: its lease ends"
+                            );
+                        }
+                        lease.lapsed = Some(now);
                     }
-                    lease.lapsed = true;
                     continue;
                 }
                 next = Some(next.map_or(lease.expires, |n| n.min(lease.expires)));
@@ -323,6 +333,13 @@ mod tests {
         );
         assert_eq!(leases.grant(1, tid(2)), None, "a lapsed client got a lease");
         // The next commit does not wait for it again.
+        let began = Instant::now();
+        leases.wait_confirmed(tid(3), 9);
+        assert!(began.elapsed() < Duration::from_millis(500));
+        // After the refusal time it gets one again (counting what was queued).
+        let mut leases = leases;
+        leases.lapsed_refusal = Duration::ZERO;
+        assert!(leases.grant(1, tid(3)).is_some());
         let began = Instant::now();
         leases.wait_confirmed(tid(3), 9);
         assert!(began.elapsed() < Duration::from_millis(500));
