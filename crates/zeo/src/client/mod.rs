@@ -489,34 +489,30 @@ impl ClientStorage {
                 }
             }
         }
+        // The client's threads; each holds the shared state until the client closes.
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(run)
+                .map(drop)
+                .map_err(|e| {
+                    shared.shutdown();
+                    StorageError::io("starting the ZEO client thread", e)
+                })
+        };
         let manager = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("zeo-client-manager".into())
-            .spawn(move || manager.manage())
-            .map_err(|e| {
-                shared.shutdown();
-                StorageError::io("starting the ZEO client thread", e)
-            })?;
+        spawn("zeo-client-manager", Box::new(move || manager.manage()))?;
         shared
             .sync_gate
             .set_sender(ping_sender(Arc::downgrade(&shared)));
         let pinger = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("zeo-client-pinger".into())
-            .spawn(move || pinger.sync_gate.serve_pings(|| pinger.sync_ping()))
-            .map_err(|e| {
-                shared.shutdown();
-                StorageError::io("starting the ZEO client thread", e)
-            })?;
+        spawn(
+            "zeo-client-pinger",
+            Box::new(move || pinger.sync_gate.serve_pings(|| pinger.sync_ping())),
+        )?;
         if shared.options.lease {
             let leaser = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("zeo-client-lease".into())
-                .spawn(move || leaser.keep_lease())
-                .map_err(|e| {
-                    shared.shutdown();
-                    StorageError::io("starting the ZEO client thread", e)
-                })?;
+            spawn("zeo-client-lease", Box::new(move || leaser.keep_lease()))?;
         }
         Ok(ClientStorage { shared })
     }

@@ -46,6 +46,20 @@ impl zodb_storage::InvalidationListener for Slow {
     fn reset(&self, _last: Tid) {}
 }
 
+/// A leased client whose reader thread lags (`Slow`); the listener lives as long as the
+/// returned handle.
+fn slow_reader(
+    server: &ServerProcess,
+) -> (
+    ClientStorage,
+    std::sync::Arc<dyn zodb_storage::InvalidationListener>,
+) {
+    let reader = client(server, true);
+    let slow: std::sync::Arc<dyn zodb_storage::InvalidationListener> = std::sync::Arc::new(Slow);
+    reader.add_listener(std::sync::Arc::downgrade(&slow));
+    (reader, slow)
+}
+
 /// The guarantee a sync gives, kept without its round trip: right after another
 /// client's commit returns, the leased client's sync (answered by the lease) and a
 /// load from its cache show that commit, 100 times over, though its reader thread lags
@@ -56,9 +70,7 @@ impl zodb_storage::InvalidationListener for Slow {
 fn a_leased_client_sees_each_acknowledged_commit_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(&dir.path().join("Data.fs"), &["--lease-ms", LEASE_MS]);
-    let reader = client(&server, true);
-    let slow: std::sync::Arc<dyn zodb_storage::InvalidationListener> = std::sync::Arc::new(Slow);
-    reader.add_listener(std::sync::Arc::downgrade(&slow));
+    let (reader, _slow) = slow_reader(&server);
     let writer = client(&server, false);
     let [x, y] = fresh_oids(&writer);
     let mut serials = [Tid::ZERO; 2];
@@ -100,9 +112,7 @@ fn a_python_clients_commits_are_seen_at_once_by_a_leased_client() {
     use std::io::{BufRead, Write};
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(&dir.path().join("Data.fs"), &["--lease-ms", LEASE_MS]);
-    let reader = client(&server, true);
-    let slow: std::sync::Arc<dyn zodb_storage::InvalidationListener> = std::sync::Arc::new(Slow);
-    reader.add_listener(std::sync::Arc::downgrade(&slow));
+    let (reader, _slow) = slow_reader(&server);
     wait_for_lease(&reader);
     let mut python = std::process::Command::new(test_support::python::python())
         .arg(test_support::python::script("zeo_lockstep.py"))
