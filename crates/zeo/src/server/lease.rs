@@ -13,7 +13,9 @@
 //! Invariants kept here:
 //!
 //! * A commit is acknowledged (`Leases::wait_confirmed` returns) only when every lease
-//!   but the committer's own has confirmed its tid or expired.
+//!   but the committer's own has confirmed its tid or reached the expiry it had when the
+//!   commit's invalidation was queued (a renewal granted after that reaches the client
+//!   behind the invalidation, so a client cannot stretch the wait by renewing).
 //! * A lease outlives its connection: one closed by the server, or lost on the network,
 //!   may still be held by a client that has not noticed; only the client's own
 //!   `bbru_lease_end`, or the expiry, ends it.
@@ -232,38 +234,46 @@ impl Leases {
             return;
         }
         let mut leases = self.leases.lock();
+        while Instant::now() < self.hold_until {
+            self.confirmed.wait_until(&mut leases, self.hold_until);
+        }
+        // Each lease is waited for until it expires as granted now. A renewal granted
+        // later reaches its client behind this commit's invalidation, which the client
+        // applies before it counts on the renewal: it need not be waited for (and a
+        // client that renews without confirming cannot hold the commit longer).
+        let mut pending: Vec<(u64, Instant)> = leases
+            .iter()
+            .filter(|(id, l)| **id != committer && l.applied < tid)
+            .map(|(id, l)| (*id, l.expires))
+            .collect();
         loop {
             let now = Instant::now();
-            if now < self.hold_until {
-                self.confirmed.wait_until(&mut leases, self.hold_until);
-                continue;
-            }
-            let mut next: Option<Instant> = None;
-            for (id, lease) in leases.iter_mut() {
-                if *id == committer || lease.applied >= tid {
-                    continue;
+            pending.retain(|&(id, until)| {
+                let Some(lease) = leases.get_mut(&id) else {
+                    return false; // Given up by its client.
+                };
+                if lease.applied >= tid {
+                    return false;
                 }
-                if lease.expires <= now {
-                    if lease.lapsed.is_none_or(|at| at < lease.expires) {
-                        if !lease.closed {
-                            tracing::warn!(
-                                connection = id,
-                                %tid,
-                                "a leased client did not confirm a commit in time: its lease ends"
-                            );
-                        }
-                        lease.lapsed = Some(now);
+                if now < until {
+                    return true;
+                }
+                if lease.lapsed.is_none_or(|at| at < until) {
+                    if !lease.closed {
+                        tracing::warn!(
+                            connection = id,
+                            %tid,
+                            "a leased client did not confirm a commit in time: no lease for it a while"
+                        );
                     }
-                    continue;
+                    lease.lapsed = Some(now);
                 }
-                next = Some(next.map_or(lease.expires, |n| n.min(lease.expires)));
-            }
-            match next {
-                None => return,
-                Some(until) => {
-                    self.confirmed.wait_until(&mut leases, until);
-                }
-            }
+                false
+            });
+            let Some(next) = pending.iter().map(|&(_, until)| until).min() else {
+                return;
+            };
+            self.confirmed.wait_until(&mut leases, next);
         }
     }
 
@@ -343,6 +353,31 @@ mod tests {
         let began = Instant::now();
         leases.wait_confirmed(tid(3), 9);
         assert!(began.elapsed() < Duration::from_millis(500));
+    }
+
+    /// A client that keeps renewing without confirming (its reader stuck, or hostile)
+    /// holds a commit no longer than the lease it held when the commit began.
+    #[test]
+    fn renewals_during_a_wait_do_not_lengthen_it() {
+        let leases = Arc::new(started(600));
+        leases.grant(1, tid(1));
+        let renewing = {
+            let leases = Arc::clone(&leases);
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    std::thread::sleep(Duration::from_millis(100));
+                    leases.grant(1, tid(1));
+                }
+            })
+        };
+        let began = Instant::now();
+        leases.wait_confirmed(tid(2), 9);
+        let waited = began.elapsed();
+        assert!(
+            waited >= Duration::from_millis(550) && waited < Duration::from_millis(1500),
+            "{waited:?}"
+        );
+        renewing.join().unwrap();
     }
 
     #[test]
