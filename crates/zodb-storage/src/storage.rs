@@ -364,6 +364,14 @@ pub trait Storage: Send + Sync {
         Ok(())
     }
 
+    /// Whether a [`Storage::sync`] this moment returns without a round trip to a server
+    /// because a read lease says nothing was missed (a ZEO client of `bbru-zeo`); `None`
+    /// for storages that never make one.  For operators (health checks): a client that
+    /// lost its lease still works, one round trip per transaction slower.
+    fn holds_read_lease(&self) -> Option<bool> {
+        None
+    }
+
     /// Whether calls may wait on another server (a database across a network, whose
     /// locks and connections other clients hold), rather than on a local file. A server
     /// that answers quick calls in line on its I/O thread makes this storage's calls

@@ -396,6 +396,10 @@ impl Storage for ClientStorage {
 
     /// A ping: the server sends every invalidation queued for us before its reply, and the
     /// reader thread reports them before it wakes us, so they are all reported on return.
+    fn holds_read_lease(&self) -> Option<bool> {
+        Some(self.shared.lease.held())
+    }
+
     /// A round trip, shared with the callers at the same moment (`client/sync.rs`); none
     /// while a read lease is held (`client/lease.rs`).
     fn sync(&self) -> Result<(), StorageError> {

@@ -13,11 +13,11 @@ use crate::security::Permission;
 use crate::web::{App, AppError, Ctx, Reply};
 
 /// What every health answer says: the release, the process, and the storage (its kind
-/// and where it is).
+/// and where it is; for a ZEO client, whether it holds a read lease).
 fn identity(app: &App, status: &str) -> serde_json::Map<String, Value> {
     let storage = app.db.storage();
     let here = storage.location();
-    let Value::Object(map) = json!({
+    let Value::Object(mut map) = json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "release": app.release,
@@ -28,6 +28,9 @@ fn identity(app: &App, status: &str) -> serde_json::Map<String, Value> {
     }) else {
         unreachable!("a JSON object")
     };
+    if let Some(held) = storage.holds_read_lease() {
+        map.insert("read_lease".into(), Value::from(held));
+    }
     map
 }
 
