@@ -129,8 +129,15 @@ impl Metrics {
         self.page_cache_hits.inc();
     }
 
-    /// The text exposition, with the database counters appended.
-    pub fn render(&self, db: &zodb::DbStats, page_renders: u64, password_checks: u64) -> String {
+    /// The text exposition, with the database counters appended, and for a ZEO client
+    /// whether it holds its read lease (`read_lease`; `None`: not a ZEO client).
+    pub fn render(
+        &self,
+        db: &zodb::DbStats,
+        page_renders: u64,
+        password_checks: u64,
+        read_lease: Option<bool>,
+    ) -> String {
         let mut out = String::new();
         let registry = self.registry.lock();
         if let Err(e) = prometheus_client::encoding::text::encode_registry(&mut out, &registry) {
@@ -171,6 +178,14 @@ impl Metrics {
         ] {
             out.push_str(&format!(
                 "# HELP {name} {help}.\n# TYPE {name} counter\n{name}_total {value}\n"
+            ));
+        }
+        if let Some(held) = read_lease {
+            // 0 means every request makes a round trip to the ZEO server first.
+            let name = "bbru_zeo_read_lease";
+            out.push_str(&format!(
+                "# HELP {name} Whether the instance holds its read lease of the ZEO server (1) or syncs by round trips (0).\n# TYPE {name} gauge\n{name} {}\n",
+                u8::from(held)
             ));
         }
         if let Err(e) = prometheus_client::encoding::text::encode_eof(&mut out) {

@@ -233,17 +233,19 @@ fn two_instances_share_one_zeo_server() {
             "{}: no read lease\n{log}",
             instance.base
         );
-        // (Polled a little: a renewal late on a loaded machine lapses it for a moment.)
+        // Said by /@@health and the Prometheus gauge. (Polled a little: a renewal late on
+        // a loaded machine lapses the lease for a moment.)
         let asked = std::time::Instant::now();
         loop {
             let (status, health, _) = get_json(&Client::new(), &instance.url("/@@health"));
             assert_eq!(status, 200, "{health}");
-            if health["read_lease"] == true {
+            let gauge = lease_gauge(instance);
+            if health["read_lease"] == true && gauge == Some(1) {
                 break;
             }
             assert!(
                 asked.elapsed() < std::time::Duration::from_secs(10),
-                "/@@health: {health}"
+                "/@@health: {health}; bbru_zeo_read_lease {gauge:?}"
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
@@ -322,6 +324,16 @@ fn two_instances_share_one_zeo_server() {
     assert!(html.contains("The third version."), "{html}");
     let form = admin.page(&three, "/news/@@edit");
     assert!(form.contains("Logged in as"), "{form}");
+}
+
+/// The `bbru_zeo_read_lease` gauge of an instance's `/@@metrics`.
+fn lease_gauge(at: &Instance) -> Option<u64> {
+    let text = reqwest::blocking::get(at.url("/@@metrics"))
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("bbru_zeo_read_lease "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// A counter of an instance's `/@@metrics` (loopback clients may read them).

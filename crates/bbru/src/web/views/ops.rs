@@ -106,6 +106,7 @@ pub fn metrics(ctx: &Ctx<'_>, _tx: &Transaction<'_>) -> Result<Reply, AppError> 
         &ctx.app.db.stats(),
         ctx.app.pages.renders(),
         ctx.app.verifier.checks(),
+        ctx.app.db.storage().holds_read_lease(),
     );
     Ok(Reply::Bytes {
         content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8".into(),
