@@ -293,6 +293,20 @@ mod tests {
         Tid(n)
     }
 
+    /// How long `leases.wait_confirmed(tid, committer)` waited.
+    fn wait(leases: &Leases, tid: Tid, committer: u64) -> Duration {
+        let began = Instant::now();
+        leases.wait_confirmed(tid, committer);
+        began.elapsed()
+    }
+
+    fn assert_between(waited: Duration, from_ms: u64, to_ms: u64) {
+        assert!(
+            waited >= Duration::from_millis(from_ms) && waited < Duration::from_millis(to_ms),
+            "waited {waited:?}, not {from_ms}..{to_ms} ms"
+        );
+    }
+
     /// Leases of `ms`, past the start's hold.
     fn started(ms: u64) -> Leases {
         let mut leases = Leases::new(Some(Duration::from_millis(ms)), None);
@@ -306,9 +320,7 @@ mod tests {
         assert!(leases.grant(1, tid(5)).is_some());
         assert!(leases.grant(2, tid(5)).is_some());
         // The committer's own lease and what was queued before the grants count.
-        let began = Instant::now();
-        leases.wait_confirmed(tid(5), 3);
-        assert!(began.elapsed() < Duration::from_millis(1000));
+        assert_between(wait(&leases, tid(5), 3), 0, 1000);
         let confirming = {
             let leases = Arc::clone(&leases);
             std::thread::spawn(move || {
@@ -318,13 +330,7 @@ mod tests {
                 leases.applied(2, tid(7));
             })
         };
-        let began = Instant::now();
-        leases.wait_confirmed(tid(6), 3);
-        let waited = began.elapsed();
-        assert!(
-            waited >= Duration::from_millis(90) && waited < Duration::from_millis(1500),
-            "{waited:?}"
-        );
+        assert_between(wait(&leases, tid(6), 3), 90, 1500);
         confirming.join().unwrap();
         // The committer's own lease is not waited for.
         leases.wait_confirmed(tid(7), 1);
@@ -334,25 +340,15 @@ mod tests {
     fn a_lease_not_confirmed_is_waited_for_until_it_expires_and_not_granted_again() {
         let leases = started(1000);
         assert!(leases.grant(1, tid(1)).is_some());
-        let began = Instant::now();
-        leases.wait_confirmed(tid(2), 9);
-        let waited = began.elapsed();
-        assert!(
-            waited >= Duration::from_millis(950) && waited < Duration::from_secs(5),
-            "{waited:?}"
-        );
+        assert_between(wait(&leases, tid(2), 9), 950, 5000);
         assert_eq!(leases.grant(1, tid(2)), None, "a lapsed client got a lease");
         // The next commit does not wait for it again.
-        let began = Instant::now();
-        leases.wait_confirmed(tid(3), 9);
-        assert!(began.elapsed() < Duration::from_millis(500));
+        assert_between(wait(&leases, tid(3), 9), 0, 500);
         // After the refusal time it gets one again (counting what was queued).
         let mut leases = leases;
         leases.lapsed_refusal = Duration::ZERO;
         assert!(leases.grant(1, tid(3)).is_some());
-        let began = Instant::now();
-        leases.wait_confirmed(tid(3), 9);
-        assert!(began.elapsed() < Duration::from_millis(500));
+        assert_between(wait(&leases, tid(3), 9), 0, 500);
     }
 
     /// A client that keeps renewing without confirming (its reader stuck, or hostile)
@@ -370,13 +366,7 @@ mod tests {
                 }
             })
         };
-        let began = Instant::now();
-        leases.wait_confirmed(tid(2), 9);
-        let waited = began.elapsed();
-        assert!(
-            waited >= Duration::from_millis(550) && waited < Duration::from_millis(1500),
-            "{waited:?}"
-        );
+        assert_between(wait(&leases, tid(2), 9), 550, 1500);
         renewing.join().unwrap();
     }
 
@@ -385,14 +375,10 @@ mod tests {
         let leases = started(1000);
         leases.grant(1, tid(1));
         leases.closed(1);
-        let began = Instant::now();
-        leases.wait_confirmed(tid(2), 9);
-        assert!(began.elapsed() >= Duration::from_millis(950));
+        assert!(wait(&leases, tid(2), 9) >= Duration::from_millis(950));
         leases.grant(2, tid(2));
         leases.end(2);
-        let began = Instant::now();
-        leases.wait_confirmed(tid(3), 9);
-        assert!(began.elapsed() < Duration::from_millis(500));
+        assert_between(wait(&leases, tid(3), 9), 0, 500);
         // The expired entry of the closed connection goes at the next grant.
         leases.grant(3, tid(3));
         assert_eq!(leases.len(), 1);
@@ -404,29 +390,21 @@ mod tests {
         leases.grant(1, tid(1));
         // A renewal while tid 2 is queued and not confirmed: the commit waits.
         leases.grant(1, tid(2));
-        let began = Instant::now();
-        leases.wait_confirmed(tid(2), 9);
-        assert!(began.elapsed() >= Duration::from_millis(950));
+        assert!(wait(&leases, tid(2), 9) >= Duration::from_millis(950));
         // (Lapsed now.)  Another connection's lease, run out without a commit waiting:
         // granted again, counting what was queued.
         leases.grant(2, tid(2));
         std::thread::sleep(Duration::from_millis(1050));
         assert!(leases.grant(2, tid(3)).is_some());
-        let began = Instant::now();
-        leases.wait_confirmed(tid(3), 9);
-        assert!(began.elapsed() < Duration::from_millis(500));
+        assert_between(wait(&leases, tid(3), 9), 0, 500);
     }
 
     #[test]
     fn the_first_commits_of_a_process_wait_one_lease() {
         let leases = Leases::new(Some(Duration::from_millis(300)), None);
-        let began = Instant::now();
-        leases.wait_confirmed(tid(1), 1);
-        assert!(began.elapsed() >= Duration::from_millis(250));
+        assert!(wait(&leases, tid(1), 1) >= Duration::from_millis(250));
         let none = Leases::none();
-        let began = Instant::now();
-        none.wait_confirmed(tid(1), 1);
-        assert!(began.elapsed() < Duration::from_millis(200));
+        assert_between(wait(&none, tid(1), 1), 0, 200);
         assert_eq!(none.grant(1, tid(1)), None);
     }
 
@@ -438,21 +416,14 @@ mod tests {
         let path = dir.path().join("Data.fs.leases");
         let lease = Some(Duration::from_millis(400));
         let leases = Leases::new(lease, Some(Arc::new(Marker::new(path.clone()))));
-        let began = Instant::now();
-        leases.wait_confirmed(tid(1), 1);
-        assert!(
-            began.elapsed() < Duration::from_millis(200),
-            "no marker, yet a wait"
-        );
+        assert_between(wait(&leases, tid(1), 1), 0, 200);
         assert!(!path.exists());
         assert!(leases.grant(1, tid(1)).is_some());
         assert!(path.exists(), "a lease granted without the marker");
         assert!(leases.any_held());
         // The process "crashes": the next one finds the marker and waits.
         let next = Leases::new(lease, Some(Arc::new(Marker::new(path.clone()))));
-        let began = Instant::now();
-        next.wait_confirmed(tid(2), 1);
-        assert!(began.elapsed() >= Duration::from_millis(350));
+        assert!(wait(&next, tid(2), 1) >= Duration::from_millis(350));
     }
 
     #[test]
