@@ -13,7 +13,7 @@ use zodb_storage::{Oid, StorageError, Tid, TransactionIter, TransactionRecord};
 
 use super::Shared;
 
-use super::connection::{Connection, Post};
+use super::connection::Connection;
 use super::convert::{CallKind, bad_reply, call_error, reply_error};
 use crate::wire::{self, Call, TxnHeader};
 
@@ -24,6 +24,8 @@ pub(crate) struct RemoteIter {
     iid: Option<i64>,
     /// Tells whether the client has been closed.
     closed: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// How long a call waits for the server's answer (`ClientOptions::answer_wait`).
+    wait: std::time::Duration,
 }
 
 impl std::fmt::Debug for RemoteIter {
@@ -44,18 +46,20 @@ impl RemoteIter {
         conn: Arc<Connection>,
         iid: i64,
         closed: Arc<dyn Fn() -> bool + Send + Sync>,
+        wait: std::time::Duration,
     ) -> RemoteIter {
         RemoteIter {
             conn,
             iid: Some(iid),
             closed,
+            wait,
         }
     }
 
     fn call(&self, call: Call) -> Result<Value, StorageError> {
         let method = call.method();
         self.conn
-            .call(call, Post::Nothing)
+            .call_within(call, self.wait)
             .map_err(|e| call_error(method, CallKind::Read, None, e))
     }
 
@@ -162,11 +166,16 @@ impl Shared {
         let conn = self.wait_connection()?;
         let method = "iterator_start";
         let reply = conn
-            .call(Call::IteratorStart { start, stop }, Post::Nothing)
+            .call_within(Call::IteratorStart { start, stop }, self.answer_wait())
             .map_err(|e| call_error(method, CallKind::Read, None, e))?;
         let iid = reply.as_i64().ok_or_else(|| bad_reply(method, &reply))?;
         let weak = Arc::downgrade(self);
         let closed = Arc::new(move || weak.upgrade().is_none_or(|s| s.is_closed()));
-        Ok(Box::new(RemoteIter::new(conn, iid, closed)))
+        Ok(Box::new(RemoteIter::new(
+            conn,
+            iid,
+            closed,
+            self.answer_wait(),
+        )))
     }
 }

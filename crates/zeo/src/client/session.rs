@@ -11,7 +11,7 @@ use zodb_pickle::Value;
 use zodb_storage::{Oid, StorageError, Tid};
 
 use super::Shared;
-use super::connection::{CallError, Connection, Events, Post};
+use super::connection::{CallError, Connection, Events};
 use super::convert::{bad_reply, disconnected};
 use crate::address::Address;
 use crate::wire::{self, Call, RemoteError, as_tid};
@@ -42,6 +42,15 @@ struct Registered {
 }
 
 impl Shared {
+    /// How long each call of a session's setup (register, verification, `get_info`) waits
+    /// for the server: [`ClientOptions::wait_timeout`](super::ClientOptions), the time a
+    /// connection attempt has. A server that took the connection and then stopped
+    /// answering fails the attempt (closed; the manager tries again) instead of holding
+    /// the manager thread, and with it every reconnection, without end.
+    fn session_wait(&self) -> std::time::Duration {
+        self.options.wait_timeout
+    }
+
     /// Connects to `address` and registers, with the read-only fallback.
     fn register(
         self: &Arc<Self>,
@@ -92,22 +101,25 @@ impl Shared {
             CallError::Disconnected(why) | CallError::Encode(why) => AttemptError::transient(why),
         };
         let read_only = self.options.read_only;
-        let (reply, read_only, fallback) = match conn.call(register(read_only), Post::Nothing) {
-            Ok(v) => (v, read_only, false),
-            Err(CallError::Remote(RemoteError::ReadOnlyError))
-                if !read_only && allow_fallback && self.options.read_only_fallback =>
-            {
-                // Spec §5.1: register again, read-only, on the same connection.
-                let v = conn.call(register(true), Post::Nothing).map_err(refused)?;
-                (v, true, true)
-            }
-            Err(e) => return Err(refused(e)),
-        };
+        let (reply, read_only, fallback) =
+            match conn.call_within(register(read_only), self.session_wait()) {
+                Ok(v) => (v, read_only, false),
+                Err(CallError::Remote(RemoteError::ReadOnlyError))
+                    if !read_only && allow_fallback && self.options.read_only_fallback =>
+                {
+                    // Spec §5.1: register again, read-only, on the same connection.
+                    let v = conn
+                        .call_within(register(true), self.session_wait())
+                        .map_err(refused)?;
+                    (v, true, true)
+                }
+                Err(e) => return Err(refused(e)),
+            };
         let server_tid = match as_tid(&reply) {
             Some(t) => t,
             None => {
                 let v = conn
-                    .call(Call::LastTransaction, Post::Nothing)
+                    .call_within(Call::LastTransaction, self.session_wait())
                     .map_err(refused)?;
                 as_tid(&v).ok_or_else(|| AttemptError {
                     error: bad_reply("lastTransaction", &v),
@@ -161,7 +173,10 @@ impl Shared {
             ))
         } else {
             let reply = conn
-                .call(Call::GetInvalidations { tid: cache_tid }, Post::Nothing)
+                .call_within(
+                    Call::GetInvalidations { tid: cache_tid },
+                    self.session_wait(),
+                )
                 .map_err(|e| match e {
                     CallError::Remote(r) => AttemptError::transient(format!(
                         "{}: getInvalidations failed: {r}",
@@ -224,7 +239,7 @@ impl Shared {
 
     fn fetch_info(&self, conn: &Connection) -> Result<(), AttemptError> {
         let reply = conn
-            .call(Call::GetInfo, Post::Nothing)
+            .call_within(Call::GetInfo, self.session_wait())
             .map_err(|e| match e {
                 CallError::Remote(r) => AttemptError::transient(format!("get_info failed: {r}")),
                 CallError::Disconnected(why) | CallError::Encode(why) => {

@@ -1091,3 +1091,44 @@ fn a_commit_description_cannot_forge_a_log_line() {
         "{log}"
     );
 }
+
+/// A server that takes the connection, says its handshake and then answers nothing
+/// (hung after accepting): `connect` gives up after `wait_timeout` with the reason, the
+/// registration's wait bounded, instead of waiting for the answer without end.
+#[test]
+fn a_server_that_greets_and_never_answers_fails_the_connect_in_time() {
+    use std::io::Write;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let greeter = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    let mut greeting = Vec::new();
+                    zeo::wire::write_frame(&mut greeting, b"Z5").unwrap();
+                    let _ = s.write_all(&greeting);
+                    held.push(s); // Read nothing, answer nothing.
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    let mut o = ClientOptions::new(address);
+    o.wait_timeout = Duration::from_secs(2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let asked = Instant::now();
+        let result = ClientStorage::connect(o).map(drop);
+        let _ = tx.send((result, asked.elapsed()));
+    });
+    let (result, took) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("connect still waiting after 20 s");
+    let err = result.expect_err("connected to a server that answers nothing");
+    assert!(err.to_string().contains("no reply to register"), "{err}");
+    assert!(took < Duration::from_secs(10), "gave up after {took:?}");
+    drop(greeter);
+}
