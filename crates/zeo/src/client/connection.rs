@@ -326,6 +326,17 @@ impl Connection {
     /// for the commit lock, a pack may take long).  `loadBefore` goes through
     /// [`Connection::load_before`].
     pub(crate) fn call(&self, call: Call, post: Post) -> CallResult {
+        let (_, rx) = self.start_call(call, post)?;
+        rx.recv().unwrap_or_else(|_| Err(self.gone()))
+    }
+
+    /// Registers `call` (with what its reply completes) and sends it; its reply comes
+    /// on the receiver, under the key returned.
+    fn start_call(
+        &self,
+        call: Call,
+        post: Post,
+    ) -> Result<(MsgKey, Receiver<CallResult>), CallError> {
         let (tx, rx) = mpsc::sync_channel(1);
         let id = self
             .register(Waiting {
@@ -334,7 +345,9 @@ impl Connection {
                 post,
             })
             .map_err(|_| self.gone())?;
-        self.send_and_wait(MsgKey::Int(id), &call.into_message(id), rx)
+        let key = MsgKey::Int(id);
+        self.send(key, &call.into_message(id))?;
+        Ok((key, rx))
     }
 
     /// [`Connection::call`] that gives up after `deadline` (as `Disconnected`: a
@@ -361,23 +374,8 @@ impl Connection {
     }
 
     fn call_until(&self, call: Call, post: Post, deadline: Duration, close: bool) -> CallResult {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let id = self
-            .register(Waiting {
-                senders: vec![tx],
-                then: None,
-                post,
-            })
-            .map_err(|_| self.gone())?;
-        let key = MsgKey::Int(id);
         let name = call.method();
-        let sent = self
-            .frame(&call.into_message(id))
-            .and_then(|f| self.write_bytes(&f));
-        if let Err(e) = sent {
-            self.calls.lock().waiting.remove(&key);
-            return Err(e);
-        }
+        let (key, rx) = self.start_call(call, post)?;
         match rx.recv_timeout(deadline) {
             Ok(result) => result,
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(self.gone()),
@@ -483,11 +481,6 @@ impl Connection {
                 self.address
             ))),
         }
-    }
-
-    fn send_and_wait(&self, key: MsgKey, msg: &Message, rx: Receiver<CallResult>) -> CallResult {
-        self.send(key, msg)?;
-        rx.recv().unwrap_or_else(|_| Err(self.gone()))
     }
 
     /// Writes the message of the call registered under `key`; if that fails, nobody

@@ -31,6 +31,10 @@ use super::Shared;
 use crate::limits;
 use crate::wire::Call;
 
+/// How soon the lease thread looks again while no connection offers a lease (one just
+/// made may be about to): a mutex and a clock read, nothing on the wire.
+const OFFER_LOOK_AGAIN: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Default)]
 struct Asked {
     /// The connection whose `get_info` offered leases, and their length.
@@ -121,7 +125,7 @@ impl Shared {
                     self.renew_lease(&conn, length)
                 }
                 // Nothing offered on this connection (yet): look again soon.
-                _ => Duration::from_millis(100),
+                _ => OFFER_LOOK_AGAIN,
             };
             let mut st = self.conn.lock();
             if st.closed {
