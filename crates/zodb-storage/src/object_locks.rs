@@ -84,6 +84,24 @@ impl ObjectLocks {
         }
     }
 
+    /// Locks `oids` for transaction `id` if that needs no wait: none is held by another
+    /// transaction or wanted by a waiter. `Ok(false)`: nothing was taken.
+    pub fn try_acquire(&self, id: u64, oids: &[Oid]) -> Result<bool> {
+        let mut s = self.state.lock();
+        if s.closed {
+            return Err(StorageError::Closed);
+        }
+        let free = oids.iter().all(|o| {
+            !s.held.contains_key(o) && !s.waiting.iter().any(|(_, want)| want.contains(o))
+        });
+        if free {
+            for o in oids {
+                s.held.insert(*o, id);
+            }
+        }
+        Ok(free)
+    }
+
     /// Releases every lock `id` holds.
     pub fn release(&self, id: u64) {
         let mut s = self.state.lock();
@@ -115,6 +133,32 @@ mod tests {
         locks.acquire(1, &[Oid(1), Oid(2)], None).unwrap();
         locks.acquire(2, &[Oid(3)], Some(NOT_YET)).unwrap();
         locks.acquire(3, &[], Some(NOT_YET)).unwrap();
+    }
+
+    #[test]
+    fn try_acquire_takes_only_what_nobody_holds_or_waits_for() {
+        let locks = Arc::new(ObjectLocks::new());
+        locks.acquire(1, &[Oid(1)], None).unwrap();
+        assert!(!locks.try_acquire(2, &[Oid(1), Oid(2)]).unwrap());
+        // Nothing of the refused set was taken.
+        locks.acquire(3, &[Oid(2)], Some(NOT_YET)).unwrap();
+        let waiter = {
+            let locks = Arc::clone(&locks);
+            std::thread::spawn(move || locks.acquire(4, &[Oid(1), Oid(5)], None))
+        };
+        while locks.state.lock().waiting.is_empty() {
+            std::thread::yield_now();
+        }
+        // Oid 5 is free, but an earlier waiter asked for it.
+        assert!(!locks.try_acquire(5, &[Oid(5)]).unwrap());
+        assert!(locks.try_acquire(6, &[Oid(6), Oid(7)]).unwrap());
+        locks.release(1);
+        waiter.join().unwrap().unwrap();
+        locks.close();
+        assert!(matches!(
+            locks.try_acquire(7, &[Oid(8)]),
+            Err(StorageError::Closed)
+        ));
     }
 
     #[test]

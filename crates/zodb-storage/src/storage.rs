@@ -308,6 +308,16 @@ pub trait Storage: Send + Sync {
     /// After `Ok`, `finish` will succeed barring a failing disk.
     fn vote(&self, txn: &TxnHandle) -> Result<()>;
 
+    /// `vote`, if it needs no wait (for another transaction's locks, a pack, a network):
+    /// `Ok(true)` is a vote's `Ok`; `Ok(false)`: nothing was taken and the transaction
+    /// is as it was, to be voted with `vote` from a thread that may wait. For servers
+    /// that answer a quick vote on their I/O thread. Storages that cannot tell say
+    /// `Ok(false)`.
+    fn vote_without_waiting(&self, txn: &TxnHandle) -> Result<bool> {
+        let _ = txn;
+        Ok(false)
+    }
+
     /// Makes the voted transaction durable and visible; returns its tid.
     /// Returns only after the bytes are on stable storage. Calling it
     /// without `vote` votes first.

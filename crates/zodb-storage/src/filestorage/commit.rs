@@ -145,6 +145,16 @@ impl PackGate {
         s.voted += 1;
     }
 
+    /// `enter` if no pack is switching files; `false` (not entered) if one is.
+    pub fn try_enter(&self) -> bool {
+        let mut s = self.state.lock();
+        if s.switching {
+            return false;
+        }
+        s.voted += 1;
+        true
+    }
+
     /// A voted transaction finished or aborted.
     pub fn leave(&self) {
         let mut s = self.state.lock();

@@ -409,7 +409,11 @@ impl Storage for FileStorage {
     }
 
     fn vote(&self, txn: &TxnHandle) -> Result<()> {
-        self.vote_txn(txn)
+        self.vote_txn(txn, true).map(drop)
+    }
+
+    fn vote_without_waiting(&self, txn: &TxnHandle) -> Result<bool> {
+        self.vote_txn(txn, false)
     }
 
     fn finish(&self, txn: &TxnHandle) -> Result<Tid> {

@@ -415,7 +415,9 @@ impl FileStorage {
         Ok(oids)
     }
 
-    pub(super) fn vote_txn(&self, txn: &TxnHandle) -> Result<()> {
+    /// Votes; with `wait` false, only if that needs no wait for another transaction's
+    /// locks or a pack's switch (`Ok(false)`: nothing was taken, vote again waiting).
+    pub(super) fn vote_txn(&self, txn: &TxnHandle, wait: bool) -> Result<bool> {
         self.check_writable()?;
         let p = self.pending(txn)?;
         let mut p = p.lock();
@@ -423,25 +425,38 @@ impl FileStorage {
             return Err(StorageError::Transaction("the transaction is over".into()));
         }
         if p.voted.is_some() {
-            return Ok(());
+            return Ok(true);
         }
         let mut oids: Vec<Oid> = p.writes.iter().map(PendingWrite::oid).collect();
         oids.extend(p.checks.iter().map(|(o, _)| *o));
         oids.extend_from_slice(&p.undo_oids);
         oids.sort();
         oids.dedup();
-        self.gate.enter();
-        if let Err(e) = self
-            .object_locks
-            .acquire(txn.id(), &oids, self.options.lock_timeout)
-        {
-            self.gate.leave();
-            return Err(e);
+        if wait {
+            self.gate.enter();
+            if let Err(e) = self
+                .object_locks
+                .acquire(txn.id(), &oids, self.options.lock_timeout)
+            {
+                self.gate.leave();
+                return Err(e);
+            }
+        } else {
+            if !self.gate.try_enter() {
+                return Ok(false);
+            }
+            match self.object_locks.try_acquire(txn.id(), &oids) {
+                Ok(true) => {}
+                taken => {
+                    self.gate.leave();
+                    return taken;
+                }
+            }
         }
         match self.check_writable().and_then(|()| self.prepare(&mut p)) {
             Ok(prepared) => {
                 p.voted = Some(Arc::new(prepared));
-                Ok(())
+                Ok(true)
             }
             Err(e) => {
                 self.object_locks.release(txn.id());

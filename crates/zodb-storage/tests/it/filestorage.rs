@@ -382,6 +382,35 @@ fn transactions_on_different_objects_vote_side_by_side() {
 }
 
 #[test]
+fn a_vote_without_waiting_votes_only_when_nothing_holds_its_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FileStorage::open(dir.path().join("Data.fs")).unwrap();
+    let a = fs.tpc_begin(TransactionMeta::new("u", "a")).unwrap();
+    fs.store(&a, Oid(1), Tid::ZERO, record(1, &[])).unwrap();
+    assert!(fs.vote_without_waiting(&a).unwrap());
+    // Oid 1 is locked by a's vote: b is refused without waiting, and takes nothing.
+    let b = fs.tpc_begin(TransactionMeta::new("u", "b")).unwrap();
+    fs.store(&b, Oid(1), Tid::ZERO, record(2, &[])).unwrap();
+    fs.store(&b, Oid(2), Tid::ZERO, record(3, &[])).unwrap();
+    assert!(!fs.vote_without_waiting(&b).unwrap());
+    let c = fs.tpc_begin(TransactionMeta::new("u", "c")).unwrap();
+    fs.store(&c, Oid(2), Tid::ZERO, record(4, &[])).unwrap();
+    assert!(fs.vote_without_waiting(&c).unwrap(), "oid 2 was left free");
+    let tc = fs.finish(&c).unwrap();
+    let ta = fs.finish(&a).unwrap();
+    // b, voted now, meets both commits: its stores were against no revision.
+    match fs.vote_without_waiting(&b) {
+        Err(zodb_storage::StorageError::Conflicts(c)) => assert_eq!(c.len(), 2),
+        other => panic!("expected two conflicts, got {other:?}"),
+    }
+    fs.abort(&b);
+    assert_eq!(fs.load(Oid(1)).unwrap(), (record(1, &[]), ta));
+    assert_eq!(fs.load(Oid(2)).unwrap(), (record(4, &[]), tc));
+    fs.close().unwrap();
+    check_file(&dir.path().join("Data.fs")).unwrap();
+}
+
+#[test]
 fn concurrent_committers_share_fsyncs_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let fs = Arc::new(FileStorage::open(dir.path().join("Data.fs")).unwrap());
