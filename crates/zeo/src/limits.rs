@@ -96,6 +96,16 @@ pub const TRANSACTION_BYTES_MAX_DEFAULT: u64 = 512 << 20;
 /// them all in memory.
 pub const VOTING_BYTES_TOTAL_MAX: u64 = 1 << 30;
 
+/// The largest vote answered on the connection's I/O thread, in operations and in
+/// bytes (data and `TXN_BUFFER_OP_OVERHEAD_BYTES` each): the vote of a small
+/// transaction whose objects nobody has locked (most of them) costs a few µs per
+/// object, less than the two thread hand-offs of a vote on a blocking thread. Past
+/// either bound, or when it would wait, a vote goes to a blocking thread: a vote of 128
+/// small objects holds the I/O thread (every connection's loads) about as long as a
+/// few dozen loads, one of thousands of objects or MiBs could hold it for milliseconds.
+pub const VOTE_IN_LINE_OPS_MAX: usize = 128;
+pub const VOTE_IN_LINE_BYTES_MAX: u64 = 64 << 10;
+
 /// Bytes of one blob file a client may upload (`storeBlobStart`…`storeBlobEnd`); past
 /// it the upload is dropped and its transaction's vote fails.  Blobs are what large
 /// files are kept in (videos, archives), so this is generous; it bounds the disk one

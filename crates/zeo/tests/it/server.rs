@@ -546,6 +546,12 @@ fn votes_on_different_objects_do_not_wait_but_on_one_object_they_queue() {
         reply_within(&mut c, 2, Duration::from_millis(300)).is_none(),
         "c voted while a held object 10"
     );
+    // The waiting vote holds no thread others need: b is answered meanwhile.
+    b.send(&Message::call(5, "lastTransaction", vec![]));
+    assert!(
+        reply_within(&mut b, 5, Duration::from_secs(2)).is_some(),
+        "the server stopped answering while c's vote waited"
+    );
     a.send(&Message::call(3, "tpc_finish", vec![Value::Int(1)]));
     assert!(!a.reply_to(3).unwrap().is_error());
     // Now c's vote comes back: a conflict, since a created object 10 first.

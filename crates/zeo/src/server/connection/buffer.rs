@@ -137,6 +137,20 @@ impl TxnBuffer {
             .sum()
     }
 
+    /// Whether a vote may replay this transaction on the I/O thread: few operations, all
+    /// in memory, no blob (a hard link each) and no undo (which reads history); see
+    /// `limits::VOTE_IN_LINE_OPS_MAX`.
+    pub(super) fn quick_to_replay(&self) -> bool {
+        self.file.is_none()
+            && self.blobs.is_empty()
+            && self.entries.len() <= limits::VOTE_IN_LINE_OPS_MAX
+            && self
+                .entries
+                .iter()
+                .all(|(op, _)| !matches!(op, TxnOp::Undo(_)))
+            && self.live_bytes() <= limits::VOTE_IN_LINE_BYTES_MAX
+    }
+
     /// Bytes held in memory now.
     pub(super) fn memory_bytes(&self) -> u64 {
         self.memory.as_ref().map_or(0, Permit::bytes)

@@ -4,8 +4,9 @@
 //! Calls that only buffer (`tpc_begin`, `storea`, ...) are handled in line, so they are
 //! applied in the order they were sent.  Loads are answered in line too, on this
 //! connection's task (a read from the page cache then costs no thread hand-off;
-//! see `reads.rs`).  Calls that may wait or take long (`vote` waiting for its object locks,
-//! `tpc_finish` waiting for the group commit's fdatasync, `pack`, history, iterators)
+//! see `reads.rs`), and so is the vote of a small transaction whose objects no other
+//! vote holds (see `txn.rs`).  Calls that may wait or take long (`vote` waiting for its
+//! object locks, `tpc_finish` waiting for the group commit's fdatasync, `pack`, history, iterators)
 //! run on blocking threads and reply when done, so one client's deferred vote never
 //! stops its connection from reading, and replies may leave out of order (they are
 //! matched by msgid).  Everything a connection sends goes through its `Outbox`.
