@@ -92,11 +92,9 @@ pub struct Outbox {
     /// disconnected rather than allowed to grow the queue without bound.
     queued: AtomicUsize,
     budget: Arc<OutboxBudget>,
-    /// Tells the connection's task to stop writing at once and drop what is queued:
-    /// the client went over its bound, and its replies must not hold memory while the
-    /// connection winds down.
-    pub abandoned: Notify,
-    /// Set with `abandoned`, for a check that waits for nothing.
+    /// Set when the client went over its bound (and the connection kicked): the
+    /// connection's task stops writing at once and drops what is queued, so that its
+    /// replies do not hold memory while the connection winds down.
     is_abandoned: AtomicBool,
     /// Wakes the connection's task to close the connection.
     kick: Arc<Notify>,
@@ -130,7 +128,6 @@ impl Outbox {
             }),
             queued: AtomicUsize::new(0),
             budget,
-            abandoned: Notify::new(),
             is_abandoned: AtomicBool::new(false),
             kick,
             ready: Notify::new(),
@@ -172,7 +169,6 @@ impl Outbox {
             self.written(len + dropped);
             state.open = false;
             self.is_abandoned.store(true, Ordering::Release);
-            self.abandoned.notify_one();
             self.kick.notify_one();
             return;
         }
@@ -182,7 +178,7 @@ impl Outbox {
         }
     }
 
-    /// True once the client went over its bound (see [`Outbox::abandoned`]).
+    /// True once the client went over its bound.
     pub fn is_abandoned(&self) -> bool {
         self.is_abandoned.load(Ordering::Acquire)
     }

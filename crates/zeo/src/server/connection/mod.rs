@@ -191,6 +191,18 @@ pub async fn serve<S>(
     };
     let mut shutdown = shared.shutdown.subscribe();
     let mut abandoned = false;
+    // The events the loop waits for besides the socket, made once and polled in every
+    // round (a `Notified` made and dropped each round registers with its `Notify` and
+    // leaves it again, under its lock, twice per request): remade only once fired.
+    let kicked = conn.kick.notified();
+    tokio::pin!(kicked);
+    let ready = outbox.ready.notified();
+    tokio::pin!(ready);
+    let register_deadline = tokio::time::sleep_until(register_by);
+    tokio::pin!(register_deadline);
+    let mut shutdown_seen = false;
+    let shutdown_changed = shutdown.changed();
+    tokio::pin!(shutdown_changed);
     let why = loop {
         if sending.out.is_empty() {
             outbox.take(&mut sending.out, limits::WRITE_BATCH_BYTES_MAX);
@@ -212,9 +224,13 @@ pub async fn serve<S>(
         // Writes go first: replies leave before more requests are read.
         let frame = tokio::select! {
             biased;
-            _ = outbox.abandoned.notified() => {
-                abandoned = true;
-                break "its replies went over their bound".to_string();
+            // A client over its bound is kicked too (`Outbox::push`).
+            _ = &mut kicked => {
+                if outbox.is_abandoned() {
+                    abandoned = true;
+                    break "its replies went over their bound".to_string();
+                }
+                break "closed by the server".to_string();
             }
             r = sending.write_some(&outbox), if pending => {
                 if let Err(e) = r {
@@ -223,17 +239,20 @@ pub async fn serve<S>(
                 }
                 continue;
             }
-            _ = conn.kick.notified() => break "closed by the server".to_string(),
-            _ = tokio::time::sleep_until(register_by), if !conn.slot.is_registered() => {
+            _ = &mut register_deadline, if !conn.slot.is_registered() => {
                 break "no register within the register timeout".to_string();
             }
-            _ = shutdown.changed() => {
+            _ = &mut shutdown_changed, if !shutdown_seen => {
+                shutdown_seen = true;
                 if conn.wait_for_voted_transaction().await {
                     continue;
                 }
                 break "server shutting down".to_string();
             }
-            _ = outbox.ready.notified(), if !pending => continue,
+            _ = &mut ready, if !pending => {
+                ready.set(outbox.ready.notified());
+                continue;
+            }
             f = read_frame(&mut reader, &mut incoming, conn.frame_max(frame_max_anonymous, frame_max_registered)) => f,
         };
         let mut payload = match frame {
