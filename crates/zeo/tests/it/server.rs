@@ -596,6 +596,41 @@ fn a_stalled_voter_is_aborted_at_the_transaction_timeout_and_the_waiting_vote_go
     assert!(log.contains("transaction timeout"), "{log}");
 }
 
+/// The timeout is the voted transaction's: one finished, or aborted, leaves nothing
+/// behind to close the connection later, and the next vote gets a timeout of its own.
+#[test]
+fn a_finished_or_aborted_transaction_leaves_no_timeout_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("Data.fs"), &["-t", "1"]);
+    let mut c = Raw::register(server.port);
+    begin_store_vote(&mut c, 1, 10, 2);
+    assert!(!c.reply_to(2).unwrap().is_error());
+    c.send(&Message::call(3, "tpc_finish", vec![Value::Int(1)]));
+    assert!(!c.reply_to(3).unwrap().is_error());
+    begin_store_vote(&mut c, 2, 11, 4);
+    assert!(!c.reply_to(4).unwrap().is_error());
+    c.send(&Message::call(7, "tpc_abort", vec![Value::Int(2)]));
+    assert!(!c.reply_to(7).unwrap().is_error());
+    std::thread::sleep(Duration::from_millis(1500));
+    c.send(&Message::call(5, "lastTransaction", vec![]));
+    assert!(
+        reply_within(&mut c, 5, Duration::from_secs(5)).is_some(),
+        "closed after its transactions ended: {}",
+        server.log_text()
+    );
+    assert!(!server.log_text().contains("transaction timeout"));
+    // A vote left unfinished is still timed out.
+    begin_store_vote(&mut c, 3, 12, 6);
+    assert!(!c.reply_to(6).unwrap().is_error());
+    let start = Instant::now();
+    assert!(
+        c.closed_by_server(),
+        "the voted transaction was not timed out"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(server.log_text().contains("transaction timeout"));
+}
+
 /// With the transaction timeout off (`-t 0`), a vote behind a stalled client fails
 /// after the lock timeout with the lock-timeout text our client recognises.
 #[test]

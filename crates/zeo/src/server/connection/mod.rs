@@ -38,7 +38,7 @@ mod txn;
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 use std::time::Duration;
@@ -77,6 +77,56 @@ struct State {
     upload: Option<blobs::Upload>,
 }
 
+/// When the connection's voted transaction times out (`transaction-timeout`): set by a
+/// successful vote, cleared when the transaction ends; the connection's task sleeps
+/// until then and closes the connection if the transaction is still voted. One timer
+/// per connection, not a task per vote (a task woke the I/O thread once per commit, when
+/// its sleep ended, and a busy server held tens of thousands of them).
+#[derive(Debug)]
+struct VotedDeadline {
+    epoch: std::time::Instant,
+    /// Milliseconds after `epoch`; 0: none.
+    millis: AtomicU64,
+}
+
+impl VotedDeadline {
+    fn new() -> VotedDeadline {
+        VotedDeadline {
+            epoch: std::time::Instant::now(),
+            millis: AtomicU64::new(0),
+        }
+    }
+
+    fn set(&self, after: Duration) {
+        let at = self.epoch.elapsed().saturating_add(after);
+        let millis = u64::try_from(at.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.millis.store(millis, Ordering::Release);
+    }
+
+    fn clear(&self) {
+        self.millis.store(0, Ordering::Release);
+    }
+
+    /// Clears the deadline if it is still `millis` (not set again meanwhile).
+    fn clear_if(&self, millis: u64) {
+        let _ = self
+            .millis
+            .compare_exchange(millis, 0, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    fn millis(&self) -> u64 {
+        self.millis.load(Ordering::Acquire)
+    }
+
+    fn instant(&self, millis: u64) -> tokio::time::Instant {
+        let at = self
+            .epoch
+            .checked_add(Duration::from_millis(millis))
+            .unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(86_400 * 365));
+        tokio::time::Instant::from_std(at)
+    }
+}
+
 pub struct Connection {
     shared: Arc<Shared>,
     /// This connection's place in the server's connection count.
@@ -87,9 +137,10 @@ pub struct Connection {
     entry: OnceLock<Arc<StorageEntry>>,
     state: Arc<Mutex<State>>,
     closed: Arc<AtomicBool>,
-    /// Wakes the reading loop to close the connection (transaction
-    /// timeout, shutdown).
+    /// Wakes the reading loop to close the connection (evicted before registering, the
+    /// shutdown's grace over, the outbox over its bound).
     kick: Arc<Notify>,
+    voted_deadline: Arc<VotedDeadline>,
 }
 
 fn bytes8(b: [u8; 8]) -> Value {
@@ -188,6 +239,7 @@ pub async fn serve<S>(
         state: Arc::new(Mutex::new(State::default())),
         closed: Arc::new(AtomicBool::new(false)),
         kick,
+        voted_deadline: Arc::new(VotedDeadline::new()),
     };
     let mut shutdown = shared.shutdown.subscribe();
     let mut abandoned = false;
@@ -203,7 +255,19 @@ pub async fn serve<S>(
     let mut shutdown_seen = false;
     let shutdown_changed = shutdown.changed();
     tokio::pin!(shutdown_changed);
+    let voted_timeout = tokio::time::sleep_until(register_by);
+    tokio::pin!(voted_timeout);
+    let mut voted_armed = 0u64;
     let why = loop {
+        let voted = conn.voted_deadline.millis();
+        if voted != voted_armed {
+            voted_armed = voted;
+            if voted != 0 {
+                voted_timeout
+                    .as_mut()
+                    .reset(conn.voted_deadline.instant(voted));
+            }
+        }
         if sending.out.is_empty() {
             outbox.take(&mut sending.out, limits::WRITE_BATCH_BYTES_MAX);
         }
@@ -248,6 +312,23 @@ pub async fn serve<S>(
                     continue;
                 }
                 break "server shutting down".to_string();
+            }
+            _ = &mut voted_timeout, if voted_armed != 0 => {
+                if conn.voted_deadline.millis() == voted_armed && conn.is_voted() {
+                    if let Some(limit) = conn.shared.config.transaction_timeout {
+                        tracing::warn!(
+                            peer = %peer,
+                            "transaction timeout: voted {:.1} s ago and not finished; aborting \
+                             it (its object locks are released) and closing the connection",
+                            limit.as_secs_f64()
+                        );
+                    }
+                    break "transaction timeout".to_string();
+                }
+                // Ended meanwhile (a deadline left set would fire again at once).
+                conn.voted_deadline.clear_if(voted_armed);
+                voted_armed = 0;
+                continue;
             }
             _ = &mut ready, if !pending => {
                 ready.set(outbox.ready.notified());
@@ -549,6 +630,15 @@ impl Connection {
             };
             outbox.send(&msg);
         });
+    }
+
+    /// The connection's transaction is voted and not finished.
+    fn is_voted(&self) -> bool {
+        self.state
+            .lock()
+            .txn
+            .as_ref()
+            .is_some_and(|t| t.phase == Phase::Voted)
     }
 
     /// At shutdown: lets a voted transaction finish (up to a grace

@@ -17,12 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 use zodb_pickle::Value;
 use zodb_storage::{Oid, Storage, StorageError, Tid, TransactionMeta, TxnHandle, TxnStatus};
 
 use super::buffer::TxnBuffer;
-use super::{Connection, State, Step, close};
+use super::{Connection, State, Step, VotedDeadline, close};
 use crate::limits;
 use crate::server::budget::Permit;
 use crate::server::entry::{CommitInfo, StorageEntry};
@@ -191,7 +190,7 @@ impl Connection {
             state: Arc::clone(&self.state),
             outbox: Arc::clone(&self.outbox),
             closed: Arc::clone(&self.closed),
-            kick: Arc::clone(&self.kick),
+            deadline: Arc::clone(&self.voted_deadline),
             timeout: self.shared.config.transaction_timeout,
             txnid,
             msgid,
@@ -252,7 +251,10 @@ impl Connection {
         let txn = {
             let mut s = self.state.lock();
             match &s.txn {
-                Some(t) if t.txnid == txnid && t.phase == Phase::Voted => s.txn.take(),
+                Some(t) if t.txnid == txnid && t.phase == Phase::Voted => {
+                    self.voted_deadline.clear();
+                    s.txn.take()
+                }
                 _ => None,
             }
         };
@@ -305,6 +307,7 @@ impl Connection {
         match &s.txn {
             Some(t) if txnid.is_none() || Some(&t.txnid) == txnid => {
                 let entry = self.entry.get().cloned()?;
+                self.voted_deadline.clear();
                 s.txn.take().map(|t| (t, entry))
             }
             _ => None,
@@ -328,7 +331,7 @@ struct VoteEnd {
     state: Arc<Mutex<State>>,
     outbox: Arc<Outbox>,
     closed: Arc<AtomicBool>,
-    kick: Arc<Notify>,
+    deadline: Arc<VotedDeadline>,
     timeout: Option<Duration>,
     txnid: Value,
     msgid: Value,
@@ -369,14 +372,10 @@ impl VoteEnd {
                         return;
                     }
                 }
+                // The connection's task closes the connection if the transaction is
+                // still voted then (it wakes for the vote's reply and sees this).
                 if let Some(limit) = self.timeout {
-                    spawn_transaction_timeout(
-                        Arc::clone(&self.state),
-                        Arc::clone(&self.kick),
-                        self.txnid.clone(),
-                        limit,
-                        self.outbox.peer.clone(),
-                    );
+                    self.deadline.set(limit);
                 }
                 let reply = VoteReply {
                     changed: undone,
@@ -614,33 +613,4 @@ fn store_blob(
         let _ = std::fs::remove_file(&link);
     }
     r
-}
-
-/// Closes the connection, which aborts its transaction and so releases its
-/// object locks (the commit locks), if transaction `txnid` is still voted
-/// and unfinished after `limit` (the server's `transaction-timeout`).
-fn spawn_transaction_timeout(
-    state: Arc<Mutex<State>>,
-    kick: Arc<Notify>,
-    txnid: Value,
-    limit: Duration,
-    peer: String,
-) {
-    tokio::spawn(async move {
-        tokio::time::sleep(limit).await;
-        let still_voted = state
-            .lock()
-            .txn
-            .as_ref()
-            .is_some_and(|t| t.txnid == txnid && t.phase == Phase::Voted);
-        if still_voted {
-            tracing::warn!(
-                peer = %peer,
-                "transaction timeout: voted {:.1} s ago and not finished; aborting it \
-                 (its object locks are released) and closing the connection",
-                limit.as_secs_f64()
-            );
-            kick.notify_one();
-        }
-    });
 }
