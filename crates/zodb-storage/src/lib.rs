@@ -34,8 +34,8 @@ pub use ids::{Oid, Tid, TidClock};
 pub use listeners::{InvalidationListener, Listeners};
 pub use memory::MemoryStorage;
 pub use storage::{
-    DataRecord, HistoryEntry, RecordIterItem, Revision, Storage, StorageLocation, SyncDone,
-    TransactionIter, TransactionMeta, TransactionRecord, TxnHandle, TxnStatus, UndoLogEntry,
-    parse_undo_id, undo_id,
+    DataRecord, HistoryEntry, RecordIterItem, Revision, RevisionRef, Storage, StorageLocation,
+    SyncDone, TransactionIter, TransactionMeta, TransactionRecord, TxnHandle, TxnStatus,
+    UndoLogEntry, parse_undo_id, undo_id,
 };
 pub use txn_op::TxnOp;

@@ -93,6 +93,25 @@ pub struct Revision {
     pub end: Option<Tid>,
 }
 
+impl Revision {
+    /// The revision with its data borrowed.
+    pub fn as_ref(&self) -> RevisionRef<'_> {
+        RevisionRef {
+            data: &self.data,
+            start: self.start,
+            end: self.end,
+        }
+    }
+}
+
+/// A revision whose data the storage lends (see [`Storage::load_before_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevisionRef<'a> {
+    pub data: &'a [u8],
+    pub start: Tid,
+    pub end: Option<Tid>,
+}
+
 /// One entry of `history`, newest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryEntry {
@@ -245,6 +264,21 @@ pub trait Storage: Send + Sync {
     /// had no revision that early, `PosKey` when the object never existed or
     /// the revision found is a deletion.
     fn load_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>>;
+
+    /// `load_before`, with the revision lent to `f` (called once, on `Ok`) instead of
+    /// given: a storage that holds the record in memory hands it over without a copy
+    /// (a server writes its reply from it). The default copies nothing more than
+    /// `load_before` does.
+    fn load_before_with(
+        &self,
+        oid: Oid,
+        before: Tid,
+        f: &mut dyn FnMut(Option<RevisionRef<'_>>),
+    ) -> Result<()> {
+        let rev = self.load_before(oid, before)?;
+        f(rev.as_ref().map(Revision::as_ref));
+        Ok(())
+    }
 
     /// The revision written by transaction `serial`.
     fn load_serial(&self, oid: Oid, serial: Tid) -> Result<Vec<u8>>;

@@ -69,8 +69,8 @@ use crate::limits;
 use crate::listeners::{InvalidationListener, Listeners};
 use crate::object_locks::ObjectLocks;
 use crate::storage::{
-    DataRecord, HistoryEntry, RecordIterItem, Revision, Storage, TransactionIter, TransactionMeta,
-    TransactionRecord, TxnHandle, TxnStatus, UndoLogEntry,
+    DataRecord, HistoryEntry, RecordIterItem, Revision, RevisionRef, Storage, TransactionIter,
+    TransactionMeta, TransactionRecord, TxnHandle, TxnStatus, UndoLogEntry,
 };
 use commit::{CommitQueue, PackGate, Prepared};
 use iter::FileIterator;
@@ -337,6 +337,15 @@ impl Storage for FileStorage {
 
     fn load_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>> {
         self.read_before(oid, before)
+    }
+
+    fn load_before_with(
+        &self,
+        oid: Oid,
+        before: Tid,
+        f: &mut dyn FnMut(Option<RevisionRef<'_>>),
+    ) -> Result<()> {
+        self.read_before_with(oid, before, f)
     }
 
     fn load_serial(&self, oid: Oid, serial: Tid) -> Result<Vec<u8>> {

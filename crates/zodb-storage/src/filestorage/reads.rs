@@ -91,6 +91,43 @@ impl FileStorage {
         }
     }
 
+    /// `read_before`, with the revision lent to `f`: the current record, when read
+    /// lately, straight from the record cache (no copy, no allocation).
+    pub(super) fn read_before_with(
+        &self,
+        oid: Oid,
+        before: Tid,
+        f: &mut dyn FnMut(Option<RevisionRef<'_>>),
+    ) -> Result<()> {
+        self.check_open()?;
+        let (pos, records) = {
+            let snap = self.snap.read();
+            let pos = snap
+                .index
+                .get(oid.0)
+                .ok_or_else(|| StorageError::pos_key(oid))?;
+            (pos, Arc::clone(&snap.records))
+        };
+        let lent = records.get_with(oid, pos, |serial, data| {
+            let current = serial < before;
+            if current {
+                f(Some(RevisionRef {
+                    data,
+                    start: serial,
+                    end: None,
+                }));
+            }
+            current
+        });
+        if lent != Some(true) {
+            // Not cached, or an older revision is asked for: read as `read_before` does
+            // (it looks the object up again, in a snapshot as new or newer).
+            let rev = self.read_before(oid, before)?;
+            f(rev.as_ref().map(Revision::as_ref));
+        }
+        Ok(())
+    }
+
     pub(super) fn read_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>> {
         self.check_open()?;
         let (file, mut pos, end, records) = {

@@ -122,10 +122,21 @@ impl RecordCache {
 
     /// The serial and data of `oid`'s record at `pos`, if cached.
     pub(super) fn get(&self, oid: Oid, pos: u64) -> Option<(Tid, Vec<u8>)> {
+        self.get_with(oid, pos, |serial, data| (serial, data.to_vec()))
+    }
+
+    /// `f` of the serial and data of `oid`'s record at `pos`, if cached: the data is
+    /// lent, under the shard's lock (so `f` should be short).
+    pub(super) fn get_with<R>(
+        &self,
+        oid: Oid,
+        pos: u64,
+        f: impl FnOnce(Tid, &[u8]) -> R,
+    ) -> Option<R> {
         let (shard, slot) = place(oid.0);
         let s = self.shards.get(shard)?.lock();
         match s.slots.get(slot) {
-            Some(Some(e)) if e.oid == oid.0 && e.pos == pos => Some((e.serial, e.data.to_vec())),
+            Some(Some(e)) if e.oid == oid.0 && e.pos == pos => Some(f(e.serial, &e.data)),
             _ => None,
         }
     }

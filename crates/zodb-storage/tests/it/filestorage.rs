@@ -410,6 +410,50 @@ fn a_vote_without_waiting_votes_only_when_nothing_holds_its_objects() {
     check_file(&dir.path().join("Data.fs")).unwrap();
 }
 
+/// `load_before_with` lends what `load_before` gives, whether the record comes from the
+/// record cache or the file, current or older, and fails as it does.
+#[test]
+fn load_before_with_lends_what_load_before_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FileStorage::open(dir.path().join("Data.fs")).unwrap();
+    let oid = Oid(1);
+    let mut tids = Vec::new();
+    let mut serial = Tid::ZERO;
+    for v in 0..3 {
+        let t = fs.tpc_begin(TransactionMeta::new("u", "v")).unwrap();
+        fs.store(&t, oid, serial, record(v, &[])).unwrap();
+        serial = fs.finish(&t).unwrap();
+        tids.push(serial);
+    }
+    let lent = |before: Tid| {
+        let mut got = None;
+        let r = fs.load_before_with(oid, before, &mut |rev| {
+            got = Some(rev.map(|r| (r.data.to_vec(), r.start, r.end)));
+        });
+        r.map(|()| got.expect("called once on Ok"))
+    };
+    let given = |before: Tid| {
+        fs.load_before(oid, before)
+            .map(|rev| rev.map(|r| (r.data, r.start, r.end)))
+    };
+    // Twice each: the second current load comes from the record cache.
+    for _ in 0..2 {
+        for before in [Tid::MAX, tids[2], tids[1], tids[0]] {
+            assert_eq!(
+                lent(before).unwrap(),
+                given(before).unwrap(),
+                "before {before:?}"
+            );
+        }
+    }
+    assert_eq!(lent(Tid::MAX).unwrap().unwrap().0, record(2, &[]));
+    assert_eq!(lent(tids[0]).unwrap(), None);
+    assert!(matches!(
+        fs.load_before_with(Oid(9), Tid::MAX, &mut |_| panic!("nothing to lend")),
+        Err(zodb_storage::StorageError::PosKey { .. })
+    ));
+}
+
 #[test]
 fn concurrent_committers_share_fsyncs_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
