@@ -19,7 +19,7 @@
 //! dozen for a `loadBefore` and its reply), this takes the record's bytes and nothing
 //! else.  Tested against the general path below.
 
-use zodb_storage::{Oid, Revision, Tid};
+use zodb_storage::{Oid, RevisionRef, Tid};
 
 use super::frame::{self, LENGTH_PREFIX_SIZE};
 use super::{TxnOp, Value};
@@ -95,7 +95,7 @@ pub fn decode(payload: &[u8]) -> Option<HotCall> {
 
 /// The framed reply to `loadBefore(oid, tid)` (message id `(oid, tid)`) that found `rev`:
 /// the bytes `encode_framed` writes for it, in one allocation.
-pub fn load_reply_frame(oid: Oid, tid: Tid, rev: Option<&Revision>) -> Vec<u8> {
+pub fn load_reply_frame(oid: Oid, tid: Tid, rev: Option<RevisionRef<'_>>) -> Vec<u8> {
     let data_len = rev.map_or(0, |r| r.data.len());
     let mut out = Vec::with_capacity(LENGTH_PREFIX_SIZE + 64 + data_len);
     out.extend_from_slice(&[0; LENGTH_PREFIX_SIZE]);
@@ -115,7 +115,7 @@ pub fn load_reply_frame(oid: Oid, tid: Tid, rev: Option<&Revision>) -> Vec<u8> {
                     out.extend_from_slice(&(rev.data.len() as u32).to_le_bytes());
                 }
             }
-            out.extend_from_slice(&rev.data);
+            out.extend_from_slice(rev.data);
             bytes8(&mut out, rev.start.to_bytes());
             match rev.end {
                 Some(end) => bytes8(&mut out, end.to_bytes()),
@@ -202,6 +202,7 @@ mod tests {
         Call, Encoding, IntoCall, Message, decode_from_client, encode_framed, load_reply,
     };
     use proptest::prelude::*;
+    use zodb_storage::Revision;
 
     /// What the general path makes of a message: its id and its call.
     fn general(payload: &[u8]) -> (Value, Call) {
@@ -250,7 +251,7 @@ mod tests {
             let rev = found.then(|| Revision { data, start: Tid(start), end: end.map(Tid) });
             let reply = Message::reply(msgid, load_reply(rev.clone()));
             prop_assert_eq!(
-                load_reply_frame(Oid(oid), Tid(tid), rev.as_ref()),
+                load_reply_frame(Oid(oid), Tid(tid), rev.as_ref().map(Revision::as_ref)),
                 encode_framed(Encoding::Pickle, &reply).unwrap()
             );
         }

@@ -48,12 +48,17 @@ impl Connection {
         loop {
             // As in `answer_load`.
             let capped = before.min(Tid(seen.0.saturating_add(1)));
-            let rev = match e.storage.load_before(oid, capped) {
-                Ok(rev) => rev,
+            // The reply is written from the record the storage lends (from its record
+            // cache, no copy): the reply's buffer is the load's one allocation then.
+            let mut frame = None;
+            let lent = e.storage.load_before_with(oid, capped, &mut |rev| {
+                frame = Some(hot::load_reply_frame(oid, before, rev));
+            });
+            let frame = match (lent, frame) {
+                (Ok(()), Some(frame)) => frame,
                 // Errors (a missing object) are answered the general way.
-                Err(_) => return self.answer_load(Call::load_msgid(oid, before), oid, before),
+                _ => return self.answer_load(Call::load_msgid(oid, before), oid, before),
             };
-            let frame = hot::load_reply_frame(oid, before, rev.as_ref());
             match self.outbox.send_frame_as_of(frame, seen) {
                 Ok(()) => return Ok(()),
                 Err(newer) => seen = newer,
