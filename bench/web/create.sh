@@ -20,6 +20,9 @@
 #                    without read leases (env CREATE_BENCH_ZEO_ARGS)
 #   --write          rewrite the creations section of <repo>/BENCHMARKS.md
 #
+# env CREATE_BENCH_ZEO=PATH runs that bbru-zeo binary instead of the one built
+# here (to compare two builds of the server in one sitting).
+#
 # The load generator is bench/src/bin/web_create.rs (`web-create`): one
 # thread per client, one request in flight each (closed loop), a page of a
 # name of its own per request, a fresh folder per level. The instances run
@@ -59,7 +62,7 @@ log "building (cargo build --release -p bbru -p zeo -p bbru-bench)"
     -p bbru-bench --bin web-create >&2)
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 bbru=$target_dir/release/bbru
-zeo=$target_dir/release/bbru-zeo
+zeo=${CREATE_BENCH_ZEO:-$target_dir/release/bbru-zeo}
 load=$target_dir/release/web-create
 [[ -x $bbru && -x $zeo && -x $load ]] || die "missing $bbru, $zeo or $load after the build"
 
