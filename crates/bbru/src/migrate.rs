@@ -148,6 +148,12 @@ impl zodb::Retryable for MigrateError {
             _ => false,
         }
     }
+    fn conflict_tid(&self) -> Option<zodb_storage::Tid> {
+        match self {
+            MigrateError::Db(e) | MigrateError::Edit(EditError::Db(e)) => e.conflict_tid(),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

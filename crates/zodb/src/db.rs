@@ -648,6 +648,17 @@ impl TransactionManager {
             }
             drop(turn);
             tracing::debug!(attempt, "conflict; retrying the transaction");
+            // A snapshot without the transaction this one conflicted with would conflict
+            // again: wait (briefly, bounded) until the database has heard of it.
+            if let Some(tid) = error.conflict_tid() {
+                let deadline = std::time::Instant::now() + limits::CONFLICT_SNAPSHOT_WAIT_MAX;
+                if !conn.db().inner.mvcc.wait_for(tid, deadline) {
+                    tracing::warn!(
+                        ?tid,
+                        "a conflicting commit was not heard of in time; retrying"
+                    );
+                }
+            }
             if !self.backoff_max.is_zero() {
                 std::thread::sleep(backoff(attempt, self.backoff_max));
             }

@@ -2,7 +2,7 @@
 //! codec's errors kept whole inside it so callers can tell a conflict from a broken record.
 
 use zodb_pickle::PickleError;
-use zodb_storage::{Oid, StorageError};
+use zodb_storage::{Oid, StorageError, Tid};
 
 /// Any failure of the persistence layer.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,14 @@ impl Error {
         }
     }
 
+    /// The newest transaction a conflict was with (see [`Retryable::conflict_tid`]).
+    pub fn conflict_tid(&self) -> Option<Tid> {
+        match self {
+            Error::Storage(e) => e.conflicts().iter().map(|c| c.committed).max(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn state(oid: Option<Oid>, message: impl Into<String>) -> Error {
         Error::State {
             oid,
@@ -78,11 +86,22 @@ impl Error {
 pub trait Retryable {
     /// True when the failure is a conflict worth retrying on a fresh snapshot.
     fn is_conflict(&self) -> bool;
+
+    /// The newest transaction the conflict was with, when known: the retry waits until
+    /// the database's snapshot includes it, since a snapshot before it would meet the
+    /// same conflict again.
+    fn conflict_tid(&self) -> Option<Tid> {
+        None
+    }
 }
 
 impl Retryable for Error {
     fn is_conflict(&self) -> bool {
         Error::is_conflict(self)
+    }
+
+    fn conflict_tid(&self) -> Option<Tid> {
+        Error::conflict_tid(self)
     }
 }
 

@@ -21,6 +21,12 @@ pub const ATTEMPTS_DEFAULT: u32 = 3;
 /// it (a commit waiting on a storage lock) must not stop the others for longer.
 pub const TURN_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long a retry after a conflict waits for the database to hear of the transaction
+/// it conflicted with (a storage reports a commit just after it becomes visible, and a
+/// committer descheduled in between would otherwise see every retry meet the same
+/// conflict): it is usually there at once; past this the retry goes ahead anyway.
+pub const CONFLICT_SNAPSHOT_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Oids changed by recent transactions that a database remembers for connections that have
 /// not started a transaction since; a connection further behind drops its whole cache.
 pub const INVALIDATION_LOG_OIDS_MAX: usize = 200_000;

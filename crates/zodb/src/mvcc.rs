@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use zodb_storage::{InvalidationListener, Oid, Tid};
 
 use crate::limits;
@@ -17,6 +17,8 @@ use crate::limits;
 #[derive(Debug, Default)]
 pub(crate) struct Mvcc {
     inner: Mutex<Log>,
+    /// Told of every commit and reset, for [`Mvcc::wait_for`].
+    heard: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +71,19 @@ impl Mvcc {
         }
     }
 
+    /// Waits until the newest snapshot includes `tid` (or a reset came), at most until
+    /// `deadline`; true if it does.
+    pub(crate) fn wait_for(&self, tid: Tid, deadline: std::time::Instant) -> bool {
+        let mut log = self.inner.lock();
+        let generation = log.generation;
+        while log.last < tid && log.generation == generation {
+            if self.heard.wait_until(&mut log, deadline).timed_out() {
+                return log.last >= tid;
+            }
+        }
+        true
+    }
+
     /// The changes between `from` and the newest snapshot.
     pub(crate) fn poll(&self, from: SyncPoint) -> Poll {
         let log = self.inner.lock();
@@ -116,6 +131,8 @@ impl InvalidationListener for Mvcc {
                 log.horizon = old;
             }
         }
+        drop(log);
+        self.heard.notify_all();
     }
 
     fn reset(&self, last: Tid) {
@@ -127,5 +144,7 @@ impl InvalidationListener for Mvcc {
             log.last = last;
         }
         log.horizon = log.last;
+        drop(log);
+        self.heard.notify_all();
     }
 }

@@ -41,6 +41,12 @@ impl zodb::Retryable for ReindexError {
     fn is_conflict(&self) -> bool {
         matches!(self, ReindexError::Db(e) if e.is_conflict())
     }
+    fn conflict_tid(&self) -> Option<zodb_storage::Tid> {
+        match self {
+            ReindexError::Db(e) => e.conflict_tid(),
+            _ => None,
+        }
+    }
 }
 
 /// What a reindex did.

@@ -50,6 +50,12 @@ impl zodb::Retryable for AppError {
     fn is_conflict(&self) -> bool {
         matches!(self, AppError::Db(e) if e.is_conflict())
     }
+    fn conflict_tid(&self) -> Option<zodb_storage::Tid> {
+        match self {
+            AppError::Db(e) => e.conflict_tid(),
+            _ => None,
+        }
+    }
 }
 
 impl AppError {

@@ -693,6 +693,69 @@ fn undo_reverts_transactions_all_or_nothing(b: Backend) {
     );
 }
 
+/// Told of commits before the database is, and slow about it while `delay` is set: a
+/// committer descheduled between making its commit visible and reporting it.
+#[derive(Default)]
+struct SlowListener {
+    delay: std::sync::atomic::AtomicBool,
+}
+
+impl zodb_storage::InvalidationListener for SlowListener {
+    fn committed(&self, _: Tid, _: &[Oid]) {
+        if self.delay.load(std::sync::atomic::Ordering::Acquire) {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    }
+
+    fn reset(&self, _: Tid) {}
+}
+
+/// A retry after a conflict starts on a snapshot that includes the commit it conflicted
+/// with, even when the database hears of that commit late: retried at once on the old
+/// snapshot, every attempt would meet the same conflict (four threads without a wait
+/// between retries once used up a hundred attempts each that way).
+#[test]
+fn a_retry_waits_until_the_database_has_heard_of_the_conflicting_commit() {
+    let storage = Arc::new(zodb_storage::MemoryStorage::new("test"));
+    let slow = Arc::new(SlowListener::default());
+    let listener: Arc<dyn zodb_storage::InvalidationListener> = slow.clone();
+    storage.add_listener(Arc::downgrade(&listener));
+    let db = DB::open(Arc::clone(&storage) as Arc<dyn Storage>).unwrap();
+    let counter = add_page(&db, "counter", "0");
+    slow.delay.store(true, std::sync::atomic::Ordering::Release);
+    let before = storage.last_transaction();
+    let rival = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let mut conn = db.connection();
+            let tx = conn.begin();
+            tx.update(counter, |p| p.title = "1".into()).unwrap();
+            tx.commit().unwrap();
+        })
+    };
+    // The rival's commit is in the storage; the database has not heard of it yet.
+    while storage.last_transaction() == before {
+        std::thread::yield_now();
+    }
+    let mut conn = db.connection();
+    let mut attempts = 0;
+    TransactionManager::new(3)
+        .run(&mut conn, |tx| {
+            attempts += 1;
+            tx.update(counter, |p| {
+                let n: u32 = p.title.parse().unwrap();
+                p.title = (n + 1).to_string();
+            })
+        })
+        .unwrap();
+    rival.join().unwrap();
+    assert_eq!(
+        attempts, 2,
+        "one conflict, then a snapshot with the rival's commit"
+    );
+    assert_eq!(conn.begin().get(counter).unwrap().title, "2");
+}
+
 on_every_storage!(
     any_refs_keep_the_class_of_mixed_items,
     dropping_the_db_releases_the_storage,
