@@ -11,6 +11,15 @@ use record_cache::WindowLookup;
 /// `record_cache::Window`): some hundred small records.
 const SEQUENTIAL_READ_AHEAD: usize = 16 << 10;
 
+/// Where a load starts: the snapshot's file and its end, the object's current record's
+/// position, and the snapshot's record cache.
+struct LoadStart {
+    file: Arc<File>,
+    pos: u64,
+    end: u64,
+    records: Arc<RecordCache>,
+}
+
 impl FileStorage {
     /// Finds the transaction `tid` by walking back from the end.
     pub(super) fn find_transaction(
@@ -91,6 +100,22 @@ impl FileStorage {
         }
     }
 
+    /// Where a load of `oid` starts, in the current snapshot.
+    fn locate_for_load(&self, oid: Oid) -> Result<LoadStart> {
+        self.check_open()?;
+        let snap = self.snap.read();
+        let pos = snap
+            .index
+            .get(oid.0)
+            .ok_or_else(|| StorageError::pos_key(oid))?;
+        Ok(LoadStart {
+            file: Arc::clone(&snap.file),
+            pos,
+            end: snap.end,
+            records: Arc::clone(&snap.records),
+        })
+    }
+
     /// `read_before`, with the revision lent to `f`: the current record, when read
     /// lately, straight from the record cache (no copy, no allocation).
     pub(super) fn read_before_with(
@@ -99,16 +124,8 @@ impl FileStorage {
         before: Tid,
         f: &mut dyn FnMut(Option<RevisionRef<'_>>),
     ) -> Result<()> {
-        self.check_open()?;
-        let (pos, records) = {
-            let snap = self.snap.read();
-            let pos = snap
-                .index
-                .get(oid.0)
-                .ok_or_else(|| StorageError::pos_key(oid))?;
-            (pos, Arc::clone(&snap.records))
-        };
-        let lent = records.get_with(oid, pos, |serial, data| {
+        let at = self.locate_for_load(oid)?;
+        let lent = at.records.get_with(oid, at.pos, |serial, data| {
             let current = serial < before;
             if current {
                 f(Some(RevisionRef {
@@ -120,32 +137,16 @@ impl FileStorage {
             current
         });
         if lent != Some(true) {
-            // Not cached, or an older revision is asked for: read as `read_before` does
-            // (it looks the object up again, in a snapshot as new or newer).
-            let rev = self.read_before(oid, before)?;
+            let rev = self.read_before_in_file(oid, before, at)?;
             f(rev.as_ref().map(Revision::as_ref));
         }
         Ok(())
     }
 
     pub(super) fn read_before(&self, oid: Oid, before: Tid) -> Result<Option<Revision>> {
-        self.check_open()?;
-        let (file, mut pos, end, records) = {
-            let snap = self.snap.read();
-            let pos = snap
-                .index
-                .get(oid.0)
-                .ok_or_else(|| StorageError::pos_key(oid))?;
-            (
-                Arc::clone(&snap.file),
-                pos,
-                snap.end,
-                Arc::clone(&snap.records),
-            )
-        };
+        let at = self.locate_for_load(oid)?;
         // The current revision is usually the answer, and may have been read lately.
-        let current_pos = pos;
-        if let Some((serial, data)) = records.get(oid, pos)
+        if let Some((serial, data)) = at.records.get(oid, at.pos)
             && serial < before
         {
             return Ok(Some(Revision {
@@ -154,6 +155,24 @@ impl FileStorage {
                 end: None,
             }));
         }
+        self.read_before_in_file(oid, before, at)
+    }
+
+    /// `read_before` from the file, from the current record (at `locate_for_load`'s
+    /// position) back.
+    fn read_before_in_file(
+        &self,
+        oid: Oid,
+        before: Tid,
+        at: LoadStart,
+    ) -> Result<Option<Revision>> {
+        let LoadStart {
+            file,
+            mut pos,
+            end,
+            records,
+        } = at;
+        let current_pos = pos;
         let reader = self.reader(&file, end);
         let mut next_serial = None;
         // The current record is read whole at once, since it is usually

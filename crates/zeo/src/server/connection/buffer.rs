@@ -137,18 +137,21 @@ impl TxnBuffer {
             .sum()
     }
 
-    /// Whether a vote may replay this transaction on the I/O thread: few operations, all
-    /// in memory, no blob (a hard link each) and no undo (which reads history); see
-    /// `limits::VOTE_IN_LINE_OPS_MAX`.
-    pub(super) fn quick_to_replay(&self) -> bool {
-        self.file.is_none()
+    /// The bytes replaying this transaction takes, if a vote may replay it on the I/O
+    /// thread: few operations, all in memory, no blob (a hard link each) and no undo
+    /// (which reads history); see `limits::VOTE_IN_LINE_OPS_MAX`.
+    pub(super) fn quick_to_replay(&self) -> Option<u64> {
+        let quick = self.file.is_none()
             && self.blobs.is_empty()
             && self.entries.len() <= limits::VOTE_IN_LINE_OPS_MAX
             && self
                 .entries
                 .iter()
-                .all(|(op, _)| !matches!(op, TxnOp::Undo(_)))
-            && self.live_bytes() <= limits::VOTE_IN_LINE_BYTES_MAX
+                .all(|(op, _)| !matches!(op, TxnOp::Undo(_)));
+        if !quick {
+            return None;
+        }
+        Some(self.live_bytes()).filter(|&bytes| bytes <= limits::VOTE_IN_LINE_BYTES_MAX)
     }
 
     /// Bytes held in memory now.

@@ -199,8 +199,8 @@ impl Connection {
         // thread (`limits::VOTE_IN_LINE_OPS_MAX`): two thread hand-offs fewer per commit.
         if !end.entry.storage.waits_on_network()
             && ops.failed().is_none()
-            && ops.quick_to_replay()
-            && let Some(permit) = self.shared.voting.try_take(ops.live_bytes())
+            && let Some(bytes) = ops.quick_to_replay()
+            && let Some(permit) = self.shared.voting.try_take(bytes)
         {
             let storage = &end.entry.storage;
             match apply(&end.entry, meta, &ops).and_then(|a| vote_applied(storage, a, &ops, false))
